@@ -1,0 +1,54 @@
+import type { FastifyPluginAsync } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { HeartbeatRequest, HeartbeatResponse, RegisterRequest, RegisterResponse } from '../../protocol/schemas.js';
+import { isReplicating } from '../../vault/replication-state.js';
+import type { AppDeps } from '../deps.js';
+import { VaultParams, named } from './params.js';
+
+/**
+ * The agent's side of the vault API (docs/protocol.md): registration and heartbeats. The heartbeat answer tells the
+ * agent whether to replicate, with the policy's interval and where the replicator is.
+ */
+export function agentRoutes(deps: AppDeps): FastifyPluginAsync {
+  const { repos } = deps;
+  return async (fastify) => {
+    const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
+
+    app.post('/vaults/:vault/agents/register', {
+      schema: { params: VaultParams, body: RegisterRequest, response: { 200: RegisterResponse } },
+    }, async (req) => {
+      const v = await repos.vaults.get(req.params.vault);
+      const site = await repos.sites.get(v.id, req.body.site);
+      const m = await repos.machines.register(v.id, site.id, req.body.agentVersion, req.body.machine);
+      return { machineId: m.id, machine: m.name, vault: v.name };
+    });
+
+    app.post('/vaults/:vault/agents/:machine/heartbeat', {
+      schema: { params: named('machine'), body: HeartbeatRequest, response: { 200: HeartbeatResponse } },
+    }, async (req) => {
+      const v = await repos.vaults.get(req.params.vault);
+      const m = await repos.machines.get(v.id, req.params.machine);
+      await repos.machines.heartbeat(m.id, req.body.agentVersion, req.body.lastError ?? null);
+      const rep = await repos.replications.findByMachine(m.id);
+      if (!rep) return { serverTime: new Date().toISOString(), replication: null };
+      if (req.body.progress) await repos.replications.setProgress(rep.id, req.body.progress);
+      const [policy, latest, target] = await Promise.all([
+        repos.policies.byId(rep.policyId),
+        repos.replications.latestPoint(rep.id),
+        repos.sites.byId(rep.targetSiteId),
+      ]);
+      const store = await deps.sites.store(target);
+      return {
+        serverTime: new Date().toISOString(),
+        replication: {
+          replicationId: rep.id,
+          mode: isReplicating(rep.state) ? ('replicate' as const) : ('stop' as const),
+          crashIntervalSeconds: policy.crashIntervalSeconds,
+          chunkSize: store.chunkSize,
+          replicatorUrl: deps.replicatorUrl(),
+          latestPointId: latest?.id ?? null,
+        },
+      };
+    });
+  };
+}

@@ -1,0 +1,237 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, rm, truncate, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type { ChildProcess } from 'node:child_process';
+import { RefugeError } from '../../core/errors.js';
+import { formatSeconds, sleep } from '../../core/durations.js';
+import { QemuProvider } from '../../fabric/qemu/qemu-provider.js';
+import { GUEST_CMDLINE, GUEST_LINES, ensureDemoGuest, waitForConsole } from '../../fabric/demo-guest.js';
+import type { JobView } from '../../vault/jobs/definitions.js';
+import { ApiClient } from '../client.js';
+import { followJob } from '../progress.js';
+import { getReplication, watchReplication } from '../commands/replication.js';
+import { spawnRefuge, stopChild, waitForOutput } from './children.js';
+
+export interface QuickstartOptions {
+  dir: string;
+  keep: boolean;
+  /** Print only the final JSON summary on stdout. */
+  quiet: boolean;
+  diskMiB: number;
+  dataMiB: number;
+  crashIntervalSeconds: number;
+}
+
+export interface QuickstartSummary {
+  vaultUrl: string;
+  vaultDataDir: string;
+  replicationId: string;
+  marker: string;
+  sourceDisk: string;
+  guestReadyAt: string;
+  testFailover: { pointId: string; markerRead: string; dataVerified: boolean };
+  failover: {
+    pointId: string;
+    pointCapturedAt: string;
+    requestedAt: string;
+    machineRunningAt: string;
+    guestReadyAt: string;
+    markerRead: string;
+    dataVerified: boolean;
+    recoveredDisk: string;
+  };
+  /** Age of the recovery point used, at the moment failover was requested. */
+  rpoSeconds: number;
+  /** From the failover request to the recovered guest reporting ready. */
+  rtoSeconds: number;
+  /** From the failover request to the recovered machine's process running (orchestration overhead + restore). */
+  machineStartSeconds: number;
+}
+
+const VAULT = 'demo';
+const MACHINE = 'demo-vm';
+
+/**
+ * `refuge quickstart`: the whole product on one machine. A vault with sites `primary` and `recovery`, a tiny VM at
+ * `primary` writing a marker and data, an agent replicating it, a test failover that boots the copy at `recovery`
+ * where the guest reads the marker back, cleanup, then a failover and commit, with the measured RPO and RTO.
+ */
+export async function runQuickstart(o: QuickstartOptions): Promise<QuickstartSummary> {
+  const dir = resolve(o.dir);
+  const step = (() => {
+    let n = 0;
+    return (text: string) => {
+      if (!o.quiet) process.stdout.write(`\n[${++n}/12] ${text}\n`);
+    };
+  })();
+  const info = (text: string) => {
+    if (!o.quiet) process.stdout.write(`  ${text}\n`);
+  };
+  const logs = join(dir, 'logs');
+  const primaryHost = new QemuProvider({ workDir: join(dir, 'primary-host') });
+  const children: ChildProcess[] = [];
+  let recoverySite: QemuProvider | undefined;
+
+  // A previous run may have left machines running in this folder; stop them before wiping it.
+  await primaryHost.delete(MACHINE).catch(() => undefined);
+  for (const name of [MACHINE, `${MACHINE}-test`]) {
+    await new QemuProvider({ workDir: join(dir, 'vault', 'sites', 'recovery', 'machines') }).delete(name).catch(() => undefined);
+  }
+  await rm(dir, { recursive: true, force: true });
+  await mkdir(logs, { recursive: true });
+
+  try {
+    step('Preparing the demo guest (Debian kernel + busybox)');
+    const guest = await ensureDemoGuest();
+    info(`kernel ${guest.kernel}`);
+
+    step('Starting the vault (SQLite, filesystem replica store, built-in qemu fabric)');
+    const vaultLog = join(logs, 'vault.log');
+    const vaultProc = spawnRefuge(['vault', '--data', join(dir, 'vault'), '--listen', '127.0.0.1:0'], vaultLog);
+    children.push(vaultProc);
+    const url = (await waitForOutput(vaultProc, /vault listening on (\S+)/, 30_000, vaultLog))[1] as string;
+    const api = new ApiClient(url, VAULT);
+    info(`vault API at ${url}/api/v1 (log: ${vaultLog})`);
+
+    step('Creating vault "demo", sites "primary" and "recovery", policy "quickstart"');
+    await api.request('POST', '/vaults', { name: VAULT });
+    await api.request('POST', `/vaults/${VAULT}/sites`, { name: 'primary', capacity: { vcpus: 4, memoryMiB: 4096, diskGiB: 20 } });
+    await api.request('POST', `/vaults/${VAULT}/sites`, { name: 'recovery', capacity: { vcpus: 4, memoryMiB: 4096, diskGiB: 20 } });
+    await api.request('PATCH', `/vaults/${VAULT}`, { location: 'recovery' });
+    await api.request('POST', `/vaults/${VAULT}/policies`, { name: 'quickstart', crashIntervalSeconds: o.crashIntervalSeconds, rpoThresholdSeconds: 60 });
+    info(`vault lives at "recovery" (so a primary outage leaves it able to fail over); points every ${o.crashIntervalSeconds} s`);
+
+    step(`Booting VM "${MACHINE}" at primary; its guest writes a marker and ${o.dataMiB} MiB of data`);
+    const marker = `quickstart-${randomBytes(4).toString('hex')}`;
+    const diskPath = join(dir, 'primary-host', 'disks', `${MACHINE}-disk0.raw`);
+    await mkdir(join(dir, 'primary-host', 'disks'), { recursive: true });
+    await writeFile(diskPath, '');
+    await truncate(diskPath, o.diskMiB * 1024 * 1024);
+    await primaryHost.start({
+      name: MACHINE,
+      cpus: 1,
+      memoryMiB: 256,
+      disks: [{ path: diskPath, format: 'raw' }],
+      boot: { kind: 'kernel', kernel: guest.kernel, initrd: guest.initrd, cmdline: `${GUEST_CMDLINE} refuge.marker=${marker} refuge.data_mib=${o.dataMiB}` },
+    });
+    const primaryConsole = () => primaryHost.console(MACHINE);
+    await waitForConsole(primaryConsole, new RegExp(`${GUEST_LINES.markerWritten}${marker}`), 180_000, 'the primary guest');
+    await waitForConsole(primaryConsole, new RegExp(GUEST_LINES.ready), 60_000, 'the primary guest');
+    const guestReadyAt = new Date();
+    info(`guest wrote marker "${marker}" and its data, synced, and is idle`);
+
+    step('Starting the agent for the VM (scan mode, QMP pause as the freeze hook)');
+    const agentLog = join(logs, 'agent.log');
+    const agent = spawnRefuge([
+      'agent', '--url', url, '--vault', VAULT, '--site', 'primary', '--name', MACHINE,
+      '--disk', `disk0=${diskPath}`, '--cpus', '1', '--memory-mib', '256',
+      '--boot-kernel', guest.kernel, '--boot-initrd', guest.initrd, '--boot-cmdline', GUEST_CMDLINE,
+      '--qmp', join(dir, 'primary-host', MACHINE, 'qmp.sock'),
+      '--state-dir', join(dir, 'agent'), '--heartbeat', '1s',
+    ], agentLog);
+    children.push(agent);
+    await until(async () => (await api.get<{ items: { name: string }[] }>(`/vaults/${VAULT}/machines`)).items.some((m) => m.name === MACHINE), 30_000, 'agent registration');
+    info(`machine "${MACHINE}" registered (log: ${agentLog})`);
+
+    step('Enabling replication primary -> recovery; seeding');
+    const enabled = await api.request<{ id: string }>('POST', `/vaults/${VAULT}/replications`, { machine: MACHINE, policy: 'quickstart', targetSite: 'recovery' });
+    if (o.quiet) await until(async () => (await getReplication(api, MACHINE)).state === 'protected', 300_000, 'seeding');
+    else await watchReplication(api, MACHINE, (r) => r.state === 'protected');
+
+    step('Waiting for a recovery point taken after the guest finished writing');
+    const point = await until(async () => {
+      const r = await getReplication(api, MACHINE);
+      const p = r.rpo?.latestPoint;
+      return p && Date.parse(p.capturedAt) > guestReadyAt.getTime() ? p : undefined;
+    }, 120_000, 'a recovery point');
+    info(`point ${point.id} captured at ${point.capturedAt}`);
+
+    step('Test failover: booting the copy at recovery in isolation (replication continues)');
+    recoverySite = new QemuProvider({ workDir: join(dir, 'vault', 'sites', 'recovery', 'machines') });
+    const tfJob = await operation(api, 'test-failover', point.id, o.quiet);
+    const testConsole = () => api.text(`/vaults/${VAULT}/sites/recovery/machines/${MACHINE}-test/console`);
+    const tfMarker = (await waitForConsole(testConsole, new RegExp(`${GUEST_LINES.markerRead}(\\S+)`), 180_000, 'the test failover guest'))[1] as string;
+    const tfVerified = (await waitForConsole(testConsole, new RegExp(`${GUEST_LINES.dataVerified}|data corrupt`), 60_000, 'the test failover guest'))[0] === GUEST_LINES.dataVerified;
+    info(`test copy booted from point ${String(tfJob.result.pointId)}: guest read marker "${tfMarker}"${tfVerified ? ', data verified' : ', DATA CORRUPT'}`);
+    if (tfMarker !== marker || !tfVerified) throw new RefugeError('integrity', `test failover guest read "${tfMarker}" (verified: ${tfVerified}), expected "${marker}"`);
+
+    step('Cleaning up the test failover');
+    await operation(api, 'test-failover-cleanup', undefined, o.quiet);
+    info('test copy and its disks removed');
+
+    step('Simulating the loss of the primary site: stopping the VM and its agent');
+    await primaryHost.stop(MACHINE);
+    await stopChild(agent);
+    info('primary VM and agent are gone');
+
+    step('Failover to the latest recovery point at recovery');
+    const requestedAt = new Date();
+    const foJob = await operation(api, 'failover', 'latest', o.quiet);
+    const foConsole = () => api.text(`/vaults/${VAULT}/sites/recovery/machines/${MACHINE}/console`);
+    const foMarker = (await waitForConsole(foConsole, new RegExp(`${GUEST_LINES.markerRead}(\\S+)`), 180_000, 'the failed-over guest'))[1] as string;
+    await waitForConsole(foConsole, new RegExp(GUEST_LINES.ready), 60_000, 'the failed-over guest');
+    const foReadyAt = new Date();
+    const foVerified = (await foConsole()).includes(GUEST_LINES.dataVerified);
+    info(`failed-over guest read marker "${foMarker}"${foVerified ? ', data verified' : ', DATA CORRUPT'}`);
+    if (foMarker !== marker || !foVerified) throw new RefugeError('integrity', `failed-over guest read "${foMarker}" (verified: ${foVerified}), expected "${marker}"`);
+
+    step('Committing the failover');
+    await operation(api, 'commit', undefined, o.quiet);
+
+    const pointCapturedAt = String(foJob.result.pointCapturedAt);
+    const summary: QuickstartSummary = {
+      vaultUrl: url,
+      vaultDataDir: join(dir, 'vault'),
+      replicationId: enabled.id,
+      marker,
+      sourceDisk: diskPath,
+      guestReadyAt: guestReadyAt.toISOString(),
+      testFailover: { pointId: String(tfJob.result.pointId), markerRead: tfMarker, dataVerified: tfVerified },
+      failover: {
+        pointId: String(foJob.result.pointId),
+        pointCapturedAt,
+        requestedAt: requestedAt.toISOString(),
+        machineRunningAt: String(foJob.result.runningAt),
+        guestReadyAt: foReadyAt.toISOString(),
+        markerRead: foMarker,
+        dataVerified: foVerified,
+        recoveredDisk: (foJob.result.disks as string[])[0] as string,
+      },
+      rpoSeconds: (requestedAt.getTime() - Date.parse(pointCapturedAt)) / 1000,
+      rtoSeconds: (foReadyAt.getTime() - requestedAt.getTime()) / 1000,
+      machineStartSeconds: (Date.parse(String(foJob.result.runningAt)) - requestedAt.getTime()) / 1000,
+    };
+    if (!o.quiet) {
+      process.stdout.write('\nQuickstart complete: the machine now runs at "recovery".\n');
+      process.stdout.write(`  RPO: ${formatSeconds(summary.rpoSeconds)}  (age of recovery point ${summary.failover.pointId} when failover was requested)\n`);
+      process.stdout.write(`  RTO: ${formatSeconds(summary.rtoSeconds)}  (failover command -> recovered guest ready; machine process running after ${formatSeconds(summary.machineStartSeconds)})\n`);
+      process.stdout.write(o.keep ? `  The vault keeps running at ${url} (REFUGE_URL=${url} refuge replication list); stop it with Ctrl-C.\n` : `  Logs and data: ${dir}\n`);
+    }
+    return summary;
+  } finally {
+    if (!o.keep) {
+      await primaryHost.delete(MACHINE).catch(() => undefined);
+      for (const name of [MACHINE, `${MACHINE}-test`]) await recoverySite?.stop(name).catch(() => undefined);
+      for (const c of children.reverse()) await stopChild(c);
+    } else {
+      await Promise.all(children.map((c) => new Promise((r) => c.once('exit', r))));
+    }
+  }
+}
+
+async function operation(api: ApiClient, name: string, point: string | undefined, quiet: boolean): Promise<JobView> {
+  const job = await api.request<JobView>('POST', `/vaults/${VAULT}/replications/${MACHINE}/${name}`, point ? { point } : undefined);
+  const done = await followJob(api, job.id, { quiet });
+  if (done.state !== 'succeeded') throw new RefugeError('failed_precondition', `${name} failed: ${done.error?.message ?? 'unknown'}`);
+  return done;
+}
+
+async function until<T>(probe: () => Promise<T | undefined | false>, timeoutMs: number, what: string): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v) return v;
+    if (Date.now() > deadline) throw new RefugeError('unavailable', `timed out after ${timeoutMs / 1000} s waiting for ${what}`);
+    await sleep(250);
+  }
+}

@@ -1,0 +1,49 @@
+import { RefugeError, isRefugeError } from '../../core/errors.js';
+import type { JobDefinition, TaskContext, TaskDefinition } from '../../vault/jobs/definitions.js';
+import { TRANSITIONS, type Operation, type ReplicationStatus } from '../../vault/replication-state.js';
+import type { OrchestrationDeps } from '../deps.js';
+
+/** Parameters every operation job carries: the status it began from (to restore on failure) and its own. */
+export interface OperationParams {
+  operation: Operation;
+  previous: ReplicationStatus;
+}
+
+/**
+ * Wraps an operation's tasks into a job that moves the replication through the state machine: on success to
+ * the operation's `succeed` status, on failure to its `fail` status, releasing the replication either way.
+ */
+export function operationJob<P extends OperationParams>(
+  deps: OrchestrationDeps,
+  operation: Operation,
+  tasks: TaskDefinition<P>[],
+  hooks: { afterSuccess?(ctx: TaskContext<P>): Promise<void> } = {},
+): JobDefinition<P> {
+  const settle = async (ctx: TaskContext<P>, outcome: 'succeed' | 'fail'): Promise<void> => {
+    const id = ctx.job.replicationId;
+    if (!id) throw new RefugeError('internal', `job ${ctx.job.id} has no replication`);
+    let rep;
+    try {
+      rep = await deps.repos.replications.byId(id);
+    } catch (err) {
+      if (isRefugeError(err, 'not_found') && outcome === 'succeed') return; // e.g. disable removed it
+      throw err;
+    }
+    if (rep.activeJobId !== ctx.job.id) return; // already settled (a restart re-ran this hook)
+    const t = TRANSITIONS[operation][outcome];
+    const next = t === 'previous' ? { state: ctx.job.params.previous.state, testFailoverState: ctx.job.params.previous.testFailoverState } : t;
+    const ok = await deps.repos.replications.compareAndSetStatus(rep.id, rep, { ...next, activeJobId: null });
+    if (!ok) throw new RefugeError('conflict', `replication '${rep.name}' changed while job ${ctx.job.id} settled`);
+  };
+  return {
+    type: operation,
+    tasks,
+    async onSucceeded(ctx) {
+      await hooks.afterSuccess?.(ctx);
+      await settle(ctx, 'succeed');
+    },
+    async onFailed(ctx) {
+      await settle(ctx, 'fail');
+    },
+  };
+}

@@ -1,0 +1,137 @@
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { RefugeError } from '../../core/errors.js';
+import { sleep } from '../../core/durations.js';
+import type { TaskContext, TaskDefinition } from '../../vault/jobs/definitions.js';
+import type { FailoverRecord } from '../../vault/model.js';
+import type { OrchestrationDeps } from '../deps.js';
+import type { OperationParams } from './operation-job.js';
+
+/** Parameters of a job that brings up a machine at the target site from a recovery point. */
+export interface RecoverParams extends OperationParams {
+  kind: FailoverRecord['kind'];
+  pointId: string;
+  /** The recovered machine's name at the target site (`<name>-test` for a test failover). */
+  targetMachine: string;
+  requestedAt: string;
+}
+
+async function context(deps: OrchestrationDeps, ctx: TaskContext<RecoverParams>) {
+  const rep = await deps.repos.replications.byId(ctx.job.replicationId as string);
+  const site = await deps.repos.sites.byId(rep.targetSiteId);
+  return { rep, site, store: await deps.sites.store(site), disksDir: deps.sites.disksDir(site, ctx.job.params.targetMachine) };
+}
+
+const recordKey = (kind: FailoverRecord['kind']) => (kind === 'test' ? 'test' : 'failover');
+
+/**
+ * The tasks that recover a machine: write its disks from the point (every chunk hash-checked), start it through
+ * the target site's fabric provider, and confirm it runs. Each task is idempotent, so a resumed job redoes only
+ * what did not finish. The failover record is saved before the machine starts, so cleanup can always find it.
+ */
+export function recoverMachineTasks(deps: OrchestrationDeps): TaskDefinition<RecoverParams>[] {
+  return [
+    {
+      name: 'restore-disks',
+      async run(ctx) {
+        const { rep, site, store, disksDir } = await context(deps, ctx);
+        const p = ctx.job.params;
+        const point = await store.getPoint(rep.id, p.pointId);
+        const record: FailoverRecord = {
+          kind: p.kind,
+          pointId: point.id,
+          pointCapturedAt: point.capturedAt,
+          machineName: p.targetMachine,
+          siteId: site.id,
+          disks: point.disks.map((d) => join(disksDir, `${d.name}.raw`)),
+          requestedAt: p.requestedAt,
+        };
+        await deps.repos.replications.setFailover(rep.id, { ...rep.failover, [recordKey(p.kind)]: record });
+        await mkdir(disksDir, { recursive: true });
+        for (const [i, disk] of point.disks.entries()) {
+          await store.materialize(point, disk.name, join(disksDir, `${disk.name}.raw`), {
+            signal: ctx.signal,
+            onProgress: (done, total) => ctx.progress((i + done / Math.max(1, total)) / point.disks.length, `restoring ${disk.name}`),
+          });
+        }
+        ctx.result.pointId = point.id;
+        ctx.result.pointCapturedAt = point.capturedAt;
+        ctx.result.disks = record.disks;
+      },
+    },
+    {
+      name: 'start-machine',
+      async run(ctx) {
+        const { rep, site, disksDir } = await context(deps, ctx);
+        const machine = await deps.repos.machines.byId(rep.machineId);
+        const fabric = deps.sites.fabric(site);
+        const name = ctx.job.params.targetMachine;
+        const current = await fabric.status(name);
+        if (current.state !== 'running' && current.state !== 'starting') {
+          await fabric.start({
+            name,
+            cpus: machine.cpus,
+            memoryMiB: machine.memoryMiB,
+            disks: machine.disks.map((d) => ({ path: join(disksDir, `${d.name}.raw`), format: 'raw' as const })),
+            boot: machine.boot,
+          });
+        }
+        ctx.result.machine = name;
+        ctx.result.site = site.name;
+        ctx.result.machineStartedAt = new Date().toISOString();
+      },
+    },
+    {
+      name: 'confirm-running',
+      async run(ctx) {
+        const { rep, site } = await context(deps, ctx);
+        const fabric = deps.sites.fabric(site);
+        const name = ctx.job.params.targetMachine;
+        const deadline = Date.now() + 60_000;
+        for (;;) {
+          const s = await fabric.status(name);
+          if (s.state === 'running') break;
+          if (s.state === 'stopped' || s.state === 'absent' || Date.now() > deadline) {
+            throw new RefugeError('unavailable', `machine '${name}' at site '${site.name}' is ${s.state}, not running`, {
+              hint: `read its console with \`refuge machine console ${rep.name} --site ${site.name}\``,
+            });
+          }
+          await sleep(250, ctx.signal);
+        }
+        const key = recordKey(ctx.job.params.kind);
+        const record = rep.failover[key];
+        if (record) await deps.repos.replications.setFailover(rep.id, { ...rep.failover, [key]: { ...record, startedAt: new Date().toISOString() } });
+        ctx.result.runningAt = new Date().toISOString();
+      },
+    },
+  ];
+}
+
+/** Stops and removes a recovered machine and its disks (test failover cleanup). Idempotent. */
+export function removeMachineTasks(deps: OrchestrationDeps, kind: FailoverRecord['kind']): TaskDefinition<OperationParams>[] {
+  return [
+    {
+      name: 'remove-machine',
+      async run(ctx) {
+        const rep = await deps.repos.replications.byId(ctx.job.replicationId as string);
+        const record = rep.failover[recordKey(kind)];
+        if (!record) return;
+        const site = await deps.repos.sites.byId(record.siteId);
+        await deps.sites.fabric(site).delete(record.machineName);
+        ctx.result.removedMachine = record.machineName;
+      },
+    },
+    {
+      name: 'delete-disks',
+      async run(ctx) {
+        const rep = await deps.repos.replications.byId(ctx.job.replicationId as string);
+        const record = rep.failover[recordKey(kind)];
+        if (!record) return;
+        const site = await deps.repos.sites.byId(record.siteId);
+        await rm(deps.sites.disksDir(site, record.machineName), { recursive: true, force: true });
+        const { [recordKey(kind)]: _removed, ...rest } = rep.failover;
+        await deps.repos.replications.setFailover(rep.id, rest);
+      },
+    },
+  ];
+}

@@ -1,0 +1,40 @@
+import { join } from 'node:path';
+import { assertValidName } from '../core/names.js';
+import { QemuProvider } from '../fabric/qemu/qemu-provider.js';
+import type { FabricProvider } from '../fabric/provider.js';
+import { FilesystemBackend } from '../store/backends/filesystem.js';
+import { ReplicaStore } from '../store/replica-store.js';
+import type { Site, SiteConfig } from '../vault/model.js';
+
+/**
+ * Turns a site's configuration into the things that act on it: its fabric provider and its replica store.
+ * Stores are opened once and shared (the replicator and the orchestration use the same instance).
+ */
+export class SiteResources {
+  private readonly stores = new Map<string, Promise<ReplicaStore>>();
+
+  /** The default layout of a site under the vault's data folder. */
+  static defaultConfig(dataDir: string, siteName: string): SiteConfig {
+    const root = join(dataDir, 'sites', assertValidName('site', siteName));
+    return { workDir: join(root, 'machines'), disksDir: join(root, 'disks'), store: { kind: 'filesystem', path: join(root, 'store') } };
+  }
+
+  store(site: Site): Promise<ReplicaStore> {
+    let store = this.stores.get(site.id);
+    if (!store) {
+      store = FilesystemBackend.create(site.config.store.path).then((b) => ReplicaStore.open(b, { create: true }));
+      store.catch(() => this.stores.delete(site.id));
+      this.stores.set(site.id, store);
+    }
+    return store;
+  }
+
+  fabric(site: Site): FabricProvider {
+    return new QemuProvider({ workDir: site.config.workDir });
+  }
+
+  /** Folder for the recovered disks of machine `machineName` started at `site`. */
+  disksDir(site: Site, machineName: string): string {
+    return join(site.config.disksDir, assertValidName('machine', machineName));
+  }
+}

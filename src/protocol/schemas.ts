@@ -1,0 +1,150 @@
+import { Type, type Static } from 'typebox';
+import { NAME_PATTERN } from '../core/names.js';
+
+/**
+ * Wire messages between an agent and the vault (registration, heartbeat) and between an agent and a replicator
+ * (chunk upload, point commit). Both sides validate against these schemas; docs/protocol.md describes the
+ * exchange. Kept apart from either side so the agent never imports the replicator or the vault, nor they it.
+ */
+
+export const Name = Type.String({ pattern: NAME_PATTERN, description: 'lowercase letters, digits and dashes' });
+export const Hash = Type.String({ pattern: '^[0-9a-f]{64}$', description: 'hex SHA-256' });
+export const Timestamp = Type.String({ format: 'date-time' });
+
+export const DiskFacts = Type.Object(
+  {
+    name: Name,
+    sizeBytes: Type.Integer({ minimum: 1 }),
+    /** Where the disk is on the machine's host; informational (shown to operators). */
+    path: Type.Optional(Type.String({ maxLength: 4096 })),
+  },
+  { additionalProperties: false },
+);
+export type DiskFacts = Static<typeof DiskFacts>;
+
+/** How a recovered copy of the machine boots. `kernel` boot is direct kernel boot (the demo guest). */
+export const BootSpec = Type.Union([
+  Type.Object({ kind: Type.Literal('disk') }, { additionalProperties: false }),
+  Type.Object(
+    {
+      kind: Type.Literal('kernel'),
+      kernel: Type.String({ minLength: 1, maxLength: 4096 }),
+      initrd: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })),
+      cmdline: Type.Optional(Type.String({ maxLength: 4096 })),
+    },
+    { additionalProperties: false },
+  ),
+]);
+export type BootSpec = Static<typeof BootSpec>;
+
+export const MachineFacts = Type.Object(
+  {
+    name: Name,
+    hostname: Type.String({ minLength: 1, maxLength: 253 }),
+    os: Type.String({ maxLength: 200 }),
+    cpus: Type.Integer({ minimum: 1, maximum: 1024 }),
+    memoryMiB: Type.Integer({ minimum: 16 }),
+    disks: Type.Array(DiskFacts, { minItems: 1, maxItems: 64 }),
+    boot: BootSpec,
+  },
+  { additionalProperties: false },
+);
+export type MachineFacts = Static<typeof MachineFacts>;
+
+export const RegisterRequest = Type.Object(
+  {
+    site: Name,
+    agentVersion: Type.String({ maxLength: 64 }),
+    machine: MachineFacts,
+  },
+  { additionalProperties: false },
+);
+export type RegisterRequest = Static<typeof RegisterRequest>;
+
+export const RegisterResponse = Type.Object({ machineId: Type.String(), machine: Name, vault: Name });
+export type RegisterResponse = Static<typeof RegisterResponse>;
+
+export const ReplicationProgress = Type.Object(
+  {
+    phase: Type.Union([Type.Literal('seeding'), Type.Literal('scanning'), Type.Literal('idle')]),
+    doneBytes: Type.Integer({ minimum: 0 }),
+    totalBytes: Type.Integer({ minimum: 0 }),
+    /** Bytes read at the source but not yet acknowledged by the replicator. */
+    pendingBytes: Type.Integer({ minimum: 0 }),
+  },
+  { additionalProperties: false },
+);
+export type ReplicationProgress = Static<typeof ReplicationProgress>;
+
+export const HeartbeatRequest = Type.Object(
+  {
+    agentVersion: Type.String({ maxLength: 64 }),
+    progress: Type.Optional(ReplicationProgress),
+    lastError: Type.Optional(Type.String({ maxLength: 2000 })),
+  },
+  { additionalProperties: false },
+);
+export type HeartbeatRequest = Static<typeof HeartbeatRequest>;
+
+/** What the vault tells an agent to do: replicate (with the policy's settings) or nothing. */
+export const ReplicationAssignment = Type.Object({
+  replicationId: Type.String(),
+  /** Only `replicate` makes the agent capture; any other value means stop capturing (e.g. after failover). */
+  mode: Type.Union([Type.Literal('replicate'), Type.Literal('stop')]),
+  crashIntervalSeconds: Type.Number({ minimum: 1 }),
+  /** The target store's chunk size: the agent hashes the disk in chunks of exactly this size. */
+  chunkSize: Type.Integer({ minimum: 4096 }),
+  replicatorUrl: Type.String(),
+  /** The newest committed point, so an agent that lost its state can resume by hash comparison. */
+  latestPointId: Type.Union([Type.String(), Type.Null()]),
+});
+export type ReplicationAssignment = Static<typeof ReplicationAssignment>;
+
+export const HeartbeatResponse = Type.Object({
+  serverTime: Timestamp,
+  replication: Type.Union([ReplicationAssignment, Type.Null()]),
+});
+export type HeartbeatResponse = Static<typeof HeartbeatResponse>;
+
+// --- agent -> replicator -------------------------------------------------------------------------------
+
+export const MAX_HASHES_PER_QUERY = 4096;
+
+export const MissingChunksRequest = Type.Object(
+  { hashes: Type.Array(Hash, { maxItems: MAX_HASHES_PER_QUERY }) },
+  { additionalProperties: false },
+);
+export type MissingChunksRequest = Static<typeof MissingChunksRequest>;
+export const MissingChunksResponse = Type.Object({ missing: Type.Array(Hash) });
+export type MissingChunksResponse = Static<typeof MissingChunksResponse>;
+
+export const ChunkChange = Type.Tuple([Type.Integer({ minimum: 0 }), Type.Union([Hash, Type.Null()])]);
+
+export const CommitPointRequest = Type.Object(
+  {
+    /** The point the changes apply to; must be the replication's latest point (or null for the first). */
+    parentId: Type.Union([Type.String({ maxLength: 64 }), Type.Null()]),
+    capturedAt: Timestamp,
+    consistency: Type.Union([Type.Literal('crash'), Type.Literal('app')]),
+    disks: Type.Array(
+      Type.Object(
+        {
+          name: Name,
+          sizeBytes: Type.Integer({ minimum: 1 }),
+          changes: Type.Array(ChunkChange),
+        },
+        { additionalProperties: false },
+      ),
+      { minItems: 1, maxItems: 64 },
+    ),
+  },
+  { additionalProperties: false },
+);
+export type CommitPointRequest = Static<typeof CommitPointRequest>;
+
+export const CommitPointResponse = Type.Object({
+  pointId: Type.String(),
+  capturedAt: Timestamp,
+  changedBytes: Type.Integer(),
+});
+export type CommitPointResponse = Static<typeof CommitPointResponse>;

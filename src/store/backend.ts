@@ -1,0 +1,30 @@
+/**
+ * The storage a replica store lives in: a flat namespace of immutable objects addressed by slash-separated keys.
+ * Everything the store knows about chunks, points and their format is written once above this interface, so a
+ * backend (filesystem, S3-compatible, Azure Blob) only moves bytes. Retry, concurrency limits and fault injection
+ * are wrappers that implement this same interface.
+ *
+ * Contract every implementation must meet (tested by the shared backend suite):
+ * - `put` is atomic: a concurrent or later `get` sees the whole object or none of it, even after a crash.
+ * - `put` is idempotent: storing the same bytes under an existing key succeeds.
+ * - `get` of a missing key throws a RefugeError with code `not_found`.
+ * - `list` returns every key that starts with `prefix`, sorted, including keys put before the call began.
+ * - `delete` of a missing key succeeds.
+ * - Failures throw RefugeError; `retryable` is true only for failures a retry can cure.
+ */
+export interface StoreBackend {
+  /** Where the objects live, for messages (e.g. `file:///var/lib/refuge/store`). Never contains secrets. */
+  readonly location: string;
+  get(key: string): Promise<Buffer>;
+  put(key: string, data: Uint8Array): Promise<void>;
+  exists(key: string): Promise<boolean>;
+  list(prefix: string): Promise<string[]>;
+  delete(key: string): Promise<void>;
+}
+
+const KEY_RE = /^[a-z0-9][a-z0-9._-]*(\/[a-z0-9][a-z0-9._-]*)*$/;
+
+/** Keys are lowercase, slash-separated and never path-like; backends call this before touching storage. */
+export function assertValidKey(key: string): void {
+  if (!KEY_RE.test(key) || key.includes('..')) throw new Error(`invalid store key '${key}'`);
+}

@@ -1,0 +1,94 @@
+import { readFile, readdir, unlink, access, mkdir } from 'node:fs/promises';
+import { join, relative, sep } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { writeFileAtomic } from '../../core/atomic-file.js';
+import { RefugeError, classifySystemError } from '../../core/errors.js';
+import { assertValidKey, type StoreBackend } from '../backend.js';
+
+/** A store backend on a local (or mounted) filesystem: one file per object under `root`. */
+export class FilesystemBackend implements StoreBackend {
+  readonly location: string;
+
+  constructor(private readonly root: string) {
+    this.location = pathToFileURL(root).href;
+  }
+
+  static async create(root: string): Promise<FilesystemBackend> {
+    await mkdir(root, { recursive: true });
+    return new FilesystemBackend(root);
+  }
+
+  private path(key: string): string {
+    assertValidKey(key);
+    return join(this.root, ...key.split('/'));
+  }
+
+  async get(key: string): Promise<Buffer> {
+    try {
+      return await readFile(this.path(key));
+    } catch (err) {
+      throw this.fail(err, 'read', key);
+    }
+  }
+
+  async put(key: string, data: Uint8Array): Promise<void> {
+    try {
+      await writeFileAtomic(this.path(key), data);
+    } catch (err) {
+      throw this.fail(err, 'write', key);
+    }
+  }
+
+  async exists(key: string): Promise<boolean> {
+    try {
+      await access(this.path(key));
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw this.fail(err, 'stat', key);
+    }
+  }
+
+  async list(prefix: string): Promise<string[]> {
+    // Walk only the directory the prefix points into, then filter: prefixes are short paths like "points/rep_x/".
+    const slash = prefix.lastIndexOf('/');
+    const dirKey = slash < 0 ? '' : prefix.slice(0, slash);
+    const start = dirKey === '' ? this.root : this.path(dirKey);
+    const keys: string[] = [];
+    const walk = async (dir: string): Promise<void> => {
+      let entries;
+      try {
+        entries = await readdir(dir, { withFileTypes: true });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+        throw this.fail(err, 'list', prefix);
+      }
+      for (const e of entries) {
+        if (e.name.startsWith('.')) continue; // temporary files of in-flight atomic writes
+        const full = join(dir, e.name);
+        if (e.isDirectory()) await walk(full);
+        else keys.push(relative(this.root, full).split(sep).join('/'));
+      }
+    };
+    await walk(start);
+    return keys.filter((k) => k.startsWith(prefix)).sort();
+  }
+
+  async delete(key: string): Promise<void> {
+    try {
+      await unlink(this.path(key));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw this.fail(err, 'delete', key);
+    }
+  }
+
+  private fail(err: unknown, op: string, key: string): RefugeError {
+    const code = classifySystemError(err) ?? 'unavailable';
+    const hint = code === 'resource_exhausted' ? `free space where the store lives (${this.location})` : undefined;
+    return new RefugeError(code, `store ${op} of '${key}' at ${this.location} failed: ${(err as Error).message}`, {
+      cause: err,
+      ...(hint ? { hint } : {}),
+      retryable: code === 'unavailable',
+    });
+  }
+}

@@ -1,0 +1,121 @@
+/**
+ * The vault's tables as Kysely sees them (camelCase here, snake_case in the database through CamelCasePlugin).
+ * Times are ISO-8601 UTC strings in every dialect, so they compare and sort as text; JSON columns are text.
+ */
+
+export interface VaultTable {
+  id: string;
+  name: string;
+  /** The site the vault lives at (ASR recommends the recovery region); null until set. */
+  locationSiteId: string | null;
+  createdAt: string;
+}
+
+export interface SiteTable {
+  id: string;
+  vaultId: string;
+  name: string;
+  /** Fabric provider kind: 'qemu' (built in). */
+  provider: string;
+  /** JSON: provider settings ({ workDir }) and replica store settings ({ store: { kind, path } }). */
+  configJson: string;
+  /** JSON: { vcpus, memoryMiB, diskGiB } the site can give to recovered machines. */
+  capacityJson: string;
+  createdAt: string;
+}
+
+export interface MachineTable {
+  id: string;
+  vaultId: string;
+  name: string;
+  /** The site the machine was registered at. */
+  siteId: string;
+  hostname: string;
+  os: string;
+  cpus: number;
+  memoryMib: number;
+  disksJson: string;
+  bootJson: string;
+  agentVersion: string;
+  lastHeartbeatAt: string | null;
+  lastAgentError: string | null;
+  createdAt: string;
+}
+
+export interface PolicyTable {
+  id: string;
+  vaultId: string;
+  name: string;
+  crashIntervalSeconds: number;
+  retentionHours: number;
+  rpoThresholdSeconds: number;
+  createdAt: string;
+}
+
+export interface ReplicationTable {
+  id: string;
+  vaultId: string;
+  /** Same as the machine's name: one replication per machine. */
+  name: string;
+  machineId: string;
+  policyId: string;
+  sourceSiteId: string;
+  targetSiteId: string;
+  state: string;
+  testFailoverState: string;
+  /** The job currently operating on this replication; at most one at a time. */
+  activeJobId: string | null;
+  /** JSON ReplicationProgress from the agent's last heartbeat. */
+  progressJson: string | null;
+  /** JSON: what the last failover / test failover started (machine names, point used), for cleanup and commit. */
+  failoverJson: string | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface RecoveryPointTable {
+  id: string;
+  replicationId: string;
+  parentId: string | null;
+  capturedAt: string;
+  committedAt: string;
+  consistency: string;
+  changedBytes: number;
+  storedBytes: number;
+}
+
+export interface JobTable {
+  id: string;
+  vaultId: string;
+  type: string;
+  replicationId: string | null;
+  state: string;
+  paramsJson: string;
+  resultJson: string;
+  errorJson: string | null;
+  createdAt: string;
+  startedAt: string | null;
+  endedAt: string | null;
+}
+
+export interface JobTaskTable {
+  jobId: string;
+  seq: number;
+  name: string;
+  state: string;
+  progress: number;
+  message: string | null;
+  startedAt: string | null;
+  endedAt: string | null;
+}
+
+export interface Database {
+  vaults: VaultTable;
+  sites: SiteTable;
+  machines: MachineTable;
+  policies: PolicyTable;
+  replications: ReplicationTable;
+  recoveryPoints: RecoveryPointTable;
+  jobs: JobTable;
+  jobTasks: JobTaskTable;
+}

@@ -1,0 +1,24 @@
+import type { Kysely } from 'kysely';
+import type { Database } from '../db/schema.js';
+import { MachineRepository, PolicyRepository, SiteRepository, VaultRepository } from './configuration.js';
+import { ReplicationRepository } from './replications.js';
+
+export interface VaultRepositories {
+  db: Kysely<Database>;
+  vaults: VaultRepository;
+  sites: SiteRepository;
+  policies: PolicyRepository;
+  machines: MachineRepository;
+  replications: ReplicationRepository;
+}
+
+export function createRepositories(db: Kysely<Database>): VaultRepositories {
+  return {
+    db,
+    vaults: new VaultRepository(db),
+    sites: new SiteRepository(db),
+    policies: new PolicyRepository(db),
+    machines: new MachineRepository(db),
+    replications: new ReplicationRepository(db),
+  };
+}

@@ -1,0 +1,147 @@
+import type { Kysely, Transaction } from 'kysely';
+import { RefugeError, notFound } from '../../core/errors.js';
+import { newId } from '../../core/ids.js';
+import type { ReplicationProgress } from '../../protocol/schemas.js';
+import type { Database } from '../db/schema.js';
+import type { RecoveryPoint, Replication } from '../model.js';
+import type { ReplicationStatus } from '../replication-state.js';
+import { toPoint, toReplication } from './rows.js';
+
+type Db = Kysely<Database> | Transaction<Database>;
+
+/** Replications and their recovery points. Status changes are compare-and-set, so concurrent operations race safely. */
+export class ReplicationRepository {
+  constructor(private readonly db: Kysely<Database>) {}
+
+  async create(input: {
+    vaultId: string;
+    name: string;
+    machineId: string;
+    policyId: string;
+    sourceSiteId: string;
+    targetSiteId: string;
+  }): Promise<Replication> {
+    const now = new Date().toISOString();
+    try {
+      await this.db
+        .insertInto('replications')
+        .values({
+          id: newId('rep'),
+          ...input,
+          state: 'seeding',
+          testFailoverState: 'none',
+          activeJobId: null,
+          progressJson: null,
+          failoverJson: null,
+          createdAt: now,
+          updatedAt: now,
+        })
+        .execute();
+    } catch (err) {
+      if (/UNIQUE constraint failed|duplicate key value/.test(String((err as Error).message))) {
+        throw new RefugeError('already_exists', `machine '${input.name}' is already replicated`, {
+          hint: `see it with \`refuge replication show ${input.name}\``,
+        });
+      }
+      throw err;
+    }
+    return this.get(input.vaultId, input.name);
+  }
+
+  async list(vaultId: string): Promise<Replication[]> {
+    const rows = await this.db.selectFrom('replications').selectAll().where('vaultId', '=', vaultId).orderBy('name').execute();
+    return rows.map(toReplication);
+  }
+
+  async get(vaultId: string, name: string): Promise<Replication> {
+    const row = await this.db.selectFrom('replications').selectAll().where('vaultId', '=', vaultId).where('name', '=', name).executeTakeFirst();
+    if (!row) throw notFound('replication', name, 'enable replication with `refuge replication enable MACHINE`');
+    return toReplication(row);
+  }
+
+  async byId(id: string, db: Db = this.db): Promise<Replication> {
+    const row = await db.selectFrom('replications').selectAll().where('id', '=', id).executeTakeFirst();
+    if (!row) throw notFound('replication', id);
+    return toReplication(row);
+  }
+
+  async findByMachine(machineId: string): Promise<Replication | undefined> {
+    const row = await this.db.selectFrom('replications').selectAll().where('machineId', '=', machineId).executeTakeFirst();
+    return row ? toReplication(row) : undefined;
+  }
+
+  /**
+   * Sets the status fields in `next` only if the replication still has status `expected`; returns whether it did.
+   * This is the single place where operations race: the loser sees `false`.
+   */
+  async compareAndSetStatus(id: string, expected: ReplicationStatus, next: Partial<ReplicationStatus>, db: Db = this.db): Promise<boolean> {
+    let q = db
+      .updateTable('replications')
+      .set({ ...next, updatedAt: new Date().toISOString() })
+      .where('id', '=', id)
+      .where('state', '=', expected.state)
+      .where('testFailoverState', '=', expected.testFailoverState);
+    q = expected.activeJobId === null ? q.where('activeJobId', 'is', null) : q.where('activeJobId', '=', expected.activeJobId);
+    const result = await q.executeTakeFirst();
+    return Number(result.numUpdatedRows) === 1;
+  }
+
+  async setProgress(id: string, progress: ReplicationProgress): Promise<void> {
+    await this.db.updateTable('replications').set({ progressJson: JSON.stringify(progress) }).where('id', '=', id).execute();
+  }
+
+  async setFailover(id: string, failover: Replication['failover'], db: Db = this.db): Promise<void> {
+    await db
+      .updateTable('replications')
+      .set({ failoverJson: JSON.stringify(failover), updatedAt: new Date().toISOString() })
+      .where('id', '=', id)
+      .execute();
+  }
+
+  /** Records a committed point; the first point of a seeding replication makes it `protected`. */
+  async recordPoint(point: RecoveryPoint): Promise<void> {
+    await this.db.transaction().execute(async (trx) => {
+      await trx.insertInto('recoveryPoints').values(point).onConflict((oc) => oc.column('id').doNothing()).execute();
+      await trx
+        .updateTable('replications')
+        .set({ state: 'protected', updatedAt: new Date().toISOString() })
+        .where('id', '=', point.replicationId)
+        .where('state', '=', 'seeding')
+        .execute();
+    });
+  }
+
+  async listPoints(replicationId: string, limit = 1000): Promise<RecoveryPoint[]> {
+    const rows = await this.db
+      .selectFrom('recoveryPoints')
+      .selectAll()
+      .where('replicationId', '=', replicationId)
+      .orderBy('capturedAt', 'desc')
+      .limit(limit)
+      .execute();
+    return rows.map(toPoint);
+  }
+
+  async latestPoint(replicationId: string): Promise<RecoveryPoint | undefined> {
+    return (await this.listPoints(replicationId, 1))[0];
+  }
+
+  async getPoint(replicationId: string, pointId: string): Promise<RecoveryPoint> {
+    const row = await this.db
+      .selectFrom('recoveryPoints')
+      .selectAll()
+      .where('replicationId', '=', replicationId)
+      .where('id', '=', pointId)
+      .executeTakeFirst();
+    if (!row) throw notFound('recovery point', pointId, 'list points with `refuge point list REPLICATION`');
+    return toPoint(row);
+  }
+
+  /** Removes the replication and its point records (the store's objects are the orchestration's to delete). */
+  async delete(id: string): Promise<void> {
+    await this.db.transaction().execute(async (trx) => {
+      await trx.deleteFrom('recoveryPoints').where('replicationId', '=', id).execute();
+      await trx.deleteFrom('replications').where('id', '=', id).execute();
+    });
+  }
+}
