@@ -5,6 +5,8 @@
 # Kernel command line parameters:
 #   refuge.marker=TEXT    written to the disk on first boot (no spaces)
 #   refuge.data_mib=N     MiB of random data written with its SHA-256 beside it (default 8)
+#   refuge.disk_hash=1    print the SHA-256 of the whole disk before anything mounts it, so a test can compare
+#                         the bytes a recovered guest booted on with the source disk's bytes at the recovery point
 #
 # First boot on an empty disk: format it (ext2), write the data and its checksum, sync, then write the marker
 # and sync again, so a disk that holds the marker also holds the data it vouches for. A boot on a disk that
@@ -30,6 +32,10 @@ say "up kernel=$(uname -r)"
 i=0
 while [ ! -b /dev/vda ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
 [ -b /dev/vda ] || halt_with "no virtio disk"
+
+if [ "$(param disk_hash 0)" = 1 ]; then
+  say "disk sha256: $(sha256sum /dev/vda | cut -d' ' -f1)"
+fi
 
 if ! mount -t ext4 /dev/vda /mnt 2>/dev/null; then
   say "formatting /dev/vda"

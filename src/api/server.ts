@@ -9,6 +9,8 @@ import { openDatabase } from '../vault/db/connect.js';
 import { JobEngine } from '../vault/jobs/engine.js';
 import { createRepositories, type VaultRepositories } from '../vault/repositories/index.js';
 import { isReplicating } from '../vault/replication-state.js';
+import type { FabricProvider } from '../fabric/provider.js';
+import type { Site } from '../vault/model.js';
 import { buildApp, type App } from './app.js';
 
 export interface VaultServerOptions {
@@ -20,6 +22,8 @@ export interface VaultServerOptions {
   /** Database URL; defaults to SQLite in the data folder. */
   databaseUrl?: string;
   log?: Logger;
+  /** Replaces the fabric provider of every site (tests). */
+  fabricFor?: (site: Site) => FabricProvider;
 }
 
 export interface VaultServer {
@@ -27,6 +31,7 @@ export interface VaultServer {
   app: App;
   repos: VaultRepositories;
   engine: JobEngine;
+  replicator: Replicator;
   close(): Promise<void>;
 }
 
@@ -67,7 +72,7 @@ export async function assembleVault(o: VaultServerOptions): Promise<VaultServer 
   const log = o.log ?? createLogger('vault');
   const db = await openDatabase(o.databaseUrl ?? `sqlite:${join(o.dataDir, 'vault.db')}`);
   const repos = createRepositories(db);
-  const sites = new SiteResources();
+  const sites = new SiteResources(o.fabricFor);
   const deps = { repos, sites };
   const engine = new JobEngine(db, createJobDefinitions(deps), log);
   const operations = new OperationService(deps, engine);
@@ -94,6 +99,7 @@ export async function assembleVault(o: VaultServerOptions): Promise<VaultServer 
     app,
     repos,
     engine,
+    replicator,
     async close() {
       await engine.stop();
       await app.close();

@@ -31,7 +31,8 @@ export async function requestJson<T>(method: string, url: string, options: Reque
     response = await fetch(url, { method, headers, body: body ?? null, signal: AbortSignal.any(signals) });
   } catch (err) {
     const cause = (err as { cause?: unknown }).cause ?? err;
-    throw RefugeError.wrap(cause, `${method} ${url} failed`, 'unavailable');
+    const e = RefugeError.wrap(cause, `${method} ${url} failed`, 'unavailable');
+    throw new RefugeError(e.code, e.message, { cause, retryable: true, hint: `is the server at ${new URL(url).origin} running? (set --url or REFUGE_URL)` });
   }
   if (response.status === 204) return undefined as T;
   const text = await response.text();

@@ -15,6 +15,8 @@ export const GUEST_LINES = {
   markerWritten: 'refuge-guest: marker written: ',
   markerRead: 'refuge-guest: marker read: ',
   dataVerified: 'refuge-guest: data verified',
+  /** With refuge.disk_hash=1: the SHA-256 of the whole disk as the guest found it, before mounting it. */
+  diskHash: 'refuge-guest: disk sha256: ',
   error: 'refuge-guest: error: ',
 } as const;
 

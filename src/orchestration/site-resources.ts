@@ -13,6 +13,9 @@ import type { Site, SiteConfig } from '../vault/model.js';
 export class SiteResources {
   private readonly stores = new Map<string, Promise<ReplicaStore>>();
 
+  /** `fabricFor` replaces the provider a site's configuration names (tests use an in-memory provider). */
+  constructor(private readonly fabricFor?: (site: Site) => FabricProvider) {}
+
   /** The default layout of a site under the vault's data folder. */
   static defaultConfig(dataDir: string, siteName: string): SiteConfig {
     const root = join(dataDir, 'sites', assertValidName('site', siteName));
@@ -30,7 +33,7 @@ export class SiteResources {
   }
 
   fabric(site: Site): FabricProvider {
-    return new QemuProvider({ workDir: site.config.workDir });
+    return this.fabricFor?.(site) ?? new QemuProvider({ workDir: site.config.workDir });
   }
 
   /** Folder for the recovered disks of machine `machineName` started at `site`. */

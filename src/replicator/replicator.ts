@@ -1,4 +1,4 @@
-import { RefugeError } from '../core/errors.js';
+import { RefugeError, isRefugeError } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import type { CommitPointRequest, CommitPointResponse } from '../protocol/schemas.js';
 import type { PointManifest } from '../store/manifest.js';
@@ -50,7 +50,13 @@ export class Replicator {
 
   async putChunk(replicationId: string, hash: string, data: Buffer): Promise<void> {
     const { store } = await this.targets.resolve(replicationId);
-    await store.putChunk(hash, data);
+    try {
+      await store.putChunk(hash, data);
+    } catch (err) {
+      // Bytes that do not match their hash are the sender's fault here (the store rejected them, nothing stored).
+      if (isRefugeError(err, 'integrity')) throw new RefugeError('invalid_argument', err.message, { cause: err });
+      throw err;
+    }
     const c = this.count(replicationId);
     c.chunksReceived++;
     c.bytesReceived += data.length;

@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { RefugeError } from '../../core/errors.js';
 import { formatSeconds, sleep } from '../../core/durations.js';
+import { sha256File } from '../../core/hash-file.js';
 import { QemuProvider } from '../../fabric/qemu/qemu-provider.js';
 import { GUEST_CMDLINE, GUEST_LINES, ensureDemoGuest, waitForConsole } from '../../fabric/demo-guest.js';
 import type { JobView } from '../../vault/jobs/definitions.js';
@@ -28,8 +29,10 @@ export interface QuickstartSummary {
   replicationId: string;
   marker: string;
   sourceDisk: string;
+  /** SHA-256 of the source disk when its guest was done writing, and again when the primary was stopped. */
+  sourceDiskSha256: { atReady: string; atStop: string };
   guestReadyAt: string;
-  testFailover: { pointId: string; markerRead: string; dataVerified: boolean };
+  testFailover: { pointId: string; markerRead: string; dataVerified: boolean; guestDiskSha256: string };
   failover: {
     pointId: string;
     pointCapturedAt: string;
@@ -38,6 +41,8 @@ export interface QuickstartSummary {
     guestReadyAt: string;
     markerRead: string;
     dataVerified: boolean;
+    /** SHA-256 of the whole disk as the failed-over guest found it at boot, before mounting it. */
+    guestDiskSha256: string;
     recoveredDisk: string;
   };
   /** Age of the recovery point used, at the moment failover was requested. */
@@ -118,14 +123,15 @@ export async function runQuickstart(o: QuickstartOptions): Promise<QuickstartSum
     await waitForConsole(primaryConsole, new RegExp(`${GUEST_LINES.markerWritten}${marker}`), 180_000, 'the primary guest');
     await waitForConsole(primaryConsole, new RegExp(GUEST_LINES.ready), 60_000, 'the primary guest');
     const guestReadyAt = new Date();
-    info(`guest wrote marker "${marker}" and its data, synced, and is idle`);
+    const sourceAtReady = await sha256File(diskPath);
+    info(`guest wrote marker "${marker}" and its data, synced, and is idle (disk sha256 ${sourceAtReady.slice(0, 16)}...)`);
 
     step('Starting the agent for the VM (scan mode, QMP pause as the freeze hook)');
     const agentLog = join(logs, 'agent.log');
     const agent = spawnRefuge([
       'agent', '--url', url, '--vault', VAULT, '--site', 'primary', '--name', MACHINE,
       '--disk', `disk0=${diskPath}`, '--cpus', '1', '--memory-mib', '256',
-      '--boot-kernel', guest.kernel, '--boot-initrd', guest.initrd, '--boot-cmdline', GUEST_CMDLINE,
+      '--boot-kernel', guest.kernel, '--boot-initrd', guest.initrd, '--boot-cmdline', `${GUEST_CMDLINE} refuge.disk_hash=1`,
       '--qmp', join(dir, 'primary-host', MACHINE, 'qmp.sock'),
       '--state-dir', join(dir, 'agent'), '--heartbeat', '1s',
     ], agentLog);
@@ -152,8 +158,12 @@ export async function runQuickstart(o: QuickstartOptions): Promise<QuickstartSum
     const testConsole = () => api.text(`/vaults/${VAULT}/sites/recovery/machines/${MACHINE}-test/console`);
     const tfMarker = (await waitForConsole(testConsole, new RegExp(`${GUEST_LINES.markerRead}(\\S+)`), 180_000, 'the test failover guest'))[1] as string;
     const tfVerified = (await waitForConsole(testConsole, new RegExp(`${GUEST_LINES.dataVerified}|data corrupt`), 60_000, 'the test failover guest'))[0] === GUEST_LINES.dataVerified;
+    const tfDiskHash = diskHashIn(await testConsole());
     info(`test copy booted from point ${String(tfJob.result.pointId)}: guest read marker "${tfMarker}"${tfVerified ? ', data verified' : ', DATA CORRUPT'}`);
-    if (tfMarker !== marker || !tfVerified) throw new RefugeError('integrity', `test failover guest read "${tfMarker}" (verified: ${tfVerified}), expected "${marker}"`);
+    info(`its disk, as the guest found it: sha256 ${tfDiskHash.slice(0, 16)}... ${tfDiskHash === sourceAtReady ? '= the source disk at the point' : '!= THE SOURCE DISK'}`);
+    if (tfMarker !== marker || !tfVerified || tfDiskHash !== sourceAtReady) {
+      throw new RefugeError('integrity', `test failover guest read "${tfMarker}" (data verified: ${tfVerified}, disk ${tfDiskHash}), expected "${marker}" on disk ${sourceAtReady}`);
+    }
 
     step('Cleaning up the test failover');
     await operation(api, 'test-failover-cleanup', undefined, o.quiet);
@@ -162,6 +172,7 @@ export async function runQuickstart(o: QuickstartOptions): Promise<QuickstartSum
     step('Simulating the loss of the primary site: stopping the VM and its agent');
     await primaryHost.stop(MACHINE);
     await stopChild(agent);
+    const sourceAtStop = await sha256File(diskPath);
     info('primary VM and agent are gone');
 
     step('Failover to the latest recovery point at recovery');
@@ -171,9 +182,14 @@ export async function runQuickstart(o: QuickstartOptions): Promise<QuickstartSum
     const foMarker = (await waitForConsole(foConsole, new RegExp(`${GUEST_LINES.markerRead}(\\S+)`), 180_000, 'the failed-over guest'))[1] as string;
     await waitForConsole(foConsole, new RegExp(GUEST_LINES.ready), 60_000, 'the failed-over guest');
     const foReadyAt = new Date();
-    const foVerified = (await foConsole()).includes(GUEST_LINES.dataVerified);
+    const foText = await foConsole();
+    const foVerified = foText.includes(GUEST_LINES.dataVerified);
+    const foDiskHash = diskHashIn(foText);
     info(`failed-over guest read marker "${foMarker}"${foVerified ? ', data verified' : ', DATA CORRUPT'}`);
-    if (foMarker !== marker || !foVerified) throw new RefugeError('integrity', `failed-over guest read "${foMarker}" (verified: ${foVerified}), expected "${marker}"`);
+    info(`its disk, as the guest found it: sha256 ${foDiskHash.slice(0, 16)}... ${foDiskHash === sourceAtStop ? '= the source disk at the point' : '!= THE SOURCE DISK'}`);
+    if (foMarker !== marker || !foVerified || foDiskHash !== sourceAtStop) {
+      throw new RefugeError('integrity', `failed-over guest read "${foMarker}" (data verified: ${foVerified}, disk ${foDiskHash}), expected "${marker}" on disk ${sourceAtStop}`);
+    }
 
     step('Committing the failover');
     await operation(api, 'commit', undefined, o.quiet);
@@ -185,8 +201,9 @@ export async function runQuickstart(o: QuickstartOptions): Promise<QuickstartSum
       replicationId: enabled.id,
       marker,
       sourceDisk: diskPath,
+      sourceDiskSha256: { atReady: sourceAtReady, atStop: sourceAtStop },
       guestReadyAt: guestReadyAt.toISOString(),
-      testFailover: { pointId: String(tfJob.result.pointId), markerRead: tfMarker, dataVerified: tfVerified },
+      testFailover: { pointId: String(tfJob.result.pointId), markerRead: tfMarker, dataVerified: tfVerified, guestDiskSha256: tfDiskHash },
       failover: {
         pointId: String(foJob.result.pointId),
         pointCapturedAt,
@@ -195,17 +212,21 @@ export async function runQuickstart(o: QuickstartOptions): Promise<QuickstartSum
         guestReadyAt: foReadyAt.toISOString(),
         markerRead: foMarker,
         dataVerified: foVerified,
+        guestDiskSha256: foDiskHash,
         recoveredDisk: (foJob.result.disks as string[])[0] as string,
       },
       rpoSeconds: (requestedAt.getTime() - Date.parse(pointCapturedAt)) / 1000,
       rtoSeconds: (foReadyAt.getTime() - requestedAt.getTime()) / 1000,
       machineStartSeconds: (Date.parse(String(foJob.result.runningAt)) - requestedAt.getTime()) / 1000,
     };
+    await writeFile(join(dir, 'summary.json'), JSON.stringify(summary, null, 2));
     if (!o.quiet) {
       process.stdout.write('\nQuickstart complete: the machine now runs at "recovery".\n');
       process.stdout.write(`  RPO: ${formatSeconds(summary.rpoSeconds)}  (age of recovery point ${summary.failover.pointId} when failover was requested)\n`);
       process.stdout.write(`  RTO: ${formatSeconds(summary.rtoSeconds)}  (failover command -> recovered guest ready; machine process running after ${formatSeconds(summary.machineStartSeconds)})\n`);
-      process.stdout.write(o.keep ? `  The vault keeps running at ${url} (REFUGE_URL=${url} refuge replication list); stop it with Ctrl-C.\n` : `  Logs and data: ${dir}\n`);
+      process.stdout.write(`  Proof: both recovered guests booted on disks whose SHA-256 equals the source disk's at the point, read the marker and verified their data.\n`);
+      process.stdout.write(`  Summary: ${join(dir, 'summary.json')}; logs: ${logs}\n`);
+      if (o.keep) process.stdout.write(`  The vault keeps running at ${url} (REFUGE_URL=${url} refuge replication list); stop it with Ctrl-C.\n`);
     }
     return summary;
   } finally {
@@ -224,6 +245,12 @@ async function operation(api: ApiClient, name: string, point: string | undefined
   const done = await followJob(api, job.id, { quiet });
   if (done.state !== 'succeeded') throw new RefugeError('failed_precondition', `${name} failed: ${done.error?.message ?? 'unknown'}`);
   return done;
+}
+
+function diskHashIn(consoleText: string): string {
+  const m = new RegExp(`${GUEST_LINES.diskHash}([0-9a-f]{64})`).exec(consoleText);
+  if (!m) throw new RefugeError('failed_precondition', 'the recovered guest printed no disk checksum');
+  return m[1] as string;
 }
 
 async function until<T>(probe: () => Promise<T | undefined | false>, timeoutMs: number, what: string): Promise<T> {

@@ -1,0 +1,94 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startVaultServer, type VaultServer } from '../../src/api/server.js';
+import { silentLogger } from '../../src/core/log.js';
+import { FakeFabric } from '../helpers/fake-fabric.js';
+
+const root = join(import.meta.dirname, '..', '..');
+
+interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function cli(url: string, args: string[]): Promise<CliResult> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [join(root, 'bin', 'refuge.js'), '--url', url, ...args], (err, stdout, stderr) => {
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+/** The `refuge` command against a running vault: --json output, human output, and errors with hints and exit codes. */
+describe('refuge CLI', () => {
+  let dir: string;
+  let server: VaultServer;
+  let url: string;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'refuge-cli-'));
+    const fabric = new FakeFabric();
+    server = await startVaultServer({ dataDir: dir, port: 0, log: silentLogger, fabricFor: () => fabric });
+    url = server.url;
+  });
+  afterAll(async () => {
+    await server.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('creates and lists configuration, as JSON and as tables', async () => {
+    const created = await cli(url, ['--json', 'vault', 'create', 'demo']);
+    expect(created.code).toBe(0);
+    expect((JSON.parse(created.stdout) as { name: string }).name).toBe('demo');
+    expect((await cli(url, ['site', 'create', 'primary'])).code).toBe(0);
+    expect((await cli(url, ['site', 'create', 'recovery', '--vcpus', '8'])).code).toBe(0);
+    expect((await cli(url, ['vault', 'set-location', 'recovery'])).stdout).toMatch(/location:\s+recovery/);
+    const sites = JSON.parse((await cli(url, ['--json', 'site', 'list'])).stdout) as { items: { name: string; capacity: { vcpus: number } }[] };
+    expect(sites.items.map((s) => [s.name, s.capacity.vcpus])).toEqual([['primary', 16], ['recovery', 8]]);
+    expect((await cli(url, ['policy', 'create', 'default', '--crash-interval', '30s'])).code).toBe(0);
+    const table = await cli(url, ['policy', 'list']);
+    expect(table.stdout.split('\n')[0]).toMatch(/^NAME\s+CRASHINTERVALSECONDS/);
+    expect(table.stdout).toMatch(/default\s+30\s+24\s+900/);
+  });
+
+  it('names what is missing and how to find it', async () => {
+    const r = await cli(url, ['failover', 'ghost']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("refuge: replication 'ghost' not found");
+    expect(r.stderr).toContain('hint: enable replication with `refuge replication enable MACHINE`');
+  });
+
+  it('lists the allowed operations when an operation does not fit the state', async () => {
+    await fetch(`${url}/api/v1/vaults/demo/agents/register`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ site: 'primary', agentVersion: 't', machine: { name: 'vm1', hostname: 'h', os: 'linux', cpus: 1, memoryMiB: 128, disks: [{ name: 'disk0', sizeBytes: 1048576 }], boot: { kind: 'disk' } } }),
+    });
+    const enabled = await cli(url, ['replication', 'enable', 'vm1', '--target', 'recovery', '--no-wait']);
+    expect(enabled.stdout).toContain('replication vm1 enabled: seeding');
+    const r = await cli(url, ['failover', 'vm1']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('failover is not allowed on replication');
+    expect(r.stderr).toContain('allowed operations now: disable');
+    const shown = JSON.parse((await cli(url, ['--json', 'replication', 'show', 'vm1'])).stdout) as { allowedOperations: string[] };
+    expect(shown.allowedOperations).toEqual(['disable']);
+  });
+
+  it('rejects bad arguments before calling the vault', async () => {
+    const r = await cli(url, ['policy', 'create', 'p2', '--crash-interval', 'soon']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("'soon' is not a duration");
+    expect(r.stderr).toContain('hint: use e.g. 30s');
+  });
+
+  it('says when the vault cannot be reached', async () => {
+    const r = await cli('http://127.0.0.1:9', ['vault', 'list']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/refuge: GET http:\/\/127\.0\.0\.1:9\/api\/v1\/vaults failed/);
+    expect(r.stderr).toContain('is the server at http://127.0.0.1:9 running?');
+  });
+});
