@@ -1,3 +1,5 @@
+import { RefugeError } from '../core/errors.js';
+
 /**
  * The storage a replica store lives in: a flat namespace of immutable objects addressed by slash-separated keys.
  * Everything the store knows about chunks, points and their format is written once above this interface, so a
@@ -10,6 +12,10 @@
  * - `get` of a missing key throws a RefugeError with code `not_found`.
  * - `list` returns every key that starts with `prefix`, sorted, including keys put before the call began.
  * - `delete` of a missing key succeeds.
+ * - A key that is only the leading part of stored keys (`points/rep_x` when `points/rep_x/pt.json` exists) is a
+ *   missing object. No key is ever both an object and the folder of others: the store's layout never needs it, and
+ *   filesystems cannot hold it.
+ * - An invalid key is a caller error (`invalid_argument`, not retryable), whatever the operation.
  * - Failures throw RefugeError; `retryable` is true only for failures a retry can cure.
  */
 export interface StoreBackend {
@@ -26,5 +32,7 @@ const KEY_RE = /^[a-z0-9][a-z0-9._-]*(\/[a-z0-9][a-z0-9._-]*)*$/;
 
 /** Keys are lowercase, slash-separated and never path-like; backends call this before touching storage. */
 export function assertValidKey(key: string): void {
-  if (!KEY_RE.test(key) || key.includes('..')) throw new Error(`invalid store key '${key}'`);
+  if (!KEY_RE.test(key) || key.includes('..')) {
+    throw new RefugeError('invalid_argument', `invalid store key '${key}'`, { retryable: false });
+  }
 }

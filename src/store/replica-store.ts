@@ -51,6 +51,8 @@ export interface CommitRequest {
 /** Reports bytes done so far out of the bytes the whole operation will handle. */
 export type ProgressCallback = (doneBytes: number, totalBytes: number) => void;
 
+const usableChunkSize = (n: number): boolean => Number.isInteger(n) && n >= 4096 && n <= 64 * 1024 * 1024 && (n & (n - 1)) === 0;
+
 export class ReplicaStore {
   private constructor(
     readonly backend: StoreBackend,
@@ -74,9 +76,12 @@ export class ReplicaStore {
         throw RefugeError.wrap(err, `cannot open replica store at ${backend.location}`);
       }
       config = { format: 1, chunkSize: options.chunkSize ?? DEFAULT_CHUNK_SIZE, createdAt: new Date().toISOString() };
+      if (!usableChunkSize(config.chunkSize)) {
+        throw new RefugeError('invalid_argument', `chunk size ${config.chunkSize} is not usable`, { hint: 'use a power of two from 4 KiB to 64 MiB' });
+      }
       await backend.put(CONFIG_KEY, Buffer.from(JSON.stringify(config, null, 2)));
     }
-    if (config.format !== 1 || !Number.isInteger(config.chunkSize) || config.chunkSize < 4096) {
+    if (config.format !== 1 || !usableChunkSize(config.chunkSize)) {
       throw new RefugeError('failed_precondition', `replica store at ${backend.location} has an unusable config`);
     }
     return new ReplicaStore(backend, config);
@@ -136,6 +141,7 @@ export class ReplicaStore {
     const disks: DiskManifest[] = [];
     const referenced = new Set<string>();
     let changedChunks = 0;
+    let changedBytes = 0;
     for (const change of req.disks) {
       const count = chunkCount(change.sizeBytes, this.chunkSize);
       const base = parent?.disks.find((d) => d.name === change.name)?.chunks ?? [];
@@ -147,7 +153,10 @@ export class ReplicaStore {
         if (hash !== null && !isChunkHash(hash)) {
           throw new RefugeError('invalid_argument', `disk '${change.name}': '${hash}' is not a chunk hash`);
         }
-        if (chunks[index] !== hash) changedChunks++;
+        if (chunks[index] !== hash) {
+          changedChunks++;
+          changedBytes += chunkLength(change.sizeBytes, this.chunkSize, index);
+        }
         chunks[index] = hash;
         if (hash !== null) referenced.add(hash);
       }
@@ -171,8 +180,8 @@ export class ReplicaStore {
       disks,
       stats: {
         changedChunks,
-        changedBytes: changedChunks * this.chunkSize,
-        storedBytes: disks.reduce((n, d) => n + d.chunks.filter((c) => c !== null).length * d.chunkSize, 0),
+        changedBytes,
+        storedBytes: disks.reduce((n, d) => n + d.chunks.reduce((m, c, i) => (c === null ? m : m + chunkLength(d.sizeBytes, d.chunkSize, i)), 0), 0),
       },
     };
     await this.backend.put(pointKey(req.replicationId, manifest.id), encodeManifest(manifest));

@@ -1,9 +1,12 @@
-import { readFile, readdir, unlink, access, mkdir } from 'node:fs/promises';
+import { readFile, readdir, unlink, stat, mkdir } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { writeFileAtomic } from '../../core/atomic-file.js';
 import { RefugeError, classifySystemError } from '../../core/errors.js';
 import { assertValidKey, type StoreBackend } from '../backend.js';
+
+/** Errors that mean "no object here": absent, or a path through something that is not a folder. */
+const MISSING = new Set(['ENOENT', 'ENOTDIR']);
 
 /** A store backend on a local (or mounted) filesystem: one file per object under `root`. */
 export class FilesystemBackend implements StoreBackend {
@@ -24,27 +27,31 @@ export class FilesystemBackend implements StoreBackend {
   }
 
   async get(key: string): Promise<Buffer> {
+    const path = this.path(key);
     try {
-      return await readFile(this.path(key));
+      return await readFile(path);
     } catch (err) {
+      // A folder at the key's path means the key is only the beginning of other keys: no such object.
+      if ((err as NodeJS.ErrnoException).code === 'EISDIR') throw new RefugeError('not_found', `store object '${key}' not found at ${this.location}`);
       throw this.fail(err, 'read', key);
     }
   }
 
   async put(key: string, data: Uint8Array): Promise<void> {
+    const path = this.path(key);
     try {
-      await writeFileAtomic(this.path(key), data);
+      await writeFileAtomic(path, data);
     } catch (err) {
       throw this.fail(err, 'write', key);
     }
   }
 
   async exists(key: string): Promise<boolean> {
+    const path = this.path(key);
     try {
-      await access(this.path(key));
-      return true;
+      return (await stat(path)).isFile();
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      if (MISSING.has((err as NodeJS.ErrnoException).code ?? '')) return false;
       throw this.fail(err, 'stat', key);
     }
   }
@@ -53,14 +60,14 @@ export class FilesystemBackend implements StoreBackend {
     // Walk only the directory the prefix points into, then filter: prefixes are short paths like "points/rep_x/".
     const slash = prefix.lastIndexOf('/');
     const dirKey = slash < 0 ? '' : prefix.slice(0, slash);
-    const start = dirKey === '' ? this.root : this.path(dirKey);
+    const start = dirKey === '' ? this.root : this.path(dirKey); // validates the prefix's folder part
     const keys: string[] = [];
     const walk = async (dir: string): Promise<void> => {
       let entries;
       try {
         entries = await readdir(dir, { withFileTypes: true });
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+        if (MISSING.has((err as NodeJS.ErrnoException).code ?? '')) return;
         throw this.fail(err, 'list', prefix);
       }
       for (const e of entries) {
@@ -75,14 +82,18 @@ export class FilesystemBackend implements StoreBackend {
   }
 
   async delete(key: string): Promise<void> {
+    const path = this.path(key);
     try {
-      await unlink(this.path(key));
+      await unlink(path);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw this.fail(err, 'delete', key);
+      if (!MISSING.has((err as NodeJS.ErrnoException).code ?? '') && (err as NodeJS.ErrnoException).code !== 'EISDIR') {
+        throw this.fail(err, 'delete', key);
+      }
     }
   }
 
   private fail(err: unknown, op: string, key: string): RefugeError {
+    if (err instanceof RefugeError) return err;
     const code = classifySystemError(err) ?? 'unavailable';
     const hint = code === 'resource_exhausted' ? `free space where the store lives (${this.location})` : undefined;
     return new RefugeError(code, `store ${op} of '${key}' at ${this.location} failed: ${(err as Error).message}`, {
