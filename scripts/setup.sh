@@ -10,6 +10,7 @@ packages=(
   busybox-static cpio kmod xz-utils # the demo guest's initramfs (guest/build.sh)
   e2fsprogs # mkfs and fsck for tests on disk images
   libnbd-bin nbdkit fio # NBD peers for tests and benchmarks
+  libvirt-daemon-system libvirt-clients # the libvirt fabric provider and its tests
   python3 make g++ # native npm modules (better-sqlite3) build from source
 )
 missing=()
@@ -21,7 +22,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold "${missing[@]}"
 fi
 
 # npm packages: reinstall only when the lockfile changed since the last install.
