@@ -1,4 +1,8 @@
+import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { writeFileAtomic } from '../core/atomic-file.js';
 import { RefugeError } from '../core/errors.js';
 import { createLogger, type Logger } from '../core/log.js';
 import { createJobDefinitions } from '../orchestration/jobs/definitions.js';
@@ -22,6 +26,8 @@ export interface VaultServerOptions {
   /** Database URL; defaults to SQLite in the data folder. */
   databaseUrl?: string;
   log?: Logger;
+  /** Names this process in job leases; defaults to an id kept in the data folder, so a restart reclaims its jobs. */
+  instanceId?: string;
   /** Replaces the fabric provider of every site (tests). */
   fabricFor?: (site: Site) => FabricProvider;
 }
@@ -64,6 +70,18 @@ function vaultTargets(repos: VaultRepositories, sites: SiteResources): TargetRes
   };
 }
 
+/** A stable name for the vault process using this data folder (its job leases carry it). */
+async function instanceId(dataDir: string): Promise<string> {
+  const path = join(dataDir, 'instance-id');
+  try {
+    return (await readFile(path, 'utf8')).trim();
+  } catch {
+    const id = `${hostname()}-${randomBytes(6).toString('hex')}`;
+    await writeFileAtomic(path, `${id}\n`);
+    return id;
+  }
+}
+
 /**
  * The composition root of `refuge vault`: database, stores, replicator, jobs and the HTTP API, assembled but not
  * listening (tests call `app.inject()`); `startVaultServer` listens.
@@ -74,7 +92,7 @@ export async function assembleVault(o: VaultServerOptions): Promise<VaultServer 
   const repos = createRepositories(db);
   const sites = new SiteResources(o.fabricFor);
   const deps = { repos, sites };
-  const engine = new JobEngine(db, createJobDefinitions(deps), log);
+  const engine = new JobEngine(db, createJobDefinitions(deps), { log, owner: o.instanceId ?? (await instanceId(o.dataDir)) });
   const operations = new OperationService(deps, engine);
   const replicator = new Replicator(vaultTargets(repos, sites), log.child({ component: 'replicator' }));
   let url = '';

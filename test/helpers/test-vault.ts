@@ -4,18 +4,22 @@ import { join } from 'node:path';
 import { assembleVault } from '../../src/api/server.js';
 import { silentLogger } from '../../src/core/log.js';
 import { chunkHash } from '../../src/store/chunks.js';
+import type { DatabaseKind } from '../../src/vault/db/dialects/dialect.js';
+import { createTestDatabase } from './databases.js';
 import { FakeFabric } from './fake-fabric.js';
 
 export type TestVault = Awaited<ReturnType<typeof createTestVault>>;
 
 /**
- * A vault assembled in a fresh temporary folder with a real SQLite database and real filesystem stores, driven
+ * A vault assembled in a fresh temporary folder with a fresh real database (SQLite by default, or an isolated
+ * PostgreSQL schema) and real filesystem stores, driven
  * through `app.inject()`; sites run machines on a FakeFabric. `call` returns status and parsed JSON body.
  */
-export async function createTestVault() {
+export async function createTestVault(database: DatabaseKind = 'sqlite') {
   const dataDir = await mkdtemp(join(tmpdir(), 'refuge-test-'));
   const fabric = new FakeFabric();
-  const vault = await assembleVault({ dataDir, log: silentLogger, fabricFor: () => fabric });
+  const db = await createTestDatabase(database);
+  const vault = await assembleVault({ dataDir, databaseUrl: db.url, log: silentLogger, fabricFor: () => fabric });
   const call = async <T = Record<string, unknown>>(method: string, url: string, payload?: unknown, headers?: Record<string, string>) => {
     const r = await vault.app.inject({
       method: method as 'GET',
@@ -38,6 +42,7 @@ export async function createTestVault() {
     call,
     async cleanup() {
       await vault.close();
+      await db.drop();
       await rm(dataDir, { recursive: true, force: true });
     },
   };

@@ -11,10 +11,12 @@ export function registerVaultCommand(program: Command): Command {
     .description('serve the vault API and the in-process replicator')
     .option('--data <dir>', 'data folder (database, site stores, recovered machines)', process.env.REFUGE_DATA ?? '/var/lib/refuge/vault')
     .option('--listen <host:port>', 'address to listen on', '127.0.0.1:7443')
-    .action(async (o: { data: string; listen: string }) => {
+    .option('--database <url>', 'sqlite:PATH (default: vault.db in the data folder) or postgres://user@host:5432/db[?schema=name] (env REFUGE_DATABASE_URL)')
+    .action(async (o: { data: string; listen: string; database?: string }) => {
       const m = /^(.*):(\d+)$/.exec(o.listen);
       if (!m) throw new RefugeError('invalid_argument', `--listen '${o.listen}' is not HOST:PORT`);
-      const server = await startVaultServer({ dataDir: resolve(o.data), host: m[1], port: Number(m[2]) });
+      const databaseUrl = o.database ?? process.env.REFUGE_DATABASE_URL;
+      const server = await startVaultServer({ dataDir: resolve(o.data), host: m[1], port: Number(m[2]), ...(databaseUrl ? { databaseUrl } : {}) });
       process.stdout.write(`vault listening on ${server.url} (data in ${resolve(o.data)})\n`);
       await new Promise<void>((done) => {
         const stop = () => void server.close().then(done);

@@ -1,4 +1,5 @@
 import { type Kysely, type Migration, type MigrationProvider } from 'kysely';
+import { securityAndJobs } from './migrations-0002.js';
 
 /**
  * Schema migrations, in order. Never edit a released migration; add a new one. Column types are the portable
@@ -117,6 +118,7 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  '0002_security_and_jobs': securityAndJobs,
 };
 
 export const migrationProvider: MigrationProvider = {

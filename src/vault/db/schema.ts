@@ -96,6 +96,14 @@ export interface JobTable {
   createdAt: string;
   startedAt: string | null;
   endedAt: string | null;
+  /** The process running the job, and until when its claim holds unless renewed. */
+  leaseOwner: string | null;
+  leaseExpiresAt: string | null;
+  /** 1 once someone asked to cancel; the running process aborts the job at its next check. */
+  cancelRequested: number;
+  /** How many times a process claimed the job (1 unless it was resumed after a crash or restarted). */
+  attempts: number;
+  requestedBy: string | null;
 }
 
 export interface JobTaskTable {
@@ -107,6 +115,43 @@ export interface JobTaskTable {
   message: string | null;
   startedAt: string | null;
   endedAt: string | null;
+  /** JSON answer given to a task waiting for input. */
+  inputJson: string | null;
+}
+
+export interface UserTable {
+  id: string;
+  name: string;
+  passwordHash: string;
+  role: string;
+  disabled: number;
+  createdAt: string;
+}
+
+export interface TokenTable {
+  id: string;
+  userId: string | null;
+  name: string;
+  secretHash: string;
+  /** 'session' (from a login, expires), 'api' (long-lived), 'agent' (agent routes of one vault only). */
+  kind: string;
+  role: string;
+  vaultId: string | null;
+  createdAt: string;
+  expiresAt: string | null;
+  lastUsedAt: string | null;
+}
+
+export interface AuditTable {
+  id: string;
+  at: string;
+  principal: string;
+  role: string | null;
+  action: string;
+  vault: string | null;
+  target: string | null;
+  status: number;
+  detailsJson: string;
 }
 
 export interface Database {
@@ -118,4 +163,7 @@ export interface Database {
   recoveryPoints: RecoveryPointTable;
   jobs: JobTable;
   jobTasks: JobTaskTable;
+  users: UserTable;
+  tokens: TokenTable;
+  auditLog: AuditTable;
 }
