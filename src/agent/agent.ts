@@ -1,4 +1,5 @@
 import { RefugeError, isRefugeError } from '../core/errors.js';
+import type { HttpConnection } from '../core/http-client.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import { sleep } from '../core/durations.js';
 import type { HeartbeatResponse, MachineFacts, ReplicationAssignment, ReplicationProgress } from '../protocol/schemas.js';
@@ -19,6 +20,8 @@ export interface AgentOptions {
   stateDir: string;
   freeze?: FreezeHook;
   heartbeatSeconds?: number;
+  /** Token and TLS trust for the vault and the replicator. */
+  connection?: HttpConnection;
   log?: Logger;
 }
 
@@ -37,7 +40,7 @@ export class Agent {
   private readonly log: Logger;
 
   constructor(private readonly o: AgentOptions) {
-    this.vaultClient = new VaultClient(o.vaultUrl, o.vault);
+    this.vaultClient = new VaultClient(o.vaultUrl, o.vault, o.connection);
     this.log = o.log ?? silentLogger;
   }
 
@@ -111,7 +114,7 @@ export class Agent {
       // The vault has a newer point than we remember (state lost or restored from backup): compare everything.
       this.state = { ...this.state, lastPointId: a.latestPointId, disks: {} };
     }
-    const replicator = new ReplicatorClient(a.replicatorUrl, a.replicationId);
+    const replicator = new ReplicatorClient(a.replicatorUrl, a.replicationId, this.o.connection);
     const seeding = this.state.lastPointId === null;
     const totalBytes = this.o.machine.disks.reduce((n, d) => n + d.sizeBytes, 0);
     this.progress = { phase: seeding ? 'seeding' : 'scanning', doneBytes: 0, totalBytes, pendingBytes: 0 };

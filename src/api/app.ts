@@ -10,11 +10,13 @@ import { configurationRoutes } from './routes/configuration.js';
 import { replicationRoutes } from './routes/replications.js';
 import { jobRoutes } from './routes/jobs.js';
 import { agentRoutes } from './routes/agents.js';
+import { accessRoutes } from './routes/access.js';
+import { registerAuth } from './auth.js';
 
-
-function createFastify(log: Logger) {
+function createFastify(log: Logger, tls: AppDeps['tls']) {
   return Fastify({
     loggerInstance: log,
+    ...(tls ? { https: { cert: tls.certPem, key: tls.keyPem } } : {}),
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 1024 * 1024,
     ajv: {
@@ -31,7 +33,7 @@ export type App = ReturnType<typeof createFastify>;
  * It never listens (server.ts does), so tests drive it with `app.inject()`.
  */
 export async function buildApp(deps: AppDeps): Promise<App> {
-  const app = createFastify(deps.log);
+  const app = createFastify(deps.log, deps.tls);
 
   app.setErrorHandler(errorHandler(deps.log));
   app.setNotFoundHandler((req, reply) => {
@@ -39,7 +41,15 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     return reply.code(404).send({ error: { code: e.code, message: e.message, hint: e.hint } });
   });
 
-  app.get('/api/v1/health', async () => ({ status: 'ok', time: new Date().toISOString() }));
+  registerAuth(app, {
+    users: deps.users,
+    audit: deps.audit,
+    log: deps.log,
+    vaultIdByName: async (name) => (await deps.repos.vaults.list()).find((v) => v.name === name)?.id,
+    vaultIdOfReplication: async (id) => (await deps.repos.replications.byId(id).catch(() => undefined))?.vaultId,
+  });
+  app.get('/api/v1/health', { config: { permission: 'public' } }, async () => ({ status: 'ok', time: new Date().toISOString() }));
+  await app.register(accessRoutes(deps), { prefix: '/api/v1' });
   await app.register(configurationRoutes(deps), { prefix: '/api/v1' });
   await app.register(replicationRoutes(deps), { prefix: '/api/v1' });
   await app.register(jobRoutes(deps), { prefix: '/api/v1' });

@@ -4,6 +4,8 @@ import type { SiteResources } from '../orchestration/site-resources.js';
 import type { Replicator } from '../replicator/replicator.js';
 import type { JobEngine } from '../vault/jobs/engine.js';
 import type { VaultRepositories } from '../vault/repositories/index.js';
+import type { AuditRepository } from '../vault/security/audit.js';
+import type { UserRepository } from '../vault/security/users.js';
 
 /** Everything the HTTP layer calls into; assembled by server.ts (or by tests). */
 export interface AppDeps {
@@ -16,5 +18,9 @@ export interface AppDeps {
   dataDir: string;
   /** The URL agents use to reach the replicator (this process's /replicator/v1 unless standalone). */
   replicatorUrl(): string;
+  users: UserRepository;
+  audit: AuditRepository;
+  /** The server's certificate and key (HTTPS); absent only when the vault was started with --insecure-http. */
+  tls: { certPem: string; keyPem: string } | null;
   log: Logger;
 }

@@ -11,11 +11,15 @@ import { SiteResources } from '../orchestration/site-resources.js';
 import { Replicator, type TargetResolver } from '../replicator/replicator.js';
 import { openDatabase } from '../vault/db/connect.js';
 import { JobEngine } from '../vault/jobs/engine.js';
+import { holdTasks } from '../vault/jobs/faults.js';
 import { createRepositories, type VaultRepositories } from '../vault/repositories/index.js';
 import { isReplicating } from '../vault/replication-state.js';
 import type { FabricProvider } from '../fabric/provider.js';
 import type { Site } from '../vault/model.js';
 import { buildApp, type App } from './app.js';
+import { defaultDatabaseUrl, loadServerTls } from './vault-init.js';
+import { AuditRepository } from '../vault/security/audit.js';
+import { UserRepository } from '../vault/security/users.js';
 
 export interface VaultServerOptions {
   /** Folder for the database, the sites' stores and machines (unless configured elsewhere). */
@@ -28,6 +32,10 @@ export interface VaultServerOptions {
   log?: Logger;
   /** Names this process in job leases; defaults to an id kept in the data folder, so a restart reclaims its jobs. */
   instanceId?: string;
+  /** Test-only fault injection: tasks with these names hold until their job is aborted (see vault/jobs/faults.ts). */
+  holdTasks?: string[];
+  /** Serve plain HTTP (e.g. behind a TLS-terminating proxy); by default the vault serves HTTPS only. */
+  insecureHttp?: boolean;
   /** Replaces the fabric provider of every site (tests). */
   fabricFor?: (site: Site) => FabricProvider;
 }
@@ -88,11 +96,12 @@ async function instanceId(dataDir: string): Promise<string> {
  */
 export async function assembleVault(o: VaultServerOptions): Promise<VaultServer & { setUrl(url: string): void }> {
   const log = o.log ?? createLogger('vault');
-  const db = await openDatabase(o.databaseUrl ?? `sqlite:${join(o.dataDir, 'vault.db')}`);
+  const tls = await loadServerTls(o.dataDir, o.insecureHttp === true);
+  const db = await openDatabase(o.databaseUrl ?? defaultDatabaseUrl(o.dataDir));
   const repos = createRepositories(db);
   const sites = new SiteResources(o.fabricFor);
   const deps = { repos, sites };
-  const engine = new JobEngine(db, createJobDefinitions(deps), { log, owner: o.instanceId ?? (await instanceId(o.dataDir)) });
+  const engine = new JobEngine(db, holdTasks(createJobDefinitions(deps), o.holdTasks ?? []), { log, owner: o.instanceId ?? (await instanceId(o.dataDir)) });
   const operations = new OperationService(deps, engine);
   const replicator = new Replicator(vaultTargets(repos, sites), log.child({ component: 'replicator' }));
   let url = '';
@@ -103,6 +112,9 @@ export async function assembleVault(o: VaultServerOptions): Promise<VaultServer 
     replicator,
     sites,
     dataDir: o.dataDir,
+    users: new UserRepository(db),
+    audit: new AuditRepository(db),
+    tls,
     replicatorUrl: () => `${url}/replicator/v1`,
     log,
   });
@@ -132,7 +144,7 @@ export async function startVaultServer(o: VaultServerOptions): Promise<VaultServ
   const port = o.port ?? 7443;
   try {
     const address = await vault.app.listen({ host, port });
-    vault.setUrl(address.replace('[::1]', 'localhost'));
+    vault.setUrl(address.replace('[::1]', 'localhost').replace('://127.0.0.1', '://127.0.0.1'));
   } catch (err) {
     await vault.close();
     throw RefugeError.wrap(err, `vault cannot listen on ${host}:${port}`, 'unavailable');

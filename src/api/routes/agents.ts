@@ -15,6 +15,7 @@ export function agentRoutes(deps: AppDeps): FastifyPluginAsync {
     const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
 
     app.post('/vaults/:vault/agents/register', {
+      config: { permission: 'agent' },
       schema: { params: VaultParams, body: RegisterRequest, response: { 200: RegisterResponse } },
     }, async (req) => {
       const v = await repos.vaults.get(req.params.vault);
@@ -24,6 +25,8 @@ export function agentRoutes(deps: AppDeps): FastifyPluginAsync {
     });
 
     app.post('/vaults/:vault/agents/:machine/heartbeat', {
+      // Heartbeats are not changes anyone asked for: not audited (every 10 s per agent).
+      config: { permission: 'agent', audit: false },
       schema: { params: named('machine'), body: HeartbeatRequest, response: { 200: HeartbeatResponse } },
     }, async (req) => {
       const v = await repos.vaults.get(req.params.vault);

@@ -21,6 +21,7 @@ export function configurationRoutes(deps: AppDeps): FastifyPluginAsync {
     });
 
     app.post('/vaults', {
+      config: { permission: 'configure' },
       schema: { body: Type.Object({ name: Name }, { additionalProperties: false }) },
     }, async (req, reply) => {
       const v = await repos.vaults.create(req.body.name);
@@ -33,6 +34,7 @@ export function configurationRoutes(deps: AppDeps): FastifyPluginAsync {
     });
 
     app.patch('/vaults/:vault', {
+      config: { permission: 'configure' },
       schema: { params: VaultParams, body: Type.Object({ location: Name }, { additionalProperties: false }) },
     }, async (req) => {
       const v = await repos.vaults.get(req.params.vault);
@@ -55,6 +57,7 @@ export function configurationRoutes(deps: AppDeps): FastifyPluginAsync {
       { additionalProperties: false },
     );
     app.post('/vaults/:vault/sites', {
+      config: { permission: 'configure' },
       schema: {
         params: VaultParams,
         body: Type.Object(
@@ -98,6 +101,7 @@ export function configurationRoutes(deps: AppDeps): FastifyPluginAsync {
     });
 
     app.post('/vaults/:vault/policies', {
+      config: { permission: 'configure' },
       schema: {
         params: VaultParams,
         body: Type.Object(

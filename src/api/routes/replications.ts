@@ -32,6 +32,7 @@ export function replicationRoutes(deps: AppDeps): FastifyPluginAsync {
     });
 
     app.post('/vaults/:vault/replications', {
+      config: { permission: 'configure' },
       schema: {
         params: VaultParams,
         body: Type.Object({ machine: Name, policy: Name, targetSite: Name }, { additionalProperties: false }),
@@ -93,6 +94,8 @@ export function replicationRoutes(deps: AppDeps): FastifyPluginAsync {
     for (const operation of OPERATIONS) {
       const takesPoint = operation === 'test-failover' || operation === 'failover';
       app.post(`/vaults/:vault/replications/:replication/${operation}`, {
+        // ASR's operators fail over but may not change configuration: disabling protection is configuration.
+        config: { permission: operation === 'disable' ? 'configure' : 'operate' },
         schema: { params: RepParams, ...(takesPoint ? { body: Type.Union([OperationBody, Type.Null()]) } : {}) },
       }, async (req, reply) => {
         const body = (takesPoint ? req.body : undefined) as { point?: string } | null | undefined;

@@ -34,12 +34,15 @@ export async function openDatabase(url: string): Promise<VaultDb> {
     });
   }
   let db: VaultDb;
+  let schema: string | undefined;
   try {
-    db = new Kysely<Database>({ dialect: await dialect.connect(url), plugins: [new CamelCasePlugin()] });
+    const connected = await dialect.connect(url);
+    schema = connected.schema;
+    db = new Kysely<Database>({ dialect: connected.dialect, plugins: [new CamelCasePlugin()] });
   } catch (err) {
     throw RefugeError.wrap(err, `cannot open the vault database ${dialect.redact(url)}`, 'unavailable');
   }
-  const { error } = await new Migrator({ db, provider: migrationProvider }).migrateToLatest();
+  const { error } = await new Migrator({ db, provider: migrationProvider, ...(schema ? { migrationTableSchema: schema } : {}) }).migrateToLatest();
   if (error) {
     await db.destroy();
     throw RefugeError.wrap(error, `migrating the vault database ${dialect.redact(url)} failed`, 'unavailable');

@@ -14,6 +14,8 @@ export const securityAndJobs: Migration = {
     await db.schema.alterTable('jobs').addColumn('requested_by', 'text').execute();
     // A task waiting for input (manual approval) shows its prompt in `message`; the answer is kept here.
     await db.schema.alterTable('job_tasks').addColumn('input_json', 'text').execute();
+    // How many times a task was started: 1 unless a crash or restart interrupted it.
+    await db.schema.alterTable('job_tasks').addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(0)).execute();
     await db.schema.createIndex('jobs_by_vault').on('jobs').columns(['vault_id', 'created_at']).execute();
 
     await db.schema

@@ -96,7 +96,7 @@ export interface JobTable {
   createdAt: string;
   startedAt: string | null;
   endedAt: string | null;
-  /** The process running the job, and until when its claim holds unless renewed. */
+  /** The process running (or that last ran) the job, and until when its claim holds unless renewed. */
   leaseOwner: string | null;
   leaseExpiresAt: string | null;
   /** 1 once someone asked to cancel; the running process aborts the job at its next check. */
@@ -117,6 +117,7 @@ export interface JobTaskTable {
   endedAt: string | null;
   /** JSON answer given to a task waiting for input. */
   inputJson: string | null;
+  attempts: number;
 }
 
 export interface UserTable {

@@ -80,6 +80,8 @@ export interface TaskView {
   progress: number;
   message: string | null;
   input: unknown;
+  /** How many times the task was started (more than 1 after a crash or a restart). */
+  attempts: number;
   startedAt: string | null;
   endedAt: string | null;
 }
@@ -98,6 +100,8 @@ export interface JobView {
   cancelRequested: boolean;
   attempts: number;
   requestedBy: string | null;
+  /** The vault process that runs the job, or ran it last. */
+  ranBy: string | null;
   createdAt: string;
   startedAt: string | null;
   endedAt: string | null;

@@ -94,7 +94,7 @@ export class JobEngine {
       .execute();
     await db
       .insertInto('jobTasks')
-      .values(def.tasks.map((t, seq) => ({ jobId: id, seq, name: t.name, state: 'pending', progress: 0, message: null, startedAt: null, endedAt: null, inputJson: null })))
+      .values(def.tasks.map((t, seq) => ({ jobId: id, seq, name: t.name, state: 'pending', progress: 0, message: null, startedAt: null, endedAt: null, inputJson: null, attempts: 0 })))
       .execute();
     return id;
   }

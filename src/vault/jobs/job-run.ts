@@ -52,10 +52,11 @@ export class JobRun {
     return Number(r.numUpdatedRows) === 1;
   }
 
-  private async setTask(seq: number, values: { state: TaskState; progress?: number; message?: string | null; startedAt?: string; endedAt?: string | null }): Promise<void> {
+  private async setTask(seq: number, values: { state: TaskState; progress?: number; message?: string | null; startedAt?: string; endedAt?: string | null }, started = false): Promise<void> {
     const r = await this.db
       .updateTable('jobTasks')
       .set(values)
+      .$if(started, (q) => q.set((eb) => ({ attempts: eb('attempts', '+', 1) })))
       .where('jobId', '=', this.jobId)
       .where('seq', '=', seq)
       .where((eb) => eb.exists(eb.selectFrom('jobs').select('id').where('id', '=', this.jobId).where('leaseOwner', '=', this.o.owner)))
@@ -105,7 +106,14 @@ export class JobRun {
         const now = Date.now();
         if ((now - lastSave < PROGRESS_SAVE_INTERVAL_MS && fraction < 1) || !current) return;
         lastSave = now;
-        void this.setTask(current.seq, { state: 'running', progress: Math.max(0, Math.min(1, fraction)), ...(message === undefined ? {} : { message }) })
+        // Only while the task still runs: a late save must not undo its end.
+        void this.db
+          .updateTable('jobTasks')
+          .set({ progress: Math.max(0, Math.min(1, fraction)), ...(message === undefined ? {} : { message }) })
+          .where('jobId', '=', this.jobId)
+          .where('seq', '=', current.seq)
+          .where('state', '=', 'running')
+          .execute()
           .catch((err: unknown) => log.warn({ err }, 'saving task progress failed'));
       },
     };
@@ -118,7 +126,7 @@ export class JobRun {
         if (!taskDef || taskDef.name !== task.name) throw new RefugeError('internal', `job ${this.jobId} task ${task.seq} '${task.name}' is not defined`);
         this.abort.signal.throwIfAborted();
         current = task;
-        await this.setTask(task.seq, { state: 'running', startedAt: new Date().toISOString(), endedAt: null, progress: 0, message: null });
+        await this.setTask(task.seq, { state: 'running', startedAt: new Date().toISOString(), endedAt: null, progress: 0, message: null }, true);
         log.info({ task: task.name }, 'task started');
         await taskDef.run(ctx);
         this.abort.signal.throwIfAborted();
@@ -164,7 +172,7 @@ export class JobRun {
   }
 
   private async finish(state: JobState, result: Record<string, unknown>, error: { code: string; message: string } | null, log: Logger): Promise<void> {
-    const ended = await this.fenced({ state, resultJson: JSON.stringify(result), errorJson: error ? JSON.stringify(error) : null, endedAt: new Date().toISOString(), leaseOwner: null, leaseExpiresAt: null });
+    const ended = await this.fenced({ state, resultJson: JSON.stringify(result), errorJson: error ? JSON.stringify(error) : null, endedAt: new Date().toISOString(), leaseExpiresAt: null });
     if (!ended) return;
     const view = await loadJob(this.db, this.jobId);
     for (const l of this.o.listeners) await l.jobEnded(view).catch((err: unknown) => log.warn({ err }, 'job listener failed'));

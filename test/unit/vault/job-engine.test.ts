@@ -105,6 +105,7 @@ describe.each(TEST_DATABASES)('job engine on %s', (kind) => {
     expect(log).toEqual(['two:3', 'three:3', 'succeeded']);
     expect(job.state).toBe('succeeded');
     expect(job.attempts).toBe(2);
+    expect(job.tasks.map((t) => t.attempts)).toEqual([0, 1, 1]);
   });
 
   it('a process restarted under the same owner takes its own jobs back at once', async () => {
@@ -204,7 +205,11 @@ describe.each(TEST_DATABASES)('job engine on %s', (kind) => {
     for (let i = 0; i < 20; i++) ids.push(await e1.create(db, { vaultId, type: 'count', replicationId: null, params: {} }));
     e1.kick();
     e2.kick();
-    for (const id of ids) expect((await e1.waitFor(id, 20_000)).state).toBe('succeeded');
+    const jobs = [];
+    for (const id of ids) jobs.push(await e1.waitFor(id, 20_000));
+    expect(jobs.map((j) => j.state)).toEqual(ids.map(() => 'succeeded'));
+    expect(jobs.flatMap((j) => j.tasks.map((t) => t.attempts))).toEqual(ids.flatMap(() => [1, 1]));
+    expect(new Set(jobs.map((j) => j.ranBy))).toEqual(new Set([e1.owner, e2.owner]));
     expect(runs.length).toBe(40);
     expect(new Set(runs).size).toBe(40);
     // Pages, newest first (ids sort by creation time; within one millisecond by their random part).

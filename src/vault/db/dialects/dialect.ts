@@ -9,7 +9,7 @@ export type DatabaseKind = (typeof DATABASE_KINDS)[number];
  * (test/unit/vault/repository-suite.ts) run against every dialect:
  * - `matches` is a pure test of the URL (no I/O);
  * - `connect` returns a Kysely dialect whose connections see the vault's tables (creating what must exist before
- *   migrations, such as a PostgreSQL schema); a compare-and-set `UPDATE ... WHERE` changes a row for exactly one
+ *   migrations, such as a PostgreSQL schema, whose name it returns so migrations look only there); a compare-and-set `UPDATE ... WHERE` changes a row for exactly one
  *   of two concurrent callers;
  * - `rowLocking` says whether `SELECT ... FOR UPDATE SKIP LOCKED` exists; without it the dialect must serialize
  *   write transactions (SQLite's single writer), so claims by compare-and-set alone are still safe;
@@ -20,6 +20,6 @@ export interface VaultDialect {
   readonly kind: DatabaseKind;
   readonly rowLocking: boolean;
   matches(url: string): boolean;
-  connect(url: string): Promise<Dialect>;
+  connect(url: string): Promise<{ dialect: Dialect; schema?: string }>;
   redact(url: string): string;
 }

@@ -39,7 +39,7 @@ export const postgresDialect: VaultDialect = {
       return 'postgres://(unparsable URL)';
     }
   },
-  async connect(url: string): Promise<Dialect> {
+  async connect(url: string): Promise<{ dialect: Dialect; schema: string }> {
     const { connectionString, schema } = parsePostgresUrl(url);
     if (schema) {
       const client = new pg.Client({ connectionString });
@@ -55,6 +55,6 @@ export const postgresDialect: VaultDialect = {
     }
     const pool = new pg.Pool({ connectionString, max: 10, ...(schema ? { options: `-c search_path=${schema}` } : {}) });
     pool.on('error', () => undefined); // an idle client lost its connection; the pool replaces it
-    return new PostgresDialect({ pool });
+    return { dialect: new PostgresDialect({ pool }), schema: schema ?? 'public' };
   },
 };

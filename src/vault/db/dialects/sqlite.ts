@@ -15,7 +15,7 @@ export const sqliteDialect: VaultDialect = {
   rowLocking: false,
   matches: (url) => url.startsWith('sqlite:') || !/^[a-z][a-z0-9+.-]*:\/\//i.test(url),
   redact: (url) => url,
-  async connect(url: string): Promise<Dialect> {
+  async connect(url: string): Promise<{ dialect: Dialect }> {
     const path = pathOf(url);
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
     const sqlite = new SQLite(path);
@@ -23,6 +23,6 @@ export const sqliteDialect: VaultDialect = {
     sqlite.pragma('synchronous = NORMAL');
     sqlite.pragma('foreign_keys = ON');
     sqlite.pragma('busy_timeout = 5000');
-    return new SqliteDialect({ database: sqlite });
+    return { dialect: new SqliteDialect({ database: sqlite }) };
   },
 };
