@@ -16,6 +16,16 @@ declare module 'fastify' {
   interface FastifyRequest {
     principal: Principal | null;
   }
+  interface FastifyInstance {
+    /** Every route with the permission it needs, as registered (for docs and the access-control test). */
+    routeTable: RouteEntry[];
+  }
+}
+
+export interface RouteEntry {
+  method: string;
+  url: string;
+  permission: Permission | 'public';
 }
 
 export interface AuthDeps {
@@ -38,12 +48,15 @@ const READS = new Set(['GET', 'HEAD']);
  */
 export function registerAuth(app: App, deps: AuthDeps): void {
   app.decorateRequest('principal', null);
+  const table: RouteEntry[] = [];
+  app.decorate('routeTable', table);
 
   app.addHook('onRoute', (route) => {
     const config = (route.config ??= {});
-    if (config.permission) return;
     const methods = [route.method].flat();
-    if (route.url.startsWith('/replicator/')) {
+    if (config.permission) {
+      // already declared
+    } else if (route.url.startsWith('/replicator/')) {
       config.permission = 'agent';
       config.audit = false;
     } else if (methods.every((m) => READS.has(m))) {
@@ -51,6 +64,7 @@ export function registerAuth(app: App, deps: AuthDeps): void {
     } else {
       throw new Error(`route ${methods.join(',')} ${route.url} declares no permission (config.permission)`);
     }
+    for (const method of methods) table.push({ method, url: route.url, permission: config.permission });
   });
 
   app.addHook('onRequest', async (req) => {

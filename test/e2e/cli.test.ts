@@ -1,11 +1,14 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startVaultServer, type VaultServer } from '../../src/api/server.js';
 import { silentLogger } from '../../src/core/log.js';
 import { FakeFabric } from '../helpers/fake-fabric.js';
+import { testCertificate } from '../helpers/test-vault.js';
+import { initVault } from '../../src/api/vault-init.js';
+import { requestJson } from '../../src/core/http-client.js';
 
 const root = join(import.meta.dirname, '..', '..');
 
@@ -15,9 +18,10 @@ interface CliResult {
   stderr: string;
 }
 
+let credentials = '';
 function cli(url: string, args: string[]): Promise<CliResult> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [join(root, 'bin', 'refuge.js'), '--url', url, ...args], (err, stdout, stderr) => {
+    execFile(process.execPath, [join(root, 'bin', 'refuge.js'), '--url', url, '--credentials', credentials, ...args], (err, stdout, stderr) => {
       resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
     });
   });
@@ -32,6 +36,7 @@ describe('refuge CLI', () => {
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'refuge-cli-'));
     const fabric = new FakeFabric();
+    credentials = (await initVault({ dataDir: dir, certificate: testCertificate() })).credentialsPath;
     server = await startVaultServer({ dataDir: dir, port: 0, log: silentLogger, fabricFor: () => fabric });
     url = server.url;
   });
@@ -63,10 +68,10 @@ describe('refuge CLI', () => {
   });
 
   it('lists the allowed operations when an operation does not fit the state', async () => {
-    await fetch(`${url}/api/v1/vaults/demo/agents/register`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ site: 'primary', agentVersion: 't', machine: { name: 'vm1', hostname: 'h', os: 'linux', cpus: 1, memoryMiB: 128, disks: [{ name: 'disk0', sizeBytes: 1048576 }], boot: { kind: 'disk' } } }),
+    const { token, ca } = JSON.parse(await readFile(credentials, 'utf8')) as { token: string; ca: string };
+    await requestJson('POST', `${url}/api/v1/vaults/demo/agents/register`, {
+      connection: { token, ca },
+      body: { site: 'primary', agentVersion: 't', machine: { name: 'vm1', hostname: 'h', os: 'linux', cpus: 1, memoryMiB: 128, disks: [{ name: 'disk0', sizeBytes: 1048576 }], boot: { kind: 'disk' } } },
     });
     const enabled = await cli(url, ['replication', 'enable', 'vm1', '--target', 'recovery', '--no-wait']);
     expect(enabled.stdout).toContain('replication vm1 enabled: seeding');
@@ -86,9 +91,26 @@ describe('refuge CLI', () => {
   });
 
   it('says when the vault cannot be reached', async () => {
-    const r = await cli('http://127.0.0.1:9', ['vault', 'list']);
+    const r = await cli('https://127.0.0.1:9', ['vault', 'list']);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/refuge: GET http:\/\/127\.0\.0\.1:9\/api\/v1\/vaults failed/);
-    expect(r.stderr).toContain('is the server at http://127.0.0.1:9 running?');
+    expect(r.stderr).toMatch(/refuge: GET https:\/\/127\.0\.0\.1:9\/api\/v1\/vaults failed/);
+    expect(r.stderr).toContain('is the server at https://127.0.0.1:9 running?');
+  });
+
+  it('refuses without a token, and names the untrusted issuer without the vault CA', async () => {
+    const noToken = await new Promise<CliResult>((resolve) => {
+      execFile(process.execPath, [join(root, 'bin', 'refuge.js'), '--url', url, '--ca', join(dir, 'tls', 'ca.crt'), 'vault', 'list'], { env: { ...process.env, REFUGE_CONFIG: join(dir, 'none.json') } }, (err, stdout, stderr) =>
+        resolve({ code: err ? 1 : 0, stdout, stderr }));
+    });
+    expect(noToken.code).toBe(1);
+    expect(noToken.stderr).toContain('this route needs a token');
+    const untrusted = await new Promise<CliResult>((resolve) => {
+      execFile(process.execPath, [join(root, 'bin', 'refuge.js'), '--url', url, '--token', 'rfg_x', 'vault', 'list'], { env: { ...process.env, REFUGE_CONFIG: join(dir, 'none.json') } }, (err, stdout, stderr) =>
+        resolve({ code: err ? 1 : 0, stdout, stderr }));
+    });
+    expect(untrusted.code).toBe(1);
+    expect(untrusted.stderr).toContain("issued by 'CN=Refuge test CA, O=Refuge'");
+    expect(untrusted.stderr).toContain('is not trusted here');
+    expect(untrusted.stderr).toContain('hint: trust the vault');
   });
 });
