@@ -32,6 +32,8 @@ export interface VaultServerOptions {
   log?: Logger;
   /** Names this process in job leases; defaults to an id kept in the data folder, so a restart reclaims its jobs. */
   instanceId?: string;
+  /** How long a job lease holds without renewal (default 30 s): how soon another process takes over a dead one's jobs. */
+  jobLeaseSeconds?: number;
   /** Test-only fault injection: tasks with these names hold until their job is aborted (see vault/jobs/faults.ts). */
   holdTasks?: string[];
   /** Serve plain HTTP (e.g. behind a TLS-terminating proxy); by default the vault serves HTTPS only. */
@@ -101,7 +103,11 @@ export async function assembleVault(o: VaultServerOptions): Promise<VaultServer 
   const repos = createRepositories(db);
   const sites = new SiteResources(o.fabricFor);
   const deps = { repos, sites };
-  const engine = new JobEngine(db, holdTasks(createJobDefinitions(deps), o.holdTasks ?? []), { log, owner: o.instanceId ?? (await instanceId(o.dataDir)) });
+  const engine = new JobEngine(db, holdTasks(createJobDefinitions(deps), o.holdTasks ?? []), {
+    log,
+    owner: o.instanceId ?? (await instanceId(o.dataDir)),
+    ...(o.jobLeaseSeconds ? { leaseSeconds: o.jobLeaseSeconds } : {}),
+  });
   const operations = new OperationService(deps, engine);
   const replicator = new Replicator(vaultTargets(repos, sites), log.child({ component: 'replicator' }));
   let url = '';
