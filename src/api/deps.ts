@@ -6,6 +6,10 @@ import type { JobEngine } from '../vault/jobs/engine.js';
 import type { VaultRepositories } from '../vault/repositories/index.js';
 import type { AuditRepository } from '../vault/security/audit.js';
 import type { UserRepository } from '../vault/security/users.js';
+import type { AlertChannelRepository, AlertRepository } from '../vault/monitoring/alerts.js';
+import type { EventRepository } from '../vault/monitoring/events.js';
+import type { Monitor } from '../vault/monitoring/monitor.js';
+import type { Notifier } from '../vault/monitoring/notifier.js';
 
 /** Everything the HTTP layer calls into; assembled by server.ts (or by tests). */
 export interface AppDeps {
@@ -19,6 +23,7 @@ export interface AppDeps {
   /** The URL agents use to reach the replicator (this process's /replicator/v1 unless standalone). */
   replicatorUrl(): string;
   users: UserRepository;
+  monitoring: { events: EventRepository; alerts: AlertRepository; channels: AlertChannelRepository; notifier: Notifier; monitor: Monitor };
   audit: AuditRepository;
   /** The server's certificate and key (HTTPS); absent only when the vault was started with --insecure-http. */
   tls: { certPem: string; keyPem: string } | null;

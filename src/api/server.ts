@@ -17,9 +17,15 @@ import { isReplicating } from '../vault/replication-state.js';
 import type { FabricProvider } from '../fabric/provider.js';
 import type { Site } from '../vault/model.js';
 import { buildApp, type App } from './app.js';
+import type { AppDeps } from './deps.js';
 import { defaultDatabaseUrl, loadServerTls } from './vault-init.js';
 import { AuditRepository } from '../vault/security/audit.js';
 import { UserRepository } from '../vault/security/users.js';
+import { certificateFacts } from '../vault/security/pki.js';
+import { AlertChannelRepository, AlertRepository } from '../vault/monitoring/alerts.js';
+import { EventRepository } from '../vault/monitoring/events.js';
+import { Monitor } from '../vault/monitoring/monitor.js';
+import { Notifier } from '../vault/monitoring/notifier.js';
 
 export interface VaultServerOptions {
   /** Folder for the database, the sites' stores and machines (unless configured elsewhere). */
@@ -34,6 +40,8 @@ export interface VaultServerOptions {
   instanceId?: string;
   /** How long a job lease holds without renewal (default 30 s): how soon another process takes over a dead one's jobs. */
   jobLeaseSeconds?: number;
+  /** How often health is evaluated into alerts (default 30 s); 0 turns the monitor and the notifier off (tests). */
+  monitorIntervalMs?: number;
   /** Test-only fault injection: tasks with these names hold until their job is aborted (see vault/jobs/faults.ts). */
   holdTasks?: string[];
   /** Serve plain HTTP (e.g. behind a TLS-terminating proxy); by default the vault serves HTTPS only. */
@@ -48,6 +56,7 @@ export interface VaultServer {
   repos: VaultRepositories;
   engine: JobEngine;
   replicator: Replicator;
+  monitoring: AppDeps['monitoring'];
   close(): Promise<void>;
 }
 
@@ -101,16 +110,23 @@ export async function assembleVault(o: VaultServerOptions): Promise<VaultServer 
   const tls = await loadServerTls(o.dataDir, o.insecureHttp === true);
   const db = await openDatabase(o.databaseUrl ?? defaultDatabaseUrl(o.dataDir));
   const repos = createRepositories(db);
+  const events = new EventRepository(db);
+  const alerts = new AlertRepository(db, events);
+  const serverCert = tls ? certificateFacts(tls.certPem) : undefined;
+  const monitor = new Monitor({ repos, alerts, events, certificate: () => serverCert, log });
+  const notifier = new Notifier(db, { log });
   const sites = new SiteResources(o.fabricFor);
   const deps = { repos, sites };
   const engine = new JobEngine(db, holdTasks(createJobDefinitions(deps), o.holdTasks ?? []), {
     log,
+    listeners: [monitor],
     owner: o.instanceId ?? (await instanceId(o.dataDir)),
     ...(o.jobLeaseSeconds ? { leaseSeconds: o.jobLeaseSeconds } : {}),
   });
   const operations = new OperationService(deps, engine);
   const replicator = new Replicator(vaultTargets(repos, sites), log.child({ component: 'replicator' }));
   let url = '';
+  const monitoring = { events, alerts, channels: new AlertChannelRepository(db), notifier, monitor };
   const app = await buildApp({
     repos,
     engine,
@@ -119,12 +135,17 @@ export async function assembleVault(o: VaultServerOptions): Promise<VaultServer 
     sites,
     dataDir: o.dataDir,
     users: new UserRepository(db),
+    monitoring,
     audit: new AuditRepository(db),
     tls,
     replicatorUrl: () => `${url}/replicator/v1`,
     log,
   });
   await engine.start();
+  if (o.monitorIntervalMs !== 0) {
+    monitor.start(o.monitorIntervalMs ?? 30_000);
+    notifier.start();
+  }
   return {
     get url() {
       return url;
@@ -136,7 +157,10 @@ export async function assembleVault(o: VaultServerOptions): Promise<VaultServer 
     repos,
     engine,
     replicator,
+    monitoring,
     async close() {
+      monitor.stop();
+      await notifier.stop();
       await engine.stop();
       await app.close();
       await db.destroy();

@@ -33,7 +33,7 @@ export async function createTestVault(database: DatabaseKind = 'sqlite') {
   const fabric = new FakeFabric();
   const db = await createTestDatabase(database);
   const init = await initVault({ dataDir, databaseUrl: db.url, owner: 'owner', password: 'owner-password-1', certificate: testCertificate() });
-  const vault = await assembleVault({ dataDir, databaseUrl: db.url, log: silentLogger, fabricFor: () => fabric });
+  const vault = await assembleVault({ dataDir, databaseUrl: db.url, log: silentLogger, fabricFor: () => fabric, monitorIntervalMs: 0 });
   const ownerToken = init.credentials.token;
   /** Calls the API as the owner unless `headers.authorization` says otherwise ('' sends no token). */
   const call = async <T = Record<string, unknown>>(method: string, url: string, payload?: unknown, headers: Record<string, string> = {}) => {

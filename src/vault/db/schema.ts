@@ -21,6 +21,10 @@ export interface SiteTable {
   configJson: string;
   /** JSON: { vcpus, memoryMiB, diskGiB } the site can give to recovered machines. */
   capacityJson: string;
+  /** JSON: [{ name, cidr?, addresses }]: the site's networks and how many addresses each can give. */
+  networksJson: string;
+  /** JSON: { storeThroughputMiBps?, linkThroughputMiBps? }: what the site's store and link can take. */
+  limitsJson: string;
   createdAt: string;
 }
 
@@ -39,6 +43,10 @@ export interface MachineTable {
   agentVersion: string;
   lastHeartbeatAt: string | null;
   lastAgentError: string | null;
+  /** JSON: [{ name, network, ipv4? }]. */
+  nicsJson: string;
+  /** JSON AgentReport: reachability, TLS trust and clock as the agent last saw them. */
+  agentReportJson: string | null;
   createdAt: string;
 }
 
@@ -49,6 +57,8 @@ export interface PolicyTable {
   crashIntervalSeconds: number;
   retentionHours: number;
   rpoThresholdSeconds: number;
+  appIntervalSeconds: number | null;
+  bandwidthMibps: number | null;
   createdAt: string;
 }
 
@@ -69,6 +79,7 @@ export interface ReplicationTable {
   progressJson: string | null;
   /** JSON: what the last failover / test failover started (machine names, point used), for cleanup and commit. */
   failoverJson: string | null;
+  groupId: string | null;
   createdAt: string;
   updatedAt: string;
 }
@@ -155,6 +166,78 @@ export interface AuditTable {
   detailsJson: string;
 }
 
+interface Named {
+  id: string;
+  vaultId: string;
+  name: string;
+  createdAt: string;
+}
+export type ConsistencyGroupTable = Named;
+export interface NetworkMappingTable extends Named {
+  sourceSiteId: string;
+  sourceNetwork: string;
+  targetSiteId: string;
+  targetNetwork: string;
+  testNetwork: string | null;
+}
+export interface RecoveryPlanTable extends Named {
+  description: string;
+  groupsJson: string;
+  updatedAt: string;
+}
+export interface AlertChannelTable extends Named {
+  kind: string;
+  configJson: string;
+  minSeverity: string;
+}
+export interface EventTable {
+  id: string;
+  vaultId: string;
+  at: string;
+  type: string;
+  severity: string;
+  subject: string | null;
+  message: string;
+  detailsJson: string;
+}
+export interface AlertTable {
+  id: string;
+  vaultId: string;
+  kind: string;
+  subject: string;
+  severity: string;
+  state: string;
+  message: string;
+  activeKey: string | null;
+  firstAt: string;
+  lastAt: string;
+  resolvedAt: string | null;
+  detailsJson: string;
+}
+export interface NotificationTable {
+  id: string;
+  alertId: string;
+  channelId: string;
+  transition: string;
+  state: string;
+  attempts: number;
+  nextAttemptAt: string;
+  lastError: string | null;
+  createdAt: string;
+  sentAt: string | null;
+}
+export interface ReadinessReportTable {
+  id: string;
+  vaultId: string;
+  scope: string;
+  subject: string;
+  trigger: string;
+  createdAt: string;
+  worst: string;
+  resultsJson: string;
+  overrideJson: string | null;
+}
+
 export interface Database {
   vaults: VaultTable;
   sites: SiteTable;
@@ -167,4 +250,12 @@ export interface Database {
   users: UserTable;
   tokens: TokenTable;
   auditLog: AuditTable;
+  consistencyGroups: ConsistencyGroupTable;
+  networkMappings: NetworkMappingTable;
+  recoveryPlans: RecoveryPlanTable;
+  alertChannels: AlertChannelTable;
+  events: EventTable;
+  alerts: AlertTable;
+  notifications: NotificationTable;
+  readinessReports: ReadinessReportTable;
 }

@@ -1,6 +1,7 @@
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
-import { MachineRepository, PolicyRepository, SiteRepository, VaultRepository } from './configuration.js';
+import { PolicyRepository, SiteRepository, VaultRepository } from './configuration.js';
+import { MachineRepository } from './machines.js';
 import { ReplicationRepository } from './replications.js';
 
 export interface VaultRepositories {
