@@ -12,6 +12,7 @@ import { jobRoutes } from './routes/jobs.js';
 import { agentRoutes } from './routes/agents.js';
 import { accessRoutes } from './routes/access.js';
 import { monitoringRoutes } from './routes/monitoring.js';
+import { readinessRoutes } from './routes/readiness.js';
 import { registerAuth } from './auth.js';
 
 function createFastify(log: Logger, tls: AppDeps['tls']) {
@@ -56,6 +57,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   await app.register(jobRoutes(deps), { prefix: '/api/v1' });
   await app.register(agentRoutes(deps), { prefix: '/api/v1' });
   await app.register(monitoringRoutes(deps), { prefix: '/api/v1' });
+  await app.register(readinessRoutes(deps), { prefix: '/api/v1' });
   await app.register(replicatorRoutes(deps.replicator, DEFAULT_CHUNK_SIZE * 4), { prefix: '/replicator/v1' });
   return app;
 }

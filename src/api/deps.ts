@@ -10,6 +10,7 @@ import type { AlertChannelRepository, AlertRepository } from '../vault/monitorin
 import type { EventRepository } from '../vault/monitoring/events.js';
 import type { Monitor } from '../vault/monitoring/monitor.js';
 import type { Notifier } from '../vault/monitoring/notifier.js';
+import type { ReadinessService } from '../vault/readiness/service.js';
 
 /** Everything the HTTP layer calls into; assembled by server.ts (or by tests). */
 export interface AppDeps {
@@ -23,6 +24,7 @@ export interface AppDeps {
   /** The URL agents use to reach the replicator (this process's /replicator/v1 unless standalone). */
   replicatorUrl(): string;
   users: UserRepository;
+  readiness: ReadinessService;
   monitoring: { events: EventRepository; alerts: AlertRepository; channels: AlertChannelRepository; notifier: Notifier; monitor: Monitor };
   audit: AuditRepository;
   /** The server's certificate and key (HTTPS); absent only when the vault was started with --insecure-http. */

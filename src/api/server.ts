@@ -18,7 +18,9 @@ import type { FabricProvider } from '../fabric/provider.js';
 import type { Site } from '../vault/model.js';
 import { buildApp, type App } from './app.js';
 import type { AppDeps } from './deps.js';
-import { defaultDatabaseUrl, loadServerTls } from './vault-init.js';
+import { defaultDatabaseUrl, loadServerTls, vaultKeyPath } from './vault-init.js';
+import { ReadinessService } from '../vault/readiness/service.js';
+import { existsSync, statSync } from 'node:fs';
 import { AuditRepository } from '../vault/security/audit.js';
 import { UserRepository } from '../vault/security/users.js';
 import { certificateFacts } from '../vault/security/pki.js';
@@ -42,6 +44,8 @@ export interface VaultServerOptions {
   jobLeaseSeconds?: number;
   /** How often health is evaluated into alerts (default 30 s); 0 turns the monitor and the notifier off (tests). */
   monitorIntervalMs?: number;
+  /** How often every readiness check runs for every replication (default 1 h). */
+  readinessIntervalMs?: number;
   /** Test-only fault injection: tasks with these names hold until their job is aborted (see vault/jobs/faults.ts). */
   holdTasks?: string[];
   /** Serve plain HTTP (e.g. behind a TLS-terminating proxy); by default the vault serves HTTPS only. */
@@ -57,6 +61,7 @@ export interface VaultServer {
   engine: JobEngine;
   replicator: Replicator;
   monitoring: AppDeps['monitoring'];
+  readiness: ReadinessService;
   close(): Promise<void>;
 }
 
@@ -123,9 +128,17 @@ export async function assembleVault(o: VaultServerOptions): Promise<VaultServer 
     owner: o.instanceId ?? (await instanceId(o.dataDir)),
     ...(o.jobLeaseSeconds ? { leaseSeconds: o.jobLeaseSeconds } : {}),
   });
-  const operations = new OperationService(deps, engine);
-  const replicator = new Replicator(vaultTargets(repos, sites), log.child({ component: 'replicator' }));
   let url = '';
+  const readiness = new ReadinessService(db, repos, {
+    certificate: () => serverCert,
+    encryptionKey: () => {
+      const path = vaultKeyPath(o.dataDir);
+      return { path, present: existsSync(path) && statSync(path).size === 32 };
+    },
+    endpoints: () => ({ vault: url, replicator: `${url}/replicator/v1` }),
+  }, { alerts, events });
+  const operations = new OperationService(deps, engine, readiness);
+  const replicator = new Replicator(vaultTargets(repos, sites), log.child({ component: 'replicator' }));
   const monitoring = { events, alerts, channels: new AlertChannelRepository(db), notifier, monitor };
   const app = await buildApp({
     repos,
@@ -136,15 +149,20 @@ export async function assembleVault(o: VaultServerOptions): Promise<VaultServer 
     dataDir: o.dataDir,
     users: new UserRepository(db),
     monitoring,
+    readiness,
     audit: new AuditRepository(db),
     tls,
     replicatorUrl: () => `${url}/replicator/v1`,
     log,
   });
   await engine.start();
+  let readinessTimer: NodeJS.Timeout | undefined;
   if (o.monitorIntervalMs !== 0) {
     monitor.start(o.monitorIntervalMs ?? 30_000);
     notifier.start();
+    // The configuration validator: every readiness check of every replication, hourly (ASR: every 12 hours).
+    readinessTimer = setInterval(() => void readiness.runPeriodic().catch((err: unknown) => log.error({ err }, 'periodic readiness checks failed')), o.readinessIntervalMs ?? 3600_000);
+    readinessTimer.unref();
   }
   return {
     get url() {
@@ -158,7 +176,9 @@ export async function assembleVault(o: VaultServerOptions): Promise<VaultServer 
     engine,
     replicator,
     monitoring,
+    readiness,
     async close() {
+      clearInterval(readinessTimer);
       monitor.stop();
       await notifier.stop();
       await engine.stop();

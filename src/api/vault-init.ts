@@ -55,6 +55,8 @@ export interface InitResult {
   caFingerprint256: string;
 }
 
+export const vaultKeyPath = (dataDir: string) => join(dataDir, 'keys', 'vault.key');
+
 export const defaultDatabaseUrl = (dataDir: string) => `sqlite:${join(dataDir, 'vault.db')}`;
 
 /** `refuge vault init`: the vault CA and server certificate, the database, the first owner and a token for it. */
@@ -76,6 +78,14 @@ export async function initVault(o: InitOptions): Promise<InitResult> {
     caPem = ca.certPem;
   }
   await writeFileAtomic(paths.caCert, caPem);
+
+  // The vault's encryption key (for recovery points encrypted at rest): 256 random bits, readable by the vault only.
+  const keyPath = vaultKeyPath(o.dataDir);
+  if (!existsSync(keyPath)) {
+    await mkdir(join(o.dataDir, 'keys'), { recursive: true, mode: 0o700 });
+    await writeFileAtomic(keyPath, randomBytes(32));
+    await chmod(keyPath, 0o600);
+  }
 
   const owner = o.owner ?? 'admin';
   const password = o.password ?? randomBytes(18).toString('base64url');

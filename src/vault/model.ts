@@ -65,7 +65,7 @@ export interface Machine {
   lastHeartbeatAt: string | null;
   lastAgentError: string | null;
   nics: MachineNic[];
-  agentReport: AgentReport | null;
+  agentReport: (AgentReport & { clockSkewSeconds?: number; receivedAt?: string }) | null;
   createdAt: string;
 }
 

@@ -8,6 +8,9 @@ import type { AppDeps } from '../deps.js';
 import { pointView, replicationView } from '../views.js';
 import { Id, Name, VaultParams, named } from './params.js';
 
+/** An owner's reason to go ahead although a readiness check failed (recorded in the report and the audit log). */
+const Override = Type.Object({ reason: Type.String({ minLength: 3, maxLength: 1000 }) }, { additionalProperties: false });
+
 /** Replications: enable, inspect, list points, and the operations (answered 202 with the job that runs them). */
 export function replicationRoutes(deps: AppDeps): FastifyPluginAsync {
   const { repos } = deps;
@@ -35,18 +38,22 @@ export function replicationRoutes(deps: AppDeps): FastifyPluginAsync {
       config: { permission: 'configure' },
       schema: {
         params: VaultParams,
-        body: Type.Object({ machine: Name, policy: Name, targetSite: Name }, { additionalProperties: false }),
+        body: Type.Object({ machine: Name, policy: Name, targetSite: Name, group: Type.Optional(Name), override: Type.Optional(Override) }, { additionalProperties: false }),
       },
     }, async (req, reply) => {
       const v = await repos.vaults.get(req.params.vault);
       const machine = await repos.machines.get(v.id, req.body.machine);
       const policy = await repos.policies.get(v.id, req.body.policy);
       const target = await repos.sites.get(v.id, req.body.targetSite);
+      const group = req.body.group ? await repos.groups.get(v.id, req.body.group) : undefined;
       if (target.id === machine.siteId) {
         throw new RefugeError('invalid_argument', `machine '${machine.name}' already runs at site '${target.name}'; choose another target site`, {
           details: { field: '/body/targetSite' },
         });
       }
+      // Readiness first: a failed check blocks, unless an owner overrides it with a recorded reason.
+      const report = await deps.readiness.forEnable(v, machine, target, policy, { trigger: 'enable', principal: req.principal, permission: 'configure' });
+      await deps.readiness.gate(report, req.principal, req.body.override);
       const rep = await repos.replications.create({
         vaultId: v.id,
         name: machine.name,
@@ -55,7 +62,9 @@ export function replicationRoutes(deps: AppDeps): FastifyPluginAsync {
         sourceSiteId: machine.siteId,
         targetSiteId: target.id,
       });
-      return reply.code(201).send(await view(rep));
+      if (group) await repos.replications.setGroup(rep.id, group.id);
+      await deps.monitoring.events.record({ vaultId: v.id, type: 'replication.enabled', severity: 'info', subject: rep.name, message: `replication of '${rep.name}' to '${target.name}' enabled (readiness ${report.worst})`, details: { readinessReport: report.id } });
+      return reply.code(201).send({ ...(await view(group ? await repos.replications.byId(rep.id) : rep)), readiness: { report: report.id, worst: report.worst } });
     });
 
     app.get('/vaults/:vault/replications/:replication', { schema: { params: RepParams } }, async (req) => {
@@ -88,7 +97,7 @@ export function replicationRoutes(deps: AppDeps): FastifyPluginAsync {
     });
 
     const OperationBody = Type.Object(
-      { point: Type.Optional(Type.Union([Type.Literal('latest'), Id], { description: "'latest' or a recovery point id" })) },
+      { point: Type.Optional(Type.Union([Type.Literal('latest'), Id], { description: "'latest' or a recovery point id" })), override: Type.Optional(Override) },
       { additionalProperties: false },
     );
     for (const operation of OPERATIONS) {
@@ -98,8 +107,8 @@ export function replicationRoutes(deps: AppDeps): FastifyPluginAsync {
         config: { permission: operation === 'disable' ? 'configure' : 'operate' },
         schema: { params: RepParams, ...(takesPoint ? { body: Type.Union([OperationBody, Type.Null()]) } : {}) },
       }, async (req, reply) => {
-        const body = (takesPoint ? req.body : undefined) as { point?: string } | null | undefined;
-        const job = await deps.operations.request(req.params.vault, req.params.replication, operation, body ?? {});
+        const body = (takesPoint ? req.body : undefined) as { point?: string; override?: { reason: string } } | null | undefined;
+        const job = await deps.operations.request(req.params.vault, req.params.replication, operation, { ...(body ?? {}), principal: req.principal });
         return reply.code(202).header('location', `/api/v1/vaults/${req.params.vault}/jobs/${job.id}`).send(job);
       });
     }

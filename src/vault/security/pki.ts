@@ -22,8 +22,11 @@ function newKey(): { pem: string; key: forge.pki.rsa.PrivateKey; publicKey: forg
 function baseCert(publicKey: forge.pki.PublicKey, commonName: string, notBefore: Date, days: number): forge.pki.Certificate {
   const cert = forge.pki.createCertificate();
   cert.publicKey = publicKey;
-  // Positive 128-bit serial (the first hex digit kept below 8).
-  cert.serialNumber = `0${randomBytes(16).toString('hex').slice(1)}`;
+  // A positive serial of 16 bytes whose first byte is 0x01..0x7f: DER integers must be minimal, so a leading zero
+  // byte (or a high bit that would need one) makes OpenSSL reject the certificate as "illegal padding".
+  const serial = randomBytes(16);
+  serial[0] = ((serial[0] as number) & 0x7f) || 1;
+  cert.serialNumber = serial.toString('hex');
   cert.validity.notBefore = notBefore;
   cert.validity.notAfter = new Date(notBefore.getTime() + days * 86400_000);
   cert.setSubject([{ name: 'commonName', value: commonName }, { name: 'organizationName', value: 'Refuge' }]);
