@@ -4,11 +4,14 @@ import { silentLogger, type Logger } from '../core/log.js';
 import { sleep } from '../core/durations.js';
 import type { HeartbeatResponse, MachineFacts, ReplicationAssignment, ReplicationProgress } from '../protocol/schemas.js';
 import { ReplicatorClient, VaultClient } from './clients.js';
+import { reachabilityReport } from './reachability.js';
 import type { FreezeHook } from './freeze.js';
 import { emptyState, loadState, saveState, type AgentState } from './state.js';
 import { scanDisk, shipMissing } from './scanner.js';
 
 export const AGENT_VERSION = '0.1.0';
+/** How often the agent probes and reports its reachability of the vault and replicator. */
+const REPORT_INTERVAL_MS = 5 * 60_000;
 
 export interface AgentOptions {
   vaultUrl: string;
@@ -82,13 +85,23 @@ export class Agent {
     }
   }
 
+  private lastReportAt = 0;
+
   private async heartbeat(): Promise<void> {
     try {
+      // Every few minutes: how the vault and the replicator look from here (the networking readiness check).
+      const due = Date.now() - this.lastReportAt > REPORT_INTERVAL_MS;
+      const report = due ? await reachabilityReport({ vault: this.o.vaultUrl, ...(this.assignment ? { replicator: this.assignment.replicatorUrl } : {}) }, this.o.connection?.ca ? { ca: this.o.connection.ca } : {}) : undefined;
+      if (report) this.lastReportAt = Date.now();
       const r: HeartbeatResponse = await this.vaultClient.heartbeat(this.o.machine.name, {
         agentVersion: AGENT_VERSION,
         progress: this.progress,
+        sentAt: new Date().toISOString(),
+        ...(report ? { report } : {}),
         ...(this.lastError ? { lastError: this.lastError } : {}),
       });
+      // The first answer names the replicator: report on it at once rather than minutes later.
+      if (r.replication && !report?.endpoints.some((e) => e.role === 'replicator')) this.lastReportAt = Math.min(this.lastReportAt, Date.now() - REPORT_INTERVAL_MS + 1000);
       this.assignment = r.replication;
     } catch (err) {
       this.log.warn({ err }, 'heartbeat failed');

@@ -13,6 +13,8 @@ import { agentRoutes } from './routes/agents.js';
 import { accessRoutes } from './routes/access.js';
 import { monitoringRoutes } from './routes/monitoring.js';
 import { readinessRoutes } from './routes/readiness.js';
+import { policyMachineRoutes } from './routes/policies-machines.js';
+import { topologyRoutes } from './routes/topology.js';
 import { registerAuth } from './auth.js';
 
 function createFastify(log: Logger, tls: AppDeps['tls']) {
@@ -53,6 +55,8 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   app.get('/api/v1/health', { config: { permission: 'public' } }, async () => ({ status: 'ok', time: new Date().toISOString() }));
   await app.register(accessRoutes(deps), { prefix: '/api/v1' });
   await app.register(configurationRoutes(deps), { prefix: '/api/v1' });
+  await app.register(policyMachineRoutes(deps), { prefix: '/api/v1' });
+  await app.register(topologyRoutes(deps), { prefix: '/api/v1' });
   await app.register(replicationRoutes(deps), { prefix: '/api/v1' });
   await app.register(jobRoutes(deps), { prefix: '/api/v1' });
   await app.register(agentRoutes(deps), { prefix: '/api/v1' });

@@ -133,7 +133,8 @@ export async function assembleVault(o: VaultServerOptions): Promise<VaultServer 
     certificate: () => serverCert,
     encryptionKey: () => {
       const path = vaultKeyPath(o.dataDir);
-      return { path, present: existsSync(path) && statSync(path).size === 32 };
+      const st = existsSync(path) ? statSync(path) : undefined;
+      return { path, present: st?.size === 32, ...(st ? { mode: st.mode & 0o777 } : {}) };
     },
     endpoints: () => ({ vault: url, replicator: `${url}/replicator/v1` }),
   }, { alerts, events });

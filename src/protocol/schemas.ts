@@ -93,7 +93,7 @@ export const EndpointReachability = Type.Object(
     dns: Type.Boolean(),
     tcp: Type.Boolean(),
     /** `trusted`, `untrusted` (issuer not in the agent's trust), `expired`, `bad-name`, `n/a` (plain HTTP or no TCP). */
-    tls: Type.Union(['trusted', 'untrusted', 'expired', 'bad-name', 'n/a'].map((t) => Type.Literal(t))),
+    tls: Type.Union([Type.Literal('trusted'), Type.Literal('untrusted'), Type.Literal('expired'), Type.Literal('bad-name'), Type.Literal('n/a')]),
     issuer: Type.Optional(Type.String({ maxLength: 1000 })),
     certificateNotAfter: Type.Optional(Type.String({ maxLength: 64 })),
     error: Type.Optional(Type.String({ maxLength: 1000 })),

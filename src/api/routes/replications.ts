@@ -3,7 +3,9 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { RefugeError } from '../../core/errors.js';
 import type { Replication } from '../../vault/model.js';
-import { OPERATIONS } from '../../vault/replication-state.js';
+import { OPERATIONS, REPLICATION_STATES } from '../../vault/replication-state.js';
+import { HEALTH } from '../../vault/health.js';
+import { Limit, listPage } from './paging.js';
 import type { AppDeps } from '../deps.js';
 import { pointView, replicationView } from '../views.js';
 import { Id, Name, VaultParams, named } from './params.js';
@@ -15,23 +17,79 @@ const Override = Type.Object({ reason: Type.String({ minLength: 3, maxLength: 10
 export function replicationRoutes(deps: AppDeps): FastifyPluginAsync {
   const { repos } = deps;
 
-  const view = async (r: Replication) => {
-    const [machine, policy, latest, sites] = await Promise.all([
-      repos.machines.byId(r.machineId),
-      repos.policies.byId(r.policyId),
-      repos.replications.latestPoint(r.id),
-      repos.sites.list(r.vaultId),
+  /** Views of replications with their machines, policies, latest points and names resolved in a few queries. */
+  const views = async (vaultId: string, reps: Replication[]) => {
+    const [machines, policies, latest, sites, groups] = await Promise.all([
+      repos.machines.byIds([...new Set(reps.map((r) => r.machineId))]),
+      repos.policies.list(vaultId),
+      repos.replications.latestPoints(reps.map((r) => r.id)),
+      repos.sites.list(vaultId),
+      repos.groups.list(vaultId),
     ]);
-    return replicationView(r, { machine, policy, latest, sites: new Map(sites.map((s) => [s.id, s.name])) });
+    const machineById = new Map(machines.map((m) => [m.id, m]));
+    const policyById = new Map(policies.map((p) => [p.id, p]));
+    const siteNames = new Map(sites.map((x) => [x.id, x.name]));
+    const groupNames = new Map(groups.map((g) => [g.id, g.name]));
+    return reps.flatMap((r) => {
+      const machine = machineById.get(r.machineId);
+      const policy = policyById.get(r.policyId);
+      if (!machine || !policy) return [];
+      return [{ ...replicationView(r, { machine, policy, latest: latest.get(r.id), sites: siteNames }), group: r.groupId ? (groupNames.get(r.groupId) ?? null) : null }];
+    });
+  };
+  const view = async (r: Replication) => {
+    const [v] = await views(r.vaultId, [r]);
+    if (!v) throw new RefugeError('internal', `replication '${r.name}' has no machine or policy`);
+    return v;
   };
 
+  const RepParams = named('replication');
   return async (fastify) => {
     const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
-    const RepParams = named('replication');
 
-    app.get('/vaults/:vault/replications', { schema: { params: VaultParams } }, async (req) => {
+    app.get('/vaults/:vault/replications', {
+      schema: {
+        params: VaultParams,
+        querystring: Type.Object(
+          {
+            state: Type.Optional(Type.Union(REPLICATION_STATES.map((x) => Type.Literal(x)))),
+            health: Type.Optional(Type.Union(HEALTH.map((x) => Type.Literal(x)))),
+            targetSite: Type.Optional(Name),
+            sourceSite: Type.Optional(Name),
+            group: Type.Optional(Name),
+            limit: Type.Optional(Limit),
+            cursor: Type.Optional(Name),
+          },
+          { additionalProperties: false },
+        ),
+      },
+    }, async (req) => {
       const v = await repos.vaults.get(req.params.vault);
-      return { items: await Promise.all((await repos.replications.list(v.id)).map(view)) };
+      const q = req.query;
+      const { limit, after } = listPage(q);
+      const filter = {
+        limit,
+        ...(after ? { after } : {}),
+        ...(q.state ? { state: q.state } : {}),
+        ...(q.targetSite ? { targetSiteId: (await repos.sites.get(v.id, q.targetSite)).id } : {}),
+        ...(q.sourceSite ? { sourceSiteId: (await repos.sites.get(v.id, q.sourceSite)).id } : {}),
+        ...(q.group ? { groupId: (await repos.groups.get(v.id, q.group)).id } : {}),
+      };
+      // Health is derived, not stored: filter a page after computing it (a page may hold fewer than `limit`).
+      const reps = await repos.replications.list(v.id, filter);
+      const items = (await views(v.id, reps)).filter((x) => !q.health || x.health === q.health);
+      return { items, nextCursor: reps.length === limit ? (reps.at(-1)?.name ?? null) : null };
+    });
+
+    app.patch('/vaults/:vault/replications/:replication', {
+      config: { permission: 'configure' },
+      schema: { params: RepParams, body: Type.Object({ policy: Type.Optional(Name), group: Type.Optional(Type.Union([Name, Type.Null()])) }, { additionalProperties: false }) },
+    }, async (req) => {
+      const v = await repos.vaults.get(req.params.vault);
+      const rep = await repos.replications.get(v.id, req.params.replication);
+      if (req.body.policy) await repos.replications.setPolicy(rep.id, (await repos.policies.get(v.id, req.body.policy)).id);
+      if (req.body.group !== undefined) await repos.replications.setGroup(rep.id, req.body.group === null ? null : (await repos.groups.get(v.id, req.body.group)).id);
+      return view(await repos.replications.byId(rep.id));
     });
 
     app.post('/vaults/:vault/replications', {

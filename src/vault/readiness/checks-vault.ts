@@ -12,6 +12,9 @@ export function accountCheck(i: CheckInput): CheckResult {
   if (!key.present) {
     return result('account', 'fail', `the vault's encryption key is missing (${key.path})`, measured, `restore ${key.path} from its backup; without it encrypted recovery points cannot be read`);
   }
+  if (key.mode !== undefined && (key.mode & 0o077) !== 0) {
+    return result('account', 'warning', `the vault's encryption key ${key.path} is readable by others (mode ${key.mode.toString(8)})`, measured, `chmod 600 ${key.path}`);
+  }
   return result('account', 'pass', `${i.principal?.name ?? 'the vault'} may do this in vault '${i.vault.name}'; its encryption key is present`, measured);
 }
 

@@ -41,7 +41,7 @@ export interface ReadinessReport {
 export interface ReadinessEnvironment {
   certificate(): CertificateFacts | undefined;
   /** Whether the vault's encryption key is present and readable, and where it is expected. */
-  encryptionKey(): { present: boolean; path: string };
+  encryptionKey(): { present: boolean; path: string; /** File mode bits, when present. */ mode?: number };
   /** The URLs agents use for the vault API and the replicator (for the outbound allow-list). */
   endpoints(): { vault: string; replicator: string };
 }
