@@ -1,4 +1,5 @@
 import Fastify, { LogController } from 'fastify';
+import swagger from '@fastify/swagger';
 import type { Logger } from '../core/log.js';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { RefugeError } from '../core/errors.js';
@@ -52,6 +53,17 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     vaultIdByName: async (name) => (await deps.repos.vaults.list()).find((v) => v.name === name)?.id,
     vaultIdOfReplication: async (id) => (await deps.repos.replications.byId(id).catch(() => undefined))?.vaultId,
   });
+  // OpenAPI, generated from the routes' schemas; served (to any token holder) at /api/docs.
+  await app.register(swagger, {
+    openapi: {
+      info: { title: 'Refuge vault API', version: '1', description: 'Self-hosted site recovery: vaults, sites, machines, replications, operations as jobs, readiness, alerts.' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+  });
+  app.get('/api/docs', { schema: { hide: true } }, async () => app.swagger());
+  app.get('/metrics', { schema: { hide: true } }, async (_req, reply) => reply.type(deps.metrics.registry.contentType).send(await deps.metrics.text()));
+
   app.get('/api/v1/health', { config: { permission: 'public' } }, async () => ({ status: 'ok', time: new Date().toISOString() }));
   await app.register(accessRoutes(deps), { prefix: '/api/v1' });
   await app.register(configurationRoutes(deps), { prefix: '/api/v1' });

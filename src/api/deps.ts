@@ -1,4 +1,5 @@
 import type { Logger } from '../core/log.js';
+import type { VaultMetrics } from './metrics.js';
 import type { OperationService } from '../orchestration/operations.js';
 import type { SiteResources } from '../orchestration/site-resources.js';
 import type { Replicator } from '../replicator/replicator.js';
@@ -24,6 +25,7 @@ export interface AppDeps {
   /** The URL agents use to reach the replicator (this process's /replicator/v1 unless standalone). */
   replicatorUrl(): string;
   users: UserRepository;
+  metrics: VaultMetrics;
   readiness: ReadinessService;
   monitoring: { events: EventRepository; alerts: AlertRepository; channels: AlertChannelRepository; notifier: Notifier; monitor: Monitor };
   audit: AuditRepository;

@@ -17,6 +17,7 @@ import { isReplicating } from '../vault/replication-state.js';
 import type { FabricProvider } from '../fabric/provider.js';
 import type { Site } from '../vault/model.js';
 import { buildApp, type App } from './app.js';
+import { VaultMetrics } from './metrics.js';
 import type { AppDeps } from './deps.js';
 import { defaultDatabaseUrl, loadServerTls, vaultKeyPath } from './vault-init.js';
 import { ReadinessService } from '../vault/readiness/service.js';
@@ -124,7 +125,7 @@ export async function assembleVault(o: VaultServerOptions): Promise<VaultServer 
   const deps = { repos, sites };
   const engine = new JobEngine(db, holdTasks(createJobDefinitions(deps), o.holdTasks ?? []), {
     log,
-    listeners: [monitor],
+    listeners: [monitor, { jobEnded: (job) => metrics.jobEnded(job) }],
     owner: o.instanceId ?? (await instanceId(o.dataDir)),
     ...(o.jobLeaseSeconds ? { leaseSeconds: o.jobLeaseSeconds } : {}),
   });
@@ -140,6 +141,7 @@ export async function assembleVault(o: VaultServerOptions): Promise<VaultServer 
   }, { alerts, events });
   const operations = new OperationService(deps, engine, readiness);
   const replicator = new Replicator(vaultTargets(repos, sites), log.child({ component: 'replicator' }));
+  const metrics = new VaultMetrics(repos, replicator);
   const monitoring = { events, alerts, channels: new AlertChannelRepository(db), notifier, monitor };
   const app = await buildApp({
     repos,
@@ -151,6 +153,7 @@ export async function assembleVault(o: VaultServerOptions): Promise<VaultServer 
     users: new UserRepository(db),
     monitoring,
     readiness,
+    metrics,
     audit: new AuditRepository(db),
     tls,
     replicatorUrl: () => `${url}/replicator/v1`,
