@@ -3,6 +3,7 @@ import { RefugeError } from '../core/errors.js';
 import { DEFAULT_URL } from './client.js';
 import { registerAgentCommand } from './commands/agent.js';
 import { registerAccessCommands } from './commands/access.js';
+import { registerMonitoringCommands } from './commands/monitoring.js';
 import { registerConfigurationCommands } from './commands/configuration.js';
 import { registerQuickstartCommand } from './commands/quickstart.js';
 import { registerReplicationCommands } from './commands/replication.js';
@@ -28,6 +29,7 @@ export function buildProgram(): Command {
   registerAgentCommand(program);
   registerStoreCommands(program);
   registerAccessCommands(program);
+  registerMonitoringCommands(program);
   registerQuickstartCommand(program);
   return program;
 }

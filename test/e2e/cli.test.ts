@@ -83,6 +83,20 @@ describe('refuge CLI', () => {
     expect(shown.allowedOperations).toEqual(['disable']);
   });
 
+  it('refuge check prints each readiness check with its measured value and fix; a fail exits 3', async () => {
+    const ok = await cli(url, ['check', 'vm1']);
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toMatch(/^Readiness of replication vm1 \(on-demand, .*\): WARNING$/m);
+    expect(ok.stdout).toMatch(/^ {2}ok {4}account {14}user:admin may do this in vault 'demo'/m);
+    expect(ok.stdout).toMatch(/^ {2}WARN {2}networking {11}no recent reachability report from the agent of 'vm1'; outbound allow-list: 127\.0\.0\.1:\d+$/m);
+    expect((await cli(url, ['site', 'update', 'recovery', '--vcpus', '0'])).code).toBe(0);
+    const fail = await cli(url, ['check', 'vm1']);
+    expect(fail.code).toBe(3);
+    expect(fail.stdout).toContain("FAIL  target-capacity      site 'recovery' needs 1 vCPUs, has 0 free");
+    expect(fail.stdout).toMatch(/fix: raise the capacity of site 'recovery'/);
+    await cli(url, ['site', 'update', 'recovery', '--vcpus', '8']);
+  });
+
   it('rejects bad arguments before calling the vault', async () => {
     const r = await cli(url, ['policy', 'create', 'p2', '--crash-interval', 'soon']);
     expect(r.code).toBe(1);
