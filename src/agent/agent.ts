@@ -85,14 +85,17 @@ export class Agent {
     }
   }
 
-  private lastReportAt = 0;
+  private lastReport: { at: number; replicatorUrl: string | undefined } = { at: 0, replicatorUrl: undefined };
 
   private async heartbeat(): Promise<void> {
     try {
-      // Every few minutes: how the vault and the replicator look from here (the networking readiness check).
-      const due = Date.now() - this.lastReportAt > REPORT_INTERVAL_MS;
-      const report = due ? await reachabilityReport({ vault: this.o.vaultUrl, ...(this.assignment ? { replicator: this.assignment.replicatorUrl } : {}) }, this.o.connection?.ca ? { ca: this.o.connection.ca } : {}) : undefined;
-      if (report) this.lastReportAt = Date.now();
+      // How the vault and the replicator look from here (the networking and certificate readiness checks): every
+      // few minutes, and as soon as the vault names a (new) replicator.
+      const replicatorUrl = this.assignment?.replicatorUrl;
+      const due = Date.now() - this.lastReport.at > REPORT_INTERVAL_MS || replicatorUrl !== this.lastReport.replicatorUrl;
+      const trust = this.o.connection?.ca ? { ca: this.o.connection.ca } : {};
+      const report = due ? await reachabilityReport({ vault: this.o.vaultUrl, ...(replicatorUrl ? { replicator: replicatorUrl } : {}) }, trust) : undefined;
+      if (report) this.lastReport = { at: Date.now(), replicatorUrl };
       const r: HeartbeatResponse = await this.vaultClient.heartbeat(this.o.machine.name, {
         agentVersion: AGENT_VERSION,
         progress: this.progress,
@@ -100,8 +103,6 @@ export class Agent {
         ...(report ? { report } : {}),
         ...(this.lastError ? { lastError: this.lastError } : {}),
       });
-      // The first answer names the replicator: report on it at once rather than minutes later.
-      if (r.replication && !report?.endpoints.some((e) => e.role === 'replicator')) this.lastReportAt = Math.min(this.lastReportAt, Date.now() - REPORT_INTERVAL_MS + 1000);
       this.assignment = r.replication;
     } catch (err) {
       this.log.warn({ err }, 'heartbeat failed');

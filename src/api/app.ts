@@ -1,4 +1,4 @@
-import Fastify, { LogController } from 'fastify';
+import Fastify, { LogController, type FastifyReply } from 'fastify';
 import swagger from '@fastify/swagger';
 import type { Logger } from '../core/log.js';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
@@ -24,6 +24,11 @@ function createFastify(log: Logger, tls: AppDeps['tls']) {
     ...(tls ? { https: { cert: tls.certPem, key: tls.keyPem } } : {}),
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 1024 * 1024,
+    // Bad URLs and over-long path segments are refused by the router before any route: same error body as ours.
+    frameworkErrors: (err, _req, reply: FastifyReply) => {
+      const tooLong = err.code === 'FST_ERR_MAX_PARAM_LENGTH';
+      void reply.code(tooLong ? 414 : 400).send({ error: { code: 'invalid_argument', message: tooLong ? 'a path segment is too long (at most 100 characters)' : 'the URL is not valid' } });
+    },
     ajv: {
       // Reject rather than repair: unknown fields and wrong types are the caller's error, said precisely.
       customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: true, allErrors: false },
@@ -50,7 +55,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     users: deps.users,
     audit: deps.audit,
     log: deps.log,
-    vaultIdByName: async (name) => (await deps.repos.vaults.list()).find((v) => v.name === name)?.id,
+    vaultIdByName: async (name) => (await deps.repos.vaults.get(name).catch(() => undefined))?.id,
     vaultIdOfReplication: async (id) => (await deps.repos.replications.byId(id).catch(() => undefined))?.vaultId,
   });
   // OpenAPI, generated from the routes' schemas; served (to any token holder) at /api/docs.

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { replicationHealth } from '../../vault/health.js';
+import { HEARTBEAT_LOST_SECONDS } from '../../vault/health.js';
 import type { AppDeps } from '../deps.js';
 import { machineView, policyView, type SiteNames } from '../views.js';
 import { Name, VaultParams, named } from './params.js';
@@ -96,7 +96,7 @@ export function policyMachineRoutes(deps: AppDeps): FastifyPluginAsync {
       const names = await siteNames(v.id);
       const now = new Date();
       const items = machines.map((m) => {
-        const lost = replicationHealth({ state: 'protected' } as never, m, { rpoThresholdSeconds: Infinity } as never, undefined, now).errors.some((e) => e.code === 'agent-heartbeat-lost');
+        const lost = !m.lastHeartbeatAt || now.getTime() - Date.parse(m.lastHeartbeatAt) > HEARTBEAT_LOST_SECONDS * 1000;
         return { name: m.name, machine: m.name, site: names.get(m.siteId) ?? m.siteId, version: m.agentVersion, lastHeartbeatAt: m.lastHeartbeatAt, status: lost ? 'lost' : 'connected', lastError: m.lastAgentError, report: m.agentReport };
       });
       return listPage.wrap(items, limit);

@@ -83,6 +83,8 @@ export class Monitor implements JobListener {
       ]);
       const machineById = new Map(machines.map((m) => [m.id, m]));
       const policyById = new Map(policies.map((p) => [p.id, p]));
+      // Only changes touch the database: a new alert, a changed severity, or an active alert whose cause cleared.
+      const active = new Map((await alerts.list(vault.id, { state: 'active', limit: 100_000 })).map((a) => [`${a.kind}:${a.subject}`, a]));
       for (const r of reps) {
         const m = machineById.get(r.machineId);
         const p = policyById.get(r.policyId);
@@ -90,8 +92,9 @@ export class Monitor implements JobListener {
         const { errors } = replicationHealth(r, m, p, latest.get(r.id), now);
         for (const kind of HEALTH_ALERTS) {
           const e = errors.find((x) => x.code === kind);
-          if (e) raised += Number((await alerts.raise(vault.id, { kind, subject: r.name, severity: e.severity, message: e.message })).raised);
-          else await alerts.resolve(vault.id, kind, r.name);
+          const current = active.get(`${kind}:${r.name}`);
+          if (e && current?.severity !== e.severity) raised += Number((await alerts.raise(vault.id, { kind, subject: r.name, severity: e.severity, message: e.message })).raised);
+          else if (!e && current) await alerts.resolve(vault.id, kind, r.name);
         }
       }
       const cert = this.deps.certificate?.();
