@@ -30,6 +30,8 @@ import { EventRepository } from '../vault/monitoring/events.js';
 import { Monitor } from '../vault/monitoring/monitor.js';
 import { Notifier } from '../vault/monitoring/notifier.js';
 
+const EVENT_RETENTION_DAYS = 30;
+
 export interface VaultServerOptions {
   /** Folder for the database, the sites' stores and machines (unless configured elsewhere). */
   dataDir: string;
@@ -165,7 +167,12 @@ export async function assembleVault(o: VaultServerOptions): Promise<VaultServer 
     monitor.start(o.monitorIntervalMs ?? 30_000);
     notifier.start();
     // The configuration validator: every readiness check of every replication, hourly (ASR: every 12 hours).
-    readinessTimer = setInterval(() => void readiness.runPeriodic().catch((err: unknown) => log.error({ err }, 'periodic readiness checks failed')), o.readinessIntervalMs ?? 3600_000);
+    // Events are kept 30 days.
+    const hourly = async () => {
+      await readiness.runPeriodic();
+      await events.prune(new Date(Date.now() - EVENT_RETENTION_DAYS * 86400_000).toISOString());
+    };
+    readinessTimer = setInterval(() => void hourly().catch((err: unknown) => log.error({ err }, 'periodic readiness checks failed')), o.readinessIntervalMs ?? 3600_000);
     readinessTimer.unref();
   }
   return {
