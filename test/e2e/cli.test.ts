@@ -27,6 +27,16 @@ function cli(url: string, args: string[]): Promise<CliResult> {
   });
 }
 
+/** Runs the CLI with only the options given (no default credentials), standard input and extra environment. */
+function cliWith(url: string | undefined, args: string[], input: string, env: Record<string, string> = {}): Promise<CliResult> {
+  return new Promise((resolve) => {
+    const child = execFile(process.execPath, [join(root, 'bin', 'refuge.js'), ...(url ? ['--url', url] : []), ...args], { env: { ...process.env, REFUGE_CONFIG: '/nonexistent', ...env } }, (err, stdout, stderr) => {
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+    child.stdin?.end(input);
+  });
+}
+
 /** The `refuge` command against a running vault: --json output, human output, and errors with hints and exit codes. */
 describe('refuge CLI', () => {
   let dir: string;
@@ -95,6 +105,22 @@ describe('refuge CLI', () => {
     expect(fail.stdout).toContain("FAIL  target-capacity      site 'recovery' needs 1 vCPUs, has 0 free");
     expect(fail.stdout).toMatch(/fix: raise the capacity of site 'recovery'/);
     await cli(url, ['site', 'update', 'recovery', '--vcpus', '8']);
+  });
+
+  it('an owner creates a user; the user logs in, and the session works for reads but not for changes', async () => {
+    const created = await cliWith(url, ['--credentials', credentials, 'user', 'create', 'olga', '--role', 'reader', '--password-stdin'], 'olga-password-123\n');
+    expect(created.code).toBe(0);
+    const config = join(dir, 'olga.json');
+    const env = { REFUGE_CONFIG: config };
+    const login = await cliWith(url, ['--ca', join(dir, 'tls', 'ca.crt'), 'login', '--user', 'olga', '--password-stdin'], 'olga-password-123\n', env);
+    expect(login.stdout).toMatch(/logged in to https:\/\/127\.0\.0\.1:\d+ as olga \(reader\)/);
+    const who = await cliWith(undefined, ['--json', 'whoami'], '', env);
+    expect(JSON.parse(who.stdout)).toMatchObject({ name: 'user:olga', role: 'reader' });
+    const denied = await cliWith(undefined, ['site', 'create', 'nope'], '', env);
+    expect(denied.code).toBe(1);
+    expect(denied.stderr).toContain('user:olga (role reader) may not do this: it needs the configure permission');
+    const wrong = await cliWith(url, ['--ca', join(dir, 'tls', 'ca.crt'), 'login', '--user', 'olga', '--password-stdin'], 'not-her-password\n', { REFUGE_CONFIG: join(dir, 'x.json') });
+    expect(wrong.stderr).toContain('wrong user name or password');
   });
 
   it('rejects bad arguments before calling the vault', async () => {
