@@ -28,12 +28,12 @@ export type TestVault = Awaited<ReturnType<typeof createTestVault>>;
  * PostgreSQL schema) and real filesystem stores, driven
  * through `app.inject()`; sites run machines on a FakeFabric. `call` returns status and parsed JSON body.
  */
-export async function createTestVault(database: DatabaseKind = 'sqlite') {
+export async function createTestVault(database: DatabaseKind = 'sqlite', options: { holdTasks?: string[] } = {}) {
   const dataDir = await mkdtemp(join(tmpdir(), 'refuge-test-'));
   const fabric = new FakeFabric();
   const db = await createTestDatabase(database);
   const init = await initVault({ dataDir, databaseUrl: db.url, owner: 'owner', password: 'owner-password-1', certificate: testCertificate() });
-  const vault = await assembleVault({ dataDir, databaseUrl: db.url, log: silentLogger, fabricFor: () => fabric, monitorIntervalMs: 0 });
+  const vault = await assembleVault({ dataDir, databaseUrl: db.url, log: silentLogger, fabricFor: () => fabric, monitorIntervalMs: 0, ...options });
   const ownerToken = init.credentials.token;
   /** Calls the API as the owner unless `headers.authorization` says otherwise ('' sends no token). */
   const call = async <T = Record<string, unknown>>(method: string, url: string, payload?: unknown, headers: Record<string, string> = {}) => {
