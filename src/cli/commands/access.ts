@@ -5,10 +5,16 @@ import { RefugeError } from '../../core/errors.js';
 import { configPath, globals } from '../context.js';
 import { printFields, printJson, printTable, say } from '../output.js';
 
-async function readStdin(): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const c of process.stdin) chunks.push(c as Buffer);
-  return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+/** The password from standard input (--password-stdin) or REFUGE_PASSWORD; never from an argument (ps shows those). */
+export async function readPassword(fromStdin: boolean | undefined): Promise<string> {
+  let password = process.env.REFUGE_PASSWORD;
+  if (fromStdin) {
+    const chunks: Buffer[] = [];
+    for await (const c of process.stdin) chunks.push(c as Buffer);
+    password = Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+  }
+  if (!password) throw new RefugeError('invalid_argument', 'no password given', { hint: 'pipe it with --password-stdin or set REFUGE_PASSWORD' });
+  return password;
 }
 
 /** `refuge login`, `refuge user ...`, `refuge token ...`, `refuge audit`. */
@@ -19,8 +25,7 @@ export function registerAccessCommands(program: Command): void {
     .option('--password-stdin', 'read the password from standard input (else REFUGE_PASSWORD)')
     .action(async (o: { user: string; passwordStdin?: boolean }, cmd: Command) => {
       const { client, url, json } = globals(cmd);
-      const password = o.passwordStdin ? await readStdin() : process.env.REFUGE_PASSWORD;
-      if (!password) throw new RefugeError('invalid_argument', 'no password given', { hint: 'pipe it with --password-stdin or set REFUGE_PASSWORD' });
+      const password = await readPassword(o.passwordStdin);
       const r = await client.request<{ token: string; role: string; expiresAt: string }>('POST', '/auth/login', { user: o.user, password });
       const path = configPath();
       await mkdir(dirname(path), { recursive: true, mode: 0o700 });
@@ -43,8 +48,7 @@ export function registerAccessCommands(program: Command): void {
     .description('create a user')
     .action(async (name: string, o: { role: string; passwordStdin?: boolean }, cmd: Command) => {
       const { client, json } = globals(cmd);
-      const password = o.passwordStdin ? await readStdin() : process.env.REFUGE_PASSWORD;
-      if (!password) throw new RefugeError('invalid_argument', 'no password given', { hint: 'pipe it with --password-stdin or set REFUGE_PASSWORD' });
+      const password = await readPassword(o.passwordStdin);
       const r = await client.request<Record<string, unknown>>('POST', '/users', { name, password, role: o.role });
       if (json) printJson(r);
       else printFields(r);

@@ -5,6 +5,7 @@ import { startVaultServer } from '../../api/server.js';
 import { initVault } from '../../api/vault-init.js';
 import { RefugeError } from '../../core/errors.js';
 import { printJson, say } from '../output.js';
+import { readPassword } from './access.js';
 
 const DATA_DEFAULT = process.env.REFUGE_DATA ?? '/var/lib/refuge/vault';
 const databaseOption = 'sqlite:PATH (default: vault.db in the data folder) or postgres://user@host:5432/db[?schema=name] (env REFUGE_DATABASE_URL)';
@@ -60,12 +61,7 @@ export function registerVaultCommand(program: Command): Command {
     .action(async (o: { data: string; listen: string; database?: string; owner: string; passwordStdin?: boolean; hostname?: string[]; tlsCert?: string; tlsKey?: string; tlsCa?: string }, cmd: Command) => {
       const json = cmd.optsWithGlobals<{ json?: boolean }>().json === true;
       if (o.tlsCert && !(o.tlsKey && o.tlsCa)) throw new RefugeError('invalid_argument', '--tls-cert needs --tls-key and --tls-ca');
-      let password: string | undefined;
-      if (o.passwordStdin) {
-        const chunks: Buffer[] = [];
-        for await (const c of process.stdin) chunks.push(c as Buffer);
-        password = Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
-      }
+      const password = o.passwordStdin ? await readPassword(true) : undefined;
       const databaseUrl = o.database ?? process.env.REFUGE_DATABASE_URL;
       const r = await initVault({
         dataDir: resolve(o.data),
