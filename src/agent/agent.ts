@@ -1,13 +1,17 @@
 import { RefugeError, isRefugeError } from '../core/errors.js';
+import type { HttpConnection } from '../core/http-client.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import { sleep } from '../core/durations.js';
 import type { HeartbeatResponse, MachineFacts, ReplicationAssignment, ReplicationProgress } from '../protocol/schemas.js';
 import { ReplicatorClient, VaultClient } from './clients.js';
+import { reachabilityReport } from './reachability.js';
 import type { FreezeHook } from './freeze.js';
 import { emptyState, loadState, saveState, type AgentState } from './state.js';
 import { scanDisk, shipMissing } from './scanner.js';
 
 export const AGENT_VERSION = '0.1.0';
+/** How often the agent probes and reports its reachability of the vault and replicator. */
+const REPORT_INTERVAL_MS = 5 * 60_000;
 
 export interface AgentOptions {
   vaultUrl: string;
@@ -19,6 +23,8 @@ export interface AgentOptions {
   stateDir: string;
   freeze?: FreezeHook;
   heartbeatSeconds?: number;
+  /** Token and TLS trust for the vault and the replicator. */
+  connection?: HttpConnection;
   log?: Logger;
 }
 
@@ -37,7 +43,7 @@ export class Agent {
   private readonly log: Logger;
 
   constructor(private readonly o: AgentOptions) {
-    this.vaultClient = new VaultClient(o.vaultUrl, o.vault);
+    this.vaultClient = new VaultClient(o.vaultUrl, o.vault, o.connection);
     this.log = o.log ?? silentLogger;
   }
 
@@ -79,11 +85,22 @@ export class Agent {
     }
   }
 
+  private lastReport: { at: number; replicatorUrl: string | undefined } = { at: 0, replicatorUrl: undefined };
+
   private async heartbeat(): Promise<void> {
     try {
+      // How the vault and the replicator look from here (the networking and certificate readiness checks): every
+      // few minutes, and as soon as the vault names a (new) replicator.
+      const replicatorUrl = this.assignment?.replicatorUrl;
+      const due = Date.now() - this.lastReport.at > REPORT_INTERVAL_MS || replicatorUrl !== this.lastReport.replicatorUrl;
+      const trust = this.o.connection?.ca ? { ca: this.o.connection.ca } : {};
+      const report = due ? await reachabilityReport({ vault: this.o.vaultUrl, ...(replicatorUrl ? { replicator: replicatorUrl } : {}) }, trust) : undefined;
+      if (report) this.lastReport = { at: Date.now(), replicatorUrl };
       const r: HeartbeatResponse = await this.vaultClient.heartbeat(this.o.machine.name, {
         agentVersion: AGENT_VERSION,
         progress: this.progress,
+        sentAt: new Date().toISOString(),
+        ...(report ? { report } : {}),
         ...(this.lastError ? { lastError: this.lastError } : {}),
       });
       this.assignment = r.replication;
@@ -111,7 +128,7 @@ export class Agent {
       // The vault has a newer point than we remember (state lost or restored from backup): compare everything.
       this.state = { ...this.state, lastPointId: a.latestPointId, disks: {} };
     }
-    const replicator = new ReplicatorClient(a.replicatorUrl, a.replicationId);
+    const replicator = new ReplicatorClient(a.replicatorUrl, a.replicationId, this.o.connection);
     const seeding = this.state.lastPointId === null;
     const totalBytes = this.o.machine.disks.reduce((n, d) => n + d.sizeBytes, 0);
     this.progress = { phase: seeding ? 'seeding' : 'scanning', doneBytes: 0, totalBytes, pendingBytes: 0 };

@@ -1,4 +1,4 @@
-import { requestJson } from '../core/http-client.js';
+import { requestJson, type HttpConnection } from '../core/http-client.js';
 import type {
   CommitPointRequest,
   CommitPointResponse,
@@ -14,6 +14,7 @@ export class VaultClient {
   constructor(
     private readonly baseUrl: string,
     private readonly vault: string,
+    private readonly connection?: HttpConnection,
   ) {}
 
   private url(path: string): string {
@@ -21,11 +22,11 @@ export class VaultClient {
   }
 
   register(req: RegisterRequest): Promise<RegisterResponse> {
-    return requestJson('POST', this.url('/agents/register'), { body: req });
+    return requestJson('POST', this.url('/agents/register'), { body: req, connection: this.connection });
   }
 
   heartbeat(machine: string, req: HeartbeatRequest): Promise<HeartbeatResponse> {
-    return requestJson('POST', this.url(`/agents/${encodeURIComponent(machine)}/heartbeat`), { body: req, timeoutMs: 10_000 });
+    return requestJson('POST', this.url(`/agents/${encodeURIComponent(machine)}/heartbeat`), { body: req, timeoutMs: 10_000, connection: this.connection });
   }
 }
 
@@ -34,6 +35,7 @@ export class ReplicatorClient {
   constructor(
     private readonly baseUrl: string,
     private readonly replicationId: string,
+    private readonly connection?: HttpConnection,
   ) {}
 
   private url(path: string): string {
@@ -41,14 +43,14 @@ export class ReplicatorClient {
   }
 
   async missing(hashes: string[]): Promise<string[]> {
-    return (await requestJson<MissingChunksResponse>('POST', this.url('/chunks/missing'), { body: { hashes } })).missing;
+    return (await requestJson<MissingChunksResponse>('POST', this.url('/chunks/missing'), { body: { hashes }, connection: this.connection })).missing;
   }
 
   putChunk(hash: string, data: Uint8Array): Promise<void> {
-    return requestJson('PUT', this.url(`/chunks/${hash}`), { bytes: data, timeoutMs: 120_000 });
+    return requestJson('PUT', this.url(`/chunks/${hash}`), { bytes: data, timeoutMs: 120_000, connection: this.connection });
   }
 
   commit(req: CommitPointRequest): Promise<CommitPointResponse> {
-    return requestJson('POST', this.url('/points'), { body: req, timeoutMs: 120_000 });
+    return requestJson('POST', this.url('/points'), { body: req, timeoutMs: 120_000, connection: this.connection });
   }
 }

@@ -1,4 +1,5 @@
-import Fastify, { LogController } from 'fastify';
+import Fastify, { LogController, type FastifyReply } from 'fastify';
+import swagger from '@fastify/swagger';
 import type { Logger } from '../core/log.js';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { RefugeError } from '../core/errors.js';
@@ -10,13 +11,24 @@ import { configurationRoutes } from './routes/configuration.js';
 import { replicationRoutes } from './routes/replications.js';
 import { jobRoutes } from './routes/jobs.js';
 import { agentRoutes } from './routes/agents.js';
+import { accessRoutes } from './routes/access.js';
+import { monitoringRoutes } from './routes/monitoring.js';
+import { readinessRoutes } from './routes/readiness.js';
+import { policyMachineRoutes } from './routes/policies-machines.js';
+import { topologyRoutes } from './routes/topology.js';
+import { registerAuth } from './auth.js';
 
-
-function createFastify(log: Logger) {
+function createFastify(log: Logger, tls: AppDeps['tls']) {
   return Fastify({
     loggerInstance: log,
+    ...(tls ? { https: { cert: tls.certPem, key: tls.keyPem } } : {}),
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 1024 * 1024,
+    // Bad URLs and over-long path segments are refused by the router before any route: same error body as ours.
+    frameworkErrors: (err, _req, reply: FastifyReply) => {
+      const tooLong = err.code === 'FST_ERR_MAX_PARAM_LENGTH';
+      void reply.code(tooLong ? 414 : 400).send({ error: { code: 'invalid_argument', message: tooLong ? 'a path segment is too long (at most 100 characters)' : 'the URL is not valid' } });
+    },
     ajv: {
       // Reject rather than repair: unknown fields and wrong types are the caller's error, said precisely.
       customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: true, allErrors: false },
@@ -31,7 +43,7 @@ export type App = ReturnType<typeof createFastify>;
  * It never listens (server.ts does), so tests drive it with `app.inject()`.
  */
 export async function buildApp(deps: AppDeps): Promise<App> {
-  const app = createFastify(deps.log);
+  const app = createFastify(deps.log, deps.tls);
 
   app.setErrorHandler(errorHandler(deps.log));
   app.setNotFoundHandler((req, reply) => {
@@ -39,11 +51,34 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     return reply.code(404).send({ error: { code: e.code, message: e.message, hint: e.hint } });
   });
 
-  app.get('/api/v1/health', async () => ({ status: 'ok', time: new Date().toISOString() }));
+  registerAuth(app, {
+    users: deps.users,
+    audit: deps.audit,
+    log: deps.log,
+    vaultIdByName: async (name) => (await deps.repos.vaults.get(name).catch(() => undefined))?.id,
+    vaultIdOfReplication: async (id) => (await deps.repos.replications.byId(id).catch(() => undefined))?.vaultId,
+  });
+  // OpenAPI, generated from the routes' schemas; served (to any token holder) at /api/docs.
+  await app.register(swagger, {
+    openapi: {
+      info: { title: 'Refuge vault API', version: '1', description: 'Self-hosted site recovery: vaults, sites, machines, replications, operations as jobs, readiness, alerts.' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+  });
+  app.get('/api/docs', { schema: { hide: true } }, async () => app.swagger());
+  app.get('/metrics', { schema: { hide: true } }, async (_req, reply) => reply.type(deps.metrics.registry.contentType).send(await deps.metrics.text()));
+
+  app.get('/api/v1/health', { config: { permission: 'public' } }, async () => ({ status: 'ok', time: new Date().toISOString() }));
+  await app.register(accessRoutes(deps), { prefix: '/api/v1' });
   await app.register(configurationRoutes(deps), { prefix: '/api/v1' });
+  await app.register(policyMachineRoutes(deps), { prefix: '/api/v1' });
+  await app.register(topologyRoutes(deps), { prefix: '/api/v1' });
   await app.register(replicationRoutes(deps), { prefix: '/api/v1' });
   await app.register(jobRoutes(deps), { prefix: '/api/v1' });
   await app.register(agentRoutes(deps), { prefix: '/api/v1' });
+  await app.register(monitoringRoutes(deps), { prefix: '/api/v1' });
+  await app.register(readinessRoutes(deps), { prefix: '/api/v1' });
   await app.register(replicatorRoutes(deps.replicator, DEFAULT_CHUNK_SIZE * 4), { prefix: '/replicator/v1' });
   return app;
 }

@@ -1,9 +1,17 @@
 import type { Logger } from '../core/log.js';
+import type { VaultMetrics } from './metrics.js';
 import type { OperationService } from '../orchestration/operations.js';
 import type { SiteResources } from '../orchestration/site-resources.js';
 import type { Replicator } from '../replicator/replicator.js';
 import type { JobEngine } from '../vault/jobs/engine.js';
 import type { VaultRepositories } from '../vault/repositories/index.js';
+import type { AuditRepository } from '../vault/security/audit.js';
+import type { UserRepository } from '../vault/security/users.js';
+import type { AlertChannelRepository, AlertRepository } from '../vault/monitoring/alerts.js';
+import type { EventRepository } from '../vault/monitoring/events.js';
+import type { Monitor } from '../vault/monitoring/monitor.js';
+import type { Notifier } from '../vault/monitoring/notifier.js';
+import type { ReadinessService } from '../vault/readiness/service.js';
 
 /** Everything the HTTP layer calls into; assembled by server.ts (or by tests). */
 export interface AppDeps {
@@ -16,5 +24,12 @@ export interface AppDeps {
   dataDir: string;
   /** The URL agents use to reach the replicator (this process's /replicator/v1 unless standalone). */
   replicatorUrl(): string;
+  users: UserRepository;
+  metrics: VaultMetrics;
+  readiness: ReadinessService;
+  monitoring: { events: EventRepository; alerts: AlertRepository; channels: AlertChannelRepository; notifier: Notifier; monitor: Monitor };
+  audit: AuditRepository;
+  /** The server's certificate and key (HTTPS); absent only when the vault was started with --insecure-http. */
+  tls: { certPem: string; keyPem: string } | null;
   log: Logger;
 }

@@ -11,6 +11,8 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   already_exists: 409,
   operation_not_allowed: 409,
   conflict: 409,
+  cancelled: 409,
+  too_many_requests: 429,
   payload_too_large: 413,
   failed_precondition: 412,
   integrity: 500,

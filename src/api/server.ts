@@ -1,4 +1,8 @@
+import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { writeFileAtomic } from '../core/atomic-file.js';
 import { RefugeError } from '../core/errors.js';
 import { createLogger, type Logger } from '../core/log.js';
 import { createJobDefinitions } from '../orchestration/jobs/definitions.js';
@@ -7,11 +11,26 @@ import { SiteResources } from '../orchestration/site-resources.js';
 import { Replicator, type TargetResolver } from '../replicator/replicator.js';
 import { openDatabase } from '../vault/db/connect.js';
 import { JobEngine } from '../vault/jobs/engine.js';
+import { holdTasks } from '../vault/jobs/faults.js';
 import { createRepositories, type VaultRepositories } from '../vault/repositories/index.js';
 import { isReplicating } from '../vault/replication-state.js';
 import type { FabricProvider } from '../fabric/provider.js';
 import type { Site } from '../vault/model.js';
 import { buildApp, type App } from './app.js';
+import { VaultMetrics } from './metrics.js';
+import type { AppDeps } from './deps.js';
+import { defaultDatabaseUrl, loadServerTls, vaultKeyPath } from './vault-init.js';
+import { ReadinessService } from '../vault/readiness/service.js';
+import { existsSync, statSync } from 'node:fs';
+import { AuditRepository } from '../vault/security/audit.js';
+import { UserRepository } from '../vault/security/users.js';
+import { certificateFacts } from '../vault/security/pki.js';
+import { AlertChannelRepository, AlertRepository } from '../vault/monitoring/alerts.js';
+import { EventRepository } from '../vault/monitoring/events.js';
+import { Monitor } from '../vault/monitoring/monitor.js';
+import { Notifier } from '../vault/monitoring/notifier.js';
+
+const EVENT_RETENTION_DAYS = 30;
 
 export interface VaultServerOptions {
   /** Folder for the database, the sites' stores and machines (unless configured elsewhere). */
@@ -22,6 +41,18 @@ export interface VaultServerOptions {
   /** Database URL; defaults to SQLite in the data folder. */
   databaseUrl?: string;
   log?: Logger;
+  /** Names this process in job leases; defaults to an id kept in the data folder, so a restart reclaims its jobs. */
+  instanceId?: string;
+  /** How long a job lease holds without renewal (default 30 s): how soon another process takes over a dead one's jobs. */
+  jobLeaseSeconds?: number;
+  /** How often health is evaluated into alerts (default 30 s); 0 turns the monitor and the notifier off (tests). */
+  monitorIntervalMs?: number;
+  /** How often every readiness check runs for every replication (default 1 h). */
+  readinessIntervalMs?: number;
+  /** Test-only fault injection: tasks with these names hold until their job is aborted (see vault/jobs/faults.ts). */
+  holdTasks?: string[];
+  /** Serve plain HTTP (e.g. behind a TLS-terminating proxy); by default the vault serves HTTPS only. */
+  insecureHttp?: boolean;
   /** Replaces the fabric provider of every site (tests). */
   fabricFor?: (site: Site) => FabricProvider;
 }
@@ -32,6 +63,8 @@ export interface VaultServer {
   repos: VaultRepositories;
   engine: JobEngine;
   replicator: Replicator;
+  monitoring: AppDeps['monitoring'];
+  readiness: ReadinessService;
   close(): Promise<void>;
 }
 
@@ -64,20 +97,54 @@ function vaultTargets(repos: VaultRepositories, sites: SiteResources): TargetRes
   };
 }
 
+/** A stable name for the vault process using this data folder (its job leases carry it). */
+async function instanceId(dataDir: string): Promise<string> {
+  const path = join(dataDir, 'instance-id');
+  try {
+    return (await readFile(path, 'utf8')).trim();
+  } catch {
+    const id = `${hostname()}-${randomBytes(6).toString('hex')}`;
+    await writeFileAtomic(path, `${id}\n`);
+    return id;
+  }
+}
+
 /**
  * The composition root of `refuge vault`: database, stores, replicator, jobs and the HTTP API, assembled but not
  * listening (tests call `app.inject()`); `startVaultServer` listens.
  */
 export async function assembleVault(o: VaultServerOptions): Promise<VaultServer & { setUrl(url: string): void }> {
   const log = o.log ?? createLogger('vault');
-  const db = await openDatabase(o.databaseUrl ?? `sqlite:${join(o.dataDir, 'vault.db')}`);
+  const tls = await loadServerTls(o.dataDir, o.insecureHttp === true);
+  const db = await openDatabase(o.databaseUrl ?? defaultDatabaseUrl(o.dataDir));
   const repos = createRepositories(db);
+  const events = new EventRepository(db);
+  const alerts = new AlertRepository(db, events);
+  const serverCert = tls ? certificateFacts(tls.certPem) : undefined;
+  const monitor = new Monitor({ repos, alerts, events, certificate: () => serverCert, log });
+  const notifier = new Notifier(db, { log });
   const sites = new SiteResources(o.fabricFor);
   const deps = { repos, sites };
-  const engine = new JobEngine(db, createJobDefinitions(deps), log);
-  const operations = new OperationService(deps, engine);
-  const replicator = new Replicator(vaultTargets(repos, sites), log.child({ component: 'replicator' }));
+  const engine = new JobEngine(db, holdTasks(createJobDefinitions(deps), o.holdTasks ?? []), {
+    log,
+    listeners: [monitor, { jobEnded: (job) => metrics.jobEnded(job) }],
+    owner: o.instanceId ?? (await instanceId(o.dataDir)),
+    ...(o.jobLeaseSeconds ? { leaseSeconds: o.jobLeaseSeconds } : {}),
+  });
   let url = '';
+  const readiness = new ReadinessService(db, repos, {
+    certificate: () => serverCert,
+    encryptionKey: () => {
+      const path = vaultKeyPath(o.dataDir);
+      const st = existsSync(path) ? statSync(path) : undefined;
+      return { path, present: st?.size === 32, ...(st ? { mode: st.mode & 0o777 } : {}) };
+    },
+    endpoints: () => ({ vault: url, replicator: `${url}/replicator/v1` }),
+  }, { alerts, events });
+  const operations = new OperationService(deps, engine, readiness);
+  const replicator = new Replicator(vaultTargets(repos, sites), log.child({ component: 'replicator' }));
+  const metrics = new VaultMetrics(repos, replicator);
+  const monitoring = { events, alerts, channels: new AlertChannelRepository(db), notifier, monitor };
   const app = await buildApp({
     repos,
     engine,
@@ -85,10 +152,29 @@ export async function assembleVault(o: VaultServerOptions): Promise<VaultServer 
     replicator,
     sites,
     dataDir: o.dataDir,
+    users: new UserRepository(db),
+    monitoring,
+    readiness,
+    metrics,
+    audit: new AuditRepository(db),
+    tls,
     replicatorUrl: () => `${url}/replicator/v1`,
     log,
   });
   await engine.start();
+  let readinessTimer: NodeJS.Timeout | undefined;
+  if (o.monitorIntervalMs !== 0) {
+    monitor.start(o.monitorIntervalMs ?? 30_000);
+    notifier.start();
+    // The configuration validator: every readiness check of every replication, hourly (ASR: every 12 hours).
+    // Events are kept 30 days.
+    const hourly = async () => {
+      await readiness.runPeriodic();
+      await events.prune(new Date(Date.now() - EVENT_RETENTION_DAYS * 86400_000).toISOString());
+    };
+    readinessTimer = setInterval(() => void hourly().catch((err: unknown) => log.error({ err }, 'periodic readiness checks failed')), o.readinessIntervalMs ?? 3600_000);
+    readinessTimer.unref();
+  }
   return {
     get url() {
       return url;
@@ -100,7 +186,12 @@ export async function assembleVault(o: VaultServerOptions): Promise<VaultServer 
     repos,
     engine,
     replicator,
+    monitoring,
+    readiness,
     async close() {
+      clearInterval(readinessTimer);
+      monitor.stop();
+      await notifier.stop();
       await engine.stop();
       await app.close();
       await db.destroy();
@@ -114,7 +205,7 @@ export async function startVaultServer(o: VaultServerOptions): Promise<VaultServ
   const port = o.port ?? 7443;
   try {
     const address = await vault.app.listen({ host, port });
-    vault.setUrl(address.replace('[::1]', 'localhost'));
+    vault.setUrl(address.replace('[::1]', 'localhost').replace('://127.0.0.1', '://127.0.0.1'));
   } catch (err) {
     await vault.close();
     throw RefugeError.wrap(err, `vault cannot listen on ${host}:${port}`, 'unavailable');

@@ -18,6 +18,8 @@ export const siteView = (s: Site) => ({
   name: s.name,
   provider: s.provider,
   capacity: s.capacity,
+  networks: s.networks,
+  limits: s.limits,
   config: s.config,
   createdAt: s.createdAt,
 });
@@ -32,7 +34,8 @@ export const machineView = (m: Machine, sites: SiteNames) => ({
   memoryMiB: m.memoryMiB,
   disks: m.disks,
   boot: m.boot,
-  agent: { version: m.agentVersion, lastHeartbeatAt: m.lastHeartbeatAt, lastError: m.lastAgentError },
+  nics: m.nics,
+  agent: { version: m.agentVersion, lastHeartbeatAt: m.lastHeartbeatAt, lastError: m.lastAgentError, report: m.agentReport },
   createdAt: m.createdAt,
 });
 
@@ -42,6 +45,8 @@ export const policyView = (p: Policy) => ({
   crashIntervalSeconds: p.crashIntervalSeconds,
   retentionHours: p.retentionHours,
   rpoThresholdSeconds: p.rpoThresholdSeconds,
+  appIntervalSeconds: p.appIntervalSeconds,
+  bandwidthMiBps: p.bandwidthMiBps,
   createdAt: p.createdAt,
 });
 

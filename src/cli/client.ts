@@ -1,7 +1,7 @@
 import { RefugeError } from '../core/errors.js';
-import { requestJson } from '../core/http-client.js';
+import { requestJson, requestText, type HttpConnection } from '../core/http-client.js';
 
-export const DEFAULT_URL = 'http://127.0.0.1:7443';
+export const DEFAULT_URL = 'https://127.0.0.1:7443';
 
 /** The CLI's view of the vault API: paths relative to /api/v1, the default vault resolved once. */
 export class ApiClient {
@@ -10,24 +10,25 @@ export class ApiClient {
   constructor(
     readonly baseUrl: string,
     vault?: string,
+    readonly connection: HttpConnection = {},
   ) {
     this.vaultName = vault;
   }
 
+  private url(path: string): string {
+    return `${this.baseUrl.replace(/\/$/, '')}/api/v1${path}`;
+  }
+
   request<T>(method: string, path: string, body?: unknown): Promise<T> {
-    return requestJson<T>(method, `${this.baseUrl.replace(/\/$/, '')}/api/v1${path}`, body === undefined ? {} : { body });
+    return requestJson<T>(method, this.url(path), { connection: this.connection, ...(body === undefined ? {} : { body }) });
   }
 
   get<T>(path: string): Promise<T> {
     return this.request<T>('GET', path);
   }
 
-  async text(path: string): Promise<string> {
-    const r = await fetch(`${this.baseUrl.replace(/\/$/, '')}/api/v1${path}`).catch((err: unknown) => {
-      throw RefugeError.wrap((err as { cause?: unknown }).cause ?? err, `GET ${path} failed`, 'unavailable');
-    });
-    if (!r.ok) throw new RefugeError(r.status === 404 ? 'not_found' : 'unavailable', `GET ${path} answered ${r.status}`);
-    return r.text();
+  text(path: string): Promise<string> {
+    return requestText(this.url(path), { connection: this.connection });
   }
 
   /** The vault to act on: --vault / REFUGE_VAULT, else the only vault there is. */

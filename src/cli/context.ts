@@ -1,16 +1,46 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
 import type { Command } from 'commander';
+import { RefugeError } from '../core/errors.js';
+import type { CredentialsFile } from '../api/vault-init.js';
 import { ApiClient, DEFAULT_URL } from './client.js';
 
 export interface GlobalOptions {
   url: string;
   vault?: string;
   json?: boolean;
+  token?: string;
+  ca?: string;
+  credentials?: string;
 }
 
-/** The global options every command sees (--url, --vault, --json, with REFUGE_* environment fallbacks). */
+/** Where `refuge login` keeps the URL, CA and session token (REFUGE_CONFIG overrides). */
+export const configPath = (): string => process.env.REFUGE_CONFIG ?? join(homedir(), '.config', 'refuge', 'credentials.json');
+
+function readCredentials(path: string, explicit: boolean): Partial<CredentialsFile> {
+  if (!explicit && !existsSync(path)) return {};
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as Partial<CredentialsFile>;
+  } catch (err) {
+    throw RefugeError.wrap(err, `cannot read the credentials file ${path}`, 'invalid_argument');
+  }
+}
+
+/**
+ * The global options every command sees. Each setting comes from the first of: its flag (--url, --token, --ca,
+ * --vault), its environment variable (REFUGE_URL, REFUGE_TOKEN, REFUGE_CA, REFUGE_VAULT), the credentials file
+ * (--credentials / REFUGE_CREDENTIALS, as written by `refuge vault init`), then the file `refuge login` wrote.
+ */
 export function globals(cmd: Command): GlobalOptions & { client: ApiClient } {
   const o = cmd.optsWithGlobals<GlobalOptions>();
-  const url = o.url ?? process.env.REFUGE_URL ?? DEFAULT_URL;
+  const explicit = o.credentials ?? process.env.REFUGE_CREDENTIALS;
+  const creds = readCredentials(explicit ?? configPath(), explicit !== undefined);
+  const url = o.url ?? process.env.REFUGE_URL ?? creds.url ?? DEFAULT_URL;
   const vault = o.vault ?? process.env.REFUGE_VAULT;
-  return { ...o, url, ...(vault ? { vault } : {}), client: new ApiClient(url, vault) };
+  const token = o.token ?? process.env.REFUGE_TOKEN ?? creds.token;
+  const caFile = o.ca ?? process.env.REFUGE_CA;
+  const ca = caFile ? readFileSync(caFile, 'utf8') : creds.ca;
+  const connection = { ...(token ? { token } : {}), ...(ca ? { ca } : {}) };
+  return { ...o, url, ...(vault ? { vault } : {}), client: new ApiClient(url, vault, connection) };
 }

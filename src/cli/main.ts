@@ -2,6 +2,8 @@ import { Command, CommanderError } from 'commander';
 import { RefugeError } from '../core/errors.js';
 import { DEFAULT_URL } from './client.js';
 import { registerAgentCommand } from './commands/agent.js';
+import { registerAccessCommands } from './commands/access.js';
+import { registerMonitoringCommands } from './commands/monitoring.js';
 import { registerConfigurationCommands } from './commands/configuration.js';
 import { registerQuickstartCommand } from './commands/quickstart.js';
 import { registerReplicationCommands } from './commands/replication.js';
@@ -16,6 +18,9 @@ export function buildProgram(): Command {
     .option('--url <url>', `vault URL (env REFUGE_URL, default ${DEFAULT_URL})`)
     .option('--vault <name>', 'vault to act on (env REFUGE_VAULT; default: the only vault)')
     .option('--json', 'print JSON instead of tables')
+    .option('--token <token>', 'API token (env REFUGE_TOKEN; default: from the credentials file)')
+    .option('--ca <file>', "PEM file of the vault's CA to trust (env REFUGE_CA)")
+    .option('--credentials <file>', 'credentials file written by `refuge vault init` or `refuge login` (env REFUGE_CREDENTIALS)')
     .showHelpAfterError()
     .exitOverride();
   const vault = registerVaultCommand(program);
@@ -23,6 +28,8 @@ export function buildProgram(): Command {
   registerReplicationCommands(program);
   registerAgentCommand(program);
   registerStoreCommands(program);
+  registerAccessCommands(program);
+  registerMonitoringCommands(program);
   registerQuickstartCommand(program);
   return program;
 }

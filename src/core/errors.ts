@@ -10,6 +10,8 @@ export const ERROR_CODES = [
   'already_exists', // a resource with that name exists (409)
   'operation_not_allowed', // the operation is not allowed in the current state (409, lists allowed operations)
   'conflict', // a concurrent change won (409)
+  'cancelled', // the work was cancelled on request (a job's error; 409 if it surfaces in a response)
+  'too_many_requests', // a rate limit, e.g. repeated failed logins (429)
   'payload_too_large', // (413)
   'unauthenticated', // (401)
   'permission_denied', // (403)

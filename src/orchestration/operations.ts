@@ -6,10 +6,16 @@ import { TRANSITIONS, allowedOperations, type Operation } from '../vault/replica
 import type { OrchestrationDeps } from './deps.js';
 import type { RecoverParams } from './jobs/recover-machine.js';
 import type { OperationParams } from './jobs/operation-job.js';
+import type { ReadinessService } from '../vault/readiness/service.js';
+import type { Principal } from '../vault/security/roles.js';
 
 export interface OperationRequest {
   /** For test failover and failover: 'latest' (default) or a recovery point id. */
   point?: string;
+  /** Who asks (recorded on the job; the readiness account check looks at its role). */
+  principal?: Principal | null;
+  /** An owner's reason to go ahead although a readiness check failed. */
+  override?: { reason: string };
 }
 
 /**
@@ -21,12 +27,18 @@ export class OperationService {
   constructor(
     private readonly deps: OrchestrationDeps,
     private readonly engine: JobEngine,
+    private readonly readiness?: ReadinessService,
   ) {}
 
   async request(vaultName: string, replicationName: string, operation: Operation, req: OperationRequest = {}): Promise<JobView> {
     const vault = await this.deps.repos.vaults.get(vaultName);
     const rep = await this.deps.repos.replications.get(vault.id, replicationName);
     assertAllowed(rep, operation);
+    // Before every failover the readiness checks that matter at the recovery site run; a fail blocks.
+    if (this.readiness && (operation === 'failover' || operation === 'test-failover')) {
+      const report = await this.readiness.forReplication(vault, rep, { trigger: operation, principal: req.principal ?? null, permission: 'operate' });
+      await this.readiness.gate(report, req.principal ?? null, req.override);
+    }
     const previous = { state: rep.state, testFailoverState: rep.testFailoverState, activeJobId: rep.activeJobId };
     let params: OperationParams | RecoverParams = { operation, previous };
     if (operation === 'test-failover' || operation === 'failover') {
@@ -41,7 +53,7 @@ export class OperationService {
       } satisfies RecoverParams;
     }
     const jobId = await this.deps.repos.db.transaction().execute(async (trx) => {
-      const id = await this.engine.create(trx, { vaultId: vault.id, type: operation, replicationId: rep.id, params });
+      const id = await this.engine.create(trx, { vaultId: vault.id, type: operation, replicationId: rep.id, params, ...(req.principal ? { requestedBy: req.principal.name } : {}) });
       const won = await this.deps.repos.replications.compareAndSetStatus(rep.id, previous, { ...TRANSITIONS[operation].begin, activeJobId: id }, trx);
       if (!won) {
         throw new RefugeError('conflict', `replication '${rep.name}' was changed by another operation at the same time; ${operation} was not started`, {

@@ -46,6 +46,13 @@ export const MachineFacts = Type.Object(
     memoryMiB: Type.Integer({ minimum: 16 }),
     disks: Type.Array(DiskFacts, { minItems: 1, maxItems: 64 }),
     boot: BootSpec,
+    /** Network interfaces and the source network each is on (network mappings translate them at failover). */
+    nics: Type.Optional(
+      Type.Array(
+        Type.Object({ name: Name, network: Name, ipv4: Type.Optional(Type.String({ format: 'ipv4' })) }, { additionalProperties: false }),
+        { maxItems: 32 },
+      ),
+    ),
   },
   { additionalProperties: false },
 );
@@ -76,11 +83,45 @@ export const ReplicationProgress = Type.Object(
 );
 export type ReplicationProgress = Static<typeof ReplicationProgress>;
 
+/** How one endpoint the agent needs (vault API, replicator) looked from the agent, through its proxy if any. */
+export const EndpointReachability = Type.Object(
+  {
+    role: Type.Union([Type.Literal('vault'), Type.Literal('replicator')]),
+    url: Type.String({ maxLength: 2048 }),
+    host: Type.String({ maxLength: 253 }),
+    port: Type.Integer({ minimum: 1, maximum: 65535 }),
+    dns: Type.Boolean(),
+    tcp: Type.Boolean(),
+    /** `trusted`, `untrusted` (issuer not in the agent's trust), `expired`, `bad-name`, `n/a` (plain HTTP or no TCP). */
+    tls: Type.Union([Type.Literal('trusted'), Type.Literal('untrusted'), Type.Literal('expired'), Type.Literal('bad-name'), Type.Literal('n/a')]),
+    issuer: Type.Optional(Type.String({ maxLength: 1000 })),
+    certificateNotAfter: Type.Optional(Type.String({ maxLength: 64 })),
+    error: Type.Optional(Type.String({ maxLength: 1000 })),
+    milliseconds: Type.Optional(Type.Number({ minimum: 0 })),
+  },
+  { additionalProperties: false },
+);
+export type EndpointReachability = Static<typeof EndpointReachability>;
+
+/** What an agent reports now and then about its surroundings, for the networking and certificate readiness checks. */
+export const AgentReport = Type.Object(
+  {
+    checkedAt: Timestamp,
+    proxy: Type.Optional(Type.String({ maxLength: 2048 })),
+    endpoints: Type.Array(EndpointReachability, { maxItems: 16 }),
+  },
+  { additionalProperties: false },
+);
+export type AgentReport = Static<typeof AgentReport>;
+
 export const HeartbeatRequest = Type.Object(
   {
     agentVersion: Type.String({ maxLength: 64 }),
     progress: Type.Optional(ReplicationProgress),
     lastError: Type.Optional(Type.String({ maxLength: 2000 })),
+    /** The agent's clock when it sent the heartbeat (the vault measures the skew). */
+    sentAt: Type.Optional(Timestamp),
+    report: Type.Optional(AgentReport),
   },
   { additionalProperties: false },
 );

@@ -1,4 +1,4 @@
-import type { BootSpec, DiskFacts, ReplicationProgress } from '../protocol/schemas.js';
+import type { AgentReport, BootSpec, DiskFacts, ReplicationProgress } from '../protocol/schemas.js';
 import type { Operation, ReplicationState, TestFailoverState } from './replication-state.js';
 
 /** The vault's domain objects, as repositories return them (JSON columns parsed, ids resolved). */
@@ -14,6 +14,19 @@ export interface SiteCapacity {
   vcpus: number;
   memoryMiB: number;
   diskGiB: number;
+}
+
+/** A network at a site and how many addresses it can hand to recovered machines. */
+export interface SiteNetwork {
+  name: string;
+  cidr?: string;
+  addresses: number;
+}
+
+/** What the site's replica store and the link into the site can take (MiB/s); unset: not limited. */
+export interface SiteLimits {
+  storeThroughputMiBps?: number;
+  linkThroughputMiBps?: number;
 }
 
 export interface SiteConfig {
@@ -32,6 +45,8 @@ export interface Site {
   provider: 'qemu';
   config: SiteConfig;
   capacity: SiteCapacity;
+  networks: SiteNetwork[];
+  limits: SiteLimits;
   createdAt: string;
 }
 
@@ -49,7 +64,15 @@ export interface Machine {
   agentVersion: string;
   lastHeartbeatAt: string | null;
   lastAgentError: string | null;
+  nics: MachineNic[];
+  agentReport: (AgentReport & { clockSkewSeconds?: number; receivedAt?: string }) | null;
   createdAt: string;
+}
+
+export interface MachineNic {
+  name: string;
+  network: string;
+  ipv4?: string;
 }
 
 export interface Policy {
@@ -59,6 +82,10 @@ export interface Policy {
   crashIntervalSeconds: number;
   retentionHours: number;
   rpoThresholdSeconds: number;
+  /** App-consistent points every this many seconds; null: off (ASR's default). */
+  appIntervalSeconds: number | null;
+  /** Upload limit per replication, MiB/s; null: unlimited. */
+  bandwidthMiBps: number | null;
   createdAt: string;
 }
 
@@ -87,6 +114,8 @@ export interface Replication {
   activeJobId: string | null;
   progress: ReplicationProgress | null;
   failover: { test?: FailoverRecord; failover?: FailoverRecord };
+  /** The consistency group whose points are cut together with this one's, if any. */
+  groupId: string | null;
   createdAt: string;
   updatedAt: string;
 }
@@ -103,3 +132,53 @@ export interface RecoveryPoint {
 }
 
 export type { Operation };
+
+export interface ConsistencyGroup {
+  id: string;
+  vaultId: string;
+  name: string;
+  createdAt: string;
+}
+
+/** Source network at one site -> target network at another, plus the isolated network test failovers use. */
+export interface NetworkMapping {
+  id: string;
+  vaultId: string;
+  name: string;
+  sourceSiteId: string;
+  sourceNetwork: string;
+  targetSiteId: string;
+  targetNetwork: string;
+  testNetwork: string | null;
+  createdAt: string;
+}
+
+export const PLAN_ACTION_KINDS = ['script', 'webhook', 'manual'] as const;
+export type PlanActionKind = (typeof PLAN_ACTION_KINDS)[number];
+
+/** A pre or post action of a recovery plan group. Orchestrating plans is the failover orchestration's (issue 6). */
+export interface PlanAction {
+  name: string;
+  kind: PlanActionKind;
+  /** script: command line; webhook: URL; manual: the instruction shown while the plan waits for approval. */
+  target: string;
+  timeoutSeconds?: number;
+}
+
+export interface PlanGroup {
+  name: string;
+  /** Replication names failed over in parallel within the group. */
+  replications: string[];
+  pre: PlanAction[];
+  post: PlanAction[];
+}
+
+export interface RecoveryPlan {
+  id: string;
+  vaultId: string;
+  name: string;
+  description: string;
+  groups: PlanGroup[];
+  createdAt: string;
+  updatedAt: string;
+}

@@ -3,25 +3,46 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { assembleVault } from '../../src/api/server.js';
 import { silentLogger } from '../../src/core/log.js';
+import { initVault } from '../../src/api/vault-init.js';
+import { createCa, issueCertificate } from '../../src/vault/security/pki.js';
 import { chunkHash } from '../../src/store/chunks.js';
+import type { DatabaseKind } from '../../src/vault/db/dialects/dialect.js';
+import { createTestDatabase } from './databases.js';
 import { FakeFabric } from './fake-fabric.js';
+
+let tls: { certPem: string; keyPem: string; caPem: string } | undefined;
+/** One CA and server certificate per test process (RSA key generation is the slow part of an init). */
+export function testCertificate(): { certPem: string; keyPem: string; caPem: string } {
+  if (!tls) {
+    const ca = createCa('Refuge test CA');
+    const server = issueCertificate(ca, { commonName: 'localhost', names: ['localhost', '127.0.0.1'], usage: 'server' });
+    tls = { ...server, caPem: ca.certPem };
+  }
+  return tls;
+}
 
 export type TestVault = Awaited<ReturnType<typeof createTestVault>>;
 
 /**
- * A vault assembled in a fresh temporary folder with a real SQLite database and real filesystem stores, driven
+ * A vault assembled in a fresh temporary folder with a fresh real database (SQLite by default, or an isolated
+ * PostgreSQL schema) and real filesystem stores, driven
  * through `app.inject()`; sites run machines on a FakeFabric. `call` returns status and parsed JSON body.
  */
-export async function createTestVault() {
+export async function createTestVault(database: DatabaseKind = 'sqlite', options: { holdTasks?: string[] } = {}) {
   const dataDir = await mkdtemp(join(tmpdir(), 'refuge-test-'));
   const fabric = new FakeFabric();
-  const vault = await assembleVault({ dataDir, log: silentLogger, fabricFor: () => fabric });
-  const call = async <T = Record<string, unknown>>(method: string, url: string, payload?: unknown, headers?: Record<string, string>) => {
+  const db = await createTestDatabase(database);
+  const init = await initVault({ dataDir, databaseUrl: db.url, owner: 'owner', password: 'owner-password-1', certificate: testCertificate() });
+  const vault = await assembleVault({ dataDir, databaseUrl: db.url, log: silentLogger, fabricFor: () => fabric, monitorIntervalMs: 0, ...options });
+  const ownerToken = init.credentials.token;
+  /** Calls the API as the owner unless `headers.authorization` says otherwise ('' sends no token). */
+  const call = async <T = Record<string, unknown>>(method: string, url: string, payload?: unknown, headers: Record<string, string> = {}) => {
+    const { authorization = `Bearer ${ownerToken}`, ...rest } = headers;
     const r = await vault.app.inject({
       method: method as 'GET',
       url,
       ...(payload === undefined ? {} : { payload: payload as string }),
-      ...(headers ? { headers } : {}),
+      headers: { ...rest, ...(authorization ? { authorization } : {}) },
     });
     let body: T;
     try {
@@ -36,8 +57,22 @@ export async function createTestVault() {
     dataDir,
     fabric,
     call,
+    ownerToken,
+    credentials: init.credentials,
+    /** A token for a new user with `role` (or an agent token of vault `demo` for 'agent'). */
+    async tokenFor(role: 'owner' | 'contributor' | 'operator' | 'reader' | 'agent'): Promise<string> {
+      if (role === 'agent') {
+        const r = await call<{ token: string }>('POST', '/api/v1/tokens', { name: `agent-${Date.now()}`, agentVault: 'demo' });
+        return r.body.token;
+      }
+      const name = `${role}-${Math.random().toString(36).slice(2, 8)}`;
+      await call('POST', '/api/v1/users', { name, password: `${name}-password`, role });
+      const login = await call<{ token: string }>('POST', '/api/v1/auth/login', { user: name, password: `${name}-password` }, { authorization: '' });
+      return login.body.token;
+    },
     async cleanup() {
       await vault.close();
+      await db.drop();
       await rm(dataDir, { recursive: true, force: true });
     },
   };

@@ -15,6 +15,7 @@ export function agentRoutes(deps: AppDeps): FastifyPluginAsync {
     const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
 
     app.post('/vaults/:vault/agents/register', {
+      config: { permission: 'agent' },
       schema: { params: VaultParams, body: RegisterRequest, response: { 200: RegisterResponse } },
     }, async (req) => {
       const v = await repos.vaults.get(req.params.vault);
@@ -24,11 +25,18 @@ export function agentRoutes(deps: AppDeps): FastifyPluginAsync {
     });
 
     app.post('/vaults/:vault/agents/:machine/heartbeat', {
+      // Heartbeats are not changes anyone asked for: not audited (every 10 s per agent).
+      config: { permission: 'agent', audit: false },
       schema: { params: named('machine'), body: HeartbeatRequest, response: { 200: HeartbeatResponse } },
     }, async (req) => {
       const v = await repos.vaults.get(req.params.vault);
       const m = await repos.machines.get(v.id, req.params.machine);
-      await repos.machines.heartbeat(m.id, req.body.agentVersion, req.body.lastError ?? null);
+      // The agent's clock against ours (a heartbeat takes milliseconds), kept with its latest reachability report.
+      const now = new Date();
+      const skew = req.body.sentAt ? (now.getTime() - Date.parse(req.body.sentAt)) / 1000 : undefined;
+      const base = req.body.report ? { ...req.body.report, receivedAt: now.toISOString() } : m.agentReport;
+      const report = base && (req.body.report || skew !== undefined) ? { ...base, ...(skew !== undefined ? { clockSkewSeconds: skew } : {}) } : undefined;
+      await repos.machines.heartbeat(m.id, req.body.agentVersion, req.body.lastError ?? null, report);
       const rep = await repos.replications.findByMachine(m.id);
       if (!rep) return { serverTime: new Date().toISOString(), replication: null };
       if (req.body.progress) await repos.replications.setProgress(rep.id, req.body.progress);

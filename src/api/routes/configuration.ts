@@ -3,24 +3,39 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { SiteResources } from '../../orchestration/site-resources.js';
 import type { AppDeps } from '../deps.js';
-import { machineView, policyView, siteView, vaultView, type SiteNames } from '../views.js';
+import { siteView, vaultView, type SiteNames } from '../views.js';
 import { Name, VaultParams, named } from './params.js';
+import { ListQuery, listPage } from './paging.js';
 
-/** Vaults, sites, policies and machines. */
+export const Capacity = Type.Object(
+  { vcpus: Type.Integer({ minimum: 0 }), memoryMiB: Type.Integer({ minimum: 0 }), diskGiB: Type.Integer({ minimum: 0 }) },
+  { additionalProperties: false },
+);
+const Networks = Type.Array(
+  Type.Object({ name: Name, cidr: Type.Optional(Type.String({ maxLength: 64 })), addresses: Type.Integer({ minimum: 0 }) }, { additionalProperties: false }),
+  { maxItems: 256 },
+);
+const Limits = Type.Object(
+  { storeThroughputMiBps: Type.Optional(Type.Number({ exclusiveMinimum: 0 })), linkThroughputMiBps: Type.Optional(Type.Number({ exclusiveMinimum: 0 })) },
+  { additionalProperties: false },
+);
+
+/** Vaults and sites (capacity, networks, throughput limits), and the machines a site's fabric runs. */
 export function configurationRoutes(deps: AppDeps): FastifyPluginAsync {
   const { repos } = deps;
-  const siteNames = async (vaultId: string): Promise<SiteNames> =>
-    new Map((await repos.sites.list(vaultId)).map((s) => [s.id, s.name]));
+  const siteNames = async (vaultId: string): Promise<SiteNames> => new Map((await repos.sites.list(vaultId)).map((s) => [s.id, s.name]));
 
   return async (fastify) => {
     const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
 
-    app.get('/vaults', async () => {
-      const vaults = await repos.vaults.list();
-      return { items: await Promise.all(vaults.map(async (v) => vaultView(v, await siteNames(v.id)))) };
+    app.get('/vaults', { schema: { querystring: ListQuery } }, async (req) => {
+      const { limit, after } = listPage(req.query);
+      const vaults = await repos.vaults.list({ limit, ...(after ? { after } : {}) });
+      return listPage.wrap(await Promise.all(vaults.map(async (v) => vaultView(v, await siteNames(v.id)))), limit);
     });
 
     app.post('/vaults', {
+      config: { permission: 'configure' },
       schema: { body: Type.Object({ name: Name }, { additionalProperties: false }) },
     }, async (req, reply) => {
       const v = await repos.vaults.create(req.body.name);
@@ -33,6 +48,7 @@ export function configurationRoutes(deps: AppDeps): FastifyPluginAsync {
     });
 
     app.patch('/vaults/:vault', {
+      config: { permission: 'configure' },
       schema: { params: VaultParams, body: Type.Object({ location: Name }, { additionalProperties: false }) },
     }, async (req) => {
       const v = await repos.vaults.get(req.params.vault);
@@ -41,24 +57,23 @@ export function configurationRoutes(deps: AppDeps): FastifyPluginAsync {
       return vaultView(await repos.vaults.get(v.name), await siteNames(v.id));
     });
 
-    app.get('/vaults/:vault/sites', { schema: { params: VaultParams } }, async (req) => {
-      const v = await repos.vaults.get(req.params.vault);
-      return { items: (await repos.sites.list(v.id)).map(siteView) };
+    app.delete('/vaults/:vault', { config: { permission: 'configure' }, schema: { params: VaultParams } }, async (req, reply) => {
+      await repos.vaults.delete(await repos.vaults.get(req.params.vault));
+      return reply.code(204).send();
     });
 
-    const Capacity = Type.Object(
-      {
-        vcpus: Type.Integer({ minimum: 0 }),
-        memoryMiB: Type.Integer({ minimum: 0 }),
-        diskGiB: Type.Integer({ minimum: 0 }),
-      },
-      { additionalProperties: false },
-    );
+    app.get('/vaults/:vault/sites', { schema: { params: VaultParams, querystring: ListQuery } }, async (req) => {
+      const v = await repos.vaults.get(req.params.vault);
+      const { limit, after } = listPage(req.query);
+      return listPage.wrap((await repos.sites.list(v.id, { limit, ...(after ? { after } : {}) })).map(siteView), limit);
+    });
+
     app.post('/vaults/:vault/sites', {
+      config: { permission: 'configure' },
       schema: {
         params: VaultParams,
         body: Type.Object(
-          { name: Name, provider: Type.Optional(Type.Literal('qemu')), capacity: Type.Optional(Capacity) },
+          { name: Name, provider: Type.Optional(Type.Literal('qemu')), capacity: Type.Optional(Capacity), networks: Type.Optional(Networks), limits: Type.Optional(Limits) },
           { additionalProperties: false },
         ),
       },
@@ -70,6 +85,8 @@ export function configurationRoutes(deps: AppDeps): FastifyPluginAsync {
         provider: 'qemu',
         config: SiteResources.defaultConfig(deps.dataDir, req.body.name),
         capacity: req.body.capacity ?? { vcpus: 16, memoryMiB: 32768, diskGiB: 1024 },
+        networks: req.body.networks ?? [],
+        limits: req.body.limits ?? {},
       });
       return reply.code(201).send(siteView(site));
     });
@@ -77,6 +94,20 @@ export function configurationRoutes(deps: AppDeps): FastifyPluginAsync {
     app.get('/vaults/:vault/sites/:site', { schema: { params: named('site') } }, async (req) => {
       const v = await repos.vaults.get(req.params.vault);
       return siteView(await repos.sites.get(v.id, req.params.site));
+    });
+
+    app.patch('/vaults/:vault/sites/:site', {
+      config: { permission: 'configure' },
+      schema: { params: named('site'), body: Type.Object({ capacity: Type.Optional(Capacity), networks: Type.Optional(Networks), limits: Type.Optional(Limits) }, { additionalProperties: false }) },
+    }, async (req) => {
+      const v = await repos.vaults.get(req.params.vault);
+      return siteView(await repos.sites.update(await repos.sites.get(v.id, req.params.site), req.body));
+    });
+
+    app.delete('/vaults/:vault/sites/:site', { config: { permission: 'configure' }, schema: { params: named('site') } }, async (req, reply) => {
+      const v = await repos.vaults.get(req.params.vault);
+      await repos.sites.delete(await repos.sites.get(v.id, req.params.site));
+      return reply.code(204).send();
     });
 
     // Machines the site's fabric runs (recovered copies, test failovers): their state and serial console.
@@ -90,53 +121,6 @@ export function configurationRoutes(deps: AppDeps): FastifyPluginAsync {
       const v = await repos.vaults.get(req.params.vault);
       const site = await repos.sites.get(v.id, req.params.site);
       return reply.type('text/plain; charset=utf-8').send(await deps.sites.fabric(site).console(req.params.machine));
-    });
-
-    app.get('/vaults/:vault/policies', { schema: { params: VaultParams } }, async (req) => {
-      const v = await repos.vaults.get(req.params.vault);
-      return { items: (await repos.policies.list(v.id)).map(policyView) };
-    });
-
-    app.post('/vaults/:vault/policies', {
-      schema: {
-        params: VaultParams,
-        body: Type.Object(
-          {
-            name: Name,
-            crashIntervalSeconds: Type.Optional(Type.Number({ minimum: 1, maximum: 86400 })),
-            retentionHours: Type.Optional(Type.Number({ minimum: 1, maximum: 15 * 24 })),
-            rpoThresholdSeconds: Type.Optional(Type.Number({ minimum: 1 })),
-          },
-          { additionalProperties: false },
-        ),
-      },
-    }, async (req, reply) => {
-      const v = await repos.vaults.get(req.params.vault);
-      // Defaults are ASR's: crash-consistent points every 5 minutes, 1 day retention; alert at 15 minutes of RPO.
-      const p = await repos.policies.create({
-        vaultId: v.id,
-        name: req.body.name,
-        crashIntervalSeconds: req.body.crashIntervalSeconds ?? 300,
-        retentionHours: req.body.retentionHours ?? 24,
-        rpoThresholdSeconds: req.body.rpoThresholdSeconds ?? 900,
-      });
-      return reply.code(201).send(policyView(p));
-    });
-
-    app.get('/vaults/:vault/policies/:policy', { schema: { params: named('policy') } }, async (req) => {
-      const v = await repos.vaults.get(req.params.vault);
-      return policyView(await repos.policies.get(v.id, req.params.policy));
-    });
-
-    app.get('/vaults/:vault/machines', { schema: { params: VaultParams } }, async (req) => {
-      const v = await repos.vaults.get(req.params.vault);
-      const names = await siteNames(v.id);
-      return { items: (await repos.machines.list(v.id)).map((m) => machineView(m, names)) };
-    });
-
-    app.get('/vaults/:vault/machines/:machine', { schema: { params: named('machine') } }, async (req) => {
-      const v = await repos.vaults.get(req.params.vault);
-      return machineView(await repos.machines.get(v.id, req.params.machine), await siteNames(v.id));
     });
   };
 }

@@ -3,49 +3,115 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { RefugeError } from '../../core/errors.js';
 import type { Replication } from '../../vault/model.js';
-import { OPERATIONS } from '../../vault/replication-state.js';
+import { OPERATIONS, REPLICATION_STATES } from '../../vault/replication-state.js';
+import { HEALTH } from '../../vault/health.js';
+import { Limit, listPage } from './paging.js';
 import type { AppDeps } from '../deps.js';
 import { pointView, replicationView } from '../views.js';
 import { Id, Name, VaultParams, named } from './params.js';
+
+/** An owner's reason to go ahead although a readiness check failed (recorded in the report and the audit log). */
+const Override = Type.Object({ reason: Type.String({ minLength: 3, maxLength: 1000 }) }, { additionalProperties: false });
 
 /** Replications: enable, inspect, list points, and the operations (answered 202 with the job that runs them). */
 export function replicationRoutes(deps: AppDeps): FastifyPluginAsync {
   const { repos } = deps;
 
-  const view = async (r: Replication) => {
-    const [machine, policy, latest, sites] = await Promise.all([
-      repos.machines.byId(r.machineId),
-      repos.policies.byId(r.policyId),
-      repos.replications.latestPoint(r.id),
-      repos.sites.list(r.vaultId),
+  /** Views of replications with their machines, policies, latest points and names resolved in a few queries. */
+  const views = async (vaultId: string, reps: Replication[]) => {
+    const [machines, policies, latest, sites, groups] = await Promise.all([
+      repos.machines.byIds([...new Set(reps.map((r) => r.machineId))]),
+      repos.policies.list(vaultId),
+      repos.replications.latestPoints(reps.map((r) => r.id)),
+      repos.sites.list(vaultId),
+      repos.groups.list(vaultId),
     ]);
-    return replicationView(r, { machine, policy, latest, sites: new Map(sites.map((s) => [s.id, s.name])) });
+    const machineById = new Map(machines.map((m) => [m.id, m]));
+    const policyById = new Map(policies.map((p) => [p.id, p]));
+    const siteNames = new Map(sites.map((x) => [x.id, x.name]));
+    const groupNames = new Map(groups.map((g) => [g.id, g.name]));
+    return reps.flatMap((r) => {
+      const machine = machineById.get(r.machineId);
+      const policy = policyById.get(r.policyId);
+      if (!machine || !policy) return [];
+      return [{ ...replicationView(r, { machine, policy, latest: latest.get(r.id), sites: siteNames }), group: r.groupId ? (groupNames.get(r.groupId) ?? null) : null }];
+    });
+  };
+  const view = async (r: Replication) => {
+    const [v] = await views(r.vaultId, [r]);
+    if (!v) throw new RefugeError('internal', `replication '${r.name}' has no machine or policy`);
+    return v;
   };
 
+  const RepParams = named('replication');
   return async (fastify) => {
     const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
-    const RepParams = named('replication');
 
-    app.get('/vaults/:vault/replications', { schema: { params: VaultParams } }, async (req) => {
+    app.get('/vaults/:vault/replications', {
+      schema: {
+        params: VaultParams,
+        querystring: Type.Object(
+          {
+            state: Type.Optional(Type.Union(REPLICATION_STATES.map((x) => Type.Literal(x)))),
+            health: Type.Optional(Type.Union(HEALTH.map((x) => Type.Literal(x)))),
+            targetSite: Type.Optional(Name),
+            sourceSite: Type.Optional(Name),
+            group: Type.Optional(Name),
+            limit: Type.Optional(Limit),
+            cursor: Type.Optional(Name),
+          },
+          { additionalProperties: false },
+        ),
+      },
+    }, async (req) => {
       const v = await repos.vaults.get(req.params.vault);
-      return { items: await Promise.all((await repos.replications.list(v.id)).map(view)) };
+      const q = req.query;
+      const { limit, after } = listPage(q);
+      const filter = {
+        limit,
+        ...(after ? { after } : {}),
+        ...(q.state ? { state: q.state } : {}),
+        ...(q.targetSite ? { targetSiteId: (await repos.sites.get(v.id, q.targetSite)).id } : {}),
+        ...(q.sourceSite ? { sourceSiteId: (await repos.sites.get(v.id, q.sourceSite)).id } : {}),
+        ...(q.group ? { groupId: (await repos.groups.get(v.id, q.group)).id } : {}),
+      };
+      // Health is derived, not stored: filter a page after computing it (a page may hold fewer than `limit`).
+      const reps = await repos.replications.list(v.id, filter);
+      const items = (await views(v.id, reps)).filter((x) => !q.health || x.health === q.health);
+      return { items, nextCursor: reps.length === limit ? (reps.at(-1)?.name ?? null) : null };
+    });
+
+    app.patch('/vaults/:vault/replications/:replication', {
+      config: { permission: 'configure' },
+      schema: { params: RepParams, body: Type.Object({ policy: Type.Optional(Name), group: Type.Optional(Type.Union([Name, Type.Null()])) }, { additionalProperties: false }) },
+    }, async (req) => {
+      const v = await repos.vaults.get(req.params.vault);
+      const rep = await repos.replications.get(v.id, req.params.replication);
+      if (req.body.policy) await repos.replications.setPolicy(rep.id, (await repos.policies.get(v.id, req.body.policy)).id);
+      if (req.body.group !== undefined) await repos.replications.setGroup(rep.id, req.body.group === null ? null : (await repos.groups.get(v.id, req.body.group)).id);
+      return view(await repos.replications.byId(rep.id));
     });
 
     app.post('/vaults/:vault/replications', {
+      config: { permission: 'configure' },
       schema: {
         params: VaultParams,
-        body: Type.Object({ machine: Name, policy: Name, targetSite: Name }, { additionalProperties: false }),
+        body: Type.Object({ machine: Name, policy: Name, targetSite: Name, group: Type.Optional(Name), override: Type.Optional(Override) }, { additionalProperties: false }),
       },
     }, async (req, reply) => {
       const v = await repos.vaults.get(req.params.vault);
       const machine = await repos.machines.get(v.id, req.body.machine);
       const policy = await repos.policies.get(v.id, req.body.policy);
       const target = await repos.sites.get(v.id, req.body.targetSite);
+      const group = req.body.group ? await repos.groups.get(v.id, req.body.group) : undefined;
       if (target.id === machine.siteId) {
         throw new RefugeError('invalid_argument', `machine '${machine.name}' already runs at site '${target.name}'; choose another target site`, {
           details: { field: '/body/targetSite' },
         });
       }
+      // Readiness first: a failed check blocks, unless an owner overrides it with a recorded reason.
+      const report = await deps.readiness.forEnable(v, machine, target, policy, { trigger: 'enable', principal: req.principal, permission: 'configure' });
+      await deps.readiness.gate(report, req.principal, req.body.override);
       const rep = await repos.replications.create({
         vaultId: v.id,
         name: machine.name,
@@ -54,7 +120,9 @@ export function replicationRoutes(deps: AppDeps): FastifyPluginAsync {
         sourceSiteId: machine.siteId,
         targetSiteId: target.id,
       });
-      return reply.code(201).send(await view(rep));
+      if (group) await repos.replications.setGroup(rep.id, group.id);
+      await deps.monitoring.events.record({ vaultId: v.id, type: 'replication.enabled', severity: 'info', subject: rep.name, message: `replication of '${rep.name}' to '${target.name}' enabled (readiness ${report.worst})`, details: { readinessReport: report.id } });
+      return reply.code(201).send({ ...(await view(group ? await repos.replications.byId(rep.id) : rep)), readiness: { report: report.id, worst: report.worst } });
     });
 
     app.get('/vaults/:vault/replications/:replication', { schema: { params: RepParams } }, async (req) => {
@@ -87,16 +155,18 @@ export function replicationRoutes(deps: AppDeps): FastifyPluginAsync {
     });
 
     const OperationBody = Type.Object(
-      { point: Type.Optional(Type.Union([Type.Literal('latest'), Id], { description: "'latest' or a recovery point id" })) },
+      { point: Type.Optional(Type.Union([Type.Literal('latest'), Id], { description: "'latest' or a recovery point id" })), override: Type.Optional(Override) },
       { additionalProperties: false },
     );
     for (const operation of OPERATIONS) {
       const takesPoint = operation === 'test-failover' || operation === 'failover';
       app.post(`/vaults/:vault/replications/:replication/${operation}`, {
+        // ASR's operators fail over but may not change configuration: disabling protection is configuration.
+        config: { permission: operation === 'disable' ? 'configure' : 'operate' },
         schema: { params: RepParams, ...(takesPoint ? { body: Type.Union([OperationBody, Type.Null()]) } : {}) },
       }, async (req, reply) => {
-        const body = (takesPoint ? req.body : undefined) as { point?: string } | null | undefined;
-        const job = await deps.operations.request(req.params.vault, req.params.replication, operation, body ?? {});
+        const body = (takesPoint ? req.body : undefined) as { point?: string; override?: { reason: string } } | null | undefined;
+        const job = await deps.operations.request(req.params.vault, req.params.replication, operation, { ...(body ?? {}), principal: req.principal });
         return reply.code(202).header('location', `/api/v1/vaults/${req.params.vault}/jobs/${job.id}`).send(job);
       });
     }

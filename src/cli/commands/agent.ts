@@ -45,6 +45,7 @@ export function registerAgentCommand(program: Command): void {
       bootKernel?: string; bootInitrd?: string; bootCmdline?: string; qmp?: string; stateDir: string; heartbeat: string;
     }, cmd: Command) => {
       const { client, url } = globals(cmd);
+      const connection = client.connection;
       const diskPaths: Record<string, string> = {};
       const disks: DiskFacts[] = [];
       for (const spec of o.disk) {
@@ -68,6 +69,7 @@ export function registerAgentCommand(program: Command): void {
         stateDir: o.stateDir,
         ...(o.qmp ? { freeze: new QmpPauseHook(resolve(o.qmp)) } : {}),
         heartbeatSeconds: parseDuration(o.heartbeat),
+        connection,
         log,
       });
       const stop = new AbortController();

@@ -40,6 +40,22 @@ export function registerConfigurationCommands(program: Command, vault: Command):
       const capacity = { vcpus: Number(o.vcpus), memoryMiB: Number(o.memoryMib), diskGiB: Number(o.diskGib) };
       show(cmd, await client.request('POST', await client.in('/sites'), { name, capacity }));
     });
+  site.command('update <name>')
+    .description("change a site's capacity (the self-hosted 'raise your quota') or throughput limits")
+    .option('--vcpus <n>').option('--memory-mib <n>').option('--disk-gib <n>')
+    .option('--link-mibps <n>', 'throughput of the link into the site, MiB/s')
+    .option('--store-mibps <n>', 'throughput of the replica store, MiB/s')
+    .action(async (name: string, o: { vcpus?: string; memoryMib?: string; diskGib?: string; linkMibps?: string; storeMibps?: string }, cmd: Command) => {
+      const { client } = globals(cmd);
+      const current = await client.get<{ capacity: { vcpus: number; memoryMiB: number; diskGiB: number }; limits: Record<string, number> }>(await client.in(`/sites/${name}`));
+      const capacity = {
+        vcpus: o.vcpus ? Number(o.vcpus) : current.capacity.vcpus,
+        memoryMiB: o.memoryMib ? Number(o.memoryMib) : current.capacity.memoryMiB,
+        diskGiB: o.diskGib ? Number(o.diskGib) : current.capacity.diskGiB,
+      };
+      const limits = { ...current.limits, ...(o.linkMibps ? { linkThroughputMiBps: Number(o.linkMibps) } : {}), ...(o.storeMibps ? { storeThroughputMiBps: Number(o.storeMibps) } : {}) };
+      show(cmd, await client.request('PATCH', await client.in(`/sites/${name}`), { capacity, limits }));
+    });
   site.command('list').description('list sites').action(async (_o, cmd: Command) => {
     const { client } = globals(cmd);
     show(cmd, await client.get(await client.in('/sites')), ['name', 'provider', 'capacity']);

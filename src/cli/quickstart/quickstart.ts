@@ -1,8 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, rm, truncate, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { RefugeError } from '../../core/errors.js';
+import { packageRoot } from '../../core/package-root.js';
+import { run } from '../../core/processes.js';
+import type { CredentialsFile } from '../../api/vault-init.js';
 import { formatSeconds, sleep } from '../../core/durations.js';
 import { sha256File } from '../../core/hash-file.js';
 import { QemuProvider } from '../../fabric/qemu/qemu-provider.js';
@@ -90,13 +93,17 @@ export async function runQuickstart(o: QuickstartOptions): Promise<QuickstartSum
     const guest = await ensureDemoGuest();
     info(`kernel ${guest.kernel}`);
 
-    step('Starting the vault (SQLite, filesystem replica store, built-in qemu fabric)');
+    step('Initializing and starting the vault (HTTPS with its own CA, SQLite, filesystem replica store, built-in qemu fabric)');
+    const init = await run(process.execPath, [join(packageRoot(), 'bin', 'refuge.js'), '--json', 'vault', 'init', '--data', join(dir, 'vault'), '--owner', 'quickstart']);
+    if (init.code !== 0) throw new RefugeError('failed_precondition', `refuge vault init failed: ${init.stderr.trim()}`);
+    const { credentialsPath } = JSON.parse(init.stdout) as { credentialsPath: string };
+    const credentials = JSON.parse(await readFile(credentialsPath, 'utf8')) as CredentialsFile;
     const vaultLog = join(logs, 'vault.log');
     const vaultProc = spawnRefuge(['vault', '--data', join(dir, 'vault'), '--listen', '127.0.0.1:0'], vaultLog);
     children.push(vaultProc);
     const url = (await waitForOutput(vaultProc, /vault listening on (\S+)/, 30_000, vaultLog))[1] as string;
-    const api = new ApiClient(url, VAULT);
-    info(`vault API at ${url}/api/v1 (log: ${vaultLog})`);
+    const api = new ApiClient(url, VAULT, { token: credentials.token, ca: credentials.ca });
+    info(`vault API at ${url}/api/v1 (log: ${vaultLog}); owner "quickstart", credentials in ${credentialsPath}`);
 
     step('Creating vault "demo", sites "primary" and "recovery", policy "quickstart"');
     await api.request('POST', '/vaults', { name: VAULT });
@@ -105,6 +112,11 @@ export async function runQuickstart(o: QuickstartOptions): Promise<QuickstartSum
     await api.request('PATCH', `/vaults/${VAULT}`, { location: 'recovery' });
     await api.request('POST', `/vaults/${VAULT}/policies`, { name: 'quickstart', crashIntervalSeconds: o.crashIntervalSeconds, rpoThresholdSeconds: 60 });
     info(`vault lives at "recovery" (so a primary outage leaves it able to fail over); points every ${o.crashIntervalSeconds} s`);
+
+    // The agent gets a token that only works for the agent and replicator routes of this vault.
+    const agentToken = await api.request<{ token: string }>('POST', '/tokens', { name: 'quickstart-agent', agentVault: VAULT });
+    const agentCredentials = join(dir, 'agent-credentials.json');
+    await writeFile(agentCredentials, JSON.stringify({ url, ca: credentials.ca, token: agentToken.token }), { mode: 0o600 });
 
     step(`Booting VM "${MACHINE}" at primary; its guest writes a marker and ${o.dataMiB} MiB of data`);
     const marker = `quickstart-${randomBytes(4).toString('hex')}`;
@@ -129,7 +141,7 @@ export async function runQuickstart(o: QuickstartOptions): Promise<QuickstartSum
     step('Starting the agent for the VM (scan mode, QMP pause as the freeze hook)');
     const agentLog = join(logs, 'agent.log');
     const agent = spawnRefuge([
-      'agent', '--url', url, '--vault', VAULT, '--site', 'primary', '--name', MACHINE,
+      '--credentials', agentCredentials, 'agent', '--vault', VAULT, '--site', 'primary', '--name', MACHINE,
       '--disk', `disk0=${diskPath}`, '--cpus', '1', '--memory-mib', '256',
       '--boot-kernel', guest.kernel, '--boot-initrd', guest.initrd, '--boot-cmdline', `${GUEST_CMDLINE} refuge.disk_hash=1`,
       '--qmp', join(dir, 'primary-host', MACHINE, 'qmp.sock'),
@@ -226,7 +238,7 @@ export async function runQuickstart(o: QuickstartOptions): Promise<QuickstartSum
       process.stdout.write(`  RTO: ${formatSeconds(summary.rtoSeconds)}  (failover command -> recovered guest ready; machine process running after ${formatSeconds(summary.machineStartSeconds)})\n`);
       process.stdout.write(`  Proof: both recovered guests booted on disks whose SHA-256 equals the source disk's at the point, read the marker and verified their data.\n`);
       process.stdout.write(`  Summary: ${join(dir, 'summary.json')}; logs: ${logs}\n`);
-      if (o.keep) process.stdout.write(`  The vault keeps running at ${url} (REFUGE_URL=${url} refuge replication list); stop it with Ctrl-C.\n`);
+      if (o.keep) process.stdout.write(`  The vault keeps running at ${url} (REFUGE_URL=${url} REFUGE_CREDENTIALS=${credentialsPath} refuge replication list); stop it with Ctrl-C.\n`);
     }
     return summary;
   } finally {

@@ -45,5 +45,16 @@ export function operationJob<P extends OperationParams>(
     async onFailed(ctx) {
       await settle(ctx, 'fail');
     },
+    // Restarting a failed operation takes the replication again, as a new request would: only from the status
+    // the operation began from, and only while no other job holds it.
+    async onRestart(trx, job) {
+      const id = job.replicationId;
+      if (!id) throw new RefugeError('internal', `job ${job.id} has no replication`);
+      const ok = await deps.repos.replications.compareAndSetStatus(id, { ...job.params.previous, activeJobId: null }, { ...TRANSITIONS[operation].begin, activeJobId: job.id }, trx);
+      if (!ok) {
+        const rep = await deps.repos.replications.byId(id, trx);
+        throw new RefugeError('operation_not_allowed', `job ${job.id} cannot be restarted: replication '${rep.name}' is no longer ${job.params.previous.state}${rep.activeJobId ? ` (job ${rep.activeJobId} holds it)` : ''}`);
+      }
+    },
   };
 }

@@ -1,35 +1,52 @@
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
-import SQLite from 'better-sqlite3';
-import { CamelCasePlugin, Kysely, Migrator, SqliteDialect } from 'kysely';
+import { CamelCasePlugin, Kysely, Migrator } from 'kysely';
 import { RefugeError } from '../../core/errors.js';
 import type { Database } from './schema.js';
 import { migrationProvider } from './migrations.js';
+import type { DatabaseKind, VaultDialect } from './dialects/dialect.js';
+import { sqliteDialect } from './dialects/sqlite.js';
+import { postgresDialect } from './dialects/postgres.js';
 
 export type VaultDb = Kysely<Database>;
+export type { DatabaseKind };
+
+/** Every dialect the vault speaks, tried in order against the URL. */
+export const DIALECTS: readonly VaultDialect[] = [postgresDialect, sqliteDialect];
+
+const dialects = new WeakMap<VaultDb, VaultDialect>();
+
+/** The dialect a database was opened with (for the few queries that differ, such as row locking). */
+export function dialectOf(db: VaultDb): VaultDialect {
+  const d = dialects.get(db);
+  if (!d) throw new RefugeError('internal', 'database was not opened with openDatabase');
+  return d;
+}
 
 /**
- * Opens the vault database named by `url` and brings its schema up to date. `sqlite:PATH` (or a bare path) is the
- * embedded default; PostgreSQL URLs are accepted once that dialect lands (issue 5).
+ * Opens the vault database named by `url` and brings its schema up to date: `sqlite:PATH` (or a bare path) is the
+ * embedded default; `postgres://user@host:5432/db[?schema=name]` selects PostgreSQL. Migrations take a lock, so
+ * several processes may start at once.
  */
 export async function openDatabase(url: string): Promise<VaultDb> {
-  const path = url.startsWith('sqlite:') ? url.slice('sqlite:'.length) : url;
-  if (/^[a-z]+:\/\//.test(path)) {
-    throw new RefugeError('invalid_argument', `database URL '${url.split('@').pop()}' is not supported yet`, {
-      hint: 'use sqlite:/path/to/vault.db',
+  const dialect = DIALECTS.find((d) => d.matches(url));
+  if (!dialect) {
+    throw new RefugeError('invalid_argument', `database URL '${url.split('@').pop()}' is not supported`, {
+      hint: 'use sqlite:/path/to/vault.db or postgres://user@host:5432/database',
     });
   }
-  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
-  const sqlite = new SQLite(path);
-  sqlite.pragma('journal_mode = WAL');
-  sqlite.pragma('synchronous = NORMAL');
-  sqlite.pragma('foreign_keys = ON');
-  sqlite.pragma('busy_timeout = 5000');
-  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }), plugins: [new CamelCasePlugin()] });
-  const { error } = await new Migrator({ db, provider: migrationProvider }).migrateToLatest();
+  let db: VaultDb;
+  let schema: string | undefined;
+  try {
+    const connected = await dialect.connect(url);
+    schema = connected.schema;
+    db = new Kysely<Database>({ dialect: connected.dialect, plugins: [new CamelCasePlugin()] });
+  } catch (err) {
+    throw RefugeError.wrap(err, `cannot open the vault database ${dialect.redact(url)}`, 'unavailable');
+  }
+  const { error } = await new Migrator({ db, provider: migrationProvider, ...(schema ? { migrationTableSchema: schema } : {}) }).migrateToLatest();
   if (error) {
     await db.destroy();
-    throw RefugeError.wrap(error, `migrating the vault database at ${path} failed`);
+    throw RefugeError.wrap(error, `migrating the vault database ${dialect.redact(url)} failed`, 'unavailable');
   }
+  dialects.set(db, dialect);
   return db;
 }

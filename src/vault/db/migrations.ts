@@ -1,4 +1,6 @@
 import { type Kysely, type Migration, type MigrationProvider } from 'kysely';
+import { securityAndJobs } from './migrations-0002.js';
+import { modelAndMonitoring } from './migrations-0003.js';
 
 /**
  * Schema migrations, in order. Never edit a released migration; add a new one. Column types are the portable
@@ -117,6 +119,8 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  '0002_security_and_jobs': securityAndJobs,
+  '0003_model_and_monitoring': modelAndMonitoring,
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -21,6 +21,10 @@ export interface SiteTable {
   configJson: string;
   /** JSON: { vcpus, memoryMiB, diskGiB } the site can give to recovered machines. */
   capacityJson: string;
+  /** JSON: [{ name, cidr?, addresses }]: the site's networks and how many addresses each can give. */
+  networksJson: string;
+  /** JSON: { storeThroughputMiBps?, linkThroughputMiBps? }: what the site's store and link can take. */
+  limitsJson: string;
   createdAt: string;
 }
 
@@ -39,6 +43,10 @@ export interface MachineTable {
   agentVersion: string;
   lastHeartbeatAt: string | null;
   lastAgentError: string | null;
+  /** JSON: [{ name, network, ipv4? }]. */
+  nicsJson: string;
+  /** JSON AgentReport: reachability, TLS trust and clock as the agent last saw them. */
+  agentReportJson: string | null;
   createdAt: string;
 }
 
@@ -49,6 +57,8 @@ export interface PolicyTable {
   crashIntervalSeconds: number;
   retentionHours: number;
   rpoThresholdSeconds: number;
+  appIntervalSeconds: number | null;
+  bandwidthMibps: number | null;
   createdAt: string;
 }
 
@@ -69,6 +79,7 @@ export interface ReplicationTable {
   progressJson: string | null;
   /** JSON: what the last failover / test failover started (machine names, point used), for cleanup and commit. */
   failoverJson: string | null;
+  groupId: string | null;
   createdAt: string;
   updatedAt: string;
 }
@@ -96,6 +107,14 @@ export interface JobTable {
   createdAt: string;
   startedAt: string | null;
   endedAt: string | null;
+  /** The process running (or that last ran) the job, and until when its claim holds unless renewed. */
+  leaseOwner: string | null;
+  leaseExpiresAt: string | null;
+  /** 1 once someone asked to cancel; the running process aborts the job at its next check. */
+  cancelRequested: number;
+  /** How many times a process claimed the job (1 unless it was resumed after a crash or restarted). */
+  attempts: number;
+  requestedBy: string | null;
 }
 
 export interface JobTaskTable {
@@ -107,6 +126,116 @@ export interface JobTaskTable {
   message: string | null;
   startedAt: string | null;
   endedAt: string | null;
+  /** JSON answer given to a task waiting for input. */
+  inputJson: string | null;
+  attempts: number;
+}
+
+export interface UserTable {
+  id: string;
+  name: string;
+  passwordHash: string;
+  role: string;
+  disabled: number;
+  createdAt: string;
+}
+
+export interface TokenTable {
+  id: string;
+  userId: string | null;
+  name: string;
+  secretHash: string;
+  /** 'session' (from a login, expires), 'api' (long-lived), 'agent' (agent routes of one vault only). */
+  kind: string;
+  role: string;
+  vaultId: string | null;
+  createdAt: string;
+  expiresAt: string | null;
+  lastUsedAt: string | null;
+}
+
+export interface AuditTable {
+  id: string;
+  at: string;
+  principal: string;
+  role: string | null;
+  action: string;
+  vault: string | null;
+  target: string | null;
+  status: number;
+  detailsJson: string;
+}
+
+interface Named {
+  id: string;
+  vaultId: string;
+  name: string;
+  createdAt: string;
+}
+export type ConsistencyGroupTable = Named;
+export interface NetworkMappingTable extends Named {
+  sourceSiteId: string;
+  sourceNetwork: string;
+  targetSiteId: string;
+  targetNetwork: string;
+  testNetwork: string | null;
+}
+export interface RecoveryPlanTable extends Named {
+  description: string;
+  groupsJson: string;
+  updatedAt: string;
+}
+export interface AlertChannelTable extends Named {
+  kind: string;
+  configJson: string;
+  minSeverity: string;
+}
+export interface EventTable {
+  id: string;
+  vaultId: string;
+  at: string;
+  type: string;
+  severity: string;
+  subject: string | null;
+  message: string;
+  detailsJson: string;
+}
+export interface AlertTable {
+  id: string;
+  vaultId: string;
+  kind: string;
+  subject: string;
+  severity: string;
+  state: string;
+  message: string;
+  activeKey: string | null;
+  firstAt: string;
+  lastAt: string;
+  resolvedAt: string | null;
+  detailsJson: string;
+}
+export interface NotificationTable {
+  id: string;
+  alertId: string;
+  channelId: string;
+  transition: string;
+  state: string;
+  attempts: number;
+  nextAttemptAt: string;
+  lastError: string | null;
+  createdAt: string;
+  sentAt: string | null;
+}
+export interface ReadinessReportTable {
+  id: string;
+  vaultId: string;
+  scope: string;
+  subject: string;
+  trigger: string;
+  createdAt: string;
+  worst: string;
+  resultsJson: string;
+  overrideJson: string | null;
 }
 
 export interface Database {
@@ -118,4 +247,15 @@ export interface Database {
   recoveryPoints: RecoveryPointTable;
   jobs: JobTable;
   jobTasks: JobTaskTable;
+  users: UserTable;
+  tokens: TokenTable;
+  auditLog: AuditTable;
+  consistencyGroups: ConsistencyGroupTable;
+  networkMappings: NetworkMappingTable;
+  recoveryPlans: RecoveryPlanTable;
+  alertChannels: AlertChannelTable;
+  events: EventTable;
+  alerts: AlertTable;
+  notifications: NotificationTable;
+  readinessReports: ReadinessReportTable;
 }

@@ -1,15 +1,24 @@
 import type { Logger } from '../../core/log.js';
 import type { RefugeError } from '../../core/errors.js';
+import type { Transaction } from 'kysely';
+import type { Database } from '../db/schema.js';
 
 /**
  * A job is a long-running operation made of ordered tasks. The engine records each task's state and progress in
- * the database as it goes; after a restart a job continues with its first task that has not succeeded, so every
- * task must be idempotent (safe to run again after it was interrupted).
+ * the database as it goes; after a restart (of this process or on another one that takes the job's lease over)
+ * a job continues with its first task that has not succeeded, so every task must be idempotent (safe to run
+ * again after it was interrupted).
+ *
+ *   queued --claim--> running --last task--> succeeded
+ *     ^                 |  |  \--task throws--> failed --restart--> queued
+ *     |                 |  \--cancel--> cancelled --restart--> queued
+ *     +--resume(input)--waiting  (a task asked for input, e.g. a manual approval)
  */
 
-export const JOB_STATES = ['queued', 'running', 'succeeded', 'failed'] as const;
+export const JOB_STATES = ['queued', 'running', 'waiting', 'succeeded', 'failed', 'cancelled'] as const;
 export type JobState = (typeof JOB_STATES)[number];
-export const TASK_STATES = ['pending', 'running', 'succeeded', 'failed'] as const;
+export const ENDED_JOB_STATES: readonly JobState[] = ['succeeded', 'failed', 'cancelled'];
+export const TASK_STATES = ['pending', 'running', 'waiting', 'succeeded', 'failed', 'cancelled'] as const;
 export type TaskState = (typeof TASK_STATES)[number];
 
 export interface JobInfo<P = unknown> {
@@ -26,6 +35,14 @@ export interface TaskContext<P = unknown> {
   result: Record<string, unknown>;
   /** Reports the running task's progress (0..1) and what it is doing; saved at most a few times a second. */
   progress(fraction: number, message?: string): void;
+  /** The answer given to this task when the job was resumed after `waitForInput`; undefined before. */
+  input: unknown;
+  /**
+   * Parks the job as `waiting` with `prompt` shown to the user, and ends this run of the task; the task runs
+   * again, with `input` set, once someone resumes the job. Never returns.
+   */
+  waitForInput(prompt: string): never;
+  /** Aborted when the job is cancelled, its lease is lost, or the vault shuts down. */
   signal: AbortSignal;
   log: Logger;
 }
@@ -40,8 +57,20 @@ export interface JobDefinition<P = unknown> {
   tasks: TaskDefinition<P>[];
   /** Runs once the last task succeeded. Must be idempotent. */
   onSucceeded?(ctx: TaskContext<P>): Promise<void>;
-  /** Runs when a task failed, with the error. Must be idempotent and must not throw for expected states. */
+  /** Runs when a task failed or the job was cancelled, with the error. Must be idempotent. */
   onFailed?(ctx: TaskContext<P>, error: RefugeError): Promise<void>;
+  /**
+   * Runs inside the transaction that re-queues a failed or cancelled job (restart); throws to refuse (e.g. the
+   * replication has moved on). Without it, jobs cannot be restarted.
+   */
+  onRestart?(trx: Transaction<Database>, job: JobInfo<P>): Promise<void>;
+}
+
+/** Thrown by `ctx.waitForInput`; the engine turns it into the `waiting` state. */
+export class WaitForInput extends Error {
+  constructor(readonly prompt: string) {
+    super(`waiting for input: ${prompt}`);
+  }
 }
 
 export interface TaskView {
@@ -50,6 +79,9 @@ export interface TaskView {
   state: TaskState;
   progress: number;
   message: string | null;
+  input: unknown;
+  /** How many times the task was started (more than 1 after a crash or a restart). */
+  attempts: number;
   startedAt: string | null;
   endedAt: string | null;
 }
@@ -65,8 +97,18 @@ export interface JobView {
   params: unknown;
   result: Record<string, unknown>;
   error: { code: string; message: string; hint?: string } | null;
+  cancelRequested: boolean;
+  attempts: number;
+  requestedBy: string | null;
+  /** The vault process that runs the job, or ran it last. */
+  ranBy: string | null;
   createdAt: string;
   startedAt: string | null;
   endedAt: string | null;
   tasks: TaskView[];
+}
+
+/** Told when a job ends (events, alerts, metrics); errors are logged, never fail the job. */
+export interface JobListener {
+  jobEnded(job: JobView): Promise<void>;
 }

@@ -1,37 +1,73 @@
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
 import type { Kysely, Transaction } from 'kysely';
-import { RefugeError, notFound } from '../../core/errors.js';
+import { RefugeError } from '../../core/errors.js';
 import { newId } from '../../core/ids.js';
 import { silentLogger, type Logger } from '../../core/log.js';
+import { dialectOf } from '../db/connect.js';
 import type { Database } from '../db/schema.js';
-import type { JobDefinition, JobInfo, JobState, JobView, TaskContext, TaskState } from './definitions.js';
+import { ENDED_JOB_STATES, type JobDefinition, type JobListener, type JobState, type JobView } from './definitions.js';
+import { loadJob, loadJobs } from './job-rows.js';
+import { JobRun } from './job-run.js';
 
 type Db = Kysely<Database> | Transaction<Database>;
 
-const PROGRESS_SAVE_INTERVAL_MS = 300;
+export interface JobEngineOptions {
+  log?: Logger;
+  /** This process in leases. A restarted process with the same owner takes its own jobs back at once. */
+  owner?: string;
+  /** How long a claim holds without renewal; a process that dies loses its jobs to others after this. */
+  leaseSeconds?: number;
+  /** How often to look for jobs created by other processes or left behind by dead ones. */
+  pollMs?: number;
+  /** Jobs this process runs at once. */
+  concurrency?: number;
+  listeners?: JobListener[];
+}
+
+export interface JobFilter {
+  replicationId?: string;
+  state?: JobState;
+  type?: string;
+  limit?: number;
+  /** Only jobs created before this job (the previous page's last id): keyset pagination, newest first. */
+  before?: string;
+}
 
 /**
- * Runs jobs recorded in the vault database. `create` records a job (inside the caller's transaction, so a job
- * exists exactly when the state change that asked for it happened); `start` runs queued jobs and resumes those a
- * previous process left running. This version assumes one vault process per database; leases for several
- * processes sharing PostgreSQL come with issue 5.
+ * Runs jobs recorded in the vault database, shared safely by every vault process on that database. `create`
+ * records a job inside the caller's transaction (so a job exists exactly when the state change that asked for
+ * it happened); `start` claims queued jobs, and running jobs whose lease expired, with `FOR UPDATE SKIP LOCKED`
+ * where the database has it and a compare-and-set either way, then renews the lease while it runs them. Every
+ * write a run makes is fenced by its lease, so a process that lost its lease cannot overwrite its successor.
  */
 export class JobEngine {
+  readonly owner: string;
   private readonly definitions = new Map<string, JobDefinition<unknown>>();
-  private readonly running = new Map<string, Promise<void>>();
-  private readonly abort = new AbortController();
+  private readonly running = new Map<string, JobRun>();
+  private readonly log: Logger;
+  private readonly leaseMs: number;
+  private readonly concurrency: number;
+  private readonly pollMs: number;
+  private timer: NodeJS.Timeout | undefined;
   private started = false;
-  private scheduled = false;
+  private scanning: Promise<void> | undefined;
+  private rescan = false;
 
   constructor(
     private readonly db: Kysely<Database>,
     definitions: JobDefinition<never>[],
-    private readonly log: Logger = silentLogger,
+    private readonly options: JobEngineOptions = {},
   ) {
-    // Each definition narrows its own params type; the engine only passes them through.
     for (const d of definitions) this.definitions.set(d.type, d);
+    this.owner = options.owner ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
+    this.log = options.log ?? silentLogger;
+    this.leaseMs = (options.leaseSeconds ?? 30) * 1000;
+    this.concurrency = options.concurrency ?? 8;
+    this.pollMs = options.pollMs ?? 1000;
   }
 
-  async create(db: Db, input: { vaultId: string; type: string; replicationId: string | null; params: unknown }): Promise<string> {
+  async create(db: Db, input: { vaultId: string; type: string; replicationId: string | null; params: unknown; requestedBy?: string }): Promise<string> {
     const def = this.definitions.get(input.type);
     if (!def) throw new RefugeError('internal', `no job definition for type '${input.type}'`);
     const id = newId('job');
@@ -49,175 +85,199 @@ export class JobEngine {
         createdAt: new Date().toISOString(),
         startedAt: null,
         endedAt: null,
+        leaseOwner: null,
+        leaseExpiresAt: null,
+        cancelRequested: 0,
+        attempts: 0,
+        requestedBy: input.requestedBy ?? null,
       })
       .execute();
     await db
       .insertInto('jobTasks')
-      .values(def.tasks.map((t, seq) => ({ jobId: id, seq, name: t.name, state: 'pending', progress: 0, message: null, startedAt: null, endedAt: null })))
+      .values(def.tasks.map((t, seq) => ({ jobId: id, seq, name: t.name, state: 'pending', progress: 0, message: null, startedAt: null, endedAt: null, inputJson: null, attempts: 0 })))
       .execute();
     return id;
   }
 
-  /** Resumes jobs left running by a previous process, then runs queued jobs as they arrive (see `kick`). */
+  /** Starts claiming jobs: now, whenever `kick` is called, and every `pollMs`. */
   async start(): Promise<void> {
     this.started = true;
-    await this.db.updateTable('jobs').set({ state: 'queued' }).where('state', '=', 'running').execute();
+    this.timer = setInterval(() => this.kick(), this.pollMs);
+    this.timer.unref();
     this.kick();
   }
 
-  /** Asks the engine to look for queued jobs soon (call after creating one). */
+  /** Asks the engine to look for claimable jobs now (call after creating or resuming one). */
   kick(): void {
-    if (!this.started || this.scheduled) return;
-    this.scheduled = true;
-    setImmediate(() => {
-      this.scheduled = false;
-      void this.runQueued().catch((err: unknown) => this.log.error({ err }, 'job queue scan failed'));
-    });
+    if (!this.started) return;
+    if (this.scanning) {
+      this.rescan = true;
+      return;
+    }
+    this.scanning = this.claimAndRun()
+      .catch((err: unknown) => this.log.error({ err }, 'job queue scan failed'))
+      .finally(() => {
+        this.scanning = undefined;
+        if (this.rescan) {
+          this.rescan = false;
+          this.kick();
+        }
+      });
   }
 
-  /** Stops taking jobs and aborts running ones; they resume on the next start. */
+  /** Stops claiming and interrupts running jobs, handing them back to the queue for this or another process. */
   async stop(): Promise<void> {
     this.started = false;
-    this.abort.abort(new RefugeError('unavailable', 'vault is shutting down'));
-    await Promise.allSettled(this.running.values());
+    clearInterval(this.timer);
+    await this.scanning;
+    const runs = [...this.running.values()];
+    for (const r of runs) r.interrupt();
+    await Promise.allSettled(runs.map((r) => r.done));
   }
 
-  /** Resolves when the job has ended (for tests and for `--wait` in-process callers). */
-  async waitFor(jobId: string, timeoutMs = 600_000): Promise<JobView> {
+  /** Resolves when the job has ended (for tests and in-process callers). */
+  async waitFor(jobId: string, timeoutMs = 600_000, until: (j: JobView) => boolean = (j) => ENDED_JOB_STATES.includes(j.state)): Promise<JobView> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const job = await this.get(jobId);
-      if (job.state === 'succeeded' || job.state === 'failed') return job;
+      if (until(job)) return job;
       if (Date.now() > deadline) throw new RefugeError('unavailable', `job ${jobId} still ${job.state} after ${timeoutMs} ms`);
-      await new Promise((r) => setTimeout(r, 100));
+      await new Promise((r) => setTimeout(r, 50));
     }
   }
 
-  async get(jobId: string): Promise<JobView> {
-    const row = await this.db.selectFrom('jobs').selectAll().where('id', '=', jobId).executeTakeFirst();
-    if (!row) throw notFound('job', jobId);
-    const tasks = await this.db.selectFrom('jobTasks').selectAll().where('jobId', '=', jobId).orderBy('seq').execute();
-    const done = tasks.reduce((n, t) => n + (t.state === 'succeeded' ? 1 : t.state === 'running' ? t.progress : 0), 0);
-    return {
-      id: row.id,
-      vaultId: row.vaultId,
-      type: row.type,
-      replicationId: row.replicationId,
-      state: row.state as JobState,
-      progress: tasks.length === 0 ? 1 : done / tasks.length,
-      params: JSON.parse(row.paramsJson) as unknown,
-      result: JSON.parse(row.resultJson) as Record<string, unknown>,
-      error: row.errorJson ? (JSON.parse(row.errorJson) as JobView['error']) : null,
-      createdAt: row.createdAt,
-      startedAt: row.startedAt,
-      endedAt: row.endedAt,
-      tasks: tasks.map((t) => ({
-        seq: t.seq,
-        name: t.name,
-        state: t.state as TaskState,
-        progress: t.progress,
-        message: t.message,
-        startedAt: t.startedAt,
-        endedAt: t.endedAt,
-      })),
-    };
+  get(jobId: string): Promise<JobView> {
+    return loadJob(this.db, jobId);
   }
 
-  async list(vaultId: string, filter: { replicationId?: string; state?: JobState; limit?: number } = {}): Promise<JobView[]> {
+  async list(vaultId: string, f: JobFilter = {}): Promise<JobView[]> {
     let q = this.db.selectFrom('jobs').select('id').where('vaultId', '=', vaultId);
-    if (filter.replicationId) q = q.where('replicationId', '=', filter.replicationId);
-    if (filter.state) q = q.where('state', '=', filter.state);
-    const ids = await q.orderBy('createdAt', 'desc').limit(filter.limit ?? 100).execute();
-    return Promise.all(ids.map((r) => this.get(r.id)));
+    if (f.replicationId) q = q.where('replicationId', '=', f.replicationId);
+    if (f.state) q = q.where('state', '=', f.state);
+    if (f.type) q = q.where('type', '=', f.type);
+    if (f.before) q = q.where('id', '<', f.before);
+    const ids = await q.orderBy('id', 'desc').limit(f.limit ?? 100).execute();
+    return loadJobs(this.db, ids.map((r) => r.id));
   }
 
-  private async runQueued(): Promise<void> {
-    const queued = await this.db.selectFrom('jobs').select('id').where('state', '=', 'queued').orderBy('createdAt').execute();
-    for (const { id } of queued) {
-      if (!this.started || this.running.has(id)) continue;
-      const claimed = await this.db
-        .updateTable('jobs')
-        .set({ state: 'running', startedAt: new Date().toISOString() })
-        .where('id', '=', id)
-        .where('state', '=', 'queued')
-        .executeTakeFirst();
-      if (Number(claimed.numUpdatedRows) !== 1) continue;
-      const run = this.execute(id).finally(() => this.running.delete(id));
-      this.running.set(id, run);
+  /**
+   * Asks a job to stop. A queued or waiting job is cancelled by the next claim (its failure handler runs there);
+   * a running one is aborted by its process at the next lease renewal (at once when it runs here).
+   */
+  async cancel(jobId: string): Promise<JobView> {
+    const job = await this.get(jobId);
+    if (ENDED_JOB_STATES.includes(job.state)) {
+      throw new RefugeError('operation_not_allowed', `job ${jobId} already ${job.state}; there is nothing to cancel`, { details: { allowedOperations: this.allowed(job) } });
     }
-  }
-
-  private async execute(jobId: string): Promise<void> {
-    const row = await this.db.selectFrom('jobs').selectAll().where('id', '=', jobId).executeTakeFirstOrThrow();
-    const def = this.definitions.get(row.type);
-    const log = this.log.child({ job: jobId, type: row.type });
-    const info: JobInfo = { id: row.id, vaultId: row.vaultId, type: row.type, replicationId: row.replicationId, params: JSON.parse(row.paramsJson) };
-    const result = JSON.parse(row.resultJson) as Record<string, unknown>;
-    let currentSeq = -1;
-    let lastSave = 0;
-    const ctx: TaskContext = {
-      job: info,
-      result,
-      signal: this.abort.signal,
-      log,
-      progress: (fraction, message) => {
-        const now = Date.now();
-        if (now - lastSave < PROGRESS_SAVE_INTERVAL_MS && fraction < 1) return;
-        lastSave = now;
-        const seq = currentSeq;
-        void this.db
-          .updateTable('jobTasks')
-          .set({ progress: Math.max(0, Math.min(1, fraction)), ...(message === undefined ? {} : { message }) })
-          .where('jobId', '=', jobId)
-          .where('seq', '=', seq)
-          .where('state', '=', 'running')
-          .execute()
-          .catch((err: unknown) => log.warn({ err }, 'saving task progress failed'));
-      },
-    };
-    try {
-      if (!def) throw new RefugeError('internal', `no job definition for type '${row.type}'`);
-      const tasks = await this.db.selectFrom('jobTasks').selectAll().where('jobId', '=', jobId).orderBy('seq').execute();
-      for (const task of tasks) {
-        if (task.state === 'succeeded') continue;
-        const taskDef = def.tasks[task.seq];
-        if (!taskDef || taskDef.name !== task.name) throw new RefugeError('internal', `job ${jobId} task ${task.seq} '${task.name}' is not defined`);
-        currentSeq = task.seq;
-        await this.setTask(jobId, task.seq, { state: 'running', startedAt: new Date().toISOString(), endedAt: null, progress: 0 });
-        log.info({ task: task.name }, 'task started');
-        await taskDef.run(ctx);
-        await this.setTask(jobId, task.seq, { state: 'succeeded', progress: 1, endedAt: new Date().toISOString() });
-        await this.db.updateTable('jobs').set({ resultJson: JSON.stringify(result) }).where('id', '=', jobId).execute();
-      }
-      await def.onSucceeded?.(ctx);
-      await this.finish(jobId, 'succeeded', result, null);
-      log.info('job succeeded');
-    } catch (err) {
-      if (this.abort.signal.aborted) {
-        log.warn({ err }, 'job interrupted by shutdown; it resumes on the next start');
-        return;
-      }
-      const error = err instanceof RefugeError ? err : RefugeError.wrap(err, 'task failed');
-      log.error({ err: error }, 'job failed');
-      if (currentSeq >= 0) await this.setTask(jobId, currentSeq, { state: 'failed', endedAt: new Date().toISOString(), message: error.message });
-      try {
-        await def?.onFailed?.(ctx, error);
-      } catch (hookErr) {
-        log.error({ err: hookErr }, 'job failure handler failed');
-      }
-      await this.finish(jobId, 'failed', result, { code: error.code, message: error.message, ...(error.hint ? { hint: error.hint } : {}) });
-    }
-  }
-
-  private async setTask(jobId: string, seq: number, values: { state: TaskState; progress?: number; message?: string; startedAt?: string; endedAt?: string | null }): Promise<void> {
-    await this.db.updateTable('jobTasks').set(values).where('jobId', '=', jobId).where('seq', '=', seq).execute();
-  }
-
-  private async finish(jobId: string, state: JobState, result: Record<string, unknown>, error: JobView['error']): Promise<void> {
     await this.db
       .updateTable('jobs')
-      .set({ state, resultJson: JSON.stringify(result), errorJson: error ? JSON.stringify(error) : null, endedAt: new Date().toISOString() })
+      .set((eb) => ({ cancelRequested: 1, state: eb.case().when('state', '=', 'waiting').then('queued').else(eb.ref('state')).end() }))
       .where('id', '=', jobId)
+      .where('state', 'not in', ENDED_JOB_STATES)
       .execute();
+    this.running.get(jobId)?.cancel();
+    this.kick();
+    return this.get(jobId);
+  }
+
+  /** Gives a waiting job's task its input (e.g. `{ approved: true }`) and queues the job again. */
+  async resume(jobId: string, input: unknown): Promise<JobView> {
+    await this.db.transaction().execute(async (trx) => {
+      const job = await loadJob(trx, jobId);
+      const task = job.tasks.find((t) => t.state === 'waiting');
+      if (job.state !== 'waiting' || !task) {
+        throw new RefugeError('operation_not_allowed', `job ${jobId} is ${job.state}, not waiting for input`, { details: { allowedOperations: this.allowed(job) } });
+      }
+      await trx.updateTable('jobTasks').set({ state: 'pending', inputJson: JSON.stringify(input ?? null) }).where('jobId', '=', jobId).where('seq', '=', task.seq).execute();
+      const r = await trx.updateTable('jobs').set({ state: 'queued' }).where('id', '=', jobId).where('state', '=', 'waiting').executeTakeFirst();
+      if (Number(r.numUpdatedRows) !== 1) throw new RefugeError('conflict', `job ${jobId} changed while it was being resumed`);
+    });
+    this.kick();
+    return this.get(jobId);
+  }
+
+  /** Queues a failed or cancelled job again; it continues from its first task that has not succeeded. */
+  async restart(jobId: string): Promise<JobView> {
+    await this.db.transaction().execute(async (trx) => {
+      const job = await loadJob(trx, jobId);
+      const def = this.definitions.get(job.type);
+      if (!def?.onRestart || (job.state !== 'failed' && job.state !== 'cancelled')) {
+        const why = def?.onRestart ? `it is ${job.state}` : `jobs of type ${job.type} cannot be restarted`;
+        throw new RefugeError('operation_not_allowed', `job ${jobId} cannot be restarted: ${why}`, { details: { allowedOperations: this.allowed(job) } });
+      }
+      const r = await trx
+        .updateTable('jobs')
+        .set({ state: 'queued', errorJson: null, endedAt: null, cancelRequested: 0, leaseOwner: null, leaseExpiresAt: null })
+        .where('id', '=', jobId)
+        .where('state', '=', job.state)
+        .executeTakeFirst();
+      if (Number(r.numUpdatedRows) !== 1) throw new RefugeError('conflict', `job ${jobId} changed while it was being restarted`);
+      await trx.updateTable('jobTasks').set({ state: 'pending', progress: 0 }).where('jobId', '=', jobId).where('state', '!=', 'succeeded').execute();
+      await def.onRestart(trx, { id: job.id, vaultId: job.vaultId, type: job.type, replicationId: job.replicationId, params: job.params });
+    });
+    this.kick();
+    return this.get(jobId);
+  }
+
+  /** What can be done to a job in its state: cancel, resume, restart. */
+  allowed(job: Pick<JobView, 'state' | 'type'>): string[] {
+    if (job.state === 'waiting') return ['resume', 'cancel'];
+    if (job.state === 'queued' || job.state === 'running') return ['cancel'];
+    if ((job.state === 'failed' || job.state === 'cancelled') && this.definitions.get(job.type)?.onRestart) return ['restart'];
+    return [];
+  }
+
+  private async claimAndRun(): Promise<void> {
+    while (this.started && this.running.size < this.concurrency) {
+      const id = await this.claim();
+      if (!id) return;
+      const run = new JobRun(this.db, id, this.definitions, { owner: this.owner, leaseMs: this.leaseMs, log: this.log, listeners: this.options.listeners ?? [] });
+      this.running.set(id, run);
+      void run.done.finally(() => {
+        this.running.delete(id);
+        this.kick();
+      });
+    }
+  }
+
+  /** Claims one job: queued, or running under an expired lease (or under this owner's name from a past life). */
+  private async claim(): Promise<string | undefined> {
+    const now = new Date().toISOString();
+    const mine = [...this.running.keys()];
+    const rowLocking = dialectOf(this.db).rowLocking;
+    return this.db.transaction().execute(async (trx) => {
+      let q = trx
+        .selectFrom('jobs')
+        .select('id')
+        .where((eb) =>
+          eb.or([
+            eb('state', '=', 'queued'),
+            eb.and([eb('state', '=', 'running'), eb.or([eb('leaseExpiresAt', 'is', null), eb('leaseExpiresAt', '<', now), eb('leaseOwner', '=', this.owner)])]),
+          ]),
+        );
+      if (mine.length > 0) q = q.where('id', 'not in', mine);
+      q = q.orderBy('createdAt').limit(1);
+      if (rowLocking) q = q.forUpdate().skipLocked();
+      const row = await q.executeTakeFirst();
+      if (!row) return undefined;
+      const r = await trx
+        .updateTable('jobs')
+        .set((eb) => ({
+          state: 'running',
+          leaseOwner: this.owner,
+          leaseExpiresAt: new Date(Date.now() + this.leaseMs).toISOString(),
+          attempts: eb('attempts', '+', 1),
+          startedAt: eb.fn.coalesce('startedAt', eb.val(now)),
+        }))
+        .where('id', '=', row.id)
+        .where((eb) =>
+          eb.or([
+            eb('state', '=', 'queued'),
+            eb.and([eb('state', '=', 'running'), eb.or([eb('leaseExpiresAt', 'is', null), eb('leaseExpiresAt', '<', now), eb('leaseOwner', '=', this.owner)])]),
+          ]),
+        )
+        .executeTakeFirst();
+      return Number(r.numUpdatedRows) === 1 ? row.id : undefined;
+    });
   }
 }

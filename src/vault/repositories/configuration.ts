@@ -1,28 +1,15 @@
 import type { Kysely } from 'kysely';
-import { RefugeError, notFound } from '../../core/errors.js';
+import { notFound } from '../../core/errors.js';
 import { newId } from '../../core/ids.js';
-import type { MachineFacts } from '../../protocol/schemas.js';
 import type { Database } from '../db/schema.js';
-import type { Machine, Policy, Site, SiteCapacity, SiteConfig, Vault } from '../model.js';
-import { toMachine, toSite } from './rows.js';
+import type { Policy, Site, SiteCapacity, SiteConfig, SiteLimits, SiteNetwork, Vault } from '../model.js';
+import { inUse, insertUnique, paged, type Page } from './common.js';
+import { toPolicy, toSite } from './rows.js';
 
 /**
- * Vaults, sites, policies and machines: the configuration an operator (or an agent, for machines) creates.
- * Lookups are by name within a vault; a missing name is a `not_found` error naming the kind and the name.
+ * Vaults, sites and policies: the configuration an operator creates. Lookups are by name within a vault; a missing
+ * name is a `not_found` error naming the kind and the name; deleting something still in use is refused.
  */
-
-const isUniqueViolation = (err: unknown): boolean =>
-  /UNIQUE constraint failed|duplicate key value/.test(String((err as Error)?.message));
-
-async function insertUnique<T>(kind: string, name: string, insert: () => Promise<T>): Promise<T> {
-  try {
-    return await insert();
-  } catch (err) {
-    if (isUniqueViolation(err)) throw new RefugeError('already_exists', `${kind} '${name}' already exists`);
-    throw err;
-  }
-}
-
 export class VaultRepository {
   constructor(private readonly db: Kysely<Database>) {}
 
@@ -32,8 +19,8 @@ export class VaultRepository {
     return row;
   }
 
-  list(): Promise<Vault[]> {
-    return this.db.selectFrom('vaults').selectAll().orderBy('name').execute();
+  list(page?: Page): Promise<Vault[]> {
+    return paged(this.db.selectFrom('vaults').selectAll(), page).execute();
   }
 
   async get(name: string): Promise<Vault> {
@@ -42,16 +29,46 @@ export class VaultRepository {
     return row;
   }
 
+  async byId(id: string): Promise<Vault> {
+    const row = await this.db.selectFrom('vaults').selectAll().where('id', '=', id).executeTakeFirst();
+    if (!row) throw notFound('vault', id);
+    return row;
+  }
+
   async setLocation(vaultId: string, siteId: string): Promise<void> {
     await this.db.updateTable('vaults').set({ locationSiteId: siteId }).where('id', '=', vaultId).execute();
   }
+
+  /** Deletes an empty vault (no sites left). */
+  async delete(vault: Vault): Promise<void> {
+    const site = await this.db.selectFrom('sites').select('name').where('vaultId', '=', vault.id).executeTakeFirst();
+    if (site) throw inUse('vault', vault.name, `site '${site.name}'`);
+    await this.db.transaction().execute(async (trx) => {
+      for (const t of ['policies', 'consistencyGroups', 'alertChannels', 'recoveryPlans', 'events', 'alerts', 'readinessReports'] as const) {
+        await trx.deleteFrom(t).where('vaultId', '=', vault.id).execute();
+      }
+      await trx.deleteFrom('jobTasks').where('jobId', 'in', (eb) => eb.selectFrom('jobs').select('id').where('vaultId', '=', vault.id)).execute();
+      await trx.deleteFrom('jobs').where('vaultId', '=', vault.id).execute();
+      await trx.deleteFrom('vaults').where('id', '=', vault.id).execute();
+    });
+  }
+}
+
+export interface SiteInput {
+  vaultId: string;
+  name: string;
+  provider: 'qemu';
+  config: SiteConfig;
+  capacity: SiteCapacity;
+  networks?: SiteNetwork[];
+  limits?: SiteLimits;
 }
 
 export class SiteRepository {
   constructor(private readonly db: Kysely<Database>) {}
 
-  async create(input: { vaultId: string; name: string; provider: 'qemu'; config: SiteConfig; capacity: SiteCapacity }): Promise<Site> {
-    const site: Site = { id: newId('site'), createdAt: new Date().toISOString(), ...input };
+  async create(input: SiteInput): Promise<Site> {
+    const site: Site = { id: newId('site'), createdAt: new Date().toISOString(), networks: [], limits: {}, ...input };
     await insertUnique('site', input.name, () =>
       this.db
         .insertInto('sites')
@@ -62,6 +79,8 @@ export class SiteRepository {
           provider: site.provider,
           configJson: JSON.stringify(site.config),
           capacityJson: JSON.stringify(site.capacity),
+          networksJson: JSON.stringify(site.networks),
+          limitsJson: JSON.stringify(site.limits),
           createdAt: site.createdAt,
         })
         .execute(),
@@ -69,8 +88,8 @@ export class SiteRepository {
     return site;
   }
 
-  async list(vaultId: string): Promise<Site[]> {
-    return (await this.db.selectFrom('sites').selectAll().where('vaultId', '=', vaultId).orderBy('name').execute()).map(toSite);
+  async list(vaultId: string, page?: Page): Promise<Site[]> {
+    return (await paged(this.db.selectFrom('sites').selectAll().where('vaultId', '=', vaultId), page).execute()).map(toSite);
   }
 
   async get(vaultId: string, name: string): Promise<Site> {
@@ -84,80 +103,72 @@ export class SiteRepository {
     if (!row) throw notFound('site', id);
     return toSite(row);
   }
+
+  /** Raises or lowers capacity (ASR's "contact support", self-hosted), networks and limits. */
+  async update(site: Site, change: { capacity?: SiteCapacity; networks?: SiteNetwork[]; limits?: SiteLimits }): Promise<Site> {
+    await this.db
+      .updateTable('sites')
+      .set({
+        ...(change.capacity ? { capacityJson: JSON.stringify(change.capacity) } : {}),
+        ...(change.networks ? { networksJson: JSON.stringify(change.networks) } : {}),
+        ...(change.limits ? { limitsJson: JSON.stringify(change.limits) } : {}),
+      })
+      .where('id', '=', site.id)
+      .execute();
+    return this.byId(site.id);
+  }
+
+  async delete(site: Site): Promise<void> {
+    const usedBy = await this.db.selectFrom('replications').select('name').where((eb) => eb.or([eb('sourceSiteId', '=', site.id), eb('targetSiteId', '=', site.id)])).executeTakeFirst();
+    if (usedBy) throw inUse('site', site.name, `replication '${usedBy.name}'`);
+    const machine = await this.db.selectFrom('machines').select('name').where('siteId', '=', site.id).executeTakeFirst();
+    if (machine) throw inUse('site', site.name, `machine '${machine.name}'`);
+    const mapping = await this.db.selectFrom('networkMappings').select('name').where((eb) => eb.or([eb('sourceSiteId', '=', site.id), eb('targetSiteId', '=', site.id)])).executeTakeFirst();
+    if (mapping) throw inUse('site', site.name, `network mapping '${mapping.name}'`);
+    await this.db.transaction().execute(async (trx) => {
+      await trx.updateTable('vaults').set({ locationSiteId: null }).where('locationSiteId', '=', site.id).execute();
+      await trx.deleteFrom('sites').where('id', '=', site.id).execute();
+    });
+  }
 }
+
+export type PolicyInput = Omit<Policy, 'id' | 'createdAt' | 'appIntervalSeconds' | 'bandwidthMiBps'> & Partial<Pick<Policy, 'appIntervalSeconds' | 'bandwidthMiBps'>>;
 
 export class PolicyRepository {
   constructor(private readonly db: Kysely<Database>) {}
 
-  async create(input: Omit<Policy, 'id' | 'createdAt'>): Promise<Policy> {
-    const policy: Policy = { id: newId('pol'), createdAt: new Date().toISOString(), ...input };
-    await insertUnique('policy', input.name, () => this.db.insertInto('policies').values(policy).execute());
-    return policy;
+  async create(input: PolicyInput): Promise<Policy> {
+    const p: Policy = { id: newId('pol'), createdAt: new Date().toISOString(), appIntervalSeconds: null, bandwidthMiBps: null, ...input };
+    const { bandwidthMiBps, ...rest } = p;
+    await insertUnique('policy', input.name, () => this.db.insertInto('policies').values({ ...rest, bandwidthMibps: bandwidthMiBps }).execute());
+    return p;
   }
 
-  list(vaultId: string): Promise<Policy[]> {
-    return this.db.selectFrom('policies').selectAll().where('vaultId', '=', vaultId).orderBy('name').execute();
+  async list(vaultId: string, page?: Page): Promise<Policy[]> {
+    return (await paged(this.db.selectFrom('policies').selectAll().where('vaultId', '=', vaultId), page).execute()).map(toPolicy);
   }
 
   async get(vaultId: string, name: string): Promise<Policy> {
     const row = await this.db.selectFrom('policies').selectAll().where('vaultId', '=', vaultId).where('name', '=', name).executeTakeFirst();
     if (!row) throw notFound('policy', name);
-    return row;
+    return toPolicy(row);
   }
 
   async byId(id: string): Promise<Policy> {
     const row = await this.db.selectFrom('policies').selectAll().where('id', '=', id).executeTakeFirst();
     if (!row) throw notFound('policy', id);
-    return row;
-  }
-}
-
-export class MachineRepository {
-  constructor(private readonly db: Kysely<Database>) {}
-
-  /** Registers a machine, or refreshes its facts when an agent registers it again (same vault and name). */
-  async register(vaultId: string, siteId: string, agentVersion: string, facts: MachineFacts): Promise<Machine> {
-    const now = new Date().toISOString();
-    const values = {
-      siteId,
-      hostname: facts.hostname,
-      os: facts.os,
-      cpus: facts.cpus,
-      memoryMib: facts.memoryMiB,
-      disksJson: JSON.stringify(facts.disks),
-      bootJson: JSON.stringify(facts.boot),
-      agentVersion,
-      lastHeartbeatAt: now,
-    };
-    await this.db
-      .insertInto('machines')
-      .values({ id: newId('mach'), vaultId, name: facts.name, lastAgentError: null, createdAt: now, ...values })
-      .onConflict((oc) => oc.columns(['vaultId', 'name']).doUpdateSet(values))
-      .execute();
-    return this.get(vaultId, facts.name);
+    return toPolicy(row);
   }
 
-  async heartbeat(machineId: string, agentVersion: string, lastError: string | null): Promise<void> {
-    await this.db
-      .updateTable('machines')
-      .set({ lastHeartbeatAt: new Date().toISOString(), agentVersion, lastAgentError: lastError })
-      .where('id', '=', machineId)
-      .execute();
+  async update(p: Policy, change: Partial<Pick<Policy, 'crashIntervalSeconds' | 'retentionHours' | 'rpoThresholdSeconds' | 'appIntervalSeconds' | 'bandwidthMiBps'>>): Promise<Policy> {
+    const { bandwidthMiBps, ...rest } = change;
+    await this.db.updateTable('policies').set({ ...rest, ...(bandwidthMiBps !== undefined ? { bandwidthMibps: bandwidthMiBps } : {}) }).where('id', '=', p.id).execute();
+    return this.byId(p.id);
   }
 
-  async list(vaultId: string): Promise<Machine[]> {
-    return (await this.db.selectFrom('machines').selectAll().where('vaultId', '=', vaultId).orderBy('name').execute()).map(toMachine);
-  }
-
-  async get(vaultId: string, name: string): Promise<Machine> {
-    const row = await this.db.selectFrom('machines').selectAll().where('vaultId', '=', vaultId).where('name', '=', name).executeTakeFirst();
-    if (!row) throw notFound('machine', name, 'a machine appears once its agent registers with the vault');
-    return toMachine(row);
-  }
-
-  async byId(id: string): Promise<Machine> {
-    const row = await this.db.selectFrom('machines').selectAll().where('id', '=', id).executeTakeFirst();
-    if (!row) throw notFound('machine', id);
-    return toMachine(row);
+  async delete(p: Policy): Promise<void> {
+    const usedBy = await this.db.selectFrom('replications').select('name').where('policyId', '=', p.id).executeTakeFirst();
+    if (usedBy) throw inUse('policy', p.name, `replication '${usedBy.name}'`);
+    await this.db.deleteFrom('policies').where('id', '=', p.id).execute();
   }
 }

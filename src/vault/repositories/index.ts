@@ -1,7 +1,9 @@
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
-import { MachineRepository, PolicyRepository, SiteRepository, VaultRepository } from './configuration.js';
+import { PolicyRepository, SiteRepository, VaultRepository } from './configuration.js';
+import { MachineRepository } from './machines.js';
 import { ReplicationRepository } from './replications.js';
+import { ConsistencyGroupRepository, NetworkMappingRepository, RecoveryPlanRepository } from './groupings.js';
 
 export interface VaultRepositories {
   db: Kysely<Database>;
@@ -10,6 +12,9 @@ export interface VaultRepositories {
   policies: PolicyRepository;
   machines: MachineRepository;
   replications: ReplicationRepository;
+  groups: ConsistencyGroupRepository;
+  mappings: NetworkMappingRepository;
+  plans: RecoveryPlanRepository;
 }
 
 export function createRepositories(db: Kysely<Database>): VaultRepositories {
@@ -20,5 +25,8 @@ export function createRepositories(db: Kysely<Database>): VaultRepositories {
     policies: new PolicyRepository(db),
     machines: new MachineRepository(db),
     replications: new ReplicationRepository(db),
+    groups: new ConsistencyGroupRepository(db),
+    mappings: new NetworkMappingRepository(db),
+    plans: new RecoveryPlanRepository(db),
   };
 }

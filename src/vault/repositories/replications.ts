@@ -1,4 +1,4 @@
-import type { Kysely, Transaction } from 'kysely';
+import { sql, type Kysely, type Transaction } from 'kysely';
 import { RefugeError, notFound } from '../../core/errors.js';
 import { newId } from '../../core/ids.js';
 import type { ReplicationProgress } from '../../protocol/schemas.js';
@@ -6,6 +6,15 @@ import type { Database } from '../db/schema.js';
 import type { RecoveryPoint, Replication } from '../model.js';
 import type { ReplicationStatus } from '../replication-state.js';
 import { toPoint, toReplication } from './rows.js';
+import { paged, type Page } from './common.js';
+
+export interface ReplicationFilter extends Page {
+  state?: string;
+  sourceSiteId?: string;
+  targetSiteId?: string;
+  groupId?: string;
+  names?: string[];
+}
 
 type Db = Kysely<Database> | Transaction<Database>;
 
@@ -33,6 +42,7 @@ export class ReplicationRepository {
           activeJobId: null,
           progressJson: null,
           failoverJson: null,
+          groupId: null,
           createdAt: now,
           updatedAt: now,
         })
@@ -48,9 +58,45 @@ export class ReplicationRepository {
     return this.get(input.vaultId, input.name);
   }
 
-  async list(vaultId: string): Promise<Replication[]> {
-    const rows = await this.db.selectFrom('replications').selectAll().where('vaultId', '=', vaultId).orderBy('name').execute();
-    return rows.map(toReplication);
+  async list(vaultId: string, f: ReplicationFilter = {}): Promise<Replication[]> {
+    let q = this.db.selectFrom('replications').selectAll().where('vaultId', '=', vaultId);
+    if (f.state) q = q.where('state', '=', f.state);
+    if (f.targetSiteId) q = q.where('targetSiteId', '=', f.targetSiteId);
+    if (f.sourceSiteId) q = q.where('sourceSiteId', '=', f.sourceSiteId);
+    if (f.groupId) q = q.where('groupId', '=', f.groupId);
+    if (f.names) q = f.names.length === 0 ? q.where(sql<boolean>`1 = 0`) : q.where('name', 'in', f.names);
+    return (await paged(q, f).execute()).map(toReplication);
+  }
+
+  /** The latest point of each replication, in one query (for lists). */
+  async latestPoints(replicationIds: string[]): Promise<Map<string, RecoveryPoint>> {
+    if (replicationIds.length === 0) return new Map();
+    const latest = this.db
+      .selectFrom('recoveryPoints')
+      .select(['replicationId', (eb) => eb.fn.max('capturedAt').as('capturedAt')])
+      .where('replicationId', 'in', replicationIds)
+      .groupBy('replicationId')
+      .as('latest');
+    const rows = await this.db
+      .selectFrom('recoveryPoints as p')
+      .innerJoin(latest, (j) => j.onRef('latest.replicationId', '=', 'p.replicationId').onRef('latest.capturedAt', '=', 'p.capturedAt'))
+      .selectAll('p')
+      .execute();
+    return new Map(rows.map((r) => [r.replicationId, toPoint(r)]));
+  }
+
+  /** Points of a replication captured at or after `since` (churn over a window). */
+  async pointsSince(replicationId: string, since: string): Promise<RecoveryPoint[]> {
+    const rows = await this.db.selectFrom('recoveryPoints').selectAll().where('replicationId', '=', replicationId).where('capturedAt', '>=', since).orderBy('capturedAt').execute();
+    return rows.map(toPoint);
+  }
+
+  async setGroup(id: string, groupId: string | null): Promise<void> {
+    await this.db.updateTable('replications').set({ groupId, updatedAt: new Date().toISOString() }).where('id', '=', id).execute();
+  }
+
+  async setPolicy(id: string, policyId: string): Promise<void> {
+    await this.db.updateTable('replications').set({ policyId, updatedAt: new Date().toISOString() }).where('id', '=', id).execute();
   }
 
   async get(vaultId: string, name: string): Promise<Replication> {

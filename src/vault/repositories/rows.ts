@@ -1,6 +1,6 @@
 import type { Selectable } from 'kysely';
-import type { MachineTable, ReplicationTable, SiteTable, RecoveryPointTable } from '../db/schema.js';
-import type { Machine, RecoveryPoint, Replication, Site } from '../model.js';
+import type { MachineTable, PolicyTable, ReplicationTable, SiteTable, RecoveryPointTable } from '../db/schema.js';
+import type { Machine, Policy, RecoveryPoint, Replication, Site } from '../model.js';
 import type { ReplicationState, TestFailoverState } from '../replication-state.js';
 
 /** Row <-> domain conversions, in one place so JSON columns are parsed the same way everywhere. */
@@ -12,6 +12,8 @@ export const toSite = (r: Selectable<SiteTable>): Site => ({
   provider: r.provider as Site['provider'],
   config: JSON.parse(r.configJson) as Site['config'],
   capacity: JSON.parse(r.capacityJson) as Site['capacity'],
+  networks: JSON.parse(r.networksJson) as Site['networks'],
+  limits: JSON.parse(r.limitsJson) as Site['limits'],
   createdAt: r.createdAt,
 });
 
@@ -29,6 +31,8 @@ export const toMachine = (r: Selectable<MachineTable>): Machine => ({
   agentVersion: r.agentVersion,
   lastHeartbeatAt: r.lastHeartbeatAt,
   lastAgentError: r.lastAgentError,
+  nics: JSON.parse(r.nicsJson) as Machine['nics'],
+  agentReport: r.agentReportJson ? (JSON.parse(r.agentReportJson) as Machine['agentReport']) : null,
   createdAt: r.createdAt,
 });
 
@@ -45,8 +49,21 @@ export const toReplication = (r: Selectable<ReplicationTable>): Replication => (
   activeJobId: r.activeJobId,
   progress: r.progressJson ? (JSON.parse(r.progressJson) as Replication['progress']) : null,
   failover: r.failoverJson ? (JSON.parse(r.failoverJson) as Replication['failover']) : {},
+  groupId: r.groupId,
   createdAt: r.createdAt,
   updatedAt: r.updatedAt,
+});
+
+export const toPolicy = (r: Selectable<PolicyTable>): Policy => ({
+  id: r.id,
+  vaultId: r.vaultId,
+  name: r.name,
+  crashIntervalSeconds: r.crashIntervalSeconds,
+  retentionHours: r.retentionHours,
+  rpoThresholdSeconds: r.rpoThresholdSeconds,
+  appIntervalSeconds: r.appIntervalSeconds,
+  bandwidthMiBps: r.bandwidthMibps,
+  createdAt: r.createdAt,
 });
 
 export const toPoint = (r: Selectable<RecoveryPointTable>): RecoveryPoint => ({

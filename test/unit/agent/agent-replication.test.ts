@@ -10,6 +10,9 @@ import { chunkHash } from '../../../src/store/chunks.js';
 import { FilesystemBackend } from '../../../src/store/backends/filesystem.js';
 import { ReplicaStore } from '../../../src/store/replica-store.js';
 import { FakeFabric } from '../../helpers/fake-fabric.js';
+import { testCertificate } from '../../helpers/test-vault.js';
+import { initVault } from '../../../src/api/vault-init.js';
+import { requestJson, type HttpConnection } from '../../../src/core/http-client.js';
 
 const MiB = 1024 * 1024;
 
@@ -24,15 +27,9 @@ describe('agent replication (scan mode)', () => {
   let diskPath: string;
   let run: { stop: AbortController; done: Promise<void> } | undefined;
 
-  const api = async <T>(method: string, path: string, body?: unknown): Promise<T> => {
-    const r = await fetch(`${server.url}/api/v1${path}`, {
-      method,
-      ...(body === undefined ? {} : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }),
-    });
-    const json = (await r.json()) as T;
-    if (!r.ok) throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(json)}`);
-    return json;
-  };
+  let connection: HttpConnection;
+  const api = <T>(method: string, path: string, body?: unknown): Promise<T> =>
+    requestJson<T>(method, `${server.url}/api/v1${path}`, { connection, ...(body === undefined ? {} : { body }) });
 
   const startAgent = () => {
     const agent = new Agent({
@@ -43,6 +40,7 @@ describe('agent replication (scan mode)', () => {
       diskPaths: { disk0: diskPath },
       stateDir: join(dir, 'agent'),
       heartbeatSeconds: 0.2,
+      connection: agentConnection,
       log: silentLogger,
     });
     const stop = new AbortController();
@@ -76,11 +74,15 @@ describe('agent replication (scan mode)', () => {
   /** Chunk bytes the replicator accepted for a replication: what travelled over the wire. */
   const received = (id: string) => server.replicator.counters.get(id)?.bytesReceived ?? 0;
 
+  let agentConnection: HttpConnection;
   beforeEach(async () => {
     dir = await mkdtemp(join(tmpdir(), 'refuge-agent-'));
     const fabric = new FakeFabric();
+    const init = await initVault({ dataDir: join(dir, 'vault'), certificate: testCertificate() });
+    connection = { token: init.credentials.token, ca: init.credentials.ca };
     server = await startVaultServer({ dataDir: join(dir, 'vault'), port: 0, log: silentLogger, fabricFor: () => fabric });
     await api('POST', '/vaults', { name: 'demo' });
+    agentConnection = { token: (await api<{ token: string }>('POST', '/tokens', { name: 'agent', agentVault: 'demo' })).token, ca: init.credentials.ca };
     await api('POST', '/vaults/demo/sites', { name: 'primary' });
     await api('POST', '/vaults/demo/sites', { name: 'recovery' });
     await api('POST', '/vaults/demo/policies', { name: 'default', crashIntervalSeconds: 1 });
@@ -144,19 +146,19 @@ describe('agent replication (scan mode)', () => {
     const base = `${server.url}/replicator/v1/replications/${rep.id}`;
     const data = randomBytes(4096);
     const wrong = chunkHash(Buffer.from('something else'));
-    const put = await fetch(`${base}/chunks/${wrong}`, { method: 'PUT', body: data, headers: { 'content-type': 'application/octet-stream' } });
-    expect(put.status).toBe(400);
-    expect(((await put.json()) as { error: { message: string } }).error.message).toContain(`not to the claimed ${wrong}`);
-    const missing = await fetch(`${base}/chunks/missing`, { method: 'POST', body: JSON.stringify({ hashes: [wrong] }), headers: { 'content-type': 'application/json' } });
-    expect(((await missing.json()) as { missing: string[] }).missing).toEqual([wrong]); // nothing stored under the wrong name
-
-    const commit = await fetch(`${base}/points`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ parentId: 'pt_0mwwd5axj_aaaaaaaa', capturedAt: new Date().toISOString(), consistency: 'crash', disks: [{ name: 'disk0', sizeBytes: MiB, changes: [] }] }),
+    const c = { connection: agentConnection };
+    await expect(requestJson('PUT', `${base}/chunks/${wrong}`, { ...c, bytes: data })).rejects.toMatchObject({
+      details: { status: 400 },
+      message: expect.stringContaining(`not to the claimed ${wrong}`) as unknown,
     });
-    expect(commit.status).toBe(409);
-    expect(((await commit.json()) as { error: { latestPointId: unknown } }).error.latestPointId).toBeNull();
+    const missing = await requestJson<{ missing: string[] }>('POST', `${base}/chunks/missing`, { ...c, body: { hashes: [wrong] } });
+    expect(missing.missing).toEqual([wrong]); // nothing stored under the wrong name
+
+    const commit = requestJson('POST', `${base}/points`, {
+      ...c,
+      body: { parentId: 'pt_0mwwd5axj_aaaaaaaa', capturedAt: new Date().toISOString(), consistency: 'crash', disks: [{ name: 'disk0', sizeBytes: MiB, changes: [] }] },
+    });
+    await expect(commit).rejects.toMatchObject({ details: { status: 409, latestPointId: null } });
   });
 });
 

@@ -1,11 +1,12 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { TEST_DATABASES } from '../../helpers/databases.js';
 import { createTestVault, protectWithPoint, seedConfiguration, type TestVault } from '../../helpers/test-vault.js';
 
 /** Bad input gets a clear, specific error and changes nothing: 404 unknown, 400 naming the field, 409 with allowed operations. */
-describe('API bad input', () => {
+describe.each(TEST_DATABASES)('API bad input on %s', (database) => {
   let v: TestVault;
   beforeEach(async () => {
-    v = await createTestVault();
+    v = await createTestVault(database);
     await seedConfiguration(v);
   });
   afterEach(async () => v.cleanup());

@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { JobView } from '../../../src/vault/jobs/definitions.js';
+import { TEST_DATABASES } from '../../helpers/databases.js';
 import { createTestVault, protectWithPoint, seedConfiguration, type TestVault } from '../../helpers/test-vault.js';
 
 type Rep = { state: string; testFailoverState: string; allowedOperations: string[]; activeJobId: string | null; failover: Record<string, { disks: string[] }> };
@@ -9,11 +10,11 @@ type Rep = { state: string; testFailoverState: string; allowedOperations: string
  * Operations through the API as jobs, on a real database and store with an in-memory fabric: each moves the
  * replication through the state machine, and what the fabric is given to boot is the recovery point's bytes.
  */
-describe('operations', () => {
+describe.each(TEST_DATABASES)('operations on %s', (database) => {
   let v: TestVault;
   let disk: Buffer;
   beforeEach(async () => {
-    v = await createTestVault();
+    v = await createTestVault(database);
     await seedConfiguration(v);
     ({ disk } = await protectWithPoint(v));
   });
