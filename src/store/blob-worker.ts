@@ -1,0 +1,85 @@
+import { parentPort } from 'node:worker_threads';
+import { decodeBlob, encodeBlob } from './blob-codec.js';
+import { chunkHash, isZero } from './chunks.js';
+import type { WorkerReply, WorkerTask } from './worker-pool.js';
+
+/**
+ * The CPU work of the store, run on every core: hashing, zero detection, compression, sealing and their reverse.
+ * Results go back as one fresh buffer per task whose memory is transferred, not copied.
+ */
+
+function pack(parts: Buffer[]): { buffer: ArrayBuffer; offsets: number[] } {
+  const total = parts.reduce((n, p) => n + p.length, 0);
+  const out = new Uint8Array(new ArrayBuffer(total));
+  const offsets: number[] = [];
+  let at = 0;
+  for (const p of parts) {
+    offsets.push(at);
+    out.set(p, at);
+    at += p.length;
+  }
+  return { buffer: out.buffer, offsets };
+}
+
+function run(task: WorkerTask): { reply: WorkerReply; transfer: ArrayBuffer[] } {
+  const key = task.key === null ? null : Buffer.from(task.key);
+  switch (task.op) {
+    case 'encode': {
+      // Chunks received from an agent: check each against the hash it was sent under before storing it.
+      const data = Buffer.from(task.data);
+      const parts: Buffer[] = [];
+      const items = task.items.map((it) => {
+        const raw = data.subarray(it.offset, it.offset + it.length);
+        const hash = chunkHash(raw);
+        if (it.claimedHash !== undefined && hash !== it.claimedHash) return { hash, problem: 'hash mismatch' };
+        const enc = encodeBlob(raw, task.level, key);
+        parts.push(enc.stored);
+        return { hash, flags: enc.flags, rawLength: enc.rawLength, storedLength: enc.stored.length };
+      });
+      const { buffer } = pack(parts);
+      return { reply: { op: 'encode', items, stored: buffer }, transfer: [buffer] };
+    }
+    case 'scan': {
+      // A run of an image's chunks: hash all, zero ones are null; encode the ones that differ from `previous`.
+      const data = Buffer.from(task.data);
+      const previous = Buffer.from(task.previous);
+      const count = Math.ceil(data.length / task.chunkSize);
+      const hashes = Buffer.alloc(count * 32);
+      const parts: Buffer[] = [];
+      const encoded: { index: number; flags: number; rawLength: number; storedLength: number }[] = [];
+      for (let i = 0; i < count; i++) {
+        const raw = data.subarray(i * task.chunkSize, Math.min(data.length, (i + 1) * task.chunkSize));
+        if (isZero(raw)) continue; // stays 32 zero bytes: "no chunk"
+        hashes.write(chunkHash(raw), i * 32, 32, 'hex');
+        if (hashes.compare(previous, i * 32, i * 32 + 32, i * 32, i * 32 + 32) === 0) continue;
+        const enc = encodeBlob(raw, task.level, key);
+        parts.push(enc.stored);
+        encoded.push({ index: i, flags: enc.flags, rawLength: enc.rawLength, storedLength: enc.stored.length });
+      }
+      const { buffer } = pack(parts);
+      const hashBuffer = hashes.buffer.slice(hashes.byteOffset, hashes.byteOffset + hashes.length) as ArrayBuffer;
+      return { reply: { op: 'scan', hashes: hashBuffer, encoded, stored: buffer }, transfer: [buffer, hashBuffer] };
+    }
+    case 'decode': {
+      const data = Buffer.from(task.data);
+      const parts: Buffer[] = [];
+      const items = task.items.map((it) => {
+        const out = decodeBlob(data.subarray(it.offset, it.offset + it.length), it.flags, it.rawLength, it.hash, key);
+        if (typeof out === 'string') return { problem: out };
+        parts.push(out);
+        return { rawLength: out.length };
+      });
+      const { buffer } = pack(parts);
+      return { reply: { op: 'decode', items, raw: buffer }, transfer: [buffer] };
+    }
+  }
+}
+
+parentPort?.on('message', (msg: { id: number; task: WorkerTask }) => {
+  try {
+    const { reply, transfer } = run(msg.task);
+    parentPort?.postMessage({ id: msg.id, reply }, transfer);
+  } catch (err) {
+    parentPort?.postMessage({ id: msg.id, error: (err as Error).stack ?? String(err) });
+  }
+});
