@@ -4,7 +4,8 @@ import { seal, tryUnseal, type DataKey } from './sealing.js';
 
 /**
  * How one blob (a chunk of disk data or a tree node) is stored inside a pack: zstd-compressed when that saves at
- * least 1/16 of its size, then sealed (sealing.ts). Incompressible data (already compressed or encrypted guest
+ * least 1/16 of its size, then, in an encrypted store, sealed (sealing.ts). A plain store adds no checksum: a blob's
+ * name is the SHA-256 of its raw bytes and every read checks it, so a second hash would only halve the speed. Incompressible data (already compressed or encrypted guest
  * data, random bytes) is found by compressing a 4 KiB sample first, so it costs almost nothing.
  * Runs in worker threads (blob-worker.ts) as well as on the main thread; it throws plain Errors, which callers
  * turn into RefugeErrors naming the object.
@@ -36,7 +37,7 @@ export function encodeBlob(raw: Uint8Array, level: number, key: DataKey): Encode
       flags |= BLOB_COMPRESSED;
     }
   }
-  return { stored: seal(body, key), flags, rawLength: raw.length };
+  return { stored: key === null ? Buffer.from(body.buffer, body.byteOffset, body.byteLength) : seal(body, key), flags, rawLength: raw.length };
 }
 
 /**
@@ -44,8 +45,8 @@ export function encodeBlob(raw: Uint8Array, level: number, key: DataKey): Encode
  * that returns data checks the hash, so no damage (or a bug in an earlier stage) can return wrong bytes.
  */
 export function decodeBlob(stored: Buffer, flags: number, rawLength: number, hash: string, key: DataKey): Buffer | string {
-  const body = tryUnseal(stored, key);
-  if (body === null) return 'checksum or authentication tag mismatch';
+  const body = key === null ? stored : tryUnseal(stored, key);
+  if (body === null) return 'authentication tag mismatch (damaged, or sealed under another key)';
   let raw: Buffer;
   if (flags & BLOB_COMPRESSED) {
     try {

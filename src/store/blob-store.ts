@@ -25,6 +25,8 @@ export interface BlobStoreOptions {
 /** Written packs waiting for an index file; past this many one is written without waiting for a commit. */
 const UNINDEXED_PACKS_LIMIT = 4;
 const NODE_CACHE_ENTRIES = 4096;
+/** Pack writes under way at once: enough to overlap writing with hashing and compressing, bounded in memory. */
+const PACK_WRITES_IN_FLIGHT = 3;
 
 export class BlobStore implements NodeSource, NodeSink {
   private table = new BlobTable();
@@ -33,6 +35,8 @@ export class BlobStore implements NodeSource, NodeSink {
   private readonly pending = new Map<string, { builder: PackBuilder; entry: BlobEntry }>();
   private unindexed: PackInfo[] = [];
   private flushing: Promise<void> = Promise.resolve();
+  private readonly writes = new Set<Promise<void>>();
+  private readonly failures: RefugeError[] = [];
   private readonly nodeCache = new Map<string, Buffer>();
 
   constructor(readonly o: BlobStoreOptions) {}
@@ -93,10 +97,18 @@ export class BlobStore implements NodeSource, NodeSink {
     return this.table.get(hash);
   }
 
-  /** Adds an encoded blob to the open pack of its type, unless the store has it; writes the pack once full. */
+  /**
+   * Adds an encoded blob to the open pack of its type, unless the store has it. A full pack starts being written
+   * in the background; this waits only when several pack writes are already under way (back-pressure).
+   */
   async add(type: BlobType, hash: string, blob: EncodedBlob): Promise<void> {
     this.addToOpenPack(type, hash, blob);
-    if ((this.open.get(type)?.size ?? 0) >= this.o.packSize) await this.flush({ index: false });
+    const builder = this.open.get(type);
+    if (builder && builder.size >= this.o.packSize) {
+      this.open.delete(type);
+      this.startWrite(builder);
+    }
+    while (this.writes.size >= PACK_WRITES_IN_FLIGHT) await Promise.race(this.writes);
   }
 
   private addToOpenPack(type: BlobType, hash: string, blob: EncodedBlob): void {
@@ -111,9 +123,27 @@ export class BlobStore implements NodeSource, NodeSink {
     if (!this.has(hash)) this.addToOpenPack('tree', hash, encodeBlob(bytes, this.o.compressionLevel, this.o.key));
   }
 
+  /** Writes a pack in the background; a failure forgets its blobs (they become missing) and is reported by flush. */
+  private startWrite(builder: PackBuilder): void {
+    const { info, data } = builder.finish(this.o.key);
+    const write: Promise<void> = this.backend.put(packKey(info.id), data).then(
+      () => {
+        this.addPack(info);
+        for (const e of builder.blobs) this.pending.delete(e.hash);
+        this.unindexed.push(info);
+      },
+      (err: unknown) => {
+        for (const e of builder.blobs) this.pending.delete(e.hash);
+        this.failures.push(RefugeError.wrap(err, `writing pack ${packKey(info.id)}`));
+      },
+    ).finally(() => this.writes.delete(write));
+    this.writes.add(write);
+  }
+
   /**
-   * Writes the open packs, then (with `index`, or when enough packs wait) an index file for every written pack not
-   * yet in one. Flushes run one at a time. A failed pack write forgets that pack's blobs (they become missing).
+   * Writes the open packs, waits for every pack write, then (with `index`, or when enough packs wait) writes an
+   * index file for the written packs not yet in one. Flushes run one at a time. After a failed pack write the
+   * first failure is thrown: the blobs of that pack are missing again, the caller's commit must not go on.
    */
   flush(options: { index: boolean }): Promise<void> {
     const run = this.flushing.catch(() => undefined).then(() => this.flushNow(options.index));
@@ -122,28 +152,23 @@ export class BlobStore implements NodeSource, NodeSink {
   }
 
   private async flushNow(index: boolean): Promise<void> {
-    const builders = [...this.open.values()].filter((b) => b.blobs.length > 0);
+    for (const builder of this.open.values()) if (builder.blobs.length > 0) this.startWrite(builder);
     this.open.clear();
-    let failure: unknown;
-    for (const builder of builders) {
-      const { info, data } = builder.finish(this.o.key);
-      try {
-        await this.backend.put(packKey(info.id), data);
-      } catch (err) {
-        for (const e of builder.blobs) this.pending.delete(e.hash);
-        failure ??= RefugeError.wrap(err, `writing pack ${packKey(info.id)}`);
-        continue;
-      }
-      this.addPack(info);
-      for (const e of builder.blobs) this.pending.delete(e.hash);
-      this.unindexed.push(info);
-    }
+    while (this.writes.size > 0) await Promise.all(this.writes);
+    const failure = this.failures.shift();
+    this.failures.length = 0;
     if (failure) throw failure;
     if (this.unindexed.length > 0 && (index || this.unindexed.length >= UNINDEXED_PACKS_LIMIT)) {
-      const { name, data } = encodeIndexFile(this.unindexed, this.o.key);
-      await this.backend.put(name, data);
-      this.loadedIndexFiles.add(name);
+      const packs = this.unindexed;
       this.unindexed = [];
+      const { name, data } = encodeIndexFile(packs, this.o.key);
+      try {
+        await this.backend.put(name, data);
+      } catch (err) {
+        this.unindexed.unshift(...packs); // the packs exist; a later index file can still name them
+        throw err;
+      }
+      this.loadedIndexFiles.add(name);
     }
   }
 

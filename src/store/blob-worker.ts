@@ -8,6 +8,9 @@ import type { WorkerReply, WorkerTask } from './worker-pool.js';
  * Results go back as one fresh buffer per task whose memory is transferred, not copied.
  */
 
+/** A Buffer over the same memory (Buffer.from of a Uint8Array would copy it). */
+const view = (a: Uint8Array): Buffer => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+
 function pack(parts: Buffer[]): { buffer: ArrayBuffer; offsets: number[] } {
   const total = parts.reduce((n, p) => n + p.length, 0);
   const out = new Uint8Array(new ArrayBuffer(total));
@@ -22,11 +25,11 @@ function pack(parts: Buffer[]): { buffer: ArrayBuffer; offsets: number[] } {
 }
 
 function run(task: WorkerTask): { reply: WorkerReply; transfer: ArrayBuffer[] } {
-  const key = task.key === null ? null : Buffer.from(task.key);
+  const key = task.key === null ? null : view(task.key);
   switch (task.op) {
     case 'encode': {
       // Chunks received from an agent: check each against the hash it was sent under before storing it.
-      const data = Buffer.from(task.data);
+      const data = view(task.data);
       const parts: Buffer[] = [];
       const items = task.items.map((it) => {
         const raw = data.subarray(it.offset, it.offset + it.length);
@@ -41,8 +44,8 @@ function run(task: WorkerTask): { reply: WorkerReply; transfer: ArrayBuffer[] } 
     }
     case 'scan': {
       // A run of an image's chunks: hash all, zero ones are null; encode the ones that differ from `previous`.
-      const data = Buffer.from(task.data);
-      const previous = Buffer.from(task.previous);
+      const data = view(task.data);
+      const previous = view(task.previous);
       const count = Math.ceil(data.length / task.chunkSize);
       const hashes = Buffer.alloc(count * 32);
       const parts: Buffer[] = [];
@@ -61,7 +64,7 @@ function run(task: WorkerTask): { reply: WorkerReply; transfer: ArrayBuffer[] } 
       return { reply: { op: 'scan', hashes: hashBuffer, encoded, stored: buffer }, transfer: [buffer, hashBuffer] };
     }
     case 'decode': {
-      const data = Buffer.from(task.data);
+      const data = view(task.data);
       const parts: Buffer[] = [];
       const items = task.items.map((it) => {
         const out = decodeBlob(data.subarray(it.offset, it.offset + it.length), it.flags, it.rawLength, it.hash, key);

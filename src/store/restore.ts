@@ -11,7 +11,14 @@ export interface MaterializeOptions {
   signal?: AbortSignal;
   /** Pack ranges read at once. */
   concurrency?: number;
+  /**
+   * Flush the image to stable storage before returning (default true). A failover's disk must survive a host
+   * crash once the machine runs on it; a test failover or a scratch restore may skip it.
+   */
+  sync?: boolean;
 }
+
+const WRITES_IN_FLIGHT = 32;
 
 /**
  * Restores one disk of a point to a raw image: the file is created empty at the disk's size, so zero chunks stay
@@ -31,7 +38,7 @@ export async function materializeDisk(
   const count = chunkCount(disk.sizeBytes, cs);
   const file = await open(path, 'w', 0o640);
   let written = 0;
-  const writes: Promise<unknown>[] = [];
+  const writes = new Set<Promise<unknown>>();
   try {
     await file.truncate(disk.sizeBytes);
     const places = new Map<string, number[]>(); // chunk hash -> the chunk indexes holding it
@@ -51,17 +58,18 @@ export async function materializeDisk(
         if (raw.length !== chunkLength(disk.sizeBytes, cs, i)) {
           throw new RefugeError('integrity', `chunk ${hash} has ${raw.length} bytes where disk '${diskName}' needs ${chunkLength(disk.sizeBytes, cs, i)}${where}`);
         }
-        writes.push(file.write(raw, 0, raw.length, i * cs));
+        const w: Promise<unknown> = file.write(raw, 0, raw.length, i * cs).finally(() => writes.delete(w));
+        writes.add(w);
         written += raw.length;
       }
-      // Bound the writes in flight (each holds its chunk in memory) without waiting on every one.
-      if (writes.length >= 64) await Promise.all(writes.splice(0));
+      // Bound the writes in flight (each holds its chunk in memory) without waiting for all of them.
+      while (writes.size >= WRITES_IN_FLIGHT) await Promise.race(writes);
       options.onProgress?.(written, total);
     }, options);
     await Promise.all(writes);
-    await file.sync();
+    if (options.sync !== false) await file.sync();
   } catch (err) {
-    await Promise.allSettled(writes);
+    await Promise.allSettled([...writes]);
     throw RefugeError.wrap(err, `restoring disk '${diskName}' of point ${point.id} to ${path}`);
   } finally {
     await file.close();
