@@ -60,7 +60,7 @@ function run(task: WorkerTask): { reply: WorkerReply; transfer: ArrayBuffer[] } 
         encoded.push({ index: i, flags: enc.flags, rawLength: enc.rawLength, storedLength: enc.stored.length });
       }
       const { buffer } = pack(parts);
-      const hashBuffer = hashes.buffer.slice(hashes.byteOffset, hashes.byteOffset + hashes.length) as ArrayBuffer;
+      const hashBuffer = hashes.buffer.slice(hashes.byteOffset, hashes.byteOffset + hashes.length);
       return { reply: { op: 'scan', hashes: hashBuffer, encoded, stored: buffer }, transfer: [buffer, hashBuffer] };
     }
     case 'decode': {

@@ -26,7 +26,7 @@ export const usableChunkSize = (n: number): boolean => Number.isInteger(n) && n 
 
 export function checkConfig(c: StoreConfig, location: string): StoreConfig {
   if (c.format !== STORE_FORMAT) {
-    throw new RefugeError('failed_precondition', `replica store at ${location} has format ${String(c.format)}; this Refuge reads format ${STORE_FORMAT}`);
+    throw new RefugeError('failed_precondition', `replica store at ${location} has format ${String(c.format as unknown)}; this Refuge reads format ${STORE_FORMAT}`);
   }
   const ok =
     usableChunkSize(c.chunkSize) &&
