@@ -25,8 +25,9 @@ export const DEFAULT_COMPRESSION_LEVEL = 3;
 export const usableChunkSize = (n: number): boolean => Number.isInteger(n) && n >= 4096 && n <= 64 * 1024 * 1024 && (n & (n - 1)) === 0;
 
 export function checkConfig(c: StoreConfig, location: string): StoreConfig {
-  if (c.format !== STORE_FORMAT) {
-    throw new RefugeError('failed_precondition', `replica store at ${location} has format ${String(c.format as unknown)}; this Refuge reads format ${STORE_FORMAT}`);
+  const format: unknown = c.format;
+  if (format !== STORE_FORMAT) {
+    throw new RefugeError('failed_precondition', `replica store at ${location} has format ${String(format)}; this Refuge reads format ${STORE_FORMAT}`);
   }
   const ok =
     usableChunkSize(c.chunkSize) &&
