@@ -109,6 +109,14 @@ export class BlobStore implements NodeSource, NodeSink {
       this.startWrite(builder);
     }
     while (this.writes.size >= PACK_WRITES_IN_FLIGHT) await Promise.race(this.writes);
+    // Report a failed pack write to the next writer (e.g. a full disk), rather than only as missing chunks later;
+    // writes still under way belong to the same incident, so they are awaited and reported as one.
+    if (this.failures.length > 0) {
+      await Promise.allSettled([...this.writes]);
+      const failure = this.failures[0] as RefugeError;
+      this.failures.length = 0;
+      throw failure;
+    }
   }
 
   private addToOpenPack(type: BlobType, hash: string, blob: EncodedBlob): void {
@@ -173,7 +181,9 @@ export class BlobStore implements NodeSource, NodeSink {
   }
 
   /** Drops blobs not yet written (after a failure the caller cannot recover from, e.g. the disk being full). */
-  discardPending(): void {
+  async discardPending(): Promise<void> {
+    await Promise.allSettled([...this.writes]);
+    this.failures.length = 0;
     for (const { entry } of this.pending.values()) this.pending.delete(entry.hash);
     this.open.clear();
   }

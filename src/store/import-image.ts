@@ -83,7 +83,7 @@ export async function importImages(store: ReplicaStore, o: ImportOptions): Promi
     }
     return await store.commitPoint({ replicationId: o.replicationId, parentId, capturedAt: o.capturedAt ?? new Date(), consistency: o.consistency ?? 'crash', disks });
   } catch (err) {
-    store.blobs.discardPending();
+    await store.blobs.discardPending();
     throw err;
   } finally {
     await Promise.all(files.map((f) => f.file.close()));

@@ -181,6 +181,7 @@ export class ReplicaStore {
    * shared lock, after checking no garbage collection removed what it references: visible complete or not at all.
    */
   async commitPoint(req: CommitRequest): Promise<PointManifest> {
+    await this.flushOrDiscard(req.replicationId); // a failed pack write (a full disk) is the error, not "missing chunks"
     const parent = req.parentId === null ? null : await this.getPoint(req.replicationId, req.parentId);
     const referenced = new Set<string>();
     for (const change of req.disks) {
@@ -221,12 +222,7 @@ export class ReplicaStore {
       disks,
       stats: { changedChunks, changedBytes, storedBytes: disks.reduce((n, d) => n + d.storedBytes, 0) },
     };
-    try {
-      await this.blobs.flush({ index: true });
-    } catch (err) {
-      this.blobs.discardPending();
-      throw RefugeError.wrap(err, `committing a point of ${req.replicationId}; nothing was committed`);
-    }
+    await this.flushOrDiscard(req.replicationId, { index: true });
     const lock = await this.locks.acquire('shared', `commit of a point of ${req.replicationId}`);
     try {
       if ((await this.blobs.refresh()).rebuilt) await this.checkStillStored(manifest);
@@ -237,6 +233,15 @@ export class ReplicaStore {
     for (const h of referenced) this.uploads.delete(h);
     await this.noticeUploads().catch(() => undefined);
     return manifest;
+  }
+
+  private async flushOrDiscard(replicationId: string, o = { index: false }): Promise<void> {
+    try {
+      await this.blobs.flush(o);
+    } catch (err) {
+      await this.blobs.discardPending();
+      throw RefugeError.wrap(err, `committing a point of ${replicationId}; nothing was committed`);
+    }
   }
 
   private async applyChanges(base: DiskManifest | undefined, change: DiskChanges): Promise<{ disk: DiskManifest; changedChunks: number; changedBytes: number }> {
@@ -290,7 +295,7 @@ export class ReplicaStore {
     const check = (h: string) => void (this.blobs.has(h) || gone.push(h));
     for (const d of m.disks) await collectBlobs(d.root, this.blobs, seen, check, check);
     if (gone.length > 0) {
-      this.blobs.discardPending();
+      await this.blobs.discardPending();
       throw new RefugeError('failed_precondition', `${gone.length} blob(s) of the point were removed by a concurrent garbage collection; nothing was committed`, {
         details: { missing: gone.slice(0, 20) },
         hint: 'upload the missing chunks, then commit again',
