@@ -2,7 +2,6 @@ import { randomBytes } from 'node:crypto';
 import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { FilesystemBackend } from '../../../src/store/backends/filesystem.js';
 import { chunkCount } from '../../../src/store/chunks.js';
 import { collectGarbage } from '../../../src/store/gc.js';
 import { listIndexedBlobs } from '../../../src/store/inspect.js';
