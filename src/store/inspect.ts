@@ -27,3 +27,46 @@ export async function listIndexedBlobs(store: ReplicaStore): Promise<{ type: Blo
   }
   return out;
 }
+
+export interface StoreStats {
+  location: string;
+  format: number;
+  chunkSize: number;
+  encrypted: boolean;
+  replications: { id: string; points: number }[];
+  packs: number;
+  indexFiles: number;
+  dataBlobs: number;
+  treeBlobs: number;
+  /** Bytes of blobs as stored (compressed, sealed) and as they were. */
+  storedBytes: number;
+  rawBytes: number;
+  /** Non-zero bytes all points reference, counting shared chunks once per point: what full copies would take. */
+  logicalBytes: number;
+}
+
+/** Sizes and counts of a store; reads index files and point manifests only. */
+export async function storeStats(store: ReplicaStore): Promise<StoreStats> {
+  const blobs = await listIndexedBlobs(store);
+  const replications = [];
+  let logicalBytes = 0;
+  for (const id of await store.listReplications()) {
+    const points = await store.listPointIds(id);
+    replications.push({ id, points: points.length });
+    for (const p of points) logicalBytes += (await store.getPoint(id, p)).stats.storedBytes;
+  }
+  return {
+    location: store.backend.location,
+    format: store.config.format,
+    chunkSize: store.chunkSize,
+    encrypted: store.config.encryption !== null,
+    replications,
+    packs: new Set(blobs.map((b) => b.packId)).size,
+    indexFiles: (await store.backend.list('index/')).length,
+    dataBlobs: blobs.filter((b) => b.type === 'data').length,
+    treeBlobs: blobs.filter((b) => b.type === 'tree').length,
+    storedBytes: blobs.reduce((n, b) => n + b.length, 0),
+    rawBytes: blobs.reduce((n, b) => n + b.rawLength, 0),
+    logicalBytes,
+  };
+}
