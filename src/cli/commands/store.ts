@@ -23,9 +23,25 @@ async function pointId(s: ReplicaStore, replication: string, id: string): Promis
   return latest;
 }
 
-/** Progress on the terminal; none with --json, whose output must stay one JSON document. */
-const progressLine = (cmd: Command): Pick<ProgressLine, 'update' | 'done'> =>
-  globals(cmd).json ? { update: () => undefined, done: () => undefined } : new ProgressLine();
+/**
+ * Progress of long work: redrawn on a terminal at every whole percent, printed every 10% in logs; none with --json,
+ * whose output must stay one JSON document. `update` takes the fraction done and the text to show.
+ */
+function progressLine(cmd: Command): { update(fraction: number, text: () => string): void; done(): void } {
+  if (globals(cmd).json) return { update: () => undefined, done: () => undefined };
+  const line = new ProgressLine();
+  const steps = process.stdout.isTTY ? 100 : 10;
+  let shown = -1;
+  return {
+    update(fraction, text) {
+      const step = Math.floor(fraction * steps);
+      if (step === shown) return;
+      shown = step;
+      line.update(text());
+    },
+    done: () => line.done(),
+  };
+}
 
 const timed = async <T>(work: () => Promise<T>): Promise<[T, number]> => {
   const started = Date.now();
@@ -78,7 +94,7 @@ export function registerStoreCommands(program: Command): void {
       const id = await pointId(s, o.replication, o.point);
       const point = await s.getPoint(o.replication, id);
       const line = progressLine(cmd);
-      const [r, seconds] = await timed(() => s.materialize(point, o.disk, resolve(o.out), { sync: o.sync, onProgress: (d, t) => line.update(`  restore ${bytesProgress(d, t)}`) }));
+      const [r, seconds] = await timed(() => s.materialize(point, o.disk, resolve(o.out), { sync: o.sync, onProgress: (d, t) => line.update(d / t, () => `  restore ${bytesProgress(d, t)}`) }));
       line.done();
       const result = { point: id, disk: o.disk, out: resolve(o.out), sizeBytes: r.sizeBytes, writtenBytes: r.writtenBytes, seconds };
       if (globals(cmd).json) printJson(result);
@@ -99,7 +115,7 @@ export function registerStoreCommands(program: Command): void {
       });
       const s = await openStoreFromOptions(o);
       const line = progressLine(cmd);
-      const [p, seconds] = await timed(() => importImages(s, { replicationId: o.replication, disks, parent: o.parent === 'none' ? null : o.parent, consistency: o.consistency as 'crash' | 'app', onProgress: (d, t) => line.update(`  import ${bytesProgress(d, t)}`) }));
+      const [p, seconds] = await timed(() => importImages(s, { replicationId: o.replication, disks, parent: o.parent === 'none' ? null : o.parent, consistency: o.consistency as 'crash' | 'app', onProgress: (d, t) => line.update(d / t, () => `  import ${bytesProgress(d, t)}`) }));
       line.done();
       await s.close();
       const result = { point: p.id, parentId: p.parentId, changedBytes: p.stats.changedBytes, storedBytes: p.stats.storedBytes, seconds };
@@ -124,7 +140,7 @@ export function registerStoreCommands(program: Command): void {
     .action(async (o: StoreOptions & { sample?: number }, cmd: Command) => {
       const s = await openStoreFromOptions(o);
       const line = progressLine(cmd);
-      const r = await verifyStore(s, { ...(o.sample !== undefined ? { sample: o.sample } : {}), onProgress: (d, t) => line.update(`  verify ${bar(t > 0 ? d / t : 1)} ${d}/${t} packs`) });
+      const r = await verifyStore(s, { ...(o.sample !== undefined ? { sample: o.sample } : {}), onProgress: (d, t) => line.update(d / t, () => `  verify ${bar(t > 0 ? d / t : 1)} ${d}/${t} packs`) });
       line.done();
       if (globals(cmd).json) printJson(r);
       else if (r.problems.length === 0) say(`verified ${r.points} point(s), ${r.packsChecked} of ${r.packs} pack(s), ${r.blobsChecked} blob(s): no problems`);
@@ -149,7 +165,7 @@ export function registerStoreCommands(program: Command): void {
     .action(async (o: StoreOptions & { grace: string; dryRun?: boolean }, cmd: Command) => {
       const s = await openStoreFromOptions(o);
       const line = progressLine(cmd);
-      const [r, seconds] = await timed(() => collectGarbage(s, { graceMs: parseDuration(o.grace) * 1000, dryRun: o.dryRun === true, onProgress: (phase, d, t) => line.update(`  gc ${phase} ${bar(t > 0 ? d / t : 1)} ${d}/${t} packs`) }));
+      const [r, seconds] = await timed(() => collectGarbage(s, { graceMs: parseDuration(o.grace) * 1000, dryRun: o.dryRun === true, onProgress: (phase, d, t) => line.update(d / t, () => `  gc ${phase} ${bar(t > 0 ? d / t : 1)} ${d}/${t} packs`) }));
       line.done();
       await s.close();
       if (globals(cmd).json) printJson({ ...r, seconds });
