@@ -3,7 +3,7 @@ import type { StoreBackend } from './backend.js';
 import { decodeBlob, encodeBlob, type EncodedBlob } from './blob-codec.js';
 import { BlobTable, type BlobLocation } from './blob-table.js';
 import { INDEX_PREFIX, decodeIndexFile, encodeIndexFile } from './index-file.js';
-import { PackBuilder, packKey, type BlobEntry, type BlobType, type PackInfo } from './pack.js';
+import { PackBuilder, packKey, releasePackBuffer, type BlobEntry, type BlobType, type PackInfo } from './pack.js';
 import type { DataKey } from './sealing.js';
 import type { NodeSink, NodeSource } from './tree.js';
 
@@ -102,12 +102,22 @@ export class BlobStore implements NodeSource, NodeSink {
    * in the background; this waits only when several pack writes are already under way (back-pressure).
    */
   async add(type: BlobType, hash: string, blob: EncodedBlob): Promise<void> {
+    this.addNow(type, hash, blob);
+    await this.settle();
+  }
+
+  /** Like add without waiting: the blob's bytes are copied, so the caller may reuse its buffer at once. */
+  addNow(type: BlobType, hash: string, blob: EncodedBlob): void {
     this.addToOpenPack(type, hash, blob);
     const builder = this.open.get(type);
     if (builder && builder.size >= this.o.packSize) {
       this.open.delete(type);
       this.startWrite(builder);
     }
+  }
+
+  /** Waits while several pack writes are under way, and reports a failed one (see add). */
+  async settle(): Promise<void> {
     while (this.writes.size >= PACK_WRITES_IN_FLIGHT) await Promise.race(this.writes);
     // Report a failed pack write to the next writer (e.g. a full disk), rather than only as missing chunks later;
     // writes still under way belong to the same incident, so they are awaited and reported as one.
@@ -122,7 +132,7 @@ export class BlobStore implements NodeSource, NodeSink {
   private addToOpenPack(type: BlobType, hash: string, blob: EncodedBlob): void {
     if (this.has(hash)) return;
     let builder = this.open.get(type);
-    if (!builder) this.open.set(type, (builder = new PackBuilder()));
+    if (!builder) this.open.set(type, (builder = new PackBuilder(type === 'data' ? this.o.packSize + 1024 * 1024 : 256 * 1024)));
     this.pending.set(hash, { builder, entry: builder.add(type, hash, blob) });
   }
 
@@ -144,7 +154,10 @@ export class BlobStore implements NodeSource, NodeSink {
         for (const e of builder.blobs) this.pending.delete(e.hash);
         this.failures.push(RefugeError.wrap(err, `writing pack ${packKey(info.id)}`));
       },
-    ).finally(() => this.writes.delete(write));
+    ).finally(() => {
+      this.writes.delete(write);
+      releasePackBuffer(data); // nothing reads it now: its blobs are read from the backend
+    });
     this.writes.add(write);
   }
 

@@ -1,3 +1,4 @@
+import { writeSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { decodeBlob, encodeBlob } from './blob-codec.js';
 import { chunkHash, isZero } from './chunks.js';
@@ -44,6 +45,8 @@ function run(task: WorkerTask): { reply: WorkerReply; transfer: ArrayBuffer[] } 
     }
     case 'scan': {
       // A run of an image's chunks: hash all, zero ones are null; encode the ones that differ from `previous`.
+      // The input buffer goes back with the reply, and the encoded bytes go into `out` when they fit, so the caller
+      // reuses both instead of allocating (and collecting) megabytes per batch.
       const data = view(task.data);
       const previous = view(task.previous);
       const count = Math.ceil(data.length / task.chunkSize);
@@ -59,9 +62,36 @@ function run(task: WorkerTask): { reply: WorkerReply; transfer: ArrayBuffer[] } 
         parts.push(enc.stored);
         encoded.push({ index: i, flags: enc.flags, rawLength: enc.rawLength, storedLength: enc.stored.length });
       }
-      const { buffer } = pack(parts);
+      const total = parts.reduce((n, p) => n + p.length, 0);
+      let stored: ArrayBuffer;
+      if (task.out && task.out.byteLength >= total) {
+        const out = Buffer.from(task.out);
+        let at = 0;
+        for (const p of parts) at += p.copy(out, at);
+        stored = task.out;
+      } else {
+        stored = pack(parts).buffer;
+      }
       const hashBuffer = hashes.buffer.slice(hashes.byteOffset, hashes.byteOffset + hashes.length);
-      return { reply: { op: 'scan', hashes: hashBuffer, encoded, stored: buffer }, transfer: [buffer, hashBuffer] };
+      const input = task.data.buffer as ArrayBuffer;
+      return { reply: { op: 'scan', hashes: hashBuffer, encoded, stored, input }, transfer: [stored, hashBuffer, input] };
+    }
+    case 'restore': {
+      // Decode, check and write straight into the image being restored: no decoded bytes travel back to the
+      // main thread, so its garbage collector and event loop stay out of the data path.
+      const data = view(task.data);
+      let written = 0;
+      const items = task.items.map((it) => {
+        const out = decodeBlob(data.subarray(it.offset, it.offset + it.length), it.flags, it.rawLength, it.hash, key);
+        if (typeof out === 'string') return { problem: out };
+        for (const position of it.positions) {
+          let done = 0;
+          while (done < out.length) done += writeSync(task.fd, out, done, out.length - done, position + done);
+          written += out.length;
+        }
+        return {};
+      });
+      return { reply: { op: 'restore', items, written }, transfer: [] };
     }
     case 'decode': {
       const data = view(task.data);

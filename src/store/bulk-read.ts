@@ -13,7 +13,7 @@ import { workerPool } from './worker-pool.js';
 const MAX_GAP = 256 * 1024;
 const MAX_RANGE = 16 * 1024 * 1024;
 
-interface Wanted {
+export interface Wanted {
   hash: string;
   offset: number;
   length: number;
@@ -27,14 +27,20 @@ export interface BlobProblem {
   problem: string;
 }
 
-export async function readBlobs(
-  blobs: BlobStore,
-  hashes: Iterable<string>,
-  onBlob: (hash: string, raw: Buffer | BlobProblem) => void | Promise<void>,
-  options: { concurrency?: number; signal?: AbortSignal } = {},
-): Promise<void> {
+export interface PackRange {
+  packId: string;
+  start: number;
+  end: number;
+  items: Wanted[];
+}
+
+/**
+ * Groups blobs into pack ranges to read (sorted by pack and offset; small gaps are read through). Blobs the index
+ * does not locate (pending or unknown) come back apart, to be read one by one.
+ */
+export function planRanges(blobs: BlobStore, hashes: Iterable<string>): { ranges: PackRange[]; individually: string[] } {
   const byPack = new Map<string, Wanted[]>();
-  const individually: string[] = []; // pending (not yet written) or unknown blobs
+  const individually: string[] = [];
   for (const hash of hashes) {
     const loc = blobs.location(hash);
     if (!loc) {
@@ -45,10 +51,10 @@ export async function readBlobs(
     if (!list) byPack.set(loc.packId, (list = []));
     list.push({ hash, offset: loc.offset, length: loc.length, flags: loc.flags, rawLength: loc.rawLength });
   }
-  const ranges: { packId: string; start: number; end: number; items: Wanted[] }[] = [];
+  const ranges: PackRange[] = [];
   for (const [packId, list] of byPack) {
     list.sort((a, b) => a.offset - b.offset);
-    let current: (typeof ranges)[number] | undefined;
+    let current: PackRange | undefined;
     for (const w of list) {
       if (current && w.offset - current.end <= MAX_GAP && w.offset + w.length - current.start <= MAX_RANGE) {
         current.items.push(w);
@@ -59,6 +65,16 @@ export async function readBlobs(
       }
     }
   }
+  return { ranges, individually };
+}
+
+export async function readBlobs(
+  blobs: BlobStore,
+  hashes: Iterable<string>,
+  onBlob: (hash: string, raw: Buffer | BlobProblem) => void | Promise<void>,
+  options: { concurrency?: number; signal?: AbortSignal } = {},
+): Promise<void> {
+  const { ranges, individually } = planRanges(blobs, hashes);
   const one = async (hash: string): Promise<void> => {
     let raw: Buffer;
     try {

@@ -46,12 +46,16 @@ export async function importImages(store: ReplicaStore, o: ImportOptions): Promi
       if (base) await forEachChunk(base.root, count, store.blobs, (i, h) => void previous.write(h, i * 32, 32, 'hex'));
       const changes: [number, string | null][] = [];
       const perBatch = Math.max(1, Math.floor(BATCH_BYTES / cs));
+      // Buffers for reads and for encoded output, handed to the workers and back, reused across batches.
+      const inputs: ArrayBuffer[] = [];
+      const outputs: ArrayBuffer[] = [];
       const batches = Array.from({ length: Math.ceil(count / perBatch) }, (_, b) => b * perBatch);
       await forEachLimit(batches, 3, async (first) => {
         o.signal?.throwIfAborted();
         const offset = first * cs;
         const length = Math.min(perBatch * cs, size - offset);
-        const data = new Uint8Array(new ArrayBuffer(length));
+        // A whole buffer per batch (the last, shorter one gets its own), so it can move to a worker and back.
+        const data = new Uint8Array(length === perBatch * cs ? (inputs.pop() ?? new ArrayBuffer(length)) : new ArrayBuffer(length));
         let got = 0;
         while (got < length) {
           const { bytesRead } = await f.file.read(data, got, length - got, offset + got);
@@ -59,7 +63,8 @@ export async function importImages(store: ReplicaStore, o: ImportOptions): Promi
           got += bytesRead;
         }
         const before = previous.subarray(first * 32, (first + Math.ceil(length / cs)) * 32);
-        const reply = await workerPool().run({ op: 'scan', key: store.key, level: store.config.compressionLevel, data, chunkSize: cs, previous: before }, true);
+        const out = outputs.pop() ?? new ArrayBuffer(perBatch * (cs + 64));
+        const reply = await workerPool().run({ op: 'scan', key: store.key, level: store.config.compressionLevel, data, chunkSize: cs, previous: before, out }, true);
         const hashes = Buffer.from(reply.hashes);
         const stored = Buffer.from(reply.stored);
         const encoded = new Map(reply.encoded.map((e) => [e.index, e]));
@@ -73,9 +78,13 @@ export async function importImages(store: ReplicaStore, o: ImportOptions): Promi
             continue;
           }
           changes.push([first + j, hex]);
-          await store.blobs.add('data', hex, { stored: stored.subarray(at, at + e.storedLength), flags: e.flags, rawLength: e.rawLength });
+          const blob = { stored: stored.subarray(at, at + e.storedLength), flags: e.flags, rawLength: e.rawLength };
           at += e.storedLength;
+          store.blobs.addNow('data', hex, blob); // copies the bytes: `stored` is reused below
         }
+        if (reply.input.byteLength === perBatch * cs) inputs.push(reply.input);
+        if (reply.stored.byteLength === perBatch * (cs + 64)) outputs.push(reply.stored);
+        await store.blobs.settle();
         done += length;
         o.onProgress?.(done, total);
       });

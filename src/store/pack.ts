@@ -10,8 +10,9 @@ import { seal, unseal, type DataKey } from './sealing.js';
  *   blob 0 | blob 1 | ... | sealed header | u32 LE length of the sealed header | "RFGPACK2"
  *
  * The header lists every blob (type, flags, hash, offset, stored and raw length) and the pack's creation time, so
- * a pack describes itself and the index can be rebuilt from packs alone. A pack's id is the SHA-256 of all its
- * bytes: verify checks a pack whole by hashing it.
+ * a pack describes itself and the index can be rebuilt from packs alone. A pack's id is the SHA-256 of its sealed
+ * header, which names every blob by its hash: unique per content without hashing the data twice (every blob is
+ * checked by its own hash when read, and the header by its seal).
  *
  * Glossary: a *blob* is one stored item, a chunk of disk data (`data`) or a hash-tree node (`tree`), named by the
  * SHA-256 of its raw bytes.
@@ -67,16 +68,48 @@ export function readEntry(buf: Buffer, at: number): BlobEntry {
   };
 }
 
-/** Collects encoded blobs in memory until the pack is big enough to write. */
+/**
+ * Pack-sized buffers, reused: building a pack copies each blob into one buffer that is written as is, and goes back
+ * here once written. Without reuse every pack is a fresh multi-megabyte allocation, and a seeding spends more time
+ * in the garbage collector and page faults than in hashing.
+ */
+const freeBuffers: Buffer[] = [];
+const FREE_BUFFERS_KEPT = 6;
+
+function takeBuffer(size: number): Buffer {
+  const i = freeBuffers.findIndex((b) => b.length >= size);
+  return i >= 0 ? (freeBuffers.splice(i, 1)[0] as Buffer) : Buffer.allocUnsafeSlow(size);
+}
+
+/** Returns a pack's buffer (from `finish`) for reuse once nothing reads it any more. */
+export function releasePackBuffer(data: Buffer): void {
+  const whole = Buffer.from(data.buffer, 0, data.buffer.byteLength);
+  if (freeBuffers.length < FREE_BUFFERS_KEPT && data.byteOffset === 0) freeBuffers.push(whole);
+}
+
+/** Collects encoded blobs in one buffer until the pack is big enough to write. */
 export class PackBuilder {
   readonly blobs: BlobEntry[] = [];
   readonly createdAt = Date.now();
-  private readonly parts: Buffer[] = [];
+  private buffer: Buffer;
   size = 0;
+
+  constructor(capacity = 1024 * 1024) {
+    this.buffer = takeBuffer(capacity);
+  }
+
+  private reserve(n: number): void {
+    if (this.size + n <= this.buffer.length) return;
+    const bigger = takeBuffer(Math.max(this.size + n, this.buffer.length * 2));
+    this.buffer.copy(bigger, 0, 0, this.size);
+    releasePackBuffer(this.buffer);
+    this.buffer = bigger;
+  }
 
   add(type: BlobType, hash: string, blob: EncodedBlob): BlobEntry {
     const entry: BlobEntry = { type, hash, offset: this.size, length: blob.stored.length, rawLength: blob.rawLength, flags: blob.flags };
-    this.parts.push(blob.stored);
+    this.reserve(blob.stored.length);
+    blob.stored.copy(this.buffer, this.size);
     this.size += blob.stored.length;
     this.blobs.push(entry);
     return entry;
@@ -84,9 +117,10 @@ export class PackBuilder {
 
   /** The stored bytes of a blob still in this builder (reads of data not yet written). */
   storedBytes(entry: BlobEntry): Buffer {
-    return this.parts[this.blobs.indexOf(entry)] as Buffer;
+    return Buffer.from(this.buffer.subarray(entry.offset, entry.offset + entry.length));
   }
 
+  /** The pack's bytes (a view of the builder's buffer: give it to releasePackBuffer once written). */
   finish(key: DataKey): { info: PackInfo; data: Buffer } {
     const header = Buffer.alloc(1 + 8 + 4 + this.blobs.length * ENTRY_BYTES);
     header.writeUInt8(2, 0);
@@ -95,11 +129,12 @@ export class PackBuilder {
     let at = 13;
     for (const e of this.blobs) at = writeEntry(header, at, e);
     const sealed = seal(header, key);
-    const tail = Buffer.alloc(TAIL);
-    tail.writeUInt32LE(sealed.length, 0);
-    MAGIC.copy(tail, 4);
-    const data = Buffer.concat([...this.parts, sealed, tail]);
-    const id = createHash('sha256').update(data).digest('hex');
+    this.reserve(sealed.length + TAIL);
+    sealed.copy(this.buffer, this.size);
+    this.buffer.writeUInt32LE(sealed.length, this.size + sealed.length);
+    MAGIC.copy(this.buffer, this.size + sealed.length + 4);
+    const data = this.buffer.subarray(0, this.size + sealed.length + TAIL);
+    const id = createHash('sha256').update(sealed).digest('hex');
     return { info: { id, size: data.length, createdAt: this.createdAt, blobs: this.blobs }, data };
   }
 }
@@ -125,4 +160,10 @@ export function parsePack(data: Buffer, id: string, key: DataKey): PackInfo {
   return { id, size: data.length, createdAt: header.readDoubleLE(1), blobs };
 }
 
-export const packHashMatches = (data: Buffer, id: string): boolean => createHash('sha256').update(data).digest('hex') === id;
+/** Whether a pack's sealed header hashes to its id (a pack under another name is as bad as a damaged one). */
+export function packIdMatches(data: Buffer, id: string): boolean {
+  if (data.length < TAIL) return false;
+  const sealedLength = data.readUInt32LE(data.length - TAIL);
+  if (sealedLength > data.length - TAIL) return false;
+  return createHash('sha256').update(data.subarray(data.length - TAIL - sealedLength, data.length - TAIL)).digest('hex') === id;
+}

@@ -1,10 +1,14 @@
 import { open } from 'node:fs/promises';
-import { RefugeError } from '../core/errors.js';
-import { readBlobs } from './bulk-read.js';
+import { RefugeError, isRefugeError } from '../core/errors.js';
+import { forEachLimit } from '../core/concurrency.js';
+import { corruptBlob } from './blob-store.js';
+import { planRanges } from './bulk-read.js';
 import { chunkCount, chunkLength } from './chunks.js';
 import { findDisk, type PointManifest } from './manifest.js';
+import { packKey } from './pack.js';
 import type { ProgressCallback, ReplicaStore } from './replica-store.js';
 import { forEachChunk } from './tree.js';
+import { workerPool } from './worker-pool.js';
 
 export interface MaterializeOptions {
   onProgress?: ProgressCallback;
@@ -18,13 +22,12 @@ export interface MaterializeOptions {
   sync?: boolean;
 }
 
-const WRITES_IN_FLIGHT = 32;
-
 /**
  * Restores one disk of a point to a raw image: the file is created empty at the disk's size, so zero chunks stay
- * holes (sparse); every other chunk is read by pack range, decoded and hash-checked on every core (bulk-read.ts)
- * and written at each offset that holds it. Nothing is written for a damaged chunk: the restore fails naming the
- * object, the point, the disk and the chunk.
+ * holes (sparse). Every other chunk is read by pack range (large reads, bulk-read.ts) and handed to the worker
+ * threads, which decode, hash-check and write it at each offset that holds it, on every core at once; decoded
+ * bytes never come back to the main thread. A damaged chunk fails the restore naming the pack, the chunk, the
+ * point and the disk.
  */
 export async function materializeDisk(
   store: ReplicaStore,
@@ -38,7 +41,7 @@ export async function materializeDisk(
   const count = chunkCount(disk.sizeBytes, cs);
   const file = await open(path, 'w', 0o640);
   let written = 0;
-  const writes = new Set<Promise<unknown>>();
+  const where = (hash: string, places: number[]) => ` (point ${point.id}, disk ${diskName}, chunk ${places[0]})`;
   try {
     await file.truncate(disk.sizeBytes);
     const places = new Map<string, number[]>(); // chunk hash -> the chunk indexes holding it
@@ -47,29 +50,55 @@ export async function materializeDisk(
       if (list) list.push(i);
       else places.set(h, [i]);
     });
-    const total = disk.storedBytes;
-    await readBlobs(store.blobs, places.keys(), async (hash, raw) => {
-      const indexes = places.get(hash) as number[];
-      const where = ` (point ${point.id}, disk ${diskName}, chunk ${indexes[0]})`;
-      if (!Buffer.isBuffer(raw)) {
-        throw new RefugeError('integrity', `${raw.problem}${where}`, { details: { object: raw.object, blob: hash, point: point.id } });
-      }
-      for (const i of indexes) {
-        if (raw.length !== chunkLength(disk.sizeBytes, cs, i)) {
-          throw new RefugeError('integrity', `chunk ${hash} has ${raw.length} bytes where disk '${diskName}' needs ${chunkLength(disk.sizeBytes, cs, i)}${where}`);
+    const positions = (hash: string): number[] => {
+      const list = places.get(hash) as number[];
+      for (const i of list) {
+        if (store.blobs.location(hash) && (store.blobs.location(hash)?.rawLength ?? 0) !== chunkLength(disk.sizeBytes, cs, i)) {
+          throw new RefugeError('integrity', `chunk ${hash} has ${store.blobs.location(hash)?.rawLength} bytes where disk '${diskName}' needs ${chunkLength(disk.sizeBytes, cs, i)}${where(hash, list)}`);
         }
-        const w: Promise<unknown> = file.write(raw, 0, raw.length, i * cs).finally(() => writes.delete(w));
-        writes.add(w);
+      }
+      return list.map((i) => i * cs);
+    };
+    const total = disk.storedBytes;
+    const { ranges, individually } = planRanges(store.blobs, places.keys());
+    const pool = workerPool();
+    const writeOne = async (hash: string) => {
+      const raw = await store.getChunk(hash, where(hash, places.get(hash) as number[]));
+      for (const at of positions(hash)) {
+        await file.write(raw, 0, raw.length, at);
         written += raw.length;
       }
-      // Bound the writes in flight (each holds its chunk in memory) without waiting for all of them.
-      while (writes.size >= WRITES_IN_FLIGHT) await Promise.race(writes);
+    };
+    await forEachLimit(ranges, options.concurrency ?? 4, async (r) => {
+      options.signal?.throwIfAborted();
+      let data: Buffer;
+      try {
+        data = await store.backend.getRange(packKey(r.packId), r.start, r.end - r.start);
+      } catch (err) {
+        // A pack moved by garbage collection since the index was read: one read per chunk finds it again.
+        if (!isRefugeError(err, 'not_found')) throw RefugeError.wrap(err, `reading pack ${packKey(r.packId)}`);
+        for (const w of r.items) await writeOne(w.hash);
+        return;
+      }
+      const short = r.items.find((w) => w.offset + w.length - r.start > data.length);
+      if (short) throw new RefugeError('integrity', `${corruptBlob(r.packId, short.hash, 'pack is truncated').message}${where(short.hash, places.get(short.hash) as number[])}`, { details: { object: packKey(r.packId), blob: short.hash, point: point.id } });
+      const items = r.items.map((w) => ({ offset: w.offset - r.start, length: w.length, flags: w.flags, rawLength: w.rawLength, hash: w.hash, positions: positions(w.hash) }));
+      const reply = await pool.run({ op: 'restore', key: store.key, data, fd: file.fd, items }, true);
+      const bad = reply.items.findIndex((it) => it.problem !== undefined);
+      if (bad >= 0) {
+        const w = r.items[bad] as (typeof r.items)[number];
+        throw new RefugeError('integrity', `${corruptBlob(r.packId, w.hash, reply.items[bad]?.problem ?? '').message}${where(w.hash, places.get(w.hash) as number[])}`, {
+          hint: 'run `refuge store verify` to find every damaged object; a resync repairs it from the source',
+          details: { object: packKey(r.packId), blob: w.hash, point: point.id },
+        });
+      }
+      written += reply.written;
       options.onProgress?.(written, total);
-    }, options);
-    await Promise.all(writes);
+    });
+    for (const hash of individually) await writeOne(hash);
+    options.onProgress?.(written, total);
     if (options.sync !== false) await file.sync();
   } catch (err) {
-    await Promise.allSettled([...writes]);
     throw RefugeError.wrap(err, `restoring disk '${diskName}' of point ${point.id} to ${path}`);
   } finally {
     await file.close();

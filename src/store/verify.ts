@@ -3,7 +3,7 @@ import { corruptBlob } from './blob-store.js';
 import { readBlobs } from './bulk-read.js';
 import { INDEX_PREFIX, decodeIndexFile } from './index-file.js';
 import { decodeManifest, type PointManifest } from './manifest.js';
-import { packIdOfKey, parsePack, type BlobEntry } from './pack.js';
+import { packIdMatches, packIdOfKey, parsePack, type BlobEntry } from './pack.js';
 import type { ReplicaStore } from './replica-store.js';
 import { collectBlobs } from './tree.js';
 import { workerPool } from './worker-pool.js';
@@ -104,7 +104,9 @@ export async function verifyStore(
       if (!isRefugeError(err, 'not_found')) throw err;
       continue; // deleted by a garbage collection since the listing
     }
-    // Every byte of a pack is in a blob (checked by its hash), the sealed header or the tail, so no whole-pack hash.
+    // Every byte of a pack is in a blob (checked by its hash), the sealed header (its seal, and its hash is the
+    // pack's name) or the tail.
+    if (!packIdMatches(data, id)) damage(`pack ${key} has a header that does not hash to its name (damaged, or a pack under another name)`, []);
     let blobs: BlobEntry[] = indexedHere;
     try {
       blobs = parsePack(data, id, store.key).blobs;
