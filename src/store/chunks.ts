@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
  * Default chunk size, chosen by benchmark (docs/benchmarks.md, "chunk size"): chunks are aligned to disk offsets
  * (content does not shift within a disk, so no CDC).
  */
-export const DEFAULT_CHUNK_SIZE = 1024 * 1024;
+export const DEFAULT_CHUNK_SIZE = 256 * 1024;
 
 /** Chunks are addressed by the lowercase hex SHA-256 of their bytes. */
 export function chunkHash(data: Uint8Array): string {

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { assembleVault } from '../../src/api/server.js';
 import { silentLogger } from '../../src/core/log.js';
-import { chunkHash } from '../../src/store/chunks.js';
+import { DEFAULT_CHUNK_SIZE, chunkHash } from '../../src/store/chunks.js';
 import { FakeFabric } from './fake-fabric.js';
 
 export type TestVault = Awaited<ReturnType<typeof createTestVault>>;
@@ -43,7 +43,8 @@ export async function createTestVault() {
   };
 }
 
-export const CHUNK = 1024 * 1024;
+/** The chunk size of the stores the test vault creates (the store's default). */
+export const CHUNK = DEFAULT_CHUNK_SIZE;
 
 /** A vault `demo` with sites `primary` and `recovery`, policy `default`, and machine `vm1` registered at primary. */
 export async function seedConfiguration(v: TestVault, disks = [{ name: 'disk0', sizeBytes: 4 * CHUNK }]): Promise<void> {
