@@ -31,6 +31,8 @@ const refugeBin = join(root, 'bin', 'refuge.js');
 
 interface Measure {
   seconds: number;
+  /** CPU seconds (user + system) of the command and its threads: less sensitive than wall time to a busy machine. */
+  cpuSeconds: number;
   maxRssMiB: number;
 }
 
@@ -38,7 +40,7 @@ async function run(cmd: string, args: string[], o: { env?: Record<string, string
   const timeFile = join(dir, 'time.out');
   const started = process.hrtime.bigint();
   const code = await new Promise<number | null>((done, fail) => {
-    const child = spawn('/usr/bin/time', ['-f', '%M', '-o', timeFile, cmd, ...args], { cwd: o.cwd ?? dir, env: { ...process.env, ...o.env }, stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn('/usr/bin/time', ['-f', '%M %U %S', '-o', timeFile, cmd, ...args], { cwd: o.cwd ?? dir, env: { ...process.env, ...o.env }, stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
     child.stderr.on('data', (d: Buffer) => (err += d.toString()));
     child.once('error', fail);
@@ -46,8 +48,8 @@ async function run(cmd: string, args: string[], o: { env?: Record<string, string
   });
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   void code;
-  const rssKiB = Number((await readFile(timeFile, 'utf8')).trim().split('\n').at(-1));
-  return { seconds, maxRssMiB: rssKiB / 1024 };
+  const [rssKiB, user, system] = ((await readFile(timeFile, 'utf8')).trim().split('\n').at(-1) ?? '').split(' ').map(Number) as [number, number, number];
+  return { seconds, cpuSeconds: user + system, maxRssMiB: rssKiB / 1024 };
 }
 
 async function sh(cmd: string, args: string[], cwd = dir): Promise<void> {
@@ -164,6 +166,9 @@ function summarize(results: RunResult[]) {
   const pick = (f: (r: RunResult) => number) => median(results.map(f));
   return {
     seedSeconds: pick((r) => r.seed.seconds),
+    seedCpu: pick((r) => r.seed.cpuSeconds),
+    incrementalCpu: pick((r) => r.incremental.cpuSeconds),
+    restoreCpu: pick((r) => r.restore.cpuSeconds),
     seedRssMiB: Math.max(...results.map((r) => r.seed.maxRssMiB)),
     incrementalSeconds: pick((r) => r.incremental.seconds),
     incrementalRssMiB: Math.max(...results.map((r) => r.incremental.maxRssMiB)),
@@ -171,7 +176,7 @@ function summarize(results: RunResult[]) {
     restoreRssMiB: Math.max(...results.map((r) => r.restore.maxRssMiB)),
     seedRepoBytes: pick((r) => r.seedRepoBytes),
     incrementalBytes: pick((r) => r.incrementalRepoBytes - r.seedRepoBytes),
-    runs: results.map((r) => ({ seed: r.seed.seconds, incremental: r.incremental.seconds, restore: r.restore.seconds })),
+    runs: results.map((r) => ({ seed: r.seed.seconds, incremental: r.incremental.seconds, restore: r.restore.seconds, cpu: [r.seed.cpuSeconds, r.incremental.cpuSeconds, r.restore.cpuSeconds] })),
   };
 }
 
@@ -199,7 +204,7 @@ async function main(): Promise<void> {
       process.stdout.write(`run ${k + 1}/${runs}: ${tool.name} ... `);
       const r = await measureTool(tool, original, k);
       (raw.get(tool.name) as RunResult[]).push(r);
-      process.stdout.write(`seed ${r.seed.seconds.toFixed(2)} s, incremental ${r.incremental.seconds.toFixed(2)} s, restore ${r.restore.seconds.toFixed(2)} s\n`);
+      process.stdout.write(`seed ${r.seed.seconds.toFixed(2)} s, incremental ${r.incremental.seconds.toFixed(2)} s, restore ${r.restore.seconds.toFixed(2)} s (load ${(await readFile('/proc/loadavg', 'utf8')).split(' ')[0]})\n`);
     }
   }
   const summary = Object.fromEntries([...raw].map(([name, rs]) => [name, summarize(rs)]));
@@ -221,6 +226,11 @@ function printTable(summary: Record<string, ReturnType<typeof summarize>>): void
     lines.push(
       `| ${name} | ${s.seedSeconds.toFixed(2)} | ${(mb / s.seedSeconds / 1e6).toFixed(0)} | ${ratio(base?.seedSeconds, s.seedSeconds)} | ${(s.seedRepoBytes / 1e6).toFixed(0)} | ${s.incrementalSeconds.toFixed(2)} | ${ratio(base?.incrementalSeconds, s.incrementalSeconds)} | ${(s.incrementalBytes / 1e6).toFixed(1)} | ${s.restoreSeconds.toFixed(2)} | ${ratio(base?.restoreSeconds, s.restoreSeconds)} | ${s.seedRssMiB.toFixed(0)}/${s.incrementalRssMiB.toFixed(0)}/${s.restoreRssMiB.toFixed(0)} |`,
     );
+  }
+  lines.push('', '| tool | CPU s seed | vs restic | CPU s incr. | vs restic | CPU s restore | vs restic |', '|---|---|---|---|---|---|---|');
+  for (const [name, s] of Object.entries(summary)) {
+    const ratio = (b: number | undefined, x: number) => (b ? `${(b / x).toFixed(2)}x` : '-');
+    lines.push(`| ${name} | ${s.seedCpu.toFixed(2)} | ${ratio(base?.seedCpu, s.seedCpu)} | ${s.incrementalCpu.toFixed(2)} | ${ratio(base?.incrementalCpu, s.incrementalCpu)} | ${s.restoreCpu.toFixed(2)} | ${ratio(base?.restoreCpu, s.restoreCpu)} |`);
   }
   process.stdout.write(`\n${lines.join('\n')}\n`);
 }

@@ -41,7 +41,7 @@ export async function materializeDisk(
   const count = chunkCount(disk.sizeBytes, cs);
   const file = await open(path, 'w', 0o640);
   let written = 0;
-  const where = (hash: string, places: number[]) => ` (point ${point.id}, disk ${diskName}, chunk ${places[0]})`;
+  const where = (_hash: string, at: number[]) => ` (point ${point.id}, disk ${diskName}, chunk ${at[0]})`;
   try {
     await file.truncate(disk.sizeBytes);
     const places = new Map<string, number[]>(); // chunk hash -> the chunk indexes holding it
@@ -50,12 +50,13 @@ export async function materializeDisk(
       if (list) list.push(i);
       else places.set(h, [i]);
     });
+    /** Where a chunk goes in the image; a stored size that does not fit its place is damage, caught before writing. */
     const positions = (hash: string): number[] => {
       const list = places.get(hash) as number[];
-      for (const i of list) {
-        if (store.blobs.location(hash) && (store.blobs.location(hash)?.rawLength ?? 0) !== chunkLength(disk.sizeBytes, cs, i)) {
-          throw new RefugeError('integrity', `chunk ${hash} has ${store.blobs.location(hash)?.rawLength} bytes where disk '${diskName}' needs ${chunkLength(disk.sizeBytes, cs, i)}${where(hash, list)}`);
-        }
+      const size = store.blobs.location(hash)?.rawLength;
+      const misfit = list.find((i) => size !== undefined && size !== chunkLength(disk.sizeBytes, cs, i));
+      if (misfit !== undefined) {
+        throw new RefugeError('integrity', `chunk ${hash} has ${size} bytes where disk '${diskName}' needs ${chunkLength(disk.sizeBytes, cs, misfit)}${where(hash, list)}`);
       }
       return list.map((i) => i * cs);
     };
