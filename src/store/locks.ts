@@ -52,6 +52,7 @@ function processGone(pid: number): boolean {
 
 export class HeldLock {
   private timer: NodeJS.Timeout | undefined;
+  private released = false;
   constructor(
     private readonly locks: StoreLocks,
     readonly key: string,
@@ -62,12 +63,16 @@ export class HeldLock {
   }
 
   async refresh(protectSince?: number): Promise<void> {
+    if (this.released) return;
     if (protectSince !== undefined) this.record.protectSince = protectSince;
     this.record.refreshedAt = Date.now();
     await this.locks.backend.put(this.key, Buffer.from(JSON.stringify(this.record)));
+    // A release that ran while this refresh was writing must not leave the lock behind.
+    if (this.released) await this.locks.backend.delete(this.key);
   }
 
   async release(): Promise<void> {
+    this.released = true;
     clearInterval(this.timer);
     this.timer = undefined;
     await this.locks.backend.delete(this.key);

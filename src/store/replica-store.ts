@@ -167,6 +167,10 @@ export class ReplicaStore {
       this.writerNotice = this.locks.acquire('writer', 'uploads awaiting a commit');
       this.writerNotice.catch(() => (this.writerNotice = undefined));
       await (await this.writerNotice).refresh(oldest);
+    } else {
+      // Move the notice forward as old uploads get committed, so garbage collection is not held back for ever.
+      const notice = await this.writerNotice;
+      if (oldest > (notice.record.protectSince ?? 0) + 60_000) await notice.refresh(oldest);
     }
   }
 
