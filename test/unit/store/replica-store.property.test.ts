@@ -59,7 +59,7 @@ function applyWrite(disk: Buffer, w: Write): void {
 }
 
 describe('ReplicaStore (property)', () => {
-  it('restores every point of a random write history byte for byte', async () => {
+  it('restores every point of a random write history byte for byte', { timeout: 180_000 }, async () => {
     await fc.assert(
       fc.asyncProperty(scenarioArb, async ({ size, points, reads, upkeep }) => {
         const t = await openTempStore(CHUNK);
