@@ -3,7 +3,7 @@ import type { StoreBackend } from './backend.js';
 import { decodeBlob, encodeBlob, type EncodedBlob } from './blob-codec.js';
 import { BlobTable, type BlobLocation } from './blob-table.js';
 import { INDEX_PREFIX, decodeIndexFile, encodeIndexFile } from './index-file.js';
-import { PackBuilder, packKey, releasePackBuffer, type BlobEntry, type BlobType, type PackInfo } from './pack.js';
+import { PackBuilder, packIdOfKey, packKey, parsePack, releasePackBuffer, type BlobEntry, type BlobType, type PackInfo } from './pack.js';
 import type { DataKey } from './sealing.js';
 import type { NodeSink, NodeSource } from './tree.js';
 
@@ -31,6 +31,9 @@ const PACK_WRITES_IN_FLIGHT = 3;
 export class BlobStore implements NodeSource, NodeSink {
   private table = new BlobTable();
   private readonly loadedIndexFiles = new Set<string>();
+  /** Index files that do not decode: their packs were found by reading pack headers instead. */
+  readonly damagedIndexFiles = new Set<string>();
+  private readonly knownPacks = new Set<string>();
   private readonly open = new Map<BlobType, PackBuilder>();
   private readonly pending = new Map<string, { builder: PackBuilder; entry: BlobEntry }>();
   private unindexed: PackInfo[] = [];
@@ -52,15 +55,41 @@ export class BlobStore implements NodeSource, NodeSink {
 
   async load(): Promise<void> {
     for (const name of await this.backend.list(INDEX_PREFIX)) await this.loadIndexFile(name);
+    if (this.damagedIndexFiles.size > 0) await this.adoptUnindexedPacks();
   }
 
+  /** Loads an index file; a damaged one is set aside (verify reports it, gc replaces it) instead of failing. */
   private async loadIndexFile(name: string): Promise<void> {
-    const packs = decodeIndexFile(await this.backend.get(name), name, this.o.key);
+    let packs: PackInfo[];
+    try {
+      packs = decodeIndexFile(await this.backend.get(name), name, this.o.key);
+    } catch (err) {
+      if (!isRefugeError(err, 'integrity')) throw err;
+      this.damagedIndexFiles.add(name);
+      return;
+    }
     for (const p of packs) this.addPack(p);
     this.loadedIndexFiles.add(name);
   }
 
+  /**
+   * After a damaged index file: finds its packs by reading the header of every pack no good index file names
+   * (packs describe themselves), so the points they hold stay readable.
+   */
+  private async adoptUnindexedPacks(): Promise<void> {
+    for (const key of await this.backend.list('packs/')) {
+      const id = packIdOfKey(key);
+      if (this.knownPacks.has(id)) continue;
+      try {
+        this.addPack(parsePack(await this.backend.get(key), id, this.o.key));
+      } catch (err) {
+        if (!isRefugeError(err, 'integrity') && !isRefugeError(err, 'not_found')) throw err; // damaged: verify names it
+      }
+    }
+  }
+
   private addPack(p: PackInfo): void {
+    this.knownPacks.add(p.id);
     for (const e of p.blobs) this.table.add(e.hash, { packId: p.id, type: e.type, offset: e.offset, length: e.length, rawLength: e.rawLength, flags: e.flags });
   }
 
@@ -74,11 +103,14 @@ export class BlobStore implements NodeSource, NodeSink {
     const lost = [...this.loadedIndexFiles].some((n) => !present.has(n));
     if (lost) {
       this.table = new BlobTable(this.table.count);
+      this.knownPacks.clear();
       this.loadedIndexFiles.clear();
+      this.damagedIndexFiles.clear();
       for (const p of this.unindexed) this.addPack(p);
     }
+    const damagedBefore = this.damagedIndexFiles.size;
     for (const name of names) {
-      if (!this.loadedIndexFiles.has(name)) {
+      if (!this.loadedIndexFiles.has(name) && !this.damagedIndexFiles.has(name)) {
         try {
           await this.loadIndexFile(name);
         } catch (err) {
@@ -86,6 +118,7 @@ export class BlobStore implements NodeSource, NodeSink {
         }
       }
     }
+    if (this.damagedIndexFiles.size > (lost ? 0 : damagedBefore)) await this.adoptUnindexedPacks();
     return { rebuilt: lost };
   }
 

@@ -1,7 +1,7 @@
 import { RefugeError, isRefugeError } from '../core/errors.js';
 import { corruptBlob } from './blob-store.js';
 import { INDEX_PREFIX, encodeIndexFile } from './index-file.js';
-import { readAllIndexFiles } from './inspect.js';
+import { readAllIndexFiles, readIndexFiles } from './inspect.js';
 import { decodeManifest } from './manifest.js';
 import { PackBuilder, packIdOfKey, packKey, parsePack, type PackInfo } from './pack.js';
 import type { ReplicaStore } from './replica-store.js';
@@ -39,6 +39,8 @@ export interface GcResult {
   bytesAfter: number;
   indexFilesBefore: number;
   indexFilesAfter: number;
+  /** Packs no good index file named, kept and now indexed. */
+  adoptedPacks: number;
   damaged: { object: string; problem: string }[];
 }
 
@@ -83,7 +85,7 @@ export async function collectGarbage(store: ReplicaStore, o: GcOptions = {}): Pr
 async function collect(store: ReplicaStore, o: GcOptions): Promise<GcResult> {
   const started = Date.now();
   await store.blobs.refresh();
-  const indexFiles = await readAllIndexFiles(store);
+  const { files: indexFiles, damaged: damagedIndexFiles } = await readIndexFiles(store);
   const marker = new Marker(store);
   await marker.markNewPoints();
   const writerSince = await store.locks.oldestWriterProtection();
@@ -96,6 +98,23 @@ async function collect(store: ReplicaStore, o: GcOptions): Promise<GcResult> {
   for (const p of packs.values()) for (const b of p.blobs) if (!home.has(b.hash)) home.set(b.hash, p.id);
   const keeps = (p: PackInfo, hash: string): boolean => home.get(hash) === p.id && (marker.live.has(hash) || p.createdAt >= protectAfter);
 
+  // Packs no index names (left by a crash before their index file was written, or named only by a damaged index
+  // file) are adopted from their own headers: what they hold is judged like any other pack's blobs below. A pack
+  // whose header cannot be read is left alone: verify names it.
+  const orphans: string[] = [];
+  for (const key of await store.backend.list('packs/')) {
+    const id = packIdOfKey(key);
+    if (packs.has(id)) continue;
+    try {
+      const info = parsePack(await store.backend.get(key), id, store.key);
+      packs.set(id, info);
+      for (const b of info.blobs) if (!home.has(b.hash)) home.set(b.hash, id);
+      orphans.push(id);
+    } catch (err) {
+      if (!isRefugeError(err, 'integrity') && !isRefugeError(err, 'not_found')) throw err;
+    }
+  }
+
   const toDelete = new Set<string>();
   const toRepack: PackInfo[] = [];
   for (const p of packs.values()) {
@@ -103,34 +122,21 @@ async function collect(store: ReplicaStore, o: GcOptions): Promise<GcResult> {
     if (kept === 0) toDelete.add(p.id);
     else if (kept < p.size * (o.repackBelow ?? 0.5)) toRepack.push(p);
   }
-  // Packs no index names: left by a crash before their index file was written. Old ones are garbage.
-  const orphans: string[] = [];
-  for (const key of await store.backend.list('packs/')) {
-    const id = packIdOfKey(key);
-    if (packs.has(id)) continue;
-    try {
-      const info = parsePack(await store.backend.get(key), id, store.key);
-      if (info.createdAt < protectAfter) orphans.push(id);
-    } catch (err) {
-      if (isRefugeError(err, 'integrity')) orphans.push(id); // a torn pack from a crash: nothing can use it
-      else if (!isRefugeError(err, 'not_found')) throw err;
-    }
-  }
-
   const result: GcResult = {
     points: marker.seenPoints.size,
     liveBlobs: marker.live.size,
-    packsBefore: packs.size + orphans.length,
+    packsBefore: packs.size,
     packsDeleted: 0,
     packsWritten: 0,
     bytesBefore: [...packs.values()].reduce((n, p) => n + p.size, 0),
     bytesAfter: 0,
     indexFilesBefore: indexFiles.length,
     indexFilesAfter: indexFiles.length,
+    adoptedPacks: 0,
     damaged: [],
   };
   if (o.dryRun) {
-    result.packsDeleted = toDelete.size + toRepack.length + orphans.length;
+    result.packsDeleted = toDelete.size + toRepack.length;
     return result;
   }
 
@@ -192,7 +198,7 @@ async function collect(store: ReplicaStore, o: GcOptions): Promise<GcResult> {
     await store.blobs.refresh();
     await marker.markNewPoints();
     // Index files written since the start (new uploads, commits): their packs stay, whatever they hold.
-    const known = new Set(indexFiles.map((f) => f.name));
+    const known = new Set([...indexFiles.map((f) => f.name), ...damagedIndexFiles]); // damaged ones are replaced too
     if (interim) known.add(interim);
     const added = (await readAllIndexFiles(store)).filter((f) => !known.has(f.name));
     const stay = new Map<string, PackInfo>();
@@ -217,8 +223,9 @@ async function collect(store: ReplicaStore, o: GcOptions): Promise<GcResult> {
     }
     const replaced = [...known, ...added.map((f) => f.name)].filter((n) => !newNames.includes(n));
     for (const name of replaced) await store.backend.delete(name);
-    for (const id of [...toDelete, ...orphans]) await store.backend.delete(packKey(id));
-    result.packsDeleted = toDelete.size + orphans.length;
+    for (const id of toDelete) await store.backend.delete(packKey(id));
+    result.packsDeleted = toDelete.size;
+    result.adoptedPacks = orphans.filter((id) => !toDelete.has(id)).length;
     result.packsWritten = written.length;
     result.bytesAfter = finalPacks.reduce((n, p) => n + p.size, 0);
     result.indexFilesAfter = (await store.backend.list(INDEX_PREFIX)).length;

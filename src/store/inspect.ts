@@ -1,15 +1,28 @@
+import { isRefugeError } from '../core/errors.js';
 import { INDEX_PREFIX, decodeIndexFile } from './index-file.js';
 import type { BlobType, PackInfo } from './pack.js';
 import type { ReplicaStore } from './replica-store.js';
 
 /** Read-only views of a store for stats, verify and tests: what the index files on the backend say right now. */
 
-export async function readAllIndexFiles(store: ReplicaStore): Promise<{ name: string; packs: PackInfo[] }[]> {
-  const out = [];
+/** Every index file that decodes; `damaged` names those that do not (their packs are then found by their headers). */
+export async function readIndexFiles(store: ReplicaStore): Promise<{ files: { name: string; packs: PackInfo[] }[]; damaged: string[] }> {
+  const files = [];
+  const damaged = [];
   for (const name of await store.backend.list(INDEX_PREFIX)) {
-    out.push({ name, packs: decodeIndexFile(await store.backend.get(name), name, store.key) });
+    try {
+      files.push({ name, packs: decodeIndexFile(await store.backend.get(name), name, store.key) });
+    } catch (err) {
+      if (isRefugeError(err, 'not_found')) continue;
+      if (!isRefugeError(err, 'integrity')) throw err;
+      damaged.push(name);
+    }
   }
-  return out;
+  return { files, damaged };
+}
+
+export async function readAllIndexFiles(store: ReplicaStore): Promise<{ name: string; packs: PackInfo[] }[]> {
+  return (await readIndexFiles(store)).files;
 }
 
 /** Every blob the index files list (once per hash, at its first place). */

@@ -159,6 +159,26 @@ describe('ReplicaStore format 2', () => {
       expect((await verifyStore(t.store)).problems).toEqual([]);
     });
 
+    it('a damaged index file costs nothing: packs are found by their headers, verify names it, gc replaces it', async () => {
+      const disk = randomBytes(30 * CHUNK);
+      const { point } = await commitDisk(t.store, disk);
+      const indexFiles = await t.backend.list('index/');
+      expect(indexFiles.length).toBeGreaterThan(0);
+      for (const name of indexFiles) await flipByte(join(t.root, ...name.split('/')), 40);
+      const reopened = await ReplicaStore.open(t.backend);
+      expect([...reopened.blobs.damagedIndexFiles].sort()).toEqual([...indexFiles].sort());
+      await expectRestores(t, reopened, point.id, disk, 'after-index-damage.img');
+      const problems = (await verifyStore(reopened)).problems;
+      expect(problems.map((p) => p.object).sort()).toEqual([...indexFiles].sort());
+      const gc = await collectGarbage(reopened, { graceMs: 0 });
+      expect(gc.adoptedPacks).toBeGreaterThan(0);
+      expect(gc.packsDeleted).toBe(0);
+      const repaired = await ReplicaStore.open(t.backend);
+      expect(repaired.blobs.damagedIndexFiles.size).toBe(0);
+      expect((await verifyStore(repaired)).problems).toEqual([]);
+      await expectRestores(t, repaired, point.id, disk, 'after-repair.img');
+    });
+
     it('verify finds a flipped byte, naming the pack and the points that lose data', async () => {
       const disk = randomBytes(16 * CHUNK);
       const { point: p1 } = await commitDisk(t.store, disk);
