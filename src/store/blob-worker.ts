@@ -1,4 +1,4 @@
-import { writeSync } from 'node:fs';
+import { writevSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { decodeBlob, encodeBlob } from './blob-codec.js';
 import { chunkHash, isZero } from './chunks.js';
@@ -11,6 +11,30 @@ import type { WorkerReply, WorkerTask } from './worker-pool.js';
 
 /** A Buffer over the same memory (Buffer.from of a Uint8Array would copy it). */
 const view = (a: Uint8Array): Buffer => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+
+/** Writes buffers one after the other at `position`, however many calls the kernel needs; returns the bytes. */
+function writeAll(fd: number, buffers: Buffer[], position: number): number {
+  let total = buffers.reduce((n, b) => n + b.length, 0);
+  const all = total;
+  let at = position;
+  let rest = buffers;
+  while (total > 0) {
+    let n = writevSync(fd, rest, at);
+    at += n;
+    total -= n;
+    // Drop what was written (a short write can end inside a buffer).
+    const left: Buffer[] = [];
+    for (const b of rest) {
+      if (n >= b.length) n -= b.length;
+      else {
+        left.push(b.subarray(n));
+        n = 0;
+      }
+    }
+    rest = left;
+  }
+  return all;
+}
 
 function pack(parts: Buffer[]): { buffer: ArrayBuffer; offsets: number[] } {
   const total = parts.reduce((n, p) => n + p.length, 0);
@@ -78,19 +102,27 @@ function run(task: WorkerTask): { reply: WorkerReply; transfer: ArrayBuffer[] } 
     }
     case 'restore': {
       // Decode, check and write straight into the image being restored: no decoded bytes travel back to the
-      // main thread, so its garbage collector and event loop stay out of the data path.
+      // main thread, so its garbage collector and event loop stay out of the data path. Chunks that follow each
+      // other on the disk go out in one writev: fewer system calls, and fewer turns at the file's lock, which the
+      // other worker is taking too.
       const data = view(task.data);
-      let written = 0;
+      const writes: { position: number; bytes: Buffer }[] = [];
       const items = task.items.map((it) => {
         const out = decodeBlob(data.subarray(it.offset, it.offset + it.length), it.flags, it.rawLength, it.hash, key);
         if (typeof out === 'string') return { problem: out };
-        for (const position of it.positions) {
-          let done = 0;
-          while (done < out.length) done += writeSync(task.fd, out, done, out.length - done, position + done);
-          written += out.length;
-        }
+        for (const position of it.positions) writes.push({ position, bytes: out });
         return {};
       });
+      if (items.some((it) => 'problem' in it)) return { reply: { op: 'restore', items, written: 0 }, transfer: [] };
+      writes.sort((a, b) => a.position - b.position);
+      let written = 0;
+      for (let i = 0; i < writes.length; ) {
+        let j = i + 1;
+        let end = (writes[i] as { position: number; bytes: Buffer }).position + (writes[i] as { bytes: Buffer }).bytes.length;
+        while (j < writes.length && j - i < 512 && (writes[j] as { position: number }).position === end) end += (writes[j++] as { bytes: Buffer }).bytes.length;
+        written += writeAll(task.fd, writes.slice(i, j).map((w) => w.bytes), (writes[i] as { position: number }).position);
+        i = j;
+      }
       return { reply: { op: 'restore', items, written }, transfer: [] };
     }
     case 'decode': {
