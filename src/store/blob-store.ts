@@ -48,11 +48,6 @@ export class BlobStore implements NodeSource, NodeSink {
     return this.o.backend;
   }
 
-  /** Index files this instance has read or written; all of them existing means none of their packs was deleted. */
-  get indexFiles(): ReadonlySet<string> {
-    return this.loadedIndexFiles;
-  }
-
   async load(): Promise<void> {
     for (const name of await this.backend.list(INDEX_PREFIX)) await this.loadIndexFile(name);
     if (this.damagedIndexFiles.size > 0) await this.adoptUnindexedPacks();
