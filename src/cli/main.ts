@@ -1,38 +1,6 @@
-import { Command, CommanderError } from 'commander';
+import { CommanderError } from 'commander';
 import { RefugeError } from '../core/errors.js';
-import { DEFAULT_URL } from './client.js';
-import { registerAgentCommand } from './commands/agent.js';
-import { registerAccessCommands } from './commands/access.js';
-import { registerMonitoringCommands } from './commands/monitoring.js';
-import { registerConfigurationCommands } from './commands/configuration.js';
-import { registerQuickstartCommand } from './commands/quickstart.js';
-import { registerReplicationCommands } from './commands/replication.js';
-import { registerStoreCommands } from './commands/store.js';
-import { registerVaultCommand } from './commands/vault.js';
-
-/** `refuge`: one command for the vault server, the agent, and every API operation. */
-export function buildProgram(): Command {
-  const program = new Command('refuge')
-    .description('Refuge: self-hosted site recovery for qemu/KVM VMs and Linux servers')
-    .version('0.1.0')
-    .option('--url <url>', `vault URL (env REFUGE_URL, default ${DEFAULT_URL})`)
-    .option('--vault <name>', 'vault to act on (env REFUGE_VAULT; default: the only vault)')
-    .option('--json', 'print JSON instead of tables')
-    .option('--token <token>', 'API token (env REFUGE_TOKEN; default: from the credentials file)')
-    .option('--ca <file>', "PEM file of the vault's CA to trust (env REFUGE_CA)")
-    .option('--credentials <file>', 'credentials file written by `refuge vault init` or `refuge login` (env REFUGE_CREDENTIALS)')
-    .showHelpAfterError()
-    .exitOverride();
-  const vault = registerVaultCommand(program);
-  registerConfigurationCommands(program, vault);
-  registerReplicationCommands(program);
-  registerAgentCommand(program);
-  registerStoreCommands(program);
-  registerAccessCommands(program);
-  registerMonitoringCommands(program);
-  registerQuickstartCommand(program);
-  return program;
-}
+import { buildProgram } from './program.js';
 
 async function main(): Promise<void> {
   try {

@@ -2,7 +2,9 @@ import { join } from 'node:path';
 import { assertValidName } from '../core/names.js';
 import { QemuProvider } from '../fabric/qemu/qemu-provider.js';
 import type { FabricProvider } from '../fabric/provider.js';
-import { FilesystemBackend } from '../store/backends/filesystem.js';
+import { readFile } from 'node:fs/promises';
+import { openBackend } from '../store/backends/open-backend.js';
+import { parseVaultKey } from '../store/sealing.js';
 import { ReplicaStore } from '../store/replica-store.js';
 import type { Site, SiteConfig } from '../vault/model.js';
 
@@ -25,7 +27,7 @@ export class SiteResources {
   store(site: Site): Promise<ReplicaStore> {
     let store = this.stores.get(site.id);
     if (!store) {
-      store = FilesystemBackend.create(site.config.store.path).then((b) => ReplicaStore.open(b, { create: true }));
+      store = openSiteStore(site.config.store);
       store.catch(() => this.stores.delete(site.id));
       this.stores.set(site.id, store);
     }
@@ -40,4 +42,11 @@ export class SiteResources {
   disksDir(site: Site, machineName: string): string {
     return join(site.config.disksDir, assertValidName('machine', machineName));
   }
+}
+
+/** Opens (creating if needed) a site's replica store; with a key file, the store is encrypted under that key. */
+async function openSiteStore(config: SiteConfig['store']): Promise<ReplicaStore> {
+  const { encryptionKeyFile, ...location } = config;
+  const vaultKey = encryptionKeyFile ? parseVaultKey(await readFile(encryptionKeyFile)) : undefined;
+  return ReplicaStore.open(await openBackend(location, { create: true }), { create: true, ...(vaultKey ? { vaultKey, encrypt: true } : {}) });
 }

@@ -10,6 +10,8 @@ import { RefugeError } from '../core/errors.js';
  * - `put` is atomic: a concurrent or later `get` sees the whole object or none of it, even after a crash.
  * - `put` is idempotent: storing the same bytes under an existing key succeeds.
  * - `get` of a missing key throws a RefugeError with code `not_found`.
+ * - `getRange` returns the bytes [offset, offset+length) of an object, fewer when the object ends sooner (none at
+ *   or past its end), and throws `not_found` for a missing key; readers detect truncation by the length.
  * - `list` returns every key that starts with `prefix`, sorted, including keys put before the call began.
  * - `delete` of a missing key succeeds.
  * - A key that is only the leading part of stored keys (`points/rep_x` when `points/rep_x/pt.json` exists) is a
@@ -22,6 +24,7 @@ export interface StoreBackend {
   /** Where the objects live, for messages (e.g. `file:///var/lib/refuge/store`). Never contains secrets. */
   readonly location: string;
   get(key: string): Promise<Buffer>;
+  getRange(key: string, offset: number, length: number): Promise<Buffer>;
   put(key: string, data: Uint8Array): Promise<void>;
   exists(key: string): Promise<boolean>;
   list(prefix: string): Promise<string[]>;
@@ -34,5 +37,12 @@ const KEY_RE = /^[a-z0-9][a-z0-9._-]*(\/[a-z0-9][a-z0-9._-]*)*$/;
 export function assertValidKey(key: string): void {
   if (!KEY_RE.test(key) || key.includes('..')) {
     throw new RefugeError('invalid_argument', `invalid store key '${key}'`, { retryable: false });
+  }
+}
+
+/** Range arguments are caller errors when not non-negative integers; backends call this before touching storage. */
+export function assertValidRange(offset: number, length: number): void {
+  if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
+    throw new RefugeError('invalid_argument', `invalid range ${offset}+${length}`, { retryable: false });
   }
 }

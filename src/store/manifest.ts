@@ -1,24 +1,30 @@
 import { createHash } from 'node:crypto';
 import { RefugeError } from '../core/errors.js';
+import { seal, unseal, type DataKey } from './sealing.js';
 
 /**
- * A recovery point's manifest: for each disk of the machine, its size and the address of every chunk in offset
- * order (`null` for a chunk of zeros, which is never stored). Stored as JSON followed by a line holding the
- * SHA-256 of that JSON, so a flipped byte in a manifest is detected like one in a chunk (docs/store-format.md).
+ * A recovery point's manifest: for each disk of the machine, its size, chunk size and the root of its hash tree
+ * (tree.ts), plus counts kept up to date at every commit so nothing needs a tree walk to show them.
+ * Plain stores keep it as readable JSON followed by a line `sha256:<hex of the JSON>`; encrypted stores seal that
+ * same text (sealing.ts). Either way a damaged manifest is an `integrity` error naming it (docs/store-format.md).
  */
 export const CONSISTENCY = ['crash', 'app'] as const;
 export type Consistency = (typeof CONSISTENCY)[number];
+export const MANIFEST_FORMAT = 2;
 
 export interface DiskManifest {
   name: string;
   sizeBytes: number;
   chunkSize: number;
-  /** One entry per chunk: its hex SHA-256, or null for an all-zero chunk. */
-  chunks: (string | null)[];
+  /** Root hash of the disk's chunk tree; all zeros for a disk of nothing but zeros. */
+  root: string;
+  /** Non-zero chunks, and the bytes they cover. */
+  storedChunks: number;
+  storedBytes: number;
 }
 
 export interface PointManifest {
-  format: 1;
+  format: 2;
   id: string;
   replicationId: string;
   parentId: string | null;
@@ -31,26 +37,29 @@ export interface PointManifest {
   stats: { changedChunks: number; changedBytes: number; storedBytes: number };
 }
 
-export function encodeManifest(m: PointManifest): Buffer {
+export const pointsPrefix = (replicationId: string): string => `points/${replicationId}/`;
+export const pointKey = (replicationId: string, pointId: string): string => `${pointsPrefix(replicationId)}${pointId}.json`;
+
+export function encodeManifest(m: PointManifest, key: DataKey): Buffer {
   const body = JSON.stringify(m);
-  const sum = createHash('sha256').update(body).digest('hex');
-  return Buffer.from(`${body}\nsha256:${sum}\n`);
+  const text = Buffer.from(`${body}\nsha256:${createHash('sha256').update(body).digest('hex')}\n`);
+  return key === null ? text : seal(text, key);
 }
 
-export function decodeManifest(data: Buffer, key: string): PointManifest {
-  const text = data.toString('utf8');
+export function decodeManifest(data: Buffer, object: string, key: DataKey): PointManifest {
+  const text = (key === null ? data : unseal(data, key, object)).toString('utf8');
   const nl = text.lastIndexOf('\nsha256:');
   const body = nl < 0 ? '' : text.slice(0, nl);
   const sum = nl < 0 ? '' : text.slice(nl + 8).trim();
   if (!body || createHash('sha256').update(body).digest('hex') !== sum) {
-    throw new RefugeError('integrity', `manifest ${key} is corrupt (checksum mismatch or truncated)`, {
+    throw new RefugeError('integrity', `manifest ${object} is corrupt (checksum mismatch or truncated)`, {
       hint: 'run `refuge store verify`; other points are unaffected',
-      details: { object: key },
+      details: { object },
     });
   }
   const m = JSON.parse(body) as PointManifest;
-  if (m.format !== 1) {
-    throw new RefugeError('failed_precondition', `manifest ${key} has unsupported format ${String(m.format)}`);
+  if (m.format !== MANIFEST_FORMAT) {
+    throw new RefugeError('failed_precondition', `manifest ${object} has unsupported format ${String(m.format)}`, { details: { object } });
   }
   return m;
 }

@@ -1,36 +1,28 @@
-import { open } from 'node:fs/promises';
 import { RefugeError, isRefugeError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import { forEachLimit } from '../core/concurrency.js';
 import type { StoreBackend } from './backend.js';
+import { BlobStore } from './blob-store.js';
 import { DEFAULT_CHUNK_SIZE, chunkCount, chunkHash, chunkLength, isChunkHash, isZero } from './chunks.js';
-import {
-  decodeManifest,
-  encodeManifest,
-  findDisk,
-  type Consistency,
-  type DiskManifest,
-  type PointManifest,
-} from './manifest.js';
+import { StoreLocks, type HeldLock, type LockOptions } from './locks.js';
+import { decodeManifest, encodeManifest, findDisk, pointKey, pointsPrefix, type Consistency, type DiskManifest, type PointManifest } from './manifest.js';
+import { materializeDisk, type MaterializeOptions } from './restore.js';
+import { newEncryption, openDataKey, type DataKey } from './sealing.js';
+import { CONFIG_KEY, DEFAULT_COMPRESSION_LEVEL, DEFAULT_PACK_SIZE, STORE_FORMAT, checkConfig, usableChunkSize, type StoreConfig } from './store-config.js';
+import { ZERO_HASH, collectBlobs, diffTrees, forEachChunk, listChunks, updateTree } from './tree.js';
+import { verifyPointBlobs } from './verify.js';
+import { workerPool } from './worker-pool.js';
 
 /**
- * The replica store: deduplicated chunks addressed by SHA-256 plus one manifest per recovery point.
- * Glossary: a *chunk* is a fixed-size, offset-aligned piece of a disk; a *point* is a manifest naming every
- * chunk of every disk of a machine at one instant; a point has a *parent* (the previous point of the same
- * replication) and is committed from the parent plus the chunks that changed, never as a full copy.
+ * The replica store: recovery points of disks, deduplicated, compressed and optionally encrypted.
+ * Glossary: a *chunk* is a fixed-size, offset-aligned piece of a disk, named by its SHA-256; a *blob* is a stored
+ * chunk or hash-tree node, kept in *packs* found through the *index* (blob-store.ts); a *point* is a manifest
+ * naming, per disk, the root of a hash tree over its chunks (tree.ts); a point has a *parent* (the previous point
+ * of the same replication) and is committed from the parent plus the chunks that changed, never as a full copy.
  * Layout and invariants: docs/store-format.md.
  */
 
-const CONFIG_KEY = 'refuge-store.json';
-const chunkKey = (hash: string) => `chunks/${hash.slice(0, 2)}/${hash}`;
-const pointsPrefix = (replicationId: string) => `points/${replicationId}/`;
-const pointKey = (replicationId: string, pointId: string) => `${pointsPrefix(replicationId)}${pointId}.json`;
-
-export interface StoreConfig {
-  format: 1;
-  chunkSize: number;
-  createdAt: string;
-}
+export type { StoreConfig } from './store-config.js';
 
 export interface DiskChanges {
   name: string;
@@ -51,51 +43,90 @@ export interface CommitRequest {
 /** Reports bytes done so far out of the bytes the whole operation will handle. */
 export type ProgressCallback = (doneBytes: number, totalBytes: number) => void;
 
-const usableChunkSize = (n: number): boolean => Number.isInteger(n) && n >= 4096 && n <= 64 * 1024 * 1024 && (n & (n - 1)) === 0;
+export interface OpenOptions {
+  create?: boolean;
+  /** For a new store: chunk size, pack size, zstd level (0: no compression). */
+  chunkSize?: number;
+  packSize?: number;
+  compressionLevel?: number;
+  /** The vault key: needed to open an encrypted store; with `create` and `encrypt`, the new store is encrypted. */
+  vaultKey?: Buffer;
+  encrypt?: boolean;
+  locks?: LockOptions;
+}
+
+/** Uploads older than this no longer hold back garbage collection (an agent that never committed them is gone). */
+const UPLOAD_PROTECTION_MS = 6 * 3600_000;
 
 export class ReplicaStore {
+  readonly blobs: BlobStore;
+  readonly locks: StoreLocks;
+  /** Chunks uploaded and not yet referenced by a committed point, with when they arrived. */
+  private readonly uploads = new Map<string, number>();
+  private writerNotice: Promise<HeldLock> | undefined;
+
   private constructor(
     readonly backend: StoreBackend,
     readonly config: StoreConfig,
-  ) {}
+    readonly key: DataKey,
+    lockOptions: LockOptions | undefined,
+  ) {
+    this.blobs = new BlobStore({ backend, key, compressionLevel: config.compressionLevel, packSize: config.packSize });
+    this.locks = new StoreLocks(backend, lockOptions);
+  }
 
   get chunkSize(): number {
     return this.config.chunkSize;
   }
 
-  /** Opens the store in `backend`, creating it with `chunkSize` when `create` is set and it does not exist. */
-  static async open(
-    backend: StoreBackend,
-    options: { create?: boolean; chunkSize?: number } = {},
-  ): Promise<ReplicaStore> {
+  /** Opens the store in `backend`, creating it when `create` is set and it does not exist. */
+  static async open(backend: StoreBackend, options: OpenOptions = {}): Promise<ReplicaStore> {
     let config: StoreConfig;
+    let key: DataKey;
     try {
-      config = JSON.parse((await backend.get(CONFIG_KEY)).toString('utf8')) as StoreConfig;
+      config = checkConfig(JSON.parse((await backend.get(CONFIG_KEY)).toString('utf8')) as StoreConfig, backend.location);
+      key = openDataKey(config.encryption, options.vaultKey, backend.location);
     } catch (err) {
-      if (!isRefugeError(err, 'not_found') || !options.create) {
-        throw RefugeError.wrap(err, `cannot open replica store at ${backend.location}`);
-      }
-      config = { format: 1, chunkSize: options.chunkSize ?? DEFAULT_CHUNK_SIZE, createdAt: new Date().toISOString() };
-      if (!usableChunkSize(config.chunkSize)) {
-        throw new RefugeError('invalid_argument', `chunk size ${config.chunkSize} is not usable`, { hint: 'use a power of two from 4 KiB to 64 MiB' });
-      }
+      if (!isRefugeError(err, 'not_found') || !options.create) throw RefugeError.wrap(err, `cannot open replica store at ${backend.location}`);
+      ({ config, key } = ReplicaStore.newConfig(options));
       await backend.put(CONFIG_KEY, Buffer.from(JSON.stringify(config, null, 2)));
     }
-    if (config.format !== 1 || !usableChunkSize(config.chunkSize)) {
-      throw new RefugeError('failed_precondition', `replica store at ${backend.location} has an unusable config`);
+    const store = new ReplicaStore(backend, config, key, options.locks);
+    await store.blobs.load();
+    return store;
+  }
+
+  private static newConfig(o: OpenOptions): { config: StoreConfig; key: DataKey } {
+    const chunkSize = o.chunkSize ?? DEFAULT_CHUNK_SIZE;
+    if (!usableChunkSize(chunkSize)) {
+      throw new RefugeError('invalid_argument', `chunk size ${chunkSize} is not usable`, { hint: 'use a power of two from 4 KiB to 64 MiB' });
     }
-    return new ReplicaStore(backend, config);
+    if (o.encrypt && !o.vaultKey) throw new RefugeError('invalid_argument', 'an encrypted store needs a vault key');
+    const enc = o.encrypt && o.vaultKey ? newEncryption(o.vaultKey) : null;
+    const config: StoreConfig = {
+      format: STORE_FORMAT,
+      chunkSize,
+      packSize: o.packSize ?? DEFAULT_PACK_SIZE,
+      compressionLevel: o.compressionLevel ?? DEFAULT_COMPRESSION_LEVEL,
+      createdAt: new Date().toISOString(),
+      encryption: enc?.config ?? null,
+    };
+    checkConfig(config, '(new store)');
+    return { config, key: enc?.dataKey ?? null };
+  }
+
+  /** Stops background work (lock refreshes, pending uploads' notice). Unwritten uploads are dropped. */
+  async close(): Promise<void> {
+    const notice = this.writerNotice;
+    this.writerNotice = undefined;
+    if (notice) await (await notice).release().catch(() => undefined);
   }
 
   /** Of `hashes`, those the store does not hold yet (what an agent still has to upload). */
   async missingChunks(hashes: string[]): Promise<string[]> {
     const unique = [...new Set(hashes)];
-    const missing: string[] = [];
-    await forEachLimit(unique, 16, async (h) => {
-      if (!isChunkHash(h)) throw new RefugeError('invalid_argument', `'${h}' is not a chunk hash`);
-      if (!(await this.backend.exists(chunkKey(h)))) missing.push(h);
-    });
-    return missing;
+    for (const h of unique) if (!isChunkHash(h)) throw new RefugeError('invalid_argument', `'${h}' is not a chunk hash`);
+    return unique.filter((h) => !this.blobs.has(h));
   }
 
   /** Stores a chunk after checking that its bytes hash to `hash`; nothing is ever stored under a wrong name. */
@@ -104,63 +135,69 @@ export class ReplicaStore {
       throw new RefugeError('invalid_argument', `chunk ${hash} has ${data.length} bytes (1..${this.chunkSize})`);
     }
     if (isZero(data)) throw new RefugeError('invalid_argument', `chunk ${hash} is all zeros; zero chunks are not stored`);
-    const actual = chunkHash(data);
-    if (actual !== hash) {
-      throw new RefugeError('integrity', `chunk bytes hash to ${actual}, not to the claimed ${hash}; rejected`);
+    if (!isChunkHash(hash)) throw new RefugeError('invalid_argument', `'${hash}' is not a chunk hash`);
+    if (this.blobs.has(hash)) {
+      // Already stored: still check the bytes, so a bad upload is reported the same whatever the store holds.
+      if (chunkHash(data) !== hash) throw mismatch(hash, chunkHash(data));
+      return;
     }
-    await this.backend.put(chunkKey(hash), data);
+    const reply = await workerPool().run({ op: 'encode', key: this.key, level: this.config.compressionLevel, data, items: [{ offset: 0, length: data.length, claimedHash: hash }] });
+    const item = reply.items[0];
+    if (!item || 'problem' in item) throw mismatch(hash, item?.hash ?? '?');
+    this.uploads.set(hash, Date.now());
+    await this.noticeUploads();
+    await this.blobs.add('data', hash, { stored: Buffer.from(reply.stored), flags: item.flags, rawLength: item.rawLength });
   }
 
-  /** A chunk's bytes, verified against its address; a mismatch is an `integrity` error naming the object. */
+  /** Keeps the `writer` notice (locks.ts) in step with the uploads no point references yet. */
+  private async noticeUploads(): Promise<void> {
+    const cutoff = Date.now() - UPLOAD_PROTECTION_MS;
+    let oldest = Infinity;
+    for (const [h, t] of this.uploads) {
+      if (t < cutoff) this.uploads.delete(h);
+      else oldest = Math.min(oldest, t);
+    }
+    if (this.uploads.size === 0) {
+      const notice = this.writerNotice;
+      this.writerNotice = undefined;
+      if (notice) await (await notice).release();
+      return;
+    }
+    if (!this.writerNotice) {
+      this.writerNotice = this.locks.acquire('writer', 'uploads awaiting a commit');
+      this.writerNotice.catch(() => (this.writerNotice = undefined));
+      await (await this.writerNotice).refresh(oldest);
+    } else {
+      // Move the notice forward as old uploads get committed, so garbage collection is not held back for ever.
+      const notice = await this.writerNotice;
+      if (oldest > (notice.record.protectSince ?? 0) + 60_000) await notice.refresh(oldest);
+    }
+  }
+
+  /** A chunk's bytes, verified against its address; damage is an `integrity` error naming the object. */
   async getChunk(hash: string, context = ''): Promise<Buffer> {
-    const key = chunkKey(hash);
-    let data: Buffer;
-    try {
-      data = await this.backend.get(key);
-    } catch (err) {
-      if (isRefugeError(err, 'not_found')) {
-        throw new RefugeError('integrity', `chunk object ${key} is missing${context}`, { details: { object: key } });
-      }
-      throw err;
-    }
-    if (chunkHash(data) !== hash) {
-      throw new RefugeError('integrity', `chunk object ${key} is corrupt${context}`, {
-        hint: 'run `refuge store verify` to find every damaged object; a resync repairs it from the source',
-        details: { object: key },
-      });
-    }
-    return data;
+    return this.blobs.read(hash, context);
   }
 
   /**
-   * Makes a new point visible: the parent's chunk lists with `changes` applied. Every referenced chunk must be
-   * stored already. The manifest is written atomically, so the point is visible complete or not at all.
+   * Makes a new point visible: the parent's disks with `changes` applied. Every referenced chunk must be stored
+   * already. Only the tree nodes on paths to changed chunks are written; the manifest is written last, under a
+   * shared lock, after checking no garbage collection removed what it references: visible complete or not at all.
    */
   async commitPoint(req: CommitRequest): Promise<PointManifest> {
+    await this.flushOrDiscard(req.replicationId); // a failed pack write (a full disk) is the error, not "missing chunks"
     const parent = req.parentId === null ? null : await this.getPoint(req.replicationId, req.parentId);
-    const disks: DiskManifest[] = [];
     const referenced = new Set<string>();
-    let changedChunks = 0;
-    let changedBytes = 0;
     for (const change of req.disks) {
       const count = chunkCount(change.sizeBytes, this.chunkSize);
-      const base = parent?.disks.find((d) => d.name === change.name)?.chunks ?? [];
-      const chunks = Array.from({ length: count }, (_, i) => base[i] ?? null);
+      if (!Number.isSafeInteger(change.sizeBytes) || change.sizeBytes < 0) throw new RefugeError('invalid_argument', `disk '${change.name}': size ${change.sizeBytes} is not usable`);
       for (const [index, hash] of change.changes) {
         if (!Number.isInteger(index) || index < 0 || index >= count) {
           throw new RefugeError('invalid_argument', `disk '${change.name}': chunk index ${index} is outside 0..${count - 1}`);
         }
-        if (hash !== null && !isChunkHash(hash)) {
-          throw new RefugeError('invalid_argument', `disk '${change.name}': '${hash}' is not a chunk hash`);
-        }
-        if (chunks[index] !== hash) {
-          changedChunks++;
-          changedBytes += chunkLength(change.sizeBytes, this.chunkSize, index);
-        }
-        chunks[index] = hash;
+        if (hash !== null && !isChunkHash(hash)) throw new RefugeError('invalid_argument', `disk '${change.name}': '${hash}' is not a chunk hash`);
         if (hash !== null) referenced.add(hash);
       }
-      disks.push({ name: change.name, sizeBytes: change.sizeBytes, chunkSize: this.chunkSize, chunks });
     }
     const missing = await this.missingChunks([...referenced]);
     if (missing.length > 0) {
@@ -169,8 +206,17 @@ export class ReplicaStore {
         hint: 'upload the missing chunks, then commit again',
       });
     }
+    const disks: DiskManifest[] = [];
+    let changedChunks = 0;
+    let changedBytes = 0;
+    for (const change of req.disks) {
+      const d = await this.applyChanges(parent?.disks.find((x) => x.name === change.name), change);
+      disks.push(d.disk);
+      changedChunks += d.changedChunks;
+      changedBytes += d.changedBytes;
+    }
     const manifest: PointManifest = {
-      format: 1,
+      format: 2,
       id: newId('pt', req.capturedAt),
       replicationId: req.replicationId,
       parentId: req.parentId,
@@ -178,102 +224,166 @@ export class ReplicaStore {
       committedAt: new Date().toISOString(),
       consistency: req.consistency,
       disks,
-      stats: {
-        changedChunks,
-        changedBytes,
-        storedBytes: disks.reduce((n, d) => n + d.chunks.reduce((m, c, i) => (c === null ? m : m + chunkLength(d.sizeBytes, d.chunkSize, i)), 0), 0),
-      },
+      stats: { changedChunks, changedBytes, storedBytes: disks.reduce((n, d) => n + d.storedBytes, 0) },
     };
-    await this.backend.put(pointKey(req.replicationId, manifest.id), encodeManifest(manifest));
+    await this.flushOrDiscard(req.replicationId, { index: true });
+    const lock = await this.locks.acquire('shared', `commit of a point of ${req.replicationId}`);
+    try {
+      if ((await this.blobs.refresh()).rebuilt) await this.checkStillStored(manifest);
+      await this.backend.put(pointKey(req.replicationId, manifest.id), encodeManifest(manifest, this.key));
+    } finally {
+      await lock.release();
+    }
+    for (const h of referenced) this.uploads.delete(h);
+    await this.noticeUploads().catch(() => undefined);
     return manifest;
+  }
+
+  private async flushOrDiscard(replicationId: string, o = { index: false }): Promise<void> {
+    try {
+      await this.blobs.flush(o);
+    } catch (err) {
+      await this.blobs.discardPending();
+      throw RefugeError.wrap(err, `committing a point of ${replicationId}; nothing was committed`);
+    }
+  }
+
+  private async applyChanges(base: DiskManifest | undefined, change: DiskChanges): Promise<{ disk: DiskManifest; changedChunks: number; changedBytes: number }> {
+    const cs = this.chunkSize;
+    const count = chunkCount(change.sizeBytes, cs);
+    const length = (i: number) => chunkLength(change.sizeBytes, cs, i);
+    const last = new Map(change.changes); // the last change of an index wins
+    let root: string;
+    let before: (i: number) => string | null;
+    let storedChunks = 0;
+    let storedBytes = 0;
+    if (base && base.sizeBytes === change.sizeBytes && base.chunkSize === cs) {
+      const result = await updateTree(base.root, count, change.changes, this.blobs, this.blobs);
+      root = result.root;
+      before = (i) => result.previous.get(i) ?? null;
+      storedChunks = base.storedChunks;
+      storedBytes = base.storedBytes;
+      for (const [i, h] of last) {
+        const delta = (h !== null ? 1 : 0) - (before(i) !== null ? 1 : 0);
+        storedChunks += delta;
+        storedBytes += delta * length(i);
+      }
+    } else {
+      // First point of a disk, or a resized disk: build from the base's chunks that still fit, plus the changes.
+      const old = base && base.chunkSize === cs ? await listChunks(base.root, chunkCount(base.sizeBytes, cs), this.blobs) : [];
+      before = (i) => old[i] ?? null;
+      const final = new Map<number, string | null>();
+      for (let i = 0; i < Math.min(count, old.length); i++) if (old[i]) final.set(i, old[i] as string);
+      for (const [i, h] of last) final.set(i, h);
+      root = (await updateTree(ZERO_HASH, count, [...final], this.blobs, this.blobs)).root;
+      for (const [i, h] of final) {
+        if (h === null) continue;
+        storedChunks++;
+        storedBytes += length(i);
+      }
+    }
+    let changedChunks = 0;
+    let changedBytes = 0;
+    for (const [i, h] of last) {
+      if (before(i) === h) continue;
+      changedChunks++;
+      changedBytes += length(i);
+    }
+    return { disk: { name: change.name, sizeBytes: change.sizeBytes, chunkSize: cs, root, storedChunks, storedBytes }, changedChunks, changedBytes };
+  }
+
+  /** After a garbage collection rewrote the index mid-commit: every blob of the new point must still be there. */
+  private async checkStillStored(m: PointManifest): Promise<void> {
+    const gone: string[] = [];
+    const seen = new Set<string>();
+    const check = (h: string) => void (this.blobs.has(h) || gone.push(h));
+    for (const d of m.disks) await collectBlobs(d.root, this.blobs, seen, check, check);
+    if (gone.length > 0) {
+      await this.blobs.discardPending();
+      throw new RefugeError('failed_precondition', `${gone.length} blob(s) of the point were removed by a concurrent garbage collection; nothing was committed`, {
+        details: { missing: gone.slice(0, 20) },
+        hint: 'upload the missing chunks, then commit again',
+      });
+    }
   }
 
   /** Point ids of a replication, oldest first (ids sort by capture time). */
   async listPointIds(replicationId: string): Promise<string[]> {
     const prefix = pointsPrefix(replicationId);
-    return (await this.backend.list(prefix)).map((k) => k.slice(prefix.length, -'.json'.length));
+    return (await this.backend.list(prefix)).filter((k) => k.endsWith('.json')).map((k) => k.slice(prefix.length, -'.json'.length));
+  }
+
+  /** Every replication with points in this store. */
+  async listReplications(): Promise<string[]> {
+    return [...new Set((await this.backend.list('points/')).map((k) => k.split('/')[1] as string))].sort();
   }
 
   async getPoint(replicationId: string, pointId: string): Promise<PointManifest> {
     const key = pointKey(replicationId, pointId);
-    return decodeManifest(await this.backend.get(key), key);
+    return decodeManifest(await this.backend.get(key), key, this.key);
   }
 
   async deletePoint(replicationId: string, pointId: string): Promise<void> {
     await this.backend.delete(pointKey(replicationId, pointId));
   }
 
+  /** Every chunk hash of a disk of a point, null for zeros (reads the whole tree: for small disks and tests). */
+  async diskChunks(point: PointManifest, diskName: string): Promise<(string | null)[]> {
+    const disk = findDisk(point, diskName);
+    return listChunks(disk.root, chunkCount(disk.sizeBytes, disk.chunkSize), this.blobs);
+  }
+
   /** Bytes [offset, offset+length) of a disk at a point; zero chunks read as zeros, every chunk is verified. */
   async readRange(point: PointManifest, diskName: string, offset: number, length: number): Promise<Buffer> {
     const disk = findDisk(point, diskName);
-    if (offset < 0 || length < 0 || offset + length > disk.sizeBytes) {
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > disk.sizeBytes) {
       throw new RefugeError('invalid_argument', `range ${offset}+${length} is outside disk '${diskName}' (${disk.sizeBytes} bytes)`);
     }
     const out = Buffer.alloc(length);
-    const first = Math.floor(offset / disk.chunkSize);
-    const last = Math.floor((offset + length - 1) / disk.chunkSize);
-    for (let i = first; length > 0 && i <= last; i++) {
-      const hash = disk.chunks[i];
-      if (!hash) continue;
+    if (length === 0) return out;
+    const cs = disk.chunkSize;
+    const wanted: [number, string][] = [];
+    await forEachChunk(disk.root, chunkCount(disk.sizeBytes, cs), this.blobs, (i, h) => void wanted.push([i, h]), Math.floor(offset / cs), Math.floor((offset + length - 1) / cs) + 1);
+    await forEachLimit(wanted, 8, async ([i, hash]) => {
       const data = await this.getChunk(hash, ` (point ${point.id}, disk ${diskName}, chunk ${i})`);
-      const chunkStart = i * disk.chunkSize;
+      const chunkStart = i * cs;
       const from = Math.max(offset, chunkStart);
       const to = Math.min(offset + length, chunkStart + data.length);
       data.copy(out, from - offset, from - chunkStart, to - chunkStart);
-    }
+    });
     return out;
   }
 
   /**
-   * Writes a disk of a point to a sparse raw image at `path` (zero chunks are holes), checking every chunk's hash.
-   * Reads run several at a time so the backend, hashing and writes overlap.
+   * Writes a disk of a point to a sparse raw image at `path` (zero chunks are holes), checking every chunk's hash,
+   * decoding on every core while reads and writes overlap.
    */
-  async materialize(
-    point: PointManifest,
-    diskName: string,
-    path: string,
-    options: { onProgress?: ProgressCallback; signal?: AbortSignal; concurrency?: number } = {},
-  ): Promise<{ sizeBytes: number; writtenBytes: number }> {
-    const disk = findDisk(point, diskName);
-    const file = await open(path, 'w', 0o640);
-    let written = 0;
-    try {
-      await file.truncate(disk.sizeBytes);
-      const indexes = disk.chunks.flatMap((h, i) => (h ? [i] : []));
-      const total = indexes.reduce((n, i) => n + chunkLength(disk.sizeBytes, disk.chunkSize, i), 0);
-      await forEachLimit(indexes, options.concurrency ?? 4, async (i) => {
-        options.signal?.throwIfAborted();
-        const hash = disk.chunks[i] as string;
-        const data = await this.getChunk(hash, ` (point ${point.id}, disk ${diskName}, chunk ${i})`);
-        const expected = chunkLength(disk.sizeBytes, disk.chunkSize, i);
-        if (data.length !== expected) {
-          throw new RefugeError('integrity', `chunk ${hash} has ${data.length} bytes where disk '${diskName}' needs ${expected}`);
-        }
-        await file.write(data, 0, data.length, i * disk.chunkSize);
-        written += data.length;
-        options.onProgress?.(written, total);
-      });
-      await file.sync();
-    } catch (err) {
-      throw RefugeError.wrap(err, `restoring disk '${diskName}' of point ${point.id} to ${path}`);
-    } finally {
-      await file.close();
-    }
-    return { sizeBytes: disk.sizeBytes, writtenBytes: written };
+  async materialize(point: PointManifest, diskName: string, path: string, options: MaterializeOptions = {}): Promise<{ sizeBytes: number; writtenBytes: number }> {
+    return materializeDisk(this, point, diskName, path, options);
   }
 
-  /** Reads and hash-checks every chunk a point references; returns the problems found (empty when sound). */
+  /** Reads and hash-checks every blob a point references; returns the problems found (empty when sound). */
   async verifyPoint(point: PointManifest): Promise<{ object: string; problem: string }[]> {
-    const problems: { object: string; problem: string }[] = [];
-    const hashes = new Set(point.disks.flatMap((d) => d.chunks.filter((c): c is string => c !== null)));
-    await forEachLimit(hashes, 4, async (hash) => {
-      try {
-        await this.getChunk(hash);
-      } catch (err) {
-        if (!isRefugeError(err, 'integrity')) throw err;
-        problems.push({ object: typeof err.details.object === 'string' ? err.details.object : chunkKey(hash), problem: err.message });
-      }
-    });
-    return problems;
+    return verifyPointBlobs(this, point);
   }
+
+  /** Where two points differ, per disk, as byte ranges; walks only the subtrees whose hashes differ. */
+  async diffPoints(a: PointManifest, b: PointManifest): Promise<{ disk: string; ranges: { offset: number; length: number }[] }[]> {
+    const names = [...new Set([...a.disks, ...b.disks].map((d) => d.name))];
+    const out = [];
+    for (const name of names) {
+      const da = a.disks.find((d) => d.name === name);
+      const db = b.disks.find((d) => d.name === name);
+      const size = Math.max(da?.sizeBytes ?? 0, db?.sizeBytes ?? 0);
+      const cs = (db ?? da)?.chunkSize ?? this.chunkSize;
+      const tree = (d: DiskManifest | undefined) => ({ root: d?.root ?? ZERO_HASH, count: d ? chunkCount(d.sizeBytes, d.chunkSize) : 0 });
+      const ranges = await diffTrees(tree(da), tree(db), this.blobs);
+      out.push({ disk: name, ranges: ranges.map(([s, e]) => ({ offset: s * cs, length: Math.min(e * cs, size) - s * cs })) });
+    }
+    return out;
+  }
+}
+
+function mismatch(claimed: string, actual: string): RefugeError {
+  return new RefugeError('integrity', `chunk bytes hash to ${actual}, not to the claimed ${claimed}; rejected`);
 }

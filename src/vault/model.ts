@@ -1,5 +1,6 @@
 import type { AgentReport, BootSpec, DiskFacts, ReplicationProgress } from '../protocol/schemas.js';
 import type { Operation, ReplicationState, TestFailoverState } from './replication-state.js';
+import type { StoreLocation } from '../store/backends/open-backend.js';
 
 /** The vault's domain objects, as repositories return them (JSON columns parsed, ids resolved). */
 
@@ -34,8 +35,11 @@ export interface SiteConfig {
   workDir: string;
   /** Where recovered disk images of machines started at this site are written. */
   disksDir: string;
-  /** The site's replica store (replications targeting this site keep their points here). */
-  store: { kind: 'filesystem'; path: string };
+  /**
+   * The site's replica store (replications targeting this site keep their points here): a folder, an S3 bucket or
+   * an Azure Blob container; with `encryptionKeyFile`, a new store is encrypted under that vault key.
+   */
+  store: StoreLocation & { encryptionKeyFile?: string };
 }
 
 export interface Site {

@@ -5,7 +5,7 @@ import { assembleVault } from '../../src/api/server.js';
 import { silentLogger } from '../../src/core/log.js';
 import { initVault } from '../../src/api/vault-init.js';
 import { createCa, issueCertificate } from '../../src/vault/security/pki.js';
-import { chunkHash } from '../../src/store/chunks.js';
+import { DEFAULT_CHUNK_SIZE, chunkHash } from '../../src/store/chunks.js';
 import type { DatabaseKind } from '../../src/vault/db/dialects/dialect.js';
 import { createTestDatabase } from './databases.js';
 import { FakeFabric } from './fake-fabric.js';
@@ -78,7 +78,8 @@ export async function createTestVault(database: DatabaseKind = 'sqlite', options
   };
 }
 
-export const CHUNK = 1024 * 1024;
+/** The chunk size of the stores the test vault creates (the store's default). */
+export const CHUNK = DEFAULT_CHUNK_SIZE;
 
 /** A vault `demo` with sites `primary` and `recovery`, policy `default`, and machine `vm1` registered at primary. */
 export async function seedConfiguration(v: TestVault, disks = [{ name: 'disk0', sizeBytes: 4 * CHUNK }]): Promise<void> {

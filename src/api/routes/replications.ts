@@ -149,7 +149,7 @@ export function replicationRoutes(deps: AppDeps): FastifyPluginAsync {
       const manifest = await store.getPoint(rep.id, point.id);
       return {
         ...pointView(point),
-        disks: manifest.disks.map((d) => ({ name: d.name, sizeBytes: d.sizeBytes, chunkSize: d.chunkSize, storedChunks: d.chunks.filter(Boolean).length })),
+        disks: manifest.disks.map((d) => ({ name: d.name, sizeBytes: d.sizeBytes, chunkSize: d.chunkSize, storedChunks: d.storedChunks })),
         store: store.backend.location,
       };
     });

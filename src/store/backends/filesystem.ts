@@ -1,9 +1,9 @@
-import { readFile, readdir, unlink, stat, mkdir } from 'node:fs/promises';
+import { open, readFile, readdir, unlink, stat, mkdir } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { writeFileAtomic } from '../../core/atomic-file.js';
 import { RefugeError, classifySystemError } from '../../core/errors.js';
-import { assertValidKey, type StoreBackend } from '../backend.js';
+import { assertValidKey, assertValidRange, type StoreBackend } from '../backend.js';
 
 /** Errors that mean "no object here": absent, or a path through something that is not a folder. */
 const MISSING = new Set(['ENOENT', 'ENOTDIR']);
@@ -32,6 +32,29 @@ export class FilesystemBackend implements StoreBackend {
       return await readFile(path);
     } catch (err) {
       // A folder at the key's path means the key is only the beginning of other keys: no such object.
+      if ((err as NodeJS.ErrnoException).code === 'EISDIR') throw new RefugeError('not_found', `store object '${key}' not found at ${this.location}`);
+      throw this.fail(err, 'read', key);
+    }
+  }
+
+  async getRange(key: string, offset: number, length: number): Promise<Buffer> {
+    const path = this.path(key);
+    assertValidRange(offset, length);
+    try {
+      const file = await open(path, 'r');
+      try {
+        const out = Buffer.allocUnsafe(length);
+        let done = 0;
+        while (done < length) {
+          const { bytesRead } = await file.read(out, done, length - done, offset + done);
+          if (bytesRead === 0) break;
+          done += bytesRead;
+        }
+        return done === length ? out : out.subarray(0, done);
+      } finally {
+        await file.close();
+      }
+    } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'EISDIR') throw new RefugeError('not_found', `store object '${key}' not found at ${this.location}`);
       throw this.fail(err, 'read', key);
     }

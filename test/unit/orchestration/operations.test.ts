@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { JobView } from '../../../src/vault/jobs/definitions.js';
 import { TEST_DATABASES } from '../../helpers/databases.js';
-import { createTestVault, protectWithPoint, seedConfiguration, type TestVault } from '../../helpers/test-vault.js';
+import { CHUNK, createTestVault, protectWithPoint, seedConfiguration, type TestVault } from '../../helpers/test-vault.js';
 
 type Rep = { state: string; testFailoverState: string; allowedOperations: string[]; activeJobId: string | null; failover: Record<string, { disks: string[] }> };
 
@@ -104,6 +104,6 @@ describe.each(TEST_DATABASES)('operations on %s', (database) => {
     expect(points.body.items).toHaveLength(1);
     const id = points.body.items[0]?.id as string;
     const point = await v.call<{ disks: { name: string; storedChunks: number }[] }>('GET', `/api/v1/vaults/demo/replications/vm1/points/${id}`);
-    expect(point.body.disks).toEqual([{ name: 'disk0', sizeBytes: disk.length, chunkSize: 1024 * 1024, storedChunks: 2 }]);
+    expect(point.body.disks).toEqual([{ name: 'disk0', sizeBytes: disk.length, chunkSize: CHUNK, storedChunks: 2 }]);
   });
 });

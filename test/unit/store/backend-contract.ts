@@ -50,6 +50,27 @@ export function describeBackendContract(
       expect(backend.location).toMatch(/^[a-z0-9+.-]+:\/\//);
     });
 
+    it('getRange returns the bytes of a range, fewer at the end of the object, none past it', async () => {
+      const data = Buffer.from(Array.from({ length: 1000 }, (_, i) => (i * 7) % 256));
+      await backend.put('packs/ab/p1', data);
+      expect(await backend.getRange('packs/ab/p1', 0, 1000)).toEqual(data);
+      expect(await backend.getRange('packs/ab/p1', 10, 20)).toEqual(data.subarray(10, 30));
+      expect(await backend.getRange('packs/ab/p1', 990, 50)).toEqual(data.subarray(990));
+      expect(await backend.getRange('packs/ab/p1', 1000, 10)).toEqual(Buffer.alloc(0));
+      expect(await backend.getRange('packs/ab/p1', 5000, 10)).toEqual(Buffer.alloc(0));
+      expect(await backend.getRange('packs/ab/p1', 3, 0)).toEqual(Buffer.alloc(0));
+      await expectRefugeError(backend.getRange('packs/ab/none', 0, 10), 'not_found');
+      await expectRefugeError(backend.getRange('packs/ab/none', 0, 0), 'not_found');
+      await expectRefugeError(backend.getRange('packs/ab/p1', -1, 10), 'invalid_argument');
+      await expectRefugeError(backend.getRange('../x', 0, 10), 'invalid_argument');
+    });
+
+    it('stores empty objects', async () => {
+      await backend.put('locks/empty', Buffer.alloc(0));
+      expect(await backend.get('locks/empty')).toEqual(Buffer.alloc(0));
+      expect(await backend.exists('locks/empty')).toBe(true);
+    });
+
     it('get of a missing key throws not_found, which no retry cures', async () => {
       const err = await expectRefugeError(backend.get('chunks/00/missing'), 'not_found');
       expect(err.retryable).toBe(false);

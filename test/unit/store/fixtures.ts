@@ -5,7 +5,7 @@ import { expect } from 'vitest';
 import { FilesystemBackend } from '../../../src/store/backends/filesystem.js';
 import { chunkCount, chunkHash, chunkLength, isZero } from '../../../src/store/chunks.js';
 import type { PointManifest } from '../../../src/store/manifest.js';
-import { ReplicaStore } from '../../../src/store/replica-store.js';
+import { ReplicaStore, type OpenOptions } from '../../../src/store/replica-store.js';
 
 /**
  * Shared pieces of the store tests: temporary folders, a filesystem-backed store with small chunks, the agent's
@@ -36,16 +36,26 @@ export interface TempStore {
   imagePath(name: string): string;
 }
 
-export async function openTempStore(chunkSize = CHUNK): Promise<TempStore> {
+export async function openTempStore(chunkSize = CHUNK, options: Omit<OpenOptions, 'create' | 'chunkSize'> = {}): Promise<TempStore> {
   const dir = await makeTempDir();
   const root = join(dir.path, 'store');
   const backend = await FilesystemBackend.create(root);
-  const store = await ReplicaStore.open(backend, { create: true, chunkSize });
+  const store = await ReplicaStore.open(backend, { create: true, chunkSize, ...options });
   return { dir, root, backend, store, imagePath: (name) => join(dir.path, name) };
 }
 
-/** The store's object key of a chunk, as docs/store-format.md defines it. */
-export const chunkKey = (hash: string): string => `chunks/${hash.slice(0, 2)}/${hash}`;
+/** The pack object holding a blob, as docs/store-format.md defines its key. */
+export function packOf(store: ReplicaStore, hash: string): string {
+  const loc = store.blobs.location(hash);
+  if (!loc) throw new Error(`blob ${hash} is not indexed`);
+  return `packs/${loc.packId.slice(0, 2)}/${loc.packId}`;
+}
+
+/** Every chunk (data blob) the store's index knows, sorted. */
+export async function storedChunkHashes(store: ReplicaStore): Promise<string[]> {
+  const { listIndexedBlobs } = await import('../../../src/store/inspect.js');
+  return (await listIndexedBlobs(store)).filter((b) => b.type === 'data').map((b) => b.hash).sort();
+}
 
 /** Chunk hashes of a disk image, null for all-zero chunks (what the agent's scanner computes). */
 export function hashChunks(disk: Buffer, chunkSize: number): (string | null)[] {
@@ -78,7 +88,7 @@ export async function commitDisk(
   const cs = store.chunkSize;
   const hashes = hashChunks(disk, cs);
   const parent = opts.parent ?? null;
-  const changes = diffHashes(hashes, opts.previous ?? (parent ? (parent.disks[0]?.chunks ?? []) : null));
+  const changes = diffHashes(hashes, opts.previous ?? (parent ? await store.diskChunks(parent, 'disk0') : null));
   const changed = changes.flatMap(([i, h]) => (h === null ? [] : [{ i, h }]));
   const missing = new Set(await store.missingChunks(changed.map((c) => c.h)));
   let uploaded = 0;

@@ -7,7 +7,7 @@ import { chunkHash } from '../../../src/store/chunks.js';
 import type { PointManifest } from '../../../src/store/manifest.js';
 import { ReplicaStore } from '../../../src/store/replica-store.js';
 import { expectRefugeError } from './expect-error.js';
-import { CHUNK, chunkKey, commitDisk, expectSameBytes, flipByte, hashChunks, openTempStore, type TempStore } from './fixtures.js';
+import { CHUNK, commitDisk, expectSameBytes, flipByte, hashChunks, openTempStore, packOf, storedChunkHashes, type TempStore } from './fixtures.js';
 
 // 11 chunks, the last one short (1000 bytes), so every test also covers a disk that is not chunk-aligned.
 const SIZE = 10 * CHUNK + 1000;
@@ -24,8 +24,8 @@ function sampleDisk(): Buffer {
   return disk;
 }
 
-const uniqueChunkKeys = (...disks: Buffer[]): string[] =>
-  [...new Set(disks.flatMap((d) => hashChunks(d, CHUNK)).filter((h): h is string => h !== null))].map(chunkKey).sort();
+const uniqueChunks = (...disks: Buffer[]): string[] =>
+  [...new Set(disks.flatMap((d) => hashChunks(d, CHUNK)).filter((h): h is string => h !== null))].sort();
 
 describe('ReplicaStore', () => {
   let t: TempStore;
@@ -53,7 +53,8 @@ describe('ReplicaStore', () => {
       const disk = sampleDisk();
       const { point, changes } = await commitDisk(store, disk);
       expect(point.parentId).toBeNull();
-      expect(point.disks).toEqual([{ name: 'disk0', sizeBytes: SIZE, chunkSize: CHUNK, chunks: hashChunks(disk, CHUNK) }]);
+      expect(point.disks).toMatchObject([{ name: 'disk0', sizeBytes: SIZE, chunkSize: CHUNK, storedChunks: 6, storedBytes: 5 * CHUNK + 1000 }]);
+      expect(await store.diskChunks(point, 'disk0')).toEqual(hashChunks(disk, CHUNK));
       expect(changes.map(([i]) => i)).toEqual([0, 2, 3, 5, 6, 10]);
       expect(point.stats.changedChunks).toBe(6);
 
@@ -91,8 +92,8 @@ describe('ReplicaStore', () => {
       const { uploaded } = await commitDisk(store, disk);
       // 0, 2, 5, 6, 10; chunk 3 duplicates chunk 0; chunks 1, 4, 7, 8, 9 are zeros.
       expect(uploaded).toBe(5);
-      expect(await t.backend.list('chunks/')).toEqual(uniqueChunkKeys(disk));
-      expect(await t.backend.list('chunks/')).toHaveLength(5);
+      expect(await storedChunkHashes(store)).toEqual(uniqueChunks(disk));
+      expect(await storedChunkHashes(store)).toHaveLength(5);
     });
 
     it('restores zero chunks as holes: the image of a mostly-zero disk is sparse', async () => {
@@ -100,7 +101,7 @@ describe('ReplicaStore', () => {
       randomBytes(CHUNK).copy(disk, 17 * CHUNK);
       randomBytes(CHUNK).copy(disk, 200 * CHUNK);
       const { point } = await commitDisk(store, disk);
-      expect(await t.backend.list('chunks/')).toHaveLength(2);
+      expect(await storedChunkHashes(store)).toHaveLength(2);
       // An old file at the target must not leak into the holes.
       await writeFile(t.imagePath('sparse.img'), Buffer.alloc(disk.length, 0xff));
       await store.materialize(point, 'disk0', t.imagePath('sparse.img'));
@@ -142,8 +143,9 @@ describe('ReplicaStore', () => {
       expect(p2.parentId).toBe(p1.id);
       expect(uploaded).toBe(3);
       // Unchanged chunks are the parent's objects: same names, and no object beyond the two disks' chunks.
-      for (const i of [3, 4, 5, 6, 7, 8, 9]) expect(p2.disks[0]?.chunks[i]).toBe(p1.disks[0]?.chunks[i]);
-      expect(await t.backend.list('chunks/')).toEqual(uniqueChunkKeys(disk1, disk2));
+      const [c1, c2] = [await store.diskChunks(p1, 'disk0'), await store.diskChunks(p2, 'disk0')];
+      for (const i of [3, 4, 5, 6, 7, 8, 9]) expect(c2[i]).toBe(c1[i]);
+      expect(await storedChunkHashes(store)).toEqual(uniqueChunks(disk1, disk2));
 
       await expectRestores(p1, disk1, 'p1.img');
       await expectRestores(p2, disk2, 'p2.img');
@@ -152,7 +154,7 @@ describe('ReplicaStore', () => {
     it('does not count a change that repeats the parent chunk', async () => {
       const disk = sampleDisk();
       const { point: p1 } = await commitDisk(store, disk);
-      const same = p1.disks[0]?.chunks[2] as string;
+      const same = (await store.diskChunks(p1, 'disk0'))[2] as string;
       const p2 = await store.commitPoint({
         replicationId: REP,
         parentId: p1.id,
@@ -179,7 +181,7 @@ describe('ReplicaStore', () => {
       const claimed = chunkHash(randomBytes(CHUNK));
       await expectRefugeError(store.putChunk(claimed, data), 'integrity', claimed);
       // Nor under the bytes' true name: the upload as a whole was bad.
-      expect(await t.backend.list('chunks/')).toEqual([]);
+      expect(await storedChunkHashes(store)).toEqual([]);
       expect(await store.missingChunks([claimed, chunkHash(data)])).toHaveLength(2);
     });
 
@@ -187,14 +189,14 @@ describe('ReplicaStore', () => {
       for (const zeros of [Buffer.alloc(CHUNK), Buffer.alloc(1000)]) {
         await expectRefugeError(store.putChunk(chunkHash(zeros), zeros), 'invalid_argument', 'zero');
       }
-      expect(await t.backend.list('chunks/')).toEqual([]);
+      expect(await storedChunkHashes(store)).toEqual([]);
     });
 
     it('rejects empty and oversized chunks', async () => {
       for (const data of [Buffer.alloc(0), randomBytes(CHUNK + 1)]) {
         await expectRefugeError(store.putChunk(chunkHash(data), data), 'invalid_argument');
       }
-      expect(await t.backend.list('chunks/')).toEqual([]);
+      expect(await storedChunkHashes(store)).toEqual([]);
     });
 
     it('stores a good chunk under its hash; missingChunks then leaves it out', async () => {
@@ -202,7 +204,7 @@ describe('ReplicaStore', () => {
       const h = chunkHash(data);
       expect(await store.missingChunks([h, h])).toEqual([h]);
       await store.putChunk(h, data);
-      expectSameBytes(await t.backend.get(chunkKey(h)), data);
+      expectSameBytes(await store.getChunk(h), data);
       expect(await store.missingChunks([h])).toEqual([]);
       await expectRefugeError(store.missingChunks(['not-a-hash']), 'invalid_argument');
     });
@@ -238,38 +240,49 @@ describe('ReplicaStore', () => {
     let disk: Buffer;
     let point: PointManifest;
     let victim: string;
-    const victimPath = (): string => join(t.root, 'chunks', victim.slice(0, 2), victim);
+    /** The victim's pack file, and where in it the victim's stored bytes are. */
+    const victimPlace = (): { path: string; key: string; offset: number; length: number } => {
+      const key = packOf(store, victim);
+      const loc = store.blobs.location(victim);
+      if (!loc) throw new Error('victim not indexed');
+      return { path: join(t.root, ...key.split('/')), key, offset: loc.offset, length: loc.length };
+    };
 
     beforeEach(async () => {
       disk = Buffer.alloc(SIZE);
       for (const i of [0, 2, 10]) randomBytes(chunkOf(disk, i).length).copy(disk, i * CHUNK);
       ({ point } = await commitDisk(store, disk));
-      victim = point.disks[0]?.chunks[2] as string;
+      victim = (await store.diskChunks(point, 'disk0'))[2] as string;
     });
 
-    async function expectDamageReported(): Promise<void> {
-      const key = chunkKey(victim);
+    async function expectDamageReported(options: { restContained: boolean }): Promise<void> {
+      const key = victimPlace().key;
       await expectRefugeError(store.readRange(point, 'disk0', 0, SIZE), 'integrity', key, point.id);
       await expectRefugeError(store.readRange(point, 'disk0', 3 * CHUNK - 1, 1), 'integrity', key, point.id);
       await expectRefugeError(store.materialize(point, 'disk0', t.imagePath('bad.img')), 'integrity', key, point.id);
-      expect((await store.verifyPoint(point)).map((p) => p.object)).toEqual([key]);
-      // The rest of the point still reads: the damage is contained to its chunk.
-      expectSameBytes(await store.readRange(point, 'disk0', 0, 2 * CHUNK), disk.subarray(0, 2 * CHUNK), 'undamaged chunks');
+      const problems = await store.verifyPoint(point);
+      expect(problems.length).toBeGreaterThan(0);
+      expect(new Set(problems.map((p) => p.object))).toEqual(new Set([key]));
+      expect(problems.some((p) => p.problem.includes(victim) && p.problem.includes(point.id))).toBe(true);
+      // The rest of the point still reads: the damage is contained to its chunk (chunk 0 lies before it in the pack).
+      if (options.restContained) expectSameBytes(await store.readRange(point, 'disk0', 0, 2 * CHUNK), disk.subarray(0, 2 * CHUNK), 'undamaged chunks');
     }
 
-    it('detects one flipped byte in a stored chunk (bit rot), naming the object and the point', async () => {
-      await flipByte(victimPath(), 1234);
-      await expectDamageReported();
+    it('detects one flipped byte in a stored chunk (bit rot), naming the pack, the chunk and the point', async () => {
+      const v = victimPlace();
+      await flipByte(v.path, v.offset + Math.floor(v.length / 2));
+      await expectDamageReported({ restContained: true });
     });
 
-    it('detects a chunk object cut in half', async () => {
-      await truncate(victimPath(), CHUNK / 2);
-      await expectDamageReported();
+    it('detects a pack cut in the middle of a chunk', async () => {
+      const v = victimPlace();
+      await truncate(v.path, v.offset + Math.floor(v.length / 2));
+      await expectDamageReported({ restContained: true });
     });
 
-    it('detects a chunk object that disappeared', async () => {
-      await unlink(victimPath());
-      await expectDamageReported();
+    it('detects a pack that disappeared', async () => {
+      await unlink(victimPlace().path);
+      await expectDamageReported({ restContained: false });
     });
 
     it('detects one flipped byte in a manifest, naming the manifest', async () => {

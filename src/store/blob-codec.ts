@@ -1,0 +1,63 @@
+import { compress, decompress } from 'zstd-napi';
+import { chunkHash } from './chunks.js';
+import { seal, tryUnseal, type DataKey } from './sealing.js';
+
+/**
+ * How one blob (a chunk of disk data or a tree node) is stored inside a pack: zstd-compressed when that saves at
+ * least 1/16 of its size, then, in an encrypted store, sealed (sealing.ts). A plain store adds no checksum: a blob's
+ * name is the SHA-256 of its raw bytes and every read checks it, so a second hash would only halve the speed. Incompressible data (already compressed or encrypted guest
+ * data, random bytes) is found by compressing a 4 KiB sample first, so it costs almost nothing.
+ * Runs in worker threads (blob-worker.ts) as well as on the main thread; it throws plain Errors, which callers
+ * turn into RefugeErrors naming the object.
+ */
+
+export const BLOB_COMPRESSED = 1;
+
+export interface EncodedBlob {
+  stored: Buffer;
+  flags: number;
+  rawLength: number;
+}
+
+const SAMPLE = 4096;
+
+function worthCompressing(raw: Uint8Array, level: number): boolean {
+  if (raw.length <= 4 * SAMPLE) return true;
+  const start = Math.floor((raw.length - SAMPLE) / 2);
+  return compress(raw.subarray(start, start + SAMPLE), { compressionLevel: Math.min(level, 1) }).length < SAMPLE * 0.9;
+}
+
+export function encodeBlob(raw: Uint8Array, level: number, key: DataKey): EncodedBlob {
+  let body: Uint8Array = raw;
+  let flags = 0;
+  if (level > 0 && worthCompressing(raw, level)) {
+    const packed = compress(raw, { compressionLevel: level });
+    if (packed.length <= raw.length - raw.length / 16) {
+      body = packed;
+      flags |= BLOB_COMPRESSED;
+    }
+  }
+  return { stored: key === null ? Buffer.from(body.buffer, body.byteOffset, body.byteLength) : seal(body, key), flags, rawLength: raw.length };
+}
+
+/**
+ * The raw bytes of a stored blob, checked against `hash`; a reason string when the blob is damaged. Every path
+ * that returns data checks the hash, so no damage (or a bug in an earlier stage) can return wrong bytes.
+ */
+export function decodeBlob(stored: Buffer, flags: number, rawLength: number, hash: string, key: DataKey): Buffer | string {
+  const body = key === null ? stored : tryUnseal(stored, key);
+  if (body === null) return 'authentication tag mismatch (damaged, or sealed under another key)';
+  let raw: Buffer;
+  if (flags & BLOB_COMPRESSED) {
+    try {
+      raw = decompress(body);
+    } catch (err) {
+      return `does not decompress (${(err as Error).message})`;
+    }
+  } else {
+    raw = body;
+  }
+  if (raw.length !== rawLength) return `has ${raw.length} bytes where ${rawLength} were stored`;
+  if (chunkHash(raw) !== hash) return 'bytes do not hash to the blob name';
+  return raw;
+}

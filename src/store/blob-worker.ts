@@ -1,0 +1,150 @@
+import { writevSync } from 'node:fs';
+import { parentPort } from 'node:worker_threads';
+import { decodeBlob, encodeBlob } from './blob-codec.js';
+import { chunkHash, isZero } from './chunks.js';
+import type { WorkerReply, WorkerTask } from './worker-pool.js';
+
+/**
+ * The CPU work of the store, run on every core: hashing, zero detection, compression, sealing and their reverse.
+ * Results go back as one fresh buffer per task whose memory is transferred, not copied.
+ */
+
+/** A Buffer over the same memory (Buffer.from of a Uint8Array would copy it). */
+const view = (a: Uint8Array): Buffer => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+
+/** Writes buffers one after the other at `position`, however many calls the kernel needs; returns the bytes. */
+function writeAll(fd: number, buffers: Buffer[], position: number): number {
+  let total = buffers.reduce((n, b) => n + b.length, 0);
+  const all = total;
+  let at = position;
+  let rest = buffers;
+  while (total > 0) {
+    let n = writevSync(fd, rest, at);
+    at += n;
+    total -= n;
+    // Drop what was written (a short write can end inside a buffer).
+    const left: Buffer[] = [];
+    for (const b of rest) {
+      if (n >= b.length) n -= b.length;
+      else {
+        left.push(b.subarray(n));
+        n = 0;
+      }
+    }
+    rest = left;
+  }
+  return all;
+}
+
+function pack(parts: Buffer[]): { buffer: ArrayBuffer; offsets: number[] } {
+  const total = parts.reduce((n, p) => n + p.length, 0);
+  const out = new Uint8Array(new ArrayBuffer(total));
+  const offsets: number[] = [];
+  let at = 0;
+  for (const p of parts) {
+    offsets.push(at);
+    out.set(p, at);
+    at += p.length;
+  }
+  return { buffer: out.buffer, offsets };
+}
+
+function run(task: WorkerTask): { reply: WorkerReply; transfer: ArrayBuffer[] } {
+  const key = task.key === null ? null : view(task.key);
+  switch (task.op) {
+    case 'encode': {
+      // Chunks received from an agent: check each against the hash it was sent under before storing it.
+      const data = view(task.data);
+      const parts: Buffer[] = [];
+      const items = task.items.map((it) => {
+        const raw = data.subarray(it.offset, it.offset + it.length);
+        const hash = chunkHash(raw);
+        if (it.claimedHash !== undefined && hash !== it.claimedHash) return { hash, problem: 'hash mismatch' };
+        const enc = encodeBlob(raw, task.level, key);
+        parts.push(enc.stored);
+        return { hash, flags: enc.flags, rawLength: enc.rawLength, storedLength: enc.stored.length };
+      });
+      const { buffer } = pack(parts);
+      return { reply: { op: 'encode', items, stored: buffer }, transfer: [buffer] };
+    }
+    case 'scan': {
+      // A run of an image's chunks: hash all, zero ones are null; encode the ones that differ from `previous`.
+      // The input buffer goes back with the reply, and the encoded bytes go into `out` when they fit, so the caller
+      // reuses both instead of allocating (and collecting) megabytes per batch.
+      const data = view(task.data);
+      const previous = view(task.previous);
+      const count = Math.ceil(data.length / task.chunkSize);
+      const hashes = Buffer.alloc(count * 32);
+      const parts: Buffer[] = [];
+      const encoded: { index: number; flags: number; rawLength: number; storedLength: number }[] = [];
+      for (let i = 0; i < count; i++) {
+        const raw = data.subarray(i * task.chunkSize, Math.min(data.length, (i + 1) * task.chunkSize));
+        if (isZero(raw)) continue; // stays 32 zero bytes: "no chunk"
+        hashes.write(chunkHash(raw), i * 32, 32, 'hex');
+        if (hashes.compare(previous, i * 32, i * 32 + 32, i * 32, i * 32 + 32) === 0) continue;
+        const enc = encodeBlob(raw, task.level, key);
+        parts.push(enc.stored);
+        encoded.push({ index: i, flags: enc.flags, rawLength: enc.rawLength, storedLength: enc.stored.length });
+      }
+      const total = parts.reduce((n, p) => n + p.length, 0);
+      let stored: ArrayBuffer;
+      if (task.out && task.out.byteLength >= total) {
+        const out = Buffer.from(task.out);
+        let at = 0;
+        for (const p of parts) at += p.copy(out, at);
+        stored = task.out;
+      } else {
+        stored = pack(parts).buffer;
+      }
+      const hashBuffer = hashes.buffer.slice(hashes.byteOffset, hashes.byteOffset + hashes.length);
+      const input = task.data.buffer as ArrayBuffer;
+      return { reply: { op: 'scan', hashes: hashBuffer, encoded, stored, input }, transfer: [stored, hashBuffer, input] };
+    }
+    case 'restore': {
+      // Decode, check and write straight into the image being restored: no decoded bytes travel back to the
+      // main thread, so its garbage collector and event loop stay out of the data path. Chunks that follow each
+      // other on the disk go out in one writev: fewer system calls, and fewer turns at the file's lock, which the
+      // other worker is taking too.
+      const data = view(task.data);
+      const writes: { position: number; bytes: Buffer }[] = [];
+      const items = task.items.map((it) => {
+        const out = decodeBlob(data.subarray(it.offset, it.offset + it.length), it.flags, it.rawLength, it.hash, key);
+        if (typeof out === 'string') return { problem: out };
+        for (const position of it.positions) writes.push({ position, bytes: out });
+        return {};
+      });
+      if (items.some((it) => 'problem' in it)) return { reply: { op: 'restore', items, written: 0 }, transfer: [] };
+      writes.sort((a, b) => a.position - b.position);
+      let written = 0;
+      for (let i = 0; i < writes.length; ) {
+        let j = i + 1;
+        let end = (writes[i] as { position: number; bytes: Buffer }).position + (writes[i] as { bytes: Buffer }).bytes.length;
+        while (j < writes.length && j - i < 512 && (writes[j] as { position: number }).position === end) end += (writes[j++] as { bytes: Buffer }).bytes.length;
+        written += writeAll(task.fd, writes.slice(i, j).map((w) => w.bytes), (writes[i] as { position: number }).position);
+        i = j;
+      }
+      return { reply: { op: 'restore', items, written }, transfer: [] };
+    }
+    case 'decode': {
+      const data = view(task.data);
+      const parts: Buffer[] = [];
+      const items = task.items.map((it) => {
+        const out = decodeBlob(data.subarray(it.offset, it.offset + it.length), it.flags, it.rawLength, it.hash, key);
+        if (typeof out === 'string') return { problem: out };
+        parts.push(out);
+        return { rawLength: out.length };
+      });
+      const { buffer } = pack(parts);
+      return { reply: { op: 'decode', items, raw: buffer }, transfer: [buffer] };
+    }
+  }
+}
+
+parentPort?.on('message', (msg: { id: number; task: WorkerTask }) => {
+  try {
+    const { reply, transfer } = run(msg.task);
+    parentPort?.postMessage({ id: msg.id, reply }, transfer);
+  } catch (err) {
+    parentPort?.postMessage({ id: msg.id, error: (err as Error).stack ?? String(err) });
+  }
+});

@@ -1,0 +1,108 @@
+import { open } from 'node:fs/promises';
+import { RefugeError, isRefugeError } from '../core/errors.js';
+import { forEachLimit } from '../core/concurrency.js';
+import { corruptBlob } from './blob-store.js';
+import { planRanges } from './bulk-read.js';
+import { chunkCount, chunkLength } from './chunks.js';
+import { findDisk, type PointManifest } from './manifest.js';
+import { packKey } from './pack.js';
+import type { ProgressCallback, ReplicaStore } from './replica-store.js';
+import { forEachChunk } from './tree.js';
+import { workerPool } from './worker-pool.js';
+
+export interface MaterializeOptions {
+  onProgress?: ProgressCallback;
+  signal?: AbortSignal;
+  /** Pack ranges read at once. */
+  concurrency?: number;
+  /**
+   * Flush the image to stable storage before returning (default true). A failover's disk must survive a host
+   * crash once the machine runs on it; a test failover or a scratch restore may skip it.
+   */
+  sync?: boolean;
+}
+
+/**
+ * Restores one disk of a point to a raw image: the file is created empty at the disk's size, so zero chunks stay
+ * holes (sparse). Every other chunk is read by pack range (large reads, bulk-read.ts) and handed to the worker
+ * threads, which decode, hash-check and write it at each offset that holds it, on every core at once; decoded
+ * bytes never come back to the main thread. A damaged chunk fails the restore naming the pack, the chunk, the
+ * point and the disk.
+ */
+export async function materializeDisk(
+  store: ReplicaStore,
+  point: PointManifest,
+  diskName: string,
+  path: string,
+  options: MaterializeOptions = {},
+): Promise<{ sizeBytes: number; writtenBytes: number }> {
+  const disk = findDisk(point, diskName);
+  const cs = disk.chunkSize;
+  const count = chunkCount(disk.sizeBytes, cs);
+  const file = await open(path, 'w', 0o640);
+  let written = 0;
+  const where = (_hash: string, at: number[]) => ` (point ${point.id}, disk ${diskName}, chunk ${at[0]})`;
+  try {
+    await file.truncate(disk.sizeBytes);
+    const places = new Map<string, number[]>(); // chunk hash -> the chunk indexes holding it
+    await forEachChunk(disk.root, count, store.blobs, (i, h) => {
+      const list = places.get(h);
+      if (list) list.push(i);
+      else places.set(h, [i]);
+    });
+    /** Where a chunk goes in the image; a stored size that does not fit its place is damage, caught before writing. */
+    const positions = (hash: string): number[] => {
+      const list = places.get(hash) as number[];
+      const size = store.blobs.location(hash)?.rawLength;
+      const misfit = list.find((i) => size !== undefined && size !== chunkLength(disk.sizeBytes, cs, i));
+      if (misfit !== undefined) {
+        throw new RefugeError('integrity', `chunk ${hash} has ${size} bytes where disk '${diskName}' needs ${chunkLength(disk.sizeBytes, cs, misfit)}${where(hash, list)}`);
+      }
+      return list.map((i) => i * cs);
+    };
+    const total = disk.storedBytes;
+    const { ranges, individually } = planRanges(store.blobs, places.keys());
+    const pool = workerPool();
+    const writeOne = async (hash: string) => {
+      const raw = await store.getChunk(hash, where(hash, places.get(hash) as number[]));
+      for (const at of positions(hash)) {
+        await file.write(raw, 0, raw.length, at);
+        written += raw.length;
+      }
+    };
+    await forEachLimit(ranges, options.concurrency ?? 4, async (r) => {
+      options.signal?.throwIfAborted();
+      let data: Buffer;
+      try {
+        data = await store.backend.getRange(packKey(r.packId), r.start, r.end - r.start);
+      } catch (err) {
+        // A pack moved by garbage collection since the index was read: one read per chunk finds it again.
+        if (!isRefugeError(err, 'not_found')) throw RefugeError.wrap(err, `reading pack ${packKey(r.packId)}`);
+        for (const w of r.items) await writeOne(w.hash);
+        return;
+      }
+      const short = r.items.find((w) => w.offset + w.length - r.start > data.length);
+      if (short) throw new RefugeError('integrity', `${corruptBlob(r.packId, short.hash, 'pack is truncated').message}${where(short.hash, places.get(short.hash) as number[])}`, { details: { object: packKey(r.packId), blob: short.hash, point: point.id } });
+      const items = r.items.map((w) => ({ offset: w.offset - r.start, length: w.length, flags: w.flags, rawLength: w.rawLength, hash: w.hash, positions: positions(w.hash) }));
+      const reply = await pool.run({ op: 'restore', key: store.key, data, fd: file.fd, items }, true);
+      const bad = reply.items.findIndex((it) => it.problem !== undefined);
+      if (bad >= 0) {
+        const w = r.items[bad] as (typeof r.items)[number];
+        throw new RefugeError('integrity', `${corruptBlob(r.packId, w.hash, reply.items[bad]?.problem ?? '').message}${where(w.hash, places.get(w.hash) as number[])}`, {
+          hint: 'run `refuge store verify` to find every damaged object; a resync repairs it from the source',
+          details: { object: packKey(r.packId), blob: w.hash, point: point.id },
+        });
+      }
+      written += reply.written;
+      options.onProgress?.(written, total);
+    });
+    for (const hash of individually) await writeOne(hash);
+    options.onProgress?.(written, total);
+    if (options.sync !== false) await file.sync();
+  } catch (err) {
+    throw RefugeError.wrap(err, `restoring disk '${diskName}' of point ${point.id} to ${path}`);
+  } finally {
+    await file.close();
+  }
+  return { sizeBytes: disk.sizeBytes, writtenBytes: written };
+}

@@ -1,0 +1,38 @@
+import { RefugeError } from '../core/errors.js';
+import type { EncryptionConfig } from './sealing.js';
+
+/**
+ * `refuge-store.json`: the one object written in the clear and only at creation. It says how to read everything
+ * else: the format, the chunk size, pack size and compression level for new data, and the wrapped data key.
+ */
+export const STORE_FORMAT = 2;
+export const CONFIG_KEY = 'refuge-store.json';
+
+export interface StoreConfig {
+  format: 2;
+  chunkSize: number;
+  /** Target size of a pack; a pack is written once its blobs reach it. */
+  packSize: number;
+  /** zstd level for new blobs; 0 stores everything uncompressed. */
+  compressionLevel: number;
+  createdAt: string;
+  encryption: EncryptionConfig | null;
+}
+
+export const DEFAULT_PACK_SIZE = 16 * 1024 * 1024;
+export const DEFAULT_COMPRESSION_LEVEL = 3;
+
+export const usableChunkSize = (n: number): boolean => Number.isInteger(n) && n >= 4096 && n <= 64 * 1024 * 1024 && (n & (n - 1)) === 0;
+
+export function checkConfig(c: StoreConfig, location: string): StoreConfig {
+  const format: unknown = c.format;
+  if (format !== STORE_FORMAT) {
+    throw new RefugeError('failed_precondition', `replica store at ${location} has format ${String(format)}; this Refuge reads format ${STORE_FORMAT}`);
+  }
+  const ok =
+    usableChunkSize(c.chunkSize) &&
+    Number.isInteger(c.packSize) && c.packSize >= 4096 && c.packSize <= 1024 * 1024 * 1024 &&
+    Number.isInteger(c.compressionLevel) && c.compressionLevel >= 0 && c.compressionLevel <= 19;
+  if (!ok) throw new RefugeError('failed_precondition', `replica store at ${location} has an unusable config`, { details: { object: CONFIG_KEY } });
+  return c;
+}

@@ -1,0 +1,112 @@
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { RefugeError } from '../core/errors.js';
+
+/**
+ * A pool of worker threads, one per core, shared by every store in the process, for the CPU-bound work of
+ * blob-worker.ts. Idle workers do not keep the process alive. Under a TypeScript loader (tests, tsx) the worker
+ * runs the .ts source through tsx; built code runs the compiled .js.
+ */
+
+export type WorkerTask =
+  | { op: 'encode'; key: Uint8Array | null; level: number; data: Uint8Array; items: { offset: number; length: number; claimedHash?: string }[] }
+  | { op: 'scan'; key: Uint8Array | null; level: number; data: Uint8Array; chunkSize: number; previous: Uint8Array; out?: ArrayBuffer }
+  | { op: 'decode'; key: Uint8Array | null; data: Uint8Array; items: { offset: number; length: number; flags: number; rawLength: number; hash: string }[] }
+  | { op: 'restore'; key: Uint8Array | null; data: Uint8Array; fd: number; items: { offset: number; length: number; flags: number; rawLength: number; hash: string; positions: number[] }[] };
+
+export type WorkerReply =
+  | { op: 'encode'; items: ({ hash: string; problem: string } | { hash: string; flags: number; rawLength: number; storedLength: number })[]; stored: ArrayBuffer }
+  | { op: 'scan'; hashes: ArrayBuffer; encoded: { index: number; flags: number; rawLength: number; storedLength: number }[]; stored: ArrayBuffer; input: ArrayBuffer }
+  | { op: 'decode'; items: ({ problem: string } | { rawLength: number })[]; raw: ArrayBuffer }
+  | { op: 'restore'; items: { problem?: string }[]; written: number };
+
+type ReplyOf<Op extends WorkerTask['op']> = Extract<WorkerReply, { op: Op }>;
+
+interface Pending {
+  task: WorkerTask;
+  transfer: ArrayBuffer[];
+  resolve(reply: WorkerReply): void;
+  reject(err: unknown): void;
+}
+
+class Slot {
+  busy: Pending | undefined;
+  constructor(readonly worker: Worker) {}
+}
+
+function startWorker(): Worker {
+  const self = import.meta.url;
+  if (self.endsWith('.ts')) {
+    const target = new URL('./blob-worker.ts', self).href;
+    const boot = `import('tsx/esm/api').then(({ register }) => { register(); return import(${JSON.stringify(target)}); })`;
+    return new Worker(boot, { eval: true });
+  }
+  return new Worker(new URL('./blob-worker.js', self));
+}
+
+/** True when `buf` owns its whole ArrayBuffer, so handing the memory to a worker cannot take anyone else's bytes. */
+const ownsMemory = (buf: Uint8Array): boolean => buf.byteOffset === 0 && buf.byteLength === buf.buffer.byteLength && buf.buffer instanceof ArrayBuffer;
+
+export class WorkerPool {
+  private readonly slots: Slot[] = [];
+  private readonly queue: Pending[] = [];
+  private nextId = 1;
+  private readonly waiting = new Map<number, Pending>();
+
+  constructor(private readonly size = Math.max(1, availableParallelism())) {}
+
+  /**
+   * Runs a task on a free worker. With `give` the task's data buffer is moved to the worker (the caller must not
+   * use it again); otherwise it is copied.
+   */
+  run<Op extends WorkerTask['op']>(task: Extract<WorkerTask, { op: Op }>, give = false): Promise<ReplyOf<Op>> {
+    const transfer = give && ownsMemory(task.data) ? [task.data.buffer as ArrayBuffer] : [];
+    const t = task as WorkerTask;
+    if (t.op === 'scan' && t.out) transfer.push(t.out);
+    return new Promise<WorkerReply>((resolve, reject) => {
+      this.queue.push({ task, transfer, resolve, reject });
+      this.dispatch();
+    }) as Promise<ReplyOf<Op>>;
+  }
+
+  private dispatch(): void {
+    while (this.queue.length > 0) {
+      let slot = this.slots.find((s) => !s.busy);
+      if (!slot && this.slots.length < this.size) slot = this.spawn();
+      if (!slot) return;
+      const job = this.queue.shift() as Pending;
+      slot.busy = job;
+      slot.worker.ref();
+      const id = this.nextId++;
+      this.waiting.set(id, job);
+      slot.worker.postMessage({ id, task: job.task }, job.transfer);
+    }
+  }
+
+  private spawn(): Slot {
+    const slot = new Slot(startWorker());
+    slot.worker.on('message', (msg: { id: number; reply?: WorkerReply; error?: string }) => {
+      const job = this.waiting.get(msg.id);
+      this.waiting.delete(msg.id);
+      slot.busy = undefined;
+      slot.worker.unref();
+      if (job) {
+        if (msg.reply) job.resolve(msg.reply);
+        else job.reject(new RefugeError('internal', `store worker failed: ${msg.error ?? 'unknown error'}`));
+      }
+      this.dispatch();
+    });
+    slot.worker.on('error', (err) => {
+      const job = slot.busy;
+      slot.busy = undefined;
+      this.slots.splice(this.slots.indexOf(slot), 1);
+      job?.reject(new RefugeError('internal', `store worker crashed: ${err.message}`, { cause: err }));
+      this.dispatch();
+    });
+    this.slots.push(slot);
+    return slot;
+  }
+}
+
+let shared: WorkerPool | undefined;
+export const workerPool = (): WorkerPool => (shared ??= new WorkerPool());
