@@ -75,13 +75,14 @@ describe('readiness checks', () => {
 
   it('storage scalability: churn measured from points against the link: fail above it, warning near it, pass below; disks over the limit fail', async () => {
     const { replicationId, pointId } = await protectWithPoint(v);
-    // A second point 50 s after the first, changing one 1 MiB chunk: 1 MiB / 50 s = 0.02 MiB/s of churn.
+    // A second point 50 s after the first, changing 1 MiB of chunks: 1 MiB / 50 s = 0.02 MiB/s of churn.
     const data = Buffer.alloc(CHUNK, 9);
     const hash = chunkHash(data);
+    const changes = Array.from({ length: Math.max(1, (1024 * 1024) / CHUNK) }, (_, i) => [i, hash]);
     await v.call('PUT', `/replicator/v1/replications/${replicationId}/chunks/${hash}`, data, { 'content-type': 'application/octet-stream' });
     const first = (await v.call<{ capturedAt: string }>('GET', `/api/v1/vaults/demo/replications/vm1/points/${pointId}`)).body.capturedAt;
     await v.call('POST', `/replicator/v1/replications/${replicationId}/points`, {
-      parentId: pointId, capturedAt: new Date(Date.parse(first) + 50_000).toISOString(), consistency: 'crash', disks: [{ name: 'disk0', sizeBytes: 4 * CHUNK, changes: [[1, hash]] }],
+      parentId: pointId, capturedAt: new Date(Date.parse(first) + 50_000).toISOString(), consistency: 'crash', disks: [{ name: 'disk0', sizeBytes: 4 * CHUNK, changes }],
     });
     const limit = async (linkThroughputMiBps: number) => {
       await v.call('PATCH', '/api/v1/vaults/demo/sites/recovery', { limits: { linkThroughputMiBps } });
