@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { initVault, type CredentialsFile } from '../../src/api/vault-init.js';
 import { spawnRefuge, stopChild, waitForOutput } from '../../src/cli/quickstart/children.js';
 import { requestJson, type HttpConnection } from '../../src/core/http-client.js';
-import { chunkHash } from '../../src/store/chunks.js';
+import { DEFAULT_CHUNK_SIZE, chunkHash } from '../../src/store/chunks.js';
 import { testCertificate } from './test-vault.js';
 
 export interface VaultProcess {
@@ -51,6 +51,7 @@ export async function startVaultProcess(o: { dataDir: string; credentials: Crede
 }
 
 const MiB = 1024 * 1024;
+const CHUNK = DEFAULT_CHUNK_SIZE;
 
 /** Vault `demo`, sites `primary`/`recovery`, policy `default`, and machines `names` each with one committed point. */
 export async function seedReplications(v: VaultProcess, names: string[]): Promise<{ disks: Map<string, Buffer>; ids: Map<string, string> }> {
@@ -71,8 +72,8 @@ export async function seedReplications(v: VaultProcess, names: string[]): Promis
     });
     const rep = await v.api<{ id: string }>('POST', '/vaults/demo/replications', { machine: name, policy: 'default', targetSite: 'recovery' });
     const changes: [number, string][] = [];
-    for (let c = 0; c < 4; c++) {
-      const data = disk.subarray(c * MiB, (c + 1) * MiB);
+    for (let c = 0; c < disk.length / CHUNK; c++) {
+      const data = disk.subarray(c * CHUNK, (c + 1) * CHUNK);
       if (data.every((b) => b === 0)) continue;
       const hash = chunkHash(data);
       await requestJson('PUT', `${v.url}/replicator/v1/replications/${rep.id}/chunks/${hash}`, { connection: v.connection, bytes: data });
