@@ -10,7 +10,7 @@ packages=(
   busybox-static cpio kmod xz-utils # the demo guest's initramfs (guest/build.sh)
   e2fsprogs # mkfs and fsck for tests on disk images
   libnbd-bin nbdkit fio # NBD peers for tests and benchmarks
-  python3 make g++ # native npm modules (better-sqlite3) build from source
+  python3 make g++ # native npm modules (better-sqlite3, zstd-napi) build from source
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -1,4 +1,5 @@
 import { requestJson } from '../core/http-client.js';
+import { CHUNK_CONTENT_TYPE, CHUNK_LENGTH_HEADER, PATCH_BASE_HEADER, PATCH_CONTENT_TYPE } from '../protocol/chunk-encoding.js';
 import type {
   CommitPointRequest,
   CommitPointResponse,
@@ -29,8 +30,21 @@ export class VaultClient {
   }
 }
 
+/** How an upload's body is encoded (docs/protocol.md, "Chunk uploads"). */
+export interface ChunkBodyEncoding {
+  compressed: boolean;
+  /** The body is a patch of the chunk at `base` (null: a chunk of zeros), rebuilding `chunkLength` bytes. */
+  patch?: { base: string | null; chunkLength: number };
+}
+
+/** The part of the replicator's API that uploads use (tests put faults between the two). */
+export interface ChunkTransport {
+  missing(hashes: string[], signal?: AbortSignal): Promise<string[]>;
+  putChunk(hash: string, body: Uint8Array, encoding: ChunkBodyEncoding, signal?: AbortSignal): Promise<void>;
+}
+
 /** The agent's side of the agent -> replicator exchange: which chunks are missing, upload them, commit a point. */
-export class ReplicatorClient {
+export class ReplicatorClient implements ChunkTransport {
   constructor(
     private readonly baseUrl: string,
     private readonly replicationId: string,
@@ -40,12 +54,21 @@ export class ReplicatorClient {
     return `${this.baseUrl.replace(/\/$/, '')}/replications/${this.replicationId}${path}`;
   }
 
-  async missing(hashes: string[]): Promise<string[]> {
-    return (await requestJson<MissingChunksResponse>('POST', this.url('/chunks/missing'), { body: { hashes } })).missing;
+  async missing(hashes: string[], signal?: AbortSignal): Promise<string[]> {
+    return (await requestJson<MissingChunksResponse>('POST', this.url('/chunks/missing'), { body: { hashes }, ...(signal ? { signal } : {}) })).missing;
   }
 
-  putChunk(hash: string, data: Uint8Array): Promise<void> {
-    return requestJson('PUT', this.url(`/chunks/${hash}`), { bytes: data, timeoutMs: 120_000 });
+  putChunk(hash: string, body: Uint8Array, encoding: ChunkBodyEncoding = { compressed: false }, signal?: AbortSignal): Promise<void> {
+    const headers: Record<string, string> = {};
+    if (encoding.compressed) headers['content-encoding'] = 'zstd';
+    if (encoding.patch) {
+      headers['content-type'] = PATCH_CONTENT_TYPE;
+      headers[PATCH_BASE_HEADER] = encoding.patch.base ?? 'zero';
+      headers[CHUNK_LENGTH_HEADER] = String(encoding.patch.chunkLength);
+    } else {
+      headers['content-type'] = CHUNK_CONTENT_TYPE;
+    }
+    return requestJson('PUT', this.url(`/chunks/${hash}`), { bytes: body, headers, timeoutMs: 120_000, ...(signal ? { signal } : {}) });
   }
 
   commit(req: CommitPointRequest): Promise<CommitPointResponse> {

@@ -7,7 +7,7 @@ import { ERROR_CODES, RefugeError, type ErrorCode } from './errors.js';
  */
 export interface RequestOptions {
   body?: unknown;
-  /** Raw bytes sent as application/octet-stream instead of a JSON body. */
+  /** Raw bytes sent instead of a JSON body (as application/octet-stream unless `headers` names a content-type). */
   bytes?: Uint8Array;
   timeoutMs?: number;
   signal?: AbortSignal;
@@ -20,7 +20,7 @@ export async function requestJson<T>(method: string, url: string, options: Reque
   const headers: Record<string, string> = { accept: 'application/json', ...options.headers };
   let body: RequestInit['body'];
   if (options.bytes) {
-    headers['content-type'] = 'application/octet-stream';
+    headers['content-type'] ??= 'application/octet-stream';
     body = options.bytes as RequestInit['body'];
   } else if (options.body !== undefined) {
     headers['content-type'] = 'application/json';
