@@ -3,9 +3,10 @@ import { silentLogger, type Logger } from '../core/log.js';
 import { sleep } from '../core/durations.js';
 import type { HeartbeatResponse, MachineFacts, ReplicationAssignment, ReplicationProgress } from '../protocol/schemas.js';
 import type { CaptureMode } from './capture/capture-mode.js';
-import { ReplicatorClient, VaultClient, type ChunkTransport } from './clients.js';
+import { ReplicatorClient, VaultClient, type ReplicatorTransport } from './clients.js';
 import { ChunkUploader, emptyUploadStats, type UploadStats } from './shipping/chunk-uploader.js';
 import { RateLimiter } from './shipping/rate-limiter.js';
+import { retrying, type RetryPolicy } from './shipping/retry.js';
 import { shipCut } from './shipping/ship-cut.js';
 import { emptyState, loadState, saveState, type AgentState } from './state.js';
 
@@ -24,8 +25,10 @@ export interface AgentOptions {
   bandwidthBytesPerSecond?: number;
   /** zstd-compress uploads when it helps (default true). */
   compress?: boolean;
-  /** Replaces the HTTP transport to the replicator (tests insert faults here). */
-  transportFor?: (client: ReplicatorClient) => ChunkTransport;
+  /** Upload batching, parallelism and retries (defaults suit production; tests shrink them). */
+  shipping?: { batchBytes?: number; concurrency?: number; retry?: RetryPolicy };
+  /** Wraps the HTTP transport to the replicator (tests insert faults here). */
+  transportFor?: (client: ReplicatorClient) => ReplicatorTransport;
   log?: Logger;
 }
 
@@ -137,11 +140,13 @@ export class Agent {
       this.state = { ...this.state, lastPointId: a.latestPointId, disks: {} };
     }
     const client = new ReplicatorClient(a.replicatorUrl, a.replicationId);
+    const transport = this.o.transportFor?.(client) ?? client;
     const base = this.state.lastPointId === null ? {} : this.state.disks;
     const everyChunk = this.o.machine.disks.some((d) => base[d.name] === undefined);
     const totalBytes = this.o.machine.disks.reduce((n, d) => n + d.sizeBytes, 0);
     this.progress = { phase: this.state.lastPointId === null ? 'seeding' : 'shipping', doneBytes: 0, totalBytes, pendingBytes: 0 };
-    const uploader = new ChunkUploader(this.o.transportFor?.(client) ?? client, {
+    const uploader = new ChunkUploader(transport, {
+      ...this.o.shipping,
       limiter: this.limiter,
       compress: this.o.compress !== false,
       signal,
@@ -152,7 +157,9 @@ export class Agent {
     let result;
     try {
       shipped = await shipCut(cut, { chunkSize: a.chunkSize, base, uploader, signal, onRead: (n) => (this.progress.doneBytes += n) });
-      result = await client.commit({ parentId: this.state.lastPointId, capturedAt: cut.capturedAt.toISOString(), consistency: 'crash', disks: shipped.disks });
+      const request = { parentId: this.state.lastPointId, capturedAt: cut.capturedAt.toISOString(), consistency: 'crash' as const, disks: shipped.disks };
+      // A retried commit whose first answer was lost is recognized by the replicator and answered with its point.
+      result = await retrying(() => transport.commit(request), { ...this.o.shipping?.retry, signal });
     } catch (err) {
       this.counters.cutsAbandoned++;
       await cut.abandon();

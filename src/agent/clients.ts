@@ -37,14 +37,15 @@ export interface ChunkBodyEncoding {
   patch?: { base: string | null; chunkLength: number };
 }
 
-/** The part of the replicator's API that uploads use (tests put faults between the two). */
-export interface ChunkTransport {
+/** The replicator's API as the agent uses it (tests wrap it to inject faults: dropped connections, slowness). */
+export interface ReplicatorTransport {
   missing(hashes: string[], signal?: AbortSignal): Promise<string[]>;
   putChunk(hash: string, body: Uint8Array, encoding: ChunkBodyEncoding, signal?: AbortSignal): Promise<void>;
+  commit(req: CommitPointRequest): Promise<CommitPointResponse>;
 }
 
 /** The agent's side of the agent -> replicator exchange: which chunks are missing, upload them, commit a point. */
-export class ReplicatorClient implements ChunkTransport {
+export class ReplicatorClient implements ReplicatorTransport {
   constructor(
     private readonly baseUrl: string,
     private readonly replicationId: string,

@@ -2,9 +2,9 @@ import { forEachLimit } from '../../core/concurrency.js';
 import { isRefugeError } from '../../core/errors.js';
 import { MAX_HASHES_PER_QUERY } from '../../protocol/schemas.js';
 import { compressIfUseful, encodePatch, type Run } from '../../protocol/chunk-encoding.js';
-import type { ChunkBodyEncoding, ChunkTransport } from '../clients.js';
+import type { ChunkBodyEncoding, ReplicatorTransport } from '../clients.js';
 import type { RateLimiter } from './rate-limiter.js';
-import { retrying } from './retry.js';
+import { retrying, type RetryPolicy } from './retry.js';
 
 export interface UploadItem {
   hash: string;
@@ -47,8 +47,8 @@ export class ChunkUploader {
   readonly stats = emptyUploadStats();
 
   constructor(
-    private readonly transport: ChunkTransport,
-    private readonly o: { batchBytes?: number; concurrency?: number; compress?: boolean; limiter?: RateLimiter; signal?: AbortSignal } = {},
+    private readonly transport: ReplicatorTransport,
+    private readonly o: { batchBytes?: number; concurrency?: number; compress?: boolean; limiter?: RateLimiter; retry?: RetryPolicy; signal?: AbortSignal } = {},
   ) {}
 
   /** Bytes accepted by `add` and not yet acknowledged by the replicator. */
@@ -83,7 +83,7 @@ export class ChunkUploader {
   private async send(batch: UploadItem[]): Promise<void> {
     const signal = this.o.signal;
     const hashes = [...new Set(batch.map((i) => i.hash))];
-    const missing = new Set(await retrying(() => this.transport.missing(hashes, signal), { ...(signal ? { signal } : {}) }));
+    const missing = new Set(await retrying(() => this.transport.missing(hashes, signal), { ...this.o.retry, ...(signal ? { signal } : {}) }));
     const toSend = batch.filter((i) => missing.delete(i.hash)); // delete: a chunk repeated in the batch goes once
     this.stats.offered += batch.length;
     this.stats.deduplicated += batch.length - toSend.length;
@@ -112,7 +112,7 @@ export class ChunkUploader {
     const { body, compressed } = this.o.compress === false ? { body: raw, compressed: false } : compressIfUseful(raw);
     const signal = this.o.signal;
     await this.o.limiter?.take(body.length, signal);
-    await retrying(() => this.transport.putChunk(hash, body, { compressed, ...(patch ? { patch } : {}) }, signal), { ...(signal ? { signal } : {}) });
+    await retrying(() => this.transport.putChunk(hash, body, { compressed, ...(patch ? { patch } : {}) }, signal), { ...this.o.retry, ...(signal ? { signal } : {}) });
     this.stats.wireBytes += body.length;
   }
 }

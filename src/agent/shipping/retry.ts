@@ -6,7 +6,13 @@ import { sleep } from '../../core/durations.js';
  * errors), with exponential backoff; anything else, or the last attempt's failure, is thrown. This is what makes a
  * disconnect mid-upload resume instead of failing the cut: chunks already stored are skipped by deduplication.
  */
-export async function retrying<T>(fn: () => Promise<T>, o: { attempts?: number; firstDelayMs?: number; signal?: AbortSignal } = {}): Promise<T> {
+export interface RetryPolicy {
+  /** Tries in all, the first included (default 6: about 8 s of backoff before giving up). */
+  attempts?: number;
+  firstDelayMs?: number;
+}
+
+export async function retrying<T>(fn: () => Promise<T>, o: RetryPolicy & { signal?: AbortSignal } = {}): Promise<T> {
   const attempts = o.attempts ?? 6;
   for (let attempt = 1; ; attempt++) {
     try {
