@@ -60,7 +60,9 @@ export class QemuProvider implements FabricProvider {
       '-nic', 'none',
     ];
     for (const disk of spec.disks) {
-      args.push('-drive', `file=${resolve(disk.path).replaceAll(',', ',,')},format=${disk.format},if=virtio`);
+      // An NBD URI (a disk served by a cdp agent: nbd+unix:///NAME?socket=PATH) is passed as it is; files are resolved.
+      const file = disk.path.startsWith('nbd') ? disk.path : resolve(disk.path);
+      args.push('-drive', `file=${file.replaceAll(',', ',,')},format=${disk.format},if=virtio`);
     }
     if (spec.boot.kind === 'kernel') {
       args.push('-kernel', spec.boot.kernel);
