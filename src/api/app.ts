@@ -10,6 +10,7 @@ import { configurationRoutes } from './routes/configuration.js';
 import { replicationRoutes } from './routes/replications.js';
 import { jobRoutes } from './routes/jobs.js';
 import { agentRoutes } from './routes/agents.js';
+import { replicatorRoutes as standaloneReplicatorRoutes } from './routes/replicators.js';
 
 
 function createFastify(log: Logger) {
@@ -44,6 +45,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   await app.register(replicationRoutes(deps), { prefix: '/api/v1' });
   await app.register(jobRoutes(deps), { prefix: '/api/v1' });
   await app.register(agentRoutes(deps), { prefix: '/api/v1' });
+  await app.register(standaloneReplicatorRoutes(deps), { prefix: '/api/v1' });
   await app.register(replicatorRoutes(deps.replicator, DEFAULT_CHUNK_SIZE * 4), { prefix: '/replicator/v1' });
   return app;
 }

@@ -12,6 +12,7 @@ import { isReplicating } from '../vault/replication-state.js';
 import type { FabricProvider } from '../fabric/provider.js';
 import type { Site } from '../vault/model.js';
 import { buildApp, type App } from './app.js';
+import { ReplicatorRegistry } from './replicator-registry.js';
 
 export interface VaultServerOptions {
   /** Folder for the database, the sites' stores and machines (unless configured elsewhere). */
@@ -86,6 +87,7 @@ export async function assembleVault(o: VaultServerOptions): Promise<VaultServer 
     sites,
     dataDir: o.dataDir,
     replicatorUrl: () => `${url}/replicator/v1`,
+    replicators: new ReplicatorRegistry(),
     log,
   });
   await engine.start();

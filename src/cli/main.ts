@@ -5,6 +5,7 @@ import { registerAgentCommand } from './commands/agent.js';
 import { registerConfigurationCommands } from './commands/configuration.js';
 import { registerQuickstartCommand } from './commands/quickstart.js';
 import { registerReplicationCommands } from './commands/replication.js';
+import { registerReplicatorCommand } from './commands/replicator.js';
 import { registerStoreCommands } from './commands/store.js';
 import { registerVaultCommand } from './commands/vault.js';
 
@@ -22,6 +23,7 @@ export function buildProgram(): Command {
   registerConfigurationCommands(program, vault);
   registerReplicationCommands(program);
   registerAgentCommand(program);
+  registerReplicatorCommand(program);
   registerStoreCommands(program);
   registerQuickstartCommand(program);
   return program;

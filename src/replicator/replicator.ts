@@ -138,6 +138,8 @@ export class Replicator {
     if (req.parentId !== latest) {
       const replayed = latest === null ? undefined : await this.sameCommit(target.store, replicationId, latest, req);
       if (replayed) {
+        // Record it again: if the first attempt failed while telling the vault, this is how the vault learns of it.
+        await target.onCommitted(replayed, { receivedBytes: 0, wireBytes: 0, commitLagSeconds: (Date.parse(replayed.committedAt) - Date.parse(replayed.capturedAt)) / 1000 });
         this.count(replicationId).commitsReplayed++;
         return { pointId: replayed.id, capturedAt: replayed.capturedAt, changedBytes: replayed.stats.changedBytes };
       }

@@ -1,0 +1,32 @@
+import { requestJson } from '../core/http-client.js';
+import type {
+  RecordPointRequest,
+  ReplicationTargetInfo,
+  ReplicatorReport,
+  ReplicatorReportResponse,
+} from '../protocol/replicator-vault.js';
+
+/** A standalone replicator's side of the exchange with the vault (docs/protocol.md): report, ask, record. */
+export class VaultLink {
+  constructor(
+    private readonly baseUrl: string,
+    private readonly vault: string,
+    private readonly site: string,
+  ) {}
+
+  private url(path: string): string {
+    return `${this.baseUrl.replace(/\/$/, '')}/api/v1/vaults/${encodeURIComponent(this.vault)}/replicators/${encodeURIComponent(this.site)}${path}`;
+  }
+
+  report(body: ReplicatorReport): Promise<ReplicatorReportResponse> {
+    return requestJson('PUT', this.url(''), { body, timeoutMs: 10_000 });
+  }
+
+  target(replicationId: string): Promise<ReplicationTargetInfo> {
+    return requestJson('GET', this.url(`/replications/${encodeURIComponent(replicationId)}`), { timeoutMs: 10_000 });
+  }
+
+  async recordPoint(point: RecordPointRequest): Promise<void> {
+    await requestJson('POST', this.url('/points'), { body: point, timeoutMs: 30_000 });
+  }
+}
