@@ -27,6 +27,8 @@ interface Request {
 
 /** Output queued beyond this pauses reading from the client until the socket drains (a client that never reads). */
 const OUTPUT_HIGH_WATER = 32 * 1024 * 1024;
+/** Asynchronous writes one connection may have running at once (synchronous devices never have any). */
+const MAX_WRITES_IN_FLIGHT = 16;
 /** A client must finish the handshake within this time, so idle half-open connections cannot pile up. */
 const HANDSHAKE_TIMEOUT_MS = 30_000;
 
@@ -47,8 +49,12 @@ export class NbdConnection {
   private pendingWrite: Request | undefined;
   /** Payload bytes of an oversized WRITE still to drop, then its handle gets EINVAL. */
   private discard: { left: number; handle: Buffer } | undefined;
-  /** An asynchronous device call is running; parsing waits for it. */
+  /** Parsing waits: too many writes in flight, or a request waits for them to finish. */
   private busy = false;
+  /** Asynchronous device calls running (writes may overlap; everything else runs alone). */
+  private inFlight = 0;
+  /** A request that must wait until the writes in flight have finished. */
+  private afterWrites: { req: Request; payload: Buffer | undefined } | undefined;
   private waitingForDrain = false;
   private readonly handshakeTimer: NodeJS.Timeout;
   readonly closed: Promise<void>;
@@ -216,18 +222,32 @@ export class NbdConnection {
       this.pendingWrite = req;
       return true;
     }
+    this.execute(req, undefined);
+    return this.isOpen();
+  }
+
+  /**
+   * Runs a request: writes may overlap each other (up to MAX_WRITES_IN_FLIGHT when the device answers
+   * asynchronously), every other request waits until the writes before it finished, so a read, flush or zeroing
+   * sees every write the client sent before it.
+   */
+  private execute(req: Request, payload: Buffer | undefined): void {
+    if (req.type !== COMMAND.write && this.inFlight > 0) {
+      this.afterWrites = { req, payload };
+      this.busy = true;
+      return;
+    }
+    this.check(req, payload);
+  }
+
+  /** Checks a request against the export and runs it, replying with data or an errno. */
+  private check(req: Request, payload: Buffer | undefined): void {
     if (req.type === COMMAND.disconnect) {
       this.log.debug('nbd client disconnected');
       this.phase = 'closed';
       this.socket.end();
-      return false;
+      return;
     }
-    this.execute(req, undefined);
-    return true;
-  }
-
-  /** Checks a request against the export and runs it, replying with data or an errno. */
-  private execute(req: Request, payload: Buffer | undefined): void {
     const device = this.device as BlockDevice;
     const known = [COMMAND.read, COMMAND.write, COMMAND.flush, COMMAND.trim, COMMAND.writeZeroes] as number[];
     if (!known.includes(req.type) || (req.flags & ~(COMMAND_FLAG.fua | COMMAND_FLAG.noHole)) !== 0) {
@@ -266,12 +286,23 @@ export class NbdConnection {
       return this.reply(req.handle, errnoOf(err));
     }
     if (!(result instanceof Promise)) return this.reply(req.handle, ERRNO.ok, readReply);
-    this.busy = true;
+    this.inFlight++;
+    if (req.type !== COMMAND.write || this.inFlight >= MAX_WRITES_IN_FLIGHT) this.busy = true;
     result.then(
       () => this.reply(req.handle, ERRNO.ok, readReply),
       (err: unknown) => this.reply(req.handle, errnoOf(err)),
     ).finally(() => {
+      this.inFlight--;
+      if (this.inFlight > 0 && (this.afterWrites || this.inFlight >= MAX_WRITES_IN_FLIGHT)) return;
       this.busy = false;
+      const waiting = this.afterWrites;
+      this.afterWrites = undefined;
+      if (waiting) {
+        this.socket.cork();
+        this.check(waiting.req, waiting.payload);
+        this.socket.uncork();
+      }
+      if (this.busy) return;
       this.socket.resume();
       this.pump();
     });

@@ -279,6 +279,13 @@ describe('nbd server (raw sockets)', () => {
         c.request(NBD.cmd.read, 2n, 8192, 4096);
         expect((await c.reply()).error).toBe(0);
         expect((await c.reply(4096)).data.equals(data)).toBe(true);
+        // Writes may overlap; a read sent after them waits for all of them.
+        const parts = [randomBytes(4096), randomBytes(4096), randomBytes(4096)];
+        parts.forEach((p, i) => c.request(NBD.cmd.write, BigInt(10 + i), 65536 + i * 4096, 4096, 0, p));
+        c.request(NBD.cmd.read, 13n, 65536, 3 * 4096);
+        const replies = [await c.reply(), await c.reply(), await c.reply()];
+        expect(replies.map((r) => r.handle).sort()).toEqual([10n, 11n, 12n]);
+        expect((await c.reply(3 * 4096)).data.equals(Buffer.concat(parts))).toBe(true);
         failNext = 'ENOSPC';
         c.request(NBD.cmd.write, 3n, 0, 512, 0, randomBytes(512));
         expect((await c.reply()).error).toBe(NBD.errno.ENOSPC);

@@ -1,0 +1,46 @@
+import { createConnection, createServer, type Server } from 'node:net';
+
+/** A TCP proxy that counts the bytes it carries each way: what really crossed the wire, HTTP framing included. */
+export class CountingProxy {
+  private readonly counts = { up: 0, down: 0 };
+  private readonly server: Server;
+
+  private constructor(targetHost: string, targetPort: number) {
+    const counts = this.counts;
+    this.server = createServer((client) => {
+      const upstream = createConnection(targetPort, targetHost);
+      client.on('data', (d: Buffer) => {
+        counts.up += d.length;
+        upstream.write(d);
+      });
+      upstream.on('data', (d: Buffer) => {
+        counts.down += d.length;
+        client.write(d);
+      });
+      client.on('close', () => upstream.destroy());
+      upstream.on('close', () => client.destroy());
+      client.on('error', () => upstream.destroy());
+      upstream.on('error', () => client.destroy());
+    });
+  }
+
+  static async start(targetHost: string, targetPort: number): Promise<CountingProxy> {
+    const proxy = new CountingProxy(targetHost, targetPort);
+    await new Promise<void>((r) => proxy.server.listen(0, '127.0.0.1', r));
+    return proxy;
+  }
+
+  get port(): number {
+    const a = this.server.address();
+    return typeof a === 'object' && a ? a.port : 0;
+  }
+
+  /** Bytes carried both ways so far. */
+  get total(): number {
+    return this.counts.up + this.counts.down;
+  }
+
+  close(): Promise<void> {
+    return new Promise((r) => this.server.close(() => r()));
+  }
+}
