@@ -1,3 +1,4 @@
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CdpCapture } from '../../src/agent/capture/cdp-capture.js';
 import { ReplicatorClient, VaultClient } from '../../src/agent/clients.js';
@@ -16,6 +17,8 @@ const MiB = 1024 * 1024;
 export interface PointResult {
   /** Cut -> commit answered, seconds, per round. */
   commitSeconds: number[];
+  /** Cut -> every listed chunk read, hashed, encoded and compressed, uploads discarded: the agent's own share. */
+  agentSeconds: number[];
   /** Bytes of the disk read at the source per round (hashing), and bytes on the wire (both directions, HTTP included). */
   readBytes: number[];
   wireBytes: number[];
@@ -30,8 +33,12 @@ export interface PointResult {
  */
 export async function benchCdpPoints(dir: string, sizeBytes: number, rounds: number, say: (s: string) => void) {
   const image = join(dir, 'standard.raw');
+  // A pristine image and an empty store each run: earlier runs' writes must neither linger nor deduplicate.
+  await rm(image, { force: true });
+  await rm(join(dir, 'vault'), { recursive: true, force: true });
+  await rm(join(dir, 'p3-state'), { recursive: true, force: true });
   await ensureStandardImage(image, sizeBytes);
-  const vault = await startUntil(process.execPath, [join(root, 'bin', 'refuge.js'), 'vault', '--data', join(dir, 'vault'), '--listen', '127.0.0.1:0'], /vault listening on (\S+)/);
+  const vault = await startUntil(process.execPath, [...(process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : []), join(root, 'bin', 'refuge.js'), 'vault', '--data', join(dir, 'vault'), '--listen', '127.0.0.1:0'], /vault listening on (\S+)/);
   const url = (/vault listening on (\S+)/.exec(vault.output()) as RegExpExecArray)[1] as string;
   const socketPath = join(dir, 'p3.sock');
   const capture = new CdpCapture({ disks: [{ name: 'disk0', path: image, socketPath }], stateDir: join(dir, 'p3-state') });
@@ -57,14 +64,26 @@ export async function benchCdpPoints(dir: string, sizeBytes: number, rounds: num
     let parent: string | null = null;
     let base: Record<string, (string | null)[]> = {};
     let handle = 0n;
+    /** The agent's own share of a point: read, hash, build patches, compress, with uploads discarded. The cut is then abandoned, so the next cut ships the same chunks. */
+    const agentSide = async () => {
+      const discard = new ChunkUploader({ missing: async (h) => h, putChunk: async () => undefined, commit: () => Promise.reject(new Error('not used')) });
+      const started = performance.now();
+      const cut = await capture.cut({ chunkSize: a.chunkSize, everyChunk: parent === null });
+      await shipCut(cut, { chunkSize: a.chunkSize, base, uploader: discard });
+      const seconds = (performance.now() - started) / 1000;
+      await cut.abandon();
+      return seconds;
+    };
     const point = async () => {
       const uploader = new ChunkUploader(client);
       const before = proxy?.total ?? 0;
       const started = performance.now();
       const cut = await capture.cut({ chunkSize: a.chunkSize, everyChunk: parent === null });
       const shipped = await shipCut(cut, { chunkSize: a.chunkSize, base, uploader });
+      const uploaded = performance.now();
       const r = await client.commit({ parentId: parent, capturedAt: cut.capturedAt.toISOString(), consistency: 'crash', disks: shipped.disks });
       const seconds = (performance.now() - started) / 1000;
+      if (process.env.BENCH_DEBUG) say(`    read+hash+upload ${((uploaded - started) / 1000).toFixed(3)} s, commit ${((performance.now() - uploaded) / 1000).toFixed(3)} s, ${uploader.stats.patches} patches ${uploader.stats.whole} whole`);
       await cut.complete();
       parent = r.pointId;
       base = shipped.hashes;
@@ -79,17 +98,18 @@ export async function benchCdpPoints(dir: string, sizeBytes: number, rounds: num
 
     const seed = await point();
     say(`  seeding ${sizeBytes / MiB} MiB: ${seed.seconds.toFixed(2)} s, ${(seed.wireBytes / MiB).toFixed(0)} MiB on the wire`);
-    const p3: PointResult = { commitSeconds: [], readBytes: [], wireBytes: [], writtenBytes: 0 };
-    const p9: PointResult = { commitSeconds: [], readBytes: [], wireBytes: [], writtenBytes: 0 };
+    const p3: PointResult = { commitSeconds: [], agentSeconds: [], readBytes: [], wireBytes: [], writtenBytes: 0 };
+    const p9: PointResult = { commitSeconds: [], agentSeconds: [], readBytes: [], wireBytes: [], writtenBytes: 0 };
     for (let round = 1; round <= rounds; round++) {
       const churn = onePercentChurn(sizeBytes, round);
       await write(churn);
+      p3.agentSeconds.push(await agentSide());
       const r3 = await point();
       p3.writtenBytes = churn.reduce((n, [, d]) => n + d.length, 0);
       p3.commitSeconds.push(r3.seconds);
       p3.readBytes.push(r3.readBytes);
       p3.wireBytes.push(r3.wireBytes);
-      say(`  round ${round} P3 1% churn (${(p3.writtenBytes / MiB).toFixed(0)} MiB in 64 KiB blocks): committed ${r3.seconds.toFixed(3)} s after the cut, read ${(r3.readBytes / MiB).toFixed(0)} MiB, ${(r3.wireBytes / MiB).toFixed(1)} MiB on the wire`);
+      say(`  round ${round} P3 1% churn (${(p3.writtenBytes / MiB).toFixed(0)} MiB in 64 KiB blocks): committed ${r3.seconds.toFixed(3)} s after the cut (agent's share ${(p3.agentSeconds.at(-1) ?? 0).toFixed(3)} s), read ${(r3.readBytes / MiB).toFixed(0)} MiB, ${(r3.wireBytes / MiB).toFixed(1)} MiB on the wire`);
       const small = randomWrites(sizeBytes, 8192, Math.round((20 * MiB * sizeBytes) / (2048 * MiB) / 8192), 100 + round);
       await write(small);
       const r9 = await point();
@@ -101,7 +121,7 @@ export async function benchCdpPoints(dir: string, sizeBytes: number, rounds: num
     }
     return {
       seedSeconds: seed.seconds,
-      p3: { ...p3, median: median(p3.commitSeconds), wirePerWritten: median(p3.wireBytes) / p3.writtenBytes },
+      p3: { ...p3, median: median(p3.commitSeconds), agentMedian: median(p3.agentSeconds), wirePerWritten: median(p3.wireBytes) / p3.writtenBytes },
       p9: { ...p9, median: median(p9.commitSeconds), wirePerWritten: median(p9.wireBytes) / p9.writtenBytes },
     };
   } finally {

@@ -8,7 +8,9 @@ export class CountingProxy {
   private constructor(targetHost: string, targetPort: number) {
     const counts = this.counts;
     this.server = createServer((client) => {
-      const upstream = createConnection(targetPort, targetHost);
+      // No Nagle on either leg: a proxy that delays small writes would measure TCP's 40 ms ACK timer, not Refuge.
+      client.setNoDelay(true);
+      const upstream = createConnection({ port: targetPort, host: targetHost, noDelay: true });
       client.on('data', (d: Buffer) => {
         counts.up += d.length;
         upstream.write(d);

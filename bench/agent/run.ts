@@ -71,6 +71,7 @@ from the cut to the replicator's commit answer (a \`refuge vault\` process: in-p
 | measure | result | target |
 |---|---|---|
 | point committed after the cut (median) | **${points.p3.median.toFixed(3)} s** (rounds: ${points.p3.commitSeconds.map((s) => s.toFixed(3)).join(', ')}) | <= 0.5 s |
+| of which the agent's share: cut to every chunk read, hashed, patched and compressed (uploads discarded) | ${points.p3.agentMedian.toFixed(3)} s | - |
 | disk read at the source | ${(points.p3.readBytes[0] ?? 0) / 1048576} MiB of ${values['size-mib']} MiB (only the chunks written) | no full read of the disk |
 | bytes on the wire / bytes written | ${points.p3.wirePerWritten.toFixed(3)} | - |
 | seeding the image (context) | ${points.seedSeconds.toFixed(1)} s | - |
