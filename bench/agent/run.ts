@@ -13,6 +13,7 @@ import { cpus, release } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { benchCdpPoints } from './cdp-point.js';
+import { measureCutPause } from './cut-pause.js';
 import { FIO_JOBS, benchWritePath, summarize } from './nbd-write-path.js';
 
 const root = join(import.meta.dirname, '..', '..');
@@ -41,6 +42,9 @@ const [kit, tracked, cutting] = p4.map(summarize);
 say(`P3 and P9: cdp points on the ${values['size-mib']} MiB standard image, ${rounds} rounds`);
 const points = await benchCdpPoints(dir, sizeBytes, rounds, say);
 await rm(join(dir, 'vault'), { recursive: true, force: true });
+say('Cut pause on a 1 TiB disk');
+const pause = measureCutPause(dir, 20_000, 5);
+say(`  ${pause.milliseconds.toFixed(2)} ms to cut ${pause.chunks} written chunks`);
 
 const pct = (a: number, b: number) => `${Math.round((100 * a) / b)}%`;
 const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
@@ -75,6 +79,7 @@ from the cut to the replicator's commit answer (a \`refuge vault\` process: in-p
 | disk read at the source | ${(points.p3.readBytes[0] ?? 0) / 1048576} MiB of ${values['size-mib']} MiB (only the chunks written) | no full read of the disk |
 | bytes on the wire / bytes written | ${points.p3.wirePerWritten.toFixed(3)} | - |
 | seeding the image (context) | ${points.seedSeconds.toFixed(1)} s | - |
+| the write path's only wait on a cut (bitmap swap, frozen chunks listed), 1 TiB disk, ${pause.chunks} chunks written | ${pause.milliseconds.toFixed(2)} ms | "no I/O pause beyond milliseconds" |
 
 ### P9: bytes on the wire per byte written, 8 KiB random writes
 

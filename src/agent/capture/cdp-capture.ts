@@ -120,7 +120,9 @@ export class CdpCapture implements CaptureMode {
       disks: frozen.map(({ d, cut }) => ({
         name: d.o.name,
         sizeBytes: d.file.sizeBytes,
-        chunkIndexes: cut.chunkIndexes,
+        get chunkIndexes() {
+          return cut.chunkIndexes;
+        },
         read: async (index: number) => cut.readChunk(index, (t, at) => d.device.readLiveBytes(t, at)),
         changedRuns: (index: number) => cut.changedRuns(index),
       })),

@@ -1,5 +1,5 @@
 import { RefugeError } from '../../core/errors.js';
-import { BlockBitmap, TRACKING_BLOCK } from './block-bitmap.js';
+import { BlockBitmap, TRACKING_BLOCK, TRACKING_REGION } from './block-bitmap.js';
 import type { CowStore } from './cow-store.js';
 import type { RegionLog } from './region-log.js';
 
@@ -23,6 +23,7 @@ export class ChangeTracker {
   private dirty: BlockBitmap;
   private frozen: FrozenCut | undefined;
   private readonly scratch = Buffer.alloc(TRACKING_BLOCK);
+  private readonly onNewRegion: ((region: number) => void) | undefined;
 
   constructor(
     readonly sizeBytes: number,
@@ -31,12 +32,13 @@ export class ChangeTracker {
     initialDirty?: BlockBitmap,
   ) {
     this.dirty = initialDirty ?? new BlockBitmap(sizeBytes);
+    this.onNewRegion = regionLog ? (r) => regionLog.mark(r) : undefined;
   }
 
   /** Called before a write of [offset, offset + length) is applied to the live disk. */
   beforeWrite(offset: number, length: number, readLive: ReadLive): void {
     this.frozen?.preserve(offset, length, readLive, this.scratch);
-    this.dirty.mark(offset, length, this.regionLog ? (r) => this.regionLog?.mark(r) : undefined);
+    this.dirty.mark(offset, length, this.onNewRegion);
   }
 
   /** Every block may differ from the last point (tracking was lost): the next cut lists every chunk. */
@@ -82,40 +84,67 @@ export class ChangeTracker {
 
 /** The frozen side of a cut: which chunks it covers, and their bytes at the cut instant. */
 export class FrozenCut {
-  readonly chunkIndexes: number[];
-  /** Per chunk: 1 while frozen and not yet read (writes to it copy blocks first), else 0. */
-  private readonly pending: Uint8Array;
-  private unread = 0;
+  /** Per chunk: 1 once read for shipping (released: later writes to it need no copy). */
+  private readonly released: Uint8Array;
+  private readCount = 0;
+  private readBytes = 0;
+  private listed: number[] | undefined;
 
+  /** Constant time: a cut is the write path's only pause, so it does nothing that grows with the disk or the writes. */
   constructor(
     readonly marks: BlockBitmap,
     readonly chunkSize: number,
     readonly sizeBytes: number,
     private readonly cow: CowStore,
   ) {
-    const count = Math.ceil(sizeBytes / chunkSize);
-    this.pending = new Uint8Array(count);
-    this.chunkIndexes = [];
-    for (let i = 0; i < count; i++) {
-      if (!marks.any(i * chunkSize, (i + 1) * chunkSize)) continue;
-      this.chunkIndexes.push(i);
-      this.pending[i] = 1;
-      this.unread += Math.min(chunkSize, sizeBytes - i * chunkSize);
-    }
+    this.released = new Uint8Array(Math.ceil(sizeBytes / chunkSize));
   }
 
+  /** Whether chunk `i` holds marks (a chunk of at least a region: whether any of its regions was written). */
+  private covers(i: number): boolean {
+    const start = i * this.chunkSize;
+    if (this.chunkSize < TRACKING_REGION) return this.marks.any(start, start + this.chunkSize);
+    for (let r = start / TRACKING_REGION; r * TRACKING_REGION < Math.min(start + this.chunkSize, this.sizeBytes); r++) {
+      if (this.marks.hasRegion(r)) return true;
+    }
+    return false;
+  }
+
+  /** Indexes of the chunks this cut covers, ascending; listed on first use (by the shipper, after the cut). */
+  get chunkIndexes(): readonly number[] {
+    if (!this.listed) {
+      const seen = new Set<number>();
+      for (const region of this.marks.markedRegions()) {
+        const start = region * TRACKING_REGION;
+        const end = Math.min(start + TRACKING_REGION, this.sizeBytes);
+        for (let i = Math.floor(start / this.chunkSize); i * this.chunkSize < end; i++) if (!seen.has(i) && this.covers(i)) seen.add(i);
+      }
+      this.listed = [...seen].sort((a, b) => a - b);
+    }
+    return this.listed;
+  }
+
+  /** Bytes of listed chunks not read yet (what shipping still has to read). */
   unreadBytes(): number {
-    return this.unread;
+    const listedBytes = this.chunkIndexes.reduce((n, i) => n + Math.min(this.chunkSize, this.sizeBytes - i * this.chunkSize), 0);
+    return listedBytes - this.readBytes;
   }
 
   /** Copy-on-write: keeps the cut-time bytes of the blocks of [offset, offset + length) in unread frozen chunks. */
   preserve(offset: number, length: number, readLive: ReadLive, scratch: Buffer): void {
-    if (this.unread === 0) return;
+    if (this.listed && this.readCount === this.listed.length) return; // all read: nothing left to protect
     const first = Math.floor(offset / TRACKING_BLOCK);
     const last = Math.floor((offset + length - 1) / TRACKING_BLOCK);
+    let chunk = -1;
+    let protect = false;
     for (let b = first; b <= last; b++) {
       const at = b * TRACKING_BLOCK;
-      if (this.pending[Math.floor(at / this.chunkSize)] !== 1 || this.cow.has(b)) continue;
+      const c = Math.floor(at / this.chunkSize);
+      if (c !== chunk) {
+        chunk = c;
+        protect = this.released[c] !== 1 && this.covers(c);
+      }
+      if (!protect || this.cow.has(b)) continue;
       const block = scratch.subarray(0, Math.min(TRACKING_BLOCK, this.sizeBytes - at));
       readLive(block, at);
       this.cow.save(b, block);
@@ -127,7 +156,7 @@ export class FrozenCut {
    * need no copy. Synchronous, so no write can land between the live read and the overlay.
    */
   readChunk(index: number, readLive: ReadLive): Buffer {
-    if (this.pending[index] !== 1) {
+    if (this.released[index] === 1 || !this.covers(index)) {
       // After the first read later writes are not preserved, so a second read could mix in bytes from after the cut.
       throw new RefugeError('internal', `chunk ${index} is not an unread chunk of this cut`);
     }
@@ -138,8 +167,9 @@ export class FrozenCut {
     const blocks = Math.ceil(data.length / TRACKING_BLOCK);
     this.cow.overlay(data, firstBlock, blocks);
     this.cow.release(firstBlock, blocks);
-    this.pending[index] = 0;
-    this.unread -= data.length;
+    this.released[index] = 1;
+    this.readCount++;
+    this.readBytes += data.length;
     return data;
   }
 
