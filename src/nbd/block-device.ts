@@ -1,4 +1,4 @@
-import { closeSync, fdatasyncSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, fdatasyncSync, fstatSync, openSync, readSync, writeSync, writevSync } from 'node:fs';
 import { RefugeError } from '../core/errors.js';
 
 /**
@@ -20,7 +20,8 @@ export interface BlockDevice {
   readonly readOnly: boolean;
   /** Reads `length` bytes at `offset` into `target` (exactly `length` bytes long). */
   read(target: Buffer, offset: number): void | Promise<void>;
-  write(data: Buffer, offset: number, fua: boolean): void | Promise<void>;
+  /** Writes `data`, given as the pieces it arrived in (their lengths add up to the request's length). */
+  write(data: readonly Buffer[], offset: number, fua: boolean): void | Promise<void>;
   writeZeroes(offset: number, length: number, fua: boolean): void | Promise<void>;
   trim(offset: number, length: number): void | Promise<void>;
   flush(): void | Promise<void>;
@@ -82,9 +83,22 @@ export class FileBlockDevice implements BlockDevice {
     }
   }
 
-  write(data: Buffer, offset: number, fua: boolean): void {
-    let done = 0;
-    while (done < data.length) done += writeSync(this.descriptor, data, done, data.length - done, offset + done);
+  write(data: readonly Buffer[], offset: number, fua: boolean): void {
+    if (data.length === 1) {
+      const d = data[0] as Buffer;
+      let done = 0;
+      while (done < d.length) done += writeSync(this.descriptor, d, done, d.length - done, offset + done);
+    } else {
+      // One positioned gather write for a payload that arrived in many socket reads: no copy into one buffer.
+      const pieces = [...data];
+      let at = offset;
+      while (pieces.length > 0) {
+        let n = writevSync(this.descriptor, pieces, at);
+        at += n;
+        while (pieces.length > 0 && n >= (pieces[0] as Buffer).length) n -= (pieces.shift() as Buffer).length;
+        if (n > 0) pieces[0] = (pieces[0] as Buffer).subarray(n);
+      }
+    }
     if (fua) fdatasyncSync(this.descriptor);
   }
 
@@ -92,7 +106,7 @@ export class FileBlockDevice implements BlockDevice {
     zeroPiece ??= Buffer.alloc(ZERO_PIECE);
     for (let at = 0; at < length; at += ZERO_PIECE) {
       const n = Math.min(ZERO_PIECE, length - at);
-      this.write(zeroPiece.subarray(0, n), offset + at, false);
+      this.write([zeroPiece.subarray(0, n)], offset + at, false);
     }
     if (fua) fdatasyncSync(this.descriptor);
   }

@@ -54,7 +54,7 @@ export class NbdConnection {
   /** Asynchronous device calls running (writes may overlap; everything else runs alone). */
   private inFlight = 0;
   /** A request that must wait until the writes in flight have finished. */
-  private afterWrites: { req: Request; payload: Buffer | undefined } | undefined;
+  private afterWrites: { req: Request; payload: Buffer[] | undefined } | undefined;
   private waitingForDrain = false;
   private readonly handshakeTimer: NodeJS.Timeout;
   readonly closed: Promise<void>;
@@ -190,7 +190,7 @@ export class NbdConnection {
       return true;
     }
     if (this.pendingWrite) {
-      const payload = this.reader.read(this.pendingWrite.length);
+      const payload = this.reader.readPieces(this.pendingWrite.length);
       if (!payload) return false;
       const req = this.pendingWrite;
       this.pendingWrite = undefined;
@@ -231,7 +231,7 @@ export class NbdConnection {
    * asynchronously), every other request waits until the writes before it finished, so a read, flush or zeroing
    * sees every write the client sent before it.
    */
-  private execute(req: Request, payload: Buffer | undefined): void {
+  private execute(req: Request, payload: Buffer[] | undefined): void {
     if (req.type !== COMMAND.write && this.inFlight > 0) {
       this.afterWrites = { req, payload };
       this.busy = true;
@@ -241,7 +241,7 @@ export class NbdConnection {
   }
 
   /** Checks a request against the export and runs it, replying with data or an errno. */
-  private check(req: Request, payload: Buffer | undefined): void {
+  private check(req: Request, payload: Buffer[] | undefined): void {
     if (req.type === COMMAND.disconnect) {
       this.log.debug('nbd client disconnected');
       this.phase = 'closed';
@@ -269,7 +269,7 @@ export class NbdConnection {
         return this.run(req, () => device.read(out.subarray(SIMPLE_REPLY_HEADER_BYTES), offset), out);
       }
       case COMMAND.write:
-        return this.run(req, () => device.write(payload as Buffer, offset, fua));
+        return this.run(req, () => device.write(payload as Buffer[], offset, fua));
       case COMMAND.writeZeroes:
         return this.run(req, () => device.writeZeroes(offset, req.length, fua));
       default:

@@ -40,6 +40,21 @@ export class StreamReader {
     return out;
   }
 
+  /** The next `n` bytes as views of the pieces they arrived in (no copy), consumed; undefined if fewer have arrived. */
+  readPieces(n: number): Buffer[] | undefined {
+    if (n > this.total) return undefined;
+    const out: Buffer[] = [];
+    let left = n;
+    while (left > 0) {
+      const piece = this.pieces[0] as Buffer;
+      const take = Math.min(left, piece.length - this.head);
+      out.push(piece.subarray(this.head, this.head + take));
+      this.advance(take);
+      left -= take;
+    }
+    return out;
+  }
+
   /** Drops up to `n` bytes; returns how many were dropped. */
   skip(n: number): number {
     const take = Math.min(n, this.total);

@@ -28,8 +28,8 @@ export class TrackedDevice implements BlockDevice {
     this.inner.read(target, offset);
   }
 
-  write(data: Buffer, offset: number, fua: boolean): void {
-    this.tracker.beforeWrite(offset, data.length, this.readLive);
+  write(data: readonly Buffer[], offset: number, fua: boolean): void {
+    this.tracker.beforeWrite(offset, data.reduce((n, d) => n + d.length, 0), this.readLive);
     this.inner.write(data, offset, fua);
   }
 
