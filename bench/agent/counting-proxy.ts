@@ -1,16 +1,22 @@
-import { createConnection, createServer, type Server } from 'node:net';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
 
 /** A TCP proxy that counts the bytes it carries each way: what really crossed the wire, HTTP framing included. */
 export class CountingProxy {
   private readonly counts = { up: 0, down: 0 };
+  private readonly sockets = new Set<Socket>();
   private readonly server: Server;
 
   private constructor(targetHost: string, targetPort: number) {
     const counts = this.counts;
+    const sockets = this.sockets;
     this.server = createServer((client) => {
       // No Nagle on either leg: a proxy that delays small writes would measure TCP's 40 ms ACK timer, not Refuge.
       client.setNoDelay(true);
       const upstream = createConnection({ port: targetPort, host: targetHost, noDelay: true });
+      for (const socket of [client, upstream]) {
+        sockets.add(socket);
+        socket.once('close', () => sockets.delete(socket));
+      }
       client.on('data', (d: Buffer) => {
         counts.up += d.length;
         upstream.write(d);
@@ -42,7 +48,10 @@ export class CountingProxy {
     return this.counts.up + this.counts.down;
   }
 
+  /** Stops, dropping idle keep-alive connections (a server may keep them for a minute). */
   close(): Promise<void> {
-    return new Promise((r) => this.server.close(() => r()));
+    const closed = new Promise<void>((r) => this.server.close(() => r()));
+    for (const s of this.sockets) s.destroy();
+    return closed;
   }
 }

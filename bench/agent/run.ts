@@ -79,7 +79,7 @@ from the cut to the replicator's commit answer (a \`refuge vault\` process: in-p
 | disk read at the source | ${(points.p3.readBytes[0] ?? 0) / 1048576} MiB of ${values['size-mib']} MiB (only the chunks written) | no full read of the disk |
 | bytes on the wire / bytes written | ${points.p3.wirePerWritten.toFixed(3)} | - |
 | seeding the image (context) | ${points.seedSeconds.toFixed(1)} s | - |
-| the write path's only wait on a cut (bitmap swap, frozen chunks listed), 1 TiB disk, ${pause.chunks} chunks written | ${pause.milliseconds.toFixed(2)} ms | "no I/O pause beyond milliseconds" |
+| the write path's only wait on a cut (swapping the dirty bitmap), 1 TiB disk, ${pause.chunks} chunks written | ${pause.milliseconds.toFixed(2)} ms | "no I/O pause beyond milliseconds" |
 
 ### P9: bytes on the wire per byte written, 8 KiB random writes
 

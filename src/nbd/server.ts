@@ -32,6 +32,11 @@ export class NbdServer implements ExportCatalog {
 
   static async start(o: NbdServerOptions): Promise<NbdServer> {
     if (o.exports.length === 0) throw new RefugeError('invalid_argument', 'an NBD server needs at least one export');
+    if ('socketPath' in o.listen && Buffer.byteLength(o.listen.socketPath) > 107) {
+      throw new RefugeError('invalid_argument', `NBD socket path ${o.listen.socketPath} is longer than the 107 bytes a unix socket address holds`, {
+        hint: 'choose a shorter folder for the sockets (refuge agent --nbd-dir)',
+      });
+    }
     const server = createServer({ noDelay: true, allowHalfOpen: false });
     const nbd = new NbdServer(server, o);
     server.on('connection', (socket) => nbd.accept(socket));

@@ -61,6 +61,10 @@ describe('nbd server (raw sockets)', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
+  it('refuses a socket path too long for a unix socket address, naming the fix', async () => {
+    await expect(NbdServer.start({ listen: { socketPath: join(dir, 'x'.repeat(120)) }, exports: [{ name: 'd', device }] })).rejects.toThrow(/longer than the 107 bytes/);
+  });
+
   describe('handshake', () => {
     it('greets with NBDMAGIC, IHAVEOPT and the fixed newstyle and no-zeroes flags', async () => {
       const c = await connect();
