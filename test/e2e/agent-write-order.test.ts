@@ -56,7 +56,8 @@ function withSlowReads(mode: CaptureMode, pauseMs: number): CaptureMode {
  * written. The agent cuts a crash-consistent point every second while the guest writes. Every point restored from
  * the replica store must hold an unbroken prefix of intact records, containing every record acknowledged before the
  * point's cut and every record its head names (a head read later than the records would break this: copy-on-write
- * is what keeps the two chunks of one point at one instant).
+ * is what keeps the two chunks of one point at one instant). A third of the way through, the agent is restarted
+ * under the running guest, which waits for it and carries on; the points after the restart obey the same rule.
  */
 describe('write-order fidelity: a guest writing records through the cdp agent', () => {
   let f: AgentFixture;
@@ -64,6 +65,9 @@ describe('write-order fidelity: a guest writing records through the cdp agent', 
   let replicationId: string;
   /** When the test first saw each record's acknowledgement on the console (after the guest's flush returned). */
   const ackSeenAt = new Map<number, number>();
+  /** The agent is restarted (cleanly) a third of the way through the workload, under the running guest. */
+  let restartedAt = 0;
+  let restarted: CdpCapture | undefined;
 
   beforeAll(async () => {
     f = await startAgentFixture('ragwo-');
@@ -71,8 +75,12 @@ describe('write-order fidelity: a guest writing records through the cdp agent', 
     await writeFile(image, '');
     await truncate(image, SIZE);
     const socketPath = join(f.dir, 'disk0.sock');
-    const cdp = new CdpCapture({ disks: [{ name: 'disk0', path: image, socketPath }], stateDir: join(f.dir, 'agent', 'cdp') });
-    f.startAgent(withSlowReads(cdp, 300), [{ name: 'disk0', sizeBytes: SIZE }]);
+    const startAgent = () => {
+      const cdp = new CdpCapture({ disks: [{ name: 'disk0', path: image, socketPath }], stateDir: join(f.dir, 'agent', 'cdp') });
+      f.startAgent(withSlowReads(cdp, 300), [{ name: 'disk0', sizeBytes: SIZE }]);
+      return cdp;
+    };
+    startAgent();
     replicationId = await f.enable();
     await f.pointAfter(new Date(0)); // seeded
 
@@ -90,6 +98,12 @@ describe('write-order fidelity: a guest writing records through the cdp agent', 
       const now = Date.now();
       for (const n of ackedRecords(text)) if (!ackSeenAt.has(n)) ackSeenAt.set(n, now);
       if (text.includes('refuge-guest: error:')) throw new Error(`guest failed: ${text.slice(-500)}`);
+      if (!restartedAt && ackSeenAt.size >= RECORDS / 3) {
+        // Restart the agent under the running guest: qemu holds its I/O and reconnects (fabric: reconnect-delay).
+        restartedAt = Date.now();
+        await f.stopAgent();
+        restarted = startAgent();
+      }
       return text.includes('refuge-guest: records done');
     }, 300_000, 'the guest writing its records');
     await f.pointAfter(new Date()); // a point of the finished workload
@@ -101,8 +115,9 @@ describe('write-order fidelity: a guest writing records through the cdp agent', 
     await f?.close();
   });
 
-  it('the guest acknowledged every record in order', () => {
+  it('the guest acknowledged every record in order, across a restart of its agent', () => {
     expect([...ackSeenAt.keys()].sort((a, b) => a - b)).toEqual(Array.from({ length: RECORDS }, (_, i) => i));
+    expect(restarted?.trackingOrigins).toEqual({ disk0: 'clean-stop' });
   });
 
   it('every recovery point holds an unbroken prefix of intact records with every record acknowledged before its cut', async () => {
@@ -124,6 +139,8 @@ describe('write-order fidelity: a guest writing records through the cdp agent', 
     // Many points were cut while the guest was writing, each at a different place in the record stream.
     const midway = new Set(prefixes.filter((p) => p > 0 && p < RECORDS));
     expect(midway.size).toBeGreaterThanOrEqual(8);
+    const afterRestart = await Promise.all(ids.map((id) => store.getPoint(replicationId, id)));
+    expect(afterRestart.filter((p) => Date.parse(p.capturedAt) > restartedAt).length).toBeGreaterThanOrEqual(4);
     expect(prefixes.at(-1)).toBe(RECORDS);
   });
 });

@@ -48,9 +48,11 @@ export class CdpCapture implements CaptureMode {
     this.log = o.log ?? silentLogger;
   }
 
-  /** Where each disk's tracking started from in this run (clean stop, intent log, or lost). */
+  private origins: Record<string, TrackingOrigin> = {};
+
+  /** Where each disk's tracking started from in this run (clean stop, intent log, or lost); kept after `stop`. */
   get trackingOrigins(): Record<string, TrackingOrigin> {
-    return Object.fromEntries(this.disks.map((d) => [d.o.name, d.origin]));
+    return { ...this.origins };
   }
 
   async start(): Promise<void> {
@@ -63,6 +65,7 @@ export class CdpCapture implements CaptureMode {
       await this.closeDisks();
       throw err;
     }
+    this.origins = Object.fromEntries(this.disks.map((d) => [d.o.name, d.origin]));
     // From here on a crash must not be mistaken for a clean stop.
     await saveCdpState(this.o.stateDir, { bootId: this.bootId, clean: false, disks: {} });
     this.log.info({ tracking: this.trackingOrigins, sockets: this.o.disks.map((d) => d.socketPath) }, 'cdp capture serving disks over NBD');
