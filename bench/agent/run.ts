@@ -6,6 +6,7 @@
  * - P4: NBD write path with change tracking on vs nbdkit's file plugin (fio's nbd engine).
  * - P3: cdp point committed after a cut, 1% churn of the standard image.
  * - P9: bytes on the wire per byte written, 8 KiB random writes.
+ * - P5: RPO under 20 MB/s of random writes (real `refuge vault` and `refuge agent` processes, fio through NBD).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -15,6 +16,7 @@ import { parseArgs } from 'node:util';
 import { benchCdpPoints } from './cdp-point.js';
 import { measureCutPause } from './cut-pause.js';
 import { FIO_JOBS, benchWritePath, summarize } from './nbd-write-path.js';
+import { benchRpo } from './rpo.js';
 
 const root = join(import.meta.dirname, '..', '..');
 const { values } = parseArgs({
@@ -23,6 +25,7 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '3' },
     seconds: { type: 'string', default: '10' },
     dir: { type: 'string', default: join(root, 'var', 'bench-agent') },
+    'p5-seconds': { type: 'string', default: '90' },
     'no-write': { type: 'boolean', default: false },
   },
 });
@@ -42,6 +45,10 @@ const [kit, tracked, cutting] = p4.map(summarize);
 say(`P3 and P9: cdp points on the ${values['size-mib']} MiB standard image, ${rounds} rounds`);
 const points = await benchCdpPoints(dir, sizeBytes, rounds, say);
 await rm(join(dir, 'vault'), { recursive: true, force: true });
+say(`P5: RPO under 20 MB/s of random 8 KiB writes, ${values['p5-seconds']} s`);
+const p5 = await benchRpo(dir, sizeBytes, { seconds: Number(values['p5-seconds']), warmupSeconds: 15, intervalSeconds: 5, say });
+say(`  RPO p50 ${p5.p50.toFixed(1)} s, p99 ${p5.p99.toFixed(1)} s, max ${p5.max.toFixed(1)} s; ${p5.points} points`);
+for (const d of ['p5-vault', 'p5-agent', 'p5.raw']) await rm(join(dir, d), { recursive: true, force: true });
 say('Cut pause on a 1 TiB disk');
 const pause = measureCutPause(dir, 20_000, 5);
 say(`  ${pause.milliseconds.toFixed(2)} ms to cut ${pause.chunks} written chunks`);
@@ -90,6 +97,16 @@ between agent and replicator, both directions, HTTP framing, chunk queries and t
 |---|---|---|
 | bytes on the wire per byte written (median) | **${points.p9.wirePerWritten.toFixed(3)}** (rounds: ${points.p9.wireBytes.map((b) => (b / points.p9.writtenBytes).toFixed(3)).join(', ')}) | <= 2 |
 | point committed after the cut | ${points.p9.median.toFixed(3)} s | - |
+
+### P5: RPO under sustained random writes (${values['size-mib']} MiB standard image)
+
+\`refuge vault\` and \`refuge agent --capture cdp\` processes; fio writes ${p5.writtenMB.toFixed(0)} MB of random 8 KiB blocks at 20 MB/s through the
+agent's NBD export for ${values['p5-seconds']} s; policy: a point every ${p5.intervalSeconds} s; the vault's RPO sampled every 0.5 s after 15 s of load.
+
+| measure | result | target |
+|---|---|---|
+| RPO p99 | **${p5.p99.toFixed(1)} s** (p50 ${p5.p50.toFixed(1)} s, max ${p5.max.toFixed(1)} s, ${p5.samples.length} samples) | <= 15 s (ASR: a crash point every 5 min) |
+| points committed during the load | ${p5.points} | - |
 <!-- bench:agent:end -->`;
 
 say('');
