@@ -16,7 +16,9 @@ need() { command -v "$1" >/dev/null 2>&1 || { echo "guest/build.sh: '$1' is miss
 need busybox; need cpio; need depmod; need modprobe; need apt-get; need dpkg
 
 # The kernel image package behind the linux-image-amd64 metapackage (its version differs across machines).
-kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-/{print $2; exit}')
+# (awk reads to the end in both pipelines below: a reader that quits early kills the writer with SIGPIPE, and with
+# pipefail that fails this script at random.)
+kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-/ && !found {print $2; found=1}')
 [ -n "$kpkg" ] || { echo "guest/build.sh: cannot resolve linux-image-amd64 (apt-get update?)" >&2; exit 1; }
 kver=${kpkg#linux-image-}
 stamp="$kpkg $(sha256sum "$here/init.sh" | cut -c1-16) $(busybox | awk 'NR == 1 { print $2 }')"

@@ -11,7 +11,7 @@ packages=(
   e2fsprogs # mkfs and fsck for tests on disk images
   libnbd-bin nbdkit fio # NBD peers for tests and benchmarks
   libvirt-daemon-system libvirt-clients # the libvirt fabric provider and its tests
-  python3 make g++ # native npm modules (better-sqlite3) build from source
+  python3 make g++ # native npm modules (better-sqlite3, zstd-napi) build from source
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -1,4 +1,5 @@
 import { requestJson, type HttpConnection } from '../core/http-client.js';
+import { CHUNK_CONTENT_TYPE, CHUNK_LENGTH_HEADER, PATCH_BASE_HEADER, PATCH_CONTENT_TYPE } from '../protocol/chunk-encoding.js';
 import type {
   CommitPointRequest,
   CommitPointResponse,
@@ -30,8 +31,22 @@ export class VaultClient {
   }
 }
 
+/** How an upload's body is encoded (docs/protocol.md, "Chunk uploads"). */
+export interface ChunkBodyEncoding {
+  compressed: boolean;
+  /** The body is a patch of the chunk at `base` (null: a chunk of zeros), rebuilding `chunkLength` bytes. */
+  patch?: { base: string | null; chunkLength: number };
+}
+
+/** The replicator's API as the agent uses it (tests wrap it to inject faults: dropped connections, slowness). */
+export interface ReplicatorTransport {
+  missing(hashes: string[], signal?: AbortSignal): Promise<string[]>;
+  putChunk(hash: string, body: Uint8Array, encoding: ChunkBodyEncoding, signal?: AbortSignal): Promise<void>;
+  commit(req: CommitPointRequest): Promise<CommitPointResponse>;
+}
+
 /** The agent's side of the agent -> replicator exchange: which chunks are missing, upload them, commit a point. */
-export class ReplicatorClient {
+export class ReplicatorClient implements ReplicatorTransport {
   constructor(
     private readonly baseUrl: string,
     private readonly replicationId: string,
@@ -42,12 +57,21 @@ export class ReplicatorClient {
     return `${this.baseUrl.replace(/\/$/, '')}/replications/${this.replicationId}${path}`;
   }
 
-  async missing(hashes: string[]): Promise<string[]> {
-    return (await requestJson<MissingChunksResponse>('POST', this.url('/chunks/missing'), { body: { hashes }, connection: this.connection })).missing;
+  async missing(hashes: string[], signal?: AbortSignal): Promise<string[]> {
+    return (await requestJson<MissingChunksResponse>('POST', this.url('/chunks/missing'), { body: { hashes }, connection: this.connection, ...(signal ? { signal } : {}) })).missing;
   }
 
-  putChunk(hash: string, data: Uint8Array): Promise<void> {
-    return requestJson('PUT', this.url(`/chunks/${hash}`), { bytes: data, timeoutMs: 120_000, connection: this.connection });
+  putChunk(hash: string, body: Uint8Array, encoding: ChunkBodyEncoding = { compressed: false }, signal?: AbortSignal): Promise<void> {
+    const headers: Record<string, string> = {};
+    if (encoding.compressed) headers['content-encoding'] = 'zstd';
+    if (encoding.patch) {
+      headers['content-type'] = PATCH_CONTENT_TYPE;
+      headers[PATCH_BASE_HEADER] = encoding.patch.base ?? 'zero';
+      headers[CHUNK_LENGTH_HEADER] = String(encoding.patch.chunkLength);
+    } else {
+      headers['content-type'] = CHUNK_CONTENT_TYPE;
+    }
+    return requestJson('PUT', this.url(`/chunks/${hash}`), { bytes: body, headers, timeoutMs: 120_000, connection: this.connection, ...(signal ? { signal } : {}) });
   }
 
   commit(req: CommitPointRequest): Promise<CommitPointResponse> {

@@ -17,6 +17,7 @@ import { readinessRoutes } from './routes/readiness.js';
 import { policyMachineRoutes } from './routes/policies-machines.js';
 import { topologyRoutes } from './routes/topology.js';
 import { registerAuth } from './auth.js';
+import { replicatorRoutes as standaloneReplicatorRoutes } from './routes/replicators.js';
 
 function createFastify(log: Logger, tls: AppDeps['tls']) {
   return Fastify({
@@ -79,6 +80,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   await app.register(agentRoutes(deps), { prefix: '/api/v1' });
   await app.register(monitoringRoutes(deps), { prefix: '/api/v1' });
   await app.register(readinessRoutes(deps), { prefix: '/api/v1' });
+  await app.register(standaloneReplicatorRoutes(deps), { prefix: '/api/v1' });
   await app.register(replicatorRoutes(deps.replicator, DEFAULT_CHUNK_SIZE * 4), { prefix: '/replicator/v1' });
   return app;
 }

@@ -12,6 +12,7 @@ import type { EventRepository } from '../vault/monitoring/events.js';
 import type { Monitor } from '../vault/monitoring/monitor.js';
 import type { Notifier } from '../vault/monitoring/notifier.js';
 import type { ReadinessService } from '../vault/readiness/service.js';
+import type { ReplicatorRegistry } from './replicator-registry.js';
 
 /** Everything the HTTP layer calls into; assembled by server.ts (or by tests). */
 export interface AppDeps {
@@ -22,7 +23,7 @@ export interface AppDeps {
   sites: SiteResources;
   /** The vault's data folder; new sites get their default layout under it. */
   dataDir: string;
-  /** The URL agents use to reach the replicator (this process's /replicator/v1 unless standalone). */
+  /** The URL agents use to reach the vault's own replicator (this process's /replicator/v1). */
   replicatorUrl(): string;
   users: UserRepository;
   metrics: VaultMetrics;
@@ -31,5 +32,7 @@ export interface AppDeps {
   audit: AuditRepository;
   /** The server's certificate and key (HTTPS); absent only when the vault was started with --insecure-http. */
   tls: { certPem: string; keyPem: string } | null;
+  /** Standalone replicators serving sites; agents of a site that has a live one are sent there instead. */
+  replicators: ReplicatorRegistry;
   log: Logger;
 }

@@ -1,25 +1,8 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import { RefugeError, type ErrorCode } from '../core/errors.js';
+import { HTTP_STATUS, RefugeError, type ErrorCode } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 
-/** The one place where error codes become HTTP statuses. */
-export const HTTP_STATUS: Record<ErrorCode, number> = {
-  invalid_argument: 400,
-  unauthenticated: 401,
-  permission_denied: 403,
-  not_found: 404,
-  already_exists: 409,
-  operation_not_allowed: 409,
-  conflict: 409,
-  cancelled: 409,
-  too_many_requests: 429,
-  payload_too_large: 413,
-  failed_precondition: 412,
-  integrity: 500,
-  resource_exhausted: 507,
-  unavailable: 503,
-  internal: 500,
-};
+export { HTTP_STATUS } from '../core/errors.js';
 
 export interface ErrorBody {
   error: { code: ErrorCode; message: string; hint?: string; [detail: string]: unknown };

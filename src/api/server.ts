@@ -31,6 +31,7 @@ import { Monitor } from '../vault/monitoring/monitor.js';
 import { Notifier } from '../vault/monitoring/notifier.js';
 
 const EVENT_RETENTION_DAYS = 30;
+import { ReplicatorRegistry } from './replicator-registry.js';
 
 export interface VaultServerOptions {
   /** Folder for the database, the sites' stores and machines (unless configured elsewhere). */
@@ -159,6 +160,7 @@ export async function assembleVault(o: VaultServerOptions): Promise<VaultServer 
     audit: new AuditRepository(db),
     tls,
     replicatorUrl: () => `${url}/replicator/v1`,
+    replicators: new ReplicatorRegistry(),
     log,
   });
   await engine.start();

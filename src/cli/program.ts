@@ -6,6 +6,7 @@ import { registerMonitoringCommands } from './commands/monitoring.js';
 import { registerConfigurationCommands } from './commands/configuration.js';
 import { registerQuickstartCommand } from './commands/quickstart.js';
 import { registerReplicationCommands } from './commands/replication.js';
+import { registerReplicatorCommand } from './commands/replicator.js';
 import { registerStoreCommands } from './commands/store.js';
 import { registerVaultCommand } from './commands/vault.js';
 
@@ -26,6 +27,7 @@ export function buildProgram(): Command {
   registerConfigurationCommands(program, vault);
   registerReplicationCommands(program);
   registerAgentCommand(program);
+  registerReplicatorCommand(program);
   registerStoreCommands(program);
   registerAccessCommands(program);
   registerMonitoringCommands(program);

@@ -23,6 +23,25 @@ export const ERROR_CODES = [
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
+/** The one place where error codes become HTTP statuses (the vault's API and a standalone replicator both answer with it). */
+export const HTTP_STATUS: Record<ErrorCode, number> = {
+  invalid_argument: 400,
+  unauthenticated: 401,
+  permission_denied: 403,
+  not_found: 404,
+  already_exists: 409,
+  operation_not_allowed: 409,
+  conflict: 409,
+  cancelled: 409,
+  too_many_requests: 429,
+  payload_too_large: 413,
+  failed_precondition: 412,
+  integrity: 500,
+  resource_exhausted: 507,
+  unavailable: 503,
+  internal: 500,
+};
+
 export interface RefugeErrorOptions {
   cause?: unknown;
   hint?: string;

@@ -22,7 +22,7 @@ export interface HttpConnection {
 
 export interface RequestOptions {
   body?: unknown;
-  /** Raw bytes sent as application/octet-stream instead of a JSON body. */
+  /** Raw bytes sent instead of a JSON body (as application/octet-stream unless `headers` names a content-type). */
   bytes?: Uint8Array;
   timeoutMs?: number;
   signal?: AbortSignal;
@@ -88,6 +88,12 @@ async function transportError(err: unknown, method: string, url: URL): Promise<R
   return new RefugeError(e.code, e.message, { cause: err, retryable: true, hint: `is the server at ${url.origin} running? (set --url or REFUGE_URL)` });
 }
 
+/**
+ * Sends one request and returns the status and body text, whatever the status; transport failures become
+ * RefugeErrors. For callers that inspect error answers themselves (tests of the API's error replies).
+ */
+export const requestRaw = (method: string, url: string, options: RequestOptions = {}) => send(method, url, options);
+
 /** Sends one request and returns the status and body text; transport failures become RefugeErrors. */
 async function send(method: string, url: string, options: RequestOptions): Promise<{ status: number; text: string }> {
   const target = new URL(url);
@@ -97,7 +103,7 @@ async function send(method: string, url: string, options: RequestOptions): Promi
   if (options.connection?.token) headers.authorization = `Bearer ${options.connection.token}`;
   let body: Buffer | undefined;
   if (options.bytes) {
-    headers['content-type'] = 'application/octet-stream';
+    headers['content-type'] ??= 'application/octet-stream';
     body = Buffer.from(options.bytes.buffer, options.bytes.byteOffset, options.bytes.byteLength);
   } else if (options.body !== undefined) {
     headers['content-type'] = 'application/json';

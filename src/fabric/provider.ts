@@ -19,6 +19,7 @@ export interface MachineSpec {
   name: string;
   cpus: number;
   memoryMiB: number;
+  /** A raw image file, or an NBD URI (`nbd+unix:///NAME?socket=PATH`) for a disk served by a cdp agent (qemu reconnects when the agent restarts). */
   disks: { path: string; format: 'raw' }[];
   boot: { kind: 'disk' } | { kind: 'kernel'; kernel: string; initrd?: string; cmdline?: string };
 }

@@ -2,10 +2,8 @@ import { join } from 'node:path';
 import { assertValidName } from '../core/names.js';
 import { QemuProvider } from '../fabric/qemu/qemu-provider.js';
 import type { FabricProvider } from '../fabric/provider.js';
-import { readFile } from 'node:fs/promises';
-import { openBackend } from '../store/backends/open-backend.js';
-import { parseVaultKey } from '../store/sealing.js';
-import { ReplicaStore } from '../store/replica-store.js';
+import { openSiteStore } from '../store/open-store.js';
+import type { ReplicaStore } from '../store/replica-store.js';
 import type { Site, SiteConfig } from '../vault/model.js';
 
 /**
@@ -42,11 +40,4 @@ export class SiteResources {
   disksDir(site: Site, machineName: string): string {
     return join(site.config.disksDir, assertValidName('machine', machineName));
   }
-}
-
-/** Opens (creating if needed) a site's replica store; with a key file, the store is encrypted under that key. */
-async function openSiteStore(config: SiteConfig['store']): Promise<ReplicaStore> {
-  const { encryptionKeyFile, ...location } = config;
-  const vaultKey = encryptionKeyFile ? parseVaultKey(await readFile(encryptionKeyFile)) : undefined;
-  return ReplicaStore.open(await openBackend(location, { create: true }), { create: true, ...(vaultKey ? { vaultKey, encrypt: true } : {}) });
 }

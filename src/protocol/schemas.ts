@@ -73,10 +73,11 @@ export type RegisterResponse = Static<typeof RegisterResponse>;
 
 export const ReplicationProgress = Type.Object(
   {
-    phase: Type.Union([Type.Literal('seeding'), Type.Literal('scanning'), Type.Literal('idle')]),
+    /** seeding: the first point; shipping: a later point (scanning: agents before 0.2). */
+    phase: Type.Union([Type.Literal('seeding'), Type.Literal('shipping'), Type.Literal('scanning'), Type.Literal('idle')]),
     doneBytes: Type.Integer({ minimum: 0 }),
     totalBytes: Type.Integer({ minimum: 0 }),
-    /** Bytes read at the source but not yet acknowledged by the replicator. */
+    /** Bytes written at the source and not yet in a committed point: tracked but unshipped, plus in flight. */
     pendingBytes: Type.Integer({ minimum: 0 }),
   },
   { additionalProperties: false },

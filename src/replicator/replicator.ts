@@ -1,5 +1,6 @@
 import { RefugeError, isRefugeError } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/log.js';
+import { applyPatch, decompressBounded } from '../protocol/chunk-encoding.js';
 import type { CommitPointRequest, CommitPointResponse } from '../protocol/schemas.js';
 import type { PointManifest } from '../store/manifest.js';
 import type { ReplicaStore } from '../store/replica-store.js';
@@ -7,14 +8,23 @@ import type { ReplicaStore } from '../store/replica-store.js';
 /**
  * The replicator receives an agent's changed chunks, verifies each against its hash, stores them and commits
  * recovery points to the replica store of the replication's target site. It runs inside the vault process by
- * default; it learns where each replication goes, and reports committed points, through a `TargetResolver`, so
- * it never depends on the vault's internals and can run standalone later.
+ * default, or standalone (`refuge replicator`, standalone.ts); it learns where each replication goes, and reports
+ * committed points, through a `TargetResolver`, so it never depends on the vault's internals.
  */
 
 export interface ReplicationTarget {
   store: ReplicaStore;
   /** Records a committed point with whoever tracks points (the vault). Called after the point is durable. */
-  onCommitted(manifest: PointManifest): Promise<void>;
+  onCommitted(manifest: PointManifest, stats: CommitStats): Promise<void>;
+}
+
+/** What a commit adds to the vault's view of a replication (churn, backlog, RPO). */
+export interface CommitStats {
+  /** Bytes of chunks received for this point (rebuilt size), and bytes of their request bodies on the wire. */
+  receivedBytes: number;
+  wireBytes: number;
+  /** Seconds from the point's capture to its commit. */
+  commitLagSeconds: number;
 }
 
 export interface TargetResolver {
@@ -24,8 +34,24 @@ export interface TargetResolver {
 
 export interface ReplicationCounters {
   chunksReceived: number;
+  /** Bytes of chunks stored (after decompression and patching): what the chunks weigh. */
   bytesReceived: number;
+  /** Bytes of chunk request bodies as they arrived: what crossed the wire. */
+  wireBytesReceived: number;
+  patchesReceived: number;
+  chunksRejected: number;
   pointsCommitted: number;
+  /** Commits answered from an identical earlier commit (a retry whose first answer was lost). */
+  commitsReplayed: number;
+  /** Chunk bytes received since the last commit: data still waiting for a point. */
+  pendingBytes: number;
+  pendingWireBytes: number;
+}
+
+/** How an uploaded body is encoded (docs/protocol.md, "Chunk uploads"). */
+export interface ReceivedEncoding {
+  compressed: boolean;
+  patch?: { base: string | null; chunkLength: number };
 }
 
 export class Replicator {
@@ -39,7 +65,10 @@ export class Replicator {
 
   private count(replicationId: string): ReplicationCounters {
     let c = this.counters.get(replicationId);
-    if (!c) this.counters.set(replicationId, (c = { chunksReceived: 0, bytesReceived: 0, pointsCommitted: 0 }));
+    if (!c) {
+      c = { chunksReceived: 0, bytesReceived: 0, wireBytesReceived: 0, patchesReceived: 0, chunksRejected: 0, pointsCommitted: 0, commitsReplayed: 0, pendingBytes: 0, pendingWireBytes: 0 };
+      this.counters.set(replicationId, c);
+    }
     return c;
   }
 
@@ -48,18 +77,46 @@ export class Replicator {
     return store.missingChunks(hashes);
   }
 
-  async putChunk(replicationId: string, hash: string, data: Buffer): Promise<void> {
+  /** Stores one uploaded chunk, rebuilding it from a compressed body or a patch first; rejects bytes that do not hash to `hash`. */
+  async putChunk(replicationId: string, hash: string, body: Buffer, encoding: ReceivedEncoding = { compressed: false }): Promise<void> {
     const { store } = await this.targets.resolve(replicationId);
+    const c = this.count(replicationId);
+    let data: Buffer;
     try {
+      data = await this.rebuild(store, body, encoding);
       await store.putChunk(hash, data);
     } catch (err) {
+      c.chunksRejected++;
       // Bytes that do not match their hash are the sender's fault here (the store rejected them, nothing stored).
       if (isRefugeError(err, 'integrity')) throw new RefugeError('invalid_argument', err.message, { cause: err });
       throw err;
     }
-    const c = this.count(replicationId);
     c.chunksReceived++;
     c.bytesReceived += data.length;
+    c.wireBytesReceived += body.length;
+    c.pendingBytes += data.length;
+    c.pendingWireBytes += body.length;
+    if (encoding.patch) c.patchesReceived++;
+  }
+
+  private async rebuild(store: ReplicaStore, body: Buffer, e: ReceivedEncoding): Promise<Buffer> {
+    if (!e.patch) return e.compressed ? decompressBounded(body, store.chunkSize) : body;
+    const { base, chunkLength } = e.patch;
+    if (!Number.isInteger(chunkLength) || chunkLength < 1 || chunkLength > store.chunkSize) {
+      throw new RefugeError('invalid_argument', `patch chunk length ${chunkLength} is outside 1..${store.chunkSize}`);
+    }
+    // A patch carries at most the chunk plus 8 bytes of header per run (runs are at least a 4 KiB block in practice).
+    const patch = e.compressed ? decompressBounded(body, 2 * store.chunkSize) : body;
+    let baseBytes: Buffer | null = null;
+    if (base !== null) {
+      if ((await store.missingChunks([base])).length > 0) {
+        throw new RefugeError('failed_precondition', `patch base chunk ${base} is not stored`, { hint: 'upload the whole chunk instead' });
+      }
+      baseBytes = await store.getChunk(base).catch((err: unknown) => {
+        throw new RefugeError('failed_precondition', `patch base chunk ${base} cannot be read: ${(err as Error).message}`, { cause: err, hint: 'upload the whole chunk instead' });
+      });
+    }
+    return applyPatch(baseBytes, patch, chunkLength);
   }
 
   /** Commits a point; commits of one replication run one at a time and must name the latest point as parent. */
@@ -79,6 +136,13 @@ export class Replicator {
     const ids = await target.store.listPointIds(replicationId);
     const latest = ids.at(-1) ?? null;
     if (req.parentId !== latest) {
+      const replayed = latest === null ? undefined : await this.sameCommit(target.store, replicationId, latest, req);
+      if (replayed) {
+        // Record it again: if the first attempt failed while telling the vault, this is how the vault learns of it.
+        await target.onCommitted(replayed, { receivedBytes: 0, wireBytes: 0, commitLagSeconds: (Date.parse(replayed.committedAt) - Date.parse(replayed.capturedAt)) / 1000 });
+        this.count(replicationId).commitsReplayed++;
+        return { pointId: replayed.id, capturedAt: replayed.capturedAt, changedBytes: replayed.stats.changedBytes };
+      }
       throw new RefugeError('conflict', `point parent ${req.parentId ?? 'none'} is not the latest point (${latest ?? 'none'})`, {
         details: { latestPointId: latest },
         hint: 'the agent resynchronizes against the latest point by hash comparison',
@@ -91,9 +155,27 @@ export class Replicator {
       consistency: req.consistency,
       disks: req.disks.map((d) => ({ name: d.name, sizeBytes: d.sizeBytes, changes: d.changes })),
     });
-    await target.onCommitted(manifest);
-    this.count(replicationId).pointsCommitted++;
-    this.log.info({ replicationId, point: manifest.id, changedBytes: manifest.stats.changedBytes }, 'point committed');
+    const c = this.count(replicationId);
+    const stats: CommitStats = {
+      receivedBytes: c.pendingBytes,
+      wireBytes: c.pendingWireBytes,
+      commitLagSeconds: (Date.parse(manifest.committedAt) - Date.parse(manifest.capturedAt)) / 1000,
+    };
+    c.pendingBytes = 0;
+    c.pendingWireBytes = 0;
+    await target.onCommitted(manifest, stats);
+    c.pointsCommitted++;
+    this.log.info({ replicationId, point: manifest.id, changedBytes: manifest.stats.changedBytes, wireBytes: stats.wireBytes }, 'point committed');
     return { pointId: manifest.id, capturedAt: manifest.capturedAt, changedBytes: manifest.stats.changedBytes };
+  }
+
+  /**
+   * The latest point, if it is exactly what `req` asks to commit: the agent committed it, lost the answer (a
+   * dropped connection) and retried. Same parent and same capture instant identify it: an agent never cuts twice in
+   * the same millisecond on the same parent.
+   */
+  private async sameCommit(store: ReplicaStore, replicationId: string, latest: string, req: CommitPointRequest): Promise<PointManifest | undefined> {
+    const m = await store.getPoint(replicationId, latest);
+    return m.parentId === req.parentId && m.capturedAt === new Date(req.capturedAt).toISOString() ? m : undefined;
   }
 }

@@ -1,18 +1,24 @@
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
+import { RefugeError } from '../core/errors.js';
 import { ID_PATTERN } from '../core/ids.js';
+import { CHUNK_CONTENT_TYPE, CHUNK_LENGTH_HEADER, PATCH_BASE_HEADER, PATCH_CONTENT_TYPE } from '../protocol/chunk-encoding.js';
 import { Hash, MissingChunksRequest, MissingChunksResponse, CommitPointRequest, CommitPointResponse } from '../protocol/schemas.js';
-import type { Replicator } from './replicator.js';
+import type { ReceivedEncoding, Replicator } from './replicator.js';
 
 /**
  * The replicator's HTTP endpoints (docs/protocol.md), mounted under /replicator/v1 by the vault or by a standalone
- * replicator. Chunk bodies are raw bytes (application/octet-stream) whose SHA-256 must equal the hash in the URL.
+ * replicator. Chunk bodies are raw bytes (whole chunks, or patches against a stored base chunk), optionally
+ * zstd-compressed (`content-encoding: zstd`); the rebuilt chunk's SHA-256 must equal the hash in the URL.
  */
 export function replicatorRoutes(replicator: Replicator, maxChunkBytes: number): FastifyPluginAsync {
   return async (fastify) => {
     const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
-    app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer', bodyLimit: maxChunkBytes }, (_req, body, done) => done(null, body));
+    const raw = (_req: FastifyRequest, body: Buffer, done: (err: Error | null, body?: Buffer) => void) => done(null, body);
+    app.addContentTypeParser(CHUNK_CONTENT_TYPE, { parseAs: 'buffer', bodyLimit: maxChunkBytes }, raw);
+    // A patch holds at most the chunk's bytes plus 8 bytes per run.
+    app.addContentTypeParser(PATCH_CONTENT_TYPE, { parseAs: 'buffer', bodyLimit: 2 * maxChunkBytes }, raw);
     const Params = Type.Object({ replication: Type.String({ pattern: ID_PATTERN }) });
 
     app.post('/replications/:replication/chunks/missing', {
@@ -22,7 +28,7 @@ export function replicatorRoutes(replicator: Replicator, maxChunkBytes: number):
     app.put('/replications/:replication/chunks/:hash', {
       schema: { params: Type.Object({ replication: Type.String({ pattern: ID_PATTERN }), hash: Hash }) },
     }, async (req, reply) => {
-      await replicator.putChunk(req.params.replication, req.params.hash, req.body as Buffer);
+      await replicator.putChunk(req.params.replication, req.params.hash, req.body as Buffer, encodingOf(req));
       return reply.code(204).send();
     });
 
@@ -30,4 +36,20 @@ export function replicatorRoutes(replicator: Replicator, maxChunkBytes: number):
       schema: { params: Params, body: CommitPointRequest, response: { 201: CommitPointResponse } },
     }, async (req, reply) => reply.code(201).send(await replicator.commitPoint(req.params.replication, req.body)));
   };
+}
+
+function encodingOf(req: FastifyRequest): ReceivedEncoding {
+  const contentEncoding = (req.headers['content-encoding'] ?? 'identity').toString().toLowerCase();
+  if (contentEncoding !== 'identity' && contentEncoding !== 'zstd') {
+    throw new RefugeError('invalid_argument', `content-encoding '${contentEncoding}' is not accepted`, { hint: 'send zstd or identity' });
+  }
+  const compressed = contentEncoding === 'zstd';
+  const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
+  if (type !== PATCH_CONTENT_TYPE) return { compressed };
+  const base = String(req.headers[PATCH_BASE_HEADER] ?? '');
+  const length = Number(req.headers[CHUNK_LENGTH_HEADER]);
+  if (base !== 'zero' && !/^[0-9a-f]{64}$/.test(base)) {
+    throw new RefugeError('invalid_argument', `${PATCH_BASE_HEADER} must be a chunk hash or 'zero'`);
+  }
+  return { compressed, patch: { base: base === 'zero' ? null : base, chunkLength: length } };
 }

@@ -53,7 +53,7 @@ export function agentRoutes(deps: AppDeps): FastifyPluginAsync {
           mode: isReplicating(rep.state) ? ('replicate' as const) : ('stop' as const),
           crashIntervalSeconds: policy.crashIntervalSeconds,
           chunkSize: store.chunkSize,
-          replicatorUrl: deps.replicatorUrl(),
+          replicatorUrl: deps.replicators.urlFor(target.id) ?? deps.replicatorUrl(),
           latestPointId: latest?.id ?? null,
         },
       };

@@ -1,8 +1,11 @@
 import { hostname } from 'node:os';
-import { basename, resolve } from 'node:path';
-import { readFile, stat } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { Agent } from '../../agent/agent.js';
+import type { CaptureMode } from '../../agent/capture/capture-mode.js';
+import { CdpCapture } from '../../agent/capture/cdp-capture.js';
+import { ScanCapture } from '../../agent/capture/scan-capture.js';
+import { diskSize } from '../../agent/disk-size.js';
 import { QmpPauseHook } from '../../agent/freeze.js';
 import { RefugeError } from '../../core/errors.js';
 import { parseDuration } from '../../core/durations.js';
@@ -11,70 +14,97 @@ import { assertValidName } from '../../core/names.js';
 import type { BootSpec, DiskFacts } from '../../protocol/schemas.js';
 import { globals } from '../context.js';
 
-/** Size of a disk image file or block device (stat reports 0 for block devices; sysfs knows their size). */
-async function diskSize(path: string): Promise<number> {
-  const s = await stat(path).catch((err: unknown) => {
-    throw RefugeError.wrap(err, `disk ${path}`, 'invalid_argument');
-  });
-  if (s.isFile()) return s.size;
-  if (s.isBlockDevice()) {
-    const sectors = await readFile(`/sys/class/block/${basename(path)}/size`, 'utf8');
-    return Number(sectors.trim()) * 512;
-  }
-  throw new RefugeError('invalid_argument', `${path} is neither a disk image file nor a block device`);
+/** Parses a bandwidth such as "20MB/s", "100MiB", "500k" or "0" (unlimited) into bytes per second. */
+export function parseByteRate(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmg]i?)?b?(?:\/s)?$/i.exec(text.trim());
+  if (!m) throw new RefugeError('invalid_argument', `'${text}' is not a bandwidth`, { hint: 'use e.g. 20MB/s, 100MiB/s or 0 for unlimited' });
+  const unit = (m[2] ?? '').toLowerCase();
+  const factor = { '': 1, k: 1e3, m: 1e6, g: 1e9, ki: 1024, mi: 1024 ** 2, gi: 1024 ** 3 }[unit] ?? 1;
+  return Math.round(Number(m[1]) * factor);
+}
+
+interface AgentCommandOptions {
+  site: string;
+  name: string;
+  disk: string[];
+  capture: string;
+  nbdDir?: string;
+  cpus: string;
+  memoryMib: string;
+  os: string;
+  bootKernel?: string;
+  bootInitrd?: string;
+  bootCmdline?: string;
+  qmp?: string;
+  stateDir: string;
+  heartbeat: string;
+  bandwidth: string;
+  compress: boolean;
 }
 
 export function registerAgentCommand(program: Command): void {
   program
     .command('agent')
-    .description('run the agent: register a machine with the vault and replicate its disks (scan mode)')
+    .description('run the agent: register a machine with the vault and replicate its disks (cdp over NBD, or scan)')
     .requiredOption('--site <site>', 'the site the machine runs at')
     .requiredOption('--name <machine>', 'the machine name to register')
     .requiredOption('--disk <name=path...>', 'a disk of the machine, e.g. disk0=/var/lib/vms/web.raw (repeatable)')
+    .option('--capture <mode>', 'cdp: serve the disks over NBD and track every write; scan: read and compare the disks', 'scan')
+    .option('--nbd-dir <dir>', 'cdp: folder for the NBD sockets, one per disk (<dir>/<disk>.sock); default <state-dir>/nbd')
     .option('--cpus <n>', 'vCPUs of the machine', '1')
     .option('--memory-mib <n>', 'memory of the machine, MiB', '256')
     .option('--os <text>', 'operating system of the machine', 'linux')
     .option('--boot-kernel <path>', 'direct kernel boot: kernel image (else the machine boots from its disk)')
     .option('--boot-initrd <path>', 'direct kernel boot: initramfs')
     .option('--boot-cmdline <text>', 'direct kernel boot: kernel command line')
-    .option('--qmp <socket>', "freeze hook: pause the VM through this QMP socket while a point is cut")
+    .option('--qmp <socket>', 'scan: freeze hook, pause the VM through this QMP socket while a point is read')
     .option('--state-dir <dir>', 'where the agent keeps its state', '/var/lib/refuge/agent')
     .option('--heartbeat <duration>', 'heartbeat interval', '10s')
-    .action(async (o: {
-      site: string; name: string; disk: string[]; cpus: string; memoryMib: string; os: string;
-      bootKernel?: string; bootInitrd?: string; bootCmdline?: string; qmp?: string; stateDir: string; heartbeat: string;
-    }, cmd: Command) => {
+    .option('--bandwidth <rate>', 'limit on bytes sent to the replicator per second, e.g. 20MB/s (0: unlimited)', '0')
+    .option('--no-compress', 'send chunks uncompressed')
+    .action(async (o: AgentCommandOptions, cmd: Command) => {
       const { client, url } = globals(cmd);
       const connection = client.connection;
-      const diskPaths: Record<string, string> = {};
-      const disks: DiskFacts[] = [];
+      const stateDir = resolve(o.stateDir);
+      const disks: (DiskFacts & { path: string })[] = [];
       for (const spec of o.disk) {
         const eq = spec.indexOf('=');
         if (eq <= 0) throw new RefugeError('invalid_argument', `--disk '${spec}' is not NAME=PATH`, { hint: 'e.g. --disk disk0=/var/lib/vms/web.raw' });
         const name = assertValidName('disk', spec.slice(0, eq));
         const path = resolve(spec.slice(eq + 1));
-        diskPaths[name] = path;
         disks.push({ name, sizeBytes: await diskSize(path), path });
       }
       const boot: BootSpec = o.bootKernel
         ? { kind: 'kernel', kernel: resolve(o.bootKernel), ...(o.bootInitrd ? { initrd: resolve(o.bootInitrd) } : {}), ...(o.bootCmdline ? { cmdline: o.bootCmdline } : {}) }
         : { kind: 'disk' };
       const log = createLogger('agent');
+      const machine = assertValidName('machine', o.name);
+      let capture: CaptureMode;
+      if (o.capture === 'cdp') {
+        if (o.qmp) throw new RefugeError('invalid_argument', '--qmp is a scan-mode freeze hook; cdp cuts without pausing the VM');
+        const nbdDir = resolve(o.nbdDir ?? join(stateDir, 'nbd'));
+        capture = new CdpCapture({ disks: disks.map((d) => ({ name: d.name, path: d.path, socketPath: join(nbdDir, `${d.name}.sock`) })), stateDir: join(stateDir, 'cdp'), machine, log });
+      } else if (o.capture === 'scan') {
+        capture = new ScanCapture({ disks, ...(o.qmp ? { freeze: new QmpPauseHook(resolve(o.qmp)) } : {}), log });
+      } else {
+        throw new RefugeError('invalid_argument', `--capture '${o.capture}' is not a capture mode`, { hint: 'use cdp or scan' });
+      }
       const agent = new Agent({
         vaultUrl: url,
         vault: await client.vault(),
         site: o.site,
-        machine: { name: assertValidName('machine', o.name), hostname: hostname(), os: o.os, cpus: Number(o.cpus), memoryMiB: Number(o.memoryMib), disks, boot },
-        diskPaths,
-        stateDir: o.stateDir,
-        ...(o.qmp ? { freeze: new QmpPauseHook(resolve(o.qmp)) } : {}),
+        machine: { name: machine, hostname: hostname(), os: o.os, cpus: Number(o.cpus), memoryMiB: Number(o.memoryMib), disks, boot },
+        capture,
+        stateDir,
         heartbeatSeconds: parseDuration(o.heartbeat),
         connection,
+        bandwidthBytesPerSecond: parseByteRate(o.bandwidth),
+        compress: o.compress,
         log,
       });
       const stop = new AbortController();
       for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => stop.abort(new Error(sig)));
-      log.info({ machine: o.name, disks: Object.keys(diskPaths) }, 'agent starting');
+      log.info({ machine, capture: capture.kind, disks: disks.map((d) => d.name) }, 'agent starting');
       await agent.run(stop.signal);
     });
 }

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { access, mkdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { RefugeError } from '../../core/errors.js';
@@ -24,6 +24,8 @@ export interface QuickstartOptions {
   diskMiB: number;
   dataMiB: number;
   crashIntervalSeconds: number;
+  /** cdp: the VM's disk is served by the agent over NBD (no pause); scan: the agent scans it, pausing the VM via QMP. */
+  capture: 'cdp' | 'scan';
 }
 
 export interface QuickstartSummary {
@@ -118,19 +120,47 @@ export async function runQuickstart(o: QuickstartOptions): Promise<QuickstartSum
     const agentCredentials = join(dir, 'agent-credentials.json');
     await writeFile(agentCredentials, JSON.stringify({ url, ca: credentials.ca, token: agentToken.token }), { mode: 0o600 });
 
-    step(`Booting VM "${MACHINE}" at primary; its guest writes a marker and ${o.dataMiB} MiB of data`);
     const marker = `quickstart-${randomBytes(4).toString('hex')}`;
     const diskPath = join(dir, 'primary-host', 'disks', `${MACHINE}-disk0.raw`);
     await mkdir(join(dir, 'primary-host', 'disks'), { recursive: true });
     await writeFile(diskPath, '');
     await truncate(diskPath, o.diskMiB * 1024 * 1024);
+    const agentLog = join(logs, 'agent.log');
+    const startAgent = () => {
+      const agent = spawnRefuge([
+        '--credentials', agentCredentials, 'agent', '--vault', VAULT, '--site', 'primary', '--name', MACHINE,
+        '--disk', `disk0=${diskPath}`, '--cpus', '1', '--memory-mib', '256',
+        '--boot-kernel', guest.kernel, '--boot-initrd', guest.initrd, '--boot-cmdline', `${GUEST_CMDLINE} refuge.disk_hash=1`,
+        '--capture', o.capture,
+        ...(o.capture === 'scan' ? ['--qmp', join(dir, 'primary-host', MACHINE, 'qmp.sock')] : []),
+        '--state-dir', join(dir, 'agent'), '--heartbeat', '1s',
+      ], agentLog);
+      children.push(agent);
+      return agent;
+    };
+    const registered = async () => {
+      await until(async () => (await api.get<{ items: { name: string }[] }>(`/vaults/${VAULT}/machines`)).items.some((m) => m.name === MACHINE), 30_000, 'agent registration');
+      info(`machine "${MACHINE}" registered (log: ${agentLog})`);
+    };
+    // cdp: the agent comes first, because the VM's disk is the agent's NBD export; scan: the agent reads the image.
+    let agent: ChildProcess | undefined;
+    if (o.capture === 'cdp') {
+      step('Starting the agent for the VM (cdp: it serves the VM\'s disk over NBD and sees every write)');
+      agent = startAgent();
+      await registered();
+    }
+
+    step(`Booting VM "${MACHINE}" at primary; its guest writes a marker and ${o.dataMiB} MiB of data`);
+    const nbdSocket = join(dir, 'agent', 'nbd', 'disk0.sock');
+    if (o.capture === 'cdp') await until(async () => access(nbdSocket).then(() => true, () => false), 30_000, "the agent's NBD socket");
     await primaryHost.start({
       name: MACHINE,
       cpus: 1,
       memoryMiB: 256,
-      disks: [{ path: diskPath, format: 'raw' }],
+      disks: [{ path: o.capture === 'cdp' ? `nbd+unix:///disk0?socket=${nbdSocket}` : diskPath, format: 'raw' }],
       boot: { kind: 'kernel', kernel: guest.kernel, initrd: guest.initrd, cmdline: `${GUEST_CMDLINE} refuge.marker=${marker} refuge.data_mib=${o.dataMiB}` },
     });
+    if (o.capture === 'cdp') info(`its disk is ${diskPath}, attached through the agent at ${nbdSocket}`);
     const primaryConsole = () => primaryHost.console(MACHINE);
     await waitForConsole(primaryConsole, new RegExp(`${GUEST_LINES.markerWritten}${marker}`), 180_000, 'the primary guest');
     await waitForConsole(primaryConsole, new RegExp(GUEST_LINES.ready), 60_000, 'the primary guest');
@@ -138,18 +168,11 @@ export async function runQuickstart(o: QuickstartOptions): Promise<QuickstartSum
     const sourceAtReady = await sha256File(diskPath);
     info(`guest wrote marker "${marker}" and its data, synced, and is idle (disk sha256 ${sourceAtReady.slice(0, 16)}...)`);
 
-    step('Starting the agent for the VM (scan mode, QMP pause as the freeze hook)');
-    const agentLog = join(logs, 'agent.log');
-    const agent = spawnRefuge([
-      '--credentials', agentCredentials, 'agent', '--vault', VAULT, '--site', 'primary', '--name', MACHINE,
-      '--disk', `disk0=${diskPath}`, '--cpus', '1', '--memory-mib', '256',
-      '--boot-kernel', guest.kernel, '--boot-initrd', guest.initrd, '--boot-cmdline', `${GUEST_CMDLINE} refuge.disk_hash=1`,
-      '--qmp', join(dir, 'primary-host', MACHINE, 'qmp.sock'),
-      '--state-dir', join(dir, 'agent'), '--heartbeat', '1s',
-    ], agentLog);
-    children.push(agent);
-    await until(async () => (await api.get<{ items: { name: string }[] }>(`/vaults/${VAULT}/machines`)).items.some((m) => m.name === MACHINE), 30_000, 'agent registration');
-    info(`machine "${MACHINE}" registered (log: ${agentLog})`);
+    if (o.capture === 'scan') {
+      step('Starting the agent for the VM (scan mode, QMP pause as the freeze hook)');
+      agent = startAgent();
+      await registered();
+    }
 
     step('Enabling replication primary -> recovery; seeding');
     const enabled = await api.request<{ id: string }>('POST', `/vaults/${VAULT}/replications`, { machine: MACHINE, policy: 'quickstart', targetSite: 'recovery' });
@@ -183,7 +206,7 @@ export async function runQuickstart(o: QuickstartOptions): Promise<QuickstartSum
 
     step('Simulating the loss of the primary site: stopping the VM and its agent');
     await primaryHost.stop(MACHINE);
-    await stopChild(agent);
+    if (agent) await stopChild(agent);
     const sourceAtStop = await sha256File(diskPath);
     info('primary VM and agent are gone');
 

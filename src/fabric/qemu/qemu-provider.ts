@@ -59,9 +59,7 @@ export class QemuProvider implements FabricProvider {
       '-daemonize',
       '-nic', 'none',
     ];
-    for (const disk of spec.disks) {
-      args.push('-drive', `file=${resolve(disk.path).replaceAll(',', ',,')},format=${disk.format},if=virtio`);
-    }
+    for (const disk of spec.disks) args.push('-drive', driveOption(disk));
     if (spec.boot.kind === 'kernel') {
       args.push('-kernel', spec.boot.kernel);
       if (spec.boot.initrd) args.push('-initrd', spec.boot.initrd);
@@ -136,4 +134,21 @@ export class QemuProvider implements FabricProvider {
     const text = await readFile(join(dir, 'machine.json'), 'utf8').catch(() => '');
     return text ? (JSON.parse(text) as { startedAt?: string }).startedAt : undefined;
   }
+}
+
+/**
+ * qemu's -drive value for a disk: a raw image file, or a disk served by a cdp agent over NBD (`nbd+unix:///NAME?
+ * socket=PATH`). An NBD disk gets a reconnect delay, so the VM rides out a restart of its agent (an upgrade, a
+ * crash) with I/O held for up to a minute instead of failing it.
+ */
+export function driveOption(disk: { path: string; format: 'raw' }): string {
+  const esc = (v: string) => v.replaceAll(',', ',,');
+  const nbd = /^nbd\+unix:\/\/\/([^?]*)\?socket=(.+)$/.exec(disk.path);
+  if (!nbd) return `file=${esc(resolve(disk.path))},format=${disk.format},if=virtio`;
+  const exportName = nbd[1] ?? '';
+  const socket = nbd[2] ?? '';
+  return [
+    'file.driver=nbd', 'file.server.type=unix', `file.server.path=${esc(socket)}`, `file.export=${esc(exportName)}`,
+    'file.reconnect-delay=60', `format=${disk.format}`, 'if=virtio',
+  ].join(',');
 }

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Agent } from '../../../src/agent/agent.js';
+import { ScanCapture } from '../../../src/agent/capture/scan-capture.js';
 import { startVaultServer, type VaultServer } from '../../../src/api/server.js';
 import { silentLogger } from '../../../src/core/log.js';
 import { DEFAULT_CHUNK_SIZE, chunkHash } from '../../../src/store/chunks.js';
@@ -37,7 +38,7 @@ describe('agent replication (scan mode)', () => {
       vault: 'demo',
       site: 'primary',
       machine: { name: 'vm1', hostname: 'h', os: 'linux', cpus: 1, memoryMiB: 128, disks: [{ name: 'disk0', sizeBytes: 8 * MiB }], boot: { kind: 'disk' } },
-      diskPaths: { disk0: diskPath },
+      capture: new ScanCapture({ disks: [{ name: 'disk0', path: diskPath }] }),
       stateDir: join(dir, 'agent'),
       heartbeatSeconds: 0.2,
       connection: agentConnection,

@@ -1,0 +1,41 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+
+/** Median of numbers (the middle one, or the mean of the two middle ones). */
+export function median(values: number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
+}
+
+/** Starts a child process and resolves once its stdout shows `ready` (its whole stdout is kept). */
+export function startUntil(command: string, args: string[], ready: RegExp, env: NodeJS.ProcessEnv = process.env): Promise<ChildProcess & { output: () => string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
+    let out = '';
+    let err = '';
+    const withOutput = Object.assign(child, { output: () => out });
+    child.stdout?.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (ready.test(out)) resolve(withOutput);
+    });
+    child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
+    child.once('exit', (code) => reject(new Error(`${command} exited (${code}) before it was ready: ${err.slice(-500)}`)));
+  });
+}
+
+/** Sends SIGTERM and waits for the exit (SIGKILL after 10 s). */
+export async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  child.kill('SIGTERM');
+  const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
+  await exited;
+  clearTimeout(t);
+}
+
+/** Peak resident memory of a running process (VmHWM), in bytes. */
+export async function peakRss(pid: number): Promise<number> {
+  const { readFile } = await import('node:fs/promises');
+  const m = /VmHWM:\s+(\d+) kB/.exec(await readFile(`/proc/${pid}/status`, 'utf8').catch(() => ''));
+  return Number(m?.[1] ?? 0) * 1024;
+}

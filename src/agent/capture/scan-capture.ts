@@ -1,0 +1,84 @@
+import { open, type FileHandle } from 'node:fs/promises';
+import { RefugeError } from '../../core/errors.js';
+import { silentLogger, type Logger } from '../../core/log.js';
+import type { FreezeHook } from '../freeze.js';
+import { diskSize } from '../disk-size.js';
+import type { CaptureMode, Cut, CutOptions } from './capture-mode.js';
+
+/**
+ * scan capture (capture-mode.ts): for disk images and block devices the agent cannot sit in front of. A cut lists
+ * every chunk (the agent's hash comparison finds the changed ones, so only those ship). An optional freeze hook
+ * (QMP pause, fsfreeze, a snapshot command) holds the disks still from the cut until the last chunk is read,
+ * which makes the cut one instant; without a hook a cut of a disk in use is only as consistent as its writes allow.
+ */
+export class ScanCapture implements CaptureMode {
+  readonly kind = 'scan';
+  private open = false;
+
+  constructor(
+    private readonly o: { disks: { name: string; path: string }[]; freeze?: FreezeHook; log?: Logger },
+  ) {}
+
+  async start(): Promise<void> {
+    this.open = true;
+  }
+
+  async cut(options: CutOptions): Promise<Cut> {
+    if (!this.open) throw new RefugeError('failed_precondition', 'scan capture is not started');
+    const log = this.o.log ?? silentLogger;
+    const handles: FileHandle[] = [];
+    let frozen = false;
+    const thaw = async () => {
+      if (!frozen) return;
+      frozen = false;
+      await this.o.freeze?.thaw();
+    };
+    try {
+      await this.o.freeze?.freeze();
+      frozen = this.o.freeze !== undefined;
+      const capturedAt = new Date();
+      let unread = 0;
+      const disks = [];
+      for (const d of this.o.disks) {
+        const file = await open(d.path, 'r');
+        handles.push(file);
+        const sizeBytes = await diskSize(d.path);
+        const chunkIndexes = Array.from({ length: Math.ceil(sizeBytes / options.chunkSize) }, (_, i) => i);
+        unread += chunkIndexes.length;
+        const seen = new Set<number>();
+        disks.push({
+          name: d.name,
+          sizeBytes,
+          chunkIndexes,
+          read: async (index: number) => {
+            if (seen.has(index)) throw new RefugeError('internal', `chunk ${index} of disk ${d.name} read twice in one cut`);
+            seen.add(index);
+            const length = Math.min(options.chunkSize, sizeBytes - index * options.chunkSize);
+            const data = Buffer.allocUnsafe(length);
+            const { bytesRead } = await file.read(data, 0, length, index * options.chunkSize);
+            if (bytesRead !== length) throw new RefugeError('failed_precondition', `short read of ${d.path} at chunk ${index} (did the disk shrink?)`);
+            if (--unread === 0) await thaw(); // everything is read: the VM may run again while shipping finishes
+            return data;
+          },
+        });
+      }
+      const finish = async () => {
+        await thaw();
+        await Promise.all(handles.map((h) => h.close().catch(() => undefined)));
+      };
+      return { capturedAt, disks, complete: finish, abandon: finish };
+    } catch (err) {
+      await thaw().catch((e: unknown) => log.warn({ err: e }, 'thaw failed'));
+      await Promise.all(handles.map((h) => h.close().catch(() => undefined)));
+      throw err;
+    }
+  }
+
+  pendingBytes(): number {
+    return 0;
+  }
+
+  async stop(): Promise<void> {
+    this.open = false;
+  }
+}

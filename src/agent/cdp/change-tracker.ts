@@ -1,0 +1,181 @@
+import { RefugeError } from '../../core/errors.js';
+import { BlockBitmap, TRACKING_BLOCK, TRACKING_REGION } from './block-bitmap.js';
+import type { CowStore } from './cow-store.js';
+import type { RegionLog } from './region-log.js';
+
+/** Reads `target.length` bytes of the live disk at `offset` (the device under the tracker). */
+export type ReadLive = (target: Buffer, offset: number) => void;
+
+/**
+ * Change tracking of one disk for cdp capture. Glossary:
+ * - *dirty*: blocks written since the last cut.
+ * - *cut*: the instant a recovery point represents. Cutting swaps the dirty bitmap for an empty one; the old one
+ *   becomes the *frozen* set of the cut. It is synchronous, between two requests of the event loop, and every
+ *   write is applied synchronously (see nbd's BlockDevice contract), so a cut sees each write wholly or not at all:
+ *   that is write-order fidelity, with no I/O paused at all.
+ * - *copy-on-write*: until a frozen chunk has been read for shipping, the first write to each of its blocks first
+ *   copies the block's cut-time bytes to the CowStore; reading the chunk overlays them, so the chunk read is the
+ *   chunk at the cut however the VM writes meanwhile. Reading a chunk releases it: later writes cost nothing extra.
+ * - *complete* / *abandon*: the cut's point was committed (its marks are dropped) or not (its marks return to
+ *   dirty, so the next cut ships them).
+ */
+export class ChangeTracker {
+  private dirty: BlockBitmap;
+  private frozen: FrozenCut | undefined;
+  private readonly scratch = Buffer.alloc(TRACKING_BLOCK);
+  private readonly onNewRegion: ((region: number) => void) | undefined;
+
+  constructor(
+    readonly sizeBytes: number,
+    private readonly cow: CowStore,
+    private readonly regionLog: RegionLog | undefined,
+    initialDirty?: BlockBitmap,
+  ) {
+    this.dirty = initialDirty ?? new BlockBitmap(sizeBytes);
+    this.onNewRegion = regionLog ? (r) => regionLog.mark(r) : undefined;
+  }
+
+  /** Called before a write of [offset, offset + length) is applied to the live disk. */
+  beforeWrite(offset: number, length: number, readLive: ReadLive): void {
+    this.frozen?.preserve(offset, length, readLive, this.scratch);
+    this.dirty.mark(offset, length, this.onNewRegion);
+  }
+
+  /** Every block may differ from the last point (tracking was lost): the next cut lists every chunk. */
+  markAll(): void {
+    this.dirty.markAll();
+  }
+
+  /** Bytes written since the last completed cut, still to ship (an estimate: marked blocks). */
+  pendingBytes(): number {
+    return this.dirty.markedBytes() + (this.frozen?.unreadBytes() ?? 0);
+  }
+
+  /** Cuts now. Only one cut may be open at a time; finish it with `complete` or `abandon`. */
+  cut(chunkSize: number): FrozenCut {
+    if (this.frozen) throw new RefugeError('internal', 'a cut is still open on this disk');
+    this.frozen = new FrozenCut(this.dirty, chunkSize, this.sizeBytes, this.cow);
+    this.dirty = new BlockBitmap(this.sizeBytes);
+    return this.frozen;
+  }
+
+  complete(cut: FrozenCut): void {
+    if (cut !== this.frozen) return;
+    this.frozen = undefined;
+    this.cow.clear();
+    this.regionLog?.reset(this.dirty.markedRegions());
+  }
+
+  abandon(cut: FrozenCut): void {
+    if (cut !== this.frozen) return;
+    this.frozen = undefined;
+    this.cow.clear();
+    this.dirty.mergeFrom(cut.marks);
+  }
+
+  /** Everything not yet committed (dirty plus an open cut), e.g. to save at a clean shutdown. */
+  uncommitted(): BlockBitmap {
+    const all = new BlockBitmap(this.sizeBytes);
+    all.mergeFrom(this.dirty);
+    if (this.frozen) all.mergeFrom(this.frozen.marks);
+    return all;
+  }
+}
+
+/** The frozen side of a cut: which chunks it covers, and their bytes at the cut instant. */
+export class FrozenCut {
+  /** Per chunk: 1 once read for shipping (released: later writes to it need no copy). */
+  private readonly released: Uint8Array;
+  private readCount = 0;
+  private readBytes = 0;
+  private listed: number[] | undefined;
+
+  /** Constant time: a cut is the write path's only pause, so it does nothing that grows with the disk or the writes. */
+  constructor(
+    readonly marks: BlockBitmap,
+    readonly chunkSize: number,
+    readonly sizeBytes: number,
+    private readonly cow: CowStore,
+  ) {
+    this.released = new Uint8Array(Math.ceil(sizeBytes / chunkSize));
+  }
+
+  /** Whether chunk `i` holds marks (a chunk of at least a region: whether any of its regions was written). */
+  private covers(i: number): boolean {
+    const start = i * this.chunkSize;
+    if (this.chunkSize < TRACKING_REGION) return this.marks.any(start, start + this.chunkSize);
+    for (let r = start / TRACKING_REGION; r * TRACKING_REGION < Math.min(start + this.chunkSize, this.sizeBytes); r++) {
+      if (this.marks.hasRegion(r)) return true;
+    }
+    return false;
+  }
+
+  /** Indexes of the chunks this cut covers, ascending; listed on first use (by the shipper, after the cut). */
+  get chunkIndexes(): readonly number[] {
+    if (!this.listed) {
+      const seen = new Set<number>();
+      for (const region of this.marks.markedRegions()) {
+        const start = region * TRACKING_REGION;
+        const end = Math.min(start + TRACKING_REGION, this.sizeBytes);
+        for (let i = Math.floor(start / this.chunkSize); i * this.chunkSize < end; i++) if (!seen.has(i) && this.covers(i)) seen.add(i);
+      }
+      this.listed = [...seen].sort((a, b) => a - b);
+    }
+    return this.listed;
+  }
+
+  /** Bytes of listed chunks not read yet (what shipping still has to read). */
+  unreadBytes(): number {
+    const listedBytes = this.chunkIndexes.reduce((n, i) => n + Math.min(this.chunkSize, this.sizeBytes - i * this.chunkSize), 0);
+    return listedBytes - this.readBytes;
+  }
+
+  /** Copy-on-write: keeps the cut-time bytes of the blocks of [offset, offset + length) in unread frozen chunks. */
+  preserve(offset: number, length: number, readLive: ReadLive, scratch: Buffer): void {
+    if (this.listed && this.readCount === this.listed.length) return; // all read: nothing left to protect
+    const first = Math.floor(offset / TRACKING_BLOCK);
+    const last = Math.floor((offset + length - 1) / TRACKING_BLOCK);
+    let chunk = -1;
+    let protect = false;
+    for (let b = first; b <= last; b++) {
+      const at = b * TRACKING_BLOCK;
+      const c = Math.floor(at / this.chunkSize);
+      if (c !== chunk) {
+        chunk = c;
+        protect = this.released[c] !== 1 && this.covers(c);
+      }
+      if (!protect || this.cow.has(b)) continue;
+      const block = scratch.subarray(0, Math.min(TRACKING_BLOCK, this.sizeBytes - at));
+      readLive(block, at);
+      this.cow.save(b, block);
+    }
+  }
+
+  /**
+   * The bytes of frozen chunk `index` as they were at the cut. Reading releases the chunk: from now on writes to it
+   * need no copy. Synchronous, so no write can land between the live read and the overlay.
+   */
+  readChunk(index: number, readLive: ReadLive): Buffer {
+    if (this.released[index] === 1 || !this.covers(index)) {
+      // After the first read later writes are not preserved, so a second read could mix in bytes from after the cut.
+      throw new RefugeError('internal', `chunk ${index} is not an unread chunk of this cut`);
+    }
+    const start = index * this.chunkSize;
+    const data = Buffer.allocUnsafe(Math.min(this.chunkSize, this.sizeBytes - start));
+    readLive(data, start);
+    const firstBlock = start / TRACKING_BLOCK;
+    const blocks = Math.ceil(data.length / TRACKING_BLOCK);
+    this.cow.overlay(data, firstBlock, blocks);
+    this.cow.release(firstBlock, blocks);
+    this.released[index] = 1;
+    this.readCount++;
+    this.readBytes += data.length;
+    return data;
+  }
+
+  /** Byte runs of chunk `index` written since the previous cut, relative to the chunk's start. */
+  changedRuns(index: number): [number, number][] {
+    const start = index * this.chunkSize;
+    return this.marks.runs(start, start + this.chunkSize).map(([o, l]) => [o - start, l]);
+  }
+}

@@ -1,0 +1,76 @@
+import type { FastifyPluginAsync } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import { RefugeError } from '../../core/errors.js';
+import {
+  RecordPointRequest,
+  ReplicationTargetInfo,
+  ReplicatorReport,
+  ReplicatorReportResponse,
+} from '../../protocol/replicator-vault.js';
+import { isReplicating } from '../../vault/replication-state.js';
+import type { AppDeps } from '../deps.js';
+import { Id, Name, VaultParams, named } from './params.js';
+
+/**
+ * The vault's side of the standalone replicator exchange (docs/protocol.md): a replicator reports itself for a site
+ * (which also registers it, so agents of replications targeting that site are sent to it), asks whether a
+ * replication may send it data, and records the points it commits, with the churn and backlog it sees.
+ */
+export function replicatorRoutes(deps: AppDeps): FastifyPluginAsync {
+  const { repos } = deps;
+  return async (fastify) => {
+    const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
+    const SiteParams = named('site');
+
+    app.put('/vaults/:vault/replicators/:site', {
+      schema: { params: SiteParams, body: ReplicatorReport, response: { 200: ReplicatorReportResponse } },
+      config: { permission: 'agent', audit: false },
+    }, async (req) => {
+      const v = await repos.vaults.get(req.params.vault);
+      const site = await repos.sites.get(v.id, req.params.site);
+      deps.replicators.report({ vaultId: v.id, siteId: site.id, site: site.name, ...req.body, reportedAt: new Date() });
+      return { site: site.name, store: site.config.store, reportIntervalSeconds: deps.replicators.reportIntervalSeconds };
+    });
+
+    app.get('/vaults/:vault/replicators', { schema: { params: VaultParams } }, async (req) => {
+      const v = await repos.vaults.get(req.params.vault);
+      return {
+        items: deps.replicators.list(v.id).map((r) => ({
+          site: r.site,
+          url: r.url,
+          version: r.version,
+          reportedAt: r.reportedAt.toISOString(),
+          live: deps.replicators.isLive(r),
+          replications: r.replications,
+        })),
+      };
+    });
+
+    app.get('/vaults/:vault/replicators/:site/replications/:replication', {
+      schema: { params: Type.Object({ vault: Name, site: Name, replication: Id }), response: { 200: ReplicationTargetInfo } },
+      config: { permission: 'agent' },
+    }, async (req) => {
+      const v = await repos.vaults.get(req.params.vault);
+      const site = await repos.sites.get(v.id, req.params.site);
+      const rep = await repos.replications.byId(req.params.replication);
+      if (rep.vaultId !== v.id) throw new RefugeError('not_found', `replication '${req.params.replication}' not found`);
+      const target = await repos.sites.byId(rep.targetSiteId);
+      return { replicationId: rep.id, name: rep.name, state: rep.state, targetSite: target.name, accepting: isReplicating(rep.state) && target.id === site.id };
+    });
+
+    app.post('/vaults/:vault/replicators/:site/points', {
+      schema: { params: SiteParams, body: RecordPointRequest },
+      config: { permission: 'agent', audit: false },
+    }, async (req, reply) => {
+      const v = await repos.vaults.get(req.params.vault);
+      const site = await repos.sites.get(v.id, req.params.site);
+      const rep = await repos.replications.byId(req.body.replicationId);
+      if (rep.vaultId !== v.id || rep.targetSiteId !== site.id) {
+        throw new RefugeError('invalid_argument', `replication '${req.body.replicationId}' does not replicate to site '${site.name}'`);
+      }
+      await repos.replications.recordPoint(req.body);
+      return reply.code(201).send({ recorded: req.body.id });
+    });
+  };
+}

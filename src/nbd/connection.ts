@@ -1,0 +1,341 @@
+import type { Socket } from 'node:net';
+import { silentLogger, type Logger } from '../core/log.js';
+import type { BlockDevice } from './block-device.js';
+import {
+  CLIENT_FLAG,
+  COMMAND,
+  COMMAND_FLAG,
+  ERRNO,
+  MAGIC,
+  MAX_DISCARDED_WRITE_BYTES,
+  MAX_OPTION_BYTES,
+  MAX_OPTIONS,
+  MAX_REQUEST_BYTES,
+  REQUEST_HEADER_BYTES,
+  SIMPLE_REPLY_HEADER_BYTES,
+} from './constants.js';
+import { greeting, handleOption, type ExportCatalog, type NbdExport } from './handshake.js';
+import { StreamReader } from './stream-reader.js';
+
+interface Request {
+  flags: number;
+  type: number;
+  handle: Buffer;
+  offset: bigint;
+  length: number;
+}
+
+/** Output queued beyond this pauses reading from the client until the socket drains (a client that never reads). */
+const OUTPUT_HIGH_WATER = 32 * 1024 * 1024;
+/** Asynchronous writes one connection may have running at once (synchronous devices never have any). */
+const MAX_WRITES_IN_FLIGHT = 16;
+/** A client must finish the handshake within this time, so idle half-open connections cannot pile up. */
+const HANDSHAKE_TIMEOUT_MS = 30_000;
+
+/**
+ * One client connection: the fixed newstyle handshake, then the transmission phase with simple replies
+ * (protocol.md). Requests are handled in arrival order; a synchronous device answers each before the next is
+ * parsed, so many requests arriving together are answered in one corked batch of writes. A protocol violation
+ * that leaves the byte stream unparseable ends this connection only; the server and other clients carry on.
+ */
+export class NbdConnection {
+  private readonly reader = new StreamReader();
+  private phase: 'flags' | 'options' | 'transmission' | 'closed' = 'flags';
+  private noZeroes = false;
+  private optionsSeen = 0;
+  private optionHeader: { option: number; length: number } | undefined;
+  private device: BlockDevice | undefined;
+  /** A WRITE whose header has arrived and whose payload has not (yet). */
+  private pendingWrite: Request | undefined;
+  /** Payload bytes of an oversized WRITE still to drop, then its handle gets EINVAL. */
+  private discard: { left: number; handle: Buffer } | undefined;
+  /** Parsing waits: too many writes in flight, or a request waits for them to finish. */
+  private busy = false;
+  /** Asynchronous device calls running (writes may overlap; everything else runs alone). */
+  private inFlight = 0;
+  /** A request that must wait until the writes in flight have finished. */
+  private afterWrites: { req: Request; payload: Buffer[] | undefined } | undefined;
+  private waitingForDrain = false;
+  private readonly handshakeTimer: NodeJS.Timeout;
+  readonly closed: Promise<void>;
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly catalog: ExportCatalog,
+    private readonly log: Logger = silentLogger,
+  ) {
+    this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
+    this.handshakeTimer = setTimeout(() => this.hangUp('handshake not finished in time'), HANDSHAKE_TIMEOUT_MS);
+    this.handshakeTimer.unref();
+    socket.on('data', (piece: Buffer) => {
+      this.reader.push(piece);
+      this.pump();
+    });
+    socket.on('error', (err) => this.log.debug({ err }, 'nbd connection error'));
+    socket.on('end', () => this.hangUp('client closed the connection'));
+    socket.on('close', () => {
+      clearTimeout(this.handshakeTimer);
+      this.phase = 'closed';
+    });
+    socket.write(greeting());
+  }
+
+  /** Drops the connection (server shutdown, or a client that broke the protocol). */
+  hangUp(reason: string): void {
+    if (this.phase === 'closed') return;
+    this.log.debug({ reason }, 'nbd connection closed');
+    this.phase = 'closed';
+    this.socket.destroy();
+  }
+
+  private isOpen(): boolean {
+    return this.phase !== 'closed';
+  }
+
+  private pump(): void {
+    if (this.busy || this.waitingForDrain || this.phase === 'closed') return;
+    this.socket.cork();
+    try {
+      while (!this.busy && this.isOpen() && this.step()) {
+        if (this.socket.writableLength > OUTPUT_HIGH_WATER) {
+          this.waitingForDrain = true;
+          this.socket.once('drain', () => {
+            this.waitingForDrain = false;
+            this.socket.resume();
+            this.pump();
+          });
+          break;
+        }
+      }
+    } catch (err) {
+      this.log.warn({ err }, 'nbd connection failed');
+      this.hangUp('internal error');
+    } finally {
+      this.socket.uncork();
+    }
+    if (this.busy || this.waitingForDrain) this.socket.pause();
+  }
+
+  /** Consumes one message if it has arrived; returns whether it did. */
+  private step(): boolean {
+    switch (this.phase) {
+      case 'flags':
+        return this.clientFlags();
+      case 'options':
+        return this.option();
+      case 'transmission':
+        return this.transmission();
+      default:
+        return false;
+    }
+  }
+
+  private clientFlags(): boolean {
+    const b = this.reader.read(4);
+    if (!b) return false;
+    const flags = b.readUInt32BE(0);
+    if ((flags & ~(CLIENT_FLAG.fixedNewstyle | CLIENT_FLAG.noZeroes)) !== 0) {
+      this.hangUp(`unknown client flags 0x${flags.toString(16)}`); // the protocol requires dropping the connection
+      return false;
+    }
+    this.noZeroes = (flags & CLIENT_FLAG.noZeroes) !== 0;
+    this.phase = 'options';
+    return true;
+  }
+
+  private option(): boolean {
+    if (!this.optionHeader) {
+      const h = this.reader.read(16);
+      if (!h) return false;
+      if (h.readBigUInt64BE(0) !== MAGIC.option) {
+        this.hangUp('bad option magic');
+        return false;
+      }
+      const length = h.readUInt32BE(12);
+      if (length > MAX_OPTION_BYTES || ++this.optionsSeen > MAX_OPTIONS) {
+        this.hangUp('option too long or too many options');
+        return false;
+      }
+      this.optionHeader = { option: h.readUInt32BE(8), length };
+    }
+    const data = this.reader.read(this.optionHeader.length);
+    if (!data) return false;
+    const outcome = handleOption(this.optionHeader.option, data, this.catalog, this.noZeroes);
+    this.optionHeader = undefined;
+    for (const r of outcome.replies) this.socket.write(r);
+    if (outcome.next === 'close') {
+      this.log.debug({ reason: outcome.reason }, 'nbd handshake ended');
+      this.phase = 'closed';
+      this.socket.end();
+      return false;
+    }
+    if (outcome.next === 'transmission') this.enterTransmission(outcome.export);
+    return true;
+  }
+
+  private enterTransmission(e: NbdExport): void {
+    clearTimeout(this.handshakeTimer);
+    this.device = e.device;
+    this.phase = 'transmission';
+    this.log.debug({ export: e.name }, 'nbd client attached');
+  }
+
+  private transmission(): boolean {
+    if (this.discard) {
+      const dropped = this.reader.skip(this.discard.left);
+      this.discard.left -= dropped;
+      if (this.discard.left > 0) return dropped > 0;
+      this.reply(this.discard.handle, ERRNO.EINVAL);
+      this.discard = undefined;
+      return true;
+    }
+    if (this.pendingWrite) {
+      const payload = this.reader.readPieces(this.pendingWrite.length);
+      if (!payload) return false;
+      const req = this.pendingWrite;
+      this.pendingWrite = undefined;
+      this.execute(req, payload);
+      return true;
+    }
+    const h = this.reader.read(REQUEST_HEADER_BYTES);
+    if (!h) return false;
+    if (h.readUInt32BE(0) !== MAGIC.request) {
+      this.hangUp('bad request magic'); // the stream cannot be resynchronized
+      return false;
+    }
+    const req: Request = {
+      flags: h.readUInt16BE(4),
+      type: h.readUInt16BE(6),
+      handle: Buffer.from(h.subarray(8, 16)),
+      offset: h.readBigUInt64BE(16),
+      length: h.readUInt32BE(24),
+    };
+    if (req.type === COMMAND.write) {
+      if (req.length > MAX_REQUEST_BYTES) {
+        if (req.length > MAX_DISCARDED_WRITE_BYTES) {
+          this.hangUp(`write of ${req.length} bytes`);
+          return false;
+        }
+        this.discard = { left: req.length, handle: req.handle };
+        return true;
+      }
+      this.pendingWrite = req;
+      return true;
+    }
+    this.execute(req, undefined);
+    return this.isOpen();
+  }
+
+  /**
+   * Runs a request: writes may overlap each other (up to MAX_WRITES_IN_FLIGHT when the device answers
+   * asynchronously), every other request waits until the writes before it finished, so a read, flush or zeroing
+   * sees every write the client sent before it.
+   */
+  private execute(req: Request, payload: Buffer[] | undefined): void {
+    if (req.type !== COMMAND.write && this.inFlight > 0) {
+      this.afterWrites = { req, payload };
+      this.busy = true;
+      return;
+    }
+    this.check(req, payload);
+  }
+
+  /** Checks a request against the export and runs it, replying with data or an errno. */
+  private check(req: Request, payload: Buffer[] | undefined): void {
+    if (req.type === COMMAND.disconnect) {
+      this.log.debug('nbd client disconnected');
+      this.phase = 'closed';
+      this.socket.end();
+      return;
+    }
+    const device = this.device as BlockDevice;
+    const known = [COMMAND.read, COMMAND.write, COMMAND.flush, COMMAND.trim, COMMAND.writeZeroes] as number[];
+    if (!known.includes(req.type) || (req.flags & ~(COMMAND_FLAG.fua | COMMAND_FLAG.noHole)) !== 0) {
+      return this.reply(req.handle, ERRNO.EINVAL);
+    }
+    if (req.type === COMMAND.flush) return this.run(req, () => device.flush());
+    const writes = req.type !== COMMAND.read;
+    if (writes && device.readOnly) return this.reply(req.handle, ERRNO.EPERM);
+    if (req.length === 0) return this.reply(req.handle, ERRNO.EINVAL);
+    if (req.type === COMMAND.read && req.length > MAX_REQUEST_BYTES) return this.reply(req.handle, ERRNO.EINVAL);
+    if (req.offset + BigInt(req.length) > BigInt(device.sizeBytes)) {
+      return this.reply(req.handle, writes ? ERRNO.ENOSPC : ERRNO.EINVAL);
+    }
+    const offset = Number(req.offset);
+    const fua = (req.flags & COMMAND_FLAG.fua) !== 0;
+    switch (req.type) {
+      case COMMAND.read: {
+        const out = Buffer.allocUnsafe(SIMPLE_REPLY_HEADER_BYTES + req.length);
+        return this.run(req, () => device.read(out.subarray(SIMPLE_REPLY_HEADER_BYTES), offset), out);
+      }
+      case COMMAND.write:
+        return this.run(req, () => device.write(payload as Buffer[], offset, fua));
+      case COMMAND.writeZeroes:
+        return this.run(req, () => device.writeZeroes(offset, req.length, fua));
+      default:
+        return this.run(req, () => device.trim(offset, req.length));
+    }
+  }
+
+  /** Runs a device call; replies when it completes (now, or when its promise settles). */
+  private run(req: Request, call: () => void | Promise<void>, readReply?: Buffer): void {
+    let result: void | Promise<void>;
+    try {
+      result = call();
+    } catch (err) {
+      return this.reply(req.handle, errnoOf(err));
+    }
+    if (!(result instanceof Promise)) return this.reply(req.handle, ERRNO.ok, readReply);
+    this.inFlight++;
+    if (req.type !== COMMAND.write || this.inFlight >= MAX_WRITES_IN_FLIGHT) this.busy = true;
+    result.then(
+      () => this.reply(req.handle, ERRNO.ok, readReply),
+      (err: unknown) => this.reply(req.handle, errnoOf(err)),
+    ).finally(() => {
+      this.inFlight--;
+      if (this.inFlight > 0 && (this.afterWrites || this.inFlight >= MAX_WRITES_IN_FLIGHT)) return;
+      this.busy = false;
+      const waiting = this.afterWrites;
+      this.afterWrites = undefined;
+      if (waiting) {
+        this.socket.cork();
+        this.check(waiting.req, waiting.payload);
+        this.socket.uncork();
+      }
+      if (this.busy) return;
+      this.socket.resume();
+      this.pump();
+    });
+  }
+
+  /** A simple reply; `withData` is a buffer whose first 16 bytes are left for this header (successful READ). */
+  private reply(handle: Buffer, error: number, withData?: Buffer): void {
+    if (this.phase === 'closed') return;
+    const out = error === ERRNO.ok && withData ? withData : Buffer.allocUnsafe(SIMPLE_REPLY_HEADER_BYTES);
+    out.writeUInt32BE(MAGIC.simpleReply, 0);
+    out.writeUInt32BE(error, 4);
+    handle.copy(out, 8);
+    this.socket.write(out);
+  }
+}
+
+/** Maps a device failure to the errno the protocol sends. */
+function errnoOf(err: unknown): number {
+  switch ((err as { code?: unknown } | null)?.code) {
+    case 'ENOSPC':
+    case 'EDQUOT':
+      return ERRNO.ENOSPC;
+    case 'EROFS':
+    case 'EPERM':
+    case 'EACCES':
+      return ERRNO.EPERM;
+    case 'EINVAL':
+      return ERRNO.EINVAL;
+    case 'ENOMEM':
+      return ERRNO.ENOMEM;
+    case 'ESHUTDOWN':
+      return ERRNO.ESHUTDOWN;
+    default:
+      return ERRNO.EIO;
+  }
+}

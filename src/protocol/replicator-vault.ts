@@ -1,0 +1,79 @@
+import { Type, type Static } from 'typebox';
+import type { SiteStoreConfig } from '../store/open-store.js';
+import { Name, Timestamp } from './schemas.js';
+
+/**
+ * Wire messages between a standalone replicator (`refuge replicator`) and the vault (docs/protocol.md, "Standalone
+ * replicator -> vault"). The replicator connects outbound to the vault like an agent: it reports itself (and so
+ * registers), asks whether a replication may send it data, and records the points it commits.
+ */
+
+export const ReplicationStats = Type.Object(
+  {
+    replicationId: Type.String({ maxLength: 64 }),
+    pointsCommitted: Type.Integer({ minimum: 0 }),
+    /** Chunk bytes received and their bytes on the wire since the replicator started (churn). */
+    bytesReceived: Type.Integer({ minimum: 0 }),
+    wireBytesReceived: Type.Integer({ minimum: 0 }),
+    /** Chunk bytes received but not yet in a committed point. */
+    pendingBytes: Type.Integer({ minimum: 0 }),
+    lastCommittedAt: Type.Union([Timestamp, Type.Null()]),
+    /** Capture-to-commit seconds of the last point (the replication's RPO right after that commit). */
+    lastCommitLagSeconds: Type.Union([Type.Number({ minimum: 0 }), Type.Null()]),
+  },
+  { additionalProperties: false },
+);
+export type ReplicationStats = Static<typeof ReplicationStats>;
+
+/** PUT /api/v1/vaults/{vault}/replicators/{site}: registers (or refreshes) the replicator serving `site`. */
+export const ReplicatorReport = Type.Object(
+  {
+    /** Where agents reach this replicator's endpoints (its /replicator/v1 base URL). */
+    url: Type.String({ minLength: 1, maxLength: 2048 }),
+    version: Type.String({ maxLength: 64 }),
+    replications: Type.Array(ReplicationStats, { maxItems: 100_000 }),
+  },
+  { additionalProperties: false },
+);
+export type ReplicatorReport = Static<typeof ReplicatorReport>;
+
+export const ReplicatorReportResponse = Type.Object({
+  site: Name,
+  /**
+   * The site's replica store, which this replicator commits to: a store location as in a site's configuration
+   * (`{ kind: filesystem, path }`, `{ kind: s3, ... }`, `{ kind: azure, ... }`, plus `encryptionKeyFile` when the
+   * store is encrypted). It may carry the object store's credentials: it is sent only to an authenticated
+   * replicator over HTTPS and never logged.
+   */
+  store: Type.Unsafe<SiteStoreConfig>(Type.Object({ kind: Type.String() }, { additionalProperties: true })),
+  /** Report again within this many seconds, or agents go back to the vault's own replicator. */
+  reportIntervalSeconds: Type.Number({ minimum: 1 }),
+});
+export type ReplicatorReportResponse = Static<typeof ReplicatorReportResponse>;
+
+/** GET /api/v1/vaults/{vault}/replicators/{site}/replications/{id}: may this replication send data here? */
+export const ReplicationTargetInfo = Type.Object({
+  replicationId: Type.String(),
+  name: Name,
+  state: Type.String(),
+  targetSite: Name,
+  /** True while the replication is replicating to this site. */
+  accepting: Type.Boolean(),
+});
+export type ReplicationTargetInfo = Static<typeof ReplicationTargetInfo>;
+
+/** POST /api/v1/vaults/{vault}/replicators/{site}/points: a point the replicator committed to the store. */
+export const RecordPointRequest = Type.Object(
+  {
+    id: Type.String({ maxLength: 64 }),
+    replicationId: Type.String({ maxLength: 64 }),
+    parentId: Type.Union([Type.String({ maxLength: 64 }), Type.Null()]),
+    capturedAt: Timestamp,
+    committedAt: Timestamp,
+    consistency: Type.Union([Type.Literal('crash'), Type.Literal('app')]),
+    changedBytes: Type.Integer({ minimum: 0 }),
+    storedBytes: Type.Integer({ minimum: 0 }),
+  },
+  { additionalProperties: false },
+);
+export type RecordPointRequest = Static<typeof RecordPointRequest>;

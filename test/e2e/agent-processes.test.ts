@@ -1,0 +1,99 @@
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MiB, startAgentFixture, waitFor, type AgentFixture } from '../helpers/agent/agent-fixture.js';
+
+const run = promisify(execFile);
+const root = join(import.meta.dirname, '..', '..');
+const SIZE = 32 * MiB;
+
+interface LogLine {
+  msg?: string;
+  tracking?: Record<string, string>;
+  readBytes?: number;
+  point?: string;
+}
+
+/**
+ * The real processes: `refuge replicator` (standalone, for site recovery) and `refuge agent --capture cdp`, against a
+ * vault. The agent is killed with SIGKILL while a write it tracked is unshipped (the replicator is frozen with
+ * SIGSTOP, so nothing can be committed meanwhile). The restarted agent finds the write in its write-intent log,
+ * reads only that region (not the disk) and ships it through the standalone replicator; the point restores to the
+ * image's bytes.
+ */
+describe('agent and standalone replicator processes: kill -9 of the agent resumes without a full resync', () => {
+  let f: AgentFixture;
+  const children: ChildProcess[] = [];
+  let image: string;
+  let agentLog: string;
+
+  const refuge = (args: string[], log: string) => {
+    const child = spawn(process.execPath, [join(root, 'bin', 'refuge.js'), '--url', f.server.url, '--vault', 'demo', ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, REFUGE_LOG_LEVEL: 'info' },
+    });
+    const out = createWriteStream(log, { flags: 'a' });
+    child.stdout?.pipe(out);
+    child.stderr?.pipe(out);
+    children.push(child);
+    return child;
+  };
+  const startAgent = () =>
+    refuge(['agent', '--site', 'primary', '--name', 'vm1', '--disk', `disk0=${image}`, '--capture', 'cdp', '--state-dir', join(f.dir, 'agent'), '--heartbeat', '1s'], agentLog);
+  const logLines = async (): Promise<LogLine[]> =>
+    (await readFile(agentLog, 'utf8').catch(() => '')).split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as LogLine);
+  const exited = (c: ChildProcess) => new Promise<void>((r) => (c.exitCode !== null || c.signalCode !== null ? r() : c.once('exit', () => r())));
+
+  beforeAll(async () => {
+    f = await startAgentFixture('ragproc-');
+    image = join(f.dir, 'disk0.raw');
+    agentLog = join(f.dir, 'agent.log');
+    const disk = Buffer.alloc(SIZE);
+    randomBytes(4 * MiB).copy(disk, 2 * MiB);
+    await writeFile(image, disk);
+  });
+  afterAll(async () => {
+    for (const c of children) {
+      if (c.signalCode === 'SIGSTOP' || c.exitCode === null) c.kill('SIGCONT');
+      c.kill('SIGKILL');
+      await exited(c);
+    }
+    await f.close();
+  });
+
+  it('seeds through the standalone replicator, survives SIGKILL with a tracked write pending, and ships only that write', async () => {
+    const replicator = refuge(['replicator', '--site', 'recovery'], join(f.dir, 'replicator.log'));
+    await waitFor(async () => (await f.api<{ items: unknown[] }>('GET', '/vaults/demo/replicators')).items.length === 1, 30_000, 'the replicator registering');
+    let agent = startAgent();
+    const rep = await f.enable();
+    const seeded = await f.pointAfter(new Date(0), 60_000);
+    expect((await f.restore(rep, seeded.id)).equals(await readFile(image))).toBe(true);
+
+    replicator.kill('SIGSTOP'); // nothing can be committed from here on
+    await run('qemu-io', ['-f', 'raw', '-c', 'write -P 0x5a 20971520 65536', `nbd:unix:${join(f.dir, 'agent', 'nbd', 'disk0.sock')}`]);
+    agent.kill('SIGKILL');
+    await exited(agent);
+    replicator.kill('SIGCONT');
+
+    const restartedAt = new Date();
+    agent = startAgent();
+    const point = await f.pointAfter(restartedAt, 60_000);
+    expect((await f.restore(rep, point.id)).equals(await readFile(image))).toBe(true);
+    expect((await readFile(image)).subarray(20 * MiB, 20 * MiB + 65536).equals(Buffer.alloc(65536, 0x5a))).toBe(true);
+
+    const lines = await logLines();
+    const starts = lines.filter((l) => l.msg === 'cdp capture serving disks over NBD');
+    expect(starts.map((l) => l.tracking?.disk0)).toEqual(['lost', 'intent-log']); // first run knew nothing; the second had the log
+    const committed = lines.filter((l) => l.msg === 'recovery point committed');
+    const afterRestart = committed.find((l) => l.point === point.id);
+    expect(afterRestart?.readBytes).toBe(MiB); // the one logged region, not the 32 MiB disk
+
+    type Replicators = { items: { replications: { replicationId: string; pointsCommitted: number }[] }[] };
+    const reported = async () => (await f.api<Replicators>('GET', '/vaults/demo/replicators')).items[0]?.replications[0]?.pointsCommitted ?? 0;
+    await waitFor(async () => (await reported()) >= 2, 15_000, 'the replicator reporting its commits to the vault');
+  });
+});
