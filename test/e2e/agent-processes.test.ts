@@ -30,9 +30,11 @@ describe('agent and standalone replicator processes: kill -9 of the agent resume
   const children: ChildProcess[] = [];
   let image: string;
   let agentLog: string;
+  /** The agent token and the vault CA, as `refuge token create --agent --write` would save them. */
+  let credentials: string;
 
   const refuge = (args: string[], log: string) => {
-    const child = spawn(process.execPath, [join(root, 'bin', 'refuge.js'), '--url', f.server.url, '--vault', 'demo', ...args], {
+    const child = spawn(process.execPath, [join(root, 'bin', 'refuge.js'), '--credentials', credentials, '--vault', 'demo', ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, REFUGE_LOG_LEVEL: 'info' },
     });
@@ -52,6 +54,8 @@ describe('agent and standalone replicator processes: kill -9 of the agent resume
     f = await startAgentFixture('ragproc-');
     image = join(f.dir, 'disk0.raw');
     agentLog = join(f.dir, 'agent.log');
+    credentials = join(f.dir, 'agent-credentials.json');
+    await writeFile(credentials, JSON.stringify({ url: f.server.url, ...f.agentConnection }), { mode: 0o600 });
     const disk = Buffer.alloc(SIZE);
     randomBytes(4 * MiB).copy(disk, 2 * MiB);
     await writeFile(image, disk);
