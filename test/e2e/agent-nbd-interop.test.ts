@@ -115,7 +115,7 @@ describe('agent NBD export interoperates with standard NBD clients', () => {
   it("fio's nbd engine writes random 4 KiB blocks at depth 16 and verifies them; every written chunk is tracked", async () => {
     const { stdout } = await run('fio', [
       '--name=interop', '--ioengine=nbd', `--uri=${uri}`, '--rw=randwrite', '--bs=4k', '--iodepth=16',
-      '--size=32M', '--offset=8M', '--verify=crc32c', '--do_verify=1', '--randrepeat=1', '--output-format=json',
+      '--size=32M', '--offset=8M', '--verify=crc32c', '--do_verify=1', '--randrepeat=1', '--verify_state_save=0', '--output-format=json',
     ], { maxBuffer: 16 * MiB });
     // fio's nbd engine prints "fio: connected to NBD server" before its JSON report.
     const job = (JSON.parse(stdout.slice(stdout.indexOf('{'))) as { jobs: { error: number; write: { io_bytes: number } }[] }).jobs[0];
