@@ -4,6 +4,7 @@ import { applyPatch, decompressBounded } from '../protocol/chunk-encoding.js';
 import type { CommitPointRequest, CommitPointResponse } from '../protocol/schemas.js';
 import type { PointManifest } from '../store/manifest.js';
 import type { ReplicaStore } from '../store/replica-store.js';
+import { takeResyncRequest } from '../store/repair.js';
 
 /**
  * The replicator receives an agent's changed chunks, verifies each against its hash, stores them and commits
@@ -135,6 +136,14 @@ export class Replicator {
     const target = await this.targets.resolve(replicationId);
     const ids = await target.store.listPointIds(replicationId);
     const latest = ids.at(-1) ?? null;
+    if (await takeResyncRequest(target.store, replicationId)) {
+      // `refuge store repair` dropped damaged chunks: the agent's resync (every chunk against the latest point,
+      // uploading what the store lacks) brings them back from the source.
+      throw new RefugeError('conflict', 'the replica store was repaired and lacks chunks this replication used; resynchronize', {
+        details: { latestPointId: latest },
+        hint: 'the agent compares every chunk with the latest point and uploads the ones the store lacks',
+      });
+    }
     if (req.parentId !== latest) {
       const replayed = latest === null ? undefined : await this.sameCommit(target.store, replicationId, latest, req);
       if (replayed) {

@@ -6,6 +6,7 @@ import { collectGarbage } from '../../store/gc.js';
 import { importImages } from '../../store/import-image.js';
 import { storeStats } from '../../store/inspect.js';
 import { prunePoints } from '../../store/prune.js';
+import { repairStore } from '../../store/repair.js';
 import type { ReplicaStore } from '../../store/replica-store.js';
 import { asrRetention } from '../../store/retention.js';
 import { verifyStore } from '../../store/verify.js';
@@ -146,6 +147,19 @@ export function registerStoreCommands(program: Command): void {
       else if (r.problems.length === 0) say(`verified ${r.points} point(s), ${r.packsChecked} of ${r.packs} pack(s), ${r.blobsChecked} blob(s): no problems`);
       else printTable(r.problems.map((p) => ({ object: p.object, points: p.points ?? [], problem: p.problem })), ['object', 'points', 'problem']);
       if (r.problems.length > 0) process.exitCode = 3;
+    });
+
+  sub('repair', 'after damage found by verify: keep what is intact, drop damaged chunks and have the sources send them again')
+    .action(async (o: StoreOptions, cmd: Command) => {
+      const s = await openStoreFromOptions(o);
+      const r = await repairStore(s);
+      await s.close();
+      if (globals(cmd).json) return printJson(r);
+      if (r.found.length === 0) return say('repair: verify found no damage; nothing to do');
+      say(`repair: ${r.packsRewritten} damaged pack(s) replaced, ${r.blobsKept} intact blob(s) kept, ${r.lost.length} lost blob(s) now missing`);
+      if (r.resyncRequested.length > 0) say(`  resync requested for ${r.resyncRequested.join(', ')}: their agents send the lost chunks again at their next point`);
+      const unrepaired = r.found.filter((p) => !p.object.startsWith('packs/'));
+      if (unrepaired.length > 0) printTable(unrepaired.map((p) => ({ object: p.object, problem: p.problem })), ['object', 'problem']);
     });
 
   sub('prune', "delete points a retention policy no longer keeps (Azure Site Recovery's schedule, cut at --retention)")
