@@ -121,6 +121,11 @@ export class BlobStore implements NodeSource, NodeSink {
     return this.pending.has(hash) || this.table.has(hash);
   }
 
+  /** The length of a blob's raw bytes (a chunk's length), stored or pending; undefined when the store lacks it. */
+  rawLength(hash: string): number | undefined {
+    return this.pending.get(hash)?.entry.rawLength ?? this.table.get(hash)?.rawLength;
+  }
+
   location(hash: string): BlobLocation | undefined {
     return this.table.get(hash);
   }

@@ -188,7 +188,11 @@ export class ReplicaStore {
     await this.flushOrDiscard(req.replicationId); // a failed pack write (a full disk) is the error, not "missing chunks"
     const parent = req.parentId === null ? null : await this.getPoint(req.replicationId, req.parentId);
     const referenced = new Set<string>();
+    const names = new Set<string>();
     for (const change of req.disks) {
+      // Two disks of one name would make a manifest whose second disk no reader can reach.
+      if (names.has(change.name)) throw new RefugeError('invalid_argument', `disk '${change.name}' is listed twice`);
+      names.add(change.name);
       const count = chunkCount(change.sizeBytes, this.chunkSize);
       if (!Number.isSafeInteger(change.sizeBytes) || change.sizeBytes < 0) throw new RefugeError('invalid_argument', `disk '${change.name}': size ${change.sizeBytes} is not usable`);
       for (const [index, hash] of change.changes) {
@@ -205,6 +209,15 @@ export class ReplicaStore {
         details: { missing: missing.slice(0, 20) },
         hint: 'upload the missing chunks, then commit again',
       });
+    }
+    // A chunk must fill its place exactly (restores refuse anything else), or the point could never be restored.
+    for (const change of req.disks) {
+      for (const [index, hash] of change.changes) {
+        if (hash === null) continue;
+        const length = this.blobs.rawLength(hash);
+        const room = chunkLength(change.sizeBytes, this.chunkSize, index);
+        if (length !== room) throw new RefugeError('invalid_argument', `disk '${change.name}': chunk ${hash} has ${length ?? 0} bytes where chunk ${index} holds ${room}`);
+      }
     }
     const disks: DiskManifest[] = [];
     let changedChunks = 0;
@@ -271,6 +284,11 @@ export class ReplicaStore {
     } else {
       // First point of a disk, or a resized disk: build from the base's chunks that still fit, plus the changes.
       const old = base && base.chunkSize === cs ? await listChunks(base.root, chunkCount(base.sizeBytes, cs), this.blobs) : [];
+      // The old last chunk, if shorter than its place on the resized disk, must be listed again (it no longer fits).
+      const oldLast = old.length - 1;
+      if (base && oldLast >= 0 && oldLast < count && old[oldLast] && !last.has(oldLast) && chunkLength(base.sizeBytes, cs, oldLast) !== length(oldLast)) {
+        throw new RefugeError('invalid_argument', `disk '${change.name}' was resized from ${base.sizeBytes} to ${change.sizeBytes} bytes: chunk ${oldLast} changes length and must be listed`);
+      }
       before = (i) => old[i] ?? null;
       const final = new Map<number, string | null>();
       for (let i = 0; i < Math.min(count, old.length); i++) if (old[i]) final.set(i, old[i] as string);
