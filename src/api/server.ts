@@ -70,7 +70,11 @@ export interface VaultServer {
 }
 
 /** Where the in-process replicator finds each replication's store, and how committed points reach the vault. */
-function vaultTargets(repos: VaultRepositories, sites: SiteResources): TargetResolver {
+function vaultTargets(repos: VaultRepositories, sites: SiteResources, alerts: AlertRepository): TargetResolver {
+  // Sites whose store may have an active `replica-store-full` alert: all at start (one may survive a restart), then
+  // those this process raised one for; the next commit there resolves it (space was freed).
+  const maybeFull = new Set<string>();
+  const resolvedOnce = new Set<string>();
   return {
     async resolve(replicationId) {
       const rep = await repos.replications.byId(replicationId);
@@ -79,11 +83,22 @@ function vaultTargets(repos: VaultRepositories, sites: SiteResources): TargetRes
           details: { allowedOperations: [] },
         });
       }
-      const store = await sites.store(await repos.sites.byId(rep.targetSiteId));
+      const site = await repos.sites.byId(rep.targetSiteId);
+      const store = await sites.store(site);
       return {
         store,
-        onCommitted: (m) =>
-          repos.replications.recordPoint({
+        onStoreFull: async (err) => {
+          maybeFull.add(site.id);
+          await alerts.raise(rep.vaultId, {
+            kind: 'replica-store-full',
+            subject: `site ${site.name}`,
+            severity: 'critical',
+            message: `the replica store of site '${site.name}' is out of space; replication of '${rep.name}' is stalled: ${err.message}`,
+            details: { site: site.name, replication: rep.name, ...(err.hint ? { hint: err.hint } : {}) },
+          });
+        },
+        onCommitted: async (m) => {
+          await repos.replications.recordPoint({
             id: m.id,
             replicationId: m.replicationId,
             parentId: m.parentId,
@@ -92,7 +107,14 @@ function vaultTargets(repos: VaultRepositories, sites: SiteResources): TargetRes
             consistency: m.consistency,
             changedBytes: m.stats.changedBytes,
             storedBytes: m.stats.storedBytes,
-          }),
+          });
+          // A commit went through: the store has room again.
+          if (maybeFull.has(site.id) || !resolvedOnce.has(site.id)) {
+            await alerts.resolve(rep.vaultId, 'replica-store-full', `site ${site.name}`);
+            maybeFull.delete(site.id);
+            resolvedOnce.add(site.id);
+          }
+        },
       };
     },
   };
@@ -143,7 +165,7 @@ export async function assembleVault(o: VaultServerOptions): Promise<VaultServer 
     endpoints: () => ({ vault: url, replicator: `${url}/replicator/v1` }),
   }, { alerts, events });
   const operations = new OperationService(deps, engine, readiness);
-  const replicator = new Replicator(vaultTargets(repos, sites), log.child({ component: 'replicator' }));
+  const replicator = new Replicator(vaultTargets(repos, sites, alerts), log.child({ component: 'replicator' }));
   const metrics = new VaultMetrics(repos, replicator);
   const monitoring = { events, alerts, channels: new AlertChannelRepository(db), notifier, monitor };
   const app = await buildApp({

@@ -17,6 +17,8 @@ export interface ReplicationTarget {
   store: ReplicaStore;
   /** Records a committed point with whoever tracks points (the vault). Called after the point is durable. */
   onCommitted(manifest: PointManifest, stats: CommitStats): Promise<void>;
+  /** Told when the store refuses data for lack of space (`resource_exhausted`), so whoever tracks it can alert. */
+  onStoreFull?(err: RefugeError): Promise<void>;
 }
 
 /** What a commit adds to the vault's view of a replication (churn, backlog, RPO). */
@@ -80,13 +82,15 @@ export class Replicator {
 
   /** Stores one uploaded chunk, rebuilding it from a compressed body or a patch first; rejects bytes that do not hash to `hash`. */
   async putChunk(replicationId: string, hash: string, body: Buffer, encoding: ReceivedEncoding = { compressed: false }): Promise<void> {
-    const { store } = await this.targets.resolve(replicationId);
+    const target = await this.targets.resolve(replicationId);
+    const { store } = target;
     const c = this.count(replicationId);
     let data: Buffer;
     try {
       data = await this.rebuild(store, body, encoding);
       await store.putChunk(hash, data);
     } catch (err) {
+      await this.reportFull(target, err);
       c.chunksRejected++;
       // Bytes that do not match their hash are the sender's fault here (the store rejected them, nothing stored).
       if (isRefugeError(err, 'integrity')) throw new RefugeError('invalid_argument', err.message, { cause: err });
@@ -163,6 +167,9 @@ export class Replicator {
       capturedAt: new Date(req.capturedAt),
       consistency: req.consistency,
       disks: req.disks.map((d) => ({ name: d.name, sizeBytes: d.sizeBytes, changes: d.changes })),
+    }).catch(async (err: unknown) => {
+      await this.reportFull(target, err);
+      throw err;
     });
     const c = this.count(replicationId);
     const stats: CommitStats = {
@@ -176,6 +183,12 @@ export class Replicator {
     c.pointsCommitted++;
     this.log.info({ replicationId, point: manifest.id, changedBytes: manifest.stats.changedBytes, wireBytes: stats.wireBytes }, 'point committed');
     return { pointId: manifest.id, capturedAt: manifest.capturedAt, changedBytes: manifest.stats.changedBytes };
+  }
+
+  /** A full store (reliability R3) is the operator's to fix: tell the target, never fail the request on telling. */
+  private async reportFull(target: ReplicationTarget, err: unknown): Promise<void> {
+    if (!isRefugeError(err, 'resource_exhausted') || !target.onStoreFull) return;
+    await target.onStoreFull(err).catch((e: unknown) => this.log.warn({ err: e }, 'reporting a full replica store failed'));
   }
 
   /**

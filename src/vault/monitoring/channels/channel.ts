@@ -8,6 +8,7 @@ export const ALERT_KINDS = [
   'certificate-expiring',
   'capacity-shortfall',
   'readiness-worsened',
+  'replica-store-full',
 ] as const;
 export type AlertKind = (typeof ALERT_KINDS)[number];
 
