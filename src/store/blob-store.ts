@@ -240,14 +240,22 @@ export class BlobStore implements NodeSource, NodeSink {
     if (p) return { stored: p.builder.storedBytes(p.entry), loc: { packId: '(pending)', ...p.entry } };
     for (let attempt = 0; ; attempt++) {
       const loc = this.table.get(hash);
-      if (!loc) throw new RefugeError('not_found', `blob ${hash} is not in the store's index`, { details: { blob: hash } });
+      if (!loc) {
+        // Another process (the vault's replicator beside a standalone one, an import) may have written it since
+        // this table was loaded: look once more with the index files written meanwhile.
+        if (attempt === 0) {
+          await this.refresh();
+          continue;
+        }
+        throw new RefugeError('not_found', `blob ${hash} is not in the store's index`, { details: { blob: hash } });
+      }
       try {
         const stored = await this.backend.getRange(packKey(loc.packId), loc.offset, loc.length);
         return { stored, loc };
       } catch (err) {
         if (!isRefugeError(err, 'not_found')) throw err;
         // Garbage collection may have moved the blob to another pack: look again once with a fresh index.
-        if (attempt > 0 || !(await this.refresh()).rebuilt) {
+        if (attempt > 1 || !(await this.refresh()).rebuilt) {
           throw new RefugeError('integrity', `pack ${packKey(loc.packId)} holding blob ${hash} is missing`, { details: { object: packKey(loc.packId), blob: hash } });
         }
       }
