@@ -18,7 +18,7 @@ describe('R1 kill -9 at random moments', () => {
 
   it(`survives ${POINTS} kill points (seed ${SEED}) with no corrupt point, no full resync, clean jobs`, async () => {
     const run = await runKillNine({ points: POINTS, seed: SEED, log: (l) => process.stdout.write(`[kill] ${l}\n`) });
-    cleanup = run.cleanup;
+    cleanup = () => run.cleanup();
     const records: KillRecord[] = run.records;
     expect(records).toHaveLength(POINTS);
     expect(records.flatMap((r) => r.problems)).toEqual([]);
