@@ -270,8 +270,18 @@ export class ReplicaStore {
     let before: (i: number) => string | null;
     let storedChunks = 0;
     let storedBytes = 0;
-    if (base && base.sizeBytes === change.sizeBytes && base.chunkSize === cs) {
-      const result = await updateTree(base.root, count, change.changes, this.blobs, this.blobs);
+    // A commit listing every chunk (an agent's resync) needs nothing of the parent's tree, which may have lost nodes
+    // to bit rot (`refuge store repair` drops them): then the tree is built anew, storing the lost nodes again.
+    const everyChunk = last.size === count;
+    const readable = <T>(read: () => Promise<T>, fallback: T): Promise<T> =>
+      read().catch((err: unknown) => {
+        if (everyChunk && isRefugeError(err, 'integrity')) return fallback;
+        throw err;
+      });
+    const result = base && base.sizeBytes === change.sizeBytes && base.chunkSize === cs
+      ? await readable(() => updateTree(base.root, count, change.changes, this.blobs, this.blobs), undefined)
+      : undefined;
+    if (base && result) {
       root = result.root;
       before = (i) => result.previous.get(i) ?? null;
       storedChunks = base.storedChunks;
@@ -283,7 +293,7 @@ export class ReplicaStore {
       }
     } else {
       // First point of a disk, or a resized disk: build from the base's chunks that still fit, plus the changes.
-      const old = base && base.chunkSize === cs ? await listChunks(base.root, chunkCount(base.sizeBytes, cs), this.blobs) : [];
+      const old = base && base.chunkSize === cs ? await readable(() => listChunks(base.root, chunkCount(base.sizeBytes, cs), this.blobs), []) : [];
       // The old last chunk, if shorter than its place on the resized disk, must be listed again (it no longer fits).
       const oldLast = old.length - 1;
       if (base && oldLast >= 0 && oldLast < count && old[oldLast] && !last.has(oldLast) && chunkLength(base.sizeBytes, cs, oldLast) !== length(oldLast)) {

@@ -40,5 +40,5 @@ describe('R1 kill -9 at random moments', () => {
       changedBytes: records.reduce((n, r) => n + r.changedBytes, 0),
       jobs: { succeeded: jobs.filter((r) => r.job?.startsWith('succeeded')).length, failedCleanly: jobs.filter((r) => r.job?.startsWith('failed')).length },
     });
-  });
+  }, 120_000 + POINTS * 45_000);
 });

@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../../../src/core/errors.js';
 import { figure } from '../../helpers/figures.js';
-import { fuzzRuns } from '../../helpers/fuzz.js';
+import { fuzzRuns, fuzzTimeoutMs } from '../../helpers/fuzz.js';
 import { createTestVault, protectWithPoint, seedConfiguration, type TestVault } from '../../helpers/test-vault.js';
 
 /** The bits of an OpenAPI 3 / JSON schema the generator reads. */
@@ -158,7 +158,7 @@ describe('API fuzzing from the OpenAPI route table', () => {
       );
       await stillServing();
     }
-  }, 300_000);
+  }, fuzzTimeoutMs(300_000));
 
   it('answers malformed JSON, wrong content types and huge bodies on every route that takes a body with a 4xx', async () => {
     const withBody = operations.filter((o) => o.body);
@@ -176,7 +176,7 @@ describe('API fuzzing from the OpenAPI route table', () => {
       { numRuns: fuzzRuns(300) },
     );
     await stillServing();
-  }, 120_000);
+  }, fuzzTimeoutMs(120_000));
 
   it('answers invalid and concurrent conflicting operations with one winner and 409s listing what is allowed', async () => {
     const ops = ['test-failover', 'test-failover-cleanup', 'failover', 'commit', 'disable'];
@@ -201,5 +201,5 @@ describe('API fuzzing from the OpenAPI route table', () => {
     );
     expect(acceptedInAll).toBeGreaterThan(0);
     await stillServing();
-  }, 120_000);
+  }, fuzzTimeoutMs(120_000));
 });

@@ -7,7 +7,7 @@ import { FileBlockDevice } from '../../../src/nbd/block-device.js';
 import { NbdServer } from '../../../src/nbd/server.js';
 import { NBD, RawNbdClient, u16, u32, u64 } from '../../helpers/agent/raw-nbd-client.js';
 import { figure } from '../../helpers/figures.js';
-import { fuzzRuns } from '../../helpers/fuzz.js';
+import { fuzzRuns, fuzzTimeoutMs } from '../../helpers/fuzz.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -138,7 +138,7 @@ describe('nbd server fuzzing', () => {
       }),
       { numRuns: fuzzRuns(150) },
     );
-  });
+  }, fuzzTimeoutMs(60_000));
 
   const optionArb = fc.oneof(
     fc.record({ option: fc.constantFrom(NBD.opt.list, NBD.opt.startTls, NBD.opt.structuredReply, 0, 4, 9, 10, 0xdead, 0xffffffff), data: fc.uint8Array({ maxLength: 64 }).map((d) => Buffer.from(d)) }),
@@ -192,7 +192,7 @@ describe('nbd server fuzzing', () => {
       { numRuns: fuzzRuns(150) },
     );
     await noConnectionsLeft();
-  });
+  }, fuzzTimeoutMs(60_000));
 
   const readWorks = async (c: RawNbdClient) => {
     c.request(NBD.cmd.read, 77n, 0, 4096);
@@ -219,5 +219,5 @@ describe('nbd server fuzzing', () => {
       { numRuns: fuzzRuns(100) },
     );
     await noConnectionsLeft();
-  });
+  }, fuzzTimeoutMs(60_000));
 });

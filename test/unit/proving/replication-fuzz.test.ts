@@ -11,7 +11,7 @@ import { chunkHash } from '../../../src/store/chunks.js';
 import { ReplicaStore } from '../../../src/store/replica-store.js';
 import { verifyStore } from '../../../src/store/verify.js';
 import { figure } from '../../helpers/figures.js';
-import { fuzzRuns } from '../../helpers/fuzz.js';
+import { fuzzRuns, fuzzTimeoutMs } from '../../helpers/fuzz.js';
 import { CHUNK, createTestVault, seedConfiguration, type TestVault } from '../../helpers/test-vault.js';
 
 type Status = number;
@@ -148,7 +148,7 @@ describe('replication protocol fuzzing', () => {
       }),
       { numRuns: fuzzRuns(60) },
     );
-  });
+  }, fuzzTimeoutMs(90_000));
 
   interface DiskModel { sizeBytes: number; chunks: Map<number, string | null> }
   interface PointModel { id: string; parentId: string | null; capturedAt: string; disks: Map<string, DiskModel> }
@@ -215,7 +215,7 @@ describe('replication protocol fuzzing', () => {
       }),
       { numRuns: fuzzRuns(40) },
     );
-  });
+  }, fuzzTimeoutMs(90_000));
 
   it('regressions the fuzzer found: duplicate disks, chunks of the wrong length, a resize that strands a short chunk', async () => {
     const rep = await newReplication();
