@@ -294,10 +294,11 @@ export class ReplicaStore {
     } else {
       // First point of a disk, or a resized disk: build from the base's chunks that still fit, plus the changes.
       const old = base && base.chunkSize === cs ? await readable(() => listChunks(base.root, chunkCount(base.sizeBytes, cs), this.blobs), []) : [];
-      // The old last chunk, if shorter than its place on the resized disk, must be listed again (it no longer fits).
-      const oldLast = old.length - 1;
-      if (base && oldLast >= 0 && oldLast < count && old[oldLast] && !last.has(oldLast) && chunkLength(base.sizeBytes, cs, oldLast) !== length(oldLast)) {
-        throw new RefugeError('invalid_argument', `disk '${change.name}' was resized from ${base.sizeBytes} to ${change.sizeBytes} bytes: chunk ${oldLast} changes length and must be listed`);
+      // A kept chunk whose place changes length (the old last one, the new last one) no longer fits: it must be listed.
+      for (const i of new Set([old.length - 1, count - 1])) {
+        if (base && i >= 0 && i < Math.min(count, old.length) && old[i] && !last.has(i) && chunkLength(base.sizeBytes, cs, i) !== length(i)) {
+          throw new RefugeError('invalid_argument', `disk '${change.name}' was resized from ${base.sizeBytes} to ${change.sizeBytes} bytes: chunk ${i} changes length and must be listed`);
+        }
       }
       before = (i) => old[i] ?? null;
       const final = new Map<number, string | null>();
