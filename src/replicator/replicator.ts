@@ -156,6 +156,13 @@ export class Replicator {
         this.count(replicationId).commitsReplayed++;
         return { pointId: replayed.id, capturedAt: replayed.capturedAt, changedBytes: replayed.stats.changedBytes };
       }
+      if (latest !== null) {
+        // The store's latest point may be one the vault never heard of (a replicator killed between writing its
+        // manifest and recording it): record it now, or the vault keeps naming the older point as the agent's parent
+        // and the agent goes back and forth between the two for ever. Recording is idempotent.
+        const m = await target.store.getPoint(replicationId, latest);
+        await target.onCommitted(m, { receivedBytes: 0, wireBytes: 0, commitLagSeconds: (Date.parse(m.committedAt) - Date.parse(m.capturedAt)) / 1000 });
+      }
       throw new RefugeError('conflict', `point parent ${req.parentId ?? 'none'} is not the latest point (${latest ?? 'none'})`, {
         details: { latestPointId: latest },
         hint: 'the agent resynchronizes against the latest point by hash comparison',

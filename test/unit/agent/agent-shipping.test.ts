@@ -121,10 +121,11 @@ describe('agent shipping: faults, backpressure, compression', () => {
     const rep = await f.enable();
     faults.loseNextCommitAnswer = true;
     const first = await f.pointAfter(new Date(0));
-    expect(f.counters(rep)?.commitsReplayed).toBe(1);
+    // The vault lists a point before its answer reaches the agent (and here before the retry replays it): wait for both.
+    await waitFor(() => f.counters(rep)?.commitsReplayed === 1 && agent.counters.pointsCommitted === 1, 20_000, 'the replayed commit answered');
     const pointsAfterFirst = agent.counters.pointsCommitted;
     await f.pointAfter(new Date(Date.parse(first.capturedAt)));
-    expect(agent.counters.pointsCommitted).toBeGreaterThan(pointsAfterFirst);
+    await waitFor(() => agent.counters.pointsCommitted > pointsAfterFirst, 20_000, 'the next point answered');
     expect(agent.counters.cutsAbandoned).toBe(0); // the lost answer never turned into a conflict
     expect(f.counters(rep)?.bytesReceived).toBe(4 * MiB);
   });
