@@ -4,7 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { allows, type Permission } from '../../../src/vault/security/roles.js';
 import { createTestVault, protectWithPoint, seedConfiguration, type TestVault } from '../../helpers/test-vault.js';
 
-const PUBLIC = ['GET /api/v1/health', 'POST /api/v1/auth/login'];
+// Registration is public: the one-time key in its body is the credential (test/unit/api/agent-registration.test.ts).
+const PUBLIC = ['GET /api/v1/health', 'POST /api/v1/auth/login', 'POST /api/v1/vaults/:vault/agents/enroll'];
 const SAMPLE: Record<string, string> = {
   vault: 'demo',
   site: 'primary',
@@ -32,7 +33,7 @@ describe('access control on every route', () => {
     v = await createTestVault();
     await seedConfiguration(v);
     ({ replicationId } = await protectWithPoint(v));
-    for (const role of ['contributor', 'operator', 'reader', 'agent'] as const) tokens[role] = await v.tokenFor(role);
+    for (const role of ['contributor', 'operator', 'reader'] as const) tokens[role] = await v.tokenFor(role);
     tokens.owner = v.ownerToken;
   });
   afterAll(async () => v.cleanup());
@@ -56,7 +57,7 @@ describe('access control on every route', () => {
     }
   });
 
-  it.each(['reader', 'operator', 'contributor', 'agent', 'owner'] as const)('answers 403 to a %s on every route its role does not allow, and lets it through the others', async (role) => {
+  it.each(['reader', 'operator', 'contributor', 'owner'] as const)('answers 403 to a %s on every route its role does not allow, and lets it through the others', async (role) => {
     const denied: string[] = [];
     const allowed: string[] = [];
     for (const r of routes().filter((x) => x.permission !== 'public')) {
@@ -77,15 +78,11 @@ describe('access control on every route', () => {
     expect(allowed.length).toBeGreaterThan(0);
   });
 
-  it('an agent token acts only in its own vault', async () => {
-    await v.call('POST', '/api/v1/vaults', { name: 'other' });
-    await v.call('POST', '/api/v1/vaults/other/sites', { name: 'primary' });
-    const body = { site: 'primary', agentVersion: '0.1.0', machine: { name: 'vm9', hostname: 'h', os: 'linux', cpus: 1, memoryMiB: 256, disks: [{ name: 'disk0', sizeBytes: 1 << 20 }], boot: { kind: 'disk' } } };
-    const own = await v.call('POST', '/api/v1/vaults/demo/agents/register', body, { authorization: `Bearer ${tokens.agent}` });
-    expect(own.status).toBe(200);
-    const other = await v.call<{ error: { message: string } }>('POST', '/api/v1/vaults/other/agents/register', body, { authorization: `Bearer ${tokens.agent}` });
-    expect(other.status).toBe(403);
-    expect(other.body.error.message).toContain('belongs to another vault');
+  it('issues no agent tokens any more: agents authenticate with client certificates', async () => {
+    const r = await v.call<{ error: { message: string; hint: string } }>('POST', '/api/v1/tokens', { name: 'old-agent', agentVault: 'demo' });
+    expect(r.status).toBe(400);
+    expect(r.body.error.message).toContain('agent tokens are retired');
+    expect(r.body.error.hint).toContain('refuge agent key create');
   });
 });
 
