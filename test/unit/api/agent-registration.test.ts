@@ -29,6 +29,9 @@ async function failure(p: Promise<unknown>): Promise<{ code: string; message: st
   throw new Error('expected a failure');
 }
 
+/** The message of an error answer. */
+const errorOf = (r: { text: string }) => (JSON.parse(r.text) as { error: { message: string } }).error.message;
+
 const machineFacts = (name: string) => ({ name, hostname: 'h', os: 'linux', cpus: 1, memoryMiB: 128, disks: [{ name: 'disk0', sizeBytes: MiB }], boot: { kind: 'disk' } });
 
 /**
@@ -50,7 +53,7 @@ describe('agent registration and mutual TLS', () => {
   beforeAll(async () => {
     f = await startAgentFixture('rreg-');
     // A client certificate from another CA, by a client that trusts the vault.
-    foreign = { cert: mallory.certPem, key: mallory.keyPem, ca: f.agentConnection.ca as string };
+    foreign = { cert: mallory.certPem, key: mallory.keyPem, ca: f.agentConnection.ca };
     const file = join(f.dir, 'registration.json');
     await writeFile(file, JSON.stringify(await f.registrationFile()), { mode: 0o600 });
     vm = await register(await readRegistrationCredentials(file), { kind: 'machine', site: 'primary', machine: 'vm5' }, join(f.dir, 'vm5'));
@@ -143,10 +146,10 @@ describe('agent registration and mutual TLS', () => {
     const expired = { ca: vm.connection.ca, cert, key: keyPem };
     const r = await requestRaw('POST', url('/agents/vm5/heartbeat'), { body: { agentVersion: 't' }, connection: expired });
     expect(r.status).toBe(401);
-    expect(JSON.parse(r.text).error.message).toMatch(/client certificate 'machine:vm5' expired at/);
+    expect(errorOf(r)).toMatch(/client certificate 'machine:vm5' expired at/);
     const s = await requestRaw('POST', `${standalone.url}/replications/${replicationId}/chunks/missing`, { body: { hashes: [] }, connection: expired });
     expect(s.status).toBe(401);
-    expect(JSON.parse(s.text).error.message).toContain('expired at');
+    expect(errorOf(s)).toContain('expired at');
 
     await writeFile(join(f.dir, 'vm5', 'identity', 'client.crt'), cert);
     const e = await failure(loadIdentity(join(f.dir, 'vm5')));
@@ -168,22 +171,22 @@ describe('agent registration and mutual TLS', () => {
     expect((await requestRaw('POST', url('/agents/register'), { body, connection: renewed.connection })).status).toBe(200);
     const old = await requestRaw('POST', url('/agents/register'), { body, connection: id.connection });
     expect(old.status).toBe(401);
-    expect(JSON.parse(old.text).error.message).toContain('is revoked');
+    expect(errorOf(old)).toContain('is revoked');
   });
 
   it('enforces mutual TLS on the vault agent routes: no certificate, another CA, another machine, a removed machine', async () => {
     const body = { agentVersion: 't' };
     const none = await requestRaw('POST', url('/agents/vm5/heartbeat'), { body, connection: { ca: vm.connection.ca } });
     expect(none.status).toBe(401);
-    expect(JSON.parse(none.text).error.message).toContain('needs a client certificate issued by this vault');
+    expect(errorOf(none)).toContain('needs a client certificate issued by this vault');
     const other = await requestRaw('POST', url('/agents/vm5/heartbeat'), { body, connection: foreign });
     expect(other.status).toBe(401);
-    expect(JSON.parse(other.text).error.message).toContain("not issued by this vault's CA (issuer 'CN=Mallory CA");
+    expect(errorOf(other)).toContain("not issued by this vault's CA (issuer 'CN=Mallory CA");
     const ok = await requestRaw('POST', url('/agents/vm5/heartbeat'), { body, connection: vm.connection });
     expect(ok.status).toBe(200);
     const vm1 = await requestRaw('POST', url('/agents/vm1/heartbeat'), { body, connection: vm.connection });
     expect(vm1.status).toBe(403);
-    expect(JSON.parse(vm1.text).error.message).toContain("may not act for machine 'vm1'");
+    expect(errorOf(vm1)).toContain("may not act for machine 'vm1'");
     const asOther = await requestRaw('POST', url('/agents/register'), { body: { site: 'primary', agentVersion: 't', machine: machineFacts('vm1') }, connection: vm.connection });
     expect(asOther.status).toBe(403);
 
@@ -193,7 +196,7 @@ describe('agent registration and mutual TLS', () => {
     await f.api('DELETE', '/vaults/demo/machines/vm12');
     const revoked = await requestRaw('POST', url('/agents/vm12/heartbeat'), { body, connection: gone.connection });
     expect(revoked.status).toBe(401);
-    expect(JSON.parse(revoked.text).error.message).toContain('is revoked');
+    expect(errorOf(revoked)).toContain('is revoked');
   });
 
   it('enforces mutual TLS on the standalone replicator: HTTPS from the vault CA, and only the replication\'s own agent', async () => {
@@ -201,13 +204,13 @@ describe('agent registration and mutual TLS', () => {
     expect(standalone.url).toMatch(/^https:/);
     const none = await missing({ ca: vm.connection.ca });
     expect(none.status).toBe(401);
-    expect(JSON.parse(none.text).error.message).toContain('needs a client certificate');
+    expect(errorOf(none)).toContain('needs a client certificate');
     const other = await missing(foreign);
     expect(other.status).toBe(401);
-    expect(JSON.parse(other.text).error.message).toContain("not issued by this vault's CA");
+    expect(errorOf(other)).toContain("not issued by this vault's CA");
     const vm1 = await missing(f.agentConnection);
     expect(vm1.status).toBe(403);
-    expect(JSON.parse(vm1.text).error.message).toContain("is not the agent of this replication's machine");
+    expect(errorOf(vm1)).toContain("is not the agent of this replication's machine");
     const own = await missing(vm.connection);
     expect(own.status).toBe(200);
     expect(JSON.parse(own.text)).toEqual({ missing: [] });
