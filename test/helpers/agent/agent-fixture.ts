@@ -49,11 +49,12 @@ export async function startAgentFixture(prefix = 'ragent-') {
   /** Registers a standalone replicator for `site` (its certificate names localhost and 127.0.0.1). */
   const registerReplicator = async (site = 'recovery'): Promise<Identity> =>
     register(await registrationFile(), { kind: 'replicator', site, names: ['localhost', '127.0.0.1'] }, join(dir, `identity-replicator-${++registrations}`));
-  // Requests as vm1's agent makes them: with its client certificate.
-  const agentConnection: HttpConnection = (await registerMachine('vm1')).connection;
+  // Requests as vm1's agent makes them: with its client certificate (registered on first use: key generation costs).
+  let vm1: Promise<HttpConnection> | undefined;
+  const agentConnection = (): Promise<HttpConnection> => (vm1 ??= registerMachine('vm1').then((id) => id.connection));
   /** One request as the agent of vm1 would make it, answering status and parsed body whatever the status. */
   const agentHttp = async (method: string, url: string, o: { body?: unknown; bytes?: Uint8Array; headers?: Record<string, string> } = {}) => {
-    const r = await requestRaw(method, url, { connection: agentConnection, ...o });
+    const r = await requestRaw(method, url, { connection: await agentConnection(), ...o });
     return { status: r.status, json: <T = unknown>() => JSON.parse(r.text) as T };
   };
 

@@ -121,6 +121,8 @@ describe('agent shipping: faults, backpressure, compression', () => {
     const rep = await f.enable();
     faults.loseNextCommitAnswer = true;
     const first = await f.pointAfter(new Date(0));
+    // The point is recorded by the first commit; the agent's retry (the answer it lost) arrives after it.
+    await waitFor(() => (f.counters(rep)?.commitsReplayed ?? 0) >= 1, 20_000, 'the replayed commit');
     expect(f.counters(rep)?.commitsReplayed).toBe(1);
     const pointsAfterFirst = agent.counters.pointsCommitted;
     await f.pointAfter(new Date(Date.parse(first.capturedAt)));

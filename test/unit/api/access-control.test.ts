@@ -119,7 +119,7 @@ describe('access control by client certificate on every agent route', () => {
     const { keyPem, csrPem } = keyAndCsr('machine:vm1');
     const old = signCsr({ certPem: ca, keyPem: testCertificate().caKeyPem }, csrPem, { commonName: 'machine:vm1', usage: 'client', days: 1, notBefore: new Date(Date.now() - 5 * 86400_000) });
     certs.expired = { ca, cert: old, key: keyPem };
-  });
+  }, 60_000); // RSA key generation on a busy 2-core machine
   afterAll(async () => v.cleanup());
 
   const send = async (method: string, url: string, connection: HttpConnection) => {

@@ -53,7 +53,7 @@ describe('agent registration and mutual TLS', () => {
   beforeAll(async () => {
     f = await startAgentFixture('rreg-');
     // A client certificate from another CA, by a client that trusts the vault.
-    foreign = { cert: mallory.certPem, key: mallory.keyPem, ca: f.agentConnection.ca };
+    foreign = { cert: mallory.certPem, key: mallory.keyPem, ca: testCertificate().caPem };
     const file = join(f.dir, 'registration.json');
     await writeFile(file, JSON.stringify(await f.registrationFile()), { mode: 0o600 });
     vm = await register(await readRegistrationCredentials(file), { kind: 'machine', site: 'primary', machine: 'vm5' }, join(f.dir, 'vm5'));
@@ -62,7 +62,7 @@ describe('agent registration and mutual TLS', () => {
     replicationId = (await f.api<{ id: string }>('POST', '/vaults/demo/replications', { machine: 'vm5', policy: 'default', targetSite: 'recovery' })).id;
     const rid = await f.registerReplicator('recovery');
     standalone = await startStandaloneReplicator({ vaultUrl: f.server.url, vault: 'demo', site: 'recovery', tls: { connection: rid.connection, issuingCa: rid.issuingCa }, log: silentLogger });
-  });
+  }, 60_000); // RSA key generation on a busy 2-core machine
   afterAll(async () => {
     await standalone?.close();
     await f?.close();
@@ -208,7 +208,7 @@ describe('agent registration and mutual TLS', () => {
     const other = await missing(foreign);
     expect(other.status).toBe(401);
     expect(errorOf(other)).toContain("not issued by this vault's CA");
-    const vm1 = await missing(f.agentConnection);
+    const vm1 = await missing(await f.agentConnection());
     expect(vm1.status).toBe(403);
     expect(errorOf(vm1)).toContain("is not the agent of this replication's machine");
     const own = await missing(vm.connection);

@@ -25,7 +25,7 @@ describe('standalone replicator', () => {
     f = await startAgentFixture('rrepl-');
     const id = await f.registerReplicator('recovery');
     standalone = await startStandaloneReplicator({ vaultUrl: f.server.url, vault: 'demo', site: 'recovery', tls: { connection: id.connection, issuingCa: id.issuingCa }, log: silentLogger });
-  });
+  }, 60_000); // RSA key generation (registrations) on a busy 2-core machine
   afterEach(async () => {
     await standalone.close();
     await f.close();
