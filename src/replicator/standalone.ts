@@ -30,8 +30,15 @@ export interface StandaloneReplicatorOptions {
    * The replicator's registered identity: its certificate (issued by the vault CA, for its host names) serves HTTPS
    * to agents and authenticates it to the vault; `issuingCa` is what agents' certificates must chain to.
    */
-  tls: { connection: Required<Pick<HttpConnection, 'ca' | 'cert' | 'key'>>; issuingCa: string };
+  tls: ReplicatorTls;
+  /** Renews the certificate when due (checked at each report); the server and the vault link switch to the new one. */
+  renewal?: { due(): boolean; renew(): Promise<ReplicatorTls> };
   log?: Logger;
+}
+
+export interface ReplicatorTls {
+  connection: Required<Pick<HttpConnection, 'ca' | 'cert' | 'key'>>;
+  issuingCa: string;
 }
 
 export interface StandaloneReplicator {
@@ -148,8 +155,20 @@ export async function startStandaloneReplicator(o: StandaloneReplicatorOptions):
       if (!stopped) report().catch((err: unknown) => log.warn({ err }, 'cannot report to the vault'));
     }, 1000);
   };
+  const renewIfDue = async () => {
+    if (!o.renewal?.due()) return;
+    try {
+      const next = await o.renewal.renew();
+      app.server.setSecureContext({ cert: next.connection.cert, key: next.connection.key, ca: next.issuingCa });
+      link.connection = next.connection;
+      log.info('replicator certificate renewed');
+    } catch (err) {
+      log.warn({ err }, 'renewing the replicator certificate failed; retrying at the next report');
+    }
+  };
   const loop = async () => {
     let intervalSeconds = 10;
+    await renewIfDue();
     try {
       intervalSeconds = (await report()).reportIntervalSeconds;
     } catch (err) {

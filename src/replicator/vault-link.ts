@@ -12,8 +12,8 @@ export class VaultLink {
     private readonly baseUrl: string,
     private readonly vault: string,
     private readonly site: string,
-    /** The replicator's client certificate (from its registration) and the vault CA to trust. */
-    private readonly connection?: HttpConnection,
+    /** The replicator's client certificate (from its registration; replaced when renewed) and the vault CA to trust. */
+    public connection?: HttpConnection,
   ) {}
 
   private url(path: string): string {

@@ -6,6 +6,7 @@ import { createLogger } from '../../core/log.js';
 import { assertValidName } from '../../core/names.js';
 import { startStandaloneReplicator } from '../../replicator/standalone.js';
 import { identityFor } from './agent-registration.js';
+import { renew, renewalDue } from '../../protocol/identity.js';
 
 export function registerReplicatorCommand(program: Command): void {
   program
@@ -27,6 +28,7 @@ export function registerReplicatorCommand(program: Command): void {
       if (identity.kind !== 'replicator' || identity.site !== site) {
         throw new RefugeError('invalid_argument', `${resolve(o.stateDir)} holds the identity of ${identity.kind} '${identity.name}', not of the replicator of site '${site}'`, { hint: 'use another --state-dir' });
       }
+      let current = identity;
       const replicator = await startStandaloneReplicator({
         vaultUrl: identity.url,
         vault: identity.vault,
@@ -36,6 +38,10 @@ export function registerReplicatorCommand(program: Command): void {
         ...(o.publicUrl ? { publicUrl: o.publicUrl } : {}),
         ...(o.store ? { storePath: resolve(o.store) } : {}),
         tls: { connection: identity.connection, issuingCa: identity.issuingCa },
+        renewal: {
+          due: () => renewalDue(current),
+          renew: async () => (current = await renew(current, resolve(o.stateDir))),
+        },
         log: createLogger('replicator'),
       });
       process.stdout.write(`replicator listening on ${replicator.url} for site ${o.site}\n`);

@@ -1,6 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { release } from 'node:os';
+import { connect as tlsConnect } from 'node:tls';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent } from '../../../src/agent/agent.js';
@@ -172,6 +173,33 @@ describe('agent registration and mutual TLS', () => {
     const old = await requestRaw('POST', url('/agents/register'), { body, connection: id.connection });
     expect(old.status).toBe(401);
     expect(errorOf(old)).toContain('is revoked');
+  });
+
+  it('a standalone replicator renews its certificate: it serves and reports with the new one', async () => {
+    const first = await f.registerReplicator('primary');
+    const stateDir = join(f.dir, 'replicator-renewing');
+    let renewed: Identity | undefined;
+    const r = await startStandaloneReplicator({
+      vaultUrl: f.server.url, vault: 'demo', site: 'primary', tls: { connection: first.connection, issuingCa: first.issuingCa }, log: silentLogger,
+      renewal: { due: () => renewed === undefined, renew: async () => (renewed = await renew(first, stateDir)) },
+    });
+    try {
+      expect(renewed).toBeDefined();
+      const served = await new Promise<string>((resolve, reject) => {
+        const u = new URL(r.url);
+        const s = tlsConnect({ host: u.hostname, port: Number(u.port), ca: first.connection.ca }, () => {
+          resolve(s.getPeerCertificate().fingerprint256);
+          s.destroy();
+        });
+        s.once('error', reject);
+      });
+      expect(served).toBe(new X509Certificate(renewed?.connection.cert as string).fingerprint256);
+      await r.report(); // with the new client certificate; the old one is revoked
+      const old = await requestRaw('PUT', url('/replicators/primary'), { body: { url: r.url, version: 't', replications: [] }, connection: first.connection });
+      expect(old.status).toBe(401);
+    } finally {
+      await r.close();
+    }
   });
 
   it('enforces mutual TLS on the vault agent routes: no certificate, another CA, another machine, a removed machine', async () => {
