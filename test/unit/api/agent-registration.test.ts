@@ -103,6 +103,12 @@ describe('agent registration and mutual TLS', () => {
     expect(again).toMatchObject({ code: 'unauthenticated', status: 401 });
     expect(again.message).toContain('already used');
     expect(again.message).toContain('machine:vm7');
+    // Registrations are audited, without the key.
+    const audit = await f.api<{ items: { action: string; status: number; details: { body: Record<string, unknown> } }[] }>('GET', '/audit?limit=200');
+    const enrolls = audit.items.filter((e) => e.action === 'POST /api/v1/vaults/:vault/agents/enroll');
+    expect(enrolls.map((e) => e.status)).toEqual(expect.arrayContaining([201, 401]));
+    expect(enrolls.every((e) => e.details.body.key === '[redacted]')).toBe(true);
+    expect(JSON.stringify(audit.items)).not.toContain(creds.registrationKey);
   });
 
   it('refuses to register when the agent does not trust the vault chain, naming the issuer and the fix', async () => {
