@@ -89,7 +89,7 @@ describe('agent registration and mutual TLS', () => {
     });
     const stop = new AbortController();
     const done = agent.run(stop.signal);
-    type MachineView = { agent: { host: { kernel: string; cpus: number; memoryBytes: number; agentVersion: string; disks: unknown[] } | null } };
+    type MachineView = { agent: { host: { os: string; kernel: string; cpus: number; memoryBytes: number; agentVersion: string; disks: unknown[] } | null } };
     await waitFor(async () => (await f.api<{ items: { name: string }[] }>('GET', '/vaults/demo/machines')).items.some((m) => m.name === 'vm7'));
     await waitFor(async () => (await f.api<MachineView>('GET', '/vaults/demo/machines/vm7')).agent.host !== null);
     stop.abort();
@@ -98,6 +98,11 @@ describe('agent registration and mutual TLS', () => {
     expect(host).toMatchObject({ kernel: release(), disks: [{ name: 'disk0', sizeBytes: MiB }] });
     expect(host?.cpus).toBeGreaterThan(0);
     expect(host?.memoryBytes).toBeGreaterThan(0);
+    // The support-matrix readiness check reads them.
+    type Report = { results: { check: string; measured: { agents: Record<string, { host?: { kernel: string; arch: string } }> } }[] };
+    const report = await f.api<Report>('POST', '/vaults/demo/readiness', { machine: 'vm7', targetSite: 'recovery' });
+    const matrix = report.results.find((c) => c.check === 'support-matrix');
+    expect(matrix?.measured.agents.vm7?.host).toEqual({ kernel: release(), arch: process.arch, os: host?.os });
     // The key was used once: a second registration with the same file is refused.
     const again = await failure(register(creds, { kind: 'machine', site: 'primary', machine: 'vm8' }, join(f.dir, 'vm8')));
     expect(again).toMatchObject({ code: 'unauthenticated', status: 401 });
