@@ -1,4 +1,4 @@
-import { isRefugeError } from '../core/errors.js';
+import { RefugeError, isRefugeError } from '../core/errors.js';
 import type { HttpConnection } from '../core/http-client.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import { sleep } from '../core/durations.js';
@@ -11,6 +11,9 @@ import { RateLimiter } from './shipping/rate-limiter.js';
 import { retrying, type RetryPolicy } from './shipping/retry.js';
 import { shipCut } from './shipping/ship-cut.js';
 import { emptyState, loadState, saveState, type AgentState } from './state.js';
+import type { RegistrationCredentials } from '../protocol/enrollment.js';
+import { loadIdentity, register, renew, renewalDue, type Identity } from '../protocol/identity.js';
+import { hostFacts } from './host-facts.js';
 
 export const AGENT_VERSION = '0.2.0';
 /** How often the agent probes and reports its reachability of the vault and replicator. */
@@ -25,8 +28,13 @@ export interface AgentOptions {
   capture: CaptureMode;
   stateDir: string;
   heartbeatSeconds?: number;
-  /** Token and TLS trust for the vault and the replicator. */
+  /**
+   * TLS trust and client certificate for the vault and the replicator. Normally absent: the agent uses the identity
+   * (client certificate) saved in `stateDir` by registration.
+   */
   connection?: HttpConnection;
+  /** The registration file to redeem when `stateDir` holds no identity yet (`refuge agent register` does it too). */
+  registration?: () => Promise<RegistrationCredentials>;
   /** Upper bound on bytes per second put on the wire to the replicator (0 or absent: unlimited). */
   bandwidthBytesPerSecond?: number;
   /** zstd-compress uploads when it helps (default true). */
@@ -61,15 +69,47 @@ export class Agent {
   private readonly vaultClient: VaultClient;
   private readonly limiter: RateLimiter;
   private readonly log: Logger;
+  private identity: Identity | undefined;
   readonly counters: AgentCounters = { pointsCommitted: 0, cutsAbandoned: 0, readBytes: 0, upload: emptyUploadStats() };
 
   constructor(private readonly o: AgentOptions) {
-    this.vaultClient = new VaultClient(o.vaultUrl, o.vault, o.connection);
+    this.vaultClient = new VaultClient(o.vaultUrl, o.vault, () => this.connection);
     this.limiter = new RateLimiter(o.bandwidthBytesPerSecond ?? 0);
     this.log = o.log ?? silentLogger;
   }
 
+  /** The client certificate of the agent's identity (renewed in place), or the connection it was given. */
+  private get connection(): HttpConnection | undefined {
+    return this.identity?.connection ?? this.o.connection;
+  }
+
+  /** Loads the identity from the state folder, registering first when there is none and a registration file is given. */
+  private async ensureIdentity(): Promise<void> {
+    if (this.o.connection) return;
+    this.identity = await loadIdentity(this.o.stateDir);
+    if (this.identity) return;
+    if (!this.o.registration) {
+      throw new RefugeError('failed_precondition', `the agent is not registered: ${this.o.stateDir} holds no client certificate`, {
+        hint: 'register it first: `refuge --credentials FILE agent register --site SITE --name MACHINE --state-dir DIR` with a file from `refuge agent key create --write FILE`',
+      });
+    }
+    this.identity = await register(await this.o.registration(), { kind: 'machine', site: this.o.site, machine: this.o.machine.name }, this.o.stateDir);
+    this.log.info({ machine: this.o.machine.name, notAfter: this.identity.notAfter }, 'agent registered; client certificate saved');
+  }
+
+  /** Renews the client certificate after two thirds of its lifetime (a failure is retried at the next heartbeat). */
+  private async renewIfDue(): Promise<void> {
+    if (!this.identity || !renewalDue(this.identity)) return;
+    try {
+      this.identity = await renew(this.identity, this.o.stateDir);
+      this.log.info({ notAfter: this.identity.notAfter }, 'client certificate renewed');
+    } catch (err) {
+      this.log.warn({ err, notAfter: this.identity.notAfter }, 'renewing the client certificate failed; retrying');
+    }
+  }
+
   async run(signal: AbortSignal): Promise<void> {
+    await this.ensureIdentity();
     this.state = await loadState(this.o.stateDir);
     await this.o.capture.start();
     try {
@@ -120,12 +160,14 @@ export class Agent {
       // few minutes, and as soon as the vault names a (new) replicator.
       const replicatorUrl = this.assignment?.replicatorUrl;
       const due = Date.now() - this.lastReport.at > REPORT_INTERVAL_MS || replicatorUrl !== this.lastReport.replicatorUrl;
-      const trust = this.o.connection?.ca ? { ca: this.o.connection.ca } : {};
+      await this.renewIfDue();
+      const trust = this.connection?.ca ? { ca: this.connection.ca } : {};
       const report = due ? await reachabilityReport({ vault: this.o.vaultUrl, ...(replicatorUrl ? { replicator: replicatorUrl } : {}) }, trust) : undefined;
       if (report) this.lastReport = { at: Date.now(), replicatorUrl };
       const pendingBytes = this.o.capture.pendingBytes() + (this.uploader?.pendingBytes ?? 0);
       const r: HeartbeatResponse = await this.vaultClient.heartbeat(this.o.machine.name, {
         agentVersion: AGENT_VERSION,
+        host: hostFacts(AGENT_VERSION, this.o.machine.disks),
         progress: { ...this.progress, pendingBytes },
         sentAt: new Date().toISOString(),
         ...(report ? { report } : {}),
@@ -156,7 +198,7 @@ export class Agent {
       // The vault has another latest point than we remember (state lost or restored from backup): compare everything.
       this.state = { ...this.state, lastPointId: a.latestPointId, disks: {} };
     }
-    const client = new ReplicatorClient(a.replicatorUrl, a.replicationId, this.o.connection);
+    const client = new ReplicatorClient(a.replicatorUrl, a.replicationId, this.connection);
     const transport = this.o.transportFor?.(client) ?? client;
     const base = this.state.lastPointId === null ? {} : this.state.disks;
     const everyChunk = this.o.machine.disks.some((d) => base[d.name] === undefined);

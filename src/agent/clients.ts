@@ -15,8 +15,13 @@ export class VaultClient {
   constructor(
     private readonly baseUrl: string,
     private readonly vault: string,
-    private readonly connection?: HttpConnection,
+    /** Read at each request: the agent's client certificate changes when it is renewed. */
+    private readonly connectionOf: () => HttpConnection | undefined = () => undefined,
   ) {}
+
+  private get connection(): HttpConnection | undefined {
+    return this.connectionOf();
+  }
 
   private url(path: string): string {
     return `${this.baseUrl.replace(/\/$/, '')}/api/v1/vaults/${encodeURIComponent(this.vault)}${path}`;

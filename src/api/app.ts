@@ -19,10 +19,13 @@ import { topologyRoutes } from './routes/topology.js';
 import { registerAuth } from './auth.js';
 import { replicatorRoutes as standaloneReplicatorRoutes } from './routes/replicators.js';
 
-function createFastify(log: Logger, tls: AppDeps['tls']) {
+function createFastify(log: Logger, tls: AppDeps['tls'], issuingCa: string) {
   return Fastify({
     loggerInstance: log,
-    ...(tls ? { https: { cert: tls.certPem, key: tls.keyPem } } : {}),
+    // The chain includes the vault CA, so a registering agent can check it against the fingerprint it was given.
+    // Client certificates are asked for, not required: users authenticate with tokens; the agent routes check the
+    // certificate themselves (auth.ts) to answer a clear 401 instead of a bare TLS alert.
+    ...(tls ? { https: { cert: tls.certPem.includes(tls.caPem.trim()) ? tls.certPem : `${tls.certPem.trim()}\n${tls.caPem.trim()}\n`, key: tls.keyPem, ca: issuingCa, requestCert: true, rejectUnauthorized: false } } : {}),
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 1024 * 1024,
     // Bad URLs and over-long path segments are refused by the router before any route: same error body as ours.
@@ -44,7 +47,7 @@ export type App = ReturnType<typeof createFastify>;
  * It never listens (server.ts does), so tests drive it with `app.inject()`.
  */
 export async function buildApp(deps: AppDeps): Promise<App> {
-  const app = createFastify(deps.log, deps.tls);
+  const app = createFastify(deps.log, deps.tls, deps.issuingCa.certPem);
 
   app.setErrorHandler(errorHandler(deps.log));
   app.setNotFoundHandler((req, reply) => {
@@ -54,10 +57,14 @@ export async function buildApp(deps: AppDeps): Promise<App> {
 
   registerAuth(app, {
     users: deps.users,
+    identities: deps.identities,
     audit: deps.audit,
     log: deps.log,
     vaultIdByName: async (name) => (await deps.repos.vaults.get(name).catch(() => undefined))?.id,
-    vaultIdOfReplication: async (id) => (await deps.repos.replications.byId(id).catch(() => undefined))?.vaultId,
+    replicationOwner: async (id) => {
+      const r = await deps.repos.replications.byId(id).catch(() => undefined);
+      return r && { vaultId: r.vaultId, machineId: r.machineId, machineName: (await deps.repos.machines.byId(r.machineId)).name };
+    },
   });
   // OpenAPI, generated from the routes' schemas; served (to any token holder) at /api/docs.
   await app.register(swagger, {

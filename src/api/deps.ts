@@ -7,6 +7,8 @@ import type { JobEngine } from '../vault/jobs/engine.js';
 import type { VaultRepositories } from '../vault/repositories/index.js';
 import type { AuditRepository } from '../vault/security/audit.js';
 import type { UserRepository } from '../vault/security/users.js';
+import type { AgentIdentityRepository } from '../vault/security/agent-identities.js';
+import type { KeyPair } from '../vault/security/pki.js';
 import type { AlertChannelRepository, AlertRepository } from '../vault/monitoring/alerts.js';
 import type { EventRepository } from '../vault/monitoring/events.js';
 import type { Monitor } from '../vault/monitoring/monitor.js';
@@ -31,7 +33,15 @@ export interface AppDeps {
   monitoring: { events: EventRepository; alerts: AlertRepository; channels: AlertChannelRepository; notifier: Notifier; monitor: Monitor };
   audit: AuditRepository;
   /** The server's certificate and key (HTTPS); absent only when the vault was started with --insecure-http. */
-  tls: { certPem: string; keyPem: string } | null;
+  tls: { certPem: string; keyPem: string; caPem: string } | null;
+  /** The CA that issues agents' and replicators' client certificates (the vault CA when the vault has its key). */
+  issuingCa: KeyPair;
+  /** SHA-256 fingerprint of the CA the vault's HTTPS certificate chains to (registration credentials carry it). */
+  caFingerprint256: string;
+  /** Registration keys and the client certificates issued for them. */
+  identities: AgentIdentityRepository;
+  /** Why the agent certificate with this fingerprint may not send data for `machine`'s replication, or undefined. */
+  agentRefusal(fingerprint256: string, machine: { id: string; name: string; vaultId: string }): Promise<string | undefined>;
   /** Standalone replicators serving sites; agents of a site that has a live one are sent there instead. */
   replicators: ReplicatorRegistry;
   log: Logger;

@@ -19,7 +19,8 @@ import type { Site } from '../vault/model.js';
 import { buildApp, type App } from './app.js';
 import { VaultMetrics } from './metrics.js';
 import type { AppDeps } from './deps.js';
-import { defaultDatabaseUrl, loadServerTls, vaultKeyPath } from './vault-init.js';
+import { defaultDatabaseUrl, loadIssuingCa, loadServerTls, vaultKeyPath } from './vault-init.js';
+import { AgentIdentityRepository } from '../vault/security/agent-identities.js';
 import { ReadinessService } from '../vault/readiness/service.js';
 import { existsSync, statSync } from 'node:fs';
 import { AuditRepository } from '../vault/security/audit.js';
@@ -139,8 +140,10 @@ async function instanceId(dataDir: string): Promise<string> {
 export async function assembleVault(o: VaultServerOptions): Promise<VaultServer & { setUrl(url: string): void }> {
   const log = o.log ?? createLogger('vault');
   const tls = await loadServerTls(o.dataDir, o.insecureHttp === true);
+  const issuingCa = await loadIssuingCa(o.dataDir);
   const db = await openDatabase(o.databaseUrl ?? defaultDatabaseUrl(o.dataDir));
   const repos = createRepositories(db);
+  const identities = new AgentIdentityRepository(db);
   const events = new EventRepository(db);
   const alerts = new AlertRepository(db, events);
   const serverCert = tls ? certificateFacts(tls.certPem) : undefined;
@@ -181,6 +184,16 @@ export async function assembleVault(o: VaultServerOptions): Promise<VaultServer 
     metrics,
     audit: new AuditRepository(db),
     tls,
+    issuingCa,
+    caFingerprint256: tls ? certificateFacts(tls.caPem).fingerprint256 : certificateFacts(issuingCa.certPem).fingerprint256,
+    identities,
+    agentRefusal: async (fingerprint256, machine) => {
+      const c = await identities.byFingerprint(fingerprint256);
+      if (!c) return 'the certificate was not issued by this vault to any agent';
+      if (c.revokedAt) return `the certificate of ${c.kind} '${c.name}' is revoked`;
+      const own = c.kind === 'machine' && c.vaultId === machine.vaultId && (c.machineId ? c.machineId === machine.id : c.name === machine.name);
+      return own ? undefined : `the certificate of ${c.kind} '${c.name}' is not the agent of this replication's machine`;
+    },
     replicatorUrl: () => `${url}/replicator/v1`,
     replicators: new ReplicatorRegistry(),
     log,

@@ -16,6 +16,9 @@ export const tlsPaths = (dataDir: string) => ({
   caKey: join(dataDir, 'tls', 'ca.key'),
   cert: join(dataDir, 'tls', 'server.crt'),
   key: join(dataDir, 'tls', 'server.key'),
+  /** When the operator brought the server certificate (no vault CA key): the CA that issues agent certificates. */
+  agentsCaCert: join(dataDir, 'tls', 'agents-ca.crt'),
+  agentsCaKey: join(dataDir, 'tls', 'agents-ca.key'),
 });
 
 /**
@@ -43,7 +46,7 @@ export interface InitOptions {
   /** Extra DNS names or addresses for the server certificate (localhost, 127.0.0.1, ::1 and this host are in it). */
   hostnames?: string[];
   /** Operator-provided server certificate and key instead of the vault CA's; `caPem` is what clients must trust. */
-  certificate?: { certPem: string; keyPem: string; caPem: string };
+  certificate?: { certPem: string; keyPem: string; caPem: string; caKeyPem?: string };
 }
 
 export interface InitResult {
@@ -70,6 +73,8 @@ export async function initVault(o: InitOptions): Promise<InitResult> {
   if (o.certificate) {
     caPem = o.certificate.caPem;
     await writeKeyPair(paths.cert, paths.key, { certPem: o.certificate.certPem, keyPem: o.certificate.keyPem });
+    // With the CA's key the vault issues agent certificates from it; without, from a CA of its own (see loadIssuingCa).
+    if (o.certificate.caKeyPem) await writeKeyPair(paths.caCert, paths.caKey, { certPem: caPem, keyPem: o.certificate.caKeyPem });
   } else {
     const ca = createCa(`Refuge vault CA (${hostname()})`);
     const server = issueCertificate(ca, { commonName: hostname(), names: ['localhost', '127.0.0.1', '::1', hostname(), ...(o.hostnames ?? [])], usage: 'server' });
@@ -113,8 +118,23 @@ async function writeKeyPair(certPath: string, keyPath: string, pair: KeyPair): P
   await chmod(keyPath, 0o600);
 }
 
+/**
+ * The CA that issues client certificates to agents and standalone replicators: the vault CA when the vault has its
+ * key, else a CA of the vault's own for agents (created on first start), for operators who brought their own
+ * server certificate.
+ */
+export async function loadIssuingCa(dataDir: string): Promise<KeyPair> {
+  const paths = tlsPaths(dataDir);
+  if (existsSync(paths.caKey)) return { certPem: await readFile(paths.caCert, 'utf8'), keyPem: await readFile(paths.caKey, 'utf8') };
+  if (!existsSync(paths.agentsCaKey)) {
+    await mkdir(paths.dir, { recursive: true, mode: 0o700 });
+    await writeKeyPair(paths.agentsCaCert, paths.agentsCaKey, createCa(`Refuge agents CA (${hostname()})`));
+  }
+  return { certPem: await readFile(paths.agentsCaCert, 'utf8'), keyPem: await readFile(paths.agentsCaKey, 'utf8') };
+}
+
 /** The server's TLS material, or null with `insecureHttp`; a vault that was never initialized refuses to start. */
-export async function loadServerTls(dataDir: string, insecureHttp: boolean): Promise<{ certPem: string; keyPem: string } | null> {
+export async function loadServerTls(dataDir: string, insecureHttp: boolean): Promise<{ certPem: string; keyPem: string; caPem: string } | null> {
   if (insecureHttp) return null;
   const paths = tlsPaths(dataDir);
   if (!existsSync(paths.cert)) {
@@ -122,5 +142,5 @@ export async function loadServerTls(dataDir: string, insecureHttp: boolean): Pro
       hint: `run \`refuge vault init --data ${dataDir}\` first (or start with --insecure-http behind a TLS proxy)`,
     });
   }
-  return { certPem: await readFile(paths.cert, 'utf8'), keyPem: await readFile(paths.key, 'utf8') };
+  return { certPem: await readFile(paths.cert, 'utf8'), keyPem: await readFile(paths.key, 'utf8'), caPem: await readFile(paths.caCert, 'utf8') };
 }

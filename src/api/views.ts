@@ -35,7 +35,7 @@ export const machineView = (m: Machine, sites: SiteNames) => ({
   disks: m.disks,
   boot: m.boot,
   nics: m.nics,
-  agent: { version: m.agentVersion, lastHeartbeatAt: m.lastHeartbeatAt, lastError: m.lastAgentError, report: m.agentReport },
+  agent: { version: m.agentVersion, lastHeartbeatAt: m.lastHeartbeatAt, lastError: m.lastAgentError, report: m.agentReport, host: m.hostFacts },
   createdAt: m.createdAt,
 });
 

@@ -59,6 +59,8 @@ export const ReplicationTargetInfo = Type.Object({
   targetSite: Name,
   /** True while the replication is replicating to this site. */
   accepting: Type.Boolean(),
+  /** When asked about an agent's certificate (`?agent=FINGERPRINT`): why that agent may not send data, if it may not. */
+  agentRefused: Type.Optional(Type.String()),
 });
 export type ReplicationTargetInfo = Static<typeof ReplicationTargetInfo>;
 

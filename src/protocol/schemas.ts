@@ -115,9 +115,26 @@ export const AgentReport = Type.Object(
 );
 export type AgentReport = Static<typeof AgentReport>;
 
+/** The host an agent runs on, sent with its heartbeats and kept on the machine record (readiness may use it). */
+export const HostFacts = Type.Object(
+  {
+    os: Type.String({ maxLength: 200 }),
+    kernel: Type.String({ maxLength: 200 }),
+    arch: Type.String({ maxLength: 64 }),
+    cpuModel: Type.String({ maxLength: 200 }),
+    cpus: Type.Integer({ minimum: 1 }),
+    memoryBytes: Type.Integer({ minimum: 0 }),
+    agentVersion: Type.String({ maxLength: 64 }),
+    disks: Type.Array(Type.Object({ name: Name, sizeBytes: Type.Integer({ minimum: 0 }) }, { additionalProperties: false }), { maxItems: 64 }),
+  },
+  { additionalProperties: false },
+);
+export type HostFacts = Static<typeof HostFacts>;
+
 export const HeartbeatRequest = Type.Object(
   {
     agentVersion: Type.String({ maxLength: 64 }),
+    host: Type.Optional(HostFacts),
     progress: Type.Optional(ReplicationProgress),
     lastError: Type.Optional(Type.String({ maxLength: 2000 })),
     /** The agent's clock when it sent the heartbeat (the vault measures the skew). */

@@ -10,6 +10,7 @@ import type { ReplicaStore } from '../store/replica-store.js';
 import { Replicator, type ReplicationTarget, type TargetResolver } from './replicator.js';
 import { replicatorRoutes } from './routes.js';
 import { VaultLink } from './vault-link.js';
+import { agentCertificateHook } from './client-auth.js';
 
 export const REPLICATOR_VERSION = '0.2.0';
 
@@ -25,9 +26,19 @@ export interface StandaloneReplicatorOptions {
   publicUrl?: string;
   /** The store's path on this host, when the site's store is mounted elsewhere here than at the vault. */
   storePath?: string;
-  /** How to reach the vault: an agent-scoped token and the vault CA. */
-  connection?: HttpConnection;
+  /**
+   * The replicator's registered identity: its certificate (issued by the vault CA, for its host names) serves HTTPS
+   * to agents and authenticates it to the vault; `issuingCa` is what agents' certificates must chain to.
+   */
+  tls: ReplicatorTls;
+  /** Renews the certificate when due (checked at each report); the server and the vault link switch to the new one. */
+  renewal?: { due(): boolean; renew(): Promise<ReplicatorTls> };
   log?: Logger;
+}
+
+export interface ReplicatorTls {
+  connection: Required<Pick<HttpConnection, 'ca' | 'cert' | 'key'>>;
+  issuingCa: string;
 }
 
 export interface StandaloneReplicator {
@@ -47,7 +58,7 @@ export interface StandaloneReplicator {
  */
 export async function startStandaloneReplicator(o: StandaloneReplicatorOptions): Promise<StandaloneReplicator> {
   const log = o.log ?? silentLogger;
-  const link = new VaultLink(o.vaultUrl, o.vault, o.site, o.connection);
+  const link = new VaultLink(o.vaultUrl, o.vault, o.site, o.tls.connection);
   let store: ReplicaStore | undefined;
   const lastCommit = new Map<string, { at: string; lagSeconds: number }>();
   const allowed = new Map<string, { ok: boolean; until: number }>();
@@ -87,6 +98,7 @@ export async function startStandaloneReplicator(o: StandaloneReplicatorOptions):
 
   const app = Fastify({
     loggerInstance: log,
+    https: { cert: o.tls.connection.cert, key: o.tls.connection.key, ca: o.tls.issuingCa, requestCert: true, rejectUnauthorized: false },
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 1024 * 1024,
     // As the vault's API: reject rather than repair (coercion would turn a null parent into '').
@@ -101,6 +113,7 @@ export async function startStandaloneReplicator(o: StandaloneReplicatorOptions):
     if (e.code === 'internal') log.error({ err }, 'replicator request failed');
     return reply.code(HTTP_STATUS[e.code]).send({ error: { ...e.details, code: e.code, message: e.message, ...(e.hint ? { hint: e.hint } : {}) } });
   });
+  app.addHook('onRequest', agentCertificateHook(async (replicationId, fingerprint) => (await link.target(replicationId, fingerprint)).agentRefused));
   await app.register(replicatorRoutes(replicator, DEFAULT_CHUNK_SIZE * 4), { prefix: '/replicator/v1' });
   app.get('/replicator/v1/health', async () => ({ status: store ? 'ok' : 'waiting-for-vault', time: new Date().toISOString() }));
   const host = o.host ?? '127.0.0.1';
@@ -142,8 +155,20 @@ export async function startStandaloneReplicator(o: StandaloneReplicatorOptions):
       if (!stopped) report().catch((err: unknown) => log.warn({ err }, 'cannot report to the vault'));
     }, 1000);
   };
+  const renewIfDue = async () => {
+    if (!o.renewal?.due()) return;
+    try {
+      const next = await o.renewal.renew();
+      app.server.setSecureContext({ cert: next.connection.cert, key: next.connection.key, ca: next.issuingCa });
+      link.connection = next.connection;
+      log.info('replicator certificate renewed');
+    } catch (err) {
+      log.warn({ err }, 'renewing the replicator certificate failed; retrying at the next report');
+    }
+  };
   const loop = async () => {
     let intervalSeconds = 10;
+    await renewIfDue();
     try {
       intervalSeconds = (await report()).reportIntervalSeconds;
     } catch (err) {

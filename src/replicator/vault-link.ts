@@ -12,8 +12,8 @@ export class VaultLink {
     private readonly baseUrl: string,
     private readonly vault: string,
     private readonly site: string,
-    /** The replicator's token (an agent-scoped token of the vault) and the vault CA to trust. */
-    private readonly connection?: HttpConnection,
+    /** The replicator's client certificate (from its registration; replaced when renewed) and the vault CA to trust. */
+    public connection?: HttpConnection,
   ) {}
 
   private url(path: string): string {
@@ -24,8 +24,10 @@ export class VaultLink {
     return requestJson('PUT', this.url(''), { body, timeoutMs: 10_000, connection: this.connection });
   }
 
-  target(replicationId: string): Promise<ReplicationTargetInfo> {
-    return requestJson('GET', this.url(`/replications/${encodeURIComponent(replicationId)}`), { timeoutMs: 10_000, connection: this.connection });
+  /** Whether the replication sends data to this site now, and (given its certificate's fingerprint) whether this agent may. */
+  target(replicationId: string, agentFingerprint256?: string): Promise<ReplicationTargetInfo> {
+    const query = agentFingerprint256 ? `?agent=${encodeURIComponent(agentFingerprint256)}` : '';
+    return requestJson('GET', this.url(`/replications/${encodeURIComponent(replicationId)}${query}`), { timeoutMs: 10_000, connection: this.connection });
   }
 
   async recordPoint(point: RecordPointRequest): Promise<void> {

@@ -1,4 +1,4 @@
-import type { AgentReport, BootSpec, DiskFacts, ReplicationProgress } from '../protocol/schemas.js';
+import type { AgentReport, BootSpec, DiskFacts, HostFacts, ReplicationProgress } from '../protocol/schemas.js';
 import type { Operation, ReplicationState, TestFailoverState } from './replication-state.js';
 import type { StoreLocation } from '../store/backends/open-backend.js';
 
@@ -70,6 +70,8 @@ export interface Machine {
   lastAgentError: string | null;
   nics: MachineNic[];
   agentReport: (AgentReport & { clockSkewSeconds?: number; receivedAt?: string }) | null;
+  /** The agent's host (OS, kernel, CPU, memory, agent version, disks) from its latest heartbeat; null before one. */
+  hostFacts: HostFacts | null;
   createdAt: string;
 }
 

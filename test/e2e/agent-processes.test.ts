@@ -20,7 +20,7 @@ interface LogLine {
 
 /**
  * The real processes: `refuge replicator` (standalone, for site recovery) and `refuge agent --capture cdp`, against a
- * vault. The agent is killed with SIGKILL while a write it tracked is unshipped (the replicator is frozen with
+ * vault; each registers itself with a one-time key and uses mutual TLS (the replicator serves HTTPS). The agent is killed with SIGKILL while a write it tracked is unshipped (the replicator is frozen with
  * SIGSTOP, so nothing can be committed meanwhile). The restarted agent finds the write in its write-intent log,
  * reads only that region (not the disk) and ships it through the standalone replicator; the point restores to the
  * image's bytes.
@@ -30,11 +30,12 @@ describe('agent and standalone replicator processes: kill -9 of the agent resume
   const children: ChildProcess[] = [];
   let image: string;
   let agentLog: string;
-  /** The agent token and the vault CA, as `refuge token create --agent --write` would save them. */
-  let credentials: string;
+  /** Registration files (one-time keys) for the agent and the replicator, as `refuge agent key create --write` saves them. */
+  let agentRegistration: string;
+  let replicatorRegistration: string;
 
-  const refuge = (args: string[], log: string) => {
-    const child = spawn(process.execPath, [join(root, 'bin', 'refuge.js'), '--credentials', credentials, '--vault', 'demo', ...args], {
+  const refuge = (credentials: string, args: string[], log: string) => {
+    const child = spawn(process.execPath, [join(root, 'bin', 'refuge.js'), '--credentials', credentials, ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, REFUGE_LOG_LEVEL: 'info' },
     });
@@ -44,8 +45,9 @@ describe('agent and standalone replicator processes: kill -9 of the agent resume
     children.push(child);
     return child;
   };
+  // The first run registers (a client certificate in the state folder); the restarted agent reuses it.
   const startAgent = () =>
-    refuge(['agent', '--site', 'primary', '--name', 'vm1', '--disk', `disk0=${image}`, '--capture', 'cdp', '--state-dir', join(f.dir, 'agent'), '--heartbeat', '1s'], agentLog);
+    refuge(agentRegistration, ['agent', '--site', 'primary', '--name', 'vm1', '--disk', `disk0=${image}`, '--capture', 'cdp', '--state-dir', join(f.dir, 'agent'), '--heartbeat', '1s'], agentLog);
   const logLines = async (): Promise<LogLine[]> =>
     (await readFile(agentLog, 'utf8').catch(() => '')).split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as LogLine);
   const exited = (c: ChildProcess) => new Promise<void>((r) => (c.exitCode !== null || c.signalCode !== null ? r() : c.once('exit', () => r())));
@@ -54,8 +56,10 @@ describe('agent and standalone replicator processes: kill -9 of the agent resume
     f = await startAgentFixture('ragproc-');
     image = join(f.dir, 'disk0.raw');
     agentLog = join(f.dir, 'agent.log');
-    credentials = join(f.dir, 'agent-credentials.json');
-    await writeFile(credentials, JSON.stringify({ url: f.server.url, ...f.agentConnection }), { mode: 0o600 });
+    agentRegistration = join(f.dir, 'agent-registration.json');
+    await writeFile(agentRegistration, JSON.stringify(await f.registrationFile()), { mode: 0o600 });
+    replicatorRegistration = join(f.dir, 'replicator-registration.json');
+    await writeFile(replicatorRegistration, JSON.stringify(await f.registrationFile()), { mode: 0o600 });
     const disk = Buffer.alloc(SIZE);
     randomBytes(4 * MiB).copy(disk, 2 * MiB);
     await writeFile(image, disk);
@@ -70,7 +74,7 @@ describe('agent and standalone replicator processes: kill -9 of the agent resume
   });
 
   it('seeds through the standalone replicator, survives SIGKILL with a tracked write pending, and ships only that write', async () => {
-    const replicator = refuge(['replicator', '--site', 'recovery'], join(f.dir, 'replicator.log'));
+    const replicator = refuge(replicatorRegistration, ['replicator', '--site', 'recovery', '--state-dir', join(f.dir, 'replicator')], join(f.dir, 'replicator.log'));
     await waitFor(async () => (await f.api<{ items: unknown[] }>('GET', '/vaults/demo/replicators')).items.length === 1, 30_000, 'the replicator registering');
     let agent = startAgent();
     const rep = await f.enable();

@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -29,6 +30,13 @@ describe('quickstart: protect a VM, test failover, failover, commit', () => {
   });
   afterAll(async () => {
     await rm(dir, { recursive: true, force: true });
+  });
+
+  it('registers its agent the real way: a one-time key redeemed for a client certificate', async () => {
+    expect(stdout).toContain('agent registered with a one-time key');
+    const cert = new X509Certificate(await readFile(join(dir, 'agent', 'identity', 'client.crt'), 'utf8'));
+    expect(cert.subject).toContain('CN=machine:demo-vm');
+    expect(cert.checkIssued(new X509Certificate(await readFile(join(dir, 'vault', 'tls', 'ca.crt'), 'utf8')))).toBe(true);
   });
 
   it('prints every step and ends with the measured RPO and RTO', () => {

@@ -10,13 +10,16 @@ import type { DatabaseKind } from '../../src/vault/db/dialects/dialect.js';
 import { createTestDatabase } from './databases.js';
 import { FakeFabric } from './fake-fabric.js';
 
-let tls: { certPem: string; keyPem: string; caPem: string } | undefined;
-/** One CA and server certificate per test process (RSA key generation is the slow part of an init). */
-export function testCertificate(): { certPem: string; keyPem: string; caPem: string } {
+let tls: { certPem: string; keyPem: string; caPem: string; caKeyPem: string } | undefined;
+/**
+ * One CA and server certificate per test process (RSA key generation is the slow part of an init); with the CA's
+ * key, so the vault issues agent certificates from it.
+ */
+export function testCertificate(): { certPem: string; keyPem: string; caPem: string; caKeyPem: string } {
   if (!tls) {
     const ca = createCa('Refuge test CA');
     const server = issueCertificate(ca, { commonName: 'localhost', names: ['localhost', '127.0.0.1'], usage: 'server' });
-    tls = { ...server, caPem: ca.certPem };
+    tls = { ...server, caPem: ca.certPem, caKeyPem: ca.keyPem };
   }
   return tls;
 }
@@ -59,12 +62,8 @@ export async function createTestVault(database: DatabaseKind = 'sqlite', options
     call,
     ownerToken,
     credentials: init.credentials,
-    /** A token for a new user with `role` (or an agent token of vault `demo` for 'agent'). */
-    async tokenFor(role: 'owner' | 'contributor' | 'operator' | 'reader' | 'agent'): Promise<string> {
-      if (role === 'agent') {
-        const r = await call<{ token: string }>('POST', '/api/v1/tokens', { name: `agent-${Date.now()}`, agentVault: 'demo' });
-        return r.body.token;
-      }
+    /** A token for a new user with `role` (agents have no tokens: they register for a client certificate). */
+    async tokenFor(role: 'owner' | 'contributor' | 'operator' | 'reader'): Promise<string> {
       const name = `${role}-${Math.random().toString(36).slice(2, 8)}`;
       await call('POST', '/api/v1/users', { name, password: `${name}-password`, role });
       const login = await call<{ token: string }>('POST', '/api/v1/auth/login', { user: name, password: `${name}-password` }, { authorization: '' });

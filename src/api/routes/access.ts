@@ -13,7 +13,7 @@ const Password = Type.String({ minLength: 12, maxLength: 1024 });
 
 /** Logging in, users, tokens, and the audit log. Everything here but login needs the owner's `administer`. */
 export function accessRoutes(deps: AppDeps): FastifyPluginAsync {
-  const { users, audit, repos } = deps;
+  const { users, audit } = deps;
   // 5 failed logins per address and user name in 15 minutes, 20 per address: then 429 until the window passes.
   const perUser = new FailureLimiter(5, 15 * 60_000);
   const perAddress = new FailureLimiter(20, 15 * 60_000);
@@ -64,7 +64,7 @@ export function accessRoutes(deps: AppDeps): FastifyPluginAsync {
         body: Type.Object(
           {
             name: Name,
-            /** An agent token acts only on the agent and replicator routes of this vault. */
+            /** Retired (agents use client certificates); refused with a hint, so old scripts learn why. */
             agentVault: Type.Optional(Name),
             user: Type.Optional(Name),
             role: Type.Optional(Role),
@@ -77,8 +77,10 @@ export function accessRoutes(deps: AppDeps): FastifyPluginAsync {
       const b = req.body;
       const expiresAt = b.expiresInDays ? new Date(Date.now() + b.expiresInDays * 86400_000).toISOString() : null;
       if (b.agentVault) {
-        const v = await repos.vaults.get(b.agentVault);
-        return reply.code(201).send(await users.issueToken({ user: null, name: b.name, kind: 'agent', vaultId: v.id, expiresAt }));
+        throw new RefugeError('invalid_argument', 'agent tokens are retired: agents and replicators authenticate with client certificates (mutual TLS)', {
+          details: { field: '/body/agentVault' },
+          hint: 'create a one-time registration key with `refuge agent key create --write FILE` and register with `refuge agent register`',
+        });
       }
       const user = await users.get(b.user ?? (req.principal?.name ?? '').replace(/^user:/, ''));
       return reply.code(201).send(await users.issueToken({ user, name: b.name, kind: 'api', ...(b.role ? { role: b.role } : {}), expiresAt }));

@@ -1,26 +1,102 @@
-import type { FastifyPluginAsync } from 'fastify';
+import { X509Certificate } from 'node:crypto';
+import type { TLSSocket } from 'node:tls';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { RefugeError } from '../../core/errors.js';
+import { EnrollRequest, EnrollResponse, RegistrationKeyRequest, RegistrationKeyResponse, RenewRequest } from '../../protocol/enrollment.js';
 import { HeartbeatRequest, HeartbeatResponse, RegisterRequest, RegisterResponse } from '../../protocol/schemas.js';
 import { isReplicating } from '../../vault/replication-state.js';
+import { CERTIFICATE_DAYS } from '../../vault/security/agent-identities.js';
+import { signCsr } from '../../vault/security/pki.js';
 import type { AppDeps } from '../deps.js';
 import { VaultParams, named } from './params.js';
 
 /**
- * The agent's side of the vault API (docs/protocol.md): registration and heartbeats. The heartbeat answer tells the
+ * The agent's side of the vault API (docs/protocol.md): registration keys, registration (a key redeemed for a
+ * client certificate), certificate renewal, machine registration and heartbeats. The heartbeat answer tells the
  * agent whether to replicate, with the policy's interval and where the replicator is.
  */
 export function agentRoutes(deps: AppDeps): FastifyPluginAsync {
   const { repos } = deps;
+  /** Signs a request for `identity` and records the certificate, so the vault knows it at each TLS handshake. */
+  const issue = async (csr: string, identity: { vaultId: string; kind: 'machine' | 'replicator'; name: string; siteId: string; machineId: string | null; names?: string[] }) => {
+    const certificate = signCsr(deps.issuingCa, csr, {
+      commonName: identity.kind === 'machine' ? `machine:${identity.name}` : `replicator:${identity.name}`,
+      usage: identity.kind === 'machine' ? 'client' : 'both',
+      days: CERTIFICATE_DAYS,
+      ...(identity.names ? { names: identity.names } : {}),
+    });
+    const x = new X509Certificate(certificate);
+    const notAfter = new Date(x.validTo).toISOString();
+    const { names: _n, ...rest } = identity;
+    await deps.identities.record({ ...rest, fingerprint256: x.fingerprint256, notAfter });
+    return { certificate, issuingCa: deps.issuingCa.certPem, notAfter };
+  };
+  /** The machine a request's client certificate stands for, when the caller is an agent (users act for any). */
+  const assertOwnMachine = (req: FastifyRequest, machine: string) => {
+    const id = req.principal?.identity;
+    if (id && (id.kind !== 'machine' || id.name !== machine)) {
+      throw new RefugeError('permission_denied', `the certificate of ${id.kind} '${id.name}' may not register machine '${machine}'`, { hint: 'each agent registers the machine its key was redeemed for' });
+    }
+  };
+
   return async (fastify) => {
     const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
+
+    app.post('/vaults/:vault/agents/keys', {
+      config: { permission: 'configure' },
+      schema: { params: VaultParams, body: RegistrationKeyRequest, response: { 201: RegistrationKeyResponse } },
+    }, async (req, reply) => {
+      const v = await repos.vaults.get(req.params.vault);
+      const k = await deps.identities.createKey(v.id, req.principal?.name ?? 'unknown', req.body.expiresInMinutes);
+      return reply.code(201).send({ ...k, vault: v.name, caFingerprint256: deps.caFingerprint256 });
+    });
+
+    // Public: the one-time key in the body is the credential (checked before anything else is looked at).
+    app.post('/vaults/:vault/agents/enroll', {
+      config: { permission: 'public' },
+      schema: { params: VaultParams, body: EnrollRequest, response: { 201: EnrollResponse } },
+    }, async (req, reply) => {
+      const b = req.body;
+      const v = await repos.vaults.get(req.params.vault).catch(() => {
+        throw new RefugeError('unauthenticated', 'the registration key is not valid: it is not a key of this vault');
+      });
+      if (b.kind === 'machine' && !b.machine) throw new RefugeError('invalid_argument', 'a machine registration names the machine', { details: { field: '/body/machine' } });
+      const name = b.kind === 'machine' ? (b.machine as string) : b.site;
+      await deps.identities.redeemKey(v.id, b.key, `${b.kind}:${name}`);
+      const site = await repos.sites.get(v.id, b.site);
+      const issued = await issue(b.csr, { vaultId: v.id, kind: b.kind, name, siteId: site.id, machineId: null, ...(b.kind === 'replicator' && b.names ? { names: b.names } : {}) });
+      req.log.info({ vault: v.name, kind: b.kind, name, notAfter: issued.notAfter }, 'agent registered: client certificate issued');
+      return reply.code(201).send({ vault: v.name, ...issued });
+    });
+
+    // Renewal, authenticated by the current certificate: the same identity with a new key; the old one is revoked.
+    app.post('/vaults/:vault/agents/renew', {
+      config: { permission: 'agent' },
+      schema: { params: VaultParams, body: RenewRequest, response: { 201: EnrollResponse } },
+    }, async (req, reply) => {
+      const id = req.principal?.identity;
+      if (!id) throw new RefugeError('unauthenticated', 'renewal needs the current client certificate', { hint: 'the agent renews with the certificate it has, before it expires' });
+      const v = await repos.vaults.get(req.params.vault);
+      const names = id.kind === 'replicator' ? subjectAltNames(req) : undefined;
+      const issued = await issue(req.body.csr, { vaultId: v.id, kind: id.kind, name: id.name, siteId: id.siteId, machineId: id.machineId, ...(names ? { names } : {}) });
+      await deps.identities.revoke(id.certificateId);
+      return reply.code(201).send({ vault: v.name, ...issued });
+    });
 
     app.post('/vaults/:vault/agents/register', {
       config: { permission: 'agent' },
       schema: { params: VaultParams, body: RegisterRequest, response: { 200: RegisterResponse } },
     }, async (req) => {
+      assertOwnMachine(req, req.body.machine.name);
       const v = await repos.vaults.get(req.params.vault);
       const site = await repos.sites.get(v.id, req.body.site);
+      const id = req.principal?.identity;
+      if (id && id.siteId !== site.id) {
+        throw new RefugeError('permission_denied', `machine '${id.name}' was registered at another site than '${site.name}'`, { hint: 'run the agent with the --site it was registered for, or register it again' });
+      }
       const m = await repos.machines.register(v.id, site.id, req.body.agentVersion, req.body.machine);
+      if (id) await deps.identities.bindMachine(id.certificateId, m.id);
       return { machineId: m.id, machine: m.name, vault: v.name };
     });
 
@@ -36,7 +112,7 @@ export function agentRoutes(deps: AppDeps): FastifyPluginAsync {
       const skew = req.body.sentAt ? (now.getTime() - Date.parse(req.body.sentAt)) / 1000 : undefined;
       const base = req.body.report ? { ...req.body.report, receivedAt: now.toISOString() } : m.agentReport;
       const report = base && (req.body.report || skew !== undefined) ? { ...base, ...(skew !== undefined ? { clockSkewSeconds: skew } : {}) } : undefined;
-      await repos.machines.heartbeat(m.id, req.body.agentVersion, req.body.lastError ?? null, report);
+      await repos.machines.heartbeat(m.id, req.body.agentVersion, req.body.lastError ?? null, report, req.body.host);
       const rep = await repos.replications.findByMachine(m.id);
       if (!rep) return { serverTime: new Date().toISOString(), replication: null };
       if (req.body.progress) await repos.replications.setProgress(rep.id, req.body.progress);
@@ -59,4 +135,11 @@ export function agentRoutes(deps: AppDeps): FastifyPluginAsync {
       };
     });
   };
+}
+
+/** The DNS names and addresses in the client certificate (a replicator keeps them when it renews). */
+function subjectAltNames(req: FastifyRequest): string[] | undefined {
+  const san = (req.raw.socket as TLSSocket).getPeerCertificate().subjectaltname;
+  if (!san) return undefined;
+  return san.split(', ').map((s) => s.replace(/^(DNS|IP Address):/, ''));
 }

@@ -48,7 +48,12 @@ export function replicatorRoutes(deps: AppDeps): FastifyPluginAsync {
     });
 
     app.get('/vaults/:vault/replicators/:site/replications/:replication', {
-      schema: { params: Type.Object({ vault: Name, site: Name, replication: Id }), response: { 200: ReplicationTargetInfo } },
+      schema: {
+        params: Type.Object({ vault: Name, site: Name, replication: Id }),
+        // The SHA-256 fingerprint of the client certificate an agent presented to the replicator.
+        querystring: Type.Object({ agent: Type.Optional(Type.String({ pattern: '^[0-9A-F]{2}(:[0-9A-F]{2}){31}$' })) }, { additionalProperties: false }),
+        response: { 200: ReplicationTargetInfo },
+      },
       config: { permission: 'agent' },
     }, async (req) => {
       const v = await repos.vaults.get(req.params.vault);
@@ -56,7 +61,8 @@ export function replicatorRoutes(deps: AppDeps): FastifyPluginAsync {
       const rep = await repos.replications.byId(req.params.replication);
       if (rep.vaultId !== v.id) throw new RefugeError('not_found', `replication '${req.params.replication}' not found`);
       const target = await repos.sites.byId(rep.targetSiteId);
-      return { replicationId: rep.id, name: rep.name, state: rep.state, targetSite: target.name, accepting: isReplicating(rep.state) && target.id === site.id };
+      const agentRefused = req.query.agent ? await deps.agentRefusal(req.query.agent, await repos.machines.byId(rep.machineId)) : undefined;
+      return { replicationId: rep.id, name: rep.name, state: rep.state, targetSite: target.name, accepting: isReplicating(rep.state) && target.id === site.id, ...(agentRefused ? { agentRefused } : {}) };
     });
 
     app.post('/vaults/:vault/replicators/:site/points', {

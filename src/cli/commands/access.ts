@@ -68,17 +68,15 @@ export function registerAccessCommands(program: Command): void {
 
   const token = program.command('token').description('API tokens (owner only)');
   token.command('create <name>')
-    .option('--agent', 'a token for agents of the current vault (agent and replicator routes only)')
     .option('--role <role>', 'role of a user token (at most the user\'s)')
     .option('--user <name>', 'the user the token acts as (default: you)')
     .option('--expires-in-days <n>', 'expiry')
-    .option('--write <file>', 'also write a credentials file (URL, CA, token) for an agent or a script')
+    .option('--write <file>', 'also write a credentials file (URL, CA, token) for a script')
     .description('create a token; the secret is shown once')
-    .action(async (name: string, o: { agent?: boolean; role?: string; user?: string; expiresInDays?: string; write?: string }, cmd: Command) => {
+    .action(async (name: string, o: { role?: string; user?: string; expiresInDays?: string; write?: string }, cmd: Command) => {
       const { client, url, json } = globals(cmd);
       const body = {
         name,
-        ...(o.agent ? { agentVault: await client.vault() } : {}),
         ...(o.role ? { role: o.role } : {}),
         ...(o.user ? { user: o.user } : {}),
         ...(o.expiresInDays ? { expiresInDays: Number(o.expiresInDays) } : {}),

@@ -12,7 +12,7 @@ import { parseDuration } from '../../core/durations.js';
 import { createLogger } from '../../core/log.js';
 import { assertValidName } from '../../core/names.js';
 import type { BootSpec, DiskFacts } from '../../protocol/schemas.js';
-import { globals } from '../context.js';
+import { identityFor, registerAgentRegistrationCommands } from './agent-registration.js';
 
 /** Parses a bandwidth such as "20MB/s", "100MiB", "500k" or "0" (unlimited) into bytes per second. */
 export function parseByteRate(text: string): number {
@@ -24,9 +24,9 @@ export function parseByteRate(text: string): number {
 }
 
 interface AgentCommandOptions {
-  site: string;
-  name: string;
-  disk: string[];
+  site?: string;
+  name?: string;
+  disk?: string[];
   capture: string;
   nbdDir?: string;
   cpus: string;
@@ -43,12 +43,12 @@ interface AgentCommandOptions {
 }
 
 export function registerAgentCommand(program: Command): void {
-  program
+  const agentCommand = program
     .command('agent')
-    .description('run the agent: register a machine with the vault and replicate its disks (cdp over NBD, or scan)')
-    .requiredOption('--site <site>', 'the site the machine runs at')
-    .requiredOption('--name <machine>', 'the machine name to register')
-    .requiredOption('--disk <name=path...>', 'a disk of the machine, e.g. disk0=/var/lib/vms/web.raw (repeatable)')
+    .description('run the agent: replicate a registered machine\'s disks (cdp over NBD, or scan); registers first if given a registration file')
+    .option('--site <site>', 'the site the machine runs at (required)')
+    .option('--name <machine>', 'the machine name (required)')
+    .option('--disk <name=path...>', 'a disk of the machine, e.g. disk0=/var/lib/vms/web.raw (repeatable; required to run)')
     .option('--capture <mode>', 'cdp: serve the disks over NBD and track every write; scan: read and compare the disks', 'scan')
     .option('--nbd-dir <dir>', 'cdp: folder for the NBD sockets, one per disk (<dir>/<disk>.sock); default <state-dir>/nbd')
     .option('--cpus <n>', 'vCPUs of the machine', '1')
@@ -63,9 +63,11 @@ export function registerAgentCommand(program: Command): void {
     .option('--bandwidth <rate>', 'limit on bytes sent to the replicator per second, e.g. 20MB/s (0: unlimited)', '0')
     .option('--no-compress', 'send chunks uncompressed')
     .action(async (o: AgentCommandOptions, cmd: Command) => {
-      const { client, url } = globals(cmd);
-      const connection = client.connection;
+      if (!o.site || !o.name || !o.disk?.length) throw new RefugeError('invalid_argument', 'the agent needs --site, --name and at least one --disk NAME=PATH');
       const stateDir = resolve(o.stateDir);
+      const machine = assertValidName('machine', o.name);
+      // Its client certificate (mutual TLS with the vault and replicators); the first run may register it.
+      const identity = await identityFor(cmd, stateDir, { kind: 'machine', site: assertValidName('site', o.site), machine });
       const disks: (DiskFacts & { path: string })[] = [];
       for (const spec of o.disk) {
         const eq = spec.indexOf('=');
@@ -78,7 +80,6 @@ export function registerAgentCommand(program: Command): void {
         ? { kind: 'kernel', kernel: resolve(o.bootKernel), ...(o.bootInitrd ? { initrd: resolve(o.bootInitrd) } : {}), ...(o.bootCmdline ? { cmdline: o.bootCmdline } : {}) }
         : { kind: 'disk' };
       const log = createLogger('agent');
-      const machine = assertValidName('machine', o.name);
       let capture: CaptureMode;
       if (o.capture === 'cdp') {
         if (o.qmp) throw new RefugeError('invalid_argument', '--qmp is a scan-mode freeze hook; cdp cuts without pausing the VM');
@@ -90,14 +91,13 @@ export function registerAgentCommand(program: Command): void {
         throw new RefugeError('invalid_argument', `--capture '${o.capture}' is not a capture mode`, { hint: 'use cdp or scan' });
       }
       const agent = new Agent({
-        vaultUrl: url,
-        vault: await client.vault(),
+        vaultUrl: identity.url,
+        vault: identity.vault,
         site: o.site,
         machine: { name: machine, hostname: hostname(), os: o.os, cpus: Number(o.cpus), memoryMiB: Number(o.memoryMib), disks, boot },
         capture,
         stateDir,
         heartbeatSeconds: parseDuration(o.heartbeat),
-        connection,
         bandwidthBytesPerSecond: parseByteRate(o.bandwidth),
         compress: o.compress,
         log,
@@ -107,4 +107,5 @@ export function registerAgentCommand(program: Command): void {
       log.info({ machine, capture: capture.kind, disks: disks.map((d) => d.name) }, 'agent starting');
       await agent.run(stop.signal);
     });
+  registerAgentRegistrationCommands(agentCommand);
 }

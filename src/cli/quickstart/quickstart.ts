@@ -115,10 +115,14 @@ export async function runQuickstart(o: QuickstartOptions): Promise<QuickstartSum
     await api.request('POST', `/vaults/${VAULT}/policies`, { name: 'quickstart', crashIntervalSeconds: o.crashIntervalSeconds, rpoThresholdSeconds: 60 });
     info(`vault lives at "recovery" (so a primary outage leaves it able to fail over); points every ${o.crashIntervalSeconds} s`);
 
-    // The agent gets a token that only works for the agent and replicator routes of this vault.
-    const agentToken = await api.request<{ token: string }>('POST', '/tokens', { name: 'quickstart-agent', agentVault: VAULT });
-    const agentCredentials = join(dir, 'agent-credentials.json');
-    await writeFile(agentCredentials, JSON.stringify({ url, ca: credentials.ca, token: agentToken.token }), { mode: 0o600 });
+    // The agent registers the real way: a one-time key in a registration file (`refuge agent key create --write`),
+    // redeemed by `refuge agent register` for a client certificate; the agent then uses mutual TLS only.
+    const agentCredentials = join(dir, 'agent-registration.json');
+    const keyCreate = await run(process.execPath, [join(packageRoot(), 'bin', 'refuge.js'), '--credentials', credentialsPath, '--url', url, '--vault', VAULT, 'agent', 'key', 'create', '--write', agentCredentials]);
+    if (keyCreate.code !== 0) throw new RefugeError('failed_precondition', `refuge agent key create failed: ${keyCreate.stderr.trim()}`);
+    const registration = await run(process.execPath, [join(packageRoot(), 'bin', 'refuge.js'), '--credentials', agentCredentials, 'agent', 'register', '--site', 'primary', '--name', MACHINE, '--state-dir', join(dir, 'agent')]);
+    if (registration.code !== 0) throw new RefugeError('failed_precondition', `refuge agent register failed: ${registration.stderr.trim()}`);
+    info(`agent registered with a one-time key: its client certificate is in ${join(dir, 'agent', 'identity')}`);
 
     const marker = `quickstart-${randomBytes(4).toString('hex')}`;
     const diskPath = join(dir, 'primary-host', 'disks', `${MACHINE}-disk0.raw`);
@@ -128,7 +132,7 @@ export async function runQuickstart(o: QuickstartOptions): Promise<QuickstartSum
     const agentLog = join(logs, 'agent.log');
     const startAgent = () => {
       const agent = spawnRefuge([
-        '--credentials', agentCredentials, 'agent', '--vault', VAULT, '--site', 'primary', '--name', MACHINE,
+        'agent', '--site', 'primary', '--name', MACHINE,
         '--disk', `disk0=${diskPath}`, '--cpus', '1', '--memory-mib', '256',
         '--boot-kernel', guest.kernel, '--boot-initrd', guest.initrd, '--boot-cmdline', `${GUEST_CMDLINE} refuge.disk_hash=1`,
         '--capture', o.capture,

@@ -47,6 +47,8 @@ export interface MachineTable {
   nicsJson: string;
   /** JSON AgentReport: reachability, TLS trust and clock as the agent last saw them. */
   agentReportJson: string | null;
+  /** JSON HostFacts: OS, kernel, CPU, memory, agent version and disks, from the agent's latest heartbeat. */
+  hostFactsJson: string | null;
   createdAt: string;
 }
 
@@ -154,6 +156,35 @@ export interface TokenTable {
   lastUsedAt: string | null;
 }
 
+/** A one-time key an owner or contributor created for registering one agent or replicator (SHA-256 stored). */
+export interface RegistrationKeyTable {
+  id: string;
+  vaultId: string;
+  secretHash: string;
+  createdBy: string;
+  createdAt: string;
+  expiresAt: string;
+  usedAt: string | null;
+  /** What redeemed it: `machine:<name>` or `replicator:<site>`. */
+  usedBy: string | null;
+}
+
+/** A client certificate the vault CA issued: to an agent (kind machine) or a standalone replicator (kind replicator). */
+export interface AgentCertificateTable {
+  id: string;
+  vaultId: string;
+  kind: string;
+  /** The machine name (kind machine) or the site name (kind replicator). */
+  name: string;
+  siteId: string;
+  /** Set when the agent first registers its machine; the certificate dies with that machine. */
+  machineId: string | null;
+  fingerprint256: string;
+  notAfter: string;
+  revokedAt: string | null;
+  createdAt: string;
+}
+
 export interface AuditTable {
   id: string;
   at: string;
@@ -249,6 +280,8 @@ export interface Database {
   jobTasks: JobTaskTable;
   users: UserTable;
   tokens: TokenTable;
+  registrationKeys: RegistrationKeyTable;
+  agentCertificates: AgentCertificateTable;
   auditLog: AuditTable;
   consistencyGroups: ConsistencyGroupTable;
   networkMappings: NetworkMappingTable;

@@ -98,11 +98,19 @@ export function supportMatrixCheck(i: CheckInput): CheckResult {
     if (behind > SUPPORTED_MINOR_VERSIONS_BEHIND) fails.push(`the agent of '${m.name}' is version ${m.agentVersion}, more than ${SUPPORTED_MINOR_VERSIONS_BEHIND} versions behind ${CURRENT_AGENT_VERSION}`);
     else if (behind > 0) warnings.push(`the agent of '${m.name}' is version ${m.agentVersion}; ${CURRENT_AGENT_VERSION} is current`);
     if (!/linux/i.test(m.os)) warnings.push(`'${m.name}' runs '${m.os}', which Refuge has not been tested on (Linux is supported)`);
+    // The agent's host, from its heartbeats: the agent itself runs on Linux x86-64 or arm64 only.
+    const host = m.hostFacts;
+    if (host && (!/linux/i.test(host.os) || !['x64', 'arm64'].includes(host.arch))) {
+      warnings.push(`the agent of '${m.name}' runs on ${host.os} ${host.arch} (kernel ${host.kernel}); agents are supported on Linux x86-64 and arm64`);
+    }
     if (m.disks.length > DISK_LIMITS.maxDisks) fails.push(`'${m.name}' has ${m.disks.length} disks (at most ${DISK_LIMITS.maxDisks})`);
     const odd = m.disks.filter((d) => d.sizeBytes % 512 !== 0);
     if (odd.length > 0) fails.push(`disks of '${m.name}' are not whole 512-byte sectors: ${odd.map((d) => d.name).join(', ')}`);
   }
-  const measured = { current: CURRENT_AGENT_VERSION, agents: Object.fromEntries(i.machines.map((m) => [m.name, { version: m.agentVersion, os: m.os, disks: m.disks.length }])) };
+  const measured = {
+    current: CURRENT_AGENT_VERSION,
+    agents: Object.fromEntries(i.machines.map((m) => [m.name, { version: m.agentVersion, os: m.os, disks: m.disks.length, ...(m.hostFacts ? { host: { os: m.hostFacts.os, kernel: m.hostFacts.kernel, arch: m.hostFacts.arch } } : {}) }])),
+  };
   const remediation = `update the agents to ${CURRENT_AGENT_VERSION}; keep machines within the support matrix (Linux, at most 64 disks of whole sectors)`;
   if (fails.length > 0) return result('support-matrix', 'fail', fails.join('; '), measured, remediation);
   if (warnings.length > 0) return result('support-matrix', 'warning', warnings.join('; '), measured, remediation);

@@ -1,7 +1,7 @@
 import type { Kysely } from 'kysely';
 import { notFound } from '../../core/errors.js';
 import { newId } from '../../core/ids.js';
-import type { AgentReport, MachineFacts } from '../../protocol/schemas.js';
+import type { AgentReport, HostFacts, MachineFacts } from '../../protocol/schemas.js';
 import type { Database } from '../db/schema.js';
 import type { Machine } from '../model.js';
 import { inUse, paged, type Page } from './common.js';
@@ -38,10 +38,16 @@ export class MachineRepository {
     return this.get(vaultId, facts.name);
   }
 
-  async heartbeat(machineId: string, agentVersion: string, lastError: string | null, report?: AgentReport & { clockSkewSeconds?: number }): Promise<void> {
+  async heartbeat(machineId: string, agentVersion: string, lastError: string | null, report?: AgentReport & { clockSkewSeconds?: number }, host?: HostFacts): Promise<void> {
     await this.db
       .updateTable('machines')
-      .set({ lastHeartbeatAt: new Date().toISOString(), agentVersion, lastAgentError: lastError, ...(report ? { agentReportJson: JSON.stringify(report) } : {}) })
+      .set({
+        lastHeartbeatAt: new Date().toISOString(),
+        agentVersion,
+        lastAgentError: lastError,
+        ...(report ? { agentReportJson: JSON.stringify(report) } : {}),
+        ...(host ? { hostFactsJson: JSON.stringify(host) } : {}),
+      })
       .where('id', '=', machineId)
       .execute();
   }

@@ -33,6 +33,7 @@ export const toMachine = (r: Selectable<MachineTable>): Machine => ({
   lastAgentError: r.lastAgentError,
   nics: JSON.parse(r.nicsJson) as Machine['nics'],
   agentReport: r.agentReportJson ? (JSON.parse(r.agentReportJson) as Machine['agentReport']) : null,
+  hostFacts: r.hostFactsJson ? (JSON.parse(r.hostFactsJson) as Machine['hostFacts']) : null,
   createdAt: r.createdAt,
 });
 

@@ -1,6 +1,7 @@
 import { X509Certificate, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 import forge from 'node-forge';
+import { RefugeError } from '../../core/errors.js';
 
 /**
  * The vault's own certificate authority: created at `refuge vault init`, it signs the vault's server certificate
@@ -77,4 +78,33 @@ export interface CertificateFacts {
 export function certificateFacts(pem: string): CertificateFacts {
   const c = new X509Certificate(pem);
   return { subject: c.subject, issuer: c.issuer, notBefore: new Date(c.validFrom).toISOString(), notAfter: new Date(c.validTo).toISOString(), fingerprint256: c.fingerprint256 };
+}
+
+/**
+ * Signs a certificate signing request from an agent or a standalone replicator (which generated its key and never
+ * sends it). The CSR proves possession of the key (its signature is checked); its subject is ignored: the vault
+ * names the certificate (`commonName`) after the identity the registration key was redeemed for. Replicators get
+ * `usage: 'both'` (they serve agents and call the vault), with their host names as subject alternative names.
+ */
+export function signCsr(ca: KeyPair, csrPem: string, o: { commonName: string; usage: 'client' | 'both'; names?: string[]; days: number; notBefore?: Date }): string {
+  let csr: forge.pki.CertificateSigningRequest;
+  try {
+    csr = forge.pki.certificationRequestFromPem(csrPem);
+  } catch (err) {
+    throw new RefugeError('invalid_argument', `the certificate signing request is not a PEM PKCS#10 request: ${(err as Error).message}`, { details: { field: '/body/csr' } });
+  }
+  if (!csr.publicKey || !csr.verify()) throw new RefugeError('invalid_argument', 'the certificate signing request is not signed by its own key', { details: { field: '/body/csr' } });
+  const caCert = forge.pki.certificateFromPem(ca.certPem);
+  const caKey = forge.pki.privateKeyFromPem(ca.keyPem);
+  const cert = baseCert(csr.publicKey, o.commonName, o.notBefore ?? new Date(Date.now() - 60_000), o.days);
+  cert.setIssuer(caCert.subject.attributes);
+  const names = o.names ?? [];
+  cert.setExtensions([
+    { name: 'basicConstraints', cA: false },
+    { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
+    { name: 'extKeyUsage', serverAuth: o.usage === 'both', clientAuth: true },
+    ...(names.length > 0 ? [{ name: 'subjectAltName', altNames: names.map((n) => (isIP(n) ? { type: 7, ip: n } : { type: 2, value: n })) }] : []),
+  ]);
+  cert.sign(caKey, forge.md.sha256.create());
+  return forge.pki.certificateToPem(cert);
 }

@@ -35,5 +35,8 @@ export interface Principal {
   role: Role | 'agent';
   /** For agent tokens: the one vault they may act in. */
   vaultId: string | null;
+  /** The token's id, or the issued certificate's for an agent or replicator authenticated by mutual TLS. */
   tokenId: string;
+  /** For a client certificate: the machine (its agent) or the site (a standalone replicator) it was issued to. */
+  identity?: { kind: 'machine' | 'replicator'; name: string; siteId: string; machineId: string | null; certificateId: string };
 }

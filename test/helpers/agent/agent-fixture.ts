@@ -8,6 +8,8 @@ import { silentLogger } from '../../../src/core/log.js';
 import { requestJson, requestRaw, type HttpConnection } from '../../../src/core/http-client.js';
 import { initVault } from '../../../src/api/vault-init.js';
 import { testCertificate } from '../test-vault.js';
+import type { RegistrationCredentials, RegistrationKeyResponse } from '../../../src/protocol/enrollment.js';
+import { register, type Identity } from '../../../src/protocol/identity.js';
 import { FilesystemBackend } from '../../../src/store/backends/filesystem.js';
 import { ReplicaStore } from '../../../src/store/replica-store.js';
 import { DEFAULT_CHUNK_SIZE } from '../../../src/store/chunks.js';
@@ -20,7 +22,8 @@ export const CHUNK = DEFAULT_CHUNK_SIZE;
 /**
  * A real vault (HTTPS with its own CA on a free port, tokens, SQLite, filesystem store; machines on a fake fabric) with vault `demo`, sites
  * `primary` and `recovery` and a policy cutting a point every second, plus helpers to run agents against it and to
- * read points back from the store.
+ * read points back from the store. Agents register the real way: a one-time key redeemed for a client certificate
+ * (mutual TLS from then on).
  */
 export async function startAgentFixture(prefix = 'ragent-') {
   const dir = await mkdtemp(join(tmpdir(), prefix));
@@ -31,16 +34,29 @@ export async function startAgentFixture(prefix = 'ragent-') {
   const api = <T>(method: string, path: string, body?: unknown): Promise<T> =>
     requestJson<T>(method, `${server.url}/api/v1${path}`, { connection, ...(body === undefined ? {} : { body }) });
   await api('POST', '/vaults', { name: 'demo' });
-  // Agents (and standalone replicators) use a token valid only for the agent routes of this vault.
-  const agentConnection: HttpConnection = { token: (await api<{ token: string }>('POST', '/tokens', { name: 'agent', agentVault: 'demo' })).token, ca: init.credentials.ca };
-  /** One request as the agent token would make it, answering status and parsed body whatever the status. */
-  const agentHttp = async (method: string, url: string, o: { body?: unknown; bytes?: Uint8Array; headers?: Record<string, string> } = {}) => {
-    const r = await requestRaw(method, url, { connection: agentConnection, ...o });
-    return { status: r.status, json: <T = unknown>() => JSON.parse(r.text) as T };
-  };
   await api('POST', '/vaults/demo/sites', { name: 'primary' });
   await api('POST', '/vaults/demo/sites', { name: 'recovery' });
   await api('POST', '/vaults/demo/policies', { name: 'default', crashIntervalSeconds: 1 });
+  /** A registration file with a fresh one-time key, as `refuge agent key create --write` makes it. */
+  const registrationFile = async (): Promise<RegistrationCredentials> => {
+    const k = await api<RegistrationKeyResponse>('POST', '/vaults/demo/agents/keys', {});
+    return { url: server.url, vault: 'demo', caFingerprint256: k.caFingerprint256, registrationKey: k.key };
+  };
+  let registrations = 0;
+  /** Registers machine `name` (at `site`) in a fresh folder: its client certificate, key and trust. */
+  const registerMachine = async (name: string, site = 'primary'): Promise<Identity> =>
+    register(await registrationFile(), { kind: 'machine', site, machine: name }, join(dir, `identity-${name}-${++registrations}`));
+  /** Registers a standalone replicator for `site` (its certificate names localhost and 127.0.0.1). */
+  const registerReplicator = async (site = 'recovery'): Promise<Identity> =>
+    register(await registrationFile(), { kind: 'replicator', site, names: ['localhost', '127.0.0.1'] }, join(dir, `identity-replicator-${++registrations}`));
+  // Requests as vm1's agent makes them: with its client certificate (registered on first use: key generation costs).
+  let vm1: Promise<HttpConnection> | undefined;
+  const agentConnection = (): Promise<HttpConnection> => (vm1 ??= registerMachine('vm1').then((id) => id.connection));
+  /** One request as the agent of vm1 would make it, answering status and parsed body whatever the status. */
+  const agentHttp = async (method: string, url: string, o: { body?: unknown; bytes?: Uint8Array; headers?: Record<string, string> } = {}) => {
+    const r = await requestRaw(method, url, { connection: await agentConnection(), ...o });
+    return { status: r.status, json: <T = unknown>() => JSON.parse(r.text) as T };
+  };
 
   let running: { agent: Agent; stop: AbortController; done: Promise<void> } | undefined;
   const points = async (machine = 'vm1') =>
@@ -53,6 +69,9 @@ export async function startAgentFixture(prefix = 'ragent-') {
     connection,
     agentConnection,
     agentHttp,
+    registrationFile,
+    registerMachine,
+    registerReplicator,
     points,
     get agent(): Agent | undefined {
       return running?.agent;
@@ -68,7 +87,8 @@ export async function startAgentFixture(prefix = 'ragent-') {
         stateDir: join(dir, 'agent'),
         heartbeatSeconds: 0.2,
         log: silentLogger,
-        connection: agentConnection,
+        // The agent registers itself on its first run (and again if its state folder is lost).
+        registration: registrationFile,
         ...extra,
       });
       const stop = new AbortController();

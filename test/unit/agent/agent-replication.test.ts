@@ -6,6 +6,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Agent } from '../../../src/agent/agent.js';
 import { ScanCapture } from '../../../src/agent/capture/scan-capture.js';
 import { startVaultServer, type VaultServer } from '../../../src/api/server.js';
+import type { RegistrationKeyResponse } from '../../../src/protocol/enrollment.js';
+import { register } from '../../../src/protocol/identity.js';
 import { silentLogger } from '../../../src/core/log.js';
 import { DEFAULT_CHUNK_SIZE, chunkHash } from '../../../src/store/chunks.js';
 import { FilesystemBackend } from '../../../src/store/backends/filesystem.js';
@@ -83,8 +85,11 @@ describe('agent replication (scan mode)', () => {
     connection = { token: init.credentials.token, ca: init.credentials.ca };
     server = await startVaultServer({ dataDir: join(dir, 'vault'), port: 0, log: silentLogger, fabricFor: () => fabric });
     await api('POST', '/vaults', { name: 'demo' });
-    agentConnection = { token: (await api<{ token: string }>('POST', '/tokens', { name: 'agent', agentVault: 'demo' })).token, ca: init.credentials.ca };
     await api('POST', '/vaults/demo/sites', { name: 'primary' });
+    // The agent's client certificate, from a one-time registration key (mutual TLS with the vault and replicator).
+    const key = await api<RegistrationKeyResponse>('POST', '/vaults/demo/agents/keys', {});
+    const creds = { url: server.url, vault: 'demo', caFingerprint256: key.caFingerprint256, registrationKey: key.key };
+    agentConnection = (await register(creds, { kind: 'machine', site: 'primary', machine: 'vm1' }, join(dir, 'vm1-identity'))).connection;
     await api('POST', '/vaults/demo/sites', { name: 'recovery' });
     await api('POST', '/vaults/demo/policies', { name: 'default', crashIntervalSeconds: 1 });
     diskPath = join(dir, 'disk0.raw');

@@ -2,9 +2,15 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { allows, type Permission } from '../../../src/vault/security/roles.js';
-import { createTestVault, protectWithPoint, seedConfiguration, type TestVault } from '../../helpers/test-vault.js';
+import { join } from 'node:path';
+import { requestRaw, type HttpConnection } from '../../../src/core/http-client.js';
+import type { RegistrationCredentials, RegistrationKeyResponse } from '../../../src/protocol/enrollment.js';
+import { keyAndCsr, register } from '../../../src/protocol/identity.js';
+import { createCa, issueCertificate, signCsr } from '../../../src/vault/security/pki.js';
+import { createTestVault, protectWithPoint, seedConfiguration, testCertificate, type TestVault } from '../../helpers/test-vault.js';
 
-const PUBLIC = ['GET /api/v1/health', 'POST /api/v1/auth/login'];
+// Registration is public: the one-time key in its body is the credential (test/unit/api/agent-registration.test.ts).
+const PUBLIC = ['GET /api/v1/health', 'POST /api/v1/auth/login', 'POST /api/v1/vaults/:vault/agents/enroll'];
 const SAMPLE: Record<string, string> = {
   vault: 'demo',
   site: 'primary',
@@ -32,7 +38,7 @@ describe('access control on every route', () => {
     v = await createTestVault();
     await seedConfiguration(v);
     ({ replicationId } = await protectWithPoint(v));
-    for (const role of ['contributor', 'operator', 'reader', 'agent'] as const) tokens[role] = await v.tokenFor(role);
+    for (const role of ['contributor', 'operator', 'reader'] as const) tokens[role] = await v.tokenFor(role);
     tokens.owner = v.ownerToken;
   });
   afterAll(async () => v.cleanup());
@@ -56,7 +62,7 @@ describe('access control on every route', () => {
     }
   });
 
-  it.each(['reader', 'operator', 'contributor', 'agent', 'owner'] as const)('answers 403 to a %s on every route its role does not allow, and lets it through the others', async (role) => {
+  it.each(['reader', 'operator', 'contributor', 'owner'] as const)('answers 403 to a %s on every route its role does not allow, and lets it through the others', async (role) => {
     const denied: string[] = [];
     const allowed: string[] = [];
     for (const r of routes().filter((x) => x.permission !== 'public')) {
@@ -77,15 +83,85 @@ describe('access control on every route', () => {
     expect(allowed.length).toBeGreaterThan(0);
   });
 
-  it('an agent token acts only in its own vault', async () => {
-    await v.call('POST', '/api/v1/vaults', { name: 'other' });
-    await v.call('POST', '/api/v1/vaults/other/sites', { name: 'primary' });
-    const body = { site: 'primary', agentVersion: '0.1.0', machine: { name: 'vm9', hostname: 'h', os: 'linux', cpus: 1, memoryMiB: 256, disks: [{ name: 'disk0', sizeBytes: 1 << 20 }], boot: { kind: 'disk' } } };
-    const own = await v.call('POST', '/api/v1/vaults/demo/agents/register', body, { authorization: `Bearer ${tokens.agent}` });
-    expect(own.status).toBe(200);
-    const other = await v.call<{ error: { message: string } }>('POST', '/api/v1/vaults/other/agents/register', body, { authorization: `Bearer ${tokens.agent}` });
-    expect(other.status).toBe(403);
-    expect(other.body.error.message).toContain('belongs to another vault');
+  it('issues no agent tokens any more: agents authenticate with client certificates', async () => {
+    const r = await v.call<{ error: { message: string; hint: string } }>('POST', '/api/v1/tokens', { name: 'old-agent', agentVault: 'demo' });
+    expect(r.status).toBe(400);
+    expect(r.body.error.message).toContain('agent tokens are retired');
+    expect(r.body.error.hint).toContain('refuge agent key create');
+  });
+});
+
+/**
+ * The same walk over HTTPS for the agent routes (and the vault's own replicator): agents and replicators
+ * authenticate by client certificate. Without one, with one from another CA, or with an expired one, every agent
+ * route answers 401; a machine's certificate opens its agent routes but not a replicator's, a replicator's opens
+ * only its site's replicator routes; no certificate opens a route that needs a user's token.
+ */
+describe('access control by client certificate on every agent route', () => {
+  let v: TestVault;
+  let base = '';
+  const certs: Record<'none' | 'foreign' | 'expired' | 'machine' | 'replicator', HttpConnection> = {} as never;
+  beforeAll(async () => {
+    v = await createTestVault();
+    await seedConfiguration(v);
+    ({ replicationId } = await protectWithPoint(v));
+    base = await v.app.listen({ host: '127.0.0.1', port: 0 });
+    const ca = testCertificate().caPem;
+    const file = async (): Promise<RegistrationCredentials> => {
+      const k = (await v.call<RegistrationKeyResponse>('POST', '/api/v1/vaults/demo/agents/keys', {})).body;
+      return { url: base, vault: 'demo', caFingerprint256: k.caFingerprint256, registrationKey: k.key };
+    };
+    certs.machine = (await register(await file(), { kind: 'machine', site: 'primary', machine: 'vm1' }, join(v.dataDir, 'agent-vm1'))).connection;
+    certs.replicator = (await register(await file(), { kind: 'replicator', site: 'primary', names: ['127.0.0.1'] }, join(v.dataDir, 'replicator'))).connection;
+    certs.none = { ca };
+    const mallory = issueCertificate(createCa('Mallory CA'), { commonName: 'machine:vm1', usage: 'client' });
+    certs.foreign = { ca, cert: mallory.certPem, key: mallory.keyPem };
+    const { keyPem, csrPem } = keyAndCsr('machine:vm1');
+    const old = signCsr({ certPem: ca, keyPem: testCertificate().caKeyPem }, csrPem, { commonName: 'machine:vm1', usage: 'client', days: 1, notBefore: new Date(Date.now() - 5 * 86400_000) });
+    certs.expired = { ca, cert: old, key: keyPem };
+  }, 60_000); // RSA key generation on a busy 2-core machine
+  afterAll(async () => v.cleanup());
+
+  const send = async (method: string, url: string, connection: HttpConnection) => {
+    const r = await requestRaw(method, `${base}${fill(url)}`, { connection, ...(method === 'GET' || method === 'DELETE' ? {} : { body: {} }) });
+    return { status: r.status, message: r.text ? ((JSON.parse(r.text) as { error?: { message?: string } }).error?.message ?? '') : '' };
+  };
+  const agentRoutes = () => v.app.routeTable.filter((r) => r.method !== 'HEAD' && r.permission === 'agent');
+
+  it('answers 401 on every agent route without a certificate, with one from another CA, or with an expired one', async () => {
+    expect(agentRoutes().length).toBeGreaterThan(8);
+    for (const r of agentRoutes()) {
+      const key = `${r.method} ${r.url}`;
+      const none = await send(r.method, r.url, certs.none);
+      expect(none.status, key).toBe(401);
+      expect(none.message, key).toContain('needs a client certificate');
+      const foreign = await send(r.method, r.url, certs.foreign);
+      expect(foreign.status, key).toBe(401);
+      expect(foreign.message, key).toContain("not issued by this vault's CA (issuer 'CN=Mallory CA");
+      const expired = await send(r.method, r.url, certs.expired);
+      expect(expired.status, key).toBe(401);
+      expect(expired.message, key).toContain('expired at');
+    }
+  });
+
+  it("lets a machine's certificate through its agent routes only, and a replicator's through its site's replicator routes only", async () => {
+    for (const r of agentRoutes()) {
+      const key = `${r.method} ${r.url}`;
+      const replicatorRoute = r.url.includes('/replicators/');
+      const renew = r.url.endsWith('/agents/renew');
+      const machine = await send(r.method, r.url, certs.machine);
+      if (replicatorRoute) expect(machine.status, key).toBe(403);
+      else expect([401, 403], `${key}: ${machine.message}`).not.toContain(machine.status);
+      const replicator = await send(r.method, r.url, certs.replicator);
+      if (replicatorRoute || renew) expect([401, 403], `${key}: ${replicator.message}`).not.toContain(replicator.status);
+      else expect(replicator.status, key).toBe(403);
+    }
+  });
+
+  it('a certificate opens no route that needs a user token', async () => {
+    const userRoutes = v.app.routeTable.filter((r) => r.method !== 'HEAD' && r.permission !== 'agent' && r.permission !== 'public');
+    expect(userRoutes.length).toBeGreaterThan(25);
+    for (const r of userRoutes) expect((await send(r.method, r.url, certs.machine)).status, `${r.method} ${r.url}`).toBe(401);
   });
 });
 

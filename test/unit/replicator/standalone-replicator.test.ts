@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ScanCapture } from '../../../src/agent/capture/scan-capture.js';
 import { silentLogger } from '../../../src/core/log.js';
+import { requestRaw } from '../../../src/core/http-client.js';
 import { startStandaloneReplicator, type StandaloneReplicator } from '../../../src/replicator/standalone.js';
 import { MiB, startAgentFixture, waitFor, type AgentFixture } from '../../helpers/agent/agent-fixture.js';
 
@@ -22,8 +23,9 @@ describe('standalone replicator', () => {
 
   beforeEach(async () => {
     f = await startAgentFixture('rrepl-');
-    standalone = await startStandaloneReplicator({ vaultUrl: f.server.url, vault: 'demo', site: 'recovery', connection: f.agentConnection, log: silentLogger });
-  });
+    const id = await f.registerReplicator('recovery');
+    standalone = await startStandaloneReplicator({ vaultUrl: f.server.url, vault: 'demo', site: 'recovery', tls: { connection: id.connection, issuingCa: id.issuingCa }, log: silentLogger });
+  }, 60_000); // RSA key generation (registrations) on a busy 2-core machine
   afterEach(async () => {
     await standalone.close();
     await f.close();
@@ -57,14 +59,11 @@ describe('standalone replicator', () => {
       machine: { name: 'vm2', hostname: 'h', os: 'linux', cpus: 1, memoryMiB: 128, disks: [{ name: 'disk0', sizeBytes: MiB }], boot: { kind: 'disk' } },
     });
     const rep = await f.api<{ id: string }>('POST', '/vaults/demo/replications', { machine: 'vm2', policy: 'default', targetSite: 'primary' });
-    const r = await fetch(`${standalone.url}/replications/${rep.id}/chunks/missing`, {
-      method: 'POST', body: JSON.stringify({ hashes: [] }), headers: { 'content-type': 'application/json' },
-    });
+    const vm2 = (await f.registerMachine('vm2', 'recovery')).connection;
+    const r = await requestRaw('POST', `${standalone.url}/replications/${rep.id}/chunks/missing`, { body: { hashes: [] }, connection: vm2 });
     expect(r.status).toBe(409);
-    expect(((await r.json()) as { error: { message: string } }).error.message).toContain("does not replicate to site 'recovery'");
-    const unknown = await fetch(`${standalone.url}/replications/rep_0000000aa_aaaaaaaa/chunks/missing`, {
-      method: 'POST', body: JSON.stringify({ hashes: [] }), headers: { 'content-type': 'application/json' },
-    });
+    expect((JSON.parse(r.text) as { error: { message: string } }).error.message).toContain("does not replicate to site 'recovery'");
+    const unknown = await requestRaw('POST', `${standalone.url}/replications/rep_0000000aa_aaaaaaaa/chunks/missing`, { body: { hashes: [] }, connection: vm2 });
     expect(unknown.status).toBe(404);
   });
 });
