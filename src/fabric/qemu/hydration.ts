@@ -1,10 +1,10 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { writeFileAtomic } from '../../core/atomic-file.js';
 import { RefugeError } from '../../core/errors.js';
 import { sleep } from '../../core/durations.js';
 import type { Hydration, HydrationState, HydrationStatus, MachineSpec } from '../provider.js';
-import { node } from './instant-disks.js';
+import { node, overlayPath } from './instant-disks.js';
 import { QmpClient } from './qmp.js';
 
 /** qemu's answer to query-jobs (the block-job fields come from query-block-jobs). */
@@ -109,6 +109,7 @@ export class QemuHydration implements Hydration {
         if (job) await qmp.execute('job-dismiss', { id: node.job(i) });
         // The overlay and the point are no longer in the guest's path: let go of them (closes the NBD connection).
         for (const n of [node.overlay(i), node.overlayFile(i), node.point(i)]) await qmp.execute('blockdev-del', { 'node-name': n }).catch(() => undefined);
+        await rm(overlayPath(this.dirOf(name), i), { force: true });
       }
     });
     return this.status(name);

@@ -6,6 +6,7 @@ import type { TaskContext, TaskDefinition } from '../../vault/jobs/definitions.j
 import type { FailoverRecord } from '../../vault/model.js';
 import type { OrchestrationDeps } from '../deps.js';
 import type { OperationParams } from './operation-job.js';
+import { planNics } from '../addressing.js';
 import { chooseRecoveryMode, hydrateMachine, localDiskPath, provisionDisks, stopServing, type RecoveryMode } from './provision-disks.js';
 
 /** Parameters of a job that brings up a machine at the target site from a recovery point. */
@@ -55,6 +56,10 @@ export function recoverMachineTasks(deps: OrchestrationDeps): TaskDefinition<Rec
         };
         const mode = chooseRecoveryMode(p.mode, deps.sites.fabric(site), site);
         record.mode = mode;
+        // Addresses are chosen once, here, and kept on the record: a resumed job starts the machine with the same ones.
+        const nics = (await planNics(deps.repos, rep, await deps.repos.machines.byId(rep.machineId), site, p.kind)).record;
+        if (nics.length > 0) record.nics = nics;
+        ctx.result.addresses = nics;
         await deps.repos.replications.setFailover(rep.id, { ...rep.failover, [recordKey(p.kind)]: record });
         await provisionDisks(deps.sites, { site, store, point, disksDir, machine: p.targetMachine, mode, signal: ctx.signal, onProgress: (f, m) => ctx.progress(f, m) });
         ctx.result.mode = mode;
@@ -80,7 +85,11 @@ export function recoverMachineTasks(deps: OrchestrationDeps): TaskDefinition<Rec
             const plan = await provisionDisks(deps.sites, { site, store, point, disksDir, machine: name, mode: 'instant' });
             disks = machine.disks.map((d) => plan.disks.find((x) => x.path === localDiskPath(disksDir, d.name)) ?? { path: localDiskPath(disksDir, d.name), format: 'raw' as const });
           }
-          await fabric.start({ name, cpus: machine.cpus, memoryMiB: machine.memoryMiB, disks, boot: machine.boot });
+          const nics = (record?.nics ?? []).map((n) => {
+            const cidr = site.networks.find((s) => s.name === n.network)?.cidr;
+            return { network: n.network, ...(cidr ? { cidr } : {}), ...(n.ipv4 ? { ipv4: n.ipv4 } : {}), ...(ctx.job.params.kind === 'test' ? { isolated: true } : {}) };
+          });
+          await fabric.start({ name, cpus: machine.cpus, memoryMiB: machine.memoryMiB, disks, boot: machine.boot, ...(nics.length > 0 ? { nics } : {}) });
         }
         ctx.result.machine = name;
         ctx.result.site = site.name;
