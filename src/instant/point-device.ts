@@ -9,6 +9,11 @@ import { forEachChunk } from '../store/tree.js';
 export interface PointDeviceOptions {
   /** How long one read keeps retrying a store that does not answer before failing it with EIO (default 10 min). */
   retryForMs?: number;
+  /**
+   * How long one attempt at a store read may take before it counts as failed and is retried (default 15 s): a
+   * link that drops packets, rather than refusing connections, leaves a request hanging with no error at all.
+   */
+  attemptTimeoutMs?: number;
   /** Decoded chunks kept in memory (default 64: 16 MiB of 256 KiB chunks). */
   cacheChunks?: number;
   /** Chunks read ahead after each read, so a sequential reader (hydration) overlaps store latency (default 4). */
@@ -140,7 +145,7 @@ export class PointBlockDevice implements BlockDevice {
     const deadline = Date.now() + (this.o.retryForMs ?? 600_000);
     for (let attempt = 0; ; attempt++) {
       try {
-        return await call();
+        return await withTimeout(call(), this.o.attemptTimeoutMs ?? 15_000);
       } catch (err) {
         this.stats.lastError = (err as Error).message;
         // Damaged data stays damaged: retrying an integrity error would only hide it.
@@ -150,6 +155,15 @@ export class PointBlockDevice implements BlockDevice {
       }
     }
   }
+}
+
+/** `p`, or a rejection when it has not settled within `ms` (the attempt itself is abandoned, not cancelled). */
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new RefugeError('unavailable', `the replica store did not answer within ${ms / 1000} s`)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
 /** The disks of a point that exist (a clear error before anything is served for a disk the point lacks). */

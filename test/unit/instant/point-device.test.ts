@@ -59,6 +59,18 @@ describe('a recovery point served as a block device', () => {
     expect(device.stats.failedReads).toBe(0);
   });
 
+  it('gives up on a store read that hangs (a link dropping packets) and tries again', async () => {
+    const device = new PointBlockDevice(t.store, point, 'disk0', { readAhead: 0, attemptTimeoutMs: 200 });
+    const real = t.store.getChunk.bind(t.store);
+    let hangs = 1;
+    t.store.getChunk = async (hash, context) => (hangs-- > 0 ? new Promise<Buffer>(() => undefined) : real(hash, context));
+    const out = Buffer.alloc(CHUNK);
+    await device.read(out, 4 * CHUNK);
+    expectSameBytes(out, disk.subarray(4 * CHUNK, 5 * CHUNK));
+    expect(device.stats.retries).toBe(1);
+    expect(device.stats.lastError).toMatch(/did not answer/);
+  });
+
   it('fails a read of damaged data at once (EIO), without retrying', async () => {
     const hash = (await t.store.diskChunks(point, 'disk0'))[1] as string;
     await flipByte(join(t.root, ...packOf(t.store, hash).split('/')), (t.store.blobs.location(hash)?.offset ?? 0) + 20);
