@@ -79,7 +79,7 @@ async function main(): Promise<void> {
           await v.engine.waitFor(cleanup.id);
         }
         results.push({ mode, sizeMiB: size, seconds });
-        console.log(JSON.stringify({ mode, sizeMiB: size, medianSeconds: Number(median(seconds).toFixed(2)), seconds: seconds.map((s) => Number(s.toFixed(2))) }));
+        process.stdout.write(`${JSON.stringify({ mode, sizeMiB: size, medianSeconds: Number(median(seconds).toFixed(2)), seconds: seconds.map((s) => Number(s.toFixed(2))) })}\n`);
       }
     }
   } finally {

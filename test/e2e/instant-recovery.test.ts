@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import type { Server as HttpServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -22,7 +23,7 @@ import S3rver from 's3rver';
  */
 async function s3Service() {
   const dir = await mkdtemp(join(tmpdir(), 'refuge-fabric-s3-'));
-  type Instance = { run(): Promise<{ port: number }>; close(): Promise<void>; httpServer?: import('node:http').Server };
+  type Instance = { run(): Promise<{ port: number }>; close(): Promise<void>; httpServer?: HttpServer };
   const Server = S3rver as unknown as new (o: object) => Instance;
   const make = (port: number) => new Server({ address: '127.0.0.1', port, silent: true, directory: dir, configureBuckets: [{ name: 'refuge' }] });
   let server: Instance | undefined = make(0);
