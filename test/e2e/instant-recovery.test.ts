@@ -116,10 +116,13 @@ describe('instant recovery', () => {
   it('survives a dropped link to the store: reads wait and retry, hydration resumes when it is back', async () => {
     const key = `${site.id}/vm1`;
     const retriesBefore = Object.values(await v.sites.instant.stats(key)).reduce((n, s) => n + s.retries, 0);
+    process.stderr.write(`DEBUG going down ${new Date().toISOString()}\n`);
     await s3.down(); // the link to the object store is gone: every read of a pack is refused
+    process.stderr.write(`DEBUG down ${new Date().toISOString()}\n`);
     let during: HydrationStatus;
     try {
       await until('the served point to retry a store read', async () => {
+        process.stderr.write(`DEBUG ${new Date().toISOString()} ${JSON.stringify(await v.sites.instant.stats(key))} ${JSON.stringify(await fabric.hydration!.status('vm1'))}\n`);
         const retries = Object.values(await v.sites.instant.stats(key)).reduce((n, s) => n + s.retries, 0);
         return retries > retriesBefore ? retries : undefined;
       });
