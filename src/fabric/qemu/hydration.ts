@@ -52,6 +52,9 @@ export class QemuHydration implements Hydration {
           target: node.target(i),
           sync: 'full',
           speed: options.bytesPerSecond ?? 0,
+          // qemu copies a whole buffer (16 MiB by default) before its rate limit applies: with a limit, a buffer of
+          // about one second's worth keeps the copy smooth instead of a burst of 16 MiB per pause.
+          ...(options.bytesPerSecond ? { 'buf-size': Math.min(16 << 20, Math.max(256 << 10, 2 ** Math.ceil(Math.log2(options.bytesPerSecond)))) } : {}),
           'auto-dismiss': false,
         });
       }
