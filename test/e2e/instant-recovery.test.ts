@@ -121,12 +121,7 @@ describe('instant recovery', () => {
     await s3.down(); // the link to the object store is gone: every read of a pack is refused
     let during: HydrationStatus;
     try {
-      let logged = 0;
       await until('the served point to retry a store read', async () => {
-        if (Date.now() - logged > 10_000) {
-          logged = Date.now();
-          process.stderr.write(`DEBUG ${new Date().toISOString()} ${JSON.stringify(await v.sites.instant.stats(key))} ${JSON.stringify((await fabric.hydration!.status('vm1')).disks.map((d) => [d.state, d.doneBytes]))}\n`);
-        }
         const retries = Object.values(await v.sites.instant.stats(key)).reduce((n, s) => n + s.retries, 0);
         return retries > retriesBefore ? retries : undefined;
       });
