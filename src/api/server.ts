@@ -67,6 +67,8 @@ export interface VaultServer {
   replicator: Replicator;
   monitoring: AppDeps['monitoring'];
   readiness: ReadinessService;
+  /** The sites' fabric providers, stores and instantly served recovery points. */
+  sites: SiteResources;
   close(): Promise<void>;
 }
 
@@ -225,11 +227,13 @@ export async function assembleVault(o: VaultServerOptions): Promise<VaultServer 
     replicator,
     monitoring,
     readiness,
+    sites,
     async close() {
       clearInterval(readinessTimer);
       monitor.stop();
       await notifier.stop();
       await engine.stop();
+      await sites.close();
       await app.close();
       await db.destroy();
     },

@@ -27,6 +27,9 @@ export function run(
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     child.on('error', (err) => reject(RefugeError.wrap(err, `cannot run ${command}`, 'failed_precondition')));
     child.on('close', (code) => resolve({ code, stdout, stderr }));
+    // A child that exits without reading its input (e.g. qemu refusing an accelerator) makes the write fail with
+    // EPIPE; its exit status and stderr already say what happened.
+    child.stdin.on('error', () => undefined);
     child.stdin.end(options.input ?? '');
   });
 }

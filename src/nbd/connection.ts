@@ -229,10 +229,12 @@ export class NbdConnection {
   /**
    * Runs a request: writes may overlap each other (up to MAX_WRITES_IN_FLIGHT when the device answers
    * asynchronously), every other request waits until the writes before it finished, so a read, flush or zeroing
-   * sees every write the client sent before it.
+   * sees every write the client sent before it. On a read-only device there are no writes to wait for, so reads
+   * overlap each other the same way (a device far away, such as a recovery point read from an object store,
+   * answers many reads in the time of one).
    */
   private execute(req: Request, payload: Buffer[] | undefined): void {
-    if (req.type !== COMMAND.write && this.inFlight > 0) {
+    if (req.type !== COMMAND.write && this.inFlight > 0 && !this.overlaps(req)) {
       this.afterWrites = { req, payload };
       this.busy = true;
       return;
@@ -287,7 +289,7 @@ export class NbdConnection {
     }
     if (!(result instanceof Promise)) return this.reply(req.handle, ERRNO.ok, readReply);
     this.inFlight++;
-    if (req.type !== COMMAND.write || this.inFlight >= MAX_WRITES_IN_FLIGHT) this.busy = true;
+    if (!this.overlaps(req) || this.inFlight >= MAX_WRITES_IN_FLIGHT) this.busy = true;
     result.then(
       () => this.reply(req.handle, ERRNO.ok, readReply),
       (err: unknown) => this.reply(req.handle, errnoOf(err)),
@@ -306,6 +308,11 @@ export class NbdConnection {
       this.socket.resume();
       this.pump();
     });
+  }
+
+  /** Whether a request may run while others are in flight: writes, and reads of a read-only device. */
+  private overlaps(req: Request): boolean {
+    return req.type === COMMAND.write || (req.type === COMMAND.read && this.device?.readOnly === true);
   }
 
   /** A simple reply; `withData` is a buffer whose first 16 bytes are left for this header (successful READ). */

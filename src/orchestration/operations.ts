@@ -5,6 +5,7 @@ import type { Replication } from '../vault/model.js';
 import { TRANSITIONS, allowedOperations, type Operation } from '../vault/replication-state.js';
 import type { OrchestrationDeps } from './deps.js';
 import type { RecoverParams } from './jobs/recover-machine.js';
+import type { RecoveryMode } from './jobs/provision-disks.js';
 import type { OperationParams } from './jobs/operation-job.js';
 import type { ReadinessService } from '../vault/readiness/service.js';
 import type { Principal } from '../vault/security/roles.js';
@@ -16,6 +17,10 @@ export interface OperationRequest {
   principal?: Principal | null;
   /** An owner's reason to go ahead although a readiness check failed. */
   override?: { reason: string };
+  /** For test failover and failover: instant or restore-first (jobs/provision-disks.ts); unset: instant where possible. */
+  mode?: RecoveryMode;
+  /** For an instant recovery: the hydration copy's limit, MiB/s. */
+  hydrationMiBps?: number;
 }
 
 /**
@@ -50,6 +55,8 @@ export class OperationService {
         pointId: point,
         targetMachine: operation === 'test-failover' ? `${rep.name}-test` : rep.name,
         requestedAt: new Date().toISOString(),
+        ...(req.mode ? { mode: req.mode } : {}),
+        ...(req.hydrationMiBps ? { hydrationMiBps: req.hydrationMiBps } : {}),
       } satisfies RecoverParams;
     }
     const jobId = await this.deps.repos.db.transaction().execute(async (trx) => {

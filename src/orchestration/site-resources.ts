@@ -1,17 +1,21 @@
 import { join } from 'node:path';
 import { assertValidName } from '../core/names.js';
-import { QemuProvider } from '../fabric/qemu/qemu-provider.js';
+import { createFabricProvider, type FabricConfig } from '../fabric/create-provider.js';
 import type { FabricProvider } from '../fabric/provider.js';
+import { PointExports } from '../instant/point-exports.js';
 import { openSiteStore } from '../store/open-store.js';
 import type { ReplicaStore } from '../store/replica-store.js';
 import type { Site, SiteConfig } from '../vault/model.js';
 
 /**
- * Turns a site's configuration into the things that act on it: its fabric provider and its replica store.
+ * Turns a site's configuration into the things that act on it: its fabric provider (the kind the site record
+ * names, with its settings), its replica store, and the recovery points this process serves for instant recovery.
  * Stores are opened once and shared (the replicator and the orchestration use the same instance).
  */
 export class SiteResources {
   private readonly stores = new Map<string, Promise<ReplicaStore>>();
+  /** Recovery points served over NBD to instantly recovered machines (orchestration/jobs/provision-disks.ts). */
+  readonly instant = new PointExports();
 
   /** `fabricFor` replaces the provider a site's configuration names (tests use an in-memory provider). */
   constructor(private readonly fabricFor?: (site: Site) => FabricProvider) {}
@@ -33,11 +37,30 @@ export class SiteResources {
   }
 
   fabric(site: Site): FabricProvider {
-    return this.fabricFor?.(site) ?? new QemuProvider({ workDir: site.config.workDir });
+    return this.fabricFor?.(site) ?? createFabricProvider(fabricConfig(site), site.name);
   }
 
   /** Folder for the recovered disks of machine `machineName` started at `site`. */
   disksDir(site: Site, machineName: string): string {
     return join(site.config.disksDir, assertValidName('machine', machineName));
+  }
+
+  /** Stops serving recovery points (machines still hydrating wait, reconnecting, for the next vault process). */
+  async close(): Promise<void> {
+    await this.instant.closeAll();
+  }
+}
+
+/** A site record's fabric kind and settings as the fabric's configuration. */
+export function fabricConfig(site: Site): FabricConfig {
+  const s = site.config.fabric ?? {};
+  const workDir = site.config.workDir;
+  switch (site.provider) {
+    case 'qemu':
+      return { kind: 'qemu', workDir, ...(s.qemuBinary ? { binary: s.qemuBinary } : {}), ...(s.accelerator ? { accelerator: s.accelerator } : {}) };
+    case 'libvirt':
+      return { kind: 'libvirt', workDir, ...(s.libvirtUri ? { uri: s.libvirtUri } : {}), ...(s.domainPrefix ? { domainPrefix: s.domainPrefix } : {}) };
+    case 'command':
+      return { kind: 'command', workDir, hooks: s.hooks ?? { start: '', status: '', stop: '', delete: '' }, ...(s.hookTimeoutSeconds ? { timeoutMs: s.hookTimeoutSeconds * 1000 } : {}) };
   }
 }

@@ -30,6 +30,23 @@ export interface SiteLimits {
   linkThroughputMiBps?: number;
 }
 
+export const FABRIC_KINDS = ['qemu', 'libvirt', 'command'] as const;
+export type FabricKind = (typeof FABRIC_KINDS)[number];
+
+/**
+ * The settings of a site's fabric provider (its kind is `Site.provider`): qemu (binary, accelerator), libvirt
+ * (connection URI, domain name prefix) or command (hook executables and their timeout; contract in
+ * src/fabric/command/README.md). Unset: the kind's defaults.
+ */
+export interface SiteFabricSettings {
+  qemuBinary?: string;
+  accelerator?: 'kvm' | 'tcg' | 'auto';
+  libvirtUri?: string;
+  domainPrefix?: string;
+  hooks?: { start: string; status: string; stop: string; delete: string; console?: string };
+  hookTimeoutSeconds?: number;
+}
+
 export interface SiteConfig {
   /** Where the site's fabric provider keeps its machines (pid files, consoles). */
   workDir: string;
@@ -40,13 +57,15 @@ export interface SiteConfig {
    * an Azure Blob container; with `encryptionKeyFile`, a new store is encrypted under that vault key.
    */
   store: StoreLocation & { encryptionKeyFile?: string };
+  /** The fabric provider's settings (the provider kind is the site's `provider`). */
+  fabric?: SiteFabricSettings;
 }
 
 export interface Site {
   id: string;
   vaultId: string;
   name: string;
-  provider: 'qemu';
+  provider: FabricKind;
   config: SiteConfig;
   capacity: SiteCapacity;
   networks: SiteNetwork[];
@@ -105,6 +124,12 @@ export interface FailoverRecord {
   disks: string[];
   requestedAt: string;
   startedAt?: string;
+  /** How the disks were provided: instant (served from the store, hydrated in the background) or restore-first. */
+  mode?: 'instant' | 'restore-first';
+  /** Instant recovery: when the machine was switched onto its local disks (unset while it still hydrates). */
+  hydratedAt?: string;
+  /** The recovered machine's network cards: target network and the address it got (kept, or the next free one). */
+  nics?: { network: string; ipv4?: string; requestedIpv4?: string }[];
 }
 
 export interface Replication {

@@ -31,12 +31,14 @@ export type TestVault = Awaited<ReturnType<typeof createTestVault>>;
  * PostgreSQL schema) and real filesystem stores, driven
  * through `app.inject()`; sites run machines on a FakeFabric. `call` returns status and parsed JSON body.
  */
-export async function createTestVault(database: DatabaseKind = 'sqlite', options: { holdTasks?: string[] } = {}) {
+export async function createTestVault(database: DatabaseKind = 'sqlite', options: { holdTasks?: string[]; realFabric?: boolean } = {}) {
   const dataDir = await mkdtemp(join(tmpdir(), 'refuge-test-'));
   const fabric = new FakeFabric();
   const db = await createTestDatabase(database);
   const init = await initVault({ dataDir, databaseUrl: db.url, owner: 'owner', password: 'owner-password-1', certificate: testCertificate() });
-  const vault = await assembleVault({ dataDir, databaseUrl: db.url, log: silentLogger, fabricFor: () => fabric, monitorIntervalMs: 0, ...options });
+  const { realFabric, ...rest } = options;
+  // realFabric: every site runs machines with the provider its record names (qemu by default), as in production.
+  const vault = await assembleVault({ dataDir, databaseUrl: db.url, log: silentLogger, ...(realFabric ? {} : { fabricFor: () => fabric }), monitorIntervalMs: 0, ...rest });
   const ownerToken = init.credentials.token;
   /** Calls the API as the owner unless `headers.authorization` says otherwise ('' sends no token). */
   const call = async <T = Record<string, unknown>>(method: string, url: string, payload?: unknown, headers: Record<string, string> = {}) => {

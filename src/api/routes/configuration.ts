@@ -1,6 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
+import { RefugeError } from '../../core/errors.js';
 import { SiteResources } from '../../orchestration/site-resources.js';
 import type { AppDeps } from '../deps.js';
 import { siteView, vaultView, type SiteNames } from '../views.js';
@@ -19,6 +20,28 @@ const Limits = Type.Object(
   { storeThroughputMiBps: Type.Optional(Type.Number({ exclusiveMinimum: 0 })), linkThroughputMiBps: Type.Optional(Type.Number({ exclusiveMinimum: 0 })) },
   { additionalProperties: false },
 );
+
+const Hook = Type.String({ minLength: 1, maxLength: 4096 });
+/** A site's fabric provider settings (see SiteFabricSettings in vault/model.ts); the kind is `provider`. */
+const FabricSettings = Type.Object(
+  {
+    qemuBinary: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })),
+    accelerator: Type.Optional(Type.Union([Type.Literal('kvm'), Type.Literal('tcg'), Type.Literal('auto')])),
+    libvirtUri: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })),
+    domainPrefix: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_.-]{0,40}$' })),
+    hooks: Type.Optional(Type.Object({ start: Hook, status: Hook, stop: Hook, delete: Hook, console: Type.Optional(Hook) }, { additionalProperties: false })),
+    hookTimeoutSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 3600 })),
+  },
+  { additionalProperties: false },
+);
+const Provider = Type.Union([Type.Literal('qemu'), Type.Literal('libvirt'), Type.Literal('command')]);
+
+/** A command site without its four hooks could start nothing: refused when configured, not at failover time. */
+function checkFabric(provider: 'qemu' | 'libvirt' | 'command', settings: { hooks?: unknown } | undefined): void {
+  if (provider === 'command' && !settings?.hooks) {
+    throw new RefugeError('invalid_argument', "a site with provider 'command' needs fabric.hooks (start, status, stop, delete)", { hint: 'the hook contract is in src/fabric/command/README.md' });
+  }
+}
 
 /** Vaults and sites (capacity, networks, throughput limits), and the machines a site's fabric runs. */
 export function configurationRoutes(deps: AppDeps): FastifyPluginAsync {
@@ -73,17 +96,19 @@ export function configurationRoutes(deps: AppDeps): FastifyPluginAsync {
       schema: {
         params: VaultParams,
         body: Type.Object(
-          { name: Name, provider: Type.Optional(Type.Literal('qemu')), capacity: Type.Optional(Capacity), networks: Type.Optional(Networks), limits: Type.Optional(Limits) },
+          { name: Name, provider: Type.Optional(Provider), fabric: Type.Optional(FabricSettings), capacity: Type.Optional(Capacity), networks: Type.Optional(Networks), limits: Type.Optional(Limits) },
           { additionalProperties: false },
         ),
       },
     }, async (req, reply) => {
       const v = await repos.vaults.get(req.params.vault);
+      const provider = req.body.provider ?? 'qemu';
+      checkFabric(provider, req.body.fabric);
       const site = await repos.sites.create({
         vaultId: v.id,
         name: req.body.name,
-        provider: 'qemu',
-        config: SiteResources.defaultConfig(deps.dataDir, req.body.name),
+        provider,
+        config: { ...SiteResources.defaultConfig(deps.dataDir, req.body.name), ...(req.body.fabric ? { fabric: req.body.fabric } : {}) },
         capacity: req.body.capacity ?? { vcpus: 16, memoryMiB: 32768, diskGiB: 1024 },
         networks: req.body.networks ?? [],
         limits: req.body.limits ?? {},
@@ -98,10 +123,14 @@ export function configurationRoutes(deps: AppDeps): FastifyPluginAsync {
 
     app.patch('/vaults/:vault/sites/:site', {
       config: { permission: 'configure' },
-      schema: { params: named('site'), body: Type.Object({ capacity: Type.Optional(Capacity), networks: Type.Optional(Networks), limits: Type.Optional(Limits) }, { additionalProperties: false }) },
+      schema: { params: named('site'), body: Type.Object({ capacity: Type.Optional(Capacity), networks: Type.Optional(Networks), limits: Type.Optional(Limits), provider: Type.Optional(Provider), fabric: Type.Optional(FabricSettings) }, { additionalProperties: false }) },
     }, async (req) => {
       const v = await repos.vaults.get(req.params.vault);
-      return siteView(await repos.sites.update(await repos.sites.get(v.id, req.params.site), req.body));
+      const site = await repos.sites.get(v.id, req.params.site);
+      const { provider, fabric, ...rest } = req.body;
+      const change = provider || fabric ? { fabric: { provider: provider ?? site.provider, settings: fabric ?? (provider && provider !== site.provider ? {} : (site.config.fabric ?? {})) } } : {};
+      if (change.fabric) checkFabric(change.fabric.provider, change.fabric.settings);
+      return siteView(await repos.sites.update(site, { ...rest, ...change }));
     });
 
     app.delete('/vaults/:vault/sites/:site', { config: { permission: 'configure' }, schema: { params: named('site') } }, async (req, reply) => {

@@ -155,7 +155,12 @@ export function replicationRoutes(deps: AppDeps): FastifyPluginAsync {
     });
 
     const OperationBody = Type.Object(
-      { point: Type.Optional(Type.Union([Type.Literal('latest'), Id], { description: "'latest' or a recovery point id" })), override: Type.Optional(Override) },
+      {
+        point: Type.Optional(Type.Union([Type.Literal('latest'), Id], { description: "'latest' or a recovery point id" })),
+        override: Type.Optional(Override),
+        mode: Type.Optional(Type.Union([Type.Literal('instant'), Type.Literal('restore-first')], { description: 'instant (default where the fabric can): start from the store, hydrate in the background' })),
+        hydrationMiBps: Type.Optional(Type.Number({ exclusiveMinimum: 0, description: 'limit of the background hydration copy, MiB/s' })),
+      },
       { additionalProperties: false },
     );
     for (const operation of OPERATIONS) {
@@ -165,7 +170,7 @@ export function replicationRoutes(deps: AppDeps): FastifyPluginAsync {
         config: { permission: operation === 'disable' ? 'configure' : 'operate' },
         schema: { params: RepParams, ...(takesPoint ? { body: Type.Union([OperationBody, Type.Null()]) } : {}) },
       }, async (req, reply) => {
-        const body = (takesPoint ? req.body : undefined) as { point?: string; override?: { reason: string } } | null | undefined;
+        const body = (takesPoint ? req.body : undefined) as { point?: string; override?: { reason: string }; mode?: 'instant' | 'restore-first'; hydrationMiBps?: number } | null | undefined;
         const job = await deps.operations.request(req.params.vault, req.params.replication, operation, { ...(body ?? {}), principal: req.principal });
         return reply.code(202).header('location', `/api/v1/vaults/${req.params.vault}/jobs/${job.id}`).send(job);
       });

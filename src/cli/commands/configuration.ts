@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { RefugeError } from '../../core/errors.js';
 import { parseDuration } from '../../core/durations.js';
 import { globals } from '../context.js';
 import { printFields, printJson, printTable } from '../output.js';
@@ -31,14 +32,22 @@ export function registerConfigurationCommands(program: Command, vault: Command):
 
   const site = program.command('site').description('sites: where machines run and replicas are kept');
   site.command('create <name>')
-    .description('create a site (built-in qemu fabric, filesystem replica store)')
+    .description('create a site (filesystem replica store; fabric provider qemu unless --provider says otherwise)')
     .option('--vcpus <n>', 'vCPUs the site can give to recovered machines', '16')
     .option('--memory-mib <n>', 'memory the site can give, MiB', '32768')
     .option('--disk-gib <n>', 'disk space for recovered machines, GiB', '1024')
-    .action(async (name: string, o: { vcpus: string; memoryMib: string; diskGib: string }, cmd: Command) => {
+    .option('--provider <kind>', 'fabric provider: qemu, libvirt or command', 'qemu')
+    .option('--fabric <json>', 'provider settings as JSON, e.g. {"libvirtUri":"qemu:///system"} or {"hooks":{"start":"/path",...}}')
+    .action(async (name: string, o: { vcpus: string; memoryMib: string; diskGib: string; provider: string; fabric?: string }, cmd: Command) => {
       const { client } = globals(cmd);
       const capacity = { vcpus: Number(o.vcpus), memoryMiB: Number(o.memoryMib), diskGiB: Number(o.diskGib) };
-      show(cmd, await client.request('POST', await client.in('/sites'), { name, capacity }));
+      let fabric: unknown;
+      try {
+        fabric = o.fabric ? JSON.parse(o.fabric) : undefined;
+      } catch {
+        throw new RefugeError('invalid_argument', `--fabric is not JSON: ${o.fabric}`);
+      }
+      show(cmd, await client.request('POST', await client.in('/sites'), { name, capacity, provider: o.provider, ...(fabric ? { fabric } : {}) }));
     });
   site.command('update <name>')
     .description("change a site's capacity (the self-hosted 'raise your quota') or throughput limits")

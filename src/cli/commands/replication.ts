@@ -104,10 +104,19 @@ export function registerReplicationCommands(program: Command): void {
 
   const operation = (name: string, description: string, takesPoint: boolean) => {
     const c = program.command(`${name} <replication>`).description(description).option('--no-wait', 'print the job and return at once');
-    if (takesPoint) c.option('--point <id>', "recovery point: 'latest' or a point id", 'latest');
-    c.action(async (replication: string, o: { wait: boolean; point?: string }, cmd: Command) => {
+    if (takesPoint) {
+      c.option('--point <id>', "recovery point: 'latest' or a point id", 'latest');
+      c.option('--mode <mode>', 'instant (start from the replica store, hydrate in the background; the default where the site can) or restore-first');
+      c.option('--hydration-mibps <n>', 'limit of the background hydration copy of an instant recovery, MiB/s');
+    }
+    c.action(async (replication: string, o: { wait: boolean; point?: string; mode?: string; hydrationMibps?: string }, cmd: Command) => {
       const { client, json } = globals(cmd);
-      const body = takesPoint ? { point: o.point ?? 'latest' } : undefined;
+      if (o.mode !== undefined && o.mode !== 'instant' && o.mode !== 'restore-first') {
+        throw new RefugeError('invalid_argument', `--mode must be instant or restore-first, not '${o.mode}'`);
+      }
+      const body = takesPoint
+        ? { point: o.point ?? 'latest', ...(o.mode ? { mode: o.mode } : {}), ...(o.hydrationMibps ? { hydrationMiBps: Number(o.hydrationMibps) } : {}) }
+        : undefined;
       const job = await client.request<JobView>('POST', await client.in(`/replications/${replication}/${name}`), body);
       if (!o.wait) return json ? printJson(job) : say(`job ${job.id} started (${job.type})`);
       if (!json) say(`${name} ${replication}: job ${job.id}`);

@@ -7,6 +7,9 @@ import { sleep } from '../../core/durations.js';
 import type { FabricProvider, MachineSpec, MachineStatus } from '../provider.js';
 import { probeAccelerator, type Accelerator } from './accelerator.js';
 import { qmpOnce } from './qmp.js';
+import { blockdevArgs, prepareInstantDisk } from './instant-disks.js';
+import { QemuHydration } from './hydration.js';
+import { nicArgs } from './networks.js';
 
 export interface QemuProviderOptions {
   /** Folder holding one sub-folder per machine: pid file, QMP socket, serial console log, spec. */
@@ -21,10 +24,12 @@ export interface QemuProviderOptions {
  */
 export class QemuProvider implements FabricProvider {
   readonly kind = 'qemu';
+  readonly hydration: QemuHydration;
   private readonly binary: string;
 
   constructor(private readonly options: QemuProviderOptions) {
     this.binary = options.binary ?? 'qemu-system-x86_64';
+    this.hydration = new QemuHydration((name) => this.dir(name));
   }
 
   private dir(name: string): string {
@@ -40,6 +45,8 @@ export class QemuProvider implements FabricProvider {
     await mkdir(dir, { recursive: true });
     await rm(join(dir, 'qmp.sock'), { force: true });
     await rm(join(dir, 'qemu.pid'), { force: true });
+    await rm(join(dir, 'hydration.json'), { force: true });
+    for (const [i, disk] of spec.disks.entries()) await prepareInstantDisk(dir, i, disk);
     await rename(join(dir, 'console.log'), join(dir, 'console.previous.log')).catch(() => undefined);
     const accel =
       this.options.accelerator && this.options.accelerator !== 'auto'
@@ -57,9 +64,10 @@ export class QemuProvider implements FabricProvider {
       '-qmp', `unix:${join(dir, 'qmp.sock')},server=on,wait=off`,
       '-pidfile', join(dir, 'qemu.pid'),
       '-daemonize',
-      '-nic', 'none',
+      ...nicArgs(spec.nics ?? []),
     ];
-    for (const disk of spec.disks) args.push('-drive', driveOption(disk));
+    if (spec.disks.some((d) => d.instant)) args.push(...blockdevArgs(dir, spec.disks));
+    else for (const disk of spec.disks) args.push('-drive', driveOption(disk));
     if (spec.boot.kind === 'kernel') {
       args.push('-kernel', spec.boot.kernel);
       if (spec.boot.initrd) args.push('-initrd', spec.boot.initrd);

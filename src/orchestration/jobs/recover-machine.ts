@@ -1,4 +1,4 @@
-import { mkdir, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { RefugeError } from '../../core/errors.js';
 import { sleep } from '../../core/durations.js';
@@ -6,6 +6,8 @@ import type { TaskContext, TaskDefinition } from '../../vault/jobs/definitions.j
 import type { FailoverRecord } from '../../vault/model.js';
 import type { OrchestrationDeps } from '../deps.js';
 import type { OperationParams } from './operation-job.js';
+import { planNics } from '../addressing.js';
+import { chooseRecoveryMode, hydrateMachine, localDiskPath, provisionDisks, stopServing, type RecoveryMode } from './provision-disks.js';
 
 /** Parameters of a job that brings up a machine at the target site from a recovery point. */
 export interface RecoverParams extends OperationParams {
@@ -14,6 +16,10 @@ export interface RecoverParams extends OperationParams {
   /** The recovered machine's name at the target site (`<name>-test` for a test failover). */
   targetMachine: string;
   requestedAt: string;
+  /** How the disks are provided (provision-disks.ts); unset: instant where the site's fabric can, else restore-first. */
+  mode?: RecoveryMode;
+  /** Limit of the background copy of an instant recovery, MiB/s; unset: the site's store throughput limit, if any. */
+  hydrationMiBps?: number;
 }
 
 async function context(deps: OrchestrationDeps, ctx: TaskContext<RecoverParams>) {
@@ -25,9 +31,11 @@ async function context(deps: OrchestrationDeps, ctx: TaskContext<RecoverParams>)
 const recordKey = (kind: FailoverRecord['kind']) => (kind === 'test' ? 'test' : 'failover');
 
 /**
- * The tasks that recover a machine: write its disks from the point (every chunk hash-checked), start it through
- * the target site's fabric provider, and confirm it runs. Each task is idempotent, so a resumed job redoes only
- * what did not finish. The failover record is saved before the machine starts, so cleanup can always find it.
+ * The tasks that recover a machine: provide its disks from the point (restore-first: written out, every chunk
+ * hash-checked; instant: served from the store over NBD), start it through the target site's fabric provider,
+ * confirm it runs, and (instant) hydrate it onto local disks while it runs. Each task is idempotent, so a resumed
+ * job redoes only what did not finish. The failover record is saved before the machine starts, so cleanup can
+ * always find it.
  */
 export function recoverMachineTasks(deps: OrchestrationDeps): TaskDefinition<RecoverParams>[] {
   return [
@@ -46,14 +54,15 @@ export function recoverMachineTasks(deps: OrchestrationDeps): TaskDefinition<Rec
           disks: point.disks.map((d) => join(disksDir, `${d.name}.raw`)),
           requestedAt: p.requestedAt,
         };
+        const mode = chooseRecoveryMode(p.mode, deps.sites.fabric(site), site);
+        record.mode = mode;
+        // Addresses are chosen once, here, and kept on the record: a resumed job starts the machine with the same ones.
+        const nics = (await planNics(deps.repos, rep, await deps.repos.machines.byId(rep.machineId), site, p.kind)).record;
+        if (nics.length > 0) record.nics = nics;
+        ctx.result.addresses = nics;
         await deps.repos.replications.setFailover(rep.id, { ...rep.failover, [recordKey(p.kind)]: record });
-        await mkdir(disksDir, { recursive: true });
-        for (const [i, disk] of point.disks.entries()) {
-          await store.materialize(point, disk.name, join(disksDir, `${disk.name}.raw`), {
-            signal: ctx.signal,
-            onProgress: (done, total) => ctx.progress((i + done / Math.max(1, total)) / point.disks.length, `restoring ${disk.name}`),
-          });
-        }
+        await provisionDisks(deps.sites, { site, store, point, disksDir, machine: p.targetMachine, mode, signal: ctx.signal, onProgress: (f, m) => ctx.progress(f, m) });
+        ctx.result.mode = mode;
         ctx.result.pointId = point.id;
         ctx.result.pointCapturedAt = point.capturedAt;
         ctx.result.disks = record.disks;
@@ -62,19 +71,25 @@ export function recoverMachineTasks(deps: OrchestrationDeps): TaskDefinition<Rec
     {
       name: 'start-machine',
       async run(ctx) {
-        const { rep, site, disksDir } = await context(deps, ctx);
+        const { rep, site, store, disksDir } = await context(deps, ctx);
         const machine = await deps.repos.machines.byId(rep.machineId);
         const fabric = deps.sites.fabric(site);
         const name = ctx.job.params.targetMachine;
+        const record = rep.failover[recordKey(ctx.job.params.kind)];
         const current = await fabric.status(name);
         if (current.state !== 'running' && current.state !== 'starting') {
-          await fabric.start({
-            name,
-            cpus: machine.cpus,
-            memoryMiB: machine.memoryMiB,
-            disks: machine.disks.map((d) => ({ path: join(disksDir, `${d.name}.raw`), format: 'raw' as const })),
-            boot: machine.boot,
+          let disks = machine.disks.map((d) => ({ path: localDiskPath(disksDir, d.name), format: 'raw' as const }));
+          if (record?.mode === 'instant') {
+            // Serve the point (again, if this process is not the one that ran the previous task) and boot from it.
+            const point = await store.getPoint(rep.id, ctx.job.params.pointId);
+            const plan = await provisionDisks(deps.sites, { site, store, point, disksDir, machine: name, mode: 'instant' });
+            disks = machine.disks.map((d) => plan.disks.find((x) => x.path === localDiskPath(disksDir, d.name)) ?? { path: localDiskPath(disksDir, d.name), format: 'raw' as const });
+          }
+          const nics = (record?.nics ?? []).map((n) => {
+            const cidr = site.networks.find((s) => s.name === n.network)?.cidr;
+            return { network: n.network, ...(cidr ? { cidr } : {}), ...(n.ipv4 ? { ipv4: n.ipv4 } : {}), ...(ctx.job.params.kind === 'test' ? { isolated: true } : {}) };
           });
+          await fabric.start({ name, cpus: machine.cpus, memoryMiB: machine.memoryMiB, disks, boot: machine.boot, ...(nics.length > 0 ? { nics } : {}) });
         }
         ctx.result.machine = name;
         ctx.result.site = site.name;
@@ -104,6 +119,32 @@ export function recoverMachineTasks(deps: OrchestrationDeps): TaskDefinition<Rec
         ctx.result.runningAt = new Date().toISOString();
       },
     },
+    {
+      name: 'hydrate-disks',
+      async run(ctx) {
+        const { rep, site, store, disksDir } = await context(deps, ctx);
+        const key = recordKey(ctx.job.params.kind);
+        const record = rep.failover[key];
+        if (record?.mode !== 'instant' || record.hydratedAt) return;
+        const name = ctx.job.params.targetMachine;
+        // A resumed job in a new vault process serves the point again; the machine's NBD client reconnects to it.
+        await provisionDisks(deps.sites, { site, store, point: await store.getPoint(rep.id, ctx.job.params.pointId), disksDir, machine: name, mode: 'instant' });
+        const mibps = ctx.job.params.hydrationMiBps ?? site.limits.storeThroughputMiBps;
+        const status = await hydrateMachine(deps.sites, {
+          site,
+          fabric: deps.sites.fabric(site),
+          machine: name,
+          ...(mibps ? { bytesPerSecond: Math.round(mibps * 1024 * 1024) } : {}),
+          signal: ctx.signal,
+          onProgress: (s) => ctx.progress(s.totalBytes ? s.doneBytes / s.totalBytes : 0, `hydrating: ${s.state}`),
+        });
+        const now = await deps.repos.replications.byId(rep.id);
+        const current = now.failover[key];
+        if (current) await deps.repos.replications.setFailover(rep.id, { ...now.failover, [key]: { ...current, hydratedAt: new Date().toISOString() } });
+        ctx.result.hydratedBytes = status.totalBytes;
+        ctx.result.hydratedAt = new Date().toISOString();
+      },
+    },
   ];
 }
 
@@ -118,6 +159,7 @@ export function removeMachineTasks(deps: OrchestrationDeps, kind: FailoverRecord
         if (!record) return;
         const site = await deps.repos.sites.byId(record.siteId);
         await deps.sites.fabric(site).delete(record.machineName);
+        await stopServing(deps.sites, site, record.machineName);
         ctx.result.removedMachine = record.machineName;
       },
     },

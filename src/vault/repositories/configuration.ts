@@ -2,7 +2,7 @@ import type { Kysely } from 'kysely';
 import { notFound } from '../../core/errors.js';
 import { newId } from '../../core/ids.js';
 import type { Database } from '../db/schema.js';
-import type { Policy, Site, SiteCapacity, SiteConfig, SiteLimits, SiteNetwork, Vault } from '../model.js';
+import type { FabricKind, Policy, SiteFabricSettings, Site, SiteCapacity, SiteConfig, SiteLimits, SiteNetwork, Vault } from '../model.js';
 import { inUse, insertUnique, paged, type Page } from './common.js';
 import { toPolicy, toSite } from './rows.js';
 
@@ -57,7 +57,7 @@ export class VaultRepository {
 export interface SiteInput {
   vaultId: string;
   name: string;
-  provider: 'qemu';
+  provider: FabricKind;
   config: SiteConfig;
   capacity: SiteCapacity;
   networks?: SiteNetwork[];
@@ -105,10 +105,11 @@ export class SiteRepository {
   }
 
   /** Raises or lowers capacity (ASR's "contact support", self-hosted), networks and limits. */
-  async update(site: Site, change: { capacity?: SiteCapacity; networks?: SiteNetwork[]; limits?: SiteLimits }): Promise<Site> {
+  async update(site: Site, change: { capacity?: SiteCapacity; networks?: SiteNetwork[]; limits?: SiteLimits; fabric?: { provider: FabricKind; settings: SiteFabricSettings } }): Promise<Site> {
     await this.db
       .updateTable('sites')
       .set({
+        ...(change.fabric ? { provider: change.fabric.provider, configJson: JSON.stringify({ ...site.config, fabric: change.fabric.settings }) } : {}),
         ...(change.capacity ? { capacityJson: JSON.stringify(change.capacity) } : {}),
         ...(change.networks ? { networksJson: JSON.stringify(change.networks) } : {}),
         ...(change.limits ? { limitsJson: JSON.stringify(change.limits) } : {}),

@@ -23,7 +23,7 @@ describe.each(TEST_DATABASES)('job operations on %s', (database) => {
     expect(cancel.status).toBe(202);
     const done = await v.engine.waitFor(started.body.id, 10_000);
     expect(done.state).toBe('cancelled');
-    expect(done.tasks.map((t) => t.state)).toEqual(['succeeded', 'cancelled', 'pending']);
+    expect(done.tasks.map((t) => t.state)).toEqual(['succeeded', 'cancelled', 'pending', 'pending']);
     expect(await rep()).toMatchObject({ testFailoverState: 'running', activeJobId: null, allowedOperations: ['test-failover-cleanup'] });
     const again = await v.call<{ error: { code: string; allowedOperations: string[] } }>('POST', `/api/v1/vaults/demo/jobs/${started.body.id}/cancel`);
     expect(again.status).toBe(409);
@@ -48,7 +48,7 @@ describe.each(TEST_DATABASES)('job operations on %s', (database) => {
     expect(restarted.status).toBe(202);
     const done = await v.engine.waitFor(first.body.id);
     expect(done.state).toBe('succeeded');
-    expect(done.tasks.map((t) => [t.name, t.attempts])).toEqual([['restore-disks', 1], ['start-machine', 2], ['confirm-running', 1]]);
+    expect(done.tasks.map((t) => [t.name, t.attempts])).toEqual([['restore-disks', 1], ['start-machine', 2], ['confirm-running', 1], ['hydrate-disks', 1]]);
     expect(v.fabric.machines.get('vm1')?.disk0?.equals(disk)).toBe(true);
     expect(await rep()).toMatchObject({ state: 'failed-over', allowedOperations: ['commit'] });
     const twice = await v.call<{ error: { code: string } }>('POST', `/api/v1/vaults/demo/jobs/${first.body.id}/restart`);

@@ -35,6 +35,7 @@ describe.each(TEST_DATABASES)('operations on %s', (database) => {
       ['restore-disks', 'succeeded'],
       ['start-machine', 'succeeded'],
       ['confirm-running', 'succeeded'],
+      ['hydrate-disks', 'succeeded'],
     ]);
     const booted = v.fabric.machines.get('vm1-test');
     expect(booted?.disk0?.equals(disk)).toBe(true);
