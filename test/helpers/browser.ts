@@ -1,4 +1,4 @@
-import { mkdir } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 
@@ -20,6 +20,7 @@ export interface PortalBrowser {
  */
 export async function openPortalBrowser(artifacts: string): Promise<PortalBrowser> {
   const folder = join(import.meta.dirname, '..', '..', 'test-artifacts', artifacts);
+  await rm(folder, { recursive: true, force: true }); // screenshots of this run only
   await mkdir(folder, { recursive: true });
   const browser: Browser = await chromium.launch({
     executablePath: CHROMIUM,

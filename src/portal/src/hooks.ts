@@ -1,4 +1,5 @@
 import { useCallback, useEffect, useRef, useState } from 'react';
+import { ApiError } from './api.js';
 
 /**
  * Loads data and reloads it every `intervalMs` (0: once) while the page is shown; `reload` refreshes at once.
@@ -8,12 +9,15 @@ export function usePoll<T>(load: () => Promise<T>, intervalMs: number, deps: unk
   const [data, setData] = useState<T | undefined>(undefined);
   const [error, setError] = useState<Error | undefined>(undefined);
   const loadRef = useRef(load);
+  const errorRef = useRef<Error | undefined>(undefined);
   loadRef.current = load;
   const reload = useCallback(async () => {
     try {
       setData(await loadRef.current());
+      errorRef.current = undefined;
       setError(undefined);
     } catch (err) {
+      errorRef.current = err as Error;
       setError(err as Error);
     }
   }, []);
@@ -22,7 +26,9 @@ export function usePoll<T>(load: () => Promise<T>, intervalMs: number, deps: unk
     let timer: ReturnType<typeof setTimeout> | undefined;
     const tick = async () => {
       await reload();
-      if (!stopped && intervalMs > 0) timer = setTimeout(() => void tick(), intervalMs);
+      // What is not there (a replication just disabled) will not appear by asking again: stop, and say so.
+      const gone = errorRef.current instanceof ApiError && errorRef.current.status === 404;
+      if (!stopped && intervalMs > 0 && !gone) timer = setTimeout(() => void tick(), intervalMs);
     };
     void tick();
     return () => {

@@ -46,8 +46,10 @@ export function Dashboard() {
               <Anchor component={Link} to={`/replications/${r.name}`}>{r.name}</Anchor>
               <Group gap="xs"><StateBadge state={r.health} /><Text size="sm">RPO {seconds(r.rpo?.seconds)}</Text></Group>
             </Group>
+            <div role="figure" aria-label={`RPO of ${r.name}`}>
             <LineChart h={140} data={rpoSeries(data.points[i] ?? [], new Date())} dataKey="at" series={[{ name: 'rpo', label: 'RPO (s)', color: 'blue.6' }]}
-              withDots={false} curveType="linear" unit=" s" aria-label={`RPO of ${r.name}`} />
+              withDots={false} curveType="linear" unit=" s" />
+            </div>
           </Card>
         ))}
       </SimpleGrid>

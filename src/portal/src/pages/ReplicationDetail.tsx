@@ -19,6 +19,9 @@ const LABELS: Record<string, string> = {
 /** Operations that need a point and a preview go through the wizard; the others are confirmed in a dialog. */
 const WIZARD = new Set(['test-failover', 'failover']);
 
+/** What reached the target: the agent reads ahead of its uploads, so what it read less what is still pending. */
+const shippedBytes = (p: NonNullable<Replication['progress']>) => Math.max(0, p.doneBytes - (p.pendingBytes ?? 0));
+
 export function ReplicationDetail() {
   const vault = useVault();
   const name = useParams().name ?? '';
@@ -68,8 +71,8 @@ export function ReplicationDetail() {
           {r.activeJobId ? <Text mb="sm">Running: <Anchor component={Link} to={`/jobs/${r.activeJobId}`}>job {r.activeJobId}</Anchor></Text> : null}
           {p && (r.state === 'seeding' || p.phase !== 'idle') ? (
             <Card withBorder mb="md" aria-label="replication progress">
-              <Text size="sm">{r.state === 'seeding' ? 'Seeding' : p.phase}: {bytes(p.doneBytes)} of {bytes(p.totalBytes)}</Text>
-              <Progress value={p.totalBytes > 0 ? (p.doneBytes / p.totalBytes) * 100 : 0} aria-label="seeding progress" size="lg" />
+              <Text size="sm">{r.state === 'seeding' ? 'Seeding' : p.phase}: {p.totalBytes > 0 ? `${bytes(shippedBytes(p))} of ${bytes(p.totalBytes)} shipped (${bytes(p.doneBytes)} read, ${bytes(p.pendingBytes ?? 0)} pending)` : 'waiting for the agent'}</Text>
+              <Progress value={p.totalBytes > 0 ? (shippedBytes(p) / p.totalBytes) * 100 : 0} aria-label="seeding progress" size="lg" />
             </Card>
           ) : null}
 
