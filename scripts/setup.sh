@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up Refuge on a fresh Debian 12 machine: the Debian packages it uses (qemu, the packages the demo guest is
-# built from, NBD tools), the npm packages, the TypeScript build and the demo guest. Safe to run again: each step
+# built from, NBD tools, Chromium for the portal's tests), the npm packages, the build (TypeScript and the web
+# portal) and the demo guest. Safe to run again: each step
 # is skipped when already done. Needs root (or sudo) only for the Debian packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,7 @@ packages=(
   libnbd-bin nbdkit fio # NBD peers for tests and benchmarks
   libvirt-daemon-system libvirt-clients # the libvirt fabric provider and its tests
   python3 make g++ # native npm modules (better-sqlite3, zstd-napi) build from source
+  chromium # the web portal's browser tests (driven by playwright-core, which downloads no browser)
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -34,7 +36,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
-echo "setup: building"
+echo "setup: building (TypeScript, and the web portal with Vite)"
 npm run --silent build
 
 guest/build.sh build/guest

@@ -18,6 +18,7 @@ import { policyMachineRoutes } from './routes/policies-machines.js';
 import { topologyRoutes } from './routes/topology.js';
 import { registerAuth } from './auth.js';
 import { replicatorRoutes as standaloneReplicatorRoutes } from './routes/replicators.js';
+import { registerPortal } from './portal.js';
 
 function createFastify(log: Logger, tls: AppDeps['tls'], issuingCa: string) {
   return Fastify({
@@ -89,5 +90,6 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   await app.register(readinessRoutes(deps), { prefix: '/api/v1' });
   await app.register(standaloneReplicatorRoutes(deps), { prefix: '/api/v1' });
   await app.register(replicatorRoutes(deps.replicator, DEFAULT_CHUNK_SIZE * 4), { prefix: '/replicator/v1' });
+  await registerPortal(app);
   return app;
 }

@@ -5,6 +5,7 @@ import type { Command } from 'commander';
 import { RefugeError } from '../core/errors.js';
 import type { CredentialsFile } from '../api/vault-init.js';
 import { ApiClient, DEFAULT_URL } from './client.js';
+import { readSettings } from './settings.js';
 
 export interface GlobalOptions {
   url: string;
@@ -29,18 +30,29 @@ function readCredentials(path: string, explicit: boolean): Partial<CredentialsFi
 
 /**
  * The global options every command sees. Each setting comes from the first of: its flag (--url, --token, --ca,
- * --vault), its environment variable (REFUGE_URL, REFUGE_TOKEN, REFUGE_CA, REFUGE_VAULT), the credentials file
- * (--credentials / REFUGE_CREDENTIALS, as written by `refuge vault init`), then the file `refuge login` wrote.
+ * --vault, --json), its environment variable (REFUGE_URL, REFUGE_TOKEN, REFUGE_CA, REFUGE_VAULT, REFUGE_OUTPUT),
+ * the config file (settings.ts: url, vault, ca, credentials, output), the credentials file (--credentials /
+ * REFUGE_CREDENTIALS, as written by `refuge vault init`), then the file `refuge login` wrote.
  */
 export function globals(cmd: Command): GlobalOptions & { client: ApiClient } {
   const o = cmd.optsWithGlobals<GlobalOptions>();
-  const explicit = o.credentials ?? process.env.REFUGE_CREDENTIALS;
+  const settings = readSettings();
+  const explicit = o.credentials ?? process.env.REFUGE_CREDENTIALS ?? settings.credentials;
   const creds = readCredentials(explicit ?? configPath(), explicit !== undefined);
-  const url = o.url ?? process.env.REFUGE_URL ?? creds.url ?? DEFAULT_URL;
-  const vault = o.vault ?? process.env.REFUGE_VAULT;
+  const url = o.url ?? process.env.REFUGE_URL ?? settings.url ?? creds.url ?? DEFAULT_URL;
+  const vault = o.vault ?? process.env.REFUGE_VAULT ?? settings.vault;
   const token = o.token ?? process.env.REFUGE_TOKEN ?? creds.token;
-  const caFile = o.ca ?? process.env.REFUGE_CA;
-  const ca = caFile ? readFileSync(caFile, 'utf8') : creds.ca;
+  const caFile = o.ca ?? process.env.REFUGE_CA ?? settings.ca;
+  const ca = caFile ? readCa(caFile) : creds.ca;
+  const json = o.json ?? ((process.env.REFUGE_OUTPUT ?? settings.output) === 'json' ? true : undefined);
   const connection = { ...(token ? { token } : {}), ...(ca ? { ca } : {}) };
-  return { ...o, url, ...(vault ? { vault } : {}), client: new ApiClient(url, vault, connection) };
+  return { ...o, url, ...(json ? { json } : {}), ...(vault ? { vault } : {}), client: new ApiClient(url, vault, connection) };
+}
+
+function readCa(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    throw RefugeError.wrap(err, `cannot read the CA file ${path}`, 'invalid_argument');
+  }
 }

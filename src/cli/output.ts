@@ -32,3 +32,17 @@ export function printFields(obj: Record<string, unknown>): void {
 export const say = (line: string): void => {
   process.stdout.write(line + '\n');
 };
+
+/** Prints `value` as JSON with --json, else as a table of its items (with `columns`) or as fields. */
+export function show(json: boolean | undefined, value: unknown, columns?: string[]): void {
+  if (json) return printJson(value);
+  const v = value as Record<string, unknown>;
+  if (columns) printTable((v.items as Record<string, unknown>[] | undefined) ?? [], columns);
+  else printFields(v);
+}
+
+/** For commands whose effect has no body to show (a deletion): a line for people, an object for scripts. */
+export function done(json: boolean | undefined, value: Record<string, unknown>, line: string): void {
+  if (json) printJson(value);
+  else say(line);
+}

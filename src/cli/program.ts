@@ -9,6 +9,10 @@ import { registerReplicationCommands } from './commands/replication.js';
 import { registerReplicatorCommand } from './commands/replicator.js';
 import { registerStoreCommands } from './commands/store.js';
 import { registerVaultCommand } from './commands/vault.js';
+import { registerTopologyCommands } from './commands/topology.js';
+import { registerConfigurationMoreCommands } from './commands/configuration-more.js';
+import { registerMonitoringMoreCommands } from './commands/monitoring-more.js';
+import { registerSettingsCommands } from './commands/settings.js';
 
 /** `refuge`: one command for the vault server, the agent, and every API operation. */
 export function buildProgram(): Command {
@@ -17,7 +21,7 @@ export function buildProgram(): Command {
     .version('0.1.0')
     .option('--url <url>', `vault URL (env REFUGE_URL, default ${DEFAULT_URL})`)
     .option('--vault <name>', 'vault to act on (env REFUGE_VAULT; default: the only vault)')
-    .option('--json', 'print JSON instead of tables')
+    .option('--json', 'print JSON instead of tables (env REFUGE_OUTPUT=json)')
     .option('--token <token>', 'API token (env REFUGE_TOKEN; default: from the credentials file)')
     .option('--ca <file>', "PEM file of the vault's CA to trust (env REFUGE_CA)")
     .option('--credentials <file>', 'credentials file written by `refuge vault init` or `refuge login` (env REFUGE_CREDENTIALS)')
@@ -32,5 +36,10 @@ export function buildProgram(): Command {
   registerAccessCommands(program);
   registerMonitoringCommands(program);
   registerQuickstartCommand(program);
+  registerConfigurationMoreCommands(program);
+  registerMonitoringMoreCommands(program);
+  registerTopologyCommands(program);
+  // Last: it completes every command registered before it.
+  registerSettingsCommands(program);
   return program;
 }

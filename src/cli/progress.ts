@@ -44,11 +44,14 @@ export async function followJob(client: ApiClient, jobId: string, options: { qui
   for (;;) {
     const job = await client.get<JobView>(path);
     if (!options.quiet) {
-      const task = job.tasks.find((t) => t.state === 'running') ?? job.tasks.find((t) => t.state === 'failed');
+      const task = job.tasks.find((t) => t.state === 'running' || t.state === 'waiting') ?? job.tasks.find((t) => t.state === 'failed');
       const shown = coarse ? Math.floor(job.progress * 4) / 4 : job.progress;
-      line.update(`  ${job.type} ${bar(shown)} ${task ? `${task.name}${task.message && !coarse ? ` (${task.message})` : ''}` : job.state}`);
+      if (job.state === 'waiting' && task) {
+        // A manual step: say what it asks and how to answer, and keep following (someone else may answer).
+        line.update(`  ${job.type} ${bar(shown)} waiting for input at ${task.name}: ${task.message ?? ''} (answer: refuge job resume ${job.id} [--reject])`);
+      } else line.update(`  ${job.type} ${bar(shown)} ${task ? `${task.name}${task.message && !coarse ? ` (${task.message})` : ''}` : job.state}`);
     }
-    if (job.state === 'succeeded' || job.state === 'failed') {
+    if (job.state === 'succeeded' || job.state === 'failed' || job.state === 'cancelled') {
       if (!options.quiet) line.done(`  ${job.type} ${bar(job.state === 'succeeded' ? 1 : job.progress)} ${job.state}`);
       return job;
     }

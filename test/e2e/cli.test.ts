@@ -97,13 +97,15 @@ describe('refuge CLI', () => {
     const ok = await cli(url, ['check', 'vm1']);
     expect(ok.code).toBe(0);
     expect(ok.stdout).toMatch(/^Readiness of replication vm1 \(on-demand, .*\): WARNING$/m);
-    expect(ok.stdout).toMatch(/^ {2}ok {4}account {14}user:admin may do this in vault 'demo'/m);
+    expect(ok.stdout).toMatch(/^ {2}PASS {2}account {14}user:admin may do this in vault 'demo'/m);
+    expect(ok.stdout).toMatch(/^\d+ passed, [1-9] warning\(s\), 0 failed$/m);
     expect(ok.stdout).toMatch(/^ {2}WARN {2}networking {11}no recent reachability report from the agent of 'vm1'; outbound allow-list: 127\.0\.0\.1:\d+$/m);
     expect((await cli(url, ['site', 'update', 'recovery', '--vcpus', '0'])).code).toBe(0);
     const fail = await cli(url, ['check', 'vm1']);
     expect(fail.code).toBe(3);
     expect(fail.stdout).toContain("FAIL  target-capacity      site 'recovery' needs 1 vCPUs, has 0 free");
     expect(fail.stdout).toMatch(/fix: raise the capacity of site 'recovery'/);
+    expect(fail.stdout).toMatch(/^\d+ passed, \d+ warning\(s\), 1 failed: fix the failures before enabling or failing over/m);
     await cli(url, ['site', 'update', 'recovery', '--vcpus', '8']);
   });
 

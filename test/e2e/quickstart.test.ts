@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -6,6 +6,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256File } from '../../src/core/hash-file.js';
+import { requestJson, requestText } from '../../src/core/http-client.js';
+import { QemuProvider } from '../../src/fabric/qemu/qemu-provider.js';
 import type { QuickstartSummary } from '../../src/cli/quickstart/quickstart.js';
 
 const run = promisify(execFile);
@@ -23,12 +25,33 @@ describe('quickstart: protect a VM, test failover, failover, commit', () => {
   let stdout: string;
   let summary: QuickstartSummary;
 
+  let quickstart: ChildProcess;
+
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'refuge-quickstart-'));
-    ({ stdout } = await refuge(['quickstart', '--dir', dir]));
+    // As the README says to run it: with --keep, it ends by printing the portal's URL and leaves the vault running.
+    // Its own process group, so the Ctrl-C of afterAll reaches the vault it started too.
+    quickstart = spawn(process.execPath, [join(root, 'bin', 'refuge.js'), 'quickstart', '--dir', dir, '--keep'], { cwd: root, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    stdout = '';
+    let stderr = '';
+    quickstart.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+    await new Promise<void>((resolve, reject) => {
+      quickstart.stdout?.on('data', (d: Buffer) => {
+        stdout += d.toString();
+        if (/^ {2}The browser does not know/m.test(stdout)) resolve();
+      });
+      quickstart.once('exit', (code) => reject(new Error(`quickstart exited (${code}) before printing the portal URL:\n${stdout}\n${stderr}`)));
+    });
     summary = JSON.parse(await readFile(join(dir, 'summary.json'), 'utf8')) as QuickstartSummary;
   });
   afterAll(async () => {
+    if (quickstart?.pid && quickstart.exitCode === null) {
+      const exited = new Promise((r) => quickstart.once('exit', r));
+      process.kill(-quickstart.pid, 'SIGINT');
+      await exited;
+    }
+    // --keep left the failed-over machine running (recovered machines outlive the vault): stop it.
+    await new QemuProvider({ workDir: join(dir, 'vault', 'sites', 'recovery', 'machines') }).delete('demo-vm').catch(() => undefined);
     await rm(dir, { recursive: true, force: true });
   });
 
@@ -37,6 +60,20 @@ describe('quickstart: protect a VM, test failover, failover, commit', () => {
     const cert = new X509Certificate(await readFile(join(dir, 'agent', 'identity', 'client.crt'), 'utf8'));
     expect(cert.subject).toContain('CN=machine:demo-vm');
     expect(cert.checkIssued(new X509Certificate(await readFile(join(dir, 'vault', 'tls', 'ca.crt'), 'utf8')))).toBe(true);
+  });
+
+  it('ends by printing the web portal URL, which serves the portal and its demo data to the printed login', async () => {
+    const url = /^Web portal: (https:\/\/\S+)\/ {2}\(user quickstart, password in (\S+)\)$/m.exec(stdout);
+    expect(url).not.toBeNull();
+    const [, base, loginFile] = url as RegExpExecArray;
+    const ca = await readFile(join(dir, 'vault', 'tls', 'ca.crt'), 'utf8');
+    expect(await requestText(`${base}/`, { connection: { ca } })).toContain('<div id="root"></div>');
+    const password = /^password (\S+)$/m.exec(await readFile(loginFile as string, 'utf8'))?.[1];
+    const session = await requestJson<{ token: string }>('POST', `${base}/api/v1/auth/login`, { connection: { ca }, body: { user: 'quickstart', password } });
+    const get = <T>(path: string) => requestJson<T>('GET', `${base}/api/v1/vaults/demo${path}`, { connection: { ca, token: session.token } });
+    expect((await get<{ items: { name: string; state: string }[] }>('/replications')).items).toMatchObject([{ name: 'demo-vm', state: 'failover-committed' }]);
+    expect((await get<{ items: { name: string }[] }>('/recovery-plans')).items.map((p) => p.name)).toEqual(['demo-plan']);
+    expect((await get<{ items: { type: string }[] }>('/jobs')).items.map((j) => j.type)).toEqual(['commit', 'failover', 'test-failover-cleanup', 'test-failover']);
   });
 
   it('prints every step and ends with the measured RPO and RTO', () => {

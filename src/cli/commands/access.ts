@@ -96,8 +96,10 @@ export function registerAccessCommands(program: Command): void {
     else printTable(r.items, ['id', 'name', 'kind', 'role', 'user', 'expiresAt', 'lastUsedAt']);
   });
   token.command('revoke <id>').description('revoke a token').action(async (id: string, _o, cmd: Command) => {
-    await globals(cmd).client.request('DELETE', `/tokens/${id}`);
-    say(`token ${id} revoked`);
+    const { client, json } = globals(cmd);
+    await client.request('DELETE', `/tokens/${id}`);
+    if (json) printJson({ revoked: id });
+    else say(`token ${id} revoked`);
   });
 
   program.command('audit').description('the audit log: every change and every failover, newest first (owner only)')

@@ -118,7 +118,9 @@ export function registerConfigurationCommands(program: Command, vault: Command):
   machine.command('console <name>').requiredOption('--site <site>', 'the site running it')
     .description("print the serial console of a machine run by a site")
     .action(async (name: string, o: { site: string }, cmd: Command) => {
-      const { client } = globals(cmd);
-      process.stdout.write(await client.text(await client.in(`/sites/${o.site}/machines/${name}/console`)));
+      const { client, json } = globals(cmd);
+      const text = await client.text(await client.in(`/sites/${o.site}/machines/${name}/console`));
+      if (json) printJson({ machine: name, site: o.site, console: text });
+      else process.stdout.write(text);
     });
 }

@@ -5,7 +5,7 @@ import type { ReadinessReport } from '../../vault/readiness/types.js';
 import { globals } from '../context.js';
 import { printJson, printTable, say } from '../output.js';
 
-const MARK = { pass: 'ok  ', warning: 'WARN', fail: 'FAIL' } as const;
+const MARK = { pass: 'PASS', warning: 'WARN', fail: 'FAIL' } as const;
 
 /** A readiness report for people: one line per check with its measured value, and the fix under each problem. */
 export function formatReport(r: ReadinessReport): string {
@@ -16,6 +16,8 @@ export function formatReport(r: ReadinessReport): string {
     if (x.remediation) lines.push(`        ${' '.repeat(width)}  fix: ${x.remediation}`);
   }
   if (r.override) lines.push(`  overridden by ${r.override.by}: ${r.override.reason}`);
+  const count = (s: string) => r.results.filter((x) => x.status === s).length;
+  lines.push(`${count('pass')} passed, ${count('warning')} warning(s), ${count('fail')} failed${count('fail') > 0 ? ': fix the failures before enabling or failing over (an owner may override with a reason)' : ''}`);
   return lines.join('\n');
 }
 

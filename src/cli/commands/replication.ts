@@ -16,7 +16,7 @@ export interface ReplicationInfo {
   healthErrors: { message: string }[];
   allowedOperations: string[];
   rpo: { seconds: number; latestPoint: { id: string; capturedAt: string } } | null;
-  progress: { phase: string; doneBytes: number; totalBytes: number } | null;
+  progress: { phase: string; doneBytes: number; totalBytes: number; pendingBytes?: number } | null;
   [k: string]: unknown;
 }
 
@@ -24,15 +24,18 @@ export const getReplication = async (client: ApiClient, name: string) =>
   client.get<ReplicationInfo>(await client.in(`/replications/${name}`));
 
 /** Redraws seeding/scan progress until the replication is protected (or `until` says stop). */
-export async function watchReplication(client: ApiClient, name: string, until: (r: ReplicationInfo) => boolean): Promise<ReplicationInfo> {
+export async function watchReplication(client: ApiClient, name: string, until: (r: ReplicationInfo) => boolean, quiet = false): Promise<ReplicationInfo> {
   const line = new ProgressLine();
   for (;;) {
     const r = await getReplication(client, name);
     const p = r.progress;
     const phase = r.state === 'seeding' ? 'seeding' : (p?.phase ?? r.state);
-    line.update(`  ${name} ${r.state.padEnd(9)} ${p ? bytesProgress(p.doneBytes, p.totalBytes) : ''} ${r.rpo ? `RPO ${formatSeconds(r.rpo.seconds)}` : phase}`);
+    // The agent reads ahead of its uploads: what reached the target is what it read less what is still pending.
+    const shipped = p ? Math.max(0, p.doneBytes - (p.pendingBytes ?? 0)) : 0;
+    const pending = p?.pendingBytes ? ` (${formatBytes(p.pendingBytes)} pending)` : '';
+    if (!quiet) line.update(`  ${name} ${r.state.padEnd(9)} ${p && p.totalBytes > 0 ? `${bytesProgress(shipped, p.totalBytes)} shipped${pending}` : ''} ${r.rpo ? `RPO ${formatSeconds(r.rpo.seconds)}` : phase}`);
     if (until(r)) {
-      line.done();
+      if (!quiet) line.done();
       return r;
     }
     await sleep(500);
@@ -81,8 +84,9 @@ export function registerReplicationCommands(program: Command): void {
   rep.command('watch <name>').description('follow replication progress and RPO until interrupted (or --until-protected)')
     .option('--until-protected', 'stop once the replication is protected')
     .action(async (name: string, o: { untilProtected?: boolean }, cmd: Command) => {
-      const { client } = globals(cmd);
-      await watchReplication(client, name, (r) => o.untilProtected === true && r.state !== 'seeding');
+      const { client, json } = globals(cmd);
+      const last = await watchReplication(client, name, (r) => o.untilProtected === true && r.state !== 'seeding', json === true);
+      if (json) printJson(last);
     });
 
   const point = program.command('point').description('recovery points');
@@ -150,8 +154,9 @@ export function registerReplicationCommands(program: Command): void {
     printTable(j.tasks.map((t) => ({ ...t, progress: `${Math.round(t.progress * 100)}%` })), ['seq', 'name', 'state', 'progress', 'message']);
   });
   job.command('watch <id>').description('follow a job until it ends').action(async (id: string, _o, cmd: Command) => {
-    const { client } = globals(cmd);
-    const j = await followJob(client, id);
+    const { client, json } = globals(cmd);
+    const j = await followJob(client, id, { quiet: json === true });
+    if (json) printJson(j);
     if (j.state !== 'succeeded') throw new RefugeError('failed_precondition', `job ${id} ${j.state}: ${j.error?.message ?? ''}`);
   });
 }

@@ -98,7 +98,7 @@ export async function runQuickstart(o: QuickstartOptions): Promise<QuickstartSum
     step('Initializing and starting the vault (HTTPS with its own CA, SQLite, filesystem replica store, built-in qemu fabric)');
     const init = await run(process.execPath, [join(packageRoot(), 'bin', 'refuge.js'), '--json', 'vault', 'init', '--data', join(dir, 'vault'), '--owner', 'quickstart']);
     if (init.code !== 0) throw new RefugeError('failed_precondition', `refuge vault init failed: ${init.stderr.trim()}`);
-    const { credentialsPath } = JSON.parse(init.stdout) as { credentialsPath: string };
+    const { credentialsPath, password } = JSON.parse(init.stdout) as { credentialsPath: string; password?: string };
     const credentials = JSON.parse(await readFile(credentialsPath, 'utf8')) as CredentialsFile;
     const vaultLog = join(logs, 'vault.log');
     const vaultProc = spawnRefuge(['vault', '--data', join(dir, 'vault'), '--listen', '127.0.0.1:0'], vaultLog);
@@ -113,6 +113,7 @@ export async function runQuickstart(o: QuickstartOptions): Promise<QuickstartSum
     await api.request('POST', `/vaults/${VAULT}/sites`, { name: 'recovery', capacity: { vcpus: 4, memoryMiB: 4096, diskGiB: 20 } });
     await api.request('PATCH', `/vaults/${VAULT}`, { location: 'recovery' });
     await api.request('POST', `/vaults/${VAULT}/policies`, { name: 'quickstart', crashIntervalSeconds: o.crashIntervalSeconds, rpoThresholdSeconds: 60 });
+    await writeFile(join(dir, 'portal-login.txt'), `user quickstart\npassword ${password ?? '(see refuge vault init)'}\n`, { mode: 0o600 });
     info(`vault lives at "recovery" (so a primary outage leaves it able to fail over); points every ${o.crashIntervalSeconds} s`);
 
     // The agent registers the real way: a one-time key in a registration file (`refuge agent key create --write`),
@@ -191,6 +192,13 @@ export async function runQuickstart(o: QuickstartOptions): Promise<QuickstartSum
     }, 120_000, 'a recovery point');
     info(`point ${point.id} captured at ${point.capturedAt}`);
 
+    // A recovery plan for the portal's demo data: the machine in one group, a manual check after it.
+    await api.request('POST', `/vaults/${VAULT}/recovery-plans`, {
+      name: 'demo-plan',
+      description: 'the demo VM, then a manual check',
+      groups: [{ name: 'app', replications: [MACHINE], post: [{ name: 'check-app', kind: 'manual', target: 'confirm the demo VM answers' }] }],
+    });
+
     step('Test failover: booting the copy at recovery in isolation (replication continues)');
     recoverySite = new QemuProvider({ workDir: join(dir, 'vault', 'sites', 'recovery', 'machines') });
     const tfJob = await operation(api, 'test-failover', point.id, o.quiet);
@@ -265,7 +273,12 @@ export async function runQuickstart(o: QuickstartOptions): Promise<QuickstartSum
       process.stdout.write(`  RTO: ${formatSeconds(summary.rtoSeconds)}  (failover command -> recovered guest ready; machine process running after ${formatSeconds(summary.machineStartSeconds)})\n`);
       process.stdout.write(`  Proof: both recovered guests booted on disks whose SHA-256 equals the source disk's at the point, read the marker and verified their data.\n`);
       process.stdout.write(`  Summary: ${join(dir, 'summary.json')}; logs: ${logs}\n`);
-      if (o.keep) process.stdout.write(`  The vault keeps running at ${url} (REFUGE_URL=${url} REFUGE_CREDENTIALS=${credentialsPath} refuge replication list); stop it with Ctrl-C.\n`);
+      if (o.keep) {
+        process.stdout.write(`  The vault keeps running at ${url} (REFUGE_URL=${url} REFUGE_CREDENTIALS=${credentialsPath} refuge replication list); stop it with Ctrl-C.\n`);
+        process.stdout.write(`\nWeb portal: ${url}/  (user quickstart, password in ${join(dir, 'portal-login.txt')})\n`);
+        process.stdout.write(`  Its demo data: vault "demo", sites "primary" and "recovery", replication "${MACHINE}" with its points, jobs and drill, recovery plan "demo-plan".\n`);
+        process.stdout.write(`  The browser does not know the vault's own CA: trust ${join(dir, 'vault', 'tls', 'ca.crt')}, or accept the warning once.\n`);
+      }
     }
     return summary;
   } finally {
