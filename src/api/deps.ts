@@ -13,6 +13,7 @@ import type { Monitor } from '../vault/monitoring/monitor.js';
 import type { Notifier } from '../vault/monitoring/notifier.js';
 import type { ReadinessService } from '../vault/readiness/service.js';
 import type { ReplicatorRegistry } from './replicator-registry.js';
+import type { GroupCutCoordinator } from '../vault/group-cuts.js';
 
 /** Everything the HTTP layer calls into; assembled by server.ts (or by tests). */
 export interface AppDeps {
@@ -34,5 +35,7 @@ export interface AppDeps {
   tls: { certPem: string; keyPem: string } | null;
   /** Standalone replicators serving sites; agents of a site that has a live one are sent there instead. */
   replicators: ReplicatorRegistry;
+  /** Consistency-group cuts; routes make an unscheduled one over `repos` when absent (tests). */
+  groupCuts?: GroupCutCoordinator;
   log: Logger;
 }
