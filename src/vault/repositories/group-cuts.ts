@@ -137,7 +137,7 @@ export class GroupCutRepository {
     let cut = await this.get(cutId);
     if (cut.state !== 'open') return cut.state === 'failed' ? { kind: 'failed', reason: cut.reason ?? 'failed' } : { kind: 'proceed' };
     const failed = cut.members.find((m) => m.phase === 'failed');
-    if (failed) return this.failed(cutId, `member ${failed.replicationId} failed: ${failed.error ?? 'unknown'}`);
+    if (failed) return this.failed(cutId, `member ${(await this.names([failed.replicationId])).join('')} failed: ${failed.error ?? 'unknown'}`);
     const reached = (p: MemberPhase) => cut.members.every((m) => PHASE_ORDER.indexOf(m.phase) >= PHASE_ORDER.indexOf(p));
     if (reached('prepared') && cut.pausedAt === null) {
       // The pause window opens once, when the last member is prepared.
@@ -145,12 +145,19 @@ export class GroupCutRepository {
       cut = await this.get(cutId);
     }
     if (reached(phase)) return { kind: 'proceed' };
-    const late = cut.members.filter((m) => PHASE_ORDER.indexOf(m.phase) < PHASE_ORDER.indexOf(phase)).map((m) => m.replicationId);
+    const late = await this.names(cut.members.filter((m) => PHASE_ORDER.indexOf(m.phase) < PHASE_ORDER.indexOf(phase)).map((m) => m.replicationId));
     if (now.toISOString() > cut.barrierDeadline) return this.failed(cutId, `barrier timed out waiting for ${late.join(', ')} to be ${phase}`);
     if (phase === 'paused' && cut.pausedAt && now.getTime() > Date.parse(cut.pausedAt) + cut.pauseSeconds * 1000) {
       return this.failed(cutId, `pause window of ${cut.pauseSeconds} s passed waiting for ${late.join(', ')} to pause`);
     }
     return { kind: 'wait' };
+  }
+
+  /** Replication names (what operators know them by) for messages, in the order given. */
+  private async names(ids: string[]): Promise<string[]> {
+    if (ids.length === 0) return [];
+    const rows = await this.db.selectFrom('replications').select(['id', 'name']).where('id', 'in', ids).execute();
+    return ids.map((id) => rows.find((r) => r.id === id)?.name ?? id);
   }
 
   private async failed(cutId: string, reason: string): Promise<BarrierStatus> {
@@ -178,7 +185,7 @@ export class GroupCutRepository {
     const now = new Date().toISOString();
     if ('error' in result) {
       await this.db.updateTable('groupCutMembers').set({ phase: 'failed', error: result.error, updatedAt: now }).where('cutId', '=', cut.id).where('replicationId', '=', replicationId).execute();
-      await this.fail(cut.id, `member ${replicationId} failed: ${result.error}`);
+      await this.fail(cut.id, `member ${(await this.names([replicationId])).join('')} failed: ${result.error}`);
       return;
     }
     const member = cut.members.find((m) => m.replicationId === replicationId);
@@ -201,7 +208,7 @@ export class GroupCutRepository {
     const everyone = cut.members.every((m) => m.phase === 'cut' && recorded.some((p) => p.id === m.pointId && p.replicationId === m.replicationId));
     if (!everyone) {
       if (now.toISOString() > cut.commitDeadline) {
-        const missing = cut.members.filter((m) => !recorded.some((p) => p.id === m.pointId)).map((m) => m.replicationId);
+        const missing = await this.names(cut.members.filter((m) => !recorded.some((p) => p.id === m.pointId)).map((m) => m.replicationId));
         await this.fail(cutId, `no recorded point from ${missing.join(', ')} by the commit deadline`);
         return 'failed';
       }
