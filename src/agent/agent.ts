@@ -6,6 +6,7 @@ import type { HeartbeatResponse, MachineFacts, ReplicationAssignment, Replicatio
 import type { CaptureMode, Cut } from './capture/capture-mode.js';
 import type { GroupCutInstruction } from '../protocol/group-cut.js';
 import { GroupCutClient } from './group-client.js';
+import { cutAtGroupBarrier } from './group-cut.js';
 import type { AppHook } from './hooks/app-hooks.js';
 import { quiesce, type Quiesced } from './hooks/hook-runner.js';
 import { ReplicatorClient, VaultClient, type ReplicatorTransport } from './clients.js';
@@ -186,43 +187,6 @@ export class Agent {
   }
 
   /**
-   * Walks a consistency-group cut's barrier (../protocol/group-cut.ts): prepared, then writes held and paused, then,
-   * once every member is paused, the cut. Writes are never held longer than the cut's pause window on our own
-   * clock. Returns no cut when the group cut failed (it is then reported, and we cut nothing for it).
-   */
-  private async groupBarrierCut(g: GroupCutInstruction, cutNow: () => Promise<Cut>, signal: AbortSignal): Promise<Cut | undefined> {
-    const fail = async (why: string) => {
-      this.reportEvent('group-cut-failed', `group cut ${g.cutId} of '${g.group}': ${why}`, { cutId: g.cutId, group: g.group });
-      await this.groupClient.result(g.cutId, { error: why }).catch((err: unknown) => this.log.warn({ err }, 'group cut failure not delivered'));
-    };
-    const prepared = await this.groupClient.barrier(g.cutId, 'prepared', signal);
-    if (!prepared.proceed) return undefined;
-    const release = (await this.o.capture.hold?.()) ?? (() => undefined);
-    const pauseMs = g.pauseSeconds * 1000;
-    let expired = false;
-    const timer = setTimeout(() => {
-      expired = true;
-      release(); // never a stuck disk, whatever the vault does
-    }, pauseMs);
-    try {
-      let unanswered: string | undefined;
-      const paused = await this.groupClient.barrier(g.cutId, 'paused', AbortSignal.any([signal, AbortSignal.timeout(pauseMs)])).catch((err: unknown) => {
-        unanswered = (err as Error).message;
-        return { proceed: false };
-      });
-      if (expired || unanswered !== undefined) {
-        await fail(`writes were held for the pause window (${g.pauseSeconds} s) without every member pausing${unanswered ? ` (${unanswered})` : ''}`);
-        return undefined;
-      }
-      // Refused: the vault already failed the cut (and said why in its event); we cut nothing for it.
-      return paused.proceed ? await cutNow() : undefined;
-    } finally {
-      clearTimeout(timer);
-      release();
-    }
-  }
-
-  /**
    * One recovery point: quiesce through the hooks if an app-consistent point is due, cut (alone, or at a
    * consistency group's barrier), ship the chunks that differ from the last point, commit, finish the cut.
    */
@@ -274,7 +238,8 @@ export class Agent {
           // Nothing is cut for it (cut stays undefined).
           await this.groupClient.result(groupCut.cutId, { error: `app-consistency hooks failed: ${quiesced.failures.join('; ')}` });
         } else {
-          cut = await this.groupBarrierCut(groupCut, cutNow, signal);
+          const onFailure = (why: string) => this.reportEvent('group-cut-failed', `group cut ${groupCut.cutId} of '${groupCut.group}': ${why}`, { cutId: groupCut.cutId, group: groupCut.group });
+          cut = await cutAtGroupBarrier({ instruction: groupCut, client: this.groupClient, capture: this.o.capture, cutNow, signal, onFailure, log: this.log });
         }
       } else {
         cut = await cutNow();
