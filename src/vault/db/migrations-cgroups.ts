@@ -12,8 +12,9 @@ export const groupCuts: Migration = {
     await db.schema
       .createTable('group_cuts')
       .addColumn('id', 'text', (c) => c.primaryKey())
-      .addColumn('vault_id', 'text', (c) => c.notNull().references('vaults.id'))
-      .addColumn('group_id', 'text', (c) => c.notNull().references('consistency_groups.id'))
+      // No foreign keys to vaults, groups or replications: any of them may be deleted; their cuts stay as history.
+      .addColumn('vault_id', 'text', (c) => c.notNull())
+      .addColumn('group_id', 'text', (c) => c.notNull())
       // open -> complete | failed
       .addColumn('state', 'text', (c) => c.notNull())
       // The group's id while the cut is open, null after: at most one open cut per group (unique), in any dialect.
@@ -31,7 +32,7 @@ export const groupCuts: Migration = {
     await db.schema
       .createTable('group_cut_members')
       .addColumn('cut_id', 'text', (c) => c.notNull().references('group_cuts.id'))
-      .addColumn('replication_id', 'text', (c) => c.notNull().references('replications.id'))
+      .addColumn('replication_id', 'text', (c) => c.notNull())
       // pending -> prepared -> paused -> cut (point reported) | failed
       .addColumn('phase', 'text', (c) => c.notNull())
       .addColumn('point_id', 'text')

@@ -89,6 +89,9 @@ describe.each(TEST_DATABASES)('consistency-group cuts on %s', (kind) => {
     expect((await repos.replications.getPoint(b, pb)).groupCutId).toBe(cut.id);
     expect((await events.list(cut.vaultId, { type: 'group-cut.completed' })).length).toBe(1);
     expect(await coordinator.cuts.pendingFor(a)).toBeUndefined();
+    // A member's replication can still be disabled and deleted; the cut stays as history.
+    await repos.replications.delete(a);
+    expect((await coordinator.cuts.get(cut.id)).state).toBe('complete');
   });
 
   it('a member that fails fails the cut for everyone; its peers points stay ordinary', async () => {
