@@ -11,6 +11,7 @@ packages=(
   busybox-static cpio kmod xz-utils # the demo guest's initramfs (guest/build.sh)
   e2fsprogs # mkfs and fsck for tests on disk images
   libnbd-bin nbdkit fio # NBD peers for tests and benchmarks
+  btrfs-progs socat # scan snapshot hooks (btrfs; fsfreeze is util-linux) and their tests; socat: QMP from a test hook
   libvirt-daemon-system libvirt-clients # the libvirt fabric provider and its tests
   python3 make g++ # native npm modules (better-sqlite3, zstd-napi) build from source
   chromium # the web portal's browser tests (driven by playwright-core, which downloads no browser)

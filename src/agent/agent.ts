@@ -3,7 +3,12 @@ import type { HttpConnection } from '../core/http-client.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import { sleep } from '../core/durations.js';
 import type { HeartbeatResponse, MachineFacts, ReplicationAssignment, ReplicationProgress } from '../protocol/schemas.js';
-import type { CaptureMode } from './capture/capture-mode.js';
+import type { CaptureMode, Cut } from './capture/capture-mode.js';
+import type { GroupCutInstruction } from '../protocol/group-cut.js';
+import { GroupCutClient } from './group-client.js';
+import { cutAtGroupBarrier } from './group-cut.js';
+import type { AppHook } from './hooks/app-hooks.js';
+import { quiesce, type Quiesced } from './hooks/hook-runner.js';
 import { ReplicatorClient, VaultClient, type ReplicatorTransport } from './clients.js';
 import { reachabilityReport } from './reachability.js';
 import { ChunkUploader, emptyUploadStats, type UploadStats } from './shipping/chunk-uploader.js';
@@ -41,6 +46,10 @@ export interface AgentOptions {
   compress?: boolean;
   /** Upload batching, parallelism and retries (defaults suit production; tests shrink them). */
   shipping?: { batchBytes?: number; concurrency?: number; retry?: RetryPolicy };
+  /** App-consistency hooks run around a cut when the policy's app-consistent interval is due (hooks/). */
+  hooks?: AppHook[];
+  /** Longest each hook phase may take before the point falls back to crash-consistent (default 30 s). */
+  hookTimeoutSeconds?: number;
   /** Wraps the HTTP transport to the replicator (tests insert faults here). */
   transportFor?: (client: ReplicatorClient) => ReplicatorTransport;
   log?: Logger;
@@ -49,6 +58,8 @@ export interface AgentOptions {
 /** What the agent has shipped since it started, for operators and tests (`refuge agent` logs it per point). */
 export interface AgentCounters {
   pointsCommitted: number;
+  appConsistentPoints: number;
+  groupCutsJoined: number;
   cutsAbandoned: number;
   readBytes: number;
   upload: UploadStats;
@@ -67,13 +78,18 @@ export class Agent {
   private uploader: ChunkUploader | undefined;
   private lastError: string | undefined;
   private readonly vaultClient: VaultClient;
+  private readonly groupClient: GroupCutClient;
+  private lastGroupPoll = 0;
+  /** When the last app-consistent point of this run was cut (an agent restart makes the next point app-consistent). */
+  private lastAppPointAt = 0;
   private readonly limiter: RateLimiter;
   private readonly log: Logger;
   private identity: Identity | undefined;
-  readonly counters: AgentCounters = { pointsCommitted: 0, cutsAbandoned: 0, readBytes: 0, upload: emptyUploadStats() };
+  readonly counters: AgentCounters = { pointsCommitted: 0, appConsistentPoints: 0, groupCutsJoined: 0, cutsAbandoned: 0, readBytes: 0, upload: emptyUploadStats() };
 
   constructor(private readonly o: AgentOptions) {
     this.vaultClient = new VaultClient(o.vaultUrl, o.vault, () => this.connection);
+    this.groupClient = new GroupCutClient(o.vaultUrl, o.vault, o.machine.name, () => this.connection);
     this.limiter = new RateLimiter(o.bandwidthBytesPerSecond ?? 0);
     this.log = o.log ?? silentLogger;
   }
@@ -123,7 +139,9 @@ export class Agent {
       })();
       while (!signal.aborted) {
         try {
-          if (this.pointDue()) await this.takePoint(signal);
+          const groupCut = await this.groupCutDue();
+          if (groupCut) await this.takePoint(signal, groupCut);
+          else if (this.pointDue()) await this.takePoint(signal);
         } catch (err) {
           if (signal.aborted) break;
           this.lastError = (err as Error).message;
@@ -184,11 +202,37 @@ export class Agent {
     if (!a || a.mode !== 'replicate') return false;
     if (this.state.replicationId !== a.replicationId || this.state.lastPointId === null) return true;
     const last = this.state.lastPointAt ? Date.parse(this.state.lastPointAt) : 0;
-    return Date.now() - last >= a.crashIntervalSeconds * 1000;
+    return Date.now() - last >= a.crashIntervalSeconds * 1000 || this.appDue();
   }
 
-  /** One crash-consistent point: cut, ship the chunks that differ from the last point, commit, finish the cut. */
-  async takePoint(signal: AbortSignal): Promise<void> {
+  /** An app-consistent point is due: hooks are configured and the policy's app interval has passed. */
+  private appDue(): boolean {
+    const interval = this.assignment?.appIntervalSeconds;
+    if (!interval || !this.o.hooks?.length || this.state.lastPointId === null) return false;
+    return Date.now() - this.lastAppPointAt >= interval * 1000;
+  }
+
+  /** A cut of our consistency group we still have to take part in (polled about once a second while in a group). */
+  private async groupCutDue(): Promise<GroupCutInstruction | null> {
+    const a = this.assignment;
+    if (!a?.group || a.mode !== 'replicate' || this.state.lastPointId === null || Date.now() - this.lastGroupPoll < 1000) return null;
+    this.lastGroupPoll = Date.now();
+    return this.groupClient.poll().catch((err: unknown) => {
+      this.log.warn({ err }, 'group cut poll failed');
+      return null;
+    });
+  }
+
+  private reportEvent(type: 'app-consistency-failed' | 'group-cut-failed', message: string, details: Record<string, string | null> = {}): void {
+    this.log.warn({ type, details }, message);
+    this.groupClient.event({ type, message: message.slice(0, 2000), details }).catch((err: unknown) => this.log.warn({ err }, 'event not delivered'));
+  }
+
+  /**
+   * One recovery point: quiesce through the hooks if an app-consistent point is due, cut (alone, or at a
+   * consistency group's barrier), ship the chunks that differ from the last point, commit, finish the cut.
+   */
+  async takePoint(signal: AbortSignal, groupCut?: GroupCutInstruction): Promise<void> {
     const a = this.assignment;
     if (!a) return;
     if (this.state.replicationId !== a.replicationId || this.state.chunkSize !== a.chunkSize) {
@@ -211,17 +255,61 @@ export class Agent {
       signal,
     });
     this.uploader = uploader;
-    const cut = await this.o.capture.cut({ chunkSize: a.chunkSize, everyChunk });
+    const ctx = { machine: this.o.machine.name, disks: this.o.machine.disks.map((d) => d.name), ...(groupCut ? { groupCutId: groupCut.cutId } : {}) };
+    // Group cuts are rare and meant to be the group's best point: they are app-consistent whenever hooks exist.
+    const appWanted = groupCut ? (this.o.hooks?.length ?? 0) > 0 : this.appDue();
+    if (appWanted) this.lastAppPointAt = Date.now(); // a failing hook is retried at the next app interval, not at once
+    const quiesced: Quiesced | undefined = appWanted ? await quiesce(this.o.hooks ?? [], ctx, (this.o.hookTimeoutSeconds ?? 30) * 1000) : undefined;
+    if (quiesced && !quiesced.appConsistent) {
+      this.reportEvent('app-consistency-failed', `app-consistency hooks failed; cutting a crash-consistent point: ${quiesced.failures.join('; ')}`, { groupCutId: groupCut?.cutId ?? null });
+    }
+    let released = false;
+    const release = async () => {
+      if (released || !quiesced) return;
+      released = true;
+      const failures = await quiesced.release();
+      if (failures.length > 0) this.reportEvent('app-consistency-failed', `app-consistency hooks failed after the cut: ${failures.join('; ')}`);
+    };
+    const cutNow = () => this.o.capture.cut({ chunkSize: a.chunkSize, everyChunk });
+    let cut: Cut | undefined;
+    try {
+      if (groupCut) {
+        this.counters.groupCutsJoined++;
+        if (quiesced && !quiesced.appConsistent) {
+          // An app-consistent group point is all-or-nothing: this member's failure fails the group cut.
+          // Nothing is cut for it (cut stays undefined).
+          await this.groupClient.result(groupCut.cutId, { error: `app-consistency hooks failed: ${quiesced.failures.join('; ')}` });
+        } else {
+          const onFailure = (why: string) => this.reportEvent('group-cut-failed', `group cut ${groupCut.cutId} of '${groupCut.group}': ${why}`, { cutId: groupCut.cutId, group: groupCut.group });
+          cut = await cutAtGroupBarrier({ instruction: groupCut, client: this.groupClient, capture: this.o.capture, cutNow, signal, onFailure, log: this.log });
+        }
+      } else {
+        cut = await cutNow();
+      }
+    } finally {
+      // A cdp cut is one instant (copy-on-write keeps it): the machine may go on at once. A scan reads the disks
+      // after the cut, so it stays quiesced until every chunk is read (below).
+      if (!cut || this.o.capture.kind === 'cdp') await release();
+    }
+    if (!cut) {
+      this.uploader = undefined;
+      this.progress = { ...this.progress, phase: 'idle' };
+      return;
+    }
+    const consistency = quiesced?.appConsistent ? ('app' as const) : ('crash' as const);
     let shipped;
     let result;
     try {
       shipped = await shipCut(cut, { chunkSize: a.chunkSize, base, uploader, signal, onRead: (n) => (this.progress.doneBytes += n) });
-      const request = { parentId: this.state.lastPointId, capturedAt: cut.capturedAt.toISOString(), consistency: 'crash' as const, disks: shipped.disks };
+      await release();
+      const request = { parentId: this.state.lastPointId, capturedAt: cut.capturedAt.toISOString(), consistency, disks: shipped.disks };
       // A retried commit whose first answer was lost is recognized by the replicator and answered with its point.
       result = await retrying(() => transport.commit(request), { ...this.o.shipping?.retry, signal });
     } catch (err) {
+      await release();
       this.counters.cutsAbandoned++;
       await cut.abandon();
+      if (groupCut) await this.groupClient.result(groupCut.cutId, { error: `point not committed: ${(err as Error).message}` }).catch(() => undefined);
       if (isRefugeError(err, 'conflict')) {
         // Our parent is not the latest point: forget our hashes so the next cut compares every chunk against it.
         this.state = { ...this.state, lastPointId: (err.details.latestPointId as string | null) ?? null, disks: {} };
@@ -236,11 +324,19 @@ export class Agent {
     await saveState(this.o.stateDir, this.state);
     await cut.complete();
     this.counters.pointsCommitted++;
+    if (consistency === 'app') this.counters.appConsistentPoints++;
+    if (groupCut) {
+      const r = await this.groupClient.result(groupCut.cutId, { pointId: result.pointId }).catch((err: unknown) => {
+        this.log.warn({ err }, 'group cut result not delivered');
+        return undefined;
+      });
+      this.log.info({ cut: groupCut.cutId, group: groupCut.group, point: result.pointId, state: r?.state }, 'group cut point committed');
+    }
     this.counters.readBytes += shipped.readBytes;
     this.progress = { phase: 'idle', doneBytes: totalBytes, totalBytes, pendingBytes: 0 };
     this.lastError = undefined;
     this.log.info(
-      { point: result.pointId, changedBytes: result.changedBytes, readBytes: shipped.readBytes, wireBytes: uploader.stats.wireBytes, patches: uploader.stats.patches },
+      { point: result.pointId, consistency, changedBytes: result.changedBytes, readBytes: shipped.readBytes, wireBytes: uploader.stats.wireBytes, patches: uploader.stats.patches },
       'recovery point committed',
     );
     void this.heartbeat();

@@ -10,6 +10,11 @@ export interface FreezeHook {
   readonly description: string;
   freeze(): Promise<void>;
   thaw(): Promise<void>;
+  /**
+   * Where to read a disk while frozen: a snapshot hook (hooks/snapshot-hooks.ts) names the snapshot of the disk
+   * instead of the disk, so the source is held only for the instant the snapshot takes. Absent: the disk itself.
+   */
+  readPath?(path: string): string;
 }
 
 /**

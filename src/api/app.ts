@@ -11,6 +11,7 @@ import { configurationRoutes } from './routes/configuration.js';
 import { replicationRoutes } from './routes/replications.js';
 import { jobRoutes } from './routes/jobs.js';
 import { agentRoutes } from './routes/agents.js';
+import { groupRoutes } from './routes/groups.js';
 import { accessRoutes } from './routes/access.js';
 import { monitoringRoutes } from './routes/monitoring.js';
 import { readinessRoutes } from './routes/readiness.js';
@@ -86,6 +87,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   await app.register(replicationRoutes(deps), { prefix: '/api/v1' });
   await app.register(jobRoutes(deps), { prefix: '/api/v1' });
   await app.register(agentRoutes(deps), { prefix: '/api/v1' });
+  await app.register(groupRoutes(deps), { prefix: '/api/v1' });
   await app.register(monitoringRoutes(deps), { prefix: '/api/v1' });
   await app.register(readinessRoutes(deps), { prefix: '/api/v1' });
   await app.register(standaloneReplicatorRoutes(deps), { prefix: '/api/v1' });

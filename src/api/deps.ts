@@ -15,6 +15,7 @@ import type { Monitor } from '../vault/monitoring/monitor.js';
 import type { Notifier } from '../vault/monitoring/notifier.js';
 import type { ReadinessService } from '../vault/readiness/service.js';
 import type { ReplicatorRegistry } from './replicator-registry.js';
+import type { GroupCutCoordinator } from '../vault/group-cuts.js';
 
 /** Everything the HTTP layer calls into; assembled by server.ts (or by tests). */
 export interface AppDeps {
@@ -44,5 +45,7 @@ export interface AppDeps {
   agentRefusal(fingerprint256: string, machine: { id: string; name: string; vaultId: string }): Promise<string | undefined>;
   /** Standalone replicators serving sites; agents of a site that has a live one are sent there instead. */
   replicators: ReplicatorRegistry;
+  /** Consistency-group cuts; routes make an unscheduled one over `repos` when absent (tests). */
+  groupCuts?: GroupCutCoordinator;
   log: Logger;
 }

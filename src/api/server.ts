@@ -33,6 +33,7 @@ import { Notifier } from '../vault/monitoring/notifier.js';
 
 const EVENT_RETENTION_DAYS = 30;
 import { ReplicatorRegistry } from './replicator-registry.js';
+import { DEFAULT_GROUP_CUT_SETTINGS, GroupCutCoordinator, type GroupCutSettings } from '../vault/group-cuts.js';
 
 export interface VaultServerOptions {
   /** Folder for the database, the sites' stores and machines (unless configured elsewhere). */
@@ -59,6 +60,8 @@ export interface VaultServerOptions {
   insecureHttp?: boolean;
   /** Replaces the fabric provider of every site (tests). */
   fabricFor?: (site: Site) => FabricProvider;
+  /** Consistency-group cut timing (vault/group-cuts.ts); `minIntervalSeconds: 0` leaves only cuts opened on request. */
+  groupCuts?: Partial<GroupCutSettings>;
 }
 
 export interface VaultServer {
@@ -174,6 +177,7 @@ export async function assembleVault(o: VaultServerOptions): Promise<VaultServer 
   const operations = new OperationService(deps, engine, readiness);
   const replicator = new Replicator(vaultTargets(repos, sites, alerts), log.child({ component: 'replicator' }));
   const metrics = new VaultMetrics(repos, replicator);
+  const groupCuts = new GroupCutCoordinator(db, events, { ...DEFAULT_GROUP_CUT_SETTINGS, ...o.groupCuts }, log.child({ component: 'group-cuts' }));
   const monitoring = { events, alerts, channels: new AlertChannelRepository(db), notifier, monitor };
   const app = await buildApp({
     repos,
@@ -200,9 +204,11 @@ export async function assembleVault(o: VaultServerOptions): Promise<VaultServer 
     },
     replicatorUrl: () => `${url}/replicator/v1`,
     replicators: new ReplicatorRegistry(),
+    groupCuts,
     log,
   });
   await engine.start();
+  groupCuts.start();
   let readinessTimer: NodeJS.Timeout | undefined;
   if (o.monitorIntervalMs !== 0) {
     monitor.start(o.monitorIntervalMs ?? 30_000);
@@ -232,6 +238,7 @@ export async function assembleVault(o: VaultServerOptions): Promise<VaultServer 
     sites,
     async close() {
       clearInterval(readinessTimer);
+      groupCuts.stop();
       monitor.stop();
       await notifier.stop();
       await engine.stop();

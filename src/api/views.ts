@@ -57,6 +57,7 @@ export const pointView = (p: RecoveryPoint) => ({
   consistency: p.consistency,
   changedBytes: p.changedBytes,
   storedBytes: p.storedBytes,
+  groupCutId: p.groupCutId,
 });
 
 export function replicationView(

@@ -156,6 +156,10 @@ export const ReplicationAssignment = Type.Object({
   replicatorUrl: Type.String(),
   /** The newest committed point, so an agent that lost its state can resume by hash comparison. */
   latestPointId: Type.Union([Type.String(), Type.Null()]),
+  /** Cut an app-consistent point (pre/post hooks around the cut) this often; null or absent: never. */
+  appIntervalSeconds: Type.Optional(Type.Union([Type.Number({ minimum: 1 }), Type.Null()])),
+  /** The consistency group of the replication: the agent then polls for group cuts (protocol/group-cut.ts). */
+  group: Type.Optional(Type.Union([Name, Type.Null()])),
 });
 export type ReplicationAssignment = Static<typeof ReplicationAssignment>;
 

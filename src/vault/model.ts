@@ -160,6 +160,8 @@ export interface RecoveryPoint {
   consistency: 'crash' | 'app';
   changedBytes: number;
   storedBytes: number;
+  /** The consistency-group cut whose instant this point shares with the group's other members (multi-machine). */
+  groupCutId: string | null;
 }
 
 export type { Operation };

@@ -28,6 +28,13 @@ export interface CaptureMode {
   readonly kind: 'cdp' | 'scan';
   start(): Promise<void>;
   cut(options: CutOptions): Promise<Cut>;
+  /**
+   * Holds every disk's writes (none applied nor acknowledged) until the returned release is called; a cut taken
+   * meanwhile is at the hold's instant. Consistency-group barriers use it so that several machines are held at
+   * once before any of them cuts. Modes that cannot hold writes leave it out (their group cuts are only
+   * as simultaneous as the barrier's answer).
+   */
+  hold?(): Promise<() => void>;
   /** Bytes written but not yet in a completed cut (0 when the mode cannot know). */
   pendingBytes(): number;
   stop(): Promise<void>;

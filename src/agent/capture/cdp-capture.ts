@@ -134,6 +134,13 @@ export class CdpCapture implements CaptureMode {
     };
   }
 
+  async hold(): Promise<() => void> {
+    const releases = this.disks.map((d) => d.device.hold());
+    return () => {
+      for (const r of releases) r();
+    };
+  }
+
   pendingBytes(): number {
     return this.disks.reduce((n, d) => n + d.tracker.pendingBytes(), 0);
   }

@@ -1,14 +1,22 @@
+import { execFile } from 'node:child_process';
 import { open, type FileHandle } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import { RefugeError } from '../../core/errors.js';
 import { silentLogger, type Logger } from '../../core/log.js';
 import type { FreezeHook } from '../freeze.js';
 import { diskSize } from '../disk-size.js';
 import type { CaptureMode, Cut, CutOptions } from './capture-mode.js';
 
+async function dropDeviceCache(path: string): Promise<void> {
+  await promisify(execFile)('blockdev', ['--flushbufs', path]).catch((err: unknown) => {
+    throw new RefugeError('failed_precondition', `cannot drop the cache of ${path} before scanning it: ${(err as Error).message}`);
+  });
+}
+
 /**
  * scan capture (capture-mode.ts): for disk images and block devices the agent cannot sit in front of. A cut lists
  * every chunk (the agent's hash comparison finds the changed ones, so only those ship). An optional freeze hook
- * (QMP pause, fsfreeze, a snapshot command) holds the disks still from the cut until the last chunk is read,
+ * (QMP pause, fsfreeze, an LVM or btrfs snapshot: hooks/snapshot-hooks.ts) holds the disks still from the cut until the last chunk is read,
  * which makes the cut one instant; without a hook a cut of a disk in use is only as consistent as its writes allow.
  */
 export class ScanCapture implements CaptureMode {
@@ -40,9 +48,13 @@ export class ScanCapture implements CaptureMode {
       let unread = 0;
       const disks = [];
       for (const d of this.o.disks) {
-        const file = await open(d.path, 'r');
+        const path = this.o.freeze?.readPath?.(d.path) ?? d.path;
+        const file = await open(path, 'r');
         handles.push(file);
-        const sizeBytes = await diskSize(d.path);
+        // A block device's own page cache may hold blocks a filesystem on it has since rewritten (its writes bypass
+        // that cache): drop it, so the scan reads what the device holds now.
+        if ((await file.stat()).isBlockDevice()) await dropDeviceCache(path);
+        const sizeBytes = await diskSize(path);
         const chunkIndexes = Array.from({ length: Math.ceil(sizeBytes / options.chunkSize) }, (_, i) => i);
         unread += chunkIndexes.length;
         const seen = new Set<number>();

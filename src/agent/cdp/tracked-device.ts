@@ -8,6 +8,8 @@ import type { ChangeTracker } from './change-tracker.js';
  */
 export class TrackedDevice implements BlockDevice {
   private readonly readLive: (target: Buffer, offset: number) => void;
+  /** Set while writes are held (a consistency-group barrier): writes wait on it, in arrival order. */
+  private gate: Promise<void> | undefined;
 
   constructor(
     readonly inner: FileBlockDevice,
@@ -28,12 +30,28 @@ export class TrackedDevice implements BlockDevice {
     this.inner.read(target, offset);
   }
 
-  write(data: readonly Buffer[], offset: number, fua: boolean): void {
+  /**
+   * Holds writes until the returned function is called: a write arriving meanwhile is neither applied nor
+   * acknowledged (so the guest cannot act on it), and runs, in arrival order, once released. Reads go on.
+   */
+  hold(): () => void {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    this.gate = gate;
+    return () => {
+      if (this.gate === gate) this.gate = undefined;
+      release();
+    };
+  }
+
+  write(data: readonly Buffer[], offset: number, fua: boolean): void | Promise<void> {
+    if (this.gate) return this.gate.then(() => this.write(data, offset, fua));
     this.tracker.beforeWrite(offset, data.reduce((n, d) => n + d.length, 0), this.readLive);
     this.inner.write(data, offset, fua);
   }
 
-  writeZeroes(offset: number, length: number, fua: boolean): void {
+  writeZeroes(offset: number, length: number, fua: boolean): void | Promise<void> {
+    if (this.gate) return this.gate.then(() => this.writeZeroes(offset, length, fua));
     this.tracker.beforeWrite(offset, length, this.readLive);
     this.inner.writeZeroes(offset, length, fua);
   }

@@ -116,10 +116,11 @@ export function agentRoutes(deps: AppDeps): FastifyPluginAsync {
       const rep = await repos.replications.findByMachine(m.id);
       if (!rep) return { serverTime: new Date().toISOString(), replication: null };
       if (req.body.progress) await repos.replications.setProgress(rep.id, req.body.progress);
-      const [policy, latest, target] = await Promise.all([
+      const [policy, latest, target, group] = await Promise.all([
         repos.policies.byId(rep.policyId),
         repos.replications.latestPoint(rep.id),
         repos.sites.byId(rep.targetSiteId),
+        rep.groupId ? repos.db.selectFrom('consistencyGroups').select('name').where('id', '=', rep.groupId).executeTakeFirst() : undefined,
       ]);
       const store = await deps.sites.store(target);
       return {
@@ -131,6 +132,8 @@ export function agentRoutes(deps: AppDeps): FastifyPluginAsync {
           chunkSize: store.chunkSize,
           replicatorUrl: deps.replicators.urlFor(target.id) ?? deps.replicatorUrl(),
           latestPointId: latest?.id ?? null,
+          appIntervalSeconds: policy.appIntervalSeconds,
+          group: group?.name ?? null,
         },
       };
     });

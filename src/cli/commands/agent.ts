@@ -6,7 +6,10 @@ import type { CaptureMode } from '../../agent/capture/capture-mode.js';
 import { CdpCapture } from '../../agent/capture/cdp-capture.js';
 import { ScanCapture } from '../../agent/capture/scan-capture.js';
 import { diskSize } from '../../agent/disk-size.js';
-import { QmpPauseHook } from '../../agent/freeze.js';
+import { QmpPauseHook, type FreezeHook } from '../../agent/freeze.js';
+import { CommandHook, type AppHook } from '../../agent/hooks/app-hooks.js';
+import { GuestAgentFreezeHook } from '../../agent/hooks/guest-agent.js';
+import { parseSnapshotHook } from '../../agent/hooks/snapshot-hooks.js';
 import { RefugeError } from '../../core/errors.js';
 import { parseDuration } from '../../core/durations.js';
 import { createLogger } from '../../core/log.js';
@@ -40,6 +43,10 @@ interface AgentCommandOptions {
   heartbeat: string;
   bandwidth: string;
   compress: boolean;
+  appHook?: string;
+  guestAgent?: string;
+  hookTimeout: string;
+  snapshot?: string;
 }
 
 export function registerAgentCommand(program: Command): void {
@@ -62,6 +69,10 @@ export function registerAgentCommand(program: Command): void {
     .option('--heartbeat <duration>', 'heartbeat interval', '10s')
     .option('--bandwidth <rate>', 'limit on bytes sent to the replicator per second, e.g. 20MB/s (0: unlimited)', '0')
     .option('--no-compress', 'send chunks uncompressed')
+    .option('--app-hook <command>', 'app-consistent points: run this command before (REFUGE_HOOK_PHASE=pre) and after (post) the cut')
+    .option('--guest-agent <socket>', "app-consistent points: freeze the guest's filesystems through its qemu guest agent socket")
+    .option('--hook-timeout <duration>', 'longest a hook may take before the point falls back to crash-consistent', '30s')
+    .option('--snapshot <hook>', 'scan: hold the disks still while a point is read: fsfreeze:MOUNTPOINT, lvm:VG/LV[:SIZE] or btrfs:SUBVOLUME')
     .action(async (o: AgentCommandOptions, cmd: Command) => {
       if (!o.site || !o.name || !o.disk?.length) throw new RefugeError('invalid_argument', 'the agent needs --site, --name and at least one --disk NAME=PATH');
       const stateDir = resolve(o.stateDir);
@@ -86,10 +97,15 @@ export function registerAgentCommand(program: Command): void {
         const nbdDir = resolve(o.nbdDir ?? join(stateDir, 'nbd'));
         capture = new CdpCapture({ disks: disks.map((d) => ({ name: d.name, path: d.path, socketPath: join(nbdDir, `${d.name}.sock`) })), stateDir: join(stateDir, 'cdp'), machine, log });
       } else if (o.capture === 'scan') {
-        capture = new ScanCapture({ disks, ...(o.qmp ? { freeze: new QmpPauseHook(resolve(o.qmp)) } : {}), log });
+        if (o.qmp && o.snapshot) throw new RefugeError('invalid_argument', '--qmp and --snapshot are both scan freeze hooks; choose one');
+        const freeze: FreezeHook | undefined = o.qmp ? new QmpPauseHook(resolve(o.qmp)) : o.snapshot ? parseSnapshotHook(o.snapshot) : undefined;
+        capture = new ScanCapture({ disks, ...(freeze ? { freeze } : {}), log });
       } else {
         throw new RefugeError('invalid_argument', `--capture '${o.capture}' is not a capture mode`, { hint: 'use cdp or scan' });
       }
+      const hooks: AppHook[] = [];
+      if (o.appHook) hooks.push(new CommandHook(o.appHook));
+      if (o.guestAgent) hooks.push(new GuestAgentFreezeHook(resolve(o.guestAgent)));
       const agent = new Agent({
         vaultUrl: identity.url,
         vault: identity.vault,
@@ -100,6 +116,8 @@ export function registerAgentCommand(program: Command): void {
         heartbeatSeconds: parseDuration(o.heartbeat),
         bandwidthBytesPerSecond: parseByteRate(o.bandwidth),
         compress: o.compress,
+        hooks,
+        hookTimeoutSeconds: parseDuration(o.hookTimeout),
         log,
       });
       const stop = new AbortController();

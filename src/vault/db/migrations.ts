@@ -2,6 +2,7 @@ import { type Kysely, type Migration, type MigrationProvider } from 'kysely';
 import { securityAndJobs } from './migrations-0002.js';
 import { modelAndMonitoring } from './migrations-0003.js';
 import { agentIdentities } from './migrations-agentreg.js';
+import { groupCuts } from './migrations-cgroups.js';
 
 /**
  * Schema migrations, in order. Never edit a released migration; add a new one. Column types are the portable
@@ -123,6 +124,7 @@ const migrations: Record<string, Migration> = {
   '0002_security_and_jobs': securityAndJobs,
   '0003_model_and_monitoring': modelAndMonitoring,
   'agentreg-001-agent-identities': agentIdentities,
+  'cgroups-001-group-cuts': groupCuts,
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -95,6 +95,40 @@ export interface RecoveryPointTable {
   consistency: string;
   changedBytes: number;
   storedBytes: number;
+  /** The consistency-group cut this point is part of; set only once every member's point of that cut exists. */
+  groupCutId: string | null;
+}
+
+export interface GroupCutTable {
+  id: string;
+  vaultId: string;
+  groupId: string;
+  /** open, complete or failed. */
+  state: string;
+  /** The group's id while open (unique: one open cut per group), null once resolved. */
+  openKey: string | null;
+  /** schedule or manual (who opened it). */
+  trigger: string;
+  openedAt: string;
+  /** Every member must be prepared, then paused, by this time. */
+  barrierDeadline: string;
+  /** Once every member is prepared, how long they may take to pause. */
+  pauseSeconds: number;
+  /** Every member's point must be recorded by this time. */
+  commitDeadline: string;
+  pausedAt: string | null;
+  resolvedAt: string | null;
+  reason: string | null;
+}
+
+export interface GroupCutMemberTable {
+  cutId: string;
+  replicationId: string;
+  /** pending, prepared, paused, cut or failed. */
+  phase: string;
+  pointId: string | null;
+  error: string | null;
+  updatedAt: string;
 }
 
 export interface JobTable {
@@ -291,4 +325,6 @@ export interface Database {
   alerts: AlertTable;
   notifications: NotificationTable;
   readinessReports: ReadinessReportTable;
+  groupCuts: GroupCutTable;
+  groupCutMembers: GroupCutMemberTable;
 }

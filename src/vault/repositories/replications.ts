@@ -145,7 +145,7 @@ export class ReplicationRepository {
   }
 
   /** Records a committed point; the first point of a seeding replication makes it `protected`. */
-  async recordPoint(point: RecoveryPoint): Promise<void> {
+  async recordPoint(point: Omit<RecoveryPoint, 'groupCutId'>): Promise<void> {
     await this.db.transaction().execute(async (trx) => {
       await trx.insertInto('recoveryPoints').values(point).onConflict((oc) => oc.column('id').doNothing()).execute();
       await trx

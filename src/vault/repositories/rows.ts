@@ -76,4 +76,5 @@ export const toPoint = (r: Selectable<RecoveryPointTable>): RecoveryPoint => ({
   consistency: r.consistency as RecoveryPoint['consistency'],
   changedBytes: Number(r.changedBytes),
   storedBytes: Number(r.storedBytes),
+  groupCutId: r.groupCutId ?? null,
 });

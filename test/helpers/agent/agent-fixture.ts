@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent, type AgentOptions } from '../../../src/agent/agent.js';
 import type { CaptureMode } from '../../../src/agent/capture/capture-mode.js';
-import { startVaultServer, type VaultServer } from '../../../src/api/server.js';
+import { startVaultServer, type VaultServer, type VaultServerOptions } from '../../../src/api/server.js';
 import { silentLogger } from '../../../src/core/log.js';
 import { requestJson, requestRaw, type HttpConnection } from '../../../src/core/http-client.js';
 import { initVault } from '../../../src/api/vault-init.js';
@@ -25,12 +25,12 @@ export const CHUNK = DEFAULT_CHUNK_SIZE;
  * read points back from the store. Agents register the real way: a one-time key redeemed for a client certificate
  * (mutual TLS from then on).
  */
-export async function startAgentFixture(prefix = 'ragent-') {
+export async function startAgentFixture(prefix = 'ragent-', serverOptions: Partial<VaultServerOptions> = {}) {
   const dir = await mkdtemp(join(tmpdir(), prefix));
   const fabric = new FakeFabric();
   const init = await initVault({ dataDir: join(dir, 'vault'), certificate: testCertificate() });
   const connection: HttpConnection = { token: init.credentials.token, ca: init.credentials.ca };
-  const server: VaultServer = await startVaultServer({ dataDir: join(dir, 'vault'), port: 0, log: silentLogger, fabricFor: () => fabric });
+  const server: VaultServer = await startVaultServer({ dataDir: join(dir, 'vault'), port: 0, log: silentLogger, fabricFor: () => fabric, ...serverOptions });
   const api = <T>(method: string, path: string, body?: unknown): Promise<T> =>
     requestJson<T>(method, `${server.url}/api/v1${path}`, { connection, ...(body === undefined ? {} : { body }) });
   await api('POST', '/vaults', { name: 'demo' });

@@ -83,7 +83,7 @@ describe.each(TEST_DATABASES)('repositories on %s', (kind) => {
     await repos.replications.recordPoint(points[2]!); // recording again is harmless
     expect((await repos.replications.get(vault.id, 'vm1')).state).toBe('protected');
     expect((await repos.replications.listPoints(rep.id)).map((p) => p.id)).toEqual(points.map((p) => p.id).reverse());
-    expect(await repos.replications.latestPoint(rep.id)).toEqual(points[2]);
+    expect(await repos.replications.latestPoint(rep.id)).toEqual({ ...points[2], groupCutId: null }); // not part of a group cut
 
     const status = { state: 'protected' as const, testFailoverState: 'none' as const, activeJobId: null };
     const results = await Promise.all([
