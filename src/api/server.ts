@@ -64,6 +64,8 @@ export interface VaultServer {
   repos: VaultRepositories;
   engine: JobEngine;
   replicator: Replicator;
+  /** The sites' stores and fabrics (tests reach a site's store through it). */
+  sites: SiteResources;
   monitoring: AppDeps['monitoring'];
   readiness: ReadinessService;
   close(): Promise<void>;
@@ -188,6 +190,7 @@ export async function assembleVault(o: VaultServerOptions): Promise<VaultServer 
     repos,
     engine,
     replicator,
+    sites,
     monitoring,
     readiness,
     async close() {

@@ -6,14 +6,31 @@ import type { TaskContext, TaskDefinition } from '../../vault/jobs/definitions.j
 import type { FailoverRecord } from '../../vault/model.js';
 import type { OrchestrationDeps } from '../deps.js';
 import type { OperationParams } from './operation-job.js';
+import { resolvePoint, type PointChoice } from '../point-choice.js';
 
 /** Parameters of a job that brings up a machine at the target site from a recovery point. */
 export interface RecoverParams extends OperationParams {
   kind: FailoverRecord['kind'];
-  pointId: string;
+  /** The point choice (point-choice.ts), or `final` for the point a planned failover ships after stopping the source. */
+  pointChoice: PointChoice | 'final';
+  /** The point, when chosen at request time (every choice but `latest` and `final`). */
+  pointId?: string;
   /** The recovered machine's name at the target site (`<name>-test` for a test failover). */
   targetMachine: string;
   requestedAt: string;
+  planned?: boolean;
+  /** Planned failover: the operator confirms a source machine the fabric does not run is shut down. */
+  sourceShutDown?: boolean;
+}
+
+/** The point a recover job boots: chosen at request time, shipped by an earlier task (`final`), or the latest now. */
+async function pointOf(deps: OrchestrationDeps, ctx: TaskContext<RecoverParams>): Promise<string> {
+  const p = ctx.job.params;
+  if (typeof ctx.result.pointId === 'string') return ctx.result.pointId;
+  if (p.pointId) return p.pointId;
+  if (p.pointChoice === 'final') throw new RefugeError('internal', `job ${ctx.job.id} has no final point`);
+  const rep = await deps.repos.replications.byId(ctx.job.replicationId as string);
+  return (await resolvePoint(deps.repos.replications, rep, p.pointChoice)).id;
 }
 
 async function context(deps: OrchestrationDeps, ctx: TaskContext<RecoverParams>) {
@@ -36,7 +53,14 @@ export function recoverMachineTasks(deps: OrchestrationDeps): TaskDefinition<Rec
       async run(ctx) {
         const { rep, site, store, disksDir } = await context(deps, ctx);
         const p = ctx.job.params;
-        const point = await store.getPoint(rep.id, p.pointId);
+        await store.blobs.refresh(); // points a standalone replicator committed in another process
+        const point = await store.getPoint(rep.id, await pointOf(deps, ctx));
+        // Where the machine ran before (kept across a change of recovery point): what a re-protect seeds from.
+        const machine = await deps.repos.machines.byId(rep.machineId);
+        const formerSource = rep.failover.failover?.formerSource ?? {
+          siteId: rep.sourceSiteId,
+          disks: machine.disks.flatMap((d) => (d.path ? [{ name: d.name, path: d.path }] : [])),
+        };
         const record: FailoverRecord = {
           kind: p.kind,
           pointId: point.id,
@@ -45,6 +69,7 @@ export function recoverMachineTasks(deps: OrchestrationDeps): TaskDefinition<Rec
           siteId: site.id,
           disks: point.disks.map((d) => join(disksDir, `${d.name}.raw`)),
           requestedAt: p.requestedAt,
+          ...(p.kind === 'failover' ? { formerSource, ...(p.planned ? { planned: true } : {}) } : {}),
         };
         await deps.repos.replications.setFailover(rep.id, { ...rep.failover, [recordKey(p.kind)]: record });
         await mkdir(disksDir, { recursive: true });
@@ -108,7 +133,7 @@ export function recoverMachineTasks(deps: OrchestrationDeps): TaskDefinition<Rec
 }
 
 /** Stops and removes a recovered machine and its disks (test failover cleanup). Idempotent. */
-export function removeMachineTasks(deps: OrchestrationDeps, kind: FailoverRecord['kind']): TaskDefinition<OperationParams>[] {
+export function removeMachineTasks(deps: OrchestrationDeps, kind: FailoverRecord['kind'], o: { keepRecord?: boolean } = {}): TaskDefinition<OperationParams>[] {
   return [
     {
       name: 'remove-machine',
@@ -129,6 +154,7 @@ export function removeMachineTasks(deps: OrchestrationDeps, kind: FailoverRecord
         if (!record) return;
         const site = await deps.repos.sites.byId(record.siteId);
         await rm(deps.sites.disksDir(site, record.machineName), { recursive: true, force: true });
+        if (o.keepRecord) return; // changing the point: the next task writes the record again
         const { [recordKey(kind)]: _removed, ...rest } = rep.failover;
         await deps.repos.replications.setFailover(rep.id, rest);
       },
