@@ -66,7 +66,7 @@ describe('replication state machine', () => {
       );
       expect(from.length, op).toBeGreaterThan(0);
       const t = TRANSITIONS[op];
-      const after = status({ ...from[0], ...t.succeed } as Partial<ReplicationStatus>);
+      const after = status({ ...from[0], ...t.succeed });
       if (op !== 'disable') expect(allowedOperations(after).length, `${op} succeeds into a dead end`).toBeGreaterThan(0);
     }
   });
