@@ -20,7 +20,7 @@ const SIZE = 16 * MiB;
 const bin = join(packageRoot(), 'bin', 'refuge.js');
 
 type Rep = { id: string; state: string; reversed: boolean; sourceSite: string; targetSite: string; failover: { failover?: { pointId: string; disks: string[] } } };
-type Replicators = { items: { site: string; live: boolean; replications: { replicationId: string; pointsCommitted: number; bytesReceived: number; wireBytesReceived: number }[] }[] };
+type Replicators = { items: { site: string; live: boolean; reportedAt: string; replications: { replicationId: string; pointsCommitted: number; bytesReceived: number; wireBytesReceived: number }[] }[] };
 
 /** Bytes in 4 KiB blocks that differ between two images of the same size. */
 function differingBytes(a: Buffer, b: Buffer): number {
@@ -170,7 +170,7 @@ describe('two sites: unplanned failover with the primary cut off, delta re-prote
     // The primary's replicator reports again once the link is back: the vault then sends agents there.
     const since = Date.now();
     await waitFor(async () => {
-      const p = (await api<Replicators & { items: { reportedAt: string }[] }>('GET', '/vaults/demo/replicators')).items.find((i) => i.site === 'primary');
+      const p = (await api<Replicators>('GET', '/vaults/demo/replicators')).items.find((i) => i.site === 'primary');
       return p?.live === true && Date.parse(p.reportedAt) > since;
     }, 60_000, 'the primary replicator reporting after the link came back');
     reprotect = await job('reprotect', {}, 300_000);
