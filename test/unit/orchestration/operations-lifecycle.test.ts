@@ -150,7 +150,7 @@ describe('operation lifecycle', () => {
     expect((await rep()).state).toBe('failed-over');
   });
 
-  it('re-protect seeds from the former disks so only differences travel, then failback returns every byte home', async () => {
+  it('re-protect seeds from the former disks so only differences travel, then failback returns every byte home and re-protect runs forward again', async () => {
     expect((await run('failover')).state).toBe('succeeded');
     expect((await run('commit')).state).toBe('succeeded');
     // The recovered machine runs at recovery; its agent registers it there with its disk.
@@ -209,6 +209,27 @@ describe('operation lifecycle', () => {
     expect(await rep()).toMatchObject({ state: 'failed-over', reversed: true, allowedOperations: ['change-recovery-point', 'commit'] });
     expect((await run('commit')).state).toBe('succeeded');
     await refusesAllBut(['reprotect', 'disable']);
+
+    // Re-protect forward: seeded from the disk still at recovery, the machine replicates from home again.
+    const home = (await rep()).failover.failover?.disks[0] as string;
+    expect((await v.call('POST', '/api/v1/vaults/demo/agents/register', {
+      site: 'primary',
+      agentVersion: '0.2.0',
+      machine: { name: 'vm1', hostname: 'host1', os: 'linux', cpus: 1, memoryMiB: 256, disks: [{ name: 'disk0', sizeBytes: DISK, path: home }], boot: { kind: 'disk' } },
+    })).status).toBe(200);
+    const forward = await start('reprotect');
+    hb = await heartbeat('primary');
+    for (let i = 0; i < 200 && hb.mode !== 'replicate'; i++) {
+      await new Promise((ok) => setTimeout(ok, 50));
+      hb = await heartbeat('primary');
+    }
+    expect((await heartbeat('recovery')).mode).toBe('stop');
+    await commit(content(11), hb.latestPointId);
+    const again = await v.engine.waitFor(forward.body.id);
+    expect(again.state, JSON.stringify(again.error)).toBe('succeeded');
+    expect(again.result.seed).toMatchObject({ mode: 'former-disks' });
+    expect(await rep()).toMatchObject({ state: 'protected', reversed: false, sourceSite: 'primary', targetSite: 'recovery' });
+    await refusesAllBut(['test-failover', 'planned-failover', 'failover', 'resync', 'repair', 'disable']);
   });
 
   it('re-protect without the former disks falls back to a full copy', async () => {
