@@ -15,6 +15,7 @@ import { ChunkUploader, emptyUploadStats, type UploadStats } from './shipping/ch
 import { RateLimiter } from './shipping/rate-limiter.js';
 import { retrying, type RetryPolicy } from './shipping/retry.js';
 import { shipCut } from './shipping/ship-cut.js';
+import { blockRunsFinder, storeBase } from './shipping/store-base.js';
 import { emptyState, loadState, saveState, type AgentState } from './state.js';
 import type { RegistrationCredentials } from '../protocol/enrollment.js';
 import { loadIdentity, register, renew, renewalDue, type Identity } from '../protocol/identity.js';
@@ -188,6 +189,7 @@ export class Agent {
         host: hostFacts(AGENT_VERSION, this.o.machine.disks),
         progress: { ...this.progress, pendingBytes },
         sentAt: new Date().toISOString(),
+        site: this.o.site,
         ...(report ? { report } : {}),
         ...(this.lastError ? { lastError: this.lastError } : {}),
       });
@@ -202,6 +204,8 @@ export class Agent {
     if (!a || a.mode !== 'replicate') return false;
     if (this.state.replicationId !== a.replicationId || this.state.lastPointId === null) return true;
     const last = this.state.lastPointAt ? Date.parse(this.state.lastPointAt) : 0;
+    // The vault wants a point now (a planned failover's final point) or a resync: cut without waiting.
+    if ((a.cutAfter && last < Date.parse(a.cutAfter)) || (a.resyncAfter && last < Date.parse(a.resyncAfter))) return true;
     return Date.now() - last >= a.crashIntervalSeconds * 1000 || this.appDue();
   }
 
@@ -241,11 +245,18 @@ export class Agent {
     } else if (this.state.lastPointId !== a.latestPointId && a.latestPointId !== null) {
       // The vault has another latest point than we remember (state lost or restored from backup): compare everything.
       this.state = { ...this.state, lastPointId: a.latestPointId, disks: {} };
+    } else if (a.resyncAfter && (this.state.lastPointAt === null || Date.parse(this.state.lastPointAt) < Date.parse(a.resyncAfter))) {
+      // Asked to resync: trust nothing remembered, compare every chunk with the store's latest point.
+      this.state = { ...this.state, disks: {} };
     }
     const client = new ReplicatorClient(a.replicatorUrl, a.replicationId, this.connection);
     const transport = this.o.transportFor?.(client) ?? client;
-    const base = this.state.lastPointId === null ? {} : this.state.disks;
+    let base = this.state.lastPointId === null ? {} : this.state.disks;
     const everyChunk = this.o.machine.disks.some((d) => base[d.name] === undefined);
+    // Without remembered hashes but with a parent point (resync, or the seed of a re-protect), compare against the
+    // store's own hashes, and patch changed chunks block by block: only the differences travel.
+    const fromStore = everyChunk && this.state.lastPointId !== null && transport.pointChunks !== undefined && transport.blockHashes !== undefined;
+    if (fromStore) base = await storeBase(transport, this.state.lastPointId as string, a.chunkSize);
     const totalBytes = this.o.machine.disks.reduce((n, d) => n + d.sizeBytes, 0);
     this.progress = { phase: this.state.lastPointId === null ? 'seeding' : 'shipping', doneBytes: 0, totalBytes, pendingBytes: 0 };
     const uploader = new ChunkUploader(transport, {
@@ -300,7 +311,8 @@ export class Agent {
     let shipped;
     let result;
     try {
-      shipped = await shipCut(cut, { chunkSize: a.chunkSize, base, uploader, signal, onRead: (n) => (this.progress.doneBytes += n) });
+      const runsAgainstBase = fromStore ? blockRunsFinder(transport) : undefined;
+      shipped = await shipCut(cut, { chunkSize: a.chunkSize, base, uploader, signal, ...(runsAgainstBase ? { runsAgainstBase } : {}), onRead: (n) => (this.progress.doneBytes += n) });
       await release();
       const request = { parentId: this.state.lastPointId, capturedAt: cut.capturedAt.toISOString(), consistency, disks: shipped.disks };
       // A retried commit whose first answer was lost is recognized by the replicator and answered with its point.

@@ -1,11 +1,13 @@
 import { requestJson, type HttpConnection } from '../core/http-client.js';
 import { CHUNK_CONTENT_TYPE, CHUNK_LENGTH_HEADER, PATCH_BASE_HEADER, PATCH_CONTENT_TYPE } from '../protocol/chunk-encoding.js';
 import type {
+  BlockHashesResponse,
   CommitPointRequest,
   CommitPointResponse,
   HeartbeatRequest,
   HeartbeatResponse,
   MissingChunksResponse,
+  PointChunksResponse,
   RegisterRequest,
   RegisterResponse,
 } from '../protocol/schemas.js';
@@ -48,6 +50,9 @@ export interface ReplicatorTransport {
   missing(hashes: string[], signal?: AbortSignal): Promise<string[]>;
   putChunk(hash: string, body: Uint8Array, encoding: ChunkBodyEncoding, signal?: AbortSignal): Promise<void>;
   commit(req: CommitPointRequest): Promise<CommitPointResponse>;
+  /** A stored point's chunk hashes, and stored chunks' block digests: comparing without local hashes (optional: fault wrappers may omit them). */
+  pointChunks?(pointId: string): Promise<PointChunksResponse>;
+  blockHashes?(hashes: string[]): Promise<BlockHashesResponse>;
 }
 
 /** The agent's side of the agent -> replicator exchange: which chunks are missing, upload them, commit a point. */
@@ -81,5 +86,13 @@ export class ReplicatorClient implements ReplicatorTransport {
 
   commit(req: CommitPointRequest): Promise<CommitPointResponse> {
     return requestJson('POST', this.url('/points'), { body: req, timeoutMs: 120_000, connection: this.connection });
+  }
+
+  pointChunks(pointId: string): Promise<PointChunksResponse> {
+    return requestJson('GET', this.url(`/points/${pointId}/chunks`), { timeoutMs: 120_000, connection: this.connection });
+  }
+
+  blockHashes(hashes: string[]): Promise<BlockHashesResponse> {
+    return requestJson('POST', this.url('/chunks/block-hashes'), { body: { hashes }, timeoutMs: 60_000, connection: this.connection });
   }
 }

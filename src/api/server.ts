@@ -233,9 +233,9 @@ export async function assembleVault(o: VaultServerOptions): Promise<VaultServer 
     repos,
     engine,
     replicator,
+    sites,
     monitoring,
     readiness,
-    sites,
     async close() {
       clearInterval(readinessTimer);
       groupCuts.stop();

@@ -84,9 +84,15 @@ export function replicationView(
       ? { seconds: (now.getTime() - Date.parse(ctx.latest.capturedAt)) / 1000, computedAt: now.toISOString(), latestPoint: pointView(ctx.latest) }
       : null,
     progress: r.progress,
+    // The failover records (what a failover or test failover started), with site names; and the direction.
     failover: Object.fromEntries(
-      Object.entries(r.failover).map(([k, f]) => [k, { ...f, site: siteName(f.siteId) }]),
+      (['test', 'failover'] as const).flatMap((k) => {
+        const f = r.failover[k];
+        return f ? [[k, { ...f, site: siteName(f.siteId) }]] : [];
+      }),
     ),
+    reversed: r.reversed,
+    homeSite: r.failover.homeSiteId ? siteName(r.failover.homeSiteId) : siteName(r.sourceSiteId),
     createdAt: r.createdAt,
     updatedAt: r.updatedAt,
   };

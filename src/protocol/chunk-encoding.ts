@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { compress } from 'zstd-napi';
 import binding from 'zstd-napi/binding.js';
 import { RefugeError } from '../core/errors.js';
@@ -76,4 +77,34 @@ export function decompressBounded(body: Buffer, maxBytes: number): Buffer {
     throw new RefugeError('invalid_argument', `zstd body does not decompress within ${maxBytes} bytes: ${(err as Error).message}`);
   }
   return out.subarray(0, n);
+}
+
+/**
+ * Block digests, for patches without change tracking (resync, re-protect): the replicator answers the digest of each
+ * `BLOCK_SIZE` block of a stored chunk (the first 128 bits of its SHA-256, hex), and the agent patches only the
+ * blocks whose digest differs from its own bytes. A chunk's SHA-256 still verifies the rebuilt result.
+ */
+export const BLOCK_SIZE = 4096;
+
+export function blockDigests(chunk: Buffer, blockSize = BLOCK_SIZE): string[] {
+  const out: string[] = [];
+  for (let at = 0; at < chunk.length; at += blockSize) {
+    out.push(createHash('sha256').update(chunk.subarray(at, Math.min(chunk.length, at + blockSize))).digest('hex').slice(0, 32));
+  }
+  return out;
+}
+
+/** The runs of `chunk` whose blocks differ from `baseDigests` (adjacent blocks merged); blocks past the base differ. */
+export function differingRuns(chunk: Buffer, baseDigests: readonly string[], blockSize = BLOCK_SIZE): Run[] {
+  const mine = blockDigests(chunk, blockSize);
+  const runs: Run[] = [];
+  for (const [i, d] of mine.entries()) {
+    if (baseDigests[i] === d) continue;
+    const offset = i * blockSize;
+    const length = Math.min(blockSize, chunk.length - offset);
+    const last = runs.at(-1);
+    if (last && last[0] + last[1] === offset) last[1] += length;
+    else runs.push([offset, length]);
+  }
+  return runs;
 }

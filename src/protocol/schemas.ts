@@ -140,6 +140,8 @@ export const HeartbeatRequest = Type.Object(
     /** The agent's clock when it sent the heartbeat (the vault measures the skew). */
     sentAt: Type.Optional(Timestamp),
     report: Type.Optional(AgentReport),
+    /** The site the agent runs at: only an agent at the replication's source site is told to replicate. */
+    site: Type.Optional(Name),
   },
   { additionalProperties: false },
 );
@@ -160,6 +162,10 @@ export const ReplicationAssignment = Type.Object({
   appIntervalSeconds: Type.Optional(Type.Union([Type.Number({ minimum: 1 }), Type.Null()])),
   /** The consistency group of the replication: the agent then polls for group cuts (protocol/group-cut.ts). */
   group: Type.Optional(Type.Union([Name, Type.Null()])),
+  /** Compare every chunk against `latestPointId` for the next point if the agent's last point is older (resync). */
+  resyncAfter: Type.Optional(Timestamp),
+  /** Cut a point now if the agent's last point is older (the final point of a planned failover). */
+  cutAfter: Type.Optional(Timestamp),
 });
 export type ReplicationAssignment = Static<typeof ReplicationAssignment>;
 
@@ -211,3 +217,21 @@ export const CommitPointResponse = Type.Object({
   changedBytes: Type.Integer(),
 });
 export type CommitPointResponse = Static<typeof CommitPointResponse>;
+
+/** The chunk hashes of a stored point, so an agent without its own can compare chunk by chunk (resync, re-protect). */
+export const PointChunksResponse = Type.Object({
+  pointId: Type.String(),
+  disks: Type.Array(Type.Object({ name: Type.String(), sizeBytes: Type.Integer({ minimum: 0 }), chunkSize: Type.Integer({ minimum: 1 }), hashes: Type.Array(Type.Union([Hash, Type.Null()])) })),
+});
+export type PointChunksResponse = Static<typeof PointChunksResponse>;
+
+/** At most this many chunks per block-hash query (each answer is about 8.5 KB for a 1 MiB chunk). */
+export const MAX_BLOCK_HASH_CHUNKS = 64;
+export const BlockHashesRequest = Type.Object({ hashes: Type.Array(Hash, { minItems: 1, maxItems: MAX_BLOCK_HASH_CHUNKS }) }, { additionalProperties: false });
+export type BlockHashesRequest = Static<typeof BlockHashesRequest>;
+/** Per stored chunk, the digest of each of its `blockSize` blocks (chunk-encoding.ts `blockDigests`). */
+export const BlockHashesResponse = Type.Object({
+  blockSize: Type.Integer({ minimum: 512 }),
+  chunks: Type.Array(Type.Object({ hash: Hash, blocks: Type.Array(Type.String()) })),
+});
+export type BlockHashesResponse = Static<typeof BlockHashesResponse>;

@@ -1,7 +1,7 @@
 import { RefugeError, isRefugeError } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/log.js';
-import { applyPatch, decompressBounded } from '../protocol/chunk-encoding.js';
-import type { CommitPointRequest, CommitPointResponse } from '../protocol/schemas.js';
+import { BLOCK_SIZE, applyPatch, blockDigests, decompressBounded } from '../protocol/chunk-encoding.js';
+import type { BlockHashesResponse, CommitPointRequest, CommitPointResponse, PointChunksResponse } from '../protocol/schemas.js';
 import type { PointManifest } from '../store/manifest.js';
 import type { ReplicaStore } from '../store/replica-store.js';
 import { takeResyncRequest } from '../store/repair.js';
@@ -78,6 +78,26 @@ export class Replicator {
   async missingChunks(replicationId: string, hashes: string[]): Promise<string[]> {
     const { store } = await this.targets.resolve(replicationId);
     return store.missingChunks(hashes);
+  }
+
+  /** The chunk hashes of every disk of a stored point (an agent without its own compares against these). */
+  async pointChunks(replicationId: string, pointId: string): Promise<PointChunksResponse> {
+    const { store } = await this.targets.resolve(replicationId);
+    await store.blobs.refresh(); // the point may be a seed another process (the vault) wrote
+    const point = await store.getPoint(replicationId, pointId);
+    const disks = [];
+    for (const d of point.disks) disks.push({ name: d.name, sizeBytes: d.sizeBytes, chunkSize: d.chunkSize, hashes: await store.diskChunks(point, d.name) });
+    return { pointId: point.id, disks };
+  }
+
+  /** The block digests of stored chunks, so an agent can patch just the blocks that differ (chunk-encoding.ts). */
+  async blockHashes(replicationId: string, hashes: string[]): Promise<BlockHashesResponse> {
+    const { store } = await this.targets.resolve(replicationId);
+    const missing = await store.missingChunks(hashes);
+    if (missing.length > 0) throw new RefugeError('failed_precondition', `${missing.length} chunk(s) asked for are not stored`, { details: { missing: missing.slice(0, 20) }, hint: 'send those chunks whole' });
+    const chunks = [];
+    for (const hash of new Set(hashes)) chunks.push({ hash, blocks: blockDigests(await store.getChunk(hash), BLOCK_SIZE) });
+    return { blockSize: BLOCK_SIZE, chunks };
   }
 
   /** Stores one uploaded chunk, rebuilding it from a compressed body or a patch first; rejects bytes that do not hash to `hash`. */

@@ -4,7 +4,7 @@ import { Type } from 'typebox';
 import { RefugeError } from '../core/errors.js';
 import { ID_PATTERN } from '../core/ids.js';
 import { CHUNK_CONTENT_TYPE, CHUNK_LENGTH_HEADER, PATCH_BASE_HEADER, PATCH_CONTENT_TYPE } from '../protocol/chunk-encoding.js';
-import { Hash, MissingChunksRequest, MissingChunksResponse, CommitPointRequest, CommitPointResponse } from '../protocol/schemas.js';
+import { BlockHashesRequest, BlockHashesResponse, Hash, MissingChunksRequest, MissingChunksResponse, CommitPointRequest, CommitPointResponse, PointChunksResponse } from '../protocol/schemas.js';
 import type { ReceivedEncoding, Replicator } from './replicator.js';
 
 /**
@@ -24,6 +24,14 @@ export function replicatorRoutes(replicator: Replicator, maxChunkBytes: number):
     app.post('/replications/:replication/chunks/missing', {
       schema: { params: Params, body: MissingChunksRequest, response: { 200: MissingChunksResponse } },
     }, async (req) => ({ missing: await replicator.missingChunks(req.params.replication, req.body.hashes) }));
+
+    app.post('/replications/:replication/chunks/block-hashes', {
+      schema: { params: Params, body: BlockHashesRequest, response: { 200: BlockHashesResponse } },
+    }, async (req) => replicator.blockHashes(req.params.replication, req.body.hashes));
+
+    app.get('/replications/:replication/points/:point/chunks', {
+      schema: { params: Type.Object({ replication: Type.String({ pattern: ID_PATTERN }), point: Type.String({ pattern: ID_PATTERN }) }), response: { 200: PointChunksResponse } },
+    }, async (req) => replicator.pointChunks(req.params.replication, req.params.point));
 
     app.put('/replications/:replication/chunks/:hash', {
       schema: { params: Type.Object({ replication: Type.String({ pattern: ID_PATTERN }), hash: Hash }) },

@@ -130,6 +130,32 @@ export interface FailoverRecord {
   hydratedAt?: string;
   /** The recovered machine's network cards: target network and the address it got (kept, or the next free one). */
   nics?: { network: string; ipv4?: string; requestedIpv4?: string }[];
+  /** Planned failovers stop the source first and fail over to a final point shipped after the stop. */
+  planned?: boolean;
+  /**
+   * Where the machine ran before this failover, with its disk images there: what a re-protect seeds the reverse
+   * direction from (hashed where they lie, so only differences travel).
+   */
+  formerSource?: { siteId: string; disks: { name: string; path: string }[] };
+}
+
+/**
+ * What operations keep on a replication beside its status (one JSON column): the running or last failover and
+ * test failover, and the re-protect, resync and planned-failover markers the heartbeat passes to the agent.
+ */
+export interface OperationRecords {
+  test?: FailoverRecord;
+  failover?: FailoverRecord;
+  /** The site the machine was first protected from; set by the first re-protect. */
+  homeSiteId?: string;
+  /** The point a re-protect seeded from the former source's disks: the parent of the first point in the new direction. */
+  seedPointId?: string;
+  /** Set once a re-protect has seeded and reversed the replication: the agent at the new source may ship. */
+  reprotectShipping?: boolean;
+  /** The agent compares every chunk for its next point if its last point was captured before this instant. */
+  resyncAfter?: string;
+  /** The agent cuts a point at once if its last point was captured before this instant (a planned failover's final point). */
+  cutAfter?: string;
 }
 
 export interface Replication {
@@ -144,7 +170,9 @@ export interface Replication {
   testFailoverState: TestFailoverState;
   activeJobId: string | null;
   progress: ReplicationProgress | null;
-  failover: { test?: FailoverRecord; failover?: FailoverRecord };
+  failover: OperationRecords;
+  /** Re-protected: replicating from the former recovery site back to the machine's home site. */
+  reversed: boolean;
   /** The consistency group whose points are cut together with this one's, if any. */
   groupId: string | null;
   createdAt: string;

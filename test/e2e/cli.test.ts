@@ -88,9 +88,9 @@ describe('refuge CLI', () => {
     const r = await cli(url, ['failover', 'vm1']);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('failover is not allowed on replication');
-    expect(r.stderr).toContain('allowed operations now: disable');
+    expect(r.stderr).toContain('allowed operations now: resync, repair, disable');
     const shown = JSON.parse((await cli(url, ['--json', 'replication', 'show', 'vm1'])).stdout) as { allowedOperations: string[] };
-    expect(shown.allowedOperations).toEqual(['disable']);
+    expect(shown.allowedOperations).toEqual(['resync', 'repair', 'disable']);
   });
 
   it('refuge check prints each readiness check with its measured value and fix; a fail exits 3', async () => {

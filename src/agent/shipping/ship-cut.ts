@@ -3,6 +3,7 @@ import type { CommitPointRequest } from '../../protocol/schemas.js';
 import { chunkHash, isZero } from '../../store/chunks.js';
 import type { Cut } from '../capture/capture-mode.js';
 import type { ChunkUploader } from './chunk-uploader.js';
+import type { Run } from '../../protocol/chunk-encoding.js';
 
 export interface ShippedCut {
   /** What the commit lists: per disk, the chunks whose hash differs from the parent point. */
@@ -26,6 +27,12 @@ export async function shipCut(
     /** Chunk hashes of the parent point per disk; a disk missing here (or resized) is compared against nothing. */
     base: Record<string, (string | null)[]>;
     uploader: ChunkUploader;
+    /**
+     * For a base fetched from the store rather than remembered (resync, re-protect): the runs of a changed chunk
+     * that differ from its base chunk, found by block digests; used instead of the capture's change tracking,
+     * which knows nothing of that base.
+     */
+    runsAgainstBase?(baseHash: string | null, data: Buffer): Promise<Run[] | undefined>;
     onRead?(bytes: number): void;
     signal?: AbortSignal;
   },
@@ -51,7 +58,8 @@ export async function shipCut(
       changes.push([index, hash]);
       shipped.changedBytes += data.length;
       if (hash === null) continue; // zero chunks are recorded in the point, never sent
-      const runs = known ? disk.changedRuns?.(index) : undefined;
+      const baseHash = known ? (previous[index] ?? null) : null;
+      const runs = !known ? undefined : o.runsAgainstBase ? await o.runsAgainstBase(baseHash, data) : disk.changedRuns?.(index);
       await o.uploader.add({ hash, data, ...(known ? { base: previous[index] ?? null } : {}), ...(runs ? { runs } : {}) });
     }
     shipped.hashes[disk.name] = hashes;

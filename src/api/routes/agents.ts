@@ -123,15 +123,23 @@ export function agentRoutes(deps: AppDeps): FastifyPluginAsync {
         rep.groupId ? repos.db.selectFrom('consistencyGroups').select('name').where('id', '=', rep.groupId).executeTakeFirst() : undefined,
       ]);
       const store = await deps.sites.store(target);
+      // Only the agent at the replication's source replicates: after a re-protect the machine's former site may
+      // come back with its old agent still running, which must not ship its stale disks as the source.
+      const agentSite = req.body.site ? (await repos.sites.get(v.id, req.body.site)).id : m.siteId;
+      const ops = rep.failover;
       return {
         serverTime: new Date().toISOString(),
         replication: {
           replicationId: rep.id,
-          mode: isReplicating(rep.state) ? ('replicate' as const) : ('stop' as const),
+          // A re-protect lets the new source ship only once the seed is in place and the direction reversed.
+          mode: isReplicating(rep.state) && agentSite === rep.sourceSiteId && (rep.state !== 'reprotecting' || ops.reprotectShipping) ? ('replicate' as const) : ('stop' as const),
+          ...(ops.resyncAfter ? { resyncAfter: ops.resyncAfter } : {}),
+          ...(ops.cutAfter ? { cutAfter: ops.cutAfter } : {}),
           crashIntervalSeconds: policy.crashIntervalSeconds,
           chunkSize: store.chunkSize,
           replicatorUrl: deps.replicators.urlFor(target.id) ?? deps.replicatorUrl(),
-          latestPointId: latest?.id ?? null,
+          // Before the first point of a re-protected replication, its parent is the seed from the former source's disks.
+          latestPointId: latest?.id ?? ops.seedPointId ?? null,
           appIntervalSeconds: policy.appIntervalSeconds,
           group: group?.name ?? null,
         },

@@ -3,7 +3,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { RefugeError } from '../../core/errors.js';
 import type { Replication } from '../../vault/model.js';
-import { OPERATIONS, REPLICATION_STATES } from '../../vault/replication-state.js';
+import { OPERATIONS, POINT_OPERATIONS, REPLICATION_STATES } from '../../vault/replication-state.js';
 import { HEALTH } from '../../vault/health.js';
 import { Limit, listPage } from './paging.js';
 import type { AppDeps } from '../deps.js';
@@ -154,24 +154,32 @@ export function replicationRoutes(deps: AppDeps): FastifyPluginAsync {
       };
     });
 
+    const PointChoice = Type.String({
+      minLength: 1,
+      maxLength: 64,
+      description: "'latest', 'latest-processed', 'latest-app-consistent', 'latest-multi-machine' or a recovery point id",
+    });
     const OperationBody = Type.Object(
       {
-        point: Type.Optional(Type.Union([Type.Literal('latest'), Id], { description: "'latest' or a recovery point id" })),
+        point: Type.Optional(PointChoice),
         override: Type.Optional(Override),
         mode: Type.Optional(Type.Union([Type.Literal('instant'), Type.Literal('restore-first')], { description: 'instant (default where the fabric can): start from the store, hydrate in the background' })),
         hydrationMiBps: Type.Optional(Type.Number({ exclusiveMinimum: 0, description: 'limit of the background hydration copy, MiB/s' })),
+        sourceShutDown: Type.Optional(Type.Boolean({ description: 'planned failover: the operator confirms the source machine is shut down' })),
       },
       { additionalProperties: false },
     );
     for (const operation of OPERATIONS) {
-      const takesPoint = operation === 'test-failover' || operation === 'failover';
       app.post(`/vaults/:vault/replications/:replication/${operation}`, {
         // ASR's operators fail over but may not change configuration: disabling protection is configuration.
         config: { permission: operation === 'disable' ? 'configure' : 'operate' },
-        schema: { params: RepParams, ...(takesPoint ? { body: Type.Union([OperationBody, Type.Null()]) } : {}) },
+        schema: { params: RepParams, body: Type.Union([OperationBody, Type.Null()]) },
       }, async (req, reply) => {
-        const body = (takesPoint ? req.body : undefined) as { point?: string; override?: { reason: string }; mode?: 'instant' | 'restore-first'; hydrationMiBps?: number } | null | undefined;
-        const job = await deps.operations.request(req.params.vault, req.params.replication, operation, { ...(body ?? {}), principal: req.principal });
+        const body = req.body ?? {};
+        if (body.point !== undefined && !POINT_OPERATIONS.includes(operation)) {
+          throw new RefugeError('invalid_argument', `${operation} takes no recovery point; only ${POINT_OPERATIONS.join(', ')} do`, { details: { field: '/body/point' } });
+        }
+        const job = await deps.operations.request(req.params.vault, req.params.replication, operation, { ...body, principal: req.principal });
         return reply.code(202).header('location', `/api/v1/vaults/${req.params.vault}/jobs/${job.id}`).send(job);
       });
     }

@@ -106,23 +106,27 @@ export function registerReplicationCommands(program: Command): void {
       else printFields(r);
     });
 
-  const operation = (name: string, description: string, takesPoint: boolean) => {
+  const operation = (name: string, description: string, o: { point?: boolean; shutDown?: boolean } = {}) => {
     const c = program.command(`${name} <replication>`).description(description).option('--no-wait', 'print the job and return at once');
-    if (takesPoint) {
-      c.option('--point <id>', "recovery point: 'latest' or a point id", 'latest');
+    if (o.point) {
+      c.option('--point <choice>', "recovery point: latest, latest-processed, latest-app-consistent, latest-multi-machine or a point id", 'latest');
       c.option('--mode <mode>', 'instant (start from the replica store, hydrate in the background; the default where the site can) or restore-first');
       c.option('--hydration-mibps <n>', 'limit of the background hydration copy of an instant recovery, MiB/s');
     }
-    c.action(async (replication: string, o: { wait: boolean; point?: string; mode?: string; hydrationMibps?: string }, cmd: Command) => {
+    if (o.shutDown) c.option('--source-shut-down', 'the source machine is not run by its site\'s fabric and you have shut it down');
+    c.action(async (replication: string, opts: { wait: boolean; point?: string; sourceShutDown?: boolean; mode?: string; hydrationMibps?: string }, cmd: Command) => {
       const { client, json } = globals(cmd);
-      if (o.mode !== undefined && o.mode !== 'instant' && o.mode !== 'restore-first') {
-        throw new RefugeError('invalid_argument', `--mode must be instant or restore-first, not '${o.mode}'`);
+      if (opts.mode !== undefined && opts.mode !== 'instant' && opts.mode !== 'restore-first') {
+        throw new RefugeError('invalid_argument', `--mode must be instant or restore-first, not '${opts.mode}'`);
       }
-      const body = takesPoint
-        ? { point: o.point ?? 'latest', ...(o.mode ? { mode: o.mode } : {}), ...(o.hydrationMibps ? { hydrationMiBps: Number(o.hydrationMibps) } : {}) }
-        : undefined;
+      const body = {
+        ...(o.point ? { point: opts.point ?? 'latest' } : {}),
+        ...(opts.sourceShutDown ? { sourceShutDown: true } : {}),
+        ...(opts.mode ? { mode: opts.mode } : {}),
+        ...(opts.hydrationMibps ? { hydrationMiBps: Number(opts.hydrationMibps) } : {}),
+      };
       const job = await client.request<JobView>('POST', await client.in(`/replications/${replication}/${name}`), body);
-      if (!o.wait) return json ? printJson(job) : say(`job ${job.id} started (${job.type})`);
+      if (!opts.wait || name === 'cancel') return json ? printJson(job) : say(`job ${job.id} ${name === 'cancel' ? 'cancelling' : 'started'} (${job.type})`);
       if (!json) say(`${name} ${replication}: job ${job.id}`);
       const done = await followJob(client, job.id, { quiet: json === true });
       if (json) printJson(done);
@@ -131,11 +135,19 @@ export function registerReplicationCommands(program: Command): void {
       }
     });
   };
-  operation('test-failover', 'start a copy at the target site in isolation, from a recovery point; replication continues', true);
-  operation('test-failover-cleanup', 'remove the test failover copy', false);
-  operation('failover', 'unplanned failover: start the machine at the target site from a recovery point', true);
-  operation('commit', 'make a failover final', false);
-  operation('disable', 'stop replicating and delete the recovery points', false);
+  // The operations ASR offers on a replicated item; `refuge replication show` lists which are allowed now.
+  operation('test-failover', 'start a copy at the target site in isolation, from a recovery point; replication continues', { point: true });
+  operation('test-failover-cleanup', 'remove the test failover copy');
+  operation('planned-failover', 'stop the source machine, ship its last writes, start it at the target site (no data loss)', { shutDown: true });
+  operation('failover', 'unplanned failover: start the machine at the target site from a recovery point (the source may be gone)', { point: true });
+  operation('change-recovery-point', 'boot a failed-over machine from another recovery point (before commit)', { point: true });
+  operation('commit', 'make a failover final');
+  operation('reprotect', 'replicate a committed failover back to its former site, sending only the differences');
+  operation('failback', 'planned failover of a re-protected machine back to its home site (then commit and re-protect)', { shutDown: true });
+  operation('resync', 'compare every chunk with the store and ship what differs');
+  operation('repair', 'check the points in the store, drop damaged ones, and resync');
+  operation('cancel', 'cancel the operation job running on a replication');
+  operation('disable', 'stop replicating and delete the recovery points');
 
   const job = program.command('job').description('jobs: long-running operations with tasks and progress');
   job.command('list').option('--replication <name>').option('--state <state>').description('list recent jobs')

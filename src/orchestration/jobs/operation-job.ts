@@ -1,12 +1,13 @@
 import { RefugeError, isRefugeError } from '../../core/errors.js';
 import type { JobDefinition, TaskContext, TaskDefinition } from '../../vault/jobs/definitions.js';
-import { TRANSITIONS, type Operation, type ReplicationStatus } from '../../vault/replication-state.js';
+import { TRANSITIONS, type JobOperation, type ReplicationStatus } from '../../vault/replication-state.js';
 import type { OrchestrationDeps } from '../deps.js';
 
 /** Parameters every operation job carries: the status it began from (to restore on failure) and its own. */
 export interface OperationParams {
-  operation: Operation;
+  operation: JobOperation;
   previous: ReplicationStatus;
+  requestedAt?: string;
 }
 
 /**
@@ -15,9 +16,16 @@ export interface OperationParams {
  */
 export function operationJob<P extends OperationParams>(
   deps: OrchestrationDeps,
-  operation: Operation,
+  operation: JobOperation,
   tasks: TaskDefinition<P>[],
-  hooks: { afterSuccess?(ctx: TaskContext<P>): Promise<void> } = {},
+  hooks: {
+    afterSuccess?(ctx: TaskContext<P>): Promise<void>;
+    /**
+     * Undoes what a cancelled run left behind (best effort, idempotent), before the status returns. A run that
+     * failed keeps what it did, so a restart continues from the failed task.
+     */
+    afterCancel?(ctx: TaskContext<P>): Promise<void>;
+  } = {},
 ): JobDefinition<P> {
   const settle = async (ctx: TaskContext<P>, outcome: 'succeed' | 'fail'): Promise<void> => {
     const id = ctx.job.replicationId;
@@ -42,7 +50,8 @@ export function operationJob<P extends OperationParams>(
       await hooks.afterSuccess?.(ctx);
       await settle(ctx, 'succeed');
     },
-    async onFailed(ctx) {
+    async onFailed(ctx, error) {
+      if (error.code === 'cancelled') await hooks.afterCancel?.(ctx).catch((err: unknown) => ctx.log.warn({ err }, `${operation}: undoing a failed run did not finish`));
       await settle(ctx, 'fail');
     },
     // Restarting a failed operation takes the replication again, as a new request would: only from the status

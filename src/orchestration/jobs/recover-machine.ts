@@ -8,11 +8,15 @@ import type { OrchestrationDeps } from '../deps.js';
 import type { OperationParams } from './operation-job.js';
 import { planNics } from '../addressing.js';
 import { chooseRecoveryMode, hydrateMachine, localDiskPath, provisionDisks, stopServing, type RecoveryMode } from './provision-disks.js';
+import { resolvePoint, type PointChoice } from '../point-choice.js';
 
 /** Parameters of a job that brings up a machine at the target site from a recovery point. */
 export interface RecoverParams extends OperationParams {
   kind: FailoverRecord['kind'];
-  pointId: string;
+  /** The point choice (point-choice.ts), or `final` for the point a planned failover ships after stopping the source. */
+  pointChoice: PointChoice | 'final';
+  /** The point, when chosen at request time (every choice but `latest` and `final`). */
+  pointId?: string;
   /** The recovered machine's name at the target site (`<name>-test` for a test failover). */
   targetMachine: string;
   requestedAt: string;
@@ -20,6 +24,19 @@ export interface RecoverParams extends OperationParams {
   mode?: RecoveryMode;
   /** Limit of the background copy of an instant recovery, MiB/s; unset: the site's store throughput limit, if any. */
   hydrationMiBps?: number;
+  planned?: boolean;
+  /** Planned failover: the operator confirms a source machine the fabric does not run is shut down. */
+  sourceShutDown?: boolean;
+}
+
+/** The point a recover job boots: chosen at request time, shipped by an earlier task (`final`), or the latest now. */
+async function pointOf(deps: OrchestrationDeps, ctx: TaskContext<RecoverParams>): Promise<string> {
+  const p = ctx.job.params;
+  if (typeof ctx.result.pointId === 'string') return ctx.result.pointId;
+  if (p.pointId) return p.pointId;
+  if (p.pointChoice === 'final') throw new RefugeError('internal', `job ${ctx.job.id} has no final point`);
+  const rep = await deps.repos.replications.byId(ctx.job.replicationId as string);
+  return (await resolvePoint(deps.repos.replications, rep, p.pointChoice)).id;
 }
 
 async function context(deps: OrchestrationDeps, ctx: TaskContext<RecoverParams>) {
@@ -44,7 +61,14 @@ export function recoverMachineTasks(deps: OrchestrationDeps): TaskDefinition<Rec
       async run(ctx) {
         const { rep, site, store, disksDir } = await context(deps, ctx);
         const p = ctx.job.params;
-        const point = await store.getPoint(rep.id, p.pointId);
+        await store.blobs.refresh(); // points a standalone replicator committed in another process
+        const point = await store.getPoint(rep.id, await pointOf(deps, ctx));
+        // Where the machine ran before (kept across a change of recovery point): what a re-protect seeds from.
+        const machine = await deps.repos.machines.byId(rep.machineId);
+        const formerSource = rep.failover.failover?.formerSource ?? {
+          siteId: rep.sourceSiteId,
+          disks: machine.disks.flatMap((d) => (d.path ? [{ name: d.name, path: d.path }] : [])),
+        };
         const record: FailoverRecord = {
           kind: p.kind,
           pointId: point.id,
@@ -53,6 +77,7 @@ export function recoverMachineTasks(deps: OrchestrationDeps): TaskDefinition<Rec
           siteId: site.id,
           disks: point.disks.map((d) => join(disksDir, `${d.name}.raw`)),
           requestedAt: p.requestedAt,
+          ...(p.kind === 'failover' ? { formerSource, ...(p.planned ? { planned: true } : {}) } : {}),
         };
         const mode = chooseRecoveryMode(p.mode, deps.sites.fabric(site), site);
         record.mode = mode;
@@ -81,7 +106,7 @@ export function recoverMachineTasks(deps: OrchestrationDeps): TaskDefinition<Rec
           let disks = machine.disks.map((d) => ({ path: localDiskPath(disksDir, d.name), format: 'raw' as const }));
           if (record?.mode === 'instant') {
             // Serve the point (again, if this process is not the one that ran the previous task) and boot from it.
-            const point = await store.getPoint(rep.id, ctx.job.params.pointId);
+            const point = await store.getPoint(rep.id, record.pointId);
             const plan = await provisionDisks(deps.sites, { site, store, point, disksDir, machine: name, mode: 'instant' });
             disks = machine.disks.map((d) => plan.disks.find((x) => x.path === localDiskPath(disksDir, d.name)) ?? { path: localDiskPath(disksDir, d.name), format: 'raw' as const });
           }
@@ -128,7 +153,7 @@ export function recoverMachineTasks(deps: OrchestrationDeps): TaskDefinition<Rec
         if (record?.mode !== 'instant' || record.hydratedAt) return;
         const name = ctx.job.params.targetMachine;
         // A resumed job in a new vault process serves the point again; the machine's NBD client reconnects to it.
-        await provisionDisks(deps.sites, { site, store, point: await store.getPoint(rep.id, ctx.job.params.pointId), disksDir, machine: name, mode: 'instant' });
+        await provisionDisks(deps.sites, { site, store, point: await store.getPoint(rep.id, record.pointId), disksDir, machine: name, mode: 'instant' });
         const mibps = ctx.job.params.hydrationMiBps ?? site.limits.storeThroughputMiBps;
         const status = await hydrateMachine(deps.sites, {
           site,
@@ -149,7 +174,7 @@ export function recoverMachineTasks(deps: OrchestrationDeps): TaskDefinition<Rec
 }
 
 /** Stops and removes a recovered machine and its disks (test failover cleanup). Idempotent. */
-export function removeMachineTasks(deps: OrchestrationDeps, kind: FailoverRecord['kind']): TaskDefinition<OperationParams>[] {
+export function removeMachineTasks(deps: OrchestrationDeps, kind: FailoverRecord['kind'], o: { keepRecord?: boolean } = {}): TaskDefinition<OperationParams>[] {
   return [
     {
       name: 'remove-machine',
@@ -171,6 +196,7 @@ export function removeMachineTasks(deps: OrchestrationDeps, kind: FailoverRecord
         if (!record) return;
         const site = await deps.repos.sites.byId(record.siteId);
         await rm(deps.sites.disksDir(site, record.machineName), { recursive: true, force: true });
+        if (o.keepRecord) return; // changing the point: the next task writes the record again
         const { [recordKey(kind)]: _removed, ...rest } = rep.failover;
         await deps.repos.replications.setFailover(rep.id, rest);
       },

@@ -38,6 +38,11 @@ export class MachineRepository {
     return this.get(vaultId, facts.name);
   }
 
+  /** Moves a machine to another site (a re-protect: it now runs where it failed over to). */
+  async setSite(machineId: string, siteId: string): Promise<void> {
+    await this.db.updateTable('machines').set({ siteId }).where('id', '=', machineId).execute();
+  }
+
   async heartbeat(machineId: string, agentVersion: string, lastError: string | null, report?: AgentReport & { clockSkewSeconds?: number }, host?: HostFacts): Promise<void> {
     await this.db
       .updateTable('machines')

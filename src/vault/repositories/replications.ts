@@ -183,6 +183,27 @@ export class ReplicationRepository {
     return toPoint(row);
   }
 
+  /**
+   * The latest point that is app-consistent (`app`), or that was cut together with its consistency group
+   * (`group-cut`: the group cut column is set), for the failover point choices.
+   */
+  async latestPointOf(replicationId: string, kind: 'app' | 'group-cut'): Promise<RecoveryPoint | undefined> {
+    let q = this.db.selectFrom('recoveryPoints').selectAll().where('replicationId', '=', replicationId);
+    q = kind === 'app' ? q.where('consistency', '=', 'app') : q.where(sql<boolean>`group_cut_id is not null`);
+    const row = await q.orderBy('capturedAt', 'desc').limit(1).executeTakeFirst();
+    return row ? toPoint(row) : undefined;
+  }
+
+  /** Forgets every point record of a replication (a re-protect starts a new history in the other direction). */
+  async deletePoints(replicationId: string, db: Db = this.db): Promise<void> {
+    await db.deleteFrom('recoveryPoints').where('replicationId', '=', replicationId).execute();
+  }
+
+  /** Points the replication the other way (re-protect): the machine now replicates from `sourceSiteId`. */
+  async setDirection(id: string, sourceSiteId: string, targetSiteId: string, db: Db = this.db): Promise<void> {
+    await db.updateTable('replications').set({ sourceSiteId, targetSiteId, updatedAt: new Date().toISOString() }).where('id', '=', id).execute();
+  }
+
   /** Removes the replication and its point records (the store's objects are the orchestration's to delete). */
   async delete(id: string): Promise<void> {
     await this.db.transaction().execute(async (trx) => {

@@ -37,6 +37,11 @@ export const toMachine = (r: Selectable<MachineTable>): Machine => ({
   createdAt: r.createdAt,
 });
 
+const isReversed = (json: string | null, sourceSiteId: string): boolean => {
+  const home = json ? (JSON.parse(json) as Replication['failover']).homeSiteId : undefined;
+  return home !== undefined && home !== sourceSiteId;
+};
+
 export const toReplication = (r: Selectable<ReplicationTable>): Replication => ({
   id: r.id,
   vaultId: r.vaultId,
@@ -50,6 +55,7 @@ export const toReplication = (r: Selectable<ReplicationTable>): Replication => (
   activeJobId: r.activeJobId,
   progress: r.progressJson ? (JSON.parse(r.progressJson) as Replication['progress']) : null,
   failover: r.failoverJson ? (JSON.parse(r.failoverJson) as Replication['failover']) : {},
+  reversed: isReversed(r.failoverJson, r.sourceSiteId),
   groupId: r.groupId,
   createdAt: r.createdAt,
   updatedAt: r.updatedAt,

@@ -88,7 +88,7 @@ describe.each(TEST_DATABASES)('API bad input on %s', (database) => {
       const r = await v.call<ErrorBody>('POST', `/api/v1/vaults/demo/replications/vm1/${op}`, op.endsWith('failover') ? {} : undefined);
       expect(r.status, op).toBe(409);
       expect(r.body.error.code).toBe('operation_not_allowed');
-      expect(r.body.error.allowedOperations).toEqual(['disable']);
+      expect(r.body.error.allowedOperations).toEqual(['resync', 'repair', 'disable']);
       expect(r.body.error.message).toContain('seeding');
     }
     const rep = await v.call<{ state: string; activeJobId: null }>('GET', '/api/v1/vaults/demo/replications/vm1');

@@ -50,7 +50,7 @@ describe.each(TEST_DATABASES)('job operations on %s', (database) => {
     expect(done.state).toBe('succeeded');
     expect(done.tasks.map((t) => [t.name, t.attempts])).toEqual([['restore-disks', 1], ['start-machine', 2], ['confirm-running', 1], ['hydrate-disks', 1]]);
     expect(v.fabric.machines.get('vm1')?.disk0?.equals(disk)).toBe(true);
-    expect(await rep()).toMatchObject({ state: 'failed-over', allowedOperations: ['commit'] });
+    expect(await rep()).toMatchObject({ state: 'failed-over', allowedOperations: ['change-recovery-point', 'commit'] });
     const twice = await v.call<{ error: { code: string } }>('POST', `/api/v1/vaults/demo/jobs/${first.body.id}/restart`);
     expect(twice.status).toBe(409);
   });

@@ -28,7 +28,7 @@ describe.each(TEST_DATABASES)('operations on %s', (database) => {
   };
 
   it('test failover boots the point\'s bytes, allows only cleanup, and cleanup removes everything', async () => {
-    expect((await rep()).allowedOperations).toEqual(['test-failover', 'failover', 'disable']);
+    expect((await rep()).allowedOperations).toEqual(['test-failover', 'planned-failover', 'failover', 'resync', 'repair', 'disable']);
     const job = await run('test-failover', { point: 'latest' });
     expect(job.state).toBe('succeeded');
     expect(job.tasks.map((t) => [t.name, t.state])).toEqual([
@@ -64,11 +64,11 @@ describe.each(TEST_DATABASES)('operations on %s', (database) => {
     expect(job.result.pointId).toBeDefined();
     let r = await rep();
     expect(r.state).toBe('failed-over');
-    expect(r.allowedOperations).toEqual(['commit']);
+    expect(r.allowedOperations).toEqual(['change-recovery-point', 'commit']);
     expect((await run('commit')).state).toBe('succeeded');
     r = await rep();
     expect(r.state).toBe('failover-committed');
-    expect(r.allowedOperations).toEqual(['disable']);
+    expect(r.allowedOperations).toEqual(['reprotect', 'disable']);
   });
 
   it('a failover that cannot start the machine fails cleanly and returns the replication to protected', async () => {
