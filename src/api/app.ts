@@ -18,6 +18,8 @@ import { policyMachineRoutes } from './routes/policies-machines.js';
 import { topologyRoutes } from './routes/topology.js';
 import { registerAuth } from './auth.js';
 import { replicatorRoutes as standaloneReplicatorRoutes } from './routes/replicators.js';
+import { planRoutes } from './routes/plans.js';
+import { drillRoutes } from './routes/drills.js';
 
 function createFastify(log: Logger, tls: AppDeps['tls']) {
   return Fastify({
@@ -81,6 +83,8 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   await app.register(monitoringRoutes(deps), { prefix: '/api/v1' });
   await app.register(readinessRoutes(deps), { prefix: '/api/v1' });
   await app.register(standaloneReplicatorRoutes(deps), { prefix: '/api/v1' });
+  await app.register(planRoutes(deps), { prefix: '/api/v1' });
+  await app.register(drillRoutes(deps), { prefix: '/api/v1' });
   await app.register(replicatorRoutes(deps.replicator, DEFAULT_CHUNK_SIZE * 4), { prefix: '/replicator/v1' });
   return app;
 }

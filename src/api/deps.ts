@@ -13,6 +13,8 @@ import type { Monitor } from '../vault/monitoring/monitor.js';
 import type { Notifier } from '../vault/monitoring/notifier.js';
 import type { ReadinessService } from '../vault/readiness/service.js';
 import type { ReplicatorRegistry } from './replicator-registry.js';
+import type { PlanService } from '../orchestration/plans/plan-service.js';
+import type { DrillService } from '../orchestration/drills/drill-service.js';
 
 /** Everything the HTTP layer calls into; assembled by server.ts (or by tests). */
 export interface AppDeps {
@@ -34,5 +36,8 @@ export interface AppDeps {
   tls: { certPem: string; keyPem: string } | null;
   /** Standalone replicators serving sites; agents of a site that has a live one are sent there instead. */
   replicators: ReplicatorRegistry;
+  /** Recovery plan runs and dry-runs; drills and their schedule. */
+  plans: PlanService;
+  drills: DrillService;
   log: Logger;
 }

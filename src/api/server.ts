@@ -32,6 +32,12 @@ import { Notifier } from '../vault/monitoring/notifier.js';
 
 const EVENT_RETENTION_DAYS = 30;
 import { ReplicatorRegistry } from './replicator-registry.js';
+import { planJobDefinitions } from '../orchestration/plans/plan-job.js';
+import { PlanService } from '../orchestration/plans/plan-service.js';
+import { drillJobDefinition, type DrillJobDeps } from '../orchestration/drills/drill-job.js';
+import type { JobDefinition } from '../vault/jobs/definitions.js';
+import { DrillRepository } from '../orchestration/drills/drill-repository.js';
+import { DrillService } from '../orchestration/drills/drill-service.js';
 
 export interface VaultServerOptions {
   /** Folder for the database, the sites' stores and machines (unless configured elsewhere). */
@@ -56,6 +62,8 @@ export interface VaultServerOptions {
   insecureHttp?: boolean;
   /** Replaces the fabric provider of every site (tests). */
   fabricFor?: (site: Site) => FabricProvider;
+  /** How often the drill scheduler looks for due drills (default 5 s). */
+  drillPollMs?: number;
 }
 
 export interface VaultServer {
@@ -66,6 +74,8 @@ export interface VaultServer {
   replicator: Replicator;
   monitoring: AppDeps['monitoring'];
   readiness: ReadinessService;
+  plans: PlanService;
+  drills: DrillService;
   close(): Promise<void>;
 }
 
@@ -126,7 +136,11 @@ export async function assembleVault(o: VaultServerOptions): Promise<VaultServer 
   const notifier = new Notifier(db, { log });
   const sites = new SiteResources(o.fabricFor);
   const deps = { repos, sites };
-  const engine = new JobEngine(db, holdTasks(createJobDefinitions(deps), o.holdTasks ?? []), {
+  // Plans and drills run per-machine operations through OperationService, which needs the engine: late-bound.
+  const drillRepo = new DrillRepository(db);
+  const late: DrillJobDeps = { ...deps, operations: (): OperationService => operations, engine: (): JobEngine => engine, plans: (): PlanService => plans, drills: drillRepo };
+  const definitions: JobDefinition<never>[] = [...createJobDefinitions(deps), ...(planJobDefinitions(late) as JobDefinition<never>[]), drillJobDefinition(late)];
+  const engine = new JobEngine(db, holdTasks(definitions, o.holdTasks ?? []), {
     log,
     listeners: [monitor, { jobEnded: (job) => metrics.jobEnded(job) }],
     owner: o.instanceId ?? (await instanceId(o.dataDir)),
@@ -143,6 +157,8 @@ export async function assembleVault(o: VaultServerOptions): Promise<VaultServer 
     endpoints: () => ({ vault: url, replicator: `${url}/replicator/v1` }),
   }, { alerts, events });
   const operations = new OperationService(deps, engine, readiness);
+  const plans = new PlanService(deps, engine, readiness);
+  const drills = new DrillService(repos, drillRepo, engine, log.child({ component: 'drills' }));
   const replicator = new Replicator(vaultTargets(repos, sites), log.child({ component: 'replicator' }));
   const metrics = new VaultMetrics(repos, replicator);
   const monitoring = { events, alerts, channels: new AlertChannelRepository(db), notifier, monitor };
@@ -161,9 +177,12 @@ export async function assembleVault(o: VaultServerOptions): Promise<VaultServer 
     tls,
     replicatorUrl: () => `${url}/replicator/v1`,
     replicators: new ReplicatorRegistry(),
+    plans,
+    drills,
     log,
   });
   await engine.start();
+  drills.start(o.drillPollMs ?? 5000);
   let readinessTimer: NodeJS.Timeout | undefined;
   if (o.monitorIntervalMs !== 0) {
     monitor.start(o.monitorIntervalMs ?? 30_000);
@@ -190,8 +209,11 @@ export async function assembleVault(o: VaultServerOptions): Promise<VaultServer 
     replicator,
     monitoring,
     readiness,
+    plans,
+    drills,
     async close() {
       clearInterval(readinessTimer);
+      await drills.stop();
       monitor.stop();
       await notifier.stop();
       await engine.stop();

@@ -1,6 +1,7 @@
 import { type Kysely, type Migration, type MigrationProvider } from 'kysely';
 import { securityAndJobs } from './migrations-0002.js';
 import { modelAndMonitoring } from './migrations-0003.js';
+import { drills } from './migrations-plans-001.js';
 
 /**
  * Schema migrations, in order. Never edit a released migration; add a new one. Column types are the portable
@@ -121,6 +122,7 @@ const migrations: Record<string, Migration> = {
   },
   '0002_security_and_jobs': securityAndJobs,
   '0003_model_and_monitoring': modelAndMonitoring,
+  'plans-001-drills': drills,
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -237,6 +237,35 @@ export interface ReadinessReportTable {
   resultsJson: string;
   overrideJson: string | null;
 }
+export interface DrillTable {
+  id: string;
+  vaultId: string;
+  name: string;
+  subjectKind: string;
+  subject: string;
+  intervalSeconds: number | null;
+  nextRunAt: string | null;
+  enabled: number;
+  probeJson: string;
+  createdAt: string;
+  updatedAt: string;
+}
+export interface DrillRunTable {
+  id: string;
+  drillId: string;
+  vaultId: string;
+  subjectKind: string;
+  subject: string;
+  jobId: string;
+  trigger: string;
+  startedAt: string;
+  endedAt: string | null;
+  outcome: string;
+  rtoSeconds: number | null;
+  cleanedUp: number;
+  detailsJson: string;
+  error: string | null;
+}
 
 export interface Database {
   vaults: VaultTable;
@@ -258,4 +287,6 @@ export interface Database {
   alerts: AlertTable;
   notifications: NotificationTable;
   readinessReports: ReadinessReportTable;
+  drills: DrillTable;
+  drillRuns: DrillRunTable;
 }
