@@ -130,7 +130,8 @@ export class PlanService {
 
   private async replications(vault: Vault, plan: RecoveryPlan) {
     const names = plan.groups.flatMap((g) => g.replications);
-    const reps = await this.deps.repos.replications.list(vault.id, { names });
+    const order = new Map(names.map((n, i) => [n, i]));
+    const reps = (await this.deps.repos.replications.list(vault.id, { names })).sort((a, b) => (order.get(a.name) ?? 0) - (order.get(b.name) ?? 0));
     const missing = names.filter((n) => !reps.some((r) => r.name === n));
     if (missing.length > 0) throw new RefugeError('failed_precondition', `recovery plan '${plan.name}' names replications that no longer exist: ${missing.join(', ')}`, { hint: 'edit the plan\'s groups' });
     if (reps.length === 0) throw new RefugeError('failed_precondition', `recovery plan '${plan.name}' has no machines`);
