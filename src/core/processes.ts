@@ -27,6 +27,8 @@ export function run(
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     child.on('error', (err) => reject(RefugeError.wrap(err, `cannot run ${command}`, 'failed_precondition')));
     child.on('close', (code) => resolve({ code, stdout, stderr }));
+    // A command that exits without reading its input closes the pipe: that EPIPE is not the command's failure.
+    child.stdin.on('error', () => undefined);
     child.stdin.end(options.input ?? '');
   });
 }
