@@ -9,6 +9,8 @@ import { registerReplicationCommands } from './commands/replication.js';
 import { registerReplicatorCommand } from './commands/replicator.js';
 import { registerStoreCommands } from './commands/store.js';
 import { registerVaultCommand } from './commands/vault.js';
+import { registerPlanCommands } from './commands/plan.js';
+import { registerDrillCommands } from './commands/drill.js';
 
 /** `refuge`: one command for the vault server, the agent, and every API operation. */
 export function buildProgram(): Command {
@@ -32,5 +34,7 @@ export function buildProgram(): Command {
   registerAccessCommands(program);
   registerMonitoringCommands(program);
   registerQuickstartCommand(program);
+  registerPlanCommands(program);
+  registerDrillCommands(program);
   return program;
 }

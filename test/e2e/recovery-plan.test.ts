@@ -1,4 +1,6 @@
+import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,6 +13,7 @@ import { startWebhookReceiver } from '../helpers/receivers.js';
 import { initTestVault, startVaultProcess, type VaultProcess } from '../helpers/vault-process.js';
 
 const MACHINES = ['plan-db', 'plan-app', 'plan-web'] as const;
+const root = join(import.meta.dirname, '..', '..');
 const DISK_BYTES = 16 * 1024 * 1024;
 
 /**
@@ -96,6 +99,11 @@ describe('recovery plan with three real VMs: ordered groups, script, webhook, ma
     await rm(dir, { recursive: true, force: true });
   });
 
+  /** The `refuge` command as the owner, with --json. */
+  const cli = async <T>(args: string[]): Promise<T> => {
+    const { stdout } = await promisify(execFile)(process.execPath, [join(root, 'bin', 'refuge.js'), '--url', vault.url, '--credentials', join(dir, 'vault', 'credentials', 'owner.json'), '--vault', 'demo', '--json', ...args]);
+    return JSON.parse(stdout) as T;
+  };
   const machineState = async (name: string) => (await vault.api<{ state: string }>('GET', `/vaults/demo/sites/recovery/machines/${name}`)).state;
   const waitJob = async (id: string, until: (j: JobView) => boolean, what: string) => {
     const deadline = Date.now() + 300_000;
@@ -108,6 +116,12 @@ describe('recovery plan with three real VMs: ordered groups, script, webhook, ma
   };
 
   it('runs the groups in order, waits for the approval, and the recovered guests read back their markers', async () => {
+    // The dry-run (through the CLI) shows the order and that nothing blocks, and starts nothing.
+    const dry = await cli<{ wouldRun: boolean; order: { name: string; machines: { replication: string }[] }[] }>(['plan', 'dry-run', 'shop', 'test-failover']);
+    expect(dry.wouldRun).toBe(true);
+    expect(dry.order.map((g) => [g.name, g.machines.map((m) => m.replication)])).toEqual([['data', ['plan-db']], ['apps', ['plan-app']], ['front', ['plan-web']]]);
+    expect((await vault.api<{ items: unknown[] }>('GET', '/vaults/demo/jobs')).items).toEqual([]);
+
     const started = await vault.api<JobView>('POST', '/vaults/demo/recovery-plans/shop/test-failover', { point: 'latest' });
     const waiting = await waitJob(started.id, (j) => j.state === 'waiting' || j.state === 'failed', 'waiting');
     expect(waiting.state, JSON.stringify(waiting.error)).toBe('waiting');
@@ -156,8 +170,8 @@ describe('recovery plan with three real VMs: ordered groups, script, webhook, ma
       await waitForConsole(text, new RegExp(GUEST_LINES.dataVerified), 60_000, `recovered ${name}`);
     }
 
-    const cleanup = await vault.api<JobView>('POST', '/vaults/demo/recovery-plans/shop/test-failover-cleanup', {});
-    const cleaned = await waitJob(cleanup.id, (j) => j.state === 'succeeded' || j.state === 'failed', 'the end');
+    // Cleanup through the CLI, which follows the plan's job to its end.
+    const cleaned = await cli<JobView>(['plan', 'run', 'shop', 'test-failover-cleanup']);
     expect(cleaned.state, JSON.stringify(cleaned.error)).toBe('succeeded');
     for (const name of MACHINES) expect(await machineState(`${name}-test`)).toBe('absent');
   });
