@@ -1,5 +1,7 @@
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -174,5 +176,32 @@ describe('recovery plan with three real VMs: ordered groups, script, webhook, ma
     const cleaned = await cli<JobView>(['plan', 'run', 'shop', 'test-failover-cleanup']);
     expect(cleaned.state, JSON.stringify(cleaned.error)).toBe('succeeded');
     for (const name of MACHINES) expect(await machineState(`${name}-test`)).toBe('absent');
+  });
+
+  it('drills of a real VM: a probe that sees the guest verify its data succeeds with its RTO; a failing probe still cleans up', async () => {
+    const closed = createServer();
+    await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+    const closedPort = (closed.address() as AddressInfo).port;
+    await new Promise<void>((r) => closed.close(() => r()));
+    // The probe runs inside the recovery site: here it reads the test copy's serial console for the guest's own check.
+    const consoleOf = join(dir, 'vault', 'sites', 'recovery', 'machines', '{machine}', 'console.log');
+    await vault.api('POST', '/vaults/demo/drills', { name: 'db-boots', replication: 'plan-db', probe: { kind: 'command', command: `grep -q '${GUEST_LINES.dataVerified}' ${consoleOf}`, timeoutSeconds: 240 } });
+    await vault.api('POST', '/vaults/demo/drills', { name: 'db-port', replication: 'plan-db', probe: { kind: 'tcp', host: '127.0.0.1', port: closedPort, timeoutSeconds: 3 } });
+    type Run = { job: string; outcome: string; rtoSeconds: number | null; cleanedUp: boolean; error: string | null };
+
+    const good = await cli<Run>(['drill', 'run', 'db-boots']);
+    expect(good, JSON.stringify(good)).toMatchObject({ outcome: 'succeeded', cleanedUp: true, error: null });
+    expect(good.rtoSeconds).toBeGreaterThan(0);
+    expect(await machineState('plan-db-test')).toBe('absent');
+
+    const bad = await vault.api<Run>('POST', '/vaults/demo/drills/db-port/run');
+    const badJob = await waitJob(bad.job, (j) => j.state === 'succeeded' || j.state === 'failed', 'the end');
+    expect(badJob.state).toBe('failed');
+    expect(badJob.tasks.map((t) => [t.name, t.state])).toEqual([['test-failover', 'succeeded'], ['probe', 'succeeded'], ['cleanup', 'succeeded'], ['record-outcome', 'failed']]);
+    expect(await machineState('plan-db-test')).toBe('absent');
+    const status = await vault.api<{ lastRun: Run; lastSuccessfulRun: Run }>('GET', '/vaults/demo/replications/plan-db/drill-status');
+    expect(status.lastRun).toMatchObject({ job: bad.job, outcome: 'failed', cleanedUp: true, rtoSeconds: null });
+    expect(status.lastRun.error).toContain('probe failed: TCP 127.0.0.1');
+    expect(status.lastSuccessfulRun).toMatchObject({ job: good.job, outcome: 'succeeded', rtoSeconds: good.rtoSeconds });
   });
 });
