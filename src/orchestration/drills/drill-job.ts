@@ -39,7 +39,9 @@ async function startTestFailover(deps: DrillJobDeps, p: DrillJobParams): Promise
   if (p.subjectKind === 'replication') {
     const vault = await deps.repos.vaults.get(p.vault);
     const rep = await deps.repos.replications.get(vault.id, p.subject);
-    if (rep.activeJobId && (await deps.engine().get(rep.activeJobId)).type === 'test-failover') return rep.activeJobId;
+    // This drill's own test failover, asked for before a restart of the vault, is not asked for twice.
+    const [mine] = await deps.engine().list(vault.id, { replicationId: rep.id, type: 'test-failover', limit: 1 });
+    if (mine && mine.createdAt >= p.requestedAt) return mine.id;
     return (await deps.operations().request(p.vault, p.subject, 'test-failover', { principal: null })).id;
   }
   const vault = await deps.repos.vaults.get(p.vault);
@@ -49,8 +51,13 @@ async function startTestFailover(deps: DrillJobDeps, p: DrillJobParams): Promise
   return (await deps.plans().request(p.vault, p.subject, 'test-failover', { principal: null, unattended: true })).id;
 }
 
-/** Removes the test copies if there are any; returns the cleanup job, or null when there was nothing to clean. */
-async function cleanUp(deps: DrillJobDeps, p: DrillJobParams, signal: AbortSignal): Promise<JobView | null> {
+/**
+ * Removes the test copies this drill started; returns the cleanup job, or null when there was nothing to clean.
+ * A test failover the drill did not start (someone's own, running when the drill came due) is never touched.
+ */
+async function cleanUp(deps: DrillJobDeps, ctx: Ctx, signal: AbortSignal): Promise<JobView | null> {
+  const p = ctx.job.params;
+  if (typeof ctx.result.testJobId !== 'string') return null;
   const vault = await deps.repos.vaults.get(p.vault);
   if (p.subjectKind === 'replication') {
     let rep = await deps.repos.replications.get(vault.id, p.subject);
@@ -134,7 +141,7 @@ export function drillJobDefinition(deps: DrillJobDeps): JobDefinition<DrillJobPa
       {
         name: 'cleanup',
         async run(ctx) {
-          const job = await cleanUp(deps, ctx.job.params, ctx.signal);
+          const job = await cleanUp(deps, ctx, ctx.signal);
           ctx.result.cleanupJobId = job?.id ?? null;
           if (job && job.state !== 'succeeded') throw new RefugeError('failed_precondition', `drill cleanup ${job.state}: ${job.error?.message ?? ''}`, { hint: 'clean the test failover up by hand and look at the cleanup job' });
           ctx.result.cleanedUp = true;
@@ -157,7 +164,7 @@ export function drillJobDefinition(deps: DrillJobDeps): JobDefinition<DrillJobPa
       // A drill never leaves a test copy behind: clean up on any failure, then record it.
       if (ctx.result.cleanedUp !== true) {
         try {
-          const job = await cleanUp(deps, ctx.job.params, AbortSignal.timeout(600_000));
+          const job = await cleanUp(deps, ctx, AbortSignal.timeout(600_000));
           ctx.result.cleanedUp = job === null || job.state === 'succeeded';
         } catch (err) {
           ctx.log.error({ err }, 'drill cleanup after failure failed');
