@@ -113,7 +113,7 @@ async function machinesTask(deps: PlanJobDeps, ctx: TaskContext<PlanJobParams>, 
       });
       jobId = job.id;
     }
-    recorded[name] = { replication: name, jobId, state: 'failed', message: 'running' };
+    recorded[name] = { replication: name, jobId, state: 'failed', message: 'not finished' };
     const job = await waitForJob(deps.engine(), jobId, ctx.signal);
     ctx.progress(++finished / group.replications.length, `${finished}/${group.replications.length} machines of group ${group.name} done`);
     return job.state === 'succeeded'
@@ -161,6 +161,16 @@ export function planJobDefinitions(deps: PlanJobDeps): JobDefinition<PlanJobPara
     tasksFor: (params: PlanJobParams) => planTasks(deps, params),
     // A failed or rejected plan can be restarted: it continues from its first unfinished group or action (a
     // rejected approval asks again). Machines already done are skipped, not asked twice.
+    // Cancelling the plan cancels the machines' jobs it is waiting for (each returns its replication as it was).
+    async onFailed(ctx, error) {
+      if (error.code !== 'cancelled') return;
+      const machines = (ctx.result.machines ?? {}) as Record<string, MachineOutcome>;
+      for (const m of Object.values(machines)) {
+        if (!m.jobId) continue;
+        const job = await deps.engine().get(m.jobId);
+        if (!ENDED_JOB_STATES.includes(job.state)) await deps.engine().cancel(job.id).catch((err: unknown) => ctx.log.warn({ err, job: job.id }, 'cancelling a machine job of a cancelled plan failed'));
+      }
+    },
     async onRestart(trx, job) {
       // A rejected approval is asked again, not rejected again from its old answer.
       await trx.updateTable('jobTasks').set({ inputJson: null }).where('jobId', '=', job.id).where('state', '!=', 'succeeded').execute();

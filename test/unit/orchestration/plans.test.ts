@@ -183,3 +183,27 @@ describe('recovery plans', () => {
     expect((await v.call('POST', '/api/v1/vaults/demo/recovery-plans/shop/test-failover', {})).status).toBe(412);
   });
 });
+
+describe('recovery plans: cancel', () => {
+  it('cancelling a plan cancels the machine jobs it waits for; the machines return to where they were', async () => {
+    // Every machine's test failover holds at confirm-running until its job is aborted (test fault injection).
+    const v = await createTestVault('sqlite', { holdTasks: ['confirm-running'] });
+    try {
+      await seedPlanMachines(v, ['db', 'app']);
+      await v.call('POST', '/api/v1/vaults/demo/recovery-plans', { name: 'shop', groups: [{ name: 'one', replications: ['db', 'app'] }] });
+      const job = (await v.call<JobView>('POST', '/api/v1/vaults/demo/recovery-plans/shop/test-failover', {})).body;
+      const held = async () => (await v.call<{ items: JobView[] }>('GET', '/api/v1/vaults/demo/jobs?type=test-failover')).body.items;
+      for (let i = 0; i < 300 && (await held()).filter((j) => j.tasks.some((t) => t.name === 'confirm-running' && t.state === 'running')).length < 2; i++) await new Promise((r) => setTimeout(r, 100));
+      expect((await v.call('POST', `/api/v1/vaults/demo/jobs/${job.id}/cancel`)).status).toBe(202);
+      expect((await v.engine.waitFor(job.id, 60_000)).state).toBe('cancelled');
+      for (const j of await held()) expect((await v.engine.waitFor(j.id, 60_000)).state).toBe('cancelled');
+      for (const name of ['db', 'app']) {
+        const rep = (await v.call<{ activeJobId: string | null; allowedOperations: string[] }>('GET', `/api/v1/vaults/demo/replications/${name}`)).body;
+        expect(rep.activeJobId).toBeNull();
+        expect(rep.allowedOperations).toEqual(['test-failover-cleanup']);
+      }
+    } finally {
+      await v.cleanup();
+    }
+  });
+});
