@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { JobView } from '../../../src/vault/jobs/definitions.js';
 import { seedPlanMachines } from '../../helpers/plans.js';
+import { TEST_DATABASES } from '../../helpers/databases.js';
 import { createTestVault, type TestVault } from '../../helpers/test-vault.js';
 
 interface RunView { job: string; outcome: string; rtoSeconds: number | null; cleanedUp: boolean; error: string | null; trigger: string }
@@ -11,13 +12,13 @@ interface RunView { job: string; outcome: string; rtoSeconds: number | null; cle
  * Drills on a real database and store with the in-memory fabric; probes go to real servers on loopback (the test
  * copy's service stands in as a local HTTP server; the failing probe targets a port nothing listens on).
  */
-describe('drills', () => {
+describe.each(TEST_DATABASES)('drills on %s', (database) => {
   let v: TestVault;
   let server: Server;
   let port: number;
   let closedPort: number;
   beforeEach(async () => {
-    v = await createTestVault();
+    v = await createTestVault(database);
     await seedPlanMachines(v, ['db', 'web']);
     server = createServer((_req, res) => res.writeHead(200).end('ok'));
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));

@@ -5,6 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { JobView } from '../../../src/vault/jobs/definitions.js';
 import { seedPlanMachines } from '../../helpers/plans.js';
 import { startWebhookReceiver } from '../../helpers/receivers.js';
+import { TEST_DATABASES } from '../../helpers/databases.js';
 import { createTestVault, type TestVault } from '../../helpers/test-vault.js';
 
 type Rep = { state: string; testFailoverState: string };
@@ -14,12 +15,12 @@ type Rep = { state: string; testFailoverState: string };
  * fabric (the qemu provider runs the same plan against real VMs in test/e2e/recovery-plan.test.ts): groups in
  * order, machines in parallel through their own operation jobs, actions with their context, approval through the API.
  */
-describe('recovery plans', () => {
+describe.each(TEST_DATABASES)('recovery plans on %s', (database) => {
   let v: TestVault;
   let dir: string;
   let hook: Awaited<ReturnType<typeof startWebhookReceiver>>;
   beforeEach(async () => {
-    v = await createTestVault();
+    v = await createTestVault(database);
     dir = await mkdtemp(join(tmpdir(), 'refuge-plan-test-'));
     hook = await startWebhookReceiver();
     await seedPlanMachines(v, ['db', 'app', 'web']);
