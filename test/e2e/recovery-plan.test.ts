@@ -81,14 +81,15 @@ describe('recovery plan with three real VMs: ordered groups, script, webhook, ma
         body: { parentId: null, capturedAt: new Date().toISOString(), consistency: 'crash', disks: [{ name: 'disk0', sizeBytes: disk.length, changes }] },
       });
     }
-    await vault.api('POST', '/vaults/demo/recovery-plans', {
-      name: 'shop',
+    // The plan, created through the CLI from a JSON file as an operator would.
+    await writeFile(join(dir, 'shop.json'), JSON.stringify({
       groups: [
         { name: 'data', replications: ['plan-db'], pre: [{ name: 'context', kind: 'script', target: `env | grep ^REFUGE_ | sort > ${join(dir, 'script-env.txt')}; date +%s%3N > ${join(dir, 'script-at.txt')}` }] },
         { name: 'apps', replications: ['plan-app'], pre: [{ name: 'notify', kind: 'webhook', target: hook.url }], post: [{ name: 'smoke-test', kind: 'manual', target: 'check the app tier, then approve' }] },
         { name: 'front', replications: ['plan-web'], post: [{ name: 'announce', kind: 'script', target: `date +%s%3N > ${join(dir, 'last-at.txt')}` }] },
       ],
-    });
+    }));
+    await cli(['plan', 'create', 'shop', '--file', join(dir, 'shop.json')]);
   });
 
   afterAll(async () => {
