@@ -1,4 +1,6 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -204,6 +206,40 @@ describe('recovery plans: cancel', () => {
         expect(rep.allowedOperations).toEqual(['test-failover-cleanup']);
       }
     } finally {
+      await v.cleanup();
+    }
+  });
+});
+
+describe('recovery plans: webhook retries', () => {
+  it('retries a webhook answering 503 and succeeds; a 400 fails the plan at once', async () => {
+    const v = await createTestVault();
+    const seen: number[] = [];
+    const answers = [503, 200, 400];
+    const server = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        const code = answers[seen.length] ?? 400;
+        seen.push(code);
+        res.writeHead(code, { 'content-type': 'application/json' }).end('{}');
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
+    try {
+      await seedPlanMachines(v, ['db']);
+      await v.call('POST', '/api/v1/vaults/demo/recovery-plans', { name: 'shop', groups: [{ name: 'one', replications: ['db'], pre: [{ name: 'hook', kind: 'webhook', target: url }] }] });
+      const ok = await v.engine.waitFor((await v.call<JobView>('POST', '/api/v1/vaults/demo/recovery-plans/shop/test-failover', {})).body.id, 60_000);
+      expect(ok.state, JSON.stringify(ok.error)).toBe('succeeded');
+      expect(seen).toEqual([503, 200]);
+      expect(ok.result.actions).toMatchObject({ 'group-1-pre-hook': { outcome: 'done', detail: { attempts: 2 } } });
+      await v.engine.waitFor((await v.call<JobView>('POST', '/api/v1/vaults/demo/recovery-plans/shop/test-failover-cleanup', {})).body.id, 60_000);
+      const bad = await v.engine.waitFor((await v.call<JobView>('POST', '/api/v1/vaults/demo/recovery-plans/shop/test-failover', {})).body.id, 60_000);
+      expect(bad.state).toBe('failed');
+      expect(seen).toEqual([503, 200, 400]);
+      expect(bad.error?.message).toMatch(/^webhook action 'hook' of group 'one' failed after 1 attempt\(s\): /);
+    } finally {
+      await new Promise<void>((r) => server.close(() => r()));
       await v.cleanup();
     }
   });
