@@ -100,9 +100,10 @@ async function machinesTask(deps: PlanJobDeps, ctx: TaskContext<PlanJobParams>, 
   let finished = 0;
   const one = async (name: string): Promise<MachineOutcome> => {
     const rep = await deps.repos.replications.get(vault.id, name);
-    const previous = recorded[name]?.jobId;
+    // A job asked for by an earlier run of this task is waited for again, unless it failed: a restarted plan asks anew.
+    const previous = recorded[name]?.jobId ? await deps.engine().get(recorded[name].jobId) : undefined;
     let jobId: string | null = null;
-    if (previous) jobId = previous;
+    if (previous && (previous.state === 'succeeded' || !ENDED_JOB_STATES.includes(previous.state))) jobId = previous.id;
     else if (rep.activeJobId) jobId = await ownJob(deps, rep, spec.machineOperation);
     if (!jobId) {
       if (spec.notApplicable?.(rep) || spec.done(rep, p.requestedAt)) return { replication: name, jobId: null, state: 'skipped', message: `already ${rep.state}/${rep.testFailoverState}` };

@@ -36,7 +36,8 @@ const after = (at: string | undefined, since: string) => at !== undefined && at 
 export const PLAN_OPERATION_SPECS: Record<PlanOperation, PlanOperationSpec> = {
   'test-failover': {
     machineOperation: 'test-failover', runsActions: true, failoverType: 'test', direction: 'primary-to-recovery', takesPoint: true,
-    done: (r, since) => r.testFailoverState === 'running' && after(r.failover.test?.requestedAt, since),
+    // startedAt is set only once the copy runs (a failed test failover also ends `running`, for its cleanup).
+    done: (r, since) => r.testFailoverState === 'running' && after(r.failover.test?.requestedAt, since) && r.failover.test?.startedAt !== undefined,
   },
   'test-failover-cleanup': {
     machineOperation: 'test-failover-cleanup', runsActions: false, failoverType: 'cleanup', direction: 'primary-to-recovery', takesPoint: false,

@@ -134,6 +134,21 @@ describe.each(TEST_DATABASES)('recovery plans on %s', (database) => {
     for (const name of ['db', 'app', 'web']) expect((await rep(name)).state).toBe('failover-committed');
   });
 
+  it('a machine that fails stops the plan at its group; a restart once the cause is fixed asks that machine again', async () => {
+    await v.call('POST', '/api/v1/vaults/demo/recovery-plans', { name: 'shop', groups: [{ name: 'one', replications: ['db', 'app'] }, { name: 'two', replications: ['web'] }] });
+    v.fabric.failStart = true;
+    const job = await v.engine.waitFor((await start('failover')).id, 60_000);
+    expect(job.state).toBe('failed');
+    expect(job.error?.message).toMatch(/^group 1 'one' of plan 'shop': failover failed for 'db' \(.*fake fabric refuses to start db.*\), 'app' \(/);
+    for (const name of ['db', 'app', 'web']) expect((await rep(name)).state).toBe('protected');
+    v.fabric.failStart = false;
+    expect((await v.call('POST', `/api/v1/vaults/demo/jobs/${job.id}/restart`)).status).toBe(202);
+    const done = await v.engine.waitFor(job.id, 60_000);
+    expect(done.state, JSON.stringify(done.error)).toBe('succeeded');
+    expect(done.tasks.map((t) => [t.name, t.attempts])).toEqual([['group-1-machines', 2], ['group-2-machines', 1]]);
+    for (const name of ['db', 'app', 'web']) expect((await rep(name)).state).toBe('failed-over');
+  });
+
   it('a failing script fails the plan with its exit status and stderr, before its group runs', async () => {
     await v.call('POST', '/api/v1/vaults/demo/recovery-plans', { name: 'shop', groups: [{ name: 'one', replications: ['db'], pre: [{ name: 'bad', kind: 'script', target: 'echo no database >&2; exit 3' }] }] });
     const job = await v.engine.waitFor((await start('test-failover')).id, 60_000);
