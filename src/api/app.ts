@@ -20,6 +20,8 @@ import { topologyRoutes } from './routes/topology.js';
 import { registerAuth } from './auth.js';
 import { replicatorRoutes as standaloneReplicatorRoutes } from './routes/replicators.js';
 import { registerPortal } from './portal.js';
+import { planRoutes } from './routes/plans.js';
+import { drillRoutes } from './routes/drills.js';
 
 function createFastify(log: Logger, tls: AppDeps['tls'], issuingCa: string) {
   return Fastify({
@@ -91,6 +93,8 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   await app.register(monitoringRoutes(deps), { prefix: '/api/v1' });
   await app.register(readinessRoutes(deps), { prefix: '/api/v1' });
   await app.register(standaloneReplicatorRoutes(deps), { prefix: '/api/v1' });
+  await app.register(planRoutes(deps), { prefix: '/api/v1' });
+  await app.register(drillRoutes(deps), { prefix: '/api/v1' });
   await app.register(replicatorRoutes(deps.replicator, DEFAULT_CHUNK_SIZE * 4), { prefix: '/replicator/v1' });
   await registerPortal(app);
   return app;

@@ -16,6 +16,8 @@ import type { Notifier } from '../vault/monitoring/notifier.js';
 import type { ReadinessService } from '../vault/readiness/service.js';
 import type { ReplicatorRegistry } from './replicator-registry.js';
 import type { GroupCutCoordinator } from '../vault/group-cuts.js';
+import type { PlanService } from '../orchestration/plans/plan-service.js';
+import type { DrillService } from '../orchestration/drills/drill-service.js';
 
 /** Everything the HTTP layer calls into; assembled by server.ts (or by tests). */
 export interface AppDeps {
@@ -47,5 +49,8 @@ export interface AppDeps {
   replicators: ReplicatorRegistry;
   /** Consistency-group cuts; routes make an unscheduled one over `repos` when absent (tests). */
   groupCuts?: GroupCutCoordinator;
+  /** Recovery plan runs and dry-runs; drills and their schedule. */
+  plans: PlanService;
+  drills: DrillService;
   log: Logger;
 }

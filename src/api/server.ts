@@ -34,6 +34,12 @@ import { Notifier } from '../vault/monitoring/notifier.js';
 const EVENT_RETENTION_DAYS = 30;
 import { ReplicatorRegistry } from './replicator-registry.js';
 import { DEFAULT_GROUP_CUT_SETTINGS, GroupCutCoordinator, type GroupCutSettings } from '../vault/group-cuts.js';
+import { planJobDefinitions } from '../orchestration/plans/plan-job.js';
+import { PlanService } from '../orchestration/plans/plan-service.js';
+import { drillJobDefinition, type DrillJobDeps } from '../orchestration/drills/drill-job.js';
+import type { JobDefinition } from '../vault/jobs/definitions.js';
+import { DrillRepository } from '../orchestration/drills/drill-repository.js';
+import { DrillService } from '../orchestration/drills/drill-service.js';
 
 export interface VaultServerOptions {
   /** Folder for the database, the sites' stores and machines (unless configured elsewhere). */
@@ -62,6 +68,8 @@ export interface VaultServerOptions {
   fabricFor?: (site: Site) => FabricProvider;
   /** Consistency-group cut timing (vault/group-cuts.ts); `minIntervalSeconds: 0` leaves only cuts opened on request. */
   groupCuts?: Partial<GroupCutSettings>;
+  /** How often the drill scheduler looks for due drills (default 5 s). */
+  drillPollMs?: number;
 }
 
 export interface VaultServer {
@@ -74,6 +82,8 @@ export interface VaultServer {
   readiness: ReadinessService;
   /** The sites' fabric providers, stores and instantly served recovery points. */
   sites: SiteResources;
+  plans: PlanService;
+  drills: DrillService;
   close(): Promise<void>;
 }
 
@@ -158,7 +168,11 @@ export async function assembleVault(o: VaultServerOptions): Promise<VaultServer 
   const notifier = new Notifier(db, { log });
   const sites = new SiteResources(o.fabricFor);
   const deps = { repos, sites };
-  const engine = new JobEngine(db, approveTasks(holdTasks(createJobDefinitions(deps), o.holdTasks ?? []), o.approveTasks ?? []), {
+  // Plans and drills run per-machine operations through OperationService, which needs the engine: late-bound.
+  const drillRepo = new DrillRepository(db);
+  const late: DrillJobDeps = { ...deps, operations: (): OperationService => operations, engine: (): JobEngine => engine, plans: (): PlanService => plans, drills: drillRepo };
+  const definitions: JobDefinition<never>[] = [...createJobDefinitions(deps), ...(planJobDefinitions(late) as JobDefinition<never>[]), drillJobDefinition(late)];
+  const engine = new JobEngine(db, approveTasks(holdTasks(definitions, o.holdTasks ?? []), o.approveTasks ?? []), {
     log,
     listeners: [monitor, { jobEnded: (job) => metrics.jobEnded(job) }],
     owner: o.instanceId ?? (await instanceId(o.dataDir)),
@@ -175,6 +189,8 @@ export async function assembleVault(o: VaultServerOptions): Promise<VaultServer 
     endpoints: () => ({ vault: url, replicator: `${url}/replicator/v1` }),
   }, { alerts, events });
   const operations = new OperationService(deps, engine, readiness);
+  const plans = new PlanService(deps, engine, readiness);
+  const drills = new DrillService(repos, drillRepo, engine, log.child({ component: 'drills' }));
   const replicator = new Replicator(vaultTargets(repos, sites, alerts), log.child({ component: 'replicator' }));
   const metrics = new VaultMetrics(repos, replicator);
   const groupCuts = new GroupCutCoordinator(db, events, { ...DEFAULT_GROUP_CUT_SETTINGS, ...o.groupCuts }, log.child({ component: 'group-cuts' }));
@@ -205,10 +221,13 @@ export async function assembleVault(o: VaultServerOptions): Promise<VaultServer 
     replicatorUrl: () => `${url}/replicator/v1`,
     replicators: new ReplicatorRegistry(),
     groupCuts,
+    plans,
+    drills,
     log,
   });
   await engine.start();
   groupCuts.start();
+  drills.start(o.drillPollMs ?? 5000);
   let readinessTimer: NodeJS.Timeout | undefined;
   if (o.monitorIntervalMs !== 0) {
     monitor.start(o.monitorIntervalMs ?? 30_000);
@@ -236,9 +255,12 @@ export async function assembleVault(o: VaultServerOptions): Promise<VaultServer 
     sites,
     monitoring,
     readiness,
+    plans,
+    drills,
     async close() {
       clearInterval(readinessTimer);
       groupCuts.stop();
+      await drills.stop();
       monitor.stop();
       await notifier.stop();
       await engine.stop();

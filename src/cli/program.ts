@@ -13,6 +13,8 @@ import { registerTopologyCommands } from './commands/topology.js';
 import { registerConfigurationMoreCommands } from './commands/configuration-more.js';
 import { registerMonitoringMoreCommands } from './commands/monitoring-more.js';
 import { registerSettingsCommands } from './commands/settings.js';
+import { registerPlanCommands } from './commands/plan.js';
+import { registerDrillCommands } from './commands/drill.js';
 
 /** `refuge`: one command for the vault server, the agent, and every API operation. */
 export function buildProgram(): Command {
@@ -41,5 +43,7 @@ export function buildProgram(): Command {
   registerTopologyCommands(program);
   // Last: it completes every command registered before it.
   registerSettingsCommands(program);
+  registerPlanCommands(program);
+  registerDrillCommands(program);
   return program;
 }

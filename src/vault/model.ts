@@ -224,6 +224,8 @@ export interface PlanAction {
   /** script: command line; webhook: URL; manual: the instruction shown while the plan waits for approval. */
   target: string;
   timeoutSeconds?: number;
+  /** script: the site it acts on, `recovery` (default) or `primary` (see src/orchestration/plans/README.md). */
+  site?: 'primary' | 'recovery';
 }
 
 export interface PlanGroup {

@@ -9,6 +9,8 @@ import { DEFAULT_CHUNK_SIZE, chunkHash } from '../../src/store/chunks.js';
 import type { DatabaseKind } from '../../src/vault/db/dialects/dialect.js';
 import { createTestDatabase } from './databases.js';
 import { FakeFabric } from './fake-fabric.js';
+import type { FabricProvider } from '../../src/fabric/provider.js';
+import type { Site } from '../../src/vault/model.js';
 
 let tls: { certPem: string; keyPem: string; caPem: string; caKeyPem: string } | undefined;
 /**
@@ -31,7 +33,7 @@ export type TestVault = Awaited<ReturnType<typeof createTestVault>>;
  * PostgreSQL schema) and real filesystem stores, driven
  * through `app.inject()`; sites run machines on a FakeFabric. `call` returns status and parsed JSON body.
  */
-export async function createTestVault(database: DatabaseKind = 'sqlite', options: { holdTasks?: string[]; realFabric?: boolean } = {}) {
+export async function createTestVault(database: DatabaseKind = 'sqlite', options: { holdTasks?: string[]; realFabric?: boolean; fabricFor?: (site: Site) => FabricProvider } = {}) {
   const dataDir = await mkdtemp(join(tmpdir(), 'refuge-test-'));
   const fabric = new FakeFabric();
   const db = await createTestDatabase(database);

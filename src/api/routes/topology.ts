@@ -8,7 +8,8 @@ import { Name, VaultParams, named } from './params.js';
 import { ListQuery, listPage } from './paging.js';
 
 const Action = Type.Object(
-  { name: Name, kind: Type.Union(PLAN_ACTION_KINDS.map((k) => Type.Literal(k))), target: Type.String({ minLength: 1, maxLength: 4096 }), timeoutSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 86400 })) },
+  { name: Name, kind: Type.Union(PLAN_ACTION_KINDS.map((k) => Type.Literal(k))), target: Type.String({ minLength: 1, maxLength: 4096 }), timeoutSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 86400 })),
+    site: Type.Optional(Type.Union([Type.Literal('primary'), Type.Literal('recovery')], { description: 'script: the site it acts on (default recovery)' })) },
   { additionalProperties: false },
 );
 // ASR's limits: 7 groups, 100 machines per plan.

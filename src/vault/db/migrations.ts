@@ -3,6 +3,7 @@ import { securityAndJobs } from './migrations-0002.js';
 import { modelAndMonitoring } from './migrations-0003.js';
 import { agentIdentities } from './migrations-agentreg.js';
 import { groupCuts } from './migrations-cgroups.js';
+import { drills } from './migrations-plans-001.js';
 
 /**
  * Schema migrations, in order. Never edit a released migration; add a new one. Column types are the portable
@@ -125,6 +126,7 @@ const migrations: Record<string, Migration> = {
   '0003_model_and_monitoring': modelAndMonitoring,
   'agentreg-001-agent-identities': agentIdentities,
   'cgroups-001-group-cuts': groupCuts,
+  'plans-001-drills': drills,
 };
 
 export const migrationProvider: MigrationProvider = {

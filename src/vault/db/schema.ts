@@ -302,6 +302,35 @@ export interface ReadinessReportTable {
   resultsJson: string;
   overrideJson: string | null;
 }
+export interface DrillTable {
+  id: string;
+  vaultId: string;
+  name: string;
+  subjectKind: string;
+  subject: string;
+  intervalSeconds: number | null;
+  nextRunAt: string | null;
+  enabled: number;
+  probeJson: string;
+  createdAt: string;
+  updatedAt: string;
+}
+export interface DrillRunTable {
+  id: string;
+  drillId: string;
+  vaultId: string;
+  subjectKind: string;
+  subject: string;
+  jobId: string;
+  trigger: string;
+  startedAt: string;
+  endedAt: string | null;
+  outcome: string;
+  rtoSeconds: number | null;
+  cleanedUp: number;
+  detailsJson: string;
+  error: string | null;
+}
 
 export interface Database {
   vaults: VaultTable;
@@ -327,4 +356,6 @@ export interface Database {
   readinessReports: ReadinessReportTable;
   groupCuts: GroupCutTable;
   groupCutMembers: GroupCutMemberTable;
+  drills: DrillTable;
+  drillRuns: DrillRunTable;
 }

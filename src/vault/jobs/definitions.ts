@@ -55,6 +55,12 @@ export interface TaskDefinition<P = unknown> {
 export interface JobDefinition<P = unknown> {
   type: string;
   tasks: TaskDefinition<P>[];
+  /**
+   * A job whose tasks depend on its parameters (a recovery plan's groups and actions): the tasks of one job,
+   * computed from its parameters when it is created and again on every run, so it must be deterministic.
+   * When set, `tasks` is ignored.
+   */
+  tasksFor?(params: P): TaskDefinition<P>[];
   /** Runs once the last task succeeded. Must be idempotent. */
   onSucceeded?(ctx: TaskContext<P>): Promise<void>;
   /** Runs when a task failed or the job was cancelled, with the error. Must be idempotent. */
@@ -64,6 +70,11 @@ export interface JobDefinition<P = unknown> {
    * replication has moved on). Without it, jobs cannot be restarted.
    */
   onRestart?(trx: Transaction<Database>, job: JobInfo<P>): Promise<void>;
+}
+
+/** The tasks of one job of definition `def` with `params`. */
+export function tasksOf<P>(def: JobDefinition<P>, params: P): TaskDefinition<P>[] {
+  return def.tasksFor ? def.tasksFor(params) : def.tasks;
 }
 
 /** Thrown by `ctx.waitForInput`; the engine turns it into the `waiting` state. */

@@ -6,7 +6,7 @@ import { newId } from '../../core/ids.js';
 import { silentLogger, type Logger } from '../../core/log.js';
 import { dialectOf } from '../db/connect.js';
 import type { Database } from '../db/schema.js';
-import { ENDED_JOB_STATES, type JobDefinition, type JobListener, type JobState, type JobView } from './definitions.js';
+import { ENDED_JOB_STATES, tasksOf, type JobDefinition, type JobListener, type JobState, type JobView } from './definitions.js';
 import { loadJob, loadJobs } from './job-rows.js';
 import { JobRun } from './job-run.js';
 
@@ -94,7 +94,7 @@ export class JobEngine {
       .execute();
     await db
       .insertInto('jobTasks')
-      .values(def.tasks.map((t, seq) => ({ jobId: id, seq, name: t.name, state: 'pending', progress: 0, message: null, startedAt: null, endedAt: null, inputJson: null, attempts: 0 })))
+      .values(tasksOf(def, input.params).map((t, seq) => ({ jobId: id, seq, name: t.name, state: 'pending', progress: 0, message: null, startedAt: null, endedAt: null, inputJson: null, attempts: 0 })))
       .execute();
     return id;
   }

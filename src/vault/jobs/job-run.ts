@@ -2,7 +2,7 @@ import type { Kysely, Updateable } from 'kysely';
 import { RefugeError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import type { Database, JobTable } from '../db/schema.js';
-import { WaitForInput, type JobDefinition, type JobInfo, type JobListener, type JobState, type TaskContext, type TaskState } from './definitions.js';
+import { WaitForInput, tasksOf, type JobDefinition, type JobInfo, type JobListener, type JobState, type TaskContext, type TaskState } from './definitions.js';
 import { loadJob } from './job-rows.js';
 
 const PROGRESS_SAVE_INTERVAL_MS = 300;
@@ -120,9 +120,10 @@ export class JobRun {
     try {
       if (!def) throw new RefugeError('internal', `no job definition for type '${row.type}'`);
       if (Number(row.cancelRequested) === 1) throw new Interrupt('cancel');
+      const taskDefs = tasksOf(def, info.params);
       for (const task of tasks) {
         if (task.state === 'succeeded') continue;
-        const taskDef = def.tasks[task.seq];
+        const taskDef = taskDefs[task.seq];
         if (!taskDef || taskDef.name !== task.name) throw new RefugeError('internal', `job ${this.jobId} task ${task.seq} '${task.name}' is not defined`);
         this.abort.signal.throwIfAborted();
         current = task;
