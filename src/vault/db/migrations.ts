@@ -1,9 +1,9 @@
 import { type Kysely, type Migration, type MigrationProvider } from 'kysely';
 import { securityAndJobs } from './migrations-0002.js';
 import { modelAndMonitoring } from './migrations-0003.js';
-import { agentIdentities } from './migrations-agentreg.js';
-import { groupCuts } from './migrations-cgroups.js';
-import { drills } from './migrations-plans-001.js';
+import { agentIdentities } from './migrations-0004.js';
+import { groupCuts } from './migrations-0005.js';
+import { drills } from './migrations-0006.js';
 
 /**
  * Schema migrations, in order. Never edit a released migration; add a new one. Column types are the portable
@@ -124,9 +124,9 @@ const migrations: Record<string, Migration> = {
   },
   '0002_security_and_jobs': securityAndJobs,
   '0003_model_and_monitoring': modelAndMonitoring,
-  'agentreg-001-agent-identities': agentIdentities,
-  'cgroups-001-group-cuts': groupCuts,
-  'plans-001-drills': drills,
+  '0004_agent_identities': agentIdentities,
+  '0005_group_cuts': groupCuts,
+  '0006_drills': drills,
 };
 
 export const migrationProvider: MigrationProvider = {
