@@ -7,21 +7,17 @@ import { sql, type Kysely, type Migration } from 'kysely';
  */
 export const orchGroupCut: Migration = {
   async up(db: Kysely<unknown>): Promise<void> {
-    if (await hasColumn(db, 'recovery_points', 'group_cut_id')) return;
+    const postgres = await sql<{ v: string }>`select version() as v`
+      .execute(db)
+      .then((r) => /postgres/i.test(r.rows[0]?.v ?? ''))
+      .catch(() => false);
+    if (postgres) {
+      // Native and scoped to the vault's own schema (no catalog scan across the schemas other vaults may drop).
+      await sql`alter table recovery_points add column if not exists group_cut_id text`.execute(db);
+      return;
+    }
+    const columns = await sql<{ name: string }>`select name from pragma_table_info('recovery_points')`.execute(db);
+    if (columns.rows.some((c) => c.name === 'group_cut_id')) return;
     await db.schema.alterTable('recovery_points').addColumn('group_cut_id', 'text').execute();
   },
 };
-
-/** Whether a column exists, looking only at this vault's own schema on PostgreSQL (tests share a database). */
-async function hasColumn(db: Kysely<unknown>, table: string, column: string): Promise<boolean> {
-  const postgres = await sql<{ s: string }>`select current_schema() as s`
-    .execute(db)
-    .then(() => true)
-    .catch(() => false);
-  if (postgres) {
-    const r = await sql<{ n: number }>`select 1 as n from information_schema.columns where table_schema = current_schema() and table_name = ${table} and column_name = ${column}`.execute(db);
-    return r.rows.length > 0;
-  }
-  const r = await sql<{ name: string }>`select name from pragma_table_info(${table})`.execute(db);
-  return r.rows.some((c) => c.name === column);
-}
