@@ -1,4 +1,5 @@
 import { differingRuns, blockDigests, BLOCK_SIZE, type Run } from '../../protocol/chunk-encoding.js';
+import { isRefugeError } from '../../core/errors.js';
 import type { ReplicatorTransport } from '../clients.js';
 
 /**
@@ -9,7 +10,14 @@ import type { ReplicatorTransport } from '../clients.js';
  */
 export async function storeBase(transport: ReplicatorTransport, pointId: string, chunkSize: number): Promise<Record<string, (string | null)[]>> {
   if (!transport.pointChunks) return {};
-  const point = await transport.pointChunks(pointId);
+  let point;
+  try {
+    point = await transport.pointChunks(pointId);
+  } catch (err) {
+    // A replicator older than this call answers 404: compare by asking which chunks it lacks, as before.
+    if (isRefugeError(err, 'not_found')) return {};
+    throw err;
+  }
   // A disk stored in chunks of another size cannot be compared chunk by chunk: it is listed whole (base unknown).
   return Object.fromEntries(point.disks.filter((d) => d.chunkSize === chunkSize).map((d) => [d.name, d.hashes]));
 }
