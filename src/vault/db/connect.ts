@@ -42,7 +42,13 @@ export async function openDatabase(url: string): Promise<VaultDb> {
   } catch (err) {
     throw RefugeError.wrap(err, `cannot open the vault database ${dialect.redact(url)}`, 'unavailable');
   }
-  const { error } = await new Migrator({ db, provider: migrationProvider, ...(schema ? { migrationTableSchema: schema } : {}) }).migrateToLatest();
+  const migrator = new Migrator({ db, provider: migrationProvider, ...(schema ? { migrationTableSchema: schema } : {}) });
+  let { error } = await migrator.migrateToLatest();
+  // PostgreSQL: the migrator's catalog scan can trip over another schema dropped at that moment (3F000, raised by a
+  // parallel worker; seen when many databases share a server, as tests do). Nothing was applied: try again.
+  for (let retry = 0; retry < 3 && (error as { code?: string } | undefined)?.code === '3F000' && !String((error as Error).message).includes(`"${schema}"`); retry++) {
+    ({ error } = await migrator.migrateToLatest());
+  }
   if (error) {
     await db.destroy();
     throw RefugeError.wrap(error, `migrating the vault database ${dialect.redact(url)} failed`, 'unavailable');
