@@ -1,6 +1,7 @@
 import { RefugeError } from '../../core/errors.js';
 import { OPERATIONS, type Operation } from '../../vault/replication-state.js';
 import type { Replication } from '../../vault/model.js';
+import { POINT_CHOICES } from '../point-choice.js';
 
 /**
  * The one place that says what a recovery plan operation does to each of its machines: which per-replication
@@ -83,13 +84,13 @@ export function planOperationSpec(op: PlanOperation): PlanOperationSpec & { mach
   return spec as PlanOperationSpec & { machineOperation: Operation };
 }
 
-/** Point choices the per-machine operations accept today (others are refused by the plan up front). */
-const SUPPORTED_POINT_CHOICES: readonly string[] = ['latest'];
+/** A plan names its point by choice (a point id belongs to one replication, a plan spans several). */
+const SUPPORTED_POINT_CHOICES: readonly string[] = POINT_CHOICES;
 export function checkPointChoice(op: PlanOperation, point: string | undefined): string | undefined {
   if (point === undefined) return undefined;
   if (!PLAN_OPERATION_SPECS[op].takesPoint) throw new RefugeError('invalid_argument', `${op} takes no recovery point`, { details: { field: '/body/point' } });
   if (!SUPPORTED_POINT_CHOICES.includes(point)) {
-    throw new RefugeError('invalid_argument', `point choice '${point}' is not available for plans yet; use one of: ${SUPPORTED_POINT_CHOICES.join(', ')}`, { details: { field: '/body/point' } });
+    throw new RefugeError('invalid_argument', `point choice '${point}' is not a point choice a plan can use; use one of: ${SUPPORTED_POINT_CHOICES.join(', ')}`, { details: { field: '/body/point' } });
   }
   return point;
 }
