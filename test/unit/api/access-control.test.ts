@@ -4,7 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { allows, type Permission } from '../../../src/vault/security/roles.js';
 import { createTestVault, protectWithPoint, seedConfiguration, type TestVault } from '../../helpers/test-vault.js';
 
-const PUBLIC = ['GET /api/v1/health', 'POST /api/v1/auth/login'];
+// The web portal's page and assets are public too: they hold no data, every call they make carries a token.
+const PUBLIC = ['GET /', 'GET /api/v1/health', 'GET /assets/:file', 'POST /api/v1/auth/login'];
 const SAMPLE: Record<string, string> = {
   vault: 'demo',
   site: 'primary',
@@ -41,7 +42,7 @@ describe('access control on every route', () => {
   const send = (method: string, url: string, token?: string) =>
     v.app.inject({ method: method as 'GET', url: fill(url), ...(token ? { headers: { authorization: `Bearer ${token}` } } : {}), ...(method === 'GET' || method === 'DELETE' ? {} : { payload: {} }) });
 
-  it('declares a permission for every route and leaves only login and health public', () => {
+  it('declares a permission for every route and leaves only login, health and the portal\'s files public', () => {
     expect(routes().length).toBeGreaterThan(25);
     expect(routes().filter((r) => r.permission === 'public').map((r) => `${r.method} ${r.url}`).sort()).toEqual(PUBLIC);
   });
