@@ -18,10 +18,12 @@ export async function registerPortal(app: App): Promise<void> {
   const missing = { error: { code: 'not_found', message: 'the web portal is not built', hint: 'run `npm run build` (it builds src/portal into dist/portal)' } };
   const config = { permission: 'public' as const };
   app.get('/', { config, schema: { hide: true } }, async (_req, reply) =>
-    existsSync(join(root, 'index.html')) ? reply.header('cache-control', 'no-cache').sendFile('index.html') : reply.code(404).send(missing));
+    existsSync(join(root, 'index.html')) ? reply.header('cache-control', 'no-cache').sendFile('index.html', { cacheControl: false }) : reply.code(404).send(missing));
   app.get('/assets/:file', { config, schema: { hide: true } }, async (req, reply) => {
     const { file } = req.params as { file: string };
+    // Only the flat, hashed names Vite writes: nothing else under dist/portal (nor outside it) is reachable.
+    if (!/^[\w-]+\.[\w.-]+$/.test(file) || file.includes('..')) return reply.code(404).send({ error: { code: 'not_found', message: `no portal asset '${file}'` } });
     // Asset names carry their content hash: cache them for good.
-    return reply.header('cache-control', 'public, max-age=31536000, immutable').sendFile(join('assets', file));
+    return reply.sendFile(join('assets', file), { maxAge: 365 * 86400_000, immutable: true });
   });
 }

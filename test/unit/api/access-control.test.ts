@@ -10,7 +10,8 @@ import { createCa, issueCertificate, signCsr } from '../../../src/vault/security
 import { createTestVault, protectWithPoint, seedConfiguration, testCertificate, type TestVault } from '../../helpers/test-vault.js';
 
 // Registration is public: the one-time key in its body is the credential (test/unit/api/agent-registration.test.ts).
-const PUBLIC = ['GET /api/v1/health', 'POST /api/v1/auth/login', 'POST /api/v1/vaults/:vault/agents/enroll'];
+// The web portal's page and assets are public too: they hold no data, every call they make carries a token.
+const PUBLIC = ['GET /', 'GET /api/v1/health', 'GET /assets/:file', 'POST /api/v1/auth/login', 'POST /api/v1/vaults/:vault/agents/enroll'];
 const SAMPLE: Record<string, string> = {
   vault: 'demo',
   site: 'primary',
@@ -47,7 +48,7 @@ describe('access control on every route', () => {
   const send = (method: string, url: string, token?: string) =>
     v.app.inject({ method: method as 'GET', url: fill(url), ...(token ? { headers: { authorization: `Bearer ${token}` } } : {}), ...(method === 'GET' || method === 'DELETE' ? {} : { payload: {} }) });
 
-  it('declares a permission for every route and leaves only login and health public', () => {
+  it('declares a permission for every route and leaves only login, health and the portal\'s files public', () => {
     expect(routes().length).toBeGreaterThan(25);
     expect(routes().filter((r) => r.permission === 'public').map((r) => `${r.method} ${r.url}`).sort()).toEqual(PUBLIC);
   });
