@@ -38,12 +38,13 @@ export function buildProgram(): Command {
   registerAccessCommands(program);
   registerMonitoringCommands(program);
   registerQuickstartCommand(program);
+  // Plans first: the configuration commands below add to the `plan` group only what it lacks.
+  registerPlanCommands(program);
+  registerDrillCommands(program);
   registerConfigurationMoreCommands(program);
   registerMonitoringMoreCommands(program);
   registerTopologyCommands(program);
   // Last: it completes every command registered before it.
   registerSettingsCommands(program);
-  registerPlanCommands(program);
-  registerDrillCommands(program);
   return program;
 }

@@ -87,6 +87,11 @@ export class Replicator {
     const point = await store.getPoint(replicationId, pointId);
     const disks = [];
     for (const d of point.disks) disks.push({ name: d.name, sizeBytes: d.sizeBytes, chunkSize: d.chunkSize, hashes: await store.diskChunks(point, d.name) });
+    // A chunk the store no longer has (a repair dropped it as damaged) is listed as unknown (null), so the agent,
+    // finding its own chunk different, sends it again instead of skipping it as equal.
+    const listed = [...new Set(disks.flatMap((d) => d.hashes.filter((h): h is string => h !== null)))];
+    const missing = new Set(await store.missingChunks(listed));
+    if (missing.size > 0) for (const d of disks) d.hashes = d.hashes.map((h) => (h !== null && missing.has(h) ? null : h));
     return { pointId: point.id, disks };
   }
 

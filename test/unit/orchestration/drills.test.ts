@@ -54,7 +54,7 @@ describe.each(TEST_DATABASES)('drills on %s', (database) => {
     expect(bad.state).toBe('failed');
     expect(bad.error?.message).toMatch(/drill of replication 'db' failed: the tcp probe did not succeed after \d+ attempt\(s\): TCP 127\.0\.0\.1:\d+: connect ECONNREFUSED.*; the test copy was cleaned up/);
     expect(v.fabric.machines.has('db-test')).toBe(false);
-    expect((await rep('db')).allowedOperations).toEqual(['test-failover', 'failover', 'disable']);
+    expect((await rep('db')).allowedOperations).toEqual(['test-failover', 'planned-failover', 'failover', 'resync', 'repair', 'disable']);
 
     const okView = (await v.call<{ lastRun: RunView; lastSuccessfulRun: RunView; runs: RunView[] }>('GET', '/api/v1/vaults/demo/drills/db-http')).body;
     expect(okView.lastRun).toMatchObject({ outcome: 'succeeded', cleanedUp: true, error: null, trigger: 'request' });
