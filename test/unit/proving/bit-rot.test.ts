@@ -53,7 +53,10 @@ describe('R4 bit rot: verify finds every flipped byte, repair re-fetches from th
     const store = await openStore();
     // Chunks the source still holds (those of the latest point): the ones a repair can fetch again.
     const current = new Set(await store.diskChunks(await store.getPoint(rep, second.id), 'disk0'));
-    const data = (await listIndexedBlobs(store)).filter((b) => b.type === 'data' && current.has(b.hash));
+    // Also held by the first point: with the latest tree's root damaged too (below), a chunk only that tree reaches
+    // could not be traced to any point, so verify could name its pack but not the points it hurts.
+    const older = new Set(await store.diskChunks(await store.getPoint(rep, first.id), 'disk0'));
+    const data = (await listIndexedBlobs(store)).filter((b) => b.type === 'data' && current.has(b.hash) && older.has(b.hash));
     // And the root of the latest point's hash tree: a lost tree node is rebuilt by the resync's commit.
     const root = (await store.getPoint(rep, second.id)).disks[0]?.root as string;
     const tree = (await listIndexedBlobs(store)).filter((b) => b.hash === root);
