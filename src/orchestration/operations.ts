@@ -60,7 +60,10 @@ export class OperationService {
     if (this.readiness && GATED.includes(op)) {
       const report = await this.readiness.forReplication(vault, rep, { trigger: op === 'test-failover' ? 'test-failover' : 'failover', principal: req.principal ?? null, permission: 'operate' });
       await this.readiness.gate(report, req.principal ?? null, req.override);
+      // The checks take time: another operation may have started (or even finished) meanwhile. Judge the
+      // replication as it is now, so the compare-and-set below never lets through what the state machine refuses.
       rep = await this.deps.repos.replications.byId(rep.id);
+      assertAllowed(rep, op);
     }
     const previous = { state: rep.state, testFailoverState: rep.testFailoverState, activeJobId: rep.activeJobId };
     const params = await this.paramsFor(rep, op, previous, req);
