@@ -63,8 +63,8 @@ describe('app-consistent points: a command hook around the cut, with a real gues
       '  qmp cont',
       'fi',
     ].join('\n'), { mode: 0o755 });
-    const credentials = join(f.dir, 'agent-credentials.json');
-    await writeFile(credentials, JSON.stringify({ url: f.server.url, ...f.agentConnection }), { mode: 0o600 });
+    const credentials = join(f.dir, 'agent-registration.json');
+    await writeFile(credentials, JSON.stringify(await f.registrationFile()), { mode: 0o600 });
     agent = spawn(process.execPath, [join(root, 'bin', 'refuge.js'), '--credentials', credentials, '--vault', 'demo', 'agent', '--site', 'primary', '--name', 'vm1',
       '--disk', `disk0=${image}`, '--capture', 'cdp', '--state-dir', join(f.dir, 'agent'), '--heartbeat', '1s', '--app-hook', files.hook, '--hook-timeout', '3s'],
     { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, REFUGE_LOG_LEVEL: 'info' } });

@@ -82,7 +82,6 @@ interface PointView {
 describe('consistency group: one cut across two agent processes, with failures', () => {
   let f: AgentFixture;
   const children = new Map<string, ChildProcess>();
-  let credentials: string;
   let hookFlag: string;
   const images = { vm1: '', vm2: '' };
   const clients: Partial<Record<'vm1' | 'vm2', RawNbdClient>> = {};
@@ -92,7 +91,7 @@ describe('consistency group: one cut across two agent processes, with failures',
     const extra = machine === 'vm1'
       ? ['--bandwidth', '1MB/s'] // A ships slowly, so the test can kill it mid-shipping
       : ['--app-hook', `if [ -n "$REFUGE_GROUP_CUT" ] && [ -e ${hookFlag} ]; then echo "database refused to quiesce" >&2; exit 3; fi`];
-    const args = ['--credentials', credentials, '--vault', 'demo', 'agent', '--site', 'primary', '--name', machine, '--disk', `disk0=${images[machine]}`,
+    const args = ['--credentials', join(f.dir, `${machine}-registration.json`), '--vault', 'demo', 'agent', '--site', 'primary', '--name', machine, '--disk', `disk0=${images[machine]}`,
       '--capture', 'cdp', '--state-dir', join(f.dir, `agent-${machine}`), '--heartbeat', '1s', '--hook-timeout', '10s', ...extra];
     const child = spawn(process.execPath, [join(root, 'bin', 'refuge.js'), ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, REFUGE_LOG_LEVEL: 'info' } });
     const out = createWriteStream(join(f.dir, `agent-${machine}.log`), { flags: 'a' });
@@ -132,9 +131,9 @@ describe('consistency group: one cut across two agent processes, with failures',
 
   beforeAll(async () => {
     f = await startAgentFixture('ragcg-', { groupCuts: { minIntervalSeconds: 0 } }); // cuts only when the test asks
-    credentials = join(f.dir, 'agent-credentials.json');
     hookFlag = join(f.dir, 'refuse-quiesce');
-    await writeFile(credentials, JSON.stringify({ url: f.server.url, ...f.agentConnection }), { mode: 0o600 });
+    // One registration file (one-time key) per agent: each registers on its first run and keeps its certificate.
+    for (const m of ['vm1', 'vm2']) await writeFile(join(f.dir, `${m}-registration.json`), JSON.stringify(await f.registrationFile()), { mode: 0o600 });
     for (const m of ['vm1', 'vm2'] as const) {
       images[m] = join(f.dir, `${m}.raw`);
       const disk = Buffer.alloc(SIZE);

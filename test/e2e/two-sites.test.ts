@@ -1,3 +1,4 @@
+import { writeRegistration } from '../helpers/registration.js';
 import { mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -51,6 +52,7 @@ describe('two sites: unplanned failover with the primary cut off, delta re-prote
   let failoverPoint = '';
   let recoveredDisk = '';
   let repId = '';
+  let recoveryAgentRegistration = '';
   let reprotect: JobView;
   let changedBytes = 0;
   let replicatorWireBytes = 0;
@@ -86,19 +88,20 @@ describe('two sites: unplanned failover with the primary cut off, delta re-prote
     await api('POST', '/vaults/demo/sites', { name: 'recovery' });
     await api('PATCH', '/vaults/demo', { location: 'recovery' });
     await api('POST', '/vaults/demo/policies', { name: 'default', crashIntervalSeconds: 2 });
-    const token = (await api<{ token: string }>('POST', '/tokens', { name: 'agents', agentVault: 'demo' })).token;
-    const credentials = join(dir, 'agent-credentials.json');
-    await writeFile(credentials, JSON.stringify({ url, token, ca: init.credentials.ca }), { mode: 0o600 });
-    const refuge = (ns: string, args: string[], log: string) => sites.spawnIn(ns, process.execPath, [bin, '--credentials', credentials, '--vault', 'demo', ...args], join(dir, log), { REFUGE_LOG_LEVEL: 'info' });
+    // One registration file (one-time key) per process; each keeps its certificate in its state folder.
+    const replicatorRegistration = await writeRegistration(api, url, join(dir, 'replicator-primary-registration.json'));
+    const agentRegistration = await writeRegistration(api, url, join(dir, 'agent-primary-registration.json'));
+    recoveryAgentRegistration = await writeRegistration(api, url, join(dir, 'agent-recovery-registration.json'));
+    const refuge = (ns: string, credentials: string, args: string[], log: string) => sites.spawnIn(ns, process.execPath, [bin, '--credentials', credentials, '--vault', 'demo', ...args], join(dir, log), { REFUGE_LOG_LEVEL: 'info' });
 
     // At primary: its replicator (for the way back), the agent serving the disk over NBD, the guest writing records.
-    refuge(sites.primary, ['replicator', '--site', 'primary', '--listen', `${sites.primaryService}:0`], 'replicator-primary.log');
+    refuge(sites.primary, replicatorRegistration, ['replicator', '--site', 'primary', '--listen', `${sites.primaryService}:0`, '--state-dir', join(dir, 'replicator-primary')], 'replicator-primary.log');
     await waitFor(async () => (await api<Replicators>('GET', '/vaults/demo/replicators')).items.length === 1, 60_000, 'the primary replicator registering');
     image = join(dir, 'primary-disk0.raw');
     await writeFile(image, '');
     await truncate(image, SIZE);
     const boot = ['--boot-kernel', guest.kernel, '--boot-initrd', guest.initrd, '--boot-cmdline', cmdline];
-    refuge(sites.primary, ['agent', '--site', 'primary', '--name', 'vm1', '--disk', `disk0=${image}`, '--capture', 'cdp', '--state-dir', join(dir, 'agent-primary'), '--heartbeat', '1s', ...boot], 'agent-primary.log');
+    refuge(sites.primary, agentRegistration, ['agent', '--site', 'primary', '--name', 'vm1', '--disk', `disk0=${image}`, '--capture', 'cdp', '--state-dir', join(dir, 'agent-primary'), '--heartbeat', '1s', ...boot], 'agent-primary.log');
     await waitFor(async () => (await api<{ items: unknown[] }>('GET', '/vaults/demo/machines')).items.length === 1, 60_000, 'the primary agent registering');
     repId = (await api<{ id: string }>('POST', '/vaults/demo/replications', { machine: 'vm1', policy: 'default', targetSite: 'recovery' })).id;
     await waitFor(async () => (await rep()).state === 'protected', 120_000, 'the first point');
@@ -164,8 +167,7 @@ describe('two sites: unplanned failover with the primary cut off, delta re-prote
     await sites.reconnect();
     const guest = await ensureDemoGuest();
     const boot = ['--boot-kernel', guest.kernel, '--boot-initrd', guest.initrd, '--boot-cmdline', `${GUEST_CMDLINE} refuge.workload=records refuge.records=${RECORDS}`];
-    const credentials = join(dir, 'agent-credentials.json');
-    sites.spawnIn(sites.recovery, process.execPath, [bin, '--credentials', credentials, '--vault', 'demo', 'agent', '--site', 'recovery', '--name', 'vm1', '--disk', `disk0=${recoveredDisk}`, '--capture', 'scan', '--state-dir', join(dir, 'agent-recovery'), '--heartbeat', '1s', ...boot], join(dir, 'agent-recovery.log'), { REFUGE_LOG_LEVEL: 'info' });
+    sites.spawnIn(sites.recovery, process.execPath, [bin, '--credentials', recoveryAgentRegistration, '--vault', 'demo', 'agent', '--site', 'recovery', '--name', 'vm1', '--disk', `disk0=${recoveredDisk}`, '--capture', 'scan', '--state-dir', join(dir, 'agent-recovery'), '--heartbeat', '1s', ...boot], join(dir, 'agent-recovery.log'), { REFUGE_LOG_LEVEL: 'info' });
 
     // The primary's replicator reports again once the link is back: the vault then sends agents there.
     const since = Date.now();

@@ -37,7 +37,7 @@ describe('durable jobs across vault processes', () => {
     const { disks } = await seedReplications(first, ['vm1']);
     const job = await first.api<JobView>('POST', '/vaults/demo/replications/vm1/test-failover', { point: 'latest' });
     const held = await waitJob(first, job.id, (j) => j.tasks[1]?.state === 'running');
-    expect(held.tasks.map((t) => t.state)).toEqual(['succeeded', 'running', 'pending']);
+    expect(held.tasks.map((t) => t.state)).toEqual(['succeeded', 'running', 'pending', 'pending']);
     await first.kill('SIGKILL');
 
     const second = started(await startVaultProcess({ dataDir, credentials }));

@@ -1,3 +1,4 @@
+import { writeRegistration } from './registration.js';
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
@@ -85,10 +86,11 @@ export async function runKillNine(o: { points: number; seed: number; log?: (line
     if (name !== 'agent') await waitForOutput(child, ready, 60_000, join(dir, `${name}.log`));
     procs[name] = child;
   };
-  const agentCredentials = join(dir, 'agent-credentials.json');
+  const agentCredentials = join(dir, 'agent-registration.json');
+  const replicatorCredentials = join(dir, 'replicator-registration.json');
   const start: Record<Target, () => Promise<void>> = {
     vault: () => spawnChild('vault', ['vault', '--data', dataDir, '--listen', `127.0.0.1:${port}`], /vault listening on/),
-    replicator: () => spawnChild('replicator', ['--credentials', agentCredentials, '--vault', 'demo', 'replicator', '--site', 'recovery'], /replicator listening on/),
+    replicator: () => spawnChild('replicator', ['--credentials', replicatorCredentials, '--vault', 'demo', 'replicator', '--site', 'recovery', '--state-dir', join(dir, 'replicator')], /replicator listening on/),
     agent: () => spawnChild('agent', ['--credentials', agentCredentials, '--vault', 'demo', 'agent', '--site', 'primary', '--name', 'vm1', '--disk', `disk0=${image}`, '--capture', 'scan', '--state-dir', join(dir, 'agent'), '--heartbeat', '1s', '--bandwidth', '6MB/s'], /$^/),
   };
   const kill = async (name: Target) => {
@@ -189,8 +191,8 @@ export async function runKillNine(o: { points: number; seed: number; log?: (line
     await api('POST', '/vaults/demo/sites', { name: 'primary' });
     await api('POST', '/vaults/demo/sites', { name: 'recovery' });
     await api('POST', '/vaults/demo/policies', { name: 'default', crashIntervalSeconds: 1 });
-    const token = (await api<{ token: string }>('POST', '/tokens', { name: 'agent', agentVault: 'demo' })).token;
-    await writeFile(agentCredentials, JSON.stringify({ url, token, ca: credentials.ca }), { mode: 0o600 });
+    await writeRegistration(api, url, agentCredentials);
+    await writeRegistration(api, url, replicatorCredentials);
     await start.replicator();
     await start.agent();
     await retry(async () => {

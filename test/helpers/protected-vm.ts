@@ -1,3 +1,4 @@
+import { writeRegistration } from './registration.js';
 import type { ChildProcess } from 'node:child_process';
 import { access, mkdir, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -26,9 +27,7 @@ export async function startProtectableVm(v: VaultProcess, o: { dir: string; name
   await mkdir(join(o.dir, 'primary-host', 'disks'), { recursive: true });
   await writeFile(disk, '');
   await truncate(disk, o.diskMiB * 1024 * 1024);
-  const token = await v.api<{ token: string }>('POST', '/tokens', { name: `${o.name}-agent`, agentVault: 'demo' });
-  const credentials = join(o.dir, 'agent-credentials.json');
-  await writeFile(credentials, JSON.stringify({ url: v.url, ca: v.connection.ca, token: token.token }), { mode: 0o600 });
+  const credentials = await writeRegistration(v.api.bind(v), v.url, join(o.dir, 'agent-registration.json'));
   const stateDir = join(o.dir, 'agent');
   const agent: ChildProcess = spawnRefuge([
     '--credentials', credentials, 'agent', '--vault', 'demo', '--site', 'primary', '--name', o.name,
