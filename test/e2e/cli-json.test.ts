@@ -41,7 +41,6 @@ const NOT_RUN: Record<string, string> = {
   'drill unpause': TODO_JSON,
   'drill delete': TODO_JSON,
   'vault serve': 'a server that runs until stopped: every e2e test starts one (test/helpers/vault-process.ts)',
-  agent: 'a daemon that runs until stopped: test/e2e/agent-processes.test.ts runs it',
   replicator: 'a daemon that runs until stopped: test/e2e/agent-processes.test.ts runs it',
   quickstart: 'boots VMs for minutes: test/e2e/quickstart.test.ts runs it and reads its JSON summary',
   completion: 'prints a shell script, not data: checked below by sourcing it in bash',

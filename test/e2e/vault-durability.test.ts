@@ -48,6 +48,7 @@ describe('durable jobs across vault processes', () => {
       ['restore-disks', 'succeeded', 1], // finished before the kill: not run again
       ['start-machine', 'succeeded', 2], // interrupted by the kill: run again
       ['confirm-running', 'succeeded', 1],
+      ['hydrate-disks', 'succeeded', 1], // instant recovery's background copy (nothing to do for restore-first)
     ]);
     expect(done.tasks[0]?.endedAt).toBe(held.tasks[0]?.endedAt);
     // The machine the fabric runs boots on exactly the point's bytes.

@@ -70,9 +70,10 @@ export function registerPlanCommands(program: Command): void {
     printTable(jobs.items.map((j) => ({ ...j })), ['id', 'type', 'state', 'waitingFor', 'createdAt']);
   });
   plan.command('delete <name>').description('delete a recovery plan').action(async (name: string, _o, cmd: Command) => {
-    const { client } = globals(cmd);
+    const { client, json } = globals(cmd);
     await client.request('DELETE', await client.in(`/recovery-plans/${name}`));
-    say(`recovery plan ${name} deleted`);
+    if (json) printJson({ deleted: name });
+    else say(`recovery plan ${name} deleted`);
   });
   plan.command('dry-run <name> <operation>')
     .description(`show what an operation would do, changing nothing (operations: ${PLAN_OPERATIONS.join(', ')})`)
