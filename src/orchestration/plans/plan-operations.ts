@@ -84,13 +84,12 @@ export function planOperationSpec(op: PlanOperation): PlanOperationSpec & { mach
   return spec as PlanOperationSpec & { machineOperation: Operation };
 }
 
-/** A plan names its point by choice (a point id belongs to one replication, a plan spans several). */
-const SUPPORTED_POINT_CHOICES: readonly string[] = POINT_CHOICES;
 export function checkPointChoice(op: PlanOperation, point: string | undefined): string | undefined {
   if (point === undefined) return undefined;
   if (!PLAN_OPERATION_SPECS[op].takesPoint) throw new RefugeError('invalid_argument', `${op} takes no recovery point`, { details: { field: '/body/point' } });
-  if (!SUPPORTED_POINT_CHOICES.includes(point)) {
-    throw new RefugeError('invalid_argument', `point choice '${point}' is not a point choice a plan can use; use one of: ${SUPPORTED_POINT_CHOICES.join(', ')}`, { details: { field: '/body/point' } });
+  // A plan names its point by choice: a point id belongs to one replication, a plan spans several.
+  if (!(POINT_CHOICES as readonly string[]).includes(point)) {
+    throw new RefugeError('invalid_argument', `point choice '${point}' is not a point choice a plan can use; use one of: ${POINT_CHOICES.join(', ')}`, { details: { field: '/body/point' } });
   }
   return point;
 }
