@@ -1,6 +1,7 @@
 /**
  * P10 and P11 (docs/performance.md): the control plane under 1,000 replications with 100 agents heartbeating every
  * 10 s, and 10,000 replications on PostgreSQL. A real `refuge vault` process (HTTPS, tokens, SQLite or PostgreSQL);
+ * each agent registers for its own client certificate and heartbeats over mutual TLS;
  * this process seeds the database, drives the agents' heartbeats and times API list calls. Reports p50/p99 of
  * the list calls and heartbeats, and the vault's peak RSS. Run: bench/vault/run.sh (see docs/benchmarks.md).
  */
@@ -10,11 +11,12 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { initVault } from '../../src/api/vault-init.js';
 import { spawnRefuge, stopChild, waitForOutput } from '../../src/cli/quickstart/children.js';
-import { requestJson, type HttpConnection } from '../../src/core/http-client.js';
+import { requestJson, requestText, type HttpConnection } from '../../src/core/http-client.js';
 import { newId } from '../../src/core/ids.js';
 import { openDatabase } from '../../src/vault/db/connect.js';
 import { createRepositories } from '../../src/vault/repositories/index.js';
-import { UserRepository } from '../../src/vault/security/users.js';
+import { register, type Identity } from '../../src/protocol/identity.js';
+import type { RegistrationKeyResponse } from '../../src/protocol/enrollment.js';
 import { createTestDatabase } from '../../test/helpers/databases.js';
 import { testCertificate } from '../../test/helpers/test-vault.js';
 
@@ -66,15 +68,20 @@ async function main(): Promise<void> {
     const seedStart = Date.now();
     await seed(database.url);
     const seedSeconds = (Date.now() - seedStart) / 1000;
-    const agentDb = await openDatabase(database.url);
-    const { token: agentToken } = await new UserRepository(agentDb).issueToken({ user: null, name: 'bench-agents', kind: 'agent', vaultId: (await createRepositories(agentDb).vaults.get('bench')).id });
-    await agentDb.destroy();
-    const agent: HttpConnection = { token: agentToken, ca: init.credentials.ca };
-
     child = spawnRefuge(['vault', '--data', dir, '--database', database.url, '--listen', '127.0.0.1:0'], join(dir, 'vault.log'));
     const url = (await waitForOutput(child, /vault listening on (\S+)/, 60_000, join(dir, 'vault.log')))[1] as string;
     const api = (path: string) => requestJson<{ items: unknown[]; nextCursor: string | null }>('GET', `${url}/api/v1${path}`, { connection: owner });
     await api('/vaults/bench/replications?limit=10'); // warm up connections and caches
+
+    // Each simulated agent registers as a real one does (one-time key, its own key pair, a vault-issued client
+    // certificate) and heartbeats over mutual TLS with that certificate, on its own connection.
+    const identities: Identity[] = [];
+    for (let a = 0; a < AGENTS; a++) {
+      const k = await requestJson<RegistrationKeyResponse>('POST', `${url}/api/v1/vaults/bench/agents/keys`, { connection: owner, body: {} });
+      const machine = `vm${String(a).padStart(5, '0')}`;
+      const creds = { url, vault: 'bench', caFingerprint256: k.caFingerprint256, registrationKey: k.key };
+      identities.push(await register(creds, { kind: 'machine', site: 'primary', machine }, join(dir, 'agents', machine)));
+    }
 
     // 100 agents, each heartbeating every 10 s, staggered over the interval.
     const heartbeats: number[] = [];
@@ -83,7 +90,7 @@ async function main(): Promise<void> {
       await new Promise((r) => setTimeout(r, (a * 10_000) / AGENTS));
       while (!stop) {
         const t = performance.now();
-        await requestJson('POST', `${url}/api/v1/vaults/bench/agents/vm${String(a).padStart(5, '0')}/heartbeat`, { connection: agent, body: { agentVersion: '0.1.0', sentAt: new Date().toISOString(), progress: { phase: 'idle', doneBytes: 0, totalBytes: 0, pendingBytes: 0 } } });
+        await requestJson('POST', `${url}/api/v1/vaults/bench/agents/vm${String(a).padStart(5, '0')}/heartbeat`, { connection: (identities[a] as Identity).connection, body: { agentVersion: '0.1.0', sentAt: new Date().toISOString(), progress: { phase: 'idle', doneBytes: 0, totalBytes: 0, pendingBytes: 0 } } });
         heartbeats.push(performance.now() - t);
         await new Promise((r) => setTimeout(r, 10_000));
       }
@@ -112,6 +119,9 @@ async function main(): Promise<void> {
     stop = true;
     await Promise.race([Promise.all(agents), new Promise((r) => setTimeout(r, 11_000))]);
     const status = await readFile(`/proc/${child.pid}/status`, 'utf8');
+    // Where the resident memory is, from the vault's own default metrics (V8 heap in use and reserved, off-heap).
+    const metrics = await requestText(`${url}/metrics`, { connection: owner });
+    const gauge = (name: string) => Math.round(Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metrics)?.[1] ?? NaN) / 2 ** 20);
     const kib = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? NaN);
     const result = {
       db: kind,
@@ -123,6 +133,9 @@ async function main(): Promise<void> {
       list1000: { n: page1000.length, p50: ms(pct(page1000, 50)), p99: ms(pct(page1000, 99)) },
       heartbeat: { n: heartbeats.length, p50: ms(pct(heartbeats, 50)), p99: ms(pct(heartbeats, 99)) },
       vaultRssMiB: Math.round(kib('VmRSS') / 1024),
+      vaultHeapUsedMiB: gauge('nodejs_heap_size_used_bytes'),
+      vaultHeapTotalMiB: gauge('nodejs_heap_size_total_bytes'),
+      vaultExternalMiB: gauge('nodejs_external_memory_bytes'),
       vaultPeakRssMiB: Math.round(kib('VmHWM') / 1024),
     };
     process.stdout.write(`${JSON.stringify(result)}\n`);

@@ -22,7 +22,7 @@ describe('OpenAPI and metrics', () => {
     expect(routes.length).toBeGreaterThan(60);
   });
 
-  it('exports Prometheus metrics: RPO per replication, health counts, bytes received, job durations', async () => {
+  it('exports Prometheus metrics: RPO per replication, health counts, bytes received, job durations, process memory', async () => {
     const job = await v.call<JobView>('POST', '/api/v1/vaults/demo/replications/vm1/test-failover', {});
     await v.engine.waitFor(job.body.id);
     const r = await v.app.inject({ method: 'GET', url: '/metrics', headers: { authorization: `Bearer ${v.ownerToken}` } });
@@ -34,6 +34,10 @@ describe('OpenAPI and metrics', () => {
     // protectWithPoint uploads two non-zero chunks
     expect(text).toMatch(new RegExp(`refuge_replicator_received_bytes\\{replication="rep_[^"]+"\\} ${2 * CHUNK}\\b`));
     expect(text).toMatch(/refuge_job_duration_seconds_count\{type="test-failover",state="succeeded"\} 1/);
+    // The process's own figures: resident memory and V8 heap, as this process measures them itself.
+    const rss = Number(/^process_resident_memory_bytes (\d+)$/m.exec(text)?.[1]);
+    expect(Math.abs(rss - process.memoryUsage().rss)).toBeLessThan(process.memoryUsage().rss / 2);
+    expect(text).toMatch(/^nodejs_heap_size_used_bytes \d+/m);
     const anonymous = await v.app.inject({ method: 'GET', url: '/metrics' });
     expect(anonymous.statusCode).toBe(401);
   });

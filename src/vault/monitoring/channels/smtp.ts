@@ -1,4 +1,3 @@
-import nodemailer from 'nodemailer';
 import { RefugeError } from '../../../core/errors.js';
 import { noticeSubject, type AlertNotice, type NotificationChannel } from './channel.js';
 
@@ -24,6 +23,8 @@ export class SmtpChannel implements NotificationChannel {
 
   async send(notice: AlertNotice, signal: AbortSignal): Promise<void> {
     const c = this.config;
+    // Loaded on the first email, not at vault start: a vault without an SMTP channel need not carry it in memory.
+    const { default: nodemailer } = await import('nodemailer');
     const transport = nodemailer.createTransport({
       host: c.host,
       port: c.port,
