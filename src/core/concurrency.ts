@@ -26,3 +26,21 @@ export async function forEachLimit<T>(
   await Promise.all(Array.from({ length: Math.max(1, limit) }, worker));
   if (failure) throw failure.error;
 }
+
+/**
+ * Runs the functions given one key one at a time, in call order; different keys run side by side. A failure is
+ * its caller's alone: the next function for the key still runs.
+ */
+export class KeyedQueue {
+  private readonly tails = new Map<string, Promise<unknown>>();
+
+  run<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const work = (this.tails.get(key) ?? Promise.resolve()).catch(() => undefined).then(fn);
+    this.tails.set(key, work);
+    const forget = () => {
+      if (this.tails.get(key) === work) this.tails.delete(key);
+    };
+    work.then(forget, forget);
+    return work;
+  }
+}

@@ -1,3 +1,5 @@
+import { KeyedQueue } from '../core/concurrency.js';
+import { sleep } from '../core/durations.js';
 import { RefugeError } from '../core/errors.js';
 import type { MachineNic as FabricNic } from '../fabric/provider.js';
 import type { VaultRepositories } from '../vault/repositories/index.js';
@@ -65,4 +67,47 @@ export async function planNics(repos: VaultRepositories, rep: Replication, machi
     record.push({ network: target, ...(ipv4 ? { ipv4 } : {}), ...(nic.ipv4 ? { requestedIpv4: nic.ipv4 } : {}) });
   }
   return { fabric, record };
+}
+
+type NicRecord = NonNullable<FailoverRecord['nics']>;
+
+/** The addresses in `nics` that another recovered machine's record at `site` also holds, on the same network. */
+async function clashes(repos: VaultRepositories, rep: Replication, site: Site, nics: NicRecord): Promise<string[]> {
+  const others = (await repos.replications.list(rep.vaultId, { targetSiteId: site.id })).filter((r) => r.id !== rep.id);
+  const held = new Set(
+    others.flatMap((r) => [r.failover.test, r.failover.failover]).flatMap((f) => (f?.siteId === site.id ? (f.nics ?? []) : [])).flatMap((n) => (n.ipv4 ? [`${n.network}/${n.ipv4}`] : [])),
+  );
+  return nics.flatMap((n) => (n.ipv4 && held.has(`${n.network}/${n.ipv4}`) ? [n.ipv4] : []));
+}
+
+/** Address choices run one site at a time in this process: a plan's group recovers its machines side by side. */
+const choosing = new KeyedQueue();
+const MAX_CHOICES = 6;
+
+/**
+ * Chooses the addresses of a machine recovered at `site` and records them with `save` (on the replication's
+ * failover record, where the next choice sees them). No two recovered machines at a site end up with one address:
+ * choices in this process run one at a time per site, and a choice made at the same moment by another vault
+ * process (several may share a PostgreSQL database) is caught by reading the records again after saving; the
+ * process that finds the clash chooses again, after a random pause so two such processes do not keep colliding.
+ */
+export async function reserveNics(
+  repos: VaultRepositories,
+  rep: Replication,
+  site: Site,
+  kind: FailoverRecord['kind'],
+  save: (nics: NicRecord) => Promise<void>,
+): Promise<NicRecord> {
+  return choosing.run(site.id, async () => {
+    for (let attempt = 1; ; attempt++) {
+      const { record } = await planNics(repos, rep, await repos.machines.byId(rep.machineId), site, kind);
+      await save(record);
+      const clash = await clashes(repos, rep, site, record);
+      if (clash.length === 0) return record;
+      if (attempt === MAX_CHOICES) {
+        throw new RefugeError('conflict', `addresses ${clash.join(', ')} at site '${site.name}' were taken by another machine recovered at the same moment, ${MAX_CHOICES} times in a row`, { hint: 'retry the operation' });
+      }
+      await sleep(20 + Math.random() * 200);
+    }
+  });
 }

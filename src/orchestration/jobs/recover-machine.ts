@@ -6,7 +6,7 @@ import type { TaskContext, TaskDefinition } from '../../vault/jobs/definitions.j
 import type { FailoverRecord } from '../../vault/model.js';
 import type { OrchestrationDeps } from '../deps.js';
 import type { OperationParams } from './operation-job.js';
-import { planNics } from '../addressing.js';
+import { reserveNics } from '../addressing.js';
 import { chooseRecoveryMode, hydrateMachine, localDiskPath, provisionDisks, stopServing, type RecoveryMode } from './provision-disks.js';
 import { resolvePoint, type PointChoice } from '../point-choice.js';
 
@@ -82,10 +82,11 @@ export function recoverMachineTasks(deps: OrchestrationDeps): TaskDefinition<Rec
         const mode = chooseRecoveryMode(p.mode, deps.sites.fabric(site), site);
         record.mode = mode;
         // Addresses are chosen once, here, and kept on the record: a resumed job starts the machine with the same ones.
-        const nics = (await planNics(deps.repos, rep, await deps.repos.machines.byId(rep.machineId), site, p.kind)).record;
-        if (nics.length > 0) record.nics = nics;
+        const nics = await reserveNics(deps.repos, rep, site, p.kind, async (chosen) => {
+          if (chosen.length > 0) record.nics = chosen;
+          await deps.repos.replications.setFailover(rep.id, { ...rep.failover, [recordKey(p.kind)]: record });
+        });
         ctx.result.addresses = nics;
-        await deps.repos.replications.setFailover(rep.id, { ...rep.failover, [recordKey(p.kind)]: record });
         await provisionDisks(deps.sites, { site, store, point, disksDir, machine: p.targetMachine, mode, signal: ctx.signal, onProgress: (f, m) => ctx.progress(f, m) });
         ctx.result.mode = mode;
         ctx.result.pointId = point.id;

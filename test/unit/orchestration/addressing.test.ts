@@ -1,7 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isRefugeError } from '../../../src/core/errors.js';
-import { assignAddress, parseCidr } from '../../../src/orchestration/addressing.js';
+import { assignAddress, parseCidr, reserveNics } from '../../../src/orchestration/addressing.js';
 import type { JobView } from '../../../src/vault/jobs/definitions.js';
+import type { FailoverRecord } from '../../../src/vault/model.js';
 import { CHUNK, createTestVault, type TestVault } from '../../helpers/test-vault.js';
 import { chunkHash } from '../../../src/store/chunks.js';
 
@@ -31,6 +32,18 @@ describe('address assignment', () => {
     }
     expect(isRefugeError(caught, 'resource_exhausted')).toBe(true);
   });
+});
+
+/** A failover record holding `nics` at a site, as a recover job writes it. */
+const failoverRecord = (siteId: string, nics: FailoverRecord['nics']): FailoverRecord => ({
+  kind: 'failover',
+  pointId: 'pt_x',
+  pointCapturedAt: new Date().toISOString(),
+  machineName: 'x',
+  siteId,
+  disks: [],
+  requestedAt: new Date().toISOString(),
+  ...(nics ? { nics } : {}),
 });
 
 /** Failovers through the API with network mappings: what the fabric is asked to attach and what the record says. */
@@ -84,5 +97,39 @@ describe('addresses of recovered machines', () => {
     expect(job.state).toBe('succeeded');
     expect(job.result.addresses).toEqual([{ network: 'dr-test', ipv4: '172.16.5.4', requestedIpv4: '10.1.0.20' }]);
     expect(v.fabric.machines.get('vm1-test')?.spec.nics).toEqual([{ network: 'dr-test', cidr: '172.16.5.0/24', ipv4: '172.16.5.4', isolated: true }]);
+  });
+
+  it('serializes the choices of one process: two slow saves at once still end with different addresses', async () => {
+    const vault = await v.repos.vaults.get('demo');
+    const site = await v.repos.sites.get(vault.id, 'recovery');
+    const reps = [await v.repos.replications.get(vault.id, 'vm1'), await v.repos.replications.get(vault.id, 'vm2')];
+    // A save that takes a while (a remote database): a choice made without waiting for the other's save would clash.
+    const chosen = await Promise.all(
+      reps.map((rep) =>
+        reserveNics(v.repos, rep, site, 'failover', async (nics) => {
+          await new Promise((r) => setTimeout(r, 100));
+          await v.repos.replications.setFailover(rep.id, { failover: failoverRecord(site.id, nics) });
+        }),
+      ),
+    );
+    expect(chosen.map((n) => n[0]?.ipv4).sort()).toEqual(['10.1.0.20', '10.1.0.21']);
+  });
+
+  it('chooses again when another vault process records the same address at the same moment', async () => {
+    const repos = v.repos;
+    const vault = await repos.vaults.get('demo');
+    const site = await repos.sites.get(vault.id, 'recovery');
+    const rep1 = await repos.replications.get(vault.id, 'vm1');
+    const rep2 = await repos.replications.get(vault.id, 'vm2');
+    const record = (nics: FailoverRecord['nics']) => failoverRecord(site.id, nics);
+    let saves = 0;
+    const nics = await reserveNics(repos, rep1, site, 'failover', async (chosen) => {
+      saves++;
+      await repos.replications.setFailover(rep1.id, { failover: record(chosen) });
+      // The other process, between this one's choice and its check: it records the same address for vm2.
+      if (saves === 1) await repos.replications.setFailover(rep2.id, { failover: record(chosen) });
+    });
+    expect(saves).toBe(2);
+    expect(nics).toEqual([{ network: 'dr-lan', ipv4: '10.1.0.21', requestedIpv4: '10.1.0.20' }]);
   });
 });
