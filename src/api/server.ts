@@ -166,7 +166,7 @@ export async function assembleVault(o: VaultServerOptions): Promise<VaultServer 
   const serverCert = tls ? certificateFacts(tls.certPem) : undefined;
   const monitor = new Monitor({ repos, alerts, events, certificate: () => serverCert, log });
   const notifier = new Notifier(db, { log });
-  const sites = new SiteResources(o.fabricFor);
+  const sites = new SiteResources(o.fabricFor, (site) => repos.replications.hasPointsAt(site.id));
   const deps = { repos, sites };
   // Plans and drills run per-machine operations through OperationService, which needs the engine: late-bound.
   const drillRepo = new DrillRepository(db);

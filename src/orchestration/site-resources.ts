@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { isRefugeError, RefugeError } from '../core/errors.js';
 import { assertValidName } from '../core/names.js';
 import { createFabricProvider, type FabricConfig } from '../fabric/create-provider.js';
 import type { FabricProvider } from '../fabric/provider.js';
@@ -17,8 +18,15 @@ export class SiteResources {
   /** Recovery points served over NBD to instantly recovered machines (orchestration/jobs/provision-disks.ts). */
   readonly instant = new PointExports();
 
-  /** `fabricFor` replaces the provider a site's configuration names (tests use an in-memory provider). */
-  constructor(private readonly fabricFor?: (site: Site) => FabricProvider) {}
+  /**
+   * `fabricFor` replaces the provider a site's configuration names (tests use an in-memory provider).
+   * `holdsPoints` says whether the vault records recovery points in a site's store: such a store is never created
+   * anew, so an unmounted volume or a wrong bucket is an error naming it, not an empty store that hides the points.
+   */
+  constructor(
+    private readonly fabricFor?: (site: Site) => FabricProvider,
+    private readonly holdsPoints: (site: Site) => Promise<boolean> = async () => false,
+  ) {}
 
   /** The default layout of a site under the vault's data folder. */
   static defaultConfig(dataDir: string, siteName: string): SiteConfig {
@@ -29,11 +37,25 @@ export class SiteResources {
   store(site: Site): Promise<ReplicaStore> {
     let store = this.stores.get(site.id);
     if (!store) {
-      store = openSiteStore(site.config.store);
+      store = this.openStore(site);
       store.catch(() => this.stores.delete(site.id));
       this.stores.set(site.id, store);
     }
     return store;
+  }
+
+  private async openStore(site: Site): Promise<ReplicaStore> {
+    const create = !(await this.holdsPoints(site));
+    try {
+      return await openSiteStore(site.config.store, { create });
+    } catch (err) {
+      if (create || !isRefugeError(err, 'not_found')) throw err;
+      const where = storeWhere(site.config.store);
+      throw new RefugeError('failed_precondition', `the replica store of site '${site.name}' is missing at ${where}: the vault records recovery points in it, but the store is not there`, {
+        cause: err,
+        hint: 'if its volume is not mounted (or its bucket or container is unreachable or renamed), mount or fix it; Refuge does not create an empty store in its place',
+      });
+    }
   }
 
   fabric(site: Site): FabricProvider {
@@ -63,4 +85,11 @@ export function fabricConfig(site: Site): FabricConfig {
     case 'command':
       return { kind: 'command', workDir, hooks: s.hooks ?? { start: '', status: '', stop: '', delete: '' }, ...(s.hookTimeoutSeconds ? { timeoutMs: s.hookTimeoutSeconds * 1000 } : {}) };
   }
+}
+
+/** Where a store lives, for messages: its path, bucket or container (never its credentials). */
+function storeWhere(s: SiteConfig['store']): string {
+  if (s.kind === 'filesystem') return s.path;
+  if (s.kind === 's3') return `s3 bucket '${s.bucket}'${s.prefix ? ` prefix '${s.prefix}'` : ''}${s.endpoint ? ` at ${s.endpoint}` : ''}`;
+  return `azure container '${s.container}'${s.prefix ? ` prefix '${s.prefix}'` : ''} at ${s.accountUrl}`;
 }

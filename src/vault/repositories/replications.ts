@@ -68,6 +68,18 @@ export class ReplicationRepository {
     return (await paged(q, f).execute()).map(toReplication);
   }
 
+  /** Whether the vault records any recovery point of a replication that targets `siteId` (in that site's store). */
+  async hasPointsAt(siteId: string): Promise<boolean> {
+    const row = await this.db
+      .selectFrom('recoveryPoints as p')
+      .innerJoin('replications as r', 'r.id', 'p.replicationId')
+      .select('p.id')
+      .where('r.targetSiteId', '=', siteId)
+      .limit(1)
+      .executeTakeFirst();
+    return row !== undefined;
+  }
+
   /** The latest point of each replication, in one query (for lists). */
   async latestPoints(replicationIds: string[]): Promise<Map<string, RecoveryPoint>> {
     if (replicationIds.length === 0) return new Map();
