@@ -11,7 +11,7 @@ import { SiteResources } from '../orchestration/site-resources.js';
 import { Replicator, type TargetResolver } from '../replicator/replicator.js';
 import { openDatabase } from '../vault/db/connect.js';
 import { JobEngine } from '../vault/jobs/engine.js';
-import { approveTasks, holdTasks } from '../vault/jobs/faults.js';
+import { holdTasks } from '../vault/jobs/faults.js';
 import { createRepositories, type VaultRepositories } from '../vault/repositories/index.js';
 import { isReplicating } from '../vault/replication-state.js';
 import type { FabricProvider } from '../fabric/provider.js';
@@ -60,8 +60,6 @@ export interface VaultServerOptions {
   readinessIntervalMs?: number;
   /** Test-only fault injection: tasks with these names hold until their job is aborted (see vault/jobs/faults.ts). */
   holdTasks?: string[];
-  /** Test-only: tasks with these names wait for a manual approval first (see vault/jobs/faults.ts). */
-  approveTasks?: string[];
   /** Serve plain HTTP (e.g. behind a TLS-terminating proxy); by default the vault serves HTTPS only. */
   insecureHttp?: boolean;
   /** Replaces the fabric provider of every site (tests). */
@@ -172,7 +170,7 @@ export async function assembleVault(o: VaultServerOptions): Promise<VaultServer 
   const drillRepo = new DrillRepository(db);
   const late: DrillJobDeps = { ...deps, operations: (): OperationService => operations, engine: (): JobEngine => engine, plans: (): PlanService => plans, drills: drillRepo };
   const definitions: JobDefinition<never>[] = [...createJobDefinitions(deps), ...(planJobDefinitions(late) as JobDefinition<never>[]), drillJobDefinition(late)];
-  const engine = new JobEngine(db, approveTasks(holdTasks(definitions, o.holdTasks ?? []), o.approveTasks ?? []), {
+  const engine = new JobEngine(db, holdTasks(definitions, o.holdTasks ?? []), {
     log,
     listeners: [monitor, { jobEnded: (job) => metrics.jobEnded(job) }],
     owner: o.instanceId ?? (await instanceId(o.dataDir)),

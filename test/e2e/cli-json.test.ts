@@ -1,4 +1,5 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { X509Certificate } from 'node:crypto';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Command } from 'commander';
@@ -8,6 +9,8 @@ import { initVault } from '../../src/api/vault-init.js';
 import { buildProgram } from '../../src/cli/program.js';
 import { requestJson } from '../../src/core/http-client.js';
 import { silentLogger } from '../../src/core/log.js';
+import { loadIdentity } from '../../src/protocol/identity.js';
+import { agentDouble, type AgentInstructions } from '../helpers/agent-double.js';
 import { runCli } from '../helpers/cli-in-process.js';
 import { FakeFabric } from '../helpers/fake-fabric.js';
 import { startWebhookReceiver } from '../helpers/receivers.js';
@@ -15,31 +18,10 @@ import { testCertificate } from '../helpers/test-vault.js';
 import { seedReplications, type VaultProcess } from '../helpers/vault-process.js';
 
 type Json = Record<string, unknown> & { items?: Record<string, unknown>[] };
+type Rep = { id: string; state: string; testFailoverState: string; reversed: boolean; sourceSite: string; targetSite: string; allowedOperations: string[]; rpo: { latestPoint: { id: string } } | null; failover?: Record<string, { pointId: string }> };
 
 /** Leaf commands not run here, and why. Every other leaf must be in CASES: a new command fails this test until it is. */
-const TODO_JSON = 'merged on 2026-12-01 with the operations, plans, drills, registration and repair work: --json coverage here is the next step of issue 7 (the command itself is tested elsewhere)';
 const NOT_RUN: Record<string, string> = {
-  'planned-failover': TODO_JSON,
-  'change-recovery-point': TODO_JSON,
-  'reprotect': TODO_JSON,
-  'failback': TODO_JSON,
-  'resync': TODO_JSON,
-  'repair': TODO_JSON,
-  'cancel': TODO_JSON,
-  'agent register': TODO_JSON,
-  'agent key create': TODO_JSON,
-  'store repair': TODO_JSON,
-  'plan dry-run': TODO_JSON,
-  'plan run': TODO_JSON,
-  'plan approve': TODO_JSON,
-  'plan reject': TODO_JSON,
-  'drill create': TODO_JSON,
-  'drill list': TODO_JSON,
-  'drill show': TODO_JSON,
-  'drill run': TODO_JSON,
-  'drill pause': TODO_JSON,
-  'drill unpause': TODO_JSON,
-  'drill delete': TODO_JSON,
   'vault serve': 'a server that runs until stopped: every e2e test starts one (test/helpers/vault-process.ts)',
   replicator: 'a daemon that runs until stopped: test/e2e/agent-processes.test.ts runs it',
   quickstart: 'boots VMs for minutes: test/e2e/quickstart.test.ts runs it and reads its JSON summary',
@@ -62,12 +44,32 @@ describe('refuge --json: every command', () => {
   const waitJob = async (id: string, state: string) => {
     for (let i = 0; i < 400 && (await api<{ state: string }>('GET', `/vaults/demo/jobs/${id}`)).state !== state; i++) await new Promise((r) => setTimeout(r, 50));
   };
-  const job = (name: string) => (j: Json) => {
-    ctx[name] = String(j.id);
+  const rep = (name: string) => api<Rep>('GET', `/vaults/demo/replications/${name}`);
+  const fabrics = new Map<string, FakeFabric>();
+  /** Each site its own fake fabric, so a machine moving between sites is stopped at one and started at the other. */
+  const fabric = (site: string): FakeFabric => {
+    const f = fabrics.get(site) ?? new FakeFabric();
+    fabrics.set(site, f);
+    return f;
+  };
+  const agent = agentDouble({ get url() { return server.url; }, connection: { get token() { return ctx.token; }, get ca() { return ctx.ca; } }, api });
+  let seeded: Map<string, Buffer>;
+  /** Machine `name`'s seeded disk, with its first 4 KiB block filled with `n` (0: as seeded). */
+  const content = (name: string, n: number) => {
+    const d = Buffer.from(seeded.get(name) as Buffer);
+    if (n > 0) d.fill(n, 0, 4096);
+    return d;
+  };
+  /** The agent's part: once the vault asks `name`'s agent at `site` for it, a point of content(name, n). */
+  const ship = async (name: string, site: string, asks: (i: AgentInstructions) => boolean, n: number) => {
+    ctx.shipped = await agent.shipWhen(name, site, asks, content(name, n));
   };
 
-  /** In order: [command path and arguments, check of the parsed output]. Arguments may name values found earlier. */
-  const CASES: [() => string[], (out: Json) => void | Promise<void>][] = [
+  /**
+   * In order: [command path and arguments, check of the parsed output, work done beside the command while it runs
+   * (the agent's part of an operation), work done before it]. Arguments may name values found earlier.
+   */
+  const CASES: [() => string[], (out: Json) => void | Promise<void>, (() => Promise<unknown>)?, (() => Promise<unknown>)?][] = [
     [() => ['health'], (o) => expect(o.status).toBe('ok')],
     [() => ['whoami'], (o) => expect(o.role).toBe('owner')],
     [() => ['vault', 'create', 'extra'], (o) => expect(o.name).toBe('extra')],
@@ -120,7 +122,6 @@ describe('refuge --json: every command', () => {
     }],
     [() => ['readiness', 'list', '--subject', 'web'], (o) => expect(o.items?.map((r) => r.id)).toContain(ctx.report)],
     [() => ['readiness', 'show', ctx.report as string], (o) => expect((o.results as unknown[]).length).toBeGreaterThan(3)],
-    [() => ['plan', 'delete', 'app-plan'], (o) => expect(o).toEqual({ deleted: 'app-plan' })],
     [() => ['alert', 'channel-add', 'hook', '--webhook', ctx.hook as string], (o) => expect(o).toMatchObject({ name: 'hook', kind: 'webhook' })],
     [() => ['alert', 'channel-list'], (o) => expect(o.items?.map((c) => c.name)).toEqual(['hook'])],
     [() => ['alert', 'channel-show', 'hook'], (o) => expect(o.minSeverity).toBe('warning')],
@@ -147,33 +148,149 @@ describe('refuge --json: every command', () => {
     [() => ['token', 'list'], (o) => expect(o.items?.map((t) => t.name)).toContain('ci')],
     [() => ['token', 'revoke', ctx.tokenId as string], (o) => expect(o).toEqual({ revoked: ctx.tokenId })],
     [() => ['audit', '--limit', '3'], (o) => expect(o.items?.[0]).toMatchObject({ action: 'DELETE /api/v1/tokens/:token' })],
-    // Operations; the vault asks for an approval before start-machine, so jobs wait for `job resume`.
-    [() => ['test-failover', 'web', '--no-wait'], job('tf')],
-    [() => ['job', 'show', ctx.tf as string], async (o) => {
-      await waitJob(ctx.tf as string, 'waiting');
-      expect(o.type).toBe('test-failover');
-    }],
-    [() => ['job', 'list', '--state', 'waiting'], (o) => expect(o.items?.map((j) => j.id)).toEqual([ctx.tf])],
-    [() => ['job', 'resume', ctx.tf as string, '--comment', 'go'], (o) => expect(['queued', 'running', 'succeeded']).toContain(o.state)],
-    [() => ['job', 'watch', ctx.tf as string], (o) => expect(o.state).toBe('succeeded')],
+    // Operations on one machine.
+    [() => ['test-failover', 'web'], (o) => expect(o).toMatchObject({ type: 'test-failover', state: 'succeeded', result: { pointId: ctx.point } })],
     [() => ['machine', 'status', 'web-test', '--site', 'recovery'], (o) => expect(o.state).toBe('running')],
     [() => ['machine', 'console', 'web-test', '--site', 'recovery'], (o) => expect(o.console).toBe('console of web-test\n')],
-    [() => ['test-failover-cleanup', 'web'], (o) => expect(o.state).toBe('succeeded')],
-    [() => ['failover', 'db', '--no-wait'], job('fo')],
-    [() => ['job', 'cancel', ctx.fo as string], async (o) => {
-      expect(o.cancelRequested).toBe(true);
-      await waitJob(ctx.fo as string, 'cancelled');
+    [() => ['test-failover-cleanup', 'web'], async (o) => {
+      expect(o.state).toBe('succeeded');
+      expect((await rep('web')).testFailoverState).toBe('none');
     }],
-    [() => ['job', 'restart', ctx.fo as string], async (o) => {
+    // A recovery plan whose first group waits for a manual approval before its machine starts.
+    [() => ['plan', 'dry-run', 'app-plan', 'test-failover'], (o) => {
+      expect(o.wouldRun, JSON.stringify(o.blocking)).toBe(true);
+      expect((o.order as { pre: { name: string }[]; machines: { replication: string }[] }[]).map((g) => [g.pre.map((a) => a.name), g.machines.map((m) => m.replication)])).toEqual([[['check'], ['db']], [[], ['web']]]);
+    }],
+    [() => ['plan', 'run', 'app-plan', 'test-failover'], async (o) => {
+      ctx.pj = String(o.id);
+      expect(o).toMatchObject({ type: 'plan-test-failover', state: 'waiting' });
+      expect((o.tasks as Json[])[0]).toMatchObject({ name: 'group-1-pre-check', state: 'waiting', message: 'check: look at it' });
+      expect((await rep('db')).testFailoverState).toBe('none'); // held back by the step
+    }],
+    [() => ['job', 'show', ctx.pj as string], (o) => expect(o).toMatchObject({ type: 'plan-test-failover', state: 'waiting' })],
+    [() => ['job', 'list', '--state', 'waiting'], (o) => expect(o.items?.map((j) => j.id)).toEqual([ctx.pj])],
+    [() => ['plan', 'reject', ctx.pj as string, '--comment', 'not yet'], async (o) => {
+      expect(o.state).toBe('failed');
+      expect((o.error as Json).message).toContain('not yet');
+      expect((await rep('db')).testFailoverState).toBe('none');
+    }],
+    [() => ['job', 'restart', ctx.pj as string], async (o) => {
       expect(['queued', 'running', 'waiting']).toContain(o.state);
-      await waitJob(ctx.fo as string, 'waiting');
-      await api('POST', `/vaults/demo/jobs/${ctx.fo}/resume`, { approved: true });
-      await waitJob(ctx.fo as string, 'succeeded');
+      await waitJob(ctx.pj as string, 'waiting'); // restarted, the step asks again
     }],
-    [() => ['commit', 'db'], (o) => expect(o.state).toBe('succeeded')],
+    [() => ['plan', 'approve', ctx.pj as string, '--comment', 'looked'], async (o) => {
+      expect(o.state).toBe('succeeded');
+      expect((o.tasks as Json[])[0]?.input).toMatchObject({ approved: true, comment: 'looked' });
+      for (const m of ['db', 'web']) expect((await rep(m)).testFailoverState).toBe('running');
+    }],
+    [() => ['plan', 'run', 'app-plan', 'test-failover-cleanup'], async (o) => {
+      expect(o).toMatchObject({ type: 'plan-test-failover-cleanup', state: 'succeeded' });
+      for (const m of ['db', 'web']) expect((await rep(m)).testFailoverState).toBe('none');
+    }],
+    [() => ['plan', 'run', 'app-plan', 'test-failover', '--no-wait'], async (o) => {
+      ctx.pj2 = String(o.id);
+      expect(o.type).toBe('plan-test-failover');
+      await waitJob(ctx.pj2, 'waiting');
+    }],
+    [() => ['job', 'cancel', ctx.pj2 as string], async (o) => {
+      expect(o.cancelRequested).toBe(true);
+      await waitJob(ctx.pj2 as string, 'cancelled');
+    }],
+    [() => ['job', 'restart', ctx.pj2 as string], () => waitJob(ctx.pj2 as string, 'waiting')],
+    [() => ['job', 'resume', ctx.pj2 as string, '--comment', 'go'], (o) => expect(['queued', 'running', 'succeeded']).toContain(o.state)],
+    [() => ['job', 'watch', ctx.pj2 as string], (o) => {
+      expect(o.state).toBe('succeeded');
+      expect((o.tasks as Json[])[0]?.input).toMatchObject({ approved: true, comment: 'go' });
+    }],
+    [() => ['plan', 'run', 'app-plan', 'test-failover-cleanup'], (o) => expect(o.state).toBe('succeeded')],
+    [() => ['plan', 'delete', 'app-plan'], (o) => expect(o).toEqual({ deleted: 'app-plan' })],
+    // Drills: a test failover with a probe, cleaned up, its RTO measured.
+    [() => ['drill', 'create', 'web-drill', '--replication', 'web', '--every', '1d', '--command', 'test -n "$REFUGE_MACHINE_MAP"'], (o) => expect(o).toMatchObject({ name: 'web-drill', replication: 'web', intervalSeconds: 86400, enabled: true, lastRun: null })],
+    [() => ['drill', 'list'], (o) => expect(o.items?.map((d) => d.name)).toEqual(['web-drill'])],
+    [() => ['drill', 'run', 'web-drill'], async (o) => {
+      ctx.drillRun = String(o.id);
+      expect(o).toMatchObject({ outcome: 'succeeded', cleanedUp: true, error: null });
+      expect(o.rtoSeconds).toBeGreaterThan(0);
+      expect((await rep('web')).testFailoverState).toBe('none');
+    }],
+    [() => ['drill', 'show', 'web-drill'], (o) => {
+      expect(o.runs).toHaveLength(1);
+      expect(o.lastSuccessfulRun).toMatchObject({ id: ctx.drillRun });
+    }],
+    [() => ['drill', 'pause', 'web-drill'], (o) => expect(o).toMatchObject({ name: 'web-drill', enabled: false })],
+    [() => ['drill', 'unpause', 'web-drill'], (o) => expect(o).toMatchObject({ name: 'web-drill', enabled: true })],
+    [() => ['drill', 'delete', 'web-drill'], async (o) => {
+      expect(o).toEqual({ deleted: 'web-drill' });
+      expect((await api<{ items: unknown[] }>('GET', '/vaults/demo/drills')).items).toEqual([]);
+    }],
+    // Resync and repair: the vault asks the agent to compare everything; the agent (played here) ships a point.
+    [() => ['resync', 'web', '--no-wait'], (o) => {
+      ctx.resync = String(o.id);
+      expect(o.type).toBe('resync');
+    }],
+    [() => ['cancel', 'web'], async (o) => {
+      expect(o).toMatchObject({ id: ctx.resync, cancelRequested: true });
+      await waitJob(ctx.resync as string, 'cancelled');
+      expect((await rep('web')).state).toBe('protected');
+    }],
+    [() => ['resync', 'web'], async (o) => {
+      expect(o).toMatchObject({ type: 'resync', state: 'succeeded' });
+      expect((await rep('web')).rpo?.latestPoint.id).toBe(ctx.shipped);
+    }, () => ship('web', 'primary', (i) => i.resyncAfter !== undefined, 1)],
+    [() => ['repair', 'web'], (o) => {
+      expect(o).toMatchObject({ type: 'repair', state: 'succeeded' });
+      expect((o.result as Json).droppedPoints).toEqual([{ id: ctx.lost, problem: 'not in the store' }]);
+    }, () => ship('web', 'primary', (i) => i.resyncAfter !== undefined, 2), async () => {
+      // The store loses web's newest point (the one the resync shipped): repair finds it and drops it.
+      ctx.lost = ctx.shipped as string;
+      const site = await server.repos.sites.get((await server.repos.vaults.get('demo')).id, 'recovery');
+      await (await server.sites.store(site)).deletePoint((await rep('web')).id, ctx.lost);
+    }],
+    // Planned failover and back: db moves to recovery, is re-protected back to primary, and fails back home.
+    [() => ['planned-failover', 'db', '--source-shut-down'], async (o) => {
+      expect(o).toMatchObject({ type: 'planned-failover', state: 'succeeded', result: { pointId: ctx.shipped } });
+      expect((await rep('db')).state).toBe('failed-over');
+      expect(fabric('recovery').machines.get('db')?.disk0?.equals(content('db', 3))).toBe(true);
+    }, () => ship('db', 'primary', (i) => i.cutAfter !== undefined, 3)],
+    [() => ['change-recovery-point', 'db', '--point', ctx.dbFirst as string], (o) => {
+      expect(o).toMatchObject({ type: 'change-recovery-point', state: 'succeeded', result: { pointId: ctx.dbFirst } });
+      expect(fabric('recovery').machines.get('db')?.disk0?.equals(content('db', 0))).toBe(true);
+    }],
+    [() => ['commit', 'db'], async (o) => {
+      expect(o.state).toBe('succeeded');
+      expect((await rep('db')).allowedOperations).toEqual(['reprotect', 'disable']);
+    }],
+    [() => ['reprotect', 'db'], async (o) => {
+      expect(o).toMatchObject({ type: 'reprotect', state: 'succeeded' });
+      expect(await rep('db')).toMatchObject({ state: 'protected', reversed: true, sourceSite: 'recovery', targetSite: 'primary' });
+    }, () => ship('db', 'recovery', (i) => i.mode === 'replicate', 4)],
+    [() => ['failback', 'db'], async (o) => {
+      expect(o).toMatchObject({ type: 'failback', state: 'succeeded', result: { pointId: ctx.shipped } });
+      expect(fabric('primary').machines.get('db')?.disk0?.equals(content('db', 5))).toBe(true);
+      expect(await rep('db')).toMatchObject({ state: 'failed-over', reversed: true });
+    }, () => ship('db', 'recovery', (i) => i.cutAfter !== undefined, 5)],
+    [() => ['failover', 'web', '--point', 'latest'], async (o) => {
+      expect(o).toMatchObject({ type: 'failover', state: 'succeeded' });
+      expect((o.result as Json).pointId).toBe((await rep('web')).failover?.failover?.pointId);
+      expect(fabric('recovery').machines.get('web')?.disk0?.equals(content('web', 2))).toBe(true); // the point the repair's resync shipped
+    }],
     [() => ['disable', 'app'], (o) => expect(o.state).toBe('succeeded')],
     [() => ['machine', 'delete', 'app'], (o) => expect(o).toEqual({ deleted: 'app' })],
     [() => ['replicators'], (o) => expect(o.items).toEqual([])],
+    // Registration: a one-time key written to a file, redeemed by `agent register` for a certificate in a state folder.
+    [() => ['agent', 'key', 'create', '--write', join(dir, 'registration.json')], async (o) => {
+      expect(o).toMatchObject({ vault: 'demo', file: join(dir, 'registration.json') });
+      const file = JSON.parse(await readFile(join(dir, 'registration.json'), 'utf8')) as Json;
+      expect(file).toMatchObject({ url: server.url, vault: 'demo', caFingerprint256: o.caFingerprint256 });
+      expect(String(file.registrationKey)).not.toBe('');
+    }],
+    [() => ['agent', 'register', '--credentials', join(dir, 'registration.json'), '--site', 'primary', '--name', 'edge', '--state-dir', join(dir, 'edge-agent')], async (o) => {
+      expect(o).toMatchObject({ vault: 'demo', url: server.url, machine: 'edge', site: 'primary', stateDir: join(dir, 'edge-agent') });
+      expect(new Date(String(o.notAfter)).getTime()).toBeGreaterThan(Date.now());
+      const identity = await loadIdentity(join(dir, 'edge-agent'));
+      expect(identity).toMatchObject({ kind: 'machine', name: 'edge', site: 'primary', vault: 'demo', notAfter: o.notAfter });
+      expect(new X509Certificate(identity?.connection.cert ?? '').subject).toContain('machine:edge');
+    }],
     [() => ['config', 'set', 'vault', 'demo'], (o) => expect(o.settings).toEqual({ vault: 'demo' })],
     [() => ['config', 'show'], (o) => expect(o.effective).toMatchObject({ vault: 'demo', output: 'json' })],
     [() => ['config', 'unset', 'vault'], (o) => expect(o.settings).toEqual({})],
@@ -190,6 +307,12 @@ describe('refuge --json: every command', () => {
     [() => ['store', 'prune', '--path', join(dir, 'store'), '--replication', 'r1', '--retention', '24h', '--dry-run'], (o) => expect(o.kept).toHaveLength(1)],
     [() => ['store', 'gc', '--path', join(dir, 'store'), '--dry-run'], (o) => expect(o.points).toBe(1)],
     [() => ['store', 'stats', '--path', join(dir, 'store')], (o) => expect(o).toBeTypeOf('object')],
+    [() => ['store', 'repair', '--path', join(dir, 'store')], (o) => {
+      // Damaged before it ran: one byte of one of the store's packs (below); its blobs are kept or lost, none left damaged.
+      expect((o.found as Json[]).map((p) => String(p.object).split('/')[0])).toContain('packs');
+      expect(o.packsRewritten).toBe(1);
+      expect(Number(o.blobsKept) + (o.lost as unknown[]).length).toBeGreaterThan(0);
+    }, undefined, () => damageOnePack(join(dir, 'store'))],
   ];
   /** The leaf command an argument list runs: the longest leaf path its first words spell (after global options). */
   const key = (args: string[]) => {
@@ -199,18 +322,18 @@ describe('refuge --json: every command', () => {
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'refuge-cli-json-'));
-    const fabric = new FakeFabric();
     const init = await initVault({ dataDir: join(dir, 'vault'), certificate: testCertificate() });
     credentials = init.credentialsPath;
     Object.assign(ctx, { token: init.credentials.token, ca: init.credentials.ca, hook: (await hook).url });
-    server = await startVaultServer({ dataDir: join(dir, 'vault'), port: 0, log: silentLogger, fabricFor: () => fabric, monitorIntervalMs: 0, approveTasks: ['start-machine'] });
+    server = await startVaultServer({ dataDir: join(dir, 'vault'), port: 0, log: silentLogger, fabricFor: (site) => fabric(site.name), monitorIntervalMs: 0 });
     const v = { url: server.url, connection: { token: ctx.token, ca: ctx.ca }, api } as unknown as VaultProcess;
-    await seedReplications(v, ['web', 'db']);
+    seeded = (await seedReplications(v, ['web', 'db'])).disks;
+    ctx.dbFirst = String((await api<{ items: { id: string }[] }>('GET', '/vaults/demo/replications/db/points')).items[0]?.id);
     await api('POST', '/vaults/demo/agents/register', { site: 'primary', agentVersion: '0.1.0', machine: { name: 'app', hostname: 'app', os: 'linux', cpus: 1, memoryMiB: 64, disks: [{ name: 'disk0', sizeBytes: 1048576 }], boot: { kind: 'disk' } } });
     const demo = (await server.repos.vaults.get('demo')).id;
     await server.monitoring.alerts.raise(demo, { kind: 'rpo-over-threshold', subject: 'web', severity: 'warning', message: 'RPO 20 min is above the threshold of 15 min' });
     await writeFile(join(dir, 'plan.json'), JSON.stringify({ description: 'one group', groups: [{ name: 'data', replications: ['db'], post: [{ name: 'check', kind: 'manual', target: 'look at it' }] }] }));
-    await writeFile(join(dir, 'plan2.json'), JSON.stringify({ description: 'two groups', groups: [{ name: 'data', replications: ['db'] }, { name: 'front', replications: ['web'] }] }));
+    await writeFile(join(dir, 'plan2.json'), JSON.stringify({ description: 'two groups', groups: [{ name: 'data', replications: ['db'], pre: [{ name: 'check', kind: 'manual', target: 'look at it' }] }, { name: 'front', replications: ['web'] }] }));
     const image = Buffer.alloc(4 * 1024 * 1024);
     image.fill(7, 1024 * 1024, 2 * 1024 * 1024);
     await writeFile(join(dir, 'image.raw'), image);
@@ -233,9 +356,10 @@ describe('refuge --json: every command', () => {
   });
 
   it('prints one JSON document, with the right data, from every command', async () => {
-    for (const [args, check] of CASES) {
+    for (const [args, check, beside, before] of CASES) {
+      await before?.();
       const argv = args();
-      const r = await runCli(['--url', server.url, '--credentials', credentials, '--json', ...argv]);
+      const [r] = await Promise.all([runCli(['--url', server.url, '--credentials', credentials, '--json', ...argv]), beside?.()]);
       expect(r.stderr, argv.join(' ')).toBe('');
       expect([0, 3], `${argv.join(' ')} exit code`).toContain(r.code); // 3: a readiness check failed
       let parsed: Json;
@@ -266,4 +390,16 @@ function leafPaths(cmd: Command, path: string[] = []): string[] {
   const subs = cmd.commands.filter((c) => c.name() !== 'help');
   if (subs.length === 0) return [path.join(' ')];
   return subs.flatMap((c) => leafPaths(c, [...path, c.name()]));
+}
+
+/** Flips one byte in the middle of the first pack file of the store at `path`, as a failing disk would. */
+async function damageOnePack(path: string): Promise<void> {
+  const files = (await readdir(join(path, 'packs'), { recursive: true, withFileTypes: true })).filter((f) => f.isFile());
+  const file = files[0];
+  if (!file) throw new Error(`no pack in ${path}`);
+  const at = join(file.parentPath, file.name);
+  const bytes = await readFile(at);
+  const middle = bytes.length >> 1;
+  bytes.writeUInt8((bytes.readUInt8(middle) ^ 0xff), middle);
+  await writeFile(at, bytes);
 }

@@ -20,9 +20,10 @@ interface Rep {
  * The web portal in headless Chromium (Debian's, driven by playwright-core) against a real `refuge vault` process,
  * with a real VM whose real agent replicates it. Through the pages, as a person would (the login by keyboard):
  * log in, enable replication through the wizard (readiness report first), watch seeding, run a test failover
- * (point, dry-run preview), approve the step that waits for a manual approval, see the copy boot, clean it up, edit
- * a recovery plan; every page is screenshotted into test-artifacts/portal/, and any console error fails the test.
- * The vault asks for an approval before `start-machine` (REFUGE_TEST_APPROVE_TASKS), as a plan's manual step does.
+ * (point, dry-run preview), see the copy boot, clean it up; edit a recovery plan whose group waits for a manual
+ * approval before its machine starts, run the plan's test failover, approve the waiting step in the run view and
+ * see the copy it held back boot; every page is screenshotted into test-artifacts/portal/, and any console error
+ * fails the test.
  */
 describe('web portal: the whole flow in a browser', () => {
   let dir: string;
@@ -32,6 +33,8 @@ describe('web portal: the whole flow in a browser', () => {
   let shot = 0;
   const screenshot = (name: string) => b.screenshot(`${String(++shot).padStart(2, '0')}-${name}`);
   const rep = () => vault.api<Rep>('GET', `/vaults/demo/replications/${VM}`);
+  /** Waits until the job page shows the job (not one of its tasks) in `state`. */
+  const jobEnds = (state: string, timeout: number) => expect.poll(() => b.page.getByLabel('job state').textContent(), { timeout, interval: 500 }).toBe(state);
   const open = async (hash: string, heading: string | RegExp) => {
     await b.page.goto(`${vault.url}/#${hash}`);
     await b.page.getByRole('heading', { name: heading, level: 2 }).waitFor();
@@ -40,7 +43,7 @@ describe('web portal: the whole flow in a browser', () => {
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'refuge-portal-'));
     const init = await initTestVault(undefined, join(dir, 'vault'));
-    vault = await startVaultProcess({ ...init, env: { REFUGE_TEST_APPROVE_TASKS: 'start-machine' } });
+    vault = await startVaultProcess(init);
     await vault.api('POST', '/vaults', { name: 'demo' });
     await vault.api('POST', '/vaults/demo/sites', { name: 'primary', capacity: { vcpus: 4, memoryMiB: 4096, diskGiB: 20 } });
     await vault.api('POST', '/vaults/demo/sites', { name: 'recovery', capacity: { vcpus: 4, memoryMiB: 4096, diskGiB: 20 } });
@@ -115,7 +118,15 @@ describe('web portal: the whole flow in a browser', () => {
     await screenshot('replication-protected');
   });
 
-  it('runs a test failover from the wizard, waits for the manual approval given on the job page, and boots the copy', async () => {
+  /** The test copy's console, through the vault's API. */
+  const consoleText = () => requestText(`${vault.url}/api/v1/vaults/demo/sites/recovery/machines/${VM}-test/console`, { connection: vault.connection });
+  /** Waits until the test copy's guest read back the marker the primary guest wrote: it booted from a point of it. */
+  const copyReadTheMarker = async () => {
+    const read = await waitForConsole(consoleText, new RegExp(`${GUEST_LINES.markerRead}(\\S+)`), 180_000, 'the test copy');
+    expect(read[1]).toBe(vm?.marker);
+  };
+
+  it('runs a test failover from the wizard (point, dry-run preview) and boots the copy', async () => {
     const { page } = b;
     await page.waitForTimeout(5000); // a few more points for the chart and the point list
     await open('/', 'Dashboard');
@@ -134,24 +145,10 @@ describe('web portal: the whole flow in a browser', () => {
     await page.getByRole('button', { name: 'Start test failover' }).click();
 
     await page.getByRole('heading', { name: 'Job test-failover' }).waitFor();
-    const approval = page.getByLabel('manual step');
-    await approval.waitFor({ timeout: 120_000 });
-    expect(await approval.textContent()).toContain("approve test-failover step 'start-machine'");
-    expect((await rep()).testFailoverState).toBe('starting'); // nothing started before the approval
-    await screenshot('job-waiting-for-approval');
-    await page.getByLabel('Comment (kept with the answer)').fill('drill approved by the portal test');
-    await page.getByRole('button', { name: 'Approve' }).click();
-    await page.getByText('SUCCEEDED').first().waitFor({ timeout: 300_000 });
+    await jobEnds('succeeded', 300_000);
     await screenshot('job-succeeded');
     await expect.poll(async () => (await rep()).testFailoverState).toBe('running');
-
-    // The copy really booted from the point: its guest read back the marker the primary guest wrote.
-    const consoleText = () => requestText(`${vault.url}/api/v1/vaults/demo/sites/recovery/machines/${VM}-test/console`, { connection: vault.connection });
-    const read = await waitForConsole(consoleText, new RegExp(`${GUEST_LINES.markerRead}(\\S+)`), 180_000, 'the test copy');
-    expect(read[1]).toBe(vm?.marker);
-    const jobs = await vault.api<{ items: { type: string; tasks: { name: string; input: { approved: boolean; comment: string; by: string } | null }[] }[] }>('GET', '/vaults/demo/jobs?type=test-failover');
-    const answer = jobs.items[0]?.tasks.find((t) => t.name === 'start-machine')?.input;
-    expect(answer).toMatchObject({ approved: true, comment: 'drill approved by the portal test', by: 'user:owner' });
+    await copyReadTheMarker();
   });
 
   it('cleans up the test failover from the replication page', async () => {
@@ -162,12 +159,12 @@ describe('web portal: the whole flow in a browser', () => {
     await screenshot('cleanup-confirm');
     await page.getByRole('button', { name: 'Confirm' }).click();
     await page.getByRole('heading', { name: 'Job test-failover-cleanup' }).waitFor();
-    await page.getByText('SUCCEEDED').first().waitFor({ timeout: 120_000 });
+    await jobEnds('succeeded', 120_000);
     await screenshot('cleanup-job');
     await expect.poll(async () => (await rep()).testFailoverState).toBe('none');
   });
 
-  it('edits a recovery plan with groups and a manual action', async () => {
+  it('edits a recovery plan whose group waits for a manual approval before its machine starts', async () => {
     const { page } = b;
     await open('/plans', 'Recovery plans');
     await page.getByRole('link', { name: 'New plan' }).click();
@@ -176,14 +173,52 @@ describe('web portal: the whole flow in a browser', () => {
     await page.getByRole('combobox', { name: 'Machines (replications)' }).click();
     await page.getByRole('option', { name: VM }).click();
     await page.keyboard.press('Escape');
-    await page.getByRole('button', { name: 'Add action' }).nth(1).click();
-    await page.getByRole('textbox', { name: 'Instruction' }).fill('check that the app answers');
+    await page.getByRole('button', { name: 'Add action' }).first().click(); // before the group starts
+    await page.getByRole('textbox', { name: 'Instruction' }).fill('check the isolated network, then approve');
     await screenshot('plan-editor');
     await page.getByRole('button', { name: 'Save plan' }).click();
     await page.getByRole('link', { name: 'portal-plan' }).waitFor();
     await screenshot('plans');
     const plan = await vault.api<{ groups: { name: string; replications: string[]; post: { kind: string; target: string }[] }[] }>('GET', '/vaults/demo/recovery-plans/portal-plan');
-    expect(plan.groups).toEqual([{ name: 'app', replications: [VM], pre: [], post: [{ name: 'step-1', kind: 'manual', target: 'check that the app answers' }] }]);
+    expect(plan.groups).toEqual([{ name: 'app', replications: [VM], pre: [{ name: 'step-1', kind: 'manual', target: 'check the isolated network, then approve' }], post: [] }]);
+  });
+
+  it("runs the plan's test failover and approves its manual step in the run view; only then the copy boots", async () => {
+    const { page } = b;
+    await open('/plans', 'Recovery plans');
+    await page.getByRole('row', { name: /portal-plan/ }).first().getByRole('button', { name: 'test-failover', exact: true }).click();
+    await page.getByRole('heading', { name: 'Job plan-test-failover' }).waitFor();
+    await page.getByRole('link', { name: 'portal-plan' }).waitFor(); // the run view says which plan it runs
+    const approval = page.getByLabel('manual step');
+    await approval.waitFor({ timeout: 120_000 });
+    expect(await approval.textContent()).toContain('step-1: check the isolated network, then approve');
+    // The step holds the group back: nothing was asked of the machine yet.
+    expect((await rep()).testFailoverState).toBe('none');
+    const held = await vault.api<{ items: { type: string }[] }>('GET', `/vaults/demo/jobs?replication=${VM}&type=test-failover`);
+    expect(held.items).toHaveLength(1); // the wizard's, cleaned up above
+    await screenshot('plan-run-waiting-for-approval');
+    await page.getByLabel('Comment (kept with the answer)').fill('bubble checked by the portal test');
+    await page.getByRole('button', { name: 'Approve' }).click();
+    await jobEnds('succeeded', 300_000);
+    await screenshot('plan-run-succeeded');
+
+    // The approval let the group start: its machine's test copy booted from a point of it.
+    expect((await rep()).testFailoverState).toBe('running');
+    await copyReadTheMarker();
+    const runs = await vault.api<{ items: { id: string; state: string; tasks: { name: string; state: string; input: unknown }[] }[] }>('GET', '/vaults/demo/recovery-plans/portal-plan/jobs');
+    expect(runs.items).toHaveLength(1);
+    expect(runs.items[0]?.state).toBe('succeeded');
+    expect(runs.items[0]?.tasks.map((t) => [t.name, t.state])).toEqual([['group-1-pre-step-1', 'succeeded'], ['group-1-machines', 'succeeded']]);
+    expect(runs.items[0]?.tasks[0]?.input).toMatchObject({ approved: true, comment: 'bubble checked by the portal test', by: 'user:owner' });
+
+    // The plan's runs are listed with the plan; its cleanup removes the copy.
+    await open('/plans', 'Recovery plans');
+    await page.getByRole('link', { name: 'portal-plan: plan-test-failover', exact: true }).waitFor();
+    await page.getByRole('row', { name: /portal-plan/ }).first().getByRole('button', { name: 'test-failover-cleanup', exact: true }).click();
+    await page.getByRole('heading', { name: 'Job plan-test-failover-cleanup' }).waitFor();
+    await jobEnds('succeeded', 120_000);
+    await screenshot('plan-cleanup');
+    expect((await rep()).testFailoverState).toBe('none');
   });
 
   it('shows sites, jobs, drills with the last RTO, and readiness with remediations', async () => {
@@ -192,7 +227,7 @@ describe('web portal: the whole flow in a browser', () => {
     expect(await page.getByLabel('site recovery').textContent()).toContain('1 replication(s) target it');
     await screenshot('sites');
     await open('/jobs', 'Jobs');
-    await page.getByRole('link', { name: 'test-failover-cleanup' }).waitFor();
+    await page.getByRole('link', { name: 'plan-test-failover-cleanup', exact: true }).waitFor();
     await screenshot('jobs');
     await open('/drills', 'Drills');
     const row = page.getByRole('row', { name: new RegExp(VM) });

@@ -2,7 +2,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { RefugeError } from '../../core/errors.js';
-import { PLAN_ACTION_KINDS, type NetworkMapping, type RecoveryPlan } from '../../vault/model.js';
+import { PLAN_ACTION_KINDS, type NetworkMapping, type RecoveryPlan, type Vault } from '../../vault/model.js';
 import type { AppDeps } from '../deps.js';
 import { Name, VaultParams, named } from './params.js';
 import { ListQuery, listPage } from './paging.js';
@@ -23,7 +23,7 @@ const Groups = Type.Array(
 
 /** Network mappings, consistency groups and recovery plans (CRUD; running plans is the orchestration's). */
 export function topologyRoutes(deps: AppDeps): FastifyPluginAsync {
-  const { repos } = deps;
+  const { repos, plans } = deps;
   return async (fastify) => {
     const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
 
@@ -96,7 +96,15 @@ export function topologyRoutes(deps: AppDeps): FastifyPluginAsync {
       return reply.code(204).send();
     });
 
-    const planView = (p: RecoveryPlan) => ({ name: p.name, description: p.description, groups: p.groups, createdAt: p.createdAt, updatedAt: p.updatedAt });
+    /** A plan with the operations a run may be asked for now (as a replication lists its allowed operations). */
+    const planView = async (v: Vault, p: RecoveryPlan) => ({
+      name: p.name,
+      description: p.description,
+      groups: p.groups,
+      allowedOperations: await plans.allowedOperations(v, p),
+      createdAt: p.createdAt,
+      updatedAt: p.updatedAt,
+    });
     const checkPlan = async (vaultId: string, groups: { replications: string[] }[]) => {
       const names = groups.flatMap((g) => g.replications);
       if (new Set(names).size !== names.length) throw new RefugeError('invalid_argument', 'a replication appears twice in the plan', { details: { field: '/body/groups' } });
@@ -110,7 +118,7 @@ export function topologyRoutes(deps: AppDeps): FastifyPluginAsync {
     app.get('/vaults/:vault/recovery-plans', { schema: { params: VaultParams, querystring: ListQuery } }, async (req) => {
       const v = await repos.vaults.get(req.params.vault);
       const { limit, after } = listPage(req.query);
-      return listPage.wrap((await repos.plans.list(v.id, { limit, ...(after ? { after } : {}) })).map(planView), limit);
+      return listPage.wrap(await Promise.all((await repos.plans.list(v.id, { limit, ...(after ? { after } : {}) })).map((p) => planView(v, p))), limit);
     });
     app.post('/vaults/:vault/recovery-plans', {
       config: { permission: 'configure' },
@@ -119,11 +127,11 @@ export function topologyRoutes(deps: AppDeps): FastifyPluginAsync {
       const v = await repos.vaults.get(req.params.vault);
       await checkPlan(v.id, req.body.groups);
       const p = await repos.plans.create({ vaultId: v.id, name: req.body.name, description: req.body.description ?? '', groups: withActions(req.body.groups) });
-      return reply.code(201).send(planView(p));
+      return reply.code(201).send(await planView(v, p));
     });
     app.get('/vaults/:vault/recovery-plans/:plan', { schema: { params: named('plan') } }, async (req) => {
       const v = await repos.vaults.get(req.params.vault);
-      return planView(await repos.plans.get(v.id, req.params.plan));
+      return planView(v, await repos.plans.get(v.id, req.params.plan));
     });
     app.patch('/vaults/:vault/recovery-plans/:plan', {
       config: { permission: 'configure' },
@@ -132,7 +140,7 @@ export function topologyRoutes(deps: AppDeps): FastifyPluginAsync {
       const v = await repos.vaults.get(req.params.vault);
       if (req.body.groups) await checkPlan(v.id, req.body.groups);
       const p = await repos.plans.get(v.id, req.params.plan);
-      return planView(await repos.plans.update(p, { ...(req.body.description !== undefined ? { description: req.body.description } : {}), ...(req.body.groups ? { groups: withActions(req.body.groups) } : {}) }));
+      return planView(v, await repos.plans.update(p, { ...(req.body.description !== undefined ? { description: req.body.description } : {}), ...(req.body.groups ? { groups: withActions(req.body.groups) } : {}) }));
     });
     app.delete('/vaults/:vault/recovery-plans/:plan', { config: { permission: 'configure' }, schema: { params: named('plan') } }, async (req, reply) => {
       const v = await repos.vaults.get(req.params.vault);

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { RefugeError } from '../../core/errors.js';
 import { formatSeconds, parseDuration } from '../../core/durations.js';
 import { globals } from '../context.js';
-import { printFields, printJson, printTable, say } from '../output.js';
+import { done, printFields, printJson, printTable, say } from '../output.js';
 import { followJob } from '../progress.js';
 
 interface RunView { id: string; job: string; outcome: string; rtoSeconds: number | null; startedAt: string; cleanedUp: boolean; error: string | null }
@@ -75,14 +75,15 @@ export function registerDrillCommands(program: Command): void {
     });
   for (const [verb, enabled] of [['pause', false], ['unpause', true]] as const) {
     drill.command(`${verb} <name>`).description(`${enabled ? 'resume' : 'stop'} a drill's schedule`).action(async (name: string, _o, cmd: Command) => {
-      const { client } = globals(cmd);
-      await client.request('PATCH', await client.in(`/drills/${name}`), { enabled });
-      say(`drill ${name} ${enabled ? 'scheduled again' : 'paused'}`);
+      const { client, json } = globals(cmd);
+      const d = await client.request<DrillView>('PATCH', await client.in(`/drills/${name}`), { enabled });
+      if (json) return printJson(d);
+      say(`drill ${name} ${enabled ? `scheduled again${d.nextRunAt ? `; next run at ${d.nextRunAt}` : ''}` : 'paused'}`);
     });
   }
   drill.command('delete <name>').description('delete a drill and its run history').action(async (name: string, _o, cmd: Command) => {
-    const { client } = globals(cmd);
+    const { client, json } = globals(cmd);
     await client.request('DELETE', await client.in(`/drills/${name}`));
-    say(`drill ${name} deleted`);
+    done(json, { deleted: name }, `drill ${name} deleted`);
   });
 }

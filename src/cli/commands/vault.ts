@@ -37,7 +37,6 @@ export function registerVaultCommand(program: Command): Command {
         ...(databaseUrl ? { databaseUrl } : {}),
         insecureHttp: o.insecureHttp === true,
         holdTasks: held,
-        approveTasks: process.env.REFUGE_TEST_APPROVE_TASKS?.split(',').filter(Boolean) ?? [],
         ...(process.env.REFUGE_JOB_LEASE_SECONDS ? { jobLeaseSeconds: Number(process.env.REFUGE_JOB_LEASE_SECONDS) } : {}),
       });
       process.stdout.write(`vault listening on ${server.url} (data in ${resolve(o.data)})\n`);

@@ -68,6 +68,23 @@ export class PlanService {
     return this.engine.get(id);
   }
 
+  /**
+   * The plan operations a request would be let through now (readiness aside, which is judged when one is asked):
+   * none while a run of the plan is active; else each this vault offers whose per-machine operation every machine
+   * of the plan allows, or does not need (at least one must).
+   */
+  async allowedOperations(vault: Vault, plan: RecoveryPlan): Promise<PlanOperation[]> {
+    if (await this.activeJob(vault, plan)) return [];
+    const names = plan.groups.flatMap((g) => g.replications);
+    const reps = await this.deps.repos.replications.list(vault.id, { names });
+    if (reps.length === 0 || reps.length !== names.length) return [];
+    return PLAN_OPERATIONS.filter((op) => {
+      const spec = PLAN_OPERATION_SPECS[op];
+      const needed = reps.filter((r) => !spec.notApplicable?.(r));
+      return isAvailable(op) && needed.length > 0 && needed.every((r) => (allowedOperations(r) as string[]).includes(spec.machineOperation));
+    });
+  }
+
   /** The plan's jobs, newest first. */
   async jobs(vault: Vault, plan: RecoveryPlan, limit = 20): Promise<JobView[]> {
     const rows = await this.deps.repos.db

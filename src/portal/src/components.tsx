@@ -14,8 +14,9 @@ export function PageTitle({ children, actions }: { children: ReactNode; actions?
   );
 }
 
-export function StateBadge({ state }: { state: string }) {
-  return <Badge color={stateColor(state)} variant="light">{state}</Badge>;
+export function StateBadge({ state, label }: { state: string; label?: string }) {
+  // Never cut to "SUCC…" in a narrow table column: the badge is as wide as its state.
+  return <Badge color={stateColor(state)} variant="light" aria-label={label} miw="max-content">{state}</Badge>;
 }
 
 /** The vault's error message with its hint, as the CLI prints them. */

@@ -22,6 +22,12 @@ export function seconds(s: number | null | undefined): string {
 
 export const time = (iso: string | null | undefined): string => (iso ? new Date(iso).toLocaleString() : '-');
 
+/** The recovery plan a job runs, if it is a plan's run: plan jobs carry `{ plan: { id, name } }` in their params. */
+export function planOf(job: { params: unknown }): string | undefined {
+  const p = job.params as { plan?: { name?: unknown } } | null;
+  return typeof p?.plan?.name === 'string' ? p.plan.name : undefined;
+}
+
 export const percent = (f: number): string => `${Math.round(f * 100)}%`;
 
 /** Mantine colors for health, readiness, job and alert states. */

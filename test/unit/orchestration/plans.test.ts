@@ -51,8 +51,12 @@ describe.each(TEST_DATABASES)('recovery plans on %s', (database) => {
     return r.body;
   };
 
+  const planAllows = async () => (await v.call<{ allowedOperations: string[] }>('GET', '/api/v1/vaults/demo/recovery-plans/shop')).body.allowedOperations;
+
   it('test failover runs groups in order with their actions, waits for approval, and cleanup removes every copy', async () => {
     await createPlan();
+    // What every machine allows (a cleanup with nothing to clean up is not offered).
+    expect(await planAllows()).toEqual(['test-failover', 'planned-failover', 'failover']);
     const job = await start('test-failover', { point: 'latest' });
     expect(job.type).toBe('plan-test-failover');
     expect(job.tasks.map((t) => t.name)).toEqual(['group-1-pre-env', 'group-1-machines', 'group-2-pre-notify', 'group-2-machines', 'group-2-post-check', 'group-3-machines', 'group-3-post-done']);
@@ -67,8 +71,9 @@ describe.each(TEST_DATABASES)('recovery plans on %s', (database) => {
     await expect(readFile(join(dir, 'done.txt'))).rejects.toThrow();
     const listed = await v.call<{ items: { id: string; waitingFor: string }[] }>('GET', '/api/v1/vaults/demo/recovery-plans/shop/jobs');
     expect(listed.body.items[0]).toMatchObject({ id: job.id, waitingFor: 'check: check the app answers, then approve' });
-    // A second run of a busy plan is refused.
+    // A second run of a busy plan is refused, and not offered.
     expect((await v.call('POST', '/api/v1/vaults/demo/recovery-plans/shop/test-failover', {})).status).toBe(409);
+    expect(await planAllows()).toEqual([]);
 
     const approve = await v.call('POST', `/api/v1/vaults/demo/jobs/${job.id}/resume`, { approved: true, comment: 'app answers' });
     expect(approve.status).toBe(202);
@@ -91,6 +96,7 @@ describe.each(TEST_DATABASES)('recovery plans on %s', (database) => {
     expect(hook.received[0]?.body).toMatchObject({ plan: 'shop', operation: 'test-failover', group: { index: 2, name: 'apps', replications: ['app'] }, action: { name: 'notify', kind: 'webhook', phase: 'pre' } });
     expect(done.result.actions).toMatchObject({ 'group-2-post-check': { outcome: 'approved', detail: { by: 'user:owner', comment: 'app answers' } } });
     for (const name of ['db', 'app', 'web']) expect((await rep(name)).testFailoverState).toBe('running');
+    expect(await planAllows()).toEqual(['test-failover-cleanup']);
 
     const cleanup = await v.engine.waitFor((await start('test-failover-cleanup')).id, 60_000);
     expect(cleanup.state, JSON.stringify(cleanup.error)).toBe('succeeded');

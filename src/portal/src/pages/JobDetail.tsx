@@ -1,9 +1,9 @@
-import { Alert, Button, Card, Code, Group, Table, Text, Textarea } from '@mantine/core';
+import { Alert, Anchor, Button, Card, Code, Group, Table, Text, Textarea } from '@mantine/core';
 import { useState } from 'react';
-import { useParams } from 'react-router';
+import { Link, useParams } from 'react-router';
 import { api, get, inVault } from '../api.js';
 import { ErrorAlert, PageTitle, ProgressBar, StateBadge } from '../components.js';
-import { time } from '../format.js';
+import { planOf, time } from '../format.js';
 import { usePoll } from '../hooks.js';
 import type { Job } from '../types.js';
 import { useVault } from '../vault-context.js';
@@ -28,6 +28,7 @@ export function JobDetail() {
     }
   };
   const waiting = job?.tasks.find((t) => t.state === 'waiting');
+  const plan = job ? planOf(job) : undefined;
   return (
     <>
       <PageTitle actions={job?.allowedOperations.filter((o) => o !== 'resume').map((op) => (
@@ -37,8 +38,9 @@ export function JobDetail() {
       {job ? (
         <>
           <Group mb="md">
-            <StateBadge state={job.state} />
+            <StateBadge state={job.state} label="job state" />
             <ProgressBar value={job.progress} label="job progress" />
+            {plan ? <Text size="sm">run of recovery plan <Anchor component={Link} to={`/plans/${plan}`}>{plan}</Anchor></Text> : null}
             <Text size="sm" c="dimmed">{job.id} · created {time(job.createdAt)}</Text>
           </Group>
           {waiting && job.allowedOperations.includes('resume') ? (

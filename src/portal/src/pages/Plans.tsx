@@ -3,16 +3,10 @@ import { useState } from 'react';
 import { Link, useNavigate } from 'react-router';
 import { api, get, inVault, type List } from '../api.js';
 import { ErrorAlert, PageTitle, ProgressBar, ReadinessTable, StateBadge } from '../components.js';
-import { time } from '../format.js';
+import { planOf, time } from '../format.js';
 import { usePoll } from '../hooks.js';
 import type { Job, Plan, ReadinessReport } from '../types.js';
 import { useVault } from '../vault-context.js';
-
-/** Jobs that belong to a plan: its runs (a job whose params name the plan). */
-const planOf = (j: Job): string | undefined => {
-  const p = j.params as { plan?: unknown } | null;
-  return typeof p?.plan === 'string' ? p.plan : undefined;
-};
 
 /** Recovery plans, their runs (each run is a job: open it to follow it and approve its manual steps). */
 export function Plans() {
