@@ -48,6 +48,11 @@ export const ReplicatorReportResponse = Type.Object({
   store: Type.Unsafe<SiteStoreConfig>(Type.Object({ kind: Type.String() }, { additionalProperties: true })),
   /** Report again within this many seconds, or agents go back to the vault's own replicator. */
   reportIntervalSeconds: Type.Number({ minimum: 1 }),
+  /**
+   * Whether the vault records recovery points in the site's store: the replicator then never creates the store
+   * anew (a missing store is an unmounted volume or a wrong bucket, not a new site). Absent from older vaults.
+   */
+  storeHoldsPoints: Type.Optional(Type.Boolean()),
 });
 export type ReplicatorReportResponse = Static<typeof ReplicatorReportResponse>;
 

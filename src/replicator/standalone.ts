@@ -139,7 +139,7 @@ export async function startStandaloneReplicator(o: StandaloneReplicatorOptions):
     const r = await link.report({ url, version: REPLICATOR_VERSION, replications: stats() });
     if (!store) {
       // A filesystem store may be mounted at another path on this host than at the vault.
-      store = await openSiteStore(r.store.kind === 'filesystem' && o.storePath ? { ...r.store, path: o.storePath } : r.store);
+      store = await openSiteStore(r.store.kind === 'filesystem' && o.storePath ? { ...r.store, path: o.storePath } : r.store, { create: r.storeHoldsPoints !== true });
       log.info({ site: r.site, store: store.backend.location }, 'replicator registered with the vault');
     }
     return r;

@@ -30,7 +30,7 @@ export function replicatorRoutes(deps: AppDeps): FastifyPluginAsync {
       const v = await repos.vaults.get(req.params.vault);
       const site = await repos.sites.get(v.id, req.params.site);
       deps.replicators.report({ vaultId: v.id, siteId: site.id, site: site.name, ...req.body, reportedAt: new Date() });
-      return { site: site.name, store: site.config.store, reportIntervalSeconds: deps.replicators.reportIntervalSeconds };
+      return { site: site.name, store: site.config.store, reportIntervalSeconds: deps.replicators.reportIntervalSeconds, storeHoldsPoints: await repos.replications.hasPointsAt(site.id) };
     });
 
     app.get('/vaults/:vault/replicators', { schema: { params: VaultParams } }, async (req) => {
