@@ -39,6 +39,7 @@ import { PlanService } from '../orchestration/plans/plan-service.js';
 import { drillJobDefinition, type DrillJobDeps } from '../orchestration/drills/drill-job.js';
 import type { JobDefinition } from '../vault/jobs/definitions.js';
 import { DrillRepository } from '../orchestration/drills/drill-repository.js';
+import { RetentionService } from '../orchestration/retention.js';
 import { DrillService } from '../orchestration/drills/drill-service.js';
 
 export interface VaultServerOptions {
@@ -68,6 +69,8 @@ export interface VaultServerOptions {
   groupCuts?: Partial<GroupCutSettings>;
   /** How often the drill scheduler looks for due drills (default 5 s). */
   drillPollMs?: number;
+  /** How often policies' retention prunes recovery points (default 10 min); 0 turns it off (tests run passes). */
+  retentionIntervalMs?: number;
 }
 
 export interface VaultServer {
@@ -82,6 +85,7 @@ export interface VaultServer {
   sites: SiteResources;
   plans: PlanService;
   drills: DrillService;
+  retention: RetentionService;
   close(): Promise<void>;
 }
 
@@ -226,6 +230,8 @@ export async function assembleVault(o: VaultServerOptions): Promise<VaultServer 
   await engine.start();
   groupCuts.start();
   drills.start(o.drillPollMs ?? 5000);
+  const retention = new RetentionService(deps, { log });
+  if (o.retentionIntervalMs !== 0) retention.start(o.retentionIntervalMs ?? 600_000);
   let readinessTimer: NodeJS.Timeout | undefined;
   if (o.monitorIntervalMs !== 0) {
     monitor.start(o.monitorIntervalMs ?? 30_000);
@@ -255,10 +261,12 @@ export async function assembleVault(o: VaultServerOptions): Promise<VaultServer 
     readiness,
     plans,
     drills,
+    retention,
     async close() {
       clearInterval(readinessTimer);
       groupCuts.stop();
       await drills.stop();
+      await retention.stop();
       monitor.stop();
       await notifier.stop();
       await engine.stop();

@@ -42,6 +42,8 @@ export interface PointFacts {
   id: string;
   capturedAt: number;
   consistency: Consistency;
+  /** Part of a consistency-group cut: preferred after app-consistency, so the members keep the same cuts. */
+  groupCut?: boolean;
 }
 
 /** Splits points into those to keep and those to prune under `policy` at time `now`. */
@@ -52,6 +54,7 @@ export function selectRetained(points: PointFacts[], policy: RetentionPolicy, no
   const periods = new Map<string, PointFacts>();
   const better = (a: PointFacts, b: PointFacts): boolean => {
     if (policy.preferAppConsistent && a.consistency !== b.consistency) return a.consistency === 'app';
+    if (Boolean(a.groupCut) !== Boolean(b.groupCut)) return Boolean(a.groupCut);
     return a.capturedAt > b.capturedAt || (a.capturedAt === b.capturedAt && a.id > b.id);
   };
   for (const p of points) {

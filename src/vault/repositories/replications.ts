@@ -207,6 +207,11 @@ export class ReplicationRepository {
   }
 
   /** Forgets every point record of a replication (a re-protect starts a new history in the other direction). */
+  /** Forgets one point (retention pruned it from the store). */
+  async deletePoint(replicationId: string, pointId: string): Promise<void> {
+    await this.db.deleteFrom('recoveryPoints').where('replicationId', '=', replicationId).where('id', '=', pointId).execute();
+  }
+
   async deletePoints(replicationId: string, db: Db = this.db): Promise<void> {
     await db.deleteFrom('recoveryPoints').where('replicationId', '=', replicationId).execute();
   }

@@ -44,6 +44,24 @@ describe('retention on the Azure Site Recovery schedule', () => {
     for (const p of inAges(2 * HOUR, 15 * DAY)) expect(p.consistency).toBe('app');
   });
 
+  it('prefers a consistency-group cut after app-consistency, so the members of a group keep the same cuts', () => {
+    // Two members with crash points every 5 minutes, group cuts at :15 of each hour (captured 2 s apart).
+    const member = (name: string, skew: number): PointFacts[] =>
+      history(2)
+        .filter((p) => p.consistency === 'crash')
+        .map((p) => ({ ...p, id: `${name}_${p.id}`, capturedAt: p.capturedAt + skew, groupCut: new Date(p.capturedAt).getUTCMinutes() === 15 }));
+    const a = member('a', 0);
+    const b = member('b', 2000);
+    const keptCuts = (pts: PointFacts[]) => {
+      const keep = new Set(selectRetained(pts, ASR_RETENTION, NOW).keep);
+      return pts.filter((p) => keep.has(p.id) && NOW - p.capturedAt > 2 * HOUR).map((p) => ({ cut: p.groupCut, minute: Math.floor((p.capturedAt - (p.capturedAt % 1000)) / MIN) }));
+    };
+    const ka = keptCuts(a);
+    expect(ka.length).toBeGreaterThan(20);
+    expect(ka.every((k) => k.cut)).toBe(true);
+    expect(keptCuts(b)).toEqual(ka);
+  });
+
   it('keeps the same points when pruning again later (periods are aligned), and always the latest point', () => {
     const again = selectRetained(kept, ASR_RETENTION, NOW);
     expect(again.keep.sort()).toEqual([...keep].sort());

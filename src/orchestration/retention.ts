@@ -1,0 +1,116 @@
+import { isRefugeError } from '../core/errors.js';
+import { silentLogger, type Logger } from '../core/log.js';
+import { collectGarbage } from '../store/gc.js';
+import { asrRetention, selectRetained } from '../store/retention.js';
+import type { Replication } from '../vault/model.js';
+import { isReplicating } from '../vault/replication-state.js';
+import type { OrchestrationDeps } from './deps.js';
+
+const HOUR = 3600_000;
+
+export interface RetentionOptions {
+  log?: Logger;
+  /** Unreferenced store data younger than this survives garbage collection (commits in flight; default 1 hour). */
+  gcGraceMs?: number;
+  /** A site's store is garbage-collected at most this often, and only after points were pruned (default 6 hours). */
+  gcEveryMs?: number;
+}
+
+export interface RetentionPass {
+  /** Points pruned, per replication name. */
+  pruned: Record<string, number>;
+  /** Sites whose store was garbage-collected in this pass, with the bytes it freed. */
+  collected: Record<string, number>;
+}
+
+/**
+ * Applies every policy's retention to its replications' recovery points (the ASR schedule cut at the policy's
+ * `retentionHours`, store/retention.ts), in the store and in the vault's records, and reclaims the space with the
+ * store's garbage collection. Replications with a test failover or a failover in progress are left alone: their
+ * points are in use. The manifest is deleted before the record, so a crash in between leaves a record whose point
+ * is gone, which the next pass deletes; never a point the vault does not list (and the store keeps everything its
+ * latest point needs: the latest point is always kept). Several vault processes may run passes at once: deleting a
+ * point twice is harmless, and the store's garbage collection takes the store's exclusive lock.
+ */
+export class RetentionService {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<unknown> | undefined;
+  private readonly lastGc = new Map<string, number>();
+  private readonly prunedSinceGc = new Set<string>();
+  private readonly log: Logger;
+
+  constructor(
+    private readonly deps: OrchestrationDeps,
+    private readonly o: RetentionOptions = {},
+  ) {
+    this.log = o.log ?? silentLogger;
+  }
+
+  /** One pass over every vault's replications at time `now`. */
+  async pass(now = Date.now()): Promise<RetentionPass> {
+    const result: RetentionPass = { pruned: {}, collected: {} };
+    const { repos } = this.deps;
+    for (const vault of await repos.vaults.list()) {
+      for (const rep of await repos.replications.list(vault.id)) {
+        try {
+          const n = await this.prune(rep, now);
+          if (n > 0) {
+            result.pruned[rep.name] = n;
+            this.prunedSinceGc.add(rep.targetSiteId);
+          }
+        } catch (err) {
+          this.log.warn({ err, replication: rep.name }, 'retention could not prune this replication now');
+        }
+      }
+    }
+    for (const siteId of [...this.prunedSinceGc]) {
+      if (now - (this.lastGc.get(siteId) ?? 0) < (this.o.gcEveryMs ?? 6 * HOUR)) continue;
+      const site = await repos.sites.byId(siteId);
+      try {
+        const r = await collectGarbage(await this.deps.sites.store(site), { graceMs: this.o.gcGraceMs ?? HOUR });
+        this.lastGc.set(siteId, now);
+        this.prunedSinceGc.delete(siteId);
+        result.collected[site.name] = r.bytesBefore - r.bytesAfter;
+        this.log.info({ site: site.name, freedBytes: r.bytesBefore - r.bytesAfter, packsDeleted: r.packsDeleted }, 'store garbage collected after retention');
+      } catch (err) {
+        this.log.warn({ err, site: site.name }, 'store garbage collection after retention failed; it is retried at the next pass');
+      }
+    }
+    return result;
+  }
+
+  private async prune(rep: Replication, now: number): Promise<number> {
+    if (!isReplicating(rep.state) || rep.failover.test || rep.failover.failover) return 0;
+    const { repos, sites } = this.deps;
+    const policy = await repos.policies.byId(rep.policyId);
+    const points = await repos.replications.listPoints(rep.id, 100_000);
+    const facts = points.map((p) => ({ id: p.id, capturedAt: Date.parse(p.capturedAt), consistency: p.consistency, groupCut: p.groupCutId !== null }));
+    const { prune } = selectRetained(facts, asrRetention(policy.retentionHours * HOUR), now);
+    if (prune.length === 0) return 0;
+    const store = await sites.store(await repos.sites.byId(rep.targetSiteId));
+    for (const id of prune) {
+      await store.deletePoint(rep.id, id).catch((err: unknown) => {
+        if (!isRefugeError(err, 'not_found')) throw err;
+      });
+      await repos.replications.deletePoint(rep.id, id);
+    }
+    this.log.info({ replication: rep.name, pruned: prune.length, kept: points.length - prune.length }, 'recovery points pruned by retention');
+    return prune.length;
+  }
+
+  /** Runs a pass every `everyMs` (the first one after `everyMs`). */
+  start(everyMs: number): void {
+    this.timer = setInterval(() => {
+      if (this.running) return;
+      this.running = this.pass()
+        .catch((err: unknown) => this.log.error({ err }, 'retention pass failed'))
+        .finally(() => (this.running = undefined));
+    }, everyMs);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await this.running;
+  }
+}
