@@ -71,6 +71,9 @@ export class JobEngine {
     const def = this.definitions.get(input.type);
     if (!def) throw new RefugeError('internal', `no job definition for type '${input.type}'`);
     const id = newId('job');
+    // The job and its tasks appear together: a job claimed (by any process) between the two inserts would find no
+    // task, "succeed" at once, and then get its tasks, never run.
+    if (!db.isTransaction) return db.transaction().execute((trx) => this.create(trx, input));
     await db
       .insertInto('jobs')
       .values({
@@ -140,7 +143,12 @@ export class JobEngine {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const job = await this.get(jobId);
-      if (until(job)) return job;
+      if (until(job)) {
+        // A job this process runs has ended: let its end be told (events, alerts) before answering, so a caller that
+        // looks for them next finds them.
+        if (ENDED_JOB_STATES.includes(job.state)) await this.running.get(jobId)?.done.catch(() => undefined);
+        return job;
+      }
       if (Date.now() > deadline) throw new RefugeError('unavailable', `job ${jobId} still ${job.state} after ${timeoutMs} ms`);
       await new Promise((r) => setTimeout(r, 50));
     }

@@ -10,10 +10,10 @@ const parse = (text: string | null): unknown => (text === null ? undefined : JSO
 /** Reads jobs with their tasks as JobViews, one query for the jobs and one for all their tasks. */
 export async function loadJobs(db: Db, ids: string[]): Promise<JobView[]> {
   if (ids.length === 0) return [];
-  const [rows, tasks] = await Promise.all([
-    db.selectFrom('jobs').selectAll().where('id', 'in', ids).execute(),
-    db.selectFrom('jobTasks').selectAll().where('jobId', 'in', ids).orderBy('jobId').orderBy('seq').execute(),
-  ]);
+  // Jobs first, then their tasks: tasks only move forward, so a job read as ended shows its tasks ended too (two
+  // queries at once on PostgreSQL's pool could read the tasks before the job had ended and the job after).
+  const rows = await db.selectFrom('jobs').selectAll().where('id', 'in', ids).execute();
+  const tasks = await db.selectFrom('jobTasks').selectAll().where('jobId', 'in', ids).orderBy('jobId').orderBy('seq').execute();
   const byJob = new Map<string, typeof tasks>();
   for (const t of tasks) byJob.set(t.jobId, [...(byJob.get(t.jobId) ?? []), t]);
   const views = new Map(

@@ -157,7 +157,8 @@ export class GroupCutRepository {
   private async names(ids: string[]): Promise<string[]> {
     if (ids.length === 0) return [];
     const rows = await this.db.selectFrom('replications').select(['id', 'name']).where('id', 'in', ids).execute();
-    return ids.map((id) => rows.find((r) => r.id === id)?.name ?? id);
+    // Sorted: messages name the members the same way whatever order the database returned them in.
+    return ids.map((id) => rows.find((r) => r.id === id)?.name ?? id).sort();
   }
 
   private async failed(cutId: string, reason: string): Promise<BarrierStatus> {
