@@ -23,12 +23,15 @@ const LINK = { rateKbit: 4000, lossPercent: 4 };
 const DEGRADED_SECONDS = 25;
 const RPO_THRESHOLD_SECONDS = 10;
 const CUT_SECONDS = 30;
+/** d) 2 MiB written at once just before the link goes down: an upload of several seconds on the degraded link. */
+const BURST_RECORDS = 512;
+const MID_UPLOAD_CUT_SECONDS = 15;
 const bin = join(packageRoot(), 'bin', 'refuge.js');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface Point { id: string; capturedAt: string; committedAt: string }
 interface Alert { id: string; kind: string; subject: string; severity: string; state: string; message: string; firstAt: string; resolvedAt: string | null }
-interface RepView { state: string; health: string; healthErrors: { code: string }[] }
+interface RepView { state: string; health: string; healthErrors: { code: string }[]; progress: { phase: string; doneBytes: number; pendingBytes: number } | null }
 type Counters = { pointsCommitted: number; bytesReceived: number; wireBytesReceived: number };
 type Replicators = { items: { site: string; live: boolean; reportedAt: string; replications: (Counters & { replicationId: string })[] }[] };
 
@@ -75,6 +78,7 @@ describe('R2: a slow and lossy link, then a cut link: nothing lost, RPO alert wh
   let writer: { stop: boolean; done: Promise<void> } | undefined;
   let phaseA: { points: Point[]; last: Point; goodputKbit: number; packets: number; dropped: number; records: number; seconds: number } | undefined;
   let cut: { at: number; baselineWire: number; baselineBytes: number; firstRecord: number; records: number; alert: Alert } | undefined;
+  let caughtUp: Point | undefined;
 
   const points = async () => (await api<{ items: Point[] }>('GET', '/vaults/demo/replications/vm1/points?limit=1000')).items.sort((a, b) => Date.parse(a.capturedAt) - Date.parse(b.capturedAt));
   const store = async () => ReplicaStore.open(new FilesystemBackend(join(dir, 'vault', 'sites', 'recovery', 'store')));
@@ -256,11 +260,12 @@ describe('R2: a slow and lossy link, then a cut link: nothing lost, RPO alert wh
     const c = cut as NonNullable<typeof cut>;
     const reconnectedAt = Date.now();
     await sites.reconnect();
-    const caughtUp = await pointAfter(ackedAt.at(-1) as number, 120_000, 'a point after the records written while cut');
+    caughtUp = await pointAfter(ackedAt.at(-1) as number, 120_000, 'a point after the records written while cut');
     const { prefix, problems } = await checkPoint(caughtUp);
     expect(problems).toEqual([]);
     expect(prefix).toBe(sentAt.length);
     expect(await equalsDisk(caughtUp)).toBe(true);
+    const committedAt = Date.parse(caughtUp.committedAt);
 
     await waitFor(async () => (await api<Alert>('GET', `/vaults/demo/alerts/${c.alert.id}`)).state === 'resolved', 60_000, 'the RPO alert resolving');
     await waitFor(async () => (await api<RepView>('GET', '/vaults/demo/replications/vm1')).health === 'normal', 60_000, 'health back to normal');
@@ -269,7 +274,7 @@ describe('R2: a slow and lossy link, then a cut link: nothing lost, RPO alert wh
     // 1.2x of them plus one chunk (a chunk written partly before the cut may travel whole), never the disk again.
     const written = c.records * RECORD_BYTES;
     let after: Counters | undefined;
-    await waitFor(async () => (after = await counters(Date.parse(caughtUp.committedAt))) !== undefined, 30_000, 'the replicator reporting the catch-up');
+    await waitFor(async () => (after = await counters(committedAt)) !== undefined, 30_000, 'the replicator reporting the catch-up');
     const wire = (after as Counters).wireBytesReceived - c.baselineWire;
     const chunkBytes = (after as Counters).bytesReceived - c.baselineBytes;
     expect(wire).toBeGreaterThanOrEqual(written * 0.9); // records are random: they do not compress
@@ -281,7 +286,54 @@ describe('R2: a slow and lossy link, then a cut link: nothing lost, RPO alert wh
       wireBytesAfterReconnect: wire,
       chunkBytesAfterReconnect: chunkBytes,
       ratio: Math.round((100 * wire) / written) / 100,
-      catchUpSeconds: (Date.parse(caughtUp.committedAt) - reconnectedAt) / 1000,
+      catchUpSeconds: (committedAt - reconnectedAt) / 1000,
+    });
+  }, 240_000);
+
+  it('d) with the link cut in the middle of an upload, the agent restarts it on fresh connections once the link is back; the disk arrives whole', async () => {
+    expect(caughtUp).toBeDefined();
+    let base: Counters | undefined;
+    await waitFor(async () => (base = await counters(Date.parse((caughtUp as Point).committedAt))) !== undefined, 30_000, 'the replicator reporting');
+    await sites.degrade(LINK);
+    const firstRecord = sentAt.length;
+    for (let i = 0; i < BURST_RECORDS; i++) {
+      const n = sentAt.length;
+      sentAt.push(Date.now());
+      nbd.request(NBD.cmd.write, BigInt(n + 1), n * RECORD_BYTES, RECORD_BYTES, 0, recordBlock(n));
+      expect((await nbd.reply()).error).toBe(0);
+      ackedAt.push(Date.now());
+    }
+    // The agent reports (heartbeats) that it is shipping the burst and has not finished: the link goes down now.
+    await waitFor(async () => {
+      const p = (await api<RepView>('GET', '/vaults/demo/replications/vm1')).progress;
+      return p?.phase === 'shipping' && p.doneBytes > 0 && p.pendingBytes > 0;
+    }, 60_000, 'the agent shipping the burst');
+    await sites.cut();
+    await sleep(MID_UPLOAD_CUT_SECONDS * 1000);
+    const reconnectedAt = Date.now();
+    await sites.reconnect(); // still slow and lossy
+    const point = await pointAfter(ackedAt.at(-1) as number, 120_000, 'a point holding the burst');
+    const { packets, dropped } = await sites.restore();
+    expect(await equalsDisk(point)).toBe(true);
+    expect(checkRecords((await readFile(image)).subarray(0, (sentAt.length + 16) * RECORD_BYTES))).toEqual({ prefix: sentAt.length, problems: [] });
+    // The upload stuck on connections from before the cut was restarted as soon as the vault answered again.
+    const restarts = (await readFile(join(dir, 'agent.log'), 'utf8')).split('\n').filter((l) => l.includes('restarting the upload in flight')).map((l) => JSON.parse(l) as { time: number });
+    expect(restarts.filter((r) => r.time >= reconnectedAt).length).toBeGreaterThanOrEqual(1);
+    const written = (sentAt.length - firstRecord) * RECORD_BYTES;
+    let after: Counters | undefined;
+    await waitFor(async () => (after = await counters(Date.parse(point.committedAt))) !== undefined, 30_000, 'the replicator reporting the burst');
+    const wire = (after as Counters).wireBytesReceived - (base as Counters).wireBytesReceived;
+    expect(wire).toBeLessThanOrEqual(1.2 * written + DEFAULT_CHUNK_SIZE);
+    figure('R2', {
+      phase: 'link cut mid-upload, back slow and lossy',
+      burstBytes: written,
+      cutSeconds: MID_UPLOAD_CUT_SECONDS,
+      wireBytes: wire,
+      ratio: Math.round((100 * wire) / written) / 100,
+      restartAfterReconnectSeconds: ((restarts.find((r) => r.time >= reconnectedAt) as { time: number }).time - reconnectedAt) / 1000,
+      catchUpSeconds: (Date.parse(point.committedAt) - reconnectedAt) / 1000,
+      packets,
+      dropped,
     });
   }, 240_000);
 });
