@@ -65,6 +65,9 @@ async function linkGoodputKbit(sites: TwoSites, dir: string, bytes: number): Pro
  *    leaves normal; no point is made.
  * c) Link up: the agent catches up by itself, the new point equals the disk, the alert resolves, and the replicator
  *    received about the bytes written while cut (at most 1.2x plus one chunk), not a full resync.
+ * d) Link down while the agent ships a 2 MiB burst over the degraded link, back after 15 s (still degraded): the
+ *    agent restarts the upload stuck on its old connections as soon as a heartbeat gets through, the point equals
+ *    the disk, and the burst crossed about once.
  */
 describe('R2: a slow and lossy link, then a cut link: nothing lost, RPO alert while cut, catch-up without resync', () => {
   let sites: TwoSites;
