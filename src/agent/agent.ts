@@ -24,6 +24,11 @@ import { hostFacts } from './host-facts.js';
 export const AGENT_VERSION = '0.2.0';
 /** How often the agent probes and reports its reachability of the vault and replicator. */
 const REPORT_INTERVAL_MS = 5 * 60_000;
+/**
+ * After this many heartbeats in a row failed, the next one that gets through means the network came back: uploads
+ * still in flight then are restarted (see `heartbeat`).
+ */
+export const LINK_DOWN_HEARTBEATS = 2;
 
 export interface AgentOptions {
   vaultUrl: string;
@@ -86,6 +91,9 @@ export class Agent {
   private readonly limiter: RateLimiter;
   private readonly log: Logger;
   private identity: Identity | undefined;
+  private failedHeartbeats = 0;
+  /** Aborts the shipping of the point being taken (not the agent): set while a point ships. */
+  private shipping: AbortController | undefined;
   readonly counters: AgentCounters = { pointsCommitted: 0, appConsistentPoints: 0, groupCutsJoined: 0, cutsAbandoned: 0, readBytes: 0, upload: emptyUploadStats() };
 
   constructor(private readonly o: AgentOptions) {
@@ -194,7 +202,17 @@ export class Agent {
         ...(this.lastError ? { lastError: this.lastError } : {}),
       });
       this.assignment = r.replication;
+      if (this.failedHeartbeats >= LINK_DOWN_HEARTBEATS && this.shipping) {
+        // The network was down and is back. Uploads sent before or during the outage sit on connections whose
+        // unacknowledged bytes TCP retransmits with exponential backoff (tens of seconds to minutes), so they would
+        // resume long after the link did. Restarting the cut now ships on fresh connections; what the replicator
+        // already stored is not sent again.
+        this.log.info({ failedHeartbeats: this.failedHeartbeats }, 'the vault answers again: restarting the upload in flight on fresh connections');
+        this.shipping.abort(new RefugeError('unavailable', 'the network came back; the upload restarts on fresh connections', { retryable: true }));
+      }
+      this.failedHeartbeats = 0;
     } catch (err) {
+      this.failedHeartbeats++;
       this.log.warn({ err }, 'heartbeat failed');
     }
   }
@@ -259,11 +277,14 @@ export class Agent {
     if (fromStore) base = await storeBase(transport, this.state.lastPointId as string, a.chunkSize);
     const totalBytes = this.o.machine.disks.reduce((n, d) => n + d.sizeBytes, 0);
     this.progress = { phase: this.state.lastPointId === null ? 'seeding' : 'shipping', doneBytes: 0, totalBytes, pendingBytes: 0 };
+    const shipping = new AbortController();
+    this.shipping = shipping;
+    const shipSignal = AbortSignal.any([signal, shipping.signal]);
     const uploader = new ChunkUploader(transport, {
       ...this.o.shipping,
       limiter: this.limiter,
       compress: this.o.compress !== false,
-      signal,
+      signal: shipSignal,
     });
     this.uploader = uploader;
     const ctx = { machine: this.o.machine.name, disks: this.o.machine.disks.map((d) => d.name), ...(groupCut ? { groupCutId: groupCut.cutId } : {}) };
@@ -304,6 +325,7 @@ export class Agent {
     }
     if (!cut) {
       this.uploader = undefined;
+      this.shipping = undefined;
       this.progress = { ...this.progress, phase: 'idle' };
       return;
     }
@@ -312,11 +334,11 @@ export class Agent {
     let result;
     try {
       const runsAgainstBase = fromStore ? blockRunsFinder(transport) : undefined;
-      shipped = await shipCut(cut, { chunkSize: a.chunkSize, base, uploader, signal, ...(runsAgainstBase ? { runsAgainstBase } : {}), onRead: (n) => (this.progress.doneBytes += n) });
+      shipped = await shipCut(cut, { chunkSize: a.chunkSize, base, uploader, signal: shipSignal, ...(runsAgainstBase ? { runsAgainstBase } : {}), onRead: (n) => (this.progress.doneBytes += n) });
       await release();
       const request = { parentId: this.state.lastPointId, capturedAt: cut.capturedAt.toISOString(), consistency, disks: shipped.disks };
       // A retried commit whose first answer was lost is recognized by the replicator and answered with its point.
-      result = await retrying(() => transport.commit(request), { ...this.o.shipping?.retry, signal });
+      result = await retrying(() => transport.commit(request), { ...this.o.shipping?.retry, signal: shipSignal });
     } catch (err) {
       await release();
       this.counters.cutsAbandoned++;
@@ -331,6 +353,7 @@ export class Agent {
     } finally {
       this.addStats(uploader.stats);
       this.uploader = undefined;
+      this.shipping = undefined;
     }
     this.state = { ...this.state, lastPointId: result.pointId, lastPointAt: cut.capturedAt.toISOString(), disks: shipped.hashes };
     await saveState(this.o.stateDir, this.state);

@@ -24,6 +24,14 @@ export interface TwoSites {
   recoveryService: string;
   cut(): Promise<void>;
   reconnect(): Promise<void>;
+  /**
+   * Makes the site link slow and lossy, both ways: a token bucket (tc tbf) at `rateKbit` on each end's egress, and
+   * `lossPercent` of the packets arriving at each end dropped at random (iptables statistic match). Not `tc netem`:
+   * the kernels this runs on may lack it (CONFIG_NET_SCH_NETEM), while tbf and the statistic match are standard.
+   */
+  degrade(o: { rateKbit: number; lossPercent: number }): Promise<void>;
+  /** Undoes `degrade`; returns the packets that arrived over the link meanwhile and how many of them were dropped. */
+  restore(): Promise<{ packets: number; dropped: number }>;
   /** Starts `command args` inside a site's namespace, output appended to `logFile`. */
   spawnIn(ns: string, command: string, args: string[], logFile: string, env?: Record<string, string>): ChildProcess & { output: () => string };
   close(): Promise<void>;
@@ -90,6 +98,7 @@ export async function createTwoSites(): Promise<TwoSites> {
     throw err;
   });
 
+  const ends: [string, string][] = [[primary, vethP], [recovery, vethR]];
   return {
     primary,
     recovery,
@@ -99,6 +108,31 @@ export async function createTwoSites(): Promise<TwoSites> {
     async reconnect() {
       await inNs(primary, 'link', 'set', vethP, 'up');
       await routes(); // routes through a link that went down are gone
+    },
+    async degrade({ rateKbit, lossPercent }) {
+      if (!(rateKbit > 0) || !(lossPercent >= 0 && lossPercent < 100)) throw new Error(`bad link degradation: ${rateKbit} kbit/s, ${lossPercent}% loss`);
+      for (const [ns, dev] of ends) {
+        // A burst of a few packets and at most 100 ms of queue: a slow WAN link, not a deep buffer.
+        await run('ip', ['netns', 'exec', ns, 'tc', 'qdisc', 'replace', 'dev', dev, 'root', 'tbf', 'rate', `${rateKbit}kbit`, 'burst', '16kb', 'latency', '100ms']);
+        // The first rule only counts what arrives; the second drops a random share of it.
+        await run('ip', ['netns', 'exec', ns, 'iptables', '-A', 'INPUT', '-i', dev]);
+        await run('ip', ['netns', 'exec', ns, 'iptables', '-A', 'INPUT', '-i', dev, '-m', 'statistic', '--mode', 'random', '--probability', String(lossPercent / 100), '-j', 'DROP']);
+      }
+    },
+    async restore() {
+      let packets = 0;
+      let dropped = 0;
+      for (const [ns, dev] of ends) {
+        const { stdout } = await run('ip', ['netns', 'exec', ns, 'iptables', '-v', '-S', 'INPUT']);
+        for (const line of stdout.split('\n').filter((l) => l.startsWith('-A INPUT') && l.includes(`-i ${dev} `))) {
+          const n = Number(/-c (\d+) \d+/.exec(line)?.[1] ?? 0);
+          if (line.includes('-j DROP')) dropped += n;
+          else packets += n;
+        }
+        await run('ip', ['netns', 'exec', ns, 'iptables', '-F', 'INPUT']);
+        await run('ip', ['netns', 'exec', ns, 'tc', 'qdisc', 'del', 'dev', dev, 'root']).catch(() => undefined);
+      }
+      return { packets, dropped };
     },
     spawnIn(ns, command, args, logFile, env = {}) {
       const child = spawn('ip', ['netns', 'exec', ns, command, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });

@@ -16,6 +16,13 @@ function parseListen(listen: string): { host: string; port: number } {
   return { host: m[1] as string, port: Number(m[2]) };
 }
 
+/** REFUGE_MONITOR_INTERVAL_SECONDS as milliseconds; 0 would turn the monitor off, so it is refused like any non-positive value. */
+function monitorIntervalMs(text: string): number {
+  const seconds = Number(text);
+  if (!Number.isFinite(seconds) || seconds <= 0) throw new RefugeError('invalid_argument', `REFUGE_MONITOR_INTERVAL_SECONDS '${text}' is not a positive number of seconds`);
+  return seconds * 1000;
+}
+
 /** `refuge vault` (serve, the default), `refuge vault init`, and the resource subcommands (configuration.ts). */
 export function registerVaultCommand(program: Command): Command {
   const vault = program.command('vault').description('run the vault server, or manage vaults');
@@ -38,6 +45,8 @@ export function registerVaultCommand(program: Command): Command {
         insecureHttp: o.insecureHttp === true,
         holdTasks: held,
         ...(process.env.REFUGE_JOB_LEASE_SECONDS ? { jobLeaseSeconds: Number(process.env.REFUGE_JOB_LEASE_SECONDS) } : {}),
+        // How often health turns into alerts (default 30 s); tests of alerts shorten it so they need not wait.
+        ...(process.env.REFUGE_MONITOR_INTERVAL_SECONDS ? { monitorIntervalMs: monitorIntervalMs(process.env.REFUGE_MONITOR_INTERVAL_SECONDS) } : {}),
       });
       process.stdout.write(`vault listening on ${server.url} (data in ${resolve(o.data)})\n`);
       await new Promise<void>((done) => {

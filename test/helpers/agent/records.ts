@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 
 /**
  * The demo guest's record workload (guest/init.sh, refuge.workload=records): record N is 4096 bytes at N*4096; after
@@ -51,4 +51,11 @@ export function headRecord(block: Buffer): number {
 /** Record numbers the guest reported acknowledged in `consoleText`. */
 export function ackedRecords(consoleText: string): number[] {
   return [...consoleText.matchAll(ACK)].map((m) => Number(m[1]));
+}
+
+/** Record `n` as the guest writes it: its header (number, checksum of the payload) and a random payload. */
+export function recordBlock(n: number): Buffer {
+  const payload = randomBytes(RECORD_BYTES - 88);
+  const header = `REFUGE-RECORD ${String(n).padStart(8, '0')} ${createHash('sha256').update(payload).digest('hex')}\n`;
+  return Buffer.concat([Buffer.from(header, 'latin1'), payload]);
 }
