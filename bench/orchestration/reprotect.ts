@@ -53,6 +53,8 @@ interface Round {
   seconds: number;
   seedSeconds: number;
   readSeconds: number;
+  /** CPU time of the whole process (every thread: vault, replicator, agent, store workers) during the re-protect. */
+  cpuSeconds: number;
 }
 
 async function round(n: number): Promise<Round> {
@@ -93,11 +95,16 @@ async function round(n: number): Promise<Round> {
     const recoveryDisks = [{ name: 'disk0', sizeBytes, path: recovered }];
     f.startAgent(new ScanCapture({ disks: recoveryDisks }), recoveryDisks, { site: 'recovery', stateDir: join(f.dir, 'agent-recovery') });
     const started = performance.now();
+    const cpuBefore = process.cpuUsage();
     const done = await job('reprotect');
     const seconds = (performance.now() - started) / 1000;
+    const cpu = process.cpuUsage(cpuBefore);
     const after = f.counters(repId) ?? { wireBytesReceived: 0, bytesReceived: 0 };
     await f.stopAgent();
     const seed = done.result.seed as { seconds?: number };
+    const first = done.result.firstPoint as { capturedAt?: string } | undefined;
+    const at = (t: string | null) => (t ? ((Date.parse(t) - Date.parse(done.createdAt)) / 1000).toFixed(2) : '-');
+    say(`  tasks (s from request, start-end): ${done.tasks.map((t) => `${t.name} ${at(t.startedAt)}-${at(t.endedAt)}`).join(', ')}; first point cut at ${at(first?.capturedAt ?? null)}`);
     return {
       changedBytes,
       wireBytes: after.wireBytesReceived - before.wireBytesReceived,
@@ -105,6 +112,7 @@ async function round(n: number): Promise<Round> {
       seconds,
       seedSeconds: seed.seconds ?? 0,
       readSeconds,
+      cpuSeconds: (cpu.user + cpu.system) / 1e6,
     };
   } finally {
     await f.close();
@@ -115,7 +123,7 @@ await mkdir(join(root, 'var'), { recursive: true });
 const results: Round[] = [];
 for (let i = 0; i < rounds; i++) {
   const r = await round(i);
-  say(`round ${i + 1}: ${r.wireBytes} bytes on the wire for ${r.changedBytes} changed (${(r.wireBytes / r.changedBytes).toFixed(3)}x); re-protect ${r.seconds.toFixed(2)} s (seed ${r.seedSeconds.toFixed(2)} s); one read of the disk ${r.readSeconds.toFixed(2)} s`);
+  say(`round ${i + 1}: ${r.wireBytes} bytes on the wire for ${r.changedBytes} changed (${(r.wireBytes / r.changedBytes).toFixed(3)}x); re-protect ${r.seconds.toFixed(2)} s (seed ${r.seedSeconds.toFixed(2)} s, CPU ${r.cpuSeconds.toFixed(2)} s); one read of the disk ${r.readSeconds.toFixed(2)} s`);
   results.push(r);
 }
 const ratio = median(results.map((r) => r.wireBytes / r.changedBytes));
