@@ -173,13 +173,16 @@ and both "sites" run in this one process on those cores, so wall times stretch w
 
 Bytes: **reached** (patches of the changed 4 KiB blocks, plus 8 bytes per run; random data does not compress).
 Time: **${seconds <= read ? 'reached' : 'not reached'}**, ${(seconds / read).toFixed(1)}x the anchor. The agent at the new source reads its disk in 8 MiB runs and hashes
-on every core (the store's worker pool), looks up the seed's block digests in batches, and the job is woken by the
-point's record instead of polling. What remains is mostly the seed: the former disk is hashed, compressed and stored
-whole in its site's store (it must be: the first point references every chunk of it), and the comparison starts
-only once that seed point exists, because the agent compares against the seed's chunk list. Overlapping the two
-(they run at different sites) needs the agent to hash its disk before the seed exists and re-read only the chunks
-that differ, which the capture contract (each chunk read once per cut) does not allow today; on this 2-core machine,
-where both sites share the cores and each phase already uses both, it would save at most the comparison's share.
+on every core (the store's worker pool), looks up the seed's block digests in batches rather than one round trip per
+changed chunk, and the job is woken by the point's record instead of polling every 0.5 s. Where the time still goes
+(rows above): the seed hashes, compresses and stores the whole former disk in its site's store (it must: the first
+point references every chunk of it); then the agent learns at its next heartbeat that it may ship (0.2 s here,
+\`--heartbeat\`; 10 s by default), reads and hashes its whole disk, uploads the patches (the replicator rebuilds each
+against its base chunk) and commits. The two phases still run one after the other: the agent compares against the
+seed's chunk list, so it cannot start before the seed point exists. Overlapping them (they run at different sites)
+needs the agent to hash its disk before the seed exists and re-read only the chunks that differ, which the capture
+contract (each chunk read once per cut) does not allow today; on this 2-core machine, where both sites share the
+cores and each phase already uses both, it would save less than the comparison's share.
 ASR documents a full checksum pass that takes hours for the same step.
 <!-- bench:orchestration:end -->`;
 say('');
