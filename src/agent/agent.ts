@@ -143,7 +143,9 @@ export class Agent {
       const heartbeats = (async () => {
         while (!signal.aborted) {
           await this.heartbeat();
-          await sleep(heartbeatMs, signal).catch(() => undefined);
+          // The vault may ask for the next heartbeat sooner (a re-protect about to let this agent ship).
+          const soonMs = (this.assignment?.heartbeatSoonSeconds ?? Infinity) * 1000;
+          await sleep(Math.min(heartbeatMs, soonMs), signal).catch(() => undefined);
         }
       })();
       while (!signal.aborted) {

@@ -166,6 +166,11 @@ export const ReplicationAssignment = Type.Object({
   resyncAfter: Type.Optional(Timestamp),
   /** Cut a point now if the agent's last point is older (the final point of a planned failover). */
   cutAfter: Type.Optional(Timestamp),
+  /**
+   * Heartbeat again within this many seconds, sooner than the agent's own interval: an instruction is about to
+   * change (a re-protect's new source, told `stop` until the seed is in place, may ship in a moment).
+   */
+  heartbeatSoonSeconds: Type.Optional(Type.Number({ minimum: 0.1 })),
 });
 export type ReplicationAssignment = Static<typeof ReplicationAssignment>;
 

@@ -100,6 +100,20 @@ function run(task: WorkerTask): { reply: WorkerReply; transfer: ArrayBuffer[] } 
       const input = task.data.buffer as ArrayBuffer;
       return { reply: { op: 'scan', hashes: hashBuffer, encoded, stored, input }, transfer: [stored, hashBuffer, input] };
     }
+    case 'hash': {
+      // Only the chunk hashes of a run of chunks (zero chunks stay 32 zero bytes): an agent comparing its disks with
+      // a base, on every core. The input buffer goes back for reuse.
+      const data = view(task.data);
+      const count = Math.ceil(data.length / task.chunkSize);
+      const hashes = Buffer.alloc(count * 32);
+      for (let i = 0; i < count; i++) {
+        const raw = data.subarray(i * task.chunkSize, Math.min(data.length, (i + 1) * task.chunkSize));
+        if (!isZero(raw)) hashes.write(chunkHash(raw), i * 32, 32, 'hex');
+      }
+      const hashBuffer = hashes.buffer.slice(hashes.byteOffset, hashes.byteOffset + hashes.length);
+      const input = task.data.buffer as ArrayBuffer;
+      return { reply: { op: 'hash', hashes: hashBuffer, input }, transfer: [hashBuffer, input] };
+    }
     case 'restore': {
       // Decode, check and write straight into the image being restored: no decoded bytes travel back to the
       // main thread, so its garbage collector and event loop stay out of the data path. Chunks that follow each

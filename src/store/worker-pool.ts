@@ -11,12 +11,14 @@ import { RefugeError } from '../core/errors.js';
 export type WorkerTask =
   | { op: 'encode'; key: Uint8Array | null; level: number; data: Uint8Array; items: { offset: number; length: number; claimedHash?: string }[] }
   | { op: 'scan'; key: Uint8Array | null; level: number; data: Uint8Array; chunkSize: number; previous: Uint8Array; out?: ArrayBuffer }
+  | { op: 'hash'; key: null; data: Uint8Array; chunkSize: number }
   | { op: 'decode'; key: Uint8Array | null; data: Uint8Array; items: { offset: number; length: number; flags: number; rawLength: number; hash: string }[] }
   | { op: 'restore'; key: Uint8Array | null; data: Uint8Array; fd: number; items: { offset: number; length: number; flags: number; rawLength: number; hash: string; positions: number[] }[] };
 
 export type WorkerReply =
   | { op: 'encode'; items: ({ hash: string; problem: string } | { hash: string; flags: number; rawLength: number; storedLength: number })[]; stored: ArrayBuffer }
   | { op: 'scan'; hashes: ArrayBuffer; encoded: { index: number; flags: number; rawLength: number; storedLength: number }[]; stored: ArrayBuffer; input: ArrayBuffer }
+  | { op: 'hash'; hashes: ArrayBuffer; input: ArrayBuffer }
   | { op: 'decode'; items: ({ problem: string } | { rawLength: number })[]; raw: ArrayBuffer }
   | { op: 'restore'; items: { problem?: string }[]; written: number };
 

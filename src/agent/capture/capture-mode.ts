@@ -61,5 +61,11 @@ export interface CutDisk {
   readonly chunkIndexes: readonly number[];
   /** The chunk's bytes at the cut (the last chunk of a disk may be short). */
   read(index: number): Promise<Buffer>;
+  /**
+   * Optional: the bytes of `count` consecutive listed chunks from `first`, read into `into` (exactly their length)
+   * in as few reads as the mode can; each counts as read (rule 4). A scan reads a whole disk this way, with large
+   * reads and no buffer per chunk.
+   */
+  readRun?(first: number, count: number, into: Uint8Array): Promise<void>;
   changedRuns?(index: number): Run[];
 }

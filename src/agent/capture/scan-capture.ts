@@ -58,20 +58,32 @@ export class ScanCapture implements CaptureMode {
         const chunkIndexes = Array.from({ length: Math.ceil(sizeBytes / options.chunkSize) }, (_, i) => i);
         unread += chunkIndexes.length;
         const seen = new Set<number>();
+        const readRun = async (first: number, count: number, into: Uint8Array): Promise<void> => {
+          const length = Math.min((first + count) * options.chunkSize, sizeBytes) - first * options.chunkSize;
+          if (count < 1 || first < 0 || length !== into.length) throw new RefugeError('internal', `disk ${d.name}: chunks ${first}+${count} are not ${into.length} bytes`);
+          for (let index = first; index < first + count; index++) {
+            if (seen.has(index)) throw new RefugeError('internal', `chunk ${index} of disk ${d.name} read twice in one cut`);
+            seen.add(index);
+          }
+          for (let got = 0; got < length; ) {
+            const { bytesRead } = await file.read(into, got, length - got, first * options.chunkSize + got);
+            if (bytesRead === 0) throw new RefugeError('failed_precondition', `short read of ${d.path} at byte ${first * options.chunkSize + got} (did the disk shrink?)`);
+            got += bytesRead;
+          }
+          unread -= count;
+          if (unread === 0) await thaw(); // everything is read: the VM may run again while shipping finishes
+        };
         disks.push({
           name: d.name,
           sizeBytes,
           chunkIndexes,
           read: async (index: number) => {
-            if (seen.has(index)) throw new RefugeError('internal', `chunk ${index} of disk ${d.name} read twice in one cut`);
-            seen.add(index);
             const length = Math.min(options.chunkSize, sizeBytes - index * options.chunkSize);
             const data = Buffer.allocUnsafe(length);
-            const { bytesRead } = await file.read(data, 0, length, index * options.chunkSize);
-            if (bytesRead !== length) throw new RefugeError('failed_precondition', `short read of ${d.path} at chunk ${index} (did the disk shrink?)`);
-            if (--unread === 0) await thaw(); // everything is read: the VM may run again while shipping finishes
+            await readRun(index, 1, data);
             return data;
           },
+          readRun,
         });
       }
       const finish = async () => {

@@ -1,8 +1,9 @@
 import { RefugeError } from '../../core/errors.js';
 import type { CommitPointRequest } from '../../protocol/schemas.js';
 import { chunkHash, isZero } from '../../store/chunks.js';
-import type { Cut } from '../capture/capture-mode.js';
-import type { ChunkUploader } from './chunk-uploader.js';
+import { workerPool } from '../../store/worker-pool.js';
+import type { Cut, CutDisk } from '../capture/capture-mode.js';
+import type { ChunkUploader, UploadItem } from './chunk-uploader.js';
 import type { Run } from '../../protocol/chunk-encoding.js';
 
 export interface ShippedCut {
@@ -47,24 +48,122 @@ export async function shipCut(
     }
     const hashes = known ? [...previous] : new Array<string | null>(count).fill(null);
     const changes: [number, string | null][] = [];
-    for (const index of disk.chunkIndexes) {
-      o.signal?.throwIfAborted();
-      const data = await disk.read(index);
-      shipped.readBytes += data.length;
-      o.onRead?.(data.length);
-      const hash = isZero(data) ? null : chunkHash(data);
-      hashes[index] = hash;
-      if (known && previous[index] === hash) continue;
-      changes.push([index, hash]);
-      shipped.changedBytes += data.length;
-      if (hash === null) continue; // zero chunks are recorded in the point, never sent
-      const baseHash = known ? (previous[index] ?? null) : null;
-      const runs = !known ? undefined : o.runsAgainstBase ? await o.runsAgainstBase(baseHash, data) : disk.changedRuns?.(index);
-      await o.uploader.add({ hash, data, ...(known ? { base: previous[index] ?? null } : {}), ...(runs ? { runs } : {}) });
+    // Changed chunks wait here, in order, while their runs against the base are looked up (several lookups at a
+    // time, batched by the finder); they go to the uploader in order, one at a time, as it expects.
+    const queue: { item: UploadItem; runs: Promise<Run[] | undefined> }[] = [];
+    const drain = async (keep: number) => {
+      while (queue.length > keep) {
+        const { item, runs } = queue.shift() as (typeof queue)[number];
+        const found = await runs;
+        await o.uploader.add({ ...item, ...(found ? { runs: found } : {}) });
+      }
+    };
+    // Groups are read and hashed ahead (hashing on every core) while earlier ones are compared and uploaded.
+    for await (const group of hashedGroups(disk, o.chunkSize, o.signal)) {
+      for (const { index, data, hash } of group) {
+        o.signal?.throwIfAborted();
+        shipped.readBytes += data.length;
+        o.onRead?.(data.length);
+        hashes[index] = hash;
+        if (known && previous[index] === hash) continue;
+        changes.push([index, hash]);
+        shipped.changedBytes += data.length;
+        if (hash === null) continue; // zero chunks are recorded in the point, never sent
+        const baseHash = known ? (previous[index] ?? null) : null;
+        const own = Buffer.from(data); // the uploader may keep it after this group's buffer is reused
+        const item = { hash, data: own, ...(known ? { base: baseHash } : {}) };
+        if (known && o.runsAgainstBase) {
+          const runs = o.runsAgainstBase(baseHash, own);
+          runs.catch(() => undefined); // awaited in order by drain; a failure meanwhile must not go unhandled
+          queue.push({ item, runs });
+          await drain(RUN_LOOKUPS_AHEAD);
+        } else {
+          const runs = known ? disk.changedRuns?.(index) : undefined;
+          await o.uploader.add({ ...item, ...(runs ? { runs } : {}) });
+        }
+      }
     }
+    await drain(0);
     shipped.hashes[disk.name] = hashes;
     shipped.disks.push({ name: disk.name, sizeBytes: disk.sizeBytes, changes });
   }
   await o.uploader.finish();
   return shipped;
+}
+
+/**
+ * Changed chunks whose runs against a base from the store are looked up ahead of the one handed to the uploader
+ * (their copies are held meanwhile: at most this many chunks beyond the uploader's two batches).
+ */
+const RUN_LOOKUPS_AHEAD = 32;
+
+/** Bytes read and hashed as one group, and how many groups are read ahead of the one being compared and shipped. */
+const GROUP_BYTES = 8 * 1024 * 1024;
+const GROUPS_AHEAD = 2;
+
+interface HashedChunk {
+  index: number;
+  /** A view of the group's buffer, valid until the next group is asked for (copy what must live longer). */
+  data: Buffer;
+  /** SHA-256 of the chunk, null for a zero chunk. */
+  hash: string | null;
+}
+
+/**
+ * The chunks a cut lists, in order, in groups of about GROUP_BYTES, with their hashes. Reading a whole disk (a
+ * first point, a resync, a re-protect's comparison) was bound by SHA-256 on one core: groups are read ahead
+ * (consecutive chunks in one read where the capture offers `readRun`) and hashed in the store's worker pool, one
+ * thread per core. A group's buffer moves to the worker and back without copies and is reused for a later group
+ * once the caller has moved on, so a disk scan allocates a few buffers, not one per chunk. A group of one chunk
+ * (a cdp cut of a few chunks) is hashed here, which costs less than a round trip to a worker.
+ */
+async function* hashedGroups(disk: CutDisk, chunkSize: number, signal?: AbortSignal): AsyncGenerator<HashedChunk[]> {
+  const perGroup = Math.max(1, Math.floor(GROUP_BYTES / chunkSize));
+  const indexes = disk.chunkIndexes;
+  const groups = Math.ceil(indexes.length / perGroup);
+  const spare: ArrayBuffer[] = [];
+  const start = (g: number): Promise<{ chunks: HashedChunk[]; buffer?: ArrayBuffer }> => {
+    const work = hashGroup(disk, indexes.slice(g * perGroup, (g + 1) * perGroup), chunkSize, spare, signal);
+    work.catch(() => undefined); // awaited in order below; a failure ahead of it must not go unhandled meanwhile
+    return work;
+  };
+  const ahead: ReturnType<typeof start>[] = [];
+  let next = 0;
+  while (next < groups && ahead.length < GROUPS_AHEAD) ahead.push(start(next++));
+  while (ahead.length > 0) {
+    const group = await (ahead.shift() as ReturnType<typeof start>);
+    yield group.chunks;
+    // The caller is done with this group's views: its buffer serves a later group.
+    if (group.buffer?.byteLength === perGroup * chunkSize) spare.push(group.buffer);
+    if (next < groups) ahead.push(start(next++));
+  }
+}
+
+async function hashGroup(disk: CutDisk, indexes: readonly number[], chunkSize: number, spare: ArrayBuffer[], signal?: AbortSignal): Promise<{ chunks: HashedChunk[]; buffer?: ArrayBuffer }> {
+  signal?.throwIfAborted();
+  const first = indexes[0] as number;
+  if (indexes.length === 1) {
+    const data = await disk.read(first);
+    return { chunks: [{ index: first, data, hash: isZero(data) ? null : chunkHash(data) }] };
+  }
+  // Every chunk but a disk's last is chunkSize long, and the last comes last: chunk n of the group is at n * chunkSize.
+  const lastLength = Math.min(chunkSize, disk.sizeBytes - (indexes.at(-1) as number) * chunkSize);
+  const total = (indexes.length - 1) * chunkSize + lastLength;
+  const full = indexes.length * chunkSize;
+  const batch = new Uint8Array(spare.pop() ?? new ArrayBuffer(full), 0, total);
+  const consecutive = (indexes.at(-1) as number) - first === indexes.length - 1;
+  if (disk.readRun && consecutive) {
+    await disk.readRun(first, indexes.length, batch);
+  } else {
+    const datas = await Promise.all(indexes.map((i) => disk.read(i)));
+    datas.forEach((d, n) => batch.set(d, n * chunkSize));
+  }
+  const reply = await workerPool().run({ op: 'hash', key: null, data: batch, chunkSize }, true);
+  const hashes = Buffer.from(reply.hashes);
+  const chunks = indexes.map((index, n) => {
+    const hash = hashes.subarray(n * 32, n * 32 + 32);
+    const data = Buffer.from(reply.input, n * chunkSize, Math.min(chunkSize, total - n * chunkSize));
+    return { index, data, hash: isZero(hash) ? null : hash.toString('hex') };
+  });
+  return { chunks, buffer: reply.input };
 }

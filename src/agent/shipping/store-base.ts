@@ -1,5 +1,6 @@
 import { differingRuns, blockDigests, BLOCK_SIZE, type Run } from '../../protocol/chunk-encoding.js';
 import { isRefugeError } from '../../core/errors.js';
+import { MAX_BLOCK_HASH_CHUNKS } from '../../protocol/schemas.js';
 import type { ReplicatorTransport } from '../clients.js';
 
 /**
@@ -22,17 +23,52 @@ export async function storeBase(transport: ReplicatorTransport, pointId: string,
   return Object.fromEntries(point.disks.filter((d) => d.chunkSize === chunkSize).map((d) => [d.name, d.hashes]));
 }
 
-/** Finds the runs of a chunk that differ from its base chunk in the store, by block digests. */
+/**
+ * Finds the runs of a chunk that differ from its base chunk in the store, by block digests. Lookups made while one
+ * is under way go together in the next request (up to the protocol's limit), so a caller that asks for many chunks
+ * at once (ship-cut.ts) pays about one round trip per batch, not one per chunk.
+ */
 export function blockRunsFinder(transport: ReplicatorTransport): (baseHash: string | null, data: Buffer) => Promise<Run[] | undefined> {
   let zeroDigests: string[] | undefined;
+  const digestsOf = batchedDigests(transport);
   return async (baseHash, data) => {
     if (baseHash === null) {
       zeroDigests ??= blockDigests(Buffer.alloc(data.length), BLOCK_SIZE);
       return differingRuns(data, zeroDigests, BLOCK_SIZE);
     }
-    if (!transport.blockHashes) return undefined;
-    const answer = await transport.blockHashes([baseHash]);
-    const blocks = answer.chunks.find((c) => c.hash === baseHash)?.blocks;
-    return blocks ? differingRuns(data, blocks, answer.blockSize) : undefined;
+    if (!digestsOf) return undefined;
+    const found = await digestsOf(baseHash);
+    return found ? differingRuns(data, found.blocks, found.blockSize) : undefined;
   };
+}
+
+type Digests = { blocks: string[]; blockSize: number } | undefined;
+
+function batchedDigests(transport: ReplicatorTransport): ((hash: string) => Promise<Digests>) | undefined {
+  const ask = transport.blockHashes?.bind(transport);
+  if (!ask) return undefined;
+  const waiting: { hash: string; resolve(d: Digests): void; reject(err: unknown): void }[] = [];
+  let busy = false;
+  const pump = async () => {
+    busy = true;
+    while (waiting.length > 0) {
+      const batch = waiting.splice(0, MAX_BLOCK_HASH_CHUNKS);
+      try {
+        const answer = await ask([...new Set(batch.map((w) => w.hash))]);
+        const byHash = new Map(answer.chunks.map((c) => [c.hash, c.blocks]));
+        for (const w of batch) {
+          const blocks = byHash.get(w.hash);
+          w.resolve(blocks ? { blocks, blockSize: answer.blockSize } : undefined);
+        }
+      } catch (err) {
+        for (const w of batch) w.reject(err);
+      }
+    }
+    busy = false;
+  };
+  return (hash) =>
+    new Promise<Digests>((resolve, reject) => {
+      waiting.push({ hash, resolve, reject });
+      if (!busy) void pump();
+    });
 }

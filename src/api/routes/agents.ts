@@ -127,12 +127,18 @@ export function agentRoutes(deps: AppDeps): FastifyPluginAsync {
       // come back with its old agent still running, which must not ship its stale disks as the source.
       const agentSite = req.body.site ? (await repos.sites.get(v.id, req.body.site)).id : m.siteId;
       const ops = rep.failover;
+      const mode = isReplicating(rep.state) && agentSite === rep.sourceSiteId && (rep.state !== 'reprotecting' || ops.reprotectShipping) ? ('replicate' as const) : ('stop' as const);
+      // The agent where the machine now runs waits, told `stop`, while a re-protect seeds and reverses: it should
+      // learn it may ship within a second, not at its next regular heartbeat (10 s by default).
+      // Until the direction is reversed that site is still the replication's target.
+      const awaitingReprotect = rep.state === 'reprotecting' && !ops.reprotectShipping && agentSite === rep.targetSiteId;
       return {
         serverTime: new Date().toISOString(),
         replication: {
           replicationId: rep.id,
           // A re-protect lets the new source ship only once the seed is in place and the direction reversed.
-          mode: isReplicating(rep.state) && agentSite === rep.sourceSiteId && (rep.state !== 'reprotecting' || ops.reprotectShipping) ? ('replicate' as const) : ('stop' as const),
+          mode,
+          ...(awaitingReprotect ? { heartbeatSoonSeconds: 1 } : {}),
           ...(ops.resyncAfter ? { resyncAfter: ops.resyncAfter } : {}),
           ...(ops.cutAfter ? { cutAfter: ops.cutAfter } : {}),
           crashIntervalSeconds: policy.crashIntervalSeconds,

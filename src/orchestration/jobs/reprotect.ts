@@ -1,5 +1,4 @@
 import { stat } from 'node:fs/promises';
-import { sleep } from '../../core/durations.js';
 import { RefugeError } from '../../core/errors.js';
 import { importImages } from '../../store/import-image.js';
 import type { TaskDefinition } from '../../vault/jobs/definitions.js';
@@ -95,13 +94,17 @@ export function reprotectTasks(deps: OrchestrationDeps): TaskDefinition<Operatio
         const rep = await deps.repos.replications.byId(ctx.job.replicationId as string);
         const site = await deps.repos.sites.byId(rep.sourceSiteId);
         for (;;) {
+          // Listening before looking: a point recorded in between still wakes the wait below at once. The timeout
+          // catches a point recorded by another vault process.
+          const recorded = deps.repos.replications.nextPointRecorded(rep.id, 500, ctx.signal);
           const first = await deps.repos.replications.latestPoint(rep.id);
           if (first) {
             ctx.result.firstPoint = { id: first.id, capturedAt: first.capturedAt, changedBytes: first.changedBytes, storedBytes: first.storedBytes };
             break;
           }
           ctx.progress(0.5, `waiting for the agent at site '${site.name}' to ship the differences`);
-          await sleep(500, ctx.signal);
+          await recorded;
+          ctx.signal.throwIfAborted();
         }
         // The failed-over machine is the protected source now: its failover is history.
         const fresh = await deps.repos.replications.byId(rep.id);

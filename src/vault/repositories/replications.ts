@@ -20,7 +20,33 @@ type Db = Kysely<Database> | Transaction<Database>;
 
 /** Replications and their recovery points. Status changes are compare-and-set, so concurrent operations race safely. */
 export class ReplicationRepository {
+  /** Who waits in this process for a replication's next recorded point (see `nextPointRecorded`). */
+  private readonly pointWaiters = new Map<string, Set<() => void>>();
+
   constructor(private readonly db: Kysely<Database>) {}
+
+  /**
+   * Resolves when this process records a point of the replication, or after `timeoutMs` (a point recorded by
+   * another vault process is only seen by looking again), or when `signal` aborts: a job waiting for a point
+   * (re-protect's first point) learns of it at once instead of at its next poll.
+   */
+  nextPointRecorded(replicationId: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      const waiters = this.pointWaiters.get(replicationId) ?? new Set<() => void>();
+      this.pointWaiters.set(replicationId, waiters);
+      const done = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', done);
+        waiters.delete(done);
+        if (waiters.size === 0 && this.pointWaiters.get(replicationId) === waiters) this.pointWaiters.delete(replicationId);
+        resolve();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      timer.unref(); // a waiter left behind (its point came first) never holds the process open
+      signal?.addEventListener('abort', done, { once: true });
+      waiters.add(done);
+    });
+  }
 
   async create(input: {
     vaultId: string;
@@ -167,6 +193,7 @@ export class ReplicationRepository {
         .where('state', '=', 'seeding')
         .execute();
     });
+    for (const wake of [...(this.pointWaiters.get(point.replicationId) ?? [])]) wake();
   }
 
   async listPoints(replicationId: string, limit = 1000): Promise<RecoveryPoint[]> {

@@ -95,4 +95,21 @@ describe.each(TEST_DATABASES)('repositories on %s', (kind) => {
     await expect(repos.replications.get(vault.id, 'vm1')).rejects.toMatchObject({ code: 'not_found' });
     expect(await repos.replications.listPoints(rep.id)).toEqual([]);
   });
+
+  it("wakes whoever waits for a replication's next point when one is recorded, and no one else", async () => {
+    const { vault, primary, recovery, policy, machine } = await seed();
+    const rep = await repos.replications.create({ vaultId: vault.id, name: 'vm1', machineId: machine.id, policyId: policy.id, sourceSiteId: primary.id, targetSiteId: recovery.id });
+    const woken: string[] = [];
+    const hour = 3_600_000;
+    const mine = repos.replications.nextPointRecorded(rep.id, hour).then(() => woken.push('mine'));
+    const other = new AbortController();
+    const others = repos.replications.nextPointRecorded('rep_other', hour, other.signal).then(() => woken.push('other'));
+    const at = new Date(Date.UTC(2026, 0, 1)).toISOString();
+    await repos.replications.recordPoint({ id: 'pt_0mwwd5ax0_aaaaaaaa', replicationId: rep.id, parentId: null, capturedAt: at, committedAt: at, consistency: 'crash', changedBytes: 1, storedBytes: 1 });
+    await mine; // an hour-long wait ends with the record, not the timeout
+    expect(woken).toEqual(['mine']);
+    other.abort(); // an abort ends a wait too
+    await others;
+    expect(woken).toEqual(['mine', 'other']);
+  });
 });
