@@ -4,14 +4,13 @@ import { CdpCapture } from '../../src/agent/capture/cdp-capture.js';
 import { ReplicatorClient, VaultClient } from '../../src/agent/clients.js';
 import { ChunkUploader } from '../../src/agent/shipping/chunk-uploader.js';
 import { shipCut } from '../../src/agent/shipping/ship-cut.js';
-import { requestJson } from '../../src/core/http-client.js';
 import type { ReplicationAssignment } from '../../src/protocol/schemas.js';
 import { NBD, RawNbdClient } from '../../test/helpers/agent/raw-nbd-client.js';
 import { CountingProxy } from './counting-proxy.js';
-import { median, startUntil, stop } from './measure.js';
+import { startBenchVault } from './bench-vault.js';
+import { median } from './measure.js';
 import { ensureStandardImage, onePercentChurn, randomWrites } from './standard-image.js';
 
-const root = join(import.meta.dirname, '..', '..');
 const MiB = 1024 * 1024;
 
 export interface PointResult {
@@ -38,26 +37,21 @@ export async function benchCdpPoints(dir: string, sizeBytes: number, rounds: num
   await rm(join(dir, 'vault'), { recursive: true, force: true });
   await rm(join(dir, 'p3-state'), { recursive: true, force: true });
   await ensureStandardImage(image, sizeBytes);
-  const vault = await startUntil(process.execPath, [...(process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : []), join(root, 'bin', 'refuge.js'), 'vault', '--data', join(dir, 'vault'), '--listen', '127.0.0.1:0'], /vault listening on (\S+)/);
-  const url = (/vault listening on (\S+)/.exec(vault.output()) as RegExpExecArray)[1] as string;
+  const vault = await startBenchVault(join(dir, 'vault'), { crashIntervalSeconds: 5, nodeArgs: process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [] });
   const socketPath = join(dir, 'p3.sock');
   const capture = new CdpCapture({ disks: [{ name: 'disk0', path: image, socketPath }], stateDir: join(dir, 'p3-state') });
   let proxy: CountingProxy | undefined;
   let nbd: RawNbdClient | undefined;
   try {
-    const api = (method: string, path: string, body?: unknown) => requestJson(method, `${url}/api/v1${path}`, body === undefined ? {} : { body });
-    await api('POST', '/vaults', { name: 'bench' });
-    await api('POST', '/vaults/bench/sites', { name: 'primary' });
-    await api('POST', '/vaults/bench/sites', { name: 'recovery' });
-    await api('POST', '/vaults/bench/policies', { name: 'p', crashIntervalSeconds: 5 });
+    const identity = await vault.registerMachine('vm', join(dir, 'p3-state', 'agent'));
     const machine = { name: 'vm', hostname: 'h', os: 'linux', cpus: 1, memoryMiB: 128, disks: [{ name: 'disk0', sizeBytes }], boot: { kind: 'disk' as const } };
-    const vaultClient = new VaultClient(url, 'bench');
+    const vaultClient = new VaultClient(vault.url, 'bench', () => identity.connection);
     await vaultClient.register({ site: 'primary', agentVersion: 'bench', machine });
-    await api('POST', '/vaults/bench/replications', { machine: 'vm', policy: 'p', targetSite: 'recovery' });
+    await vault.api('POST', '/vaults/bench/replications', { machine: 'vm', policy: 'p', targetSite: 'recovery' });
     const a = (await vaultClient.heartbeat('vm', { agentVersion: 'bench' })).replication as ReplicationAssignment;
     const target = new URL(a.replicatorUrl);
     proxy = await CountingProxy.start(target.hostname, Number(target.port));
-    const client = new ReplicatorClient(`http://127.0.0.1:${proxy.port}${target.pathname}`, a.replicationId);
+    const client = new ReplicatorClient(`https://127.0.0.1:${proxy.port}${target.pathname}`, a.replicationId, identity.connection);
     await capture.start();
     nbd = await RawNbdClient.attach(socketPath);
 
@@ -128,6 +122,6 @@ export async function benchCdpPoints(dir: string, sizeBytes: number, rounds: num
     nbd?.close();
     await capture.stop().catch(() => undefined);
     await proxy?.close();
-    await stop(vault);
+    await vault.stop();
   }
 }

@@ -19,6 +19,10 @@ import { FIO_JOBS, benchWritePath, summarize } from './nbd-write-path.js';
 import { benchRpo } from './rpo.js';
 
 const root = join(import.meta.dirname, '..', '..');
+/** Stand-ins for the parts a partial run (--only) skips; such a run prints its figures and writes no docs. */
+const NO_POINT = { commitSeconds: [], agentSeconds: [], readBytes: [0], wireBytes: [], writtenBytes: 1, median: 0, agentMedian: 0, wirePerWritten: 0 };
+const NO_POINTS = { seedSeconds: 0, p3: NO_POINT, p9: NO_POINT };
+const NO_RPO = { samples: [], p50: 0, p99: 0, max: 0, points: 0, intervalSeconds: 5, writtenMB: 0 };
 const { values } = parseArgs({
   options: {
     'size-mib': { type: 'string', default: '2048' },
@@ -27,8 +31,13 @@ const { values } = parseArgs({
     dir: { type: 'string', default: join(root, 'var', 'bench-agent') },
     'p5-seconds': { type: 'string', default: '90' },
     'no-write': { type: 'boolean', default: false },
+    /** Comma-separated parts to run (p4, p3 (with p9), p5); a partial run prints and never writes the docs. */
+    only: { type: 'string', default: 'p4,p3,p5' },
   },
 });
+const parts = new Set(values.only.split(',').map((p) => p.trim().toLowerCase()));
+for (const p of parts) if (!['p4', 'p3', 'p9', 'p5'].includes(p)) throw new Error(`--only: '${p}' is not a part (p4, p3, p5)`);
+const partial = !(parts.has('p4') && (parts.has('p3') || parts.has('p9')) && parts.has('p5'));
 const sizeBytes = Number(values['size-mib']) * 1024 * 1024;
 const rounds = Number(values.rounds);
 const seconds = Number(values.seconds);
@@ -40,13 +49,13 @@ say('building (the vault runs from dist/)');
 execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'inherit' });
 
 say(`P4: NBD write path, ${rounds} rounds of ${seconds} s per job and server`);
-const p4 = await benchWritePath(dir, rounds, seconds, say);
+const p4 = parts.has('p4') ? await benchWritePath(dir, rounds, seconds, say) : [];
 const [kit, tracked, cutting] = p4.map(summarize);
 say(`P3 and P9: cdp points on the ${values['size-mib']} MiB standard image, ${rounds} rounds`);
-const points = await benchCdpPoints(dir, sizeBytes, rounds, say);
+const points = parts.has('p3') || parts.has('p9') ? await benchCdpPoints(dir, sizeBytes, rounds, say) : NO_POINTS;
 await rm(join(dir, 'vault'), { recursive: true, force: true });
 say(`P5: RPO under 20 MB/s of random 8 KiB writes, ${values['p5-seconds']} s`);
-const p5 = await benchRpo(dir, sizeBytes, { seconds: Number(values['p5-seconds']), warmupSeconds: 15, intervalSeconds: 5, say });
+const p5 = !parts.has('p5') ? NO_RPO : await benchRpo(dir, sizeBytes, { seconds: Number(values['p5-seconds']), warmupSeconds: 15, intervalSeconds: 5, say });
 say(`  RPO p50 ${p5.p50.toFixed(1)} s, p99 ${p5.p99.toFixed(1)} s, max ${p5.max.toFixed(1)} s; ${p5.points} points`);
 for (const d of ['p5-vault', 'p5-agent', 'p5.raw']) await rm(join(dir, d), { recursive: true, force: true });
 say('Cut pause on a 1 TiB disk');
@@ -122,7 +131,7 @@ work per written byte further.
 
 say('');
 say(section);
-if (!values['no-write']) {
+if (!values['no-write'] && !partial) {
   const path = join(root, 'docs', 'benchmarks.md');
   const current = await readFile(path, 'utf8').catch(() => '# Benchmarks\n\nResults of the `bench/` harnesses (targets and method: ../shared/docs/performance.md).\n');
   const re = /<!-- bench:agent:start -->[\s\S]*<!-- bench:agent:end -->/;

@@ -129,8 +129,11 @@ export class ReplicaStore {
     return unique.filter((h) => !this.blobs.has(h));
   }
 
-  /** Stores a chunk after checking that its bytes hash to `hash`; nothing is ever stored under a wrong name. */
-  async putChunk(hash: string, data: Uint8Array): Promise<void> {
+  /**
+   * Stores a chunk after checking that its bytes hash to `hash`; nothing is ever stored under a wrong name. With
+   * `give`, `data`'s memory moves to the worker that hashes and compresses it (no copy): the caller must not use it again.
+   */
+  async putChunk(hash: string, data: Uint8Array, o: { give?: boolean } = {}): Promise<void> {
     if (data.length === 0 || data.length > this.chunkSize) {
       throw new RefugeError('invalid_argument', `chunk ${hash} has ${data.length} bytes (1..${this.chunkSize})`);
     }
@@ -141,7 +144,7 @@ export class ReplicaStore {
       if (chunkHash(data) !== hash) throw mismatch(hash, chunkHash(data));
       return;
     }
-    const reply = await workerPool().run({ op: 'encode', key: this.key, level: this.config.compressionLevel, data, items: [{ offset: 0, length: data.length, claimedHash: hash }] });
+    const reply = await workerPool().run({ op: 'encode', key: this.key, level: this.config.compressionLevel, data, items: [{ offset: 0, length: data.length, claimedHash: hash }] }, o.give === true);
     const item = reply.items[0];
     if (!item || 'problem' in item) throw mismatch(hash, item?.hash ?? '?');
     this.uploads.set(hash, Date.now());
