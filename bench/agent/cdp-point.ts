@@ -8,7 +8,7 @@ import type { ReplicationAssignment } from '../../src/protocol/schemas.js';
 import { NBD, RawNbdClient } from '../../test/helpers/agent/raw-nbd-client.js';
 import { CountingProxy } from './counting-proxy.js';
 import { startBenchVault } from './bench-vault.js';
-import { median } from './measure.js';
+import { cpuSeconds, median } from './measure.js';
 import { ensureStandardImage, onePercentChurn, randomWrites } from './standard-image.js';
 
 const MiB = 1024 * 1024;
@@ -30,7 +30,7 @@ export interface PointResult {
  * loop makes), talking to the replicator through a byte-counting TCP proxy. The workload is written through the
  * agent's NBD export, then one cut is timed from the cut to the replicator's commit answer.
  */
-export async function benchCdpPoints(dir: string, sizeBytes: number, rounds: number, say: (s: string) => void) {
+export async function benchCdpPoints(dir: string, sizeBytes: number, rounds: number, say: (s: string) => void, o: { p9?: boolean } = {}) {
   const image = join(dir, 'standard.raw');
   // A pristine image and an empty store each run: earlier runs' writes must neither linger nor deduplicate.
   await rm(image, { force: true });
@@ -71,17 +71,21 @@ export async function benchCdpPoints(dir: string, sizeBytes: number, rounds: num
     const point = async () => {
       const uploader = new ChunkUploader(client);
       const before = proxy?.total ?? 0;
+      const vaultCpu = await cpuSeconds(vault.child.pid as number);
+      const ownCpu = process.cpuUsage();
       const started = performance.now();
       const cut = await capture.cut({ chunkSize: a.chunkSize, everyChunk: parent === null });
       const shipped = await shipCut(cut, { chunkSize: a.chunkSize, base, uploader });
       const uploaded = performance.now();
       const r = await client.commit({ parentId: parent, capturedAt: cut.capturedAt.toISOString(), consistency: 'crash', disks: shipped.disks });
       const seconds = (performance.now() - started) / 1000;
-      if (process.env.BENCH_DEBUG) say(`    read+hash+upload ${((uploaded - started) / 1000).toFixed(3)} s, commit ${((performance.now() - uploaded) / 1000).toFixed(3)} s, ${uploader.stats.patches} patches ${uploader.stats.whole} whole`);
+      const replicatorCpu = (await cpuSeconds(vault.child.pid as number)) - vaultCpu;
+      const own = process.cpuUsage(ownCpu);
+      if (process.env.BENCH_DEBUG) say(`    read+hash+upload ${((uploaded - started) / 1000).toFixed(3)} s, commit ${((performance.now() - uploaded) / 1000).toFixed(3)} s, ${uploader.stats.patches} patches ${uploader.stats.whole} whole; CPU: vault ${replicatorCpu.toFixed(2)} s, agent ${((own.user + own.system) / 1e6).toFixed(2)} s`);
       await cut.complete();
       parent = r.pointId;
       base = shipped.hashes;
-      return { seconds, readBytes: shipped.readBytes, wireBytes: (proxy?.total ?? 0) - before };
+      return { seconds, readBytes: shipped.readBytes, wireBytes: (proxy?.total ?? 0) - before, replicatorCpu };
     };
     const write = async (writes: [number, Buffer][]) => {
       for (const [offset, data] of writes) nbd?.request(NBD.cmd.write, ++handle, offset, data.length, 0, data);
@@ -104,6 +108,7 @@ export async function benchCdpPoints(dir: string, sizeBytes: number, rounds: num
       p3.readBytes.push(r3.readBytes);
       p3.wireBytes.push(r3.wireBytes);
       say(`  round ${round} P3 1% churn (${(p3.writtenBytes / MiB).toFixed(0)} MiB in 64 KiB blocks): committed ${r3.seconds.toFixed(3)} s after the cut (agent's share ${(p3.agentSeconds.at(-1) ?? 0).toFixed(3)} s), read ${(r3.readBytes / MiB).toFixed(0)} MiB, ${(r3.wireBytes / MiB).toFixed(1)} MiB on the wire`);
+      if (o.p9 === false) continue;
       const small = randomWrites(sizeBytes, 8192, Math.round((20 * MiB * sizeBytes) / (2048 * MiB) / 8192), 100 + round);
       await write(small);
       const r9 = await point();

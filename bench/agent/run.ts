@@ -52,7 +52,7 @@ say(`P4: NBD write path, ${rounds} rounds of ${seconds} s per job and server`);
 const p4 = parts.has('p4') ? await benchWritePath(dir, rounds, seconds, say) : [];
 const [kit, tracked, cutting] = p4.map(summarize);
 say(`P3 and P9: cdp points on the ${values['size-mib']} MiB standard image, ${rounds} rounds`);
-const points = parts.has('p3') || parts.has('p9') ? await benchCdpPoints(dir, sizeBytes, rounds, say) : NO_POINTS;
+const points = parts.has('p3') || parts.has('p9') ? await benchCdpPoints(dir, sizeBytes, rounds, say, { p9: parts.has('p9') || !partial }) : NO_POINTS;
 await rm(join(dir, 'vault'), { recursive: true, force: true });
 say(`P5: RPO under 20 MB/s of random 8 KiB writes, ${values['p5-seconds']} s`);
 const p5 = !parts.has('p5') ? NO_RPO : await benchRpo(dir, sizeBytes, { seconds: Number(values['p5-seconds']), warmupSeconds: 15, intervalSeconds: 5, say });

@@ -1,7 +1,7 @@
 import { forEachLimit } from '../core/concurrency.js';
 import { RefugeError, isRefugeError } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/log.js';
-import { BLOCK_SIZE, applyPatch, blockDigests, decompressBounded } from '../protocol/chunk-encoding.js';
+import { BLOCK_SIZE, blockDigests, decompressBounded } from '../protocol/chunk-encoding.js';
 import type { BatchEntry } from '../protocol/chunk-batch.js';
 import type { BlockHashesResponse, ChunkBatchResponse, CommitPointRequest, CommitPointResponse, PointChunksResponse } from '../protocol/schemas.js';
 import type { PointManifest } from '../store/manifest.js';
@@ -142,10 +142,16 @@ export class Replicator {
     const { store } = target;
     let length: number;
     try {
-      const data = await this.rebuild(store, body, encoding);
-      length = data.length;
-      // The rebuilt bytes are this call's own (never the request body's memory): move them to the store's worker.
-      await store.putChunk(hash, data, { give: data !== body });
+      if (encoding.patch) {
+        // A patch carries at most the chunk plus 8 bytes of header per run (runs are at least a 4 KiB block in practice).
+        const patch = encoding.compressed ? decompressBounded(body, 2 * store.chunkSize) : body;
+        length = await store.putPatchedChunk(hash, encoding.patch.base, patch, encoding.patch.chunkLength);
+      } else {
+        const data = encoding.compressed ? decompressBounded(body, store.chunkSize) : body;
+        length = data.length;
+        // Bytes decompressed here are this call's own: the store's worker may take their memory instead of a copy.
+        await store.putChunk(hash, data, { give: data !== body });
+      }
     } catch (err) {
       await this.reportFull(target, err);
       c.chunksRejected++;
@@ -159,26 +165,6 @@ export class Replicator {
     c.pendingBytes += length;
     c.pendingWireBytes += body.length;
     if (encoding.patch) c.patchesReceived++;
-  }
-
-  private async rebuild(store: ReplicaStore, body: Buffer, e: ReceivedEncoding): Promise<Buffer> {
-    if (!e.patch) return e.compressed ? decompressBounded(body, store.chunkSize) : body;
-    const { base, chunkLength } = e.patch;
-    if (!Number.isInteger(chunkLength) || chunkLength < 1 || chunkLength > store.chunkSize) {
-      throw new RefugeError('invalid_argument', `patch chunk length ${chunkLength} is outside 1..${store.chunkSize}`);
-    }
-    // A patch carries at most the chunk plus 8 bytes of header per run (runs are at least a 4 KiB block in practice).
-    const patch = e.compressed ? decompressBounded(body, 2 * store.chunkSize) : body;
-    let baseBytes: Buffer | null = null;
-    if (base !== null) {
-      if ((await store.missingChunks([base])).length > 0) {
-        throw new RefugeError('failed_precondition', `patch base chunk ${base} is not stored`, { hint: 'upload the whole chunk instead' });
-      }
-      baseBytes = await store.getChunk(base).catch((err: unknown) => {
-        throw new RefugeError('failed_precondition', `patch base chunk ${base} cannot be read: ${(err as Error).message}`, { cause: err, hint: 'upload the whole chunk instead' });
-      });
-    }
-    return applyPatch(baseBytes, patch, chunkLength);
   }
 
   /** Commits a point; commits of one replication run one at a time and must name the latest point as parent. */
