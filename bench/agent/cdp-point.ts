@@ -21,6 +21,8 @@ export interface PointResult {
   /** Bytes of the disk read at the source per round (hashing), and bytes on the wire (both directions, HTTP included). */
   readBytes: number[];
   wireBytes: number[];
+  /** CPU seconds the vault process (replicator, store and its worker threads) spent per round, cut to commit. */
+  replicatorCpu: number[];
   writtenBytes: number;
 }
 
@@ -96,8 +98,8 @@ export async function benchCdpPoints(dir: string, sizeBytes: number, rounds: num
 
     const seed = await point();
     say(`  seeding ${sizeBytes / MiB} MiB: ${seed.seconds.toFixed(2)} s, ${(seed.wireBytes / MiB).toFixed(0)} MiB on the wire`);
-    const p3: PointResult = { commitSeconds: [], agentSeconds: [], readBytes: [], wireBytes: [], writtenBytes: 0 };
-    const p9: PointResult = { commitSeconds: [], agentSeconds: [], readBytes: [], wireBytes: [], writtenBytes: 0 };
+    const p3: PointResult = { commitSeconds: [], agentSeconds: [], readBytes: [], wireBytes: [], replicatorCpu: [], writtenBytes: 0 };
+    const p9: PointResult = { commitSeconds: [], agentSeconds: [], readBytes: [], wireBytes: [], replicatorCpu: [], writtenBytes: 0 };
     for (let round = 1; round <= rounds; round++) {
       const churn = onePercentChurn(sizeBytes, round);
       await write(churn);
@@ -107,6 +109,7 @@ export async function benchCdpPoints(dir: string, sizeBytes: number, rounds: num
       p3.commitSeconds.push(r3.seconds);
       p3.readBytes.push(r3.readBytes);
       p3.wireBytes.push(r3.wireBytes);
+      p3.replicatorCpu.push(r3.replicatorCpu);
       say(`  round ${round} P3 1% churn (${(p3.writtenBytes / MiB).toFixed(0)} MiB in 64 KiB blocks): committed ${r3.seconds.toFixed(3)} s after the cut (agent's share ${(p3.agentSeconds.at(-1) ?? 0).toFixed(3)} s), read ${(r3.readBytes / MiB).toFixed(0)} MiB, ${(r3.wireBytes / MiB).toFixed(1)} MiB on the wire`);
       if (o.p9 === false) continue;
       const small = randomWrites(sizeBytes, 8192, Math.round((20 * MiB * sizeBytes) / (2048 * MiB) / 8192), 100 + round);
@@ -116,11 +119,12 @@ export async function benchCdpPoints(dir: string, sizeBytes: number, rounds: num
       p9.commitSeconds.push(r9.seconds);
       p9.readBytes.push(r9.readBytes);
       p9.wireBytes.push(r9.wireBytes);
+      p9.replicatorCpu.push(r9.replicatorCpu);
       say(`  round ${round} P9 ${small.length} random 8 KiB writes: ${(r9.wireBytes / p9.writtenBytes).toFixed(3)} bytes on the wire per byte written (committed ${r9.seconds.toFixed(3)} s after the cut)`);
     }
     return {
       seedSeconds: seed.seconds,
-      p3: { ...p3, median: median(p3.commitSeconds), agentMedian: median(p3.agentSeconds), wirePerWritten: median(p3.wireBytes) / p3.writtenBytes },
+      p3: { ...p3, replicatorCpuMedian: median(p3.replicatorCpu), median: median(p3.commitSeconds), agentMedian: median(p3.agentSeconds), wirePerWritten: median(p3.wireBytes) / p3.writtenBytes },
       p9: { ...p9, median: median(p9.commitSeconds), wirePerWritten: median(p9.wireBytes) / p9.writtenBytes },
     };
   } finally {

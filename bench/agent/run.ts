@@ -10,7 +10,8 @@
  */
 import { execFileSync } from 'node:child_process';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { cpus, release } from 'node:os';
+import { cpus, loadavg, release } from 'node:os';
+import { P3_NOTES, P5_NOTES } from './notes.js';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { benchCdpPoints } from './cdp-point.js';
@@ -20,7 +21,7 @@ import { benchRpo } from './rpo.js';
 
 const root = join(import.meta.dirname, '..', '..');
 /** Stand-ins for the parts a partial run (--only) skips; such a run prints its figures and writes no docs. */
-const NO_POINT = { commitSeconds: [], agentSeconds: [], readBytes: [0], wireBytes: [], writtenBytes: 1, median: 0, agentMedian: 0, wirePerWritten: 0 };
+const NO_POINT = { commitSeconds: [], agentSeconds: [], readBytes: [0], wireBytes: [], replicatorCpu: [], writtenBytes: 1, median: 0, agentMedian: 0, replicatorCpuMedian: 0, wirePerWritten: 0 };
 const NO_POINTS = { seedSeconds: 0, p3: NO_POINT, p9: NO_POINT };
 const NO_RPO = { samples: [], p50: 0, p99: 0, max: 0, points: 0, intervalSeconds: 5, writtenMB: 0 };
 const { values } = parseArgs({
@@ -44,6 +45,7 @@ const seconds = Number(values.seconds);
 const dir = values.dir;
 const say = (s: string) => process.stdout.write(`${s}\n`);
 
+const loadAtStart = loadavg();
 await mkdir(dir, { recursive: true });
 say('building (the vault runs from dist/)');
 execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'inherit' });
@@ -69,7 +71,7 @@ const section = `<!-- bench:agent:start -->
 ## Agent: cdp capture, NBD write path, shipping (issue 4)
 
 Command: \`${command}\` (bench/agent/run.ts). Machine: ${cpus().length} cores (${cpus()[0]?.model ?? 'unknown'}), Linux ${release()},
-${new Date().toISOString().slice(0, 10)}. Medians of ${rounds} rounds; anchors measured in the same run, servers alternating within each round.
+${new Date().toISOString().slice(0, 10)}, load average ${loadAtStart.map((l) => l.toFixed(1)).join(' ')} at the start (machine shared). Medians of ${rounds} rounds; anchors measured in the same run, servers alternating within each round.
 Absolute figures are context (shared, noisy machine); the ratios are the result.
 
 ### P4: NBD write path with change tracking on (fio --ioengine=nbd, ${seconds} s per job, 1 GiB allocated image)
@@ -86,22 +88,20 @@ fio jobs: \`${FIO_JOBS.rand.join(' ')}\` and \`${FIO_JOBS.seq.join(' ')}\`.
 ### P3: cdp point committed after the cut, 1% churn (${values['size-mib']} MiB standard image)
 
 The workload (${(points.p3.writtenBytes / 1048576).toFixed(0)} MiB in 64 KiB blocks) is written through the agent's NBD export; the time runs
-from the cut to the replicator's commit answer (a \`refuge vault\` process: in-process replicator, filesystem store).
+from the cut to the replicator's commit answer (a \`refuge vault\` process over HTTPS with mutual TLS: in-process
+replicator, filesystem store; the agent's shipping code in the benchmark process).
 
 | measure | result | target |
 |---|---|---|
 | point committed after the cut (median) | **${points.p3.median.toFixed(3)} s** (rounds: ${points.p3.commitSeconds.map((s) => s.toFixed(3)).join(', ')}) | <= 0.5 s |
 | of which the agent's share: cut to every chunk read, hashed, patched and compressed (uploads discarded) | ${points.p3.agentMedian.toFixed(3)} s | - |
+| CPU time of the vault process for the point (replicator, store, worker threads; median) | ${points.p3.replicatorCpuMedian.toFixed(2)} s (rounds: ${points.p3.replicatorCpu.map((s) => s.toFixed(2)).join(', ')}) | - |
 | disk read at the source | ${(points.p3.readBytes[0] ?? 0) / 1048576} MiB of ${values['size-mib']} MiB (only the chunks written) | no full read of the disk |
 | bytes on the wire / bytes written | ${points.p3.wirePerWritten.toFixed(3)} | - |
 | seeding the image (context) | ${points.seedSeconds.toFixed(1)} s | - |
 | the write path's only wait on a cut (swapping the dirty bitmap), 1 TiB disk, ${pause.chunks} chunks written | ${pause.milliseconds.toFixed(2)} ms | "no I/O pause beyond milliseconds" |
 
-Where the time goes: the agent's share (reading only the written chunks, hashing them, building patches) is about a
-tenth. The rest is the replicator rebuilding each chunk from its base and the filesystem store's durable write of
-every chunk as its own object (temporary file, fsync, rename, directory fsync): measured here at about 4 ms per
-1 MiB chunk, plus 1.5 ms to read and verify the base, for ~300 chunks. Packs with one sync per batch (store, issue 3)
-and hashing off the event loop are the planned fixes; the agent side already meets the target.
+${P3_NOTES}
 
 ### P9: bytes on the wire per byte written, 8 KiB random writes
 
@@ -123,10 +123,7 @@ agent's NBD export for ${values['p5-seconds']} s; policy: a point every ${p5.int
 | RPO p99 | **${p5.p99.toFixed(1)} s** (p50 ${p5.p50.toFixed(1)} s, max ${p5.max.toFixed(1)} s, ${p5.samples.length} samples) | <= 15 s (ASR: a crash point every 5 min) |
 | points committed during the load | ${p5.points} | - |
 
-20 MB/s of random 8 KiB writes dirty nearly every 1 MiB chunk of a 2 GiB disk within one 5 s interval, so each point
-rebuilds ~2,000 chunks at the replicator (about 5 ms each, see P3) while the agent serves the writes: a point takes
-tens of seconds, and the RPO follows. The same fixes as P3 apply; smaller chunks for cdp replications would cut the
-work per written byte further.
+${P5_NOTES}
 <!-- bench:agent:end -->`;
 
 say('');
