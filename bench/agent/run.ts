@@ -11,7 +11,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, release } from 'node:os';
-import { P3_NOTES, P5_NOTES } from './notes.js';
+import { P3_NOTES, P4_NOTES, P5_NOTES } from './notes.js';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { benchCdpPoints } from './cdp-point.js';
@@ -84,6 +84,8 @@ Absolute figures are context (shared, noisy machine); the ratios are the result.
 
 Per round (IOPS; MB/s): ${p4.map((r) => `${r.server}: ${r.randIops.map(fmt).join(', ')}; ${r.seqMBps.map(fmt).join(', ')}`).join(' | ')}.
 fio jobs: \`${FIO_JOBS.rand.join(' ')}\` and \`${FIO_JOBS.seq.join(' ')}\`.
+
+${P4_NOTES}
 
 ### P3: cdp point committed after the cut, 1% churn (${values['size-mib']} MiB standard image)
 
