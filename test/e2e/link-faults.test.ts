@@ -2,18 +2,16 @@ import { mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { initVault } from '../../src/api/vault-init.js';
-import { requestJson, type HttpConnection } from '../../src/core/http-client.js';
 import { packageRoot } from '../../src/core/package-root.js';
 import { DEFAULT_CHUNK_SIZE } from '../../src/store/chunks.js';
 import { FilesystemBackend } from '../../src/store/backends/filesystem.js';
 import { ReplicaStore } from '../../src/store/replica-store.js';
-import { createCa, issueCertificate } from '../../src/vault/security/pki.js';
 import { MiB, waitFor } from '../helpers/agent/agent-fixture.js';
 import { NBD, RawNbdClient } from '../helpers/agent/raw-nbd-client.js';
 import { RECORD_BYTES, checkRecords, recordBlock } from '../helpers/agent/records.js';
 import { figure } from '../helpers/figures.js';
 import { createTwoSites, type TwoSites } from '../helpers/netns.js';
+import { startRecoveryVault } from '../helpers/recovery-vault.js';
 import { writeRegistration } from '../helpers/registration.js';
 
 const SIZE = 32 * MiB;
@@ -138,20 +136,10 @@ describe('R2: a slow and lossy link, then a cut link: nothing lost, RPO alert wh
   beforeAll(async () => {
     sites = await createTwoSites();
     dir = await mkdtemp(join(tmpdir(), 'orch-link-faults-'));
-    const ca = createCa('Refuge link-faults test CA');
-    const server = issueCertificate(ca, { commonName: sites.recoveryService, names: ['localhost', '127.0.0.1', sites.recoveryService], usage: 'server' });
-    const init = await initVault({ dataDir: join(dir, 'vault'), owner: 'owner', password: 'owner-password-1', certificate: { ...server, caPem: ca.certPem } });
     // Health is turned into alerts every 2 s (default 30 s), so the alert shows within seconds of crossing the threshold.
-    const vault = sites.spawnIn(sites.recovery, process.execPath, [bin, 'vault', '--data', join(dir, 'vault'), '--listen', `${sites.recoveryService}:0`], join(dir, 'vault.log'), { REFUGE_LOG_LEVEL: 'info', REFUGE_MONITOR_INTERVAL_SECONDS: '2' });
-    await waitFor(() => /vault listening on (\S+)/.test(vault.output()), 60_000, 'the vault listening at recovery');
-    const url = (/vault listening on (\S+)/.exec(vault.output()) as RegExpExecArray)[1] as string;
-    const owner: HttpConnection = { token: init.credentials.token, ca: init.credentials.ca };
-    api = (method, path, body) => requestJson(method, `${url}/api/v1${path}`, { connection: owner, ...(body === undefined ? {} : { body }) });
-    await api('POST', '/vaults', { name: 'demo' });
-    await api('POST', '/vaults/demo/sites', { name: 'primary' });
-    await api('POST', '/vaults/demo/sites', { name: 'recovery' });
-    await api('PATCH', '/vaults/demo', { location: 'recovery' });
-    await api('POST', '/vaults/demo/policies', { name: 'default', crashIntervalSeconds: 2, rpoThresholdSeconds: RPO_THRESHOLD_SECONDS });
+    const vault = await startRecoveryVault(sites, dir, { policy: { crashIntervalSeconds: 2, rpoThresholdSeconds: RPO_THRESHOLD_SECONDS }, env: { REFUGE_MONITOR_INTERVAL_SECONDS: '2' } });
+    const { url } = vault;
+    api = vault.api;
     const replicatorRegistration = await writeRegistration(api, url, join(dir, 'replicator-registration.json'));
     const agentRegistration = await writeRegistration(api, url, join(dir, 'agent-registration.json'));
     const refuge = (ns: string, credentials: string, args: string[], log: string) => sites.spawnIn(ns, process.execPath, [bin, '--credentials', credentials, '--vault', 'demo', ...args], join(dir, log), { REFUGE_LOG_LEVEL: 'info' });

@@ -3,18 +3,16 @@ import { mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { initVault } from '../../src/api/vault-init.js';
-import { requestJson, type HttpConnection } from '../../src/core/http-client.js';
 import { packageRoot } from '../../src/core/package-root.js';
 import { GUEST_CMDLINE, ensureDemoGuest } from '../../src/fabric/demo-guest.js';
 import { QemuProvider } from '../../src/fabric/qemu/qemu-provider.js';
 import { FilesystemBackend } from '../../src/store/backends/filesystem.js';
 import { ReplicaStore } from '../../src/store/replica-store.js';
-import { createCa, issueCertificate } from '../../src/vault/security/pki.js';
 import type { JobView } from '../../src/vault/jobs/definitions.js';
 import { MiB, waitFor } from '../helpers/agent/agent-fixture.js';
 import { RECORD_BYTES, ackedRecords, checkRecords, headRecord } from '../helpers/agent/records.js';
 import { createTwoSites, type TwoSites } from '../helpers/netns.js';
+import { startRecoveryVault } from '../helpers/recovery-vault.js';
 
 const RECORDS = 160;
 const SIZE = 16 * MiB;
@@ -75,19 +73,9 @@ describe('two sites: unplanned failover with the primary cut off, delta re-prote
     const cmdline = `${GUEST_CMDLINE} refuge.workload=records refuge.records=${RECORDS}`;
 
     // The vault at recovery, with a certificate for its service address there.
-    const ca = createCa('Refuge two-site test CA');
-    const server = issueCertificate(ca, { commonName: sites.recoveryService, names: ['localhost', '127.0.0.1', sites.recoveryService], usage: 'server' });
-    const init = await initVault({ dataDir: join(dir, 'vault'), owner: 'owner', password: 'owner-password-1', certificate: { ...server, caPem: ca.certPem } });
-    const vault = sites.spawnIn(sites.recovery, process.execPath, [bin, 'vault', '--data', join(dir, 'vault'), '--listen', `${sites.recoveryService}:0`], join(dir, 'vault.log'), { REFUGE_LOG_LEVEL: 'info' });
-    await waitFor(() => /vault listening on (\S+)/.test(vault.output()), 60_000, 'the vault listening at recovery');
-    const url = (/vault listening on (\S+)/.exec(vault.output()) as RegExpExecArray)[1] as string;
-    const owner: HttpConnection = { token: init.credentials.token, ca: init.credentials.ca };
-    api = (method, path, body) => requestJson(method, `${url}/api/v1${path}`, { connection: owner, ...(body === undefined ? {} : { body }) });
-    await api('POST', '/vaults', { name: 'demo' });
-    await api('POST', '/vaults/demo/sites', { name: 'primary' });
-    await api('POST', '/vaults/demo/sites', { name: 'recovery' });
-    await api('PATCH', '/vaults/demo', { location: 'recovery' });
-    await api('POST', '/vaults/demo/policies', { name: 'default', crashIntervalSeconds: 2 });
+    const vault = await startRecoveryVault(sites, dir, { policy: { crashIntervalSeconds: 2 } });
+    const { url } = vault;
+    api = vault.api;
     // One registration file (one-time key) per process; each keeps its certificate in its state folder.
     const replicatorRegistration = await writeRegistration(api, url, join(dir, 'replicator-primary-registration.json'));
     const agentRegistration = await writeRegistration(api, url, join(dir, 'agent-primary-registration.json'));
