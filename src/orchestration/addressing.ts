@@ -53,7 +53,7 @@ export function assignAddress(cidr: string, wanted: string | undefined, taken: I
 export async function planNics(repos: VaultRepositories, rep: Replication, machine: Machine, site: Site, kind: FailoverRecord['kind']): Promise<{ fabric: FabricNic[]; record: NonNullable<FailoverRecord['nics']> }> {
   if (machine.nics.length === 0) return { fabric: [], record: [] };
   const mappings = await repos.mappings.list(rep.vaultId, { sourceSiteId: machine.siteId, targetSiteId: site.id });
-  const others = (await repos.replications.list(rep.vaultId, { targetSiteId: site.id })).filter((r) => r.id !== rep.id);
+  const held = await heldAddresses(repos, rep, site);
   const fabric: FabricNic[] = [];
   const record: NonNullable<FailoverRecord['nics']> = [];
   for (const nic of machine.nics) {
@@ -61,7 +61,7 @@ export async function planNics(repos: VaultRepositories, rep: Replication, machi
     const target = kind === 'test' ? (mapping?.testNetwork ?? null) : (mapping?.targetNetwork ?? null);
     const network = target ? site.networks.find((n) => n.name === target) : undefined;
     if (!target || !network) continue;
-    const taken = others.flatMap((r) => [r.failover.test, r.failover.failover]).flatMap((f) => (f?.siteId === site.id ? (f.nics ?? []) : [])).filter((n) => n.network === target && n.ipv4).map((n) => n.ipv4 as string);
+    const taken = held.filter((n) => n.network === target).map((n) => n.ipv4);
     const ipv4 = network.cidr ? assignAddress(network.cidr, nic.ipv4, [...taken, ...record.filter((r) => r.network === target && r.ipv4).map((r) => r.ipv4 as string)]) : undefined;
     fabric.push({ network: target, ...(network.cidr ? { cidr: network.cidr } : {}), ...(ipv4 ? { ipv4 } : {}), ...(kind === 'test' ? { isolated: true } : {}) });
     record.push({ network: target, ...(ipv4 ? { ipv4 } : {}), ...(nic.ipv4 ? { requestedIpv4: nic.ipv4 } : {}) });
@@ -71,12 +71,18 @@ export async function planNics(repos: VaultRepositories, rep: Replication, machi
 
 type NicRecord = NonNullable<FailoverRecord['nics']>;
 
+/** The addresses the failover records of other replications hold at `site` (test and real recoveries alike). */
+async function heldAddresses(repos: VaultRepositories, rep: Replication, site: Site): Promise<{ network: string; ipv4: string }[]> {
+  const others = (await repos.replications.list(rep.vaultId, { targetSiteId: site.id })).filter((r) => r.id !== rep.id);
+  return others
+    .flatMap((r) => [r.failover.test, r.failover.failover])
+    .flatMap((f) => (f?.siteId === site.id ? (f.nics ?? []) : []))
+    .flatMap((n) => (n.ipv4 ? [{ network: n.network, ipv4: n.ipv4 }] : []));
+}
+
 /** The addresses in `nics` that another recovered machine's record at `site` also holds, on the same network. */
 async function clashes(repos: VaultRepositories, rep: Replication, site: Site, nics: NicRecord): Promise<string[]> {
-  const others = (await repos.replications.list(rep.vaultId, { targetSiteId: site.id })).filter((r) => r.id !== rep.id);
-  const held = new Set(
-    others.flatMap((r) => [r.failover.test, r.failover.failover]).flatMap((f) => (f?.siteId === site.id ? (f.nics ?? []) : [])).flatMap((n) => (n.ipv4 ? [`${n.network}/${n.ipv4}`] : [])),
-  );
+  const held = new Set((await heldAddresses(repos, rep, site)).map((n) => `${n.network}/${n.ipv4}`));
   return nics.flatMap((n) => (n.ipv4 && held.has(`${n.network}/${n.ipv4}`) ? [n.ipv4] : []));
 }
 

@@ -1,3 +1,4 @@
+import { KeyedQueue } from '../core/concurrency.js';
 import { RefugeError, isRefugeError } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import { BLOCK_SIZE, applyPatch, blockDigests, decompressBounded } from '../protocol/chunk-encoding.js';
@@ -58,7 +59,8 @@ export interface ReceivedEncoding {
 }
 
 export class Replicator {
-  private readonly commitLocks = new Map<string, Promise<unknown>>();
+  /** Commits of one replication, one at a time. */
+  private readonly commits = new KeyedQueue();
   readonly counters = new Map<string, ReplicationCounters>();
 
   constructor(
@@ -151,14 +153,7 @@ export class Replicator {
 
   /** Commits a point; commits of one replication run one at a time and must name the latest point as parent. */
   async commitPoint(replicationId: string, req: CommitPointRequest): Promise<CommitPointResponse> {
-    const previous = this.commitLocks.get(replicationId) ?? Promise.resolve();
-    const work = previous.catch(() => undefined).then(() => this.commitNow(replicationId, req));
-    this.commitLocks.set(replicationId, work);
-    try {
-      return await work;
-    } finally {
-      if (this.commitLocks.get(replicationId) === work) this.commitLocks.delete(replicationId);
-    }
+    return this.commits.run(replicationId, () => this.commitNow(replicationId, req));
   }
 
   private async commitNow(replicationId: string, req: CommitPointRequest): Promise<CommitPointResponse> {
