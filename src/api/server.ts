@@ -237,10 +237,12 @@ export async function assembleVault(o: VaultServerOptions): Promise<VaultServer 
     monitor.start(o.monitorIntervalMs ?? 30_000);
     notifier.start();
     // The configuration validator: every readiness check of every replication, hourly (ASR: every 12 hours).
-    // Events are kept 30 days.
+    // Events, and the history of group cuts no kept point belongs to, are kept 30 days.
     const hourly = async () => {
       await readiness.runPeriodic();
-      await events.prune(new Date(Date.now() - EVENT_RETENTION_DAYS * 86400_000).toISOString());
+      const monthAgo = new Date(Date.now() - EVENT_RETENTION_DAYS * 86400_000).toISOString();
+      await events.prune(monthAgo);
+      await groupCuts.cuts.pruneHistory(monthAgo);
     };
     readinessTimer = setInterval(() => void hourly().catch((err: unknown) => log.error({ err }, 'periodic readiness checks failed')), o.readinessIntervalMs ?? 3600_000);
     readinessTimer.unref();
