@@ -10,6 +10,7 @@ import { OperationService } from '../orchestration/operations.js';
 import { SiteResources } from '../orchestration/site-resources.js';
 import { Replicator, type TargetResolver } from '../replicator/replicator.js';
 import { openDatabase } from '../vault/db/connect.js';
+import { storeFullAlert, storeFullSubject } from '../vault/monitoring/store-full.js';
 import { JobEngine } from '../vault/jobs/engine.js';
 import { holdTasks } from '../vault/jobs/faults.js';
 import { createRepositories, type VaultRepositories } from '../vault/repositories/index.js';
@@ -109,13 +110,7 @@ function vaultTargets(repos: VaultRepositories, sites: SiteResources, alerts: Al
         store,
         onStoreFull: async (err) => {
           maybeFull.add(site.id);
-          await alerts.raise(rep.vaultId, {
-            kind: 'replica-store-full',
-            subject: `site ${site.name}`,
-            severity: 'critical',
-            message: `the replica store of site '${site.name}' is out of space; replication of '${rep.name}' is stalled: ${err.message}`,
-            details: { site: site.name, replication: rep.name, ...(err.hint ? { hint: err.hint } : {}) },
-          });
+          await alerts.raise(rep.vaultId, storeFullAlert(site.name, rep.name, err));
         },
         onCommitted: async (m) => {
           await repos.replications.recordPoint({
@@ -130,7 +125,7 @@ function vaultTargets(repos: VaultRepositories, sites: SiteResources, alerts: Al
           });
           // A commit went through: the store has room again.
           if (maybeFull.has(site.id) || !resolvedOnce.has(site.id)) {
-            await alerts.resolve(rep.vaultId, 'replica-store-full', `site ${site.name}`);
+            await alerts.resolve(rep.vaultId, 'replica-store-full', storeFullSubject(site.name));
             maybeFull.delete(site.id);
             resolvedOnce.add(site.id);
           }
