@@ -11,6 +11,7 @@ import { SiteResources } from '../orchestration/site-resources.js';
 import { Replicator, type TargetResolver } from '../replicator/replicator.js';
 import { openDatabase } from '../vault/db/connect.js';
 import { storeFullAlert, storeFullSubject } from '../vault/monitoring/store-full.js';
+import { pointRecord } from '../protocol/replicator-vault.js';
 import { JobEngine } from '../vault/jobs/engine.js';
 import { holdTasks } from '../vault/jobs/faults.js';
 import { createRepositories, type VaultRepositories } from '../vault/repositories/index.js';
@@ -113,16 +114,7 @@ function vaultTargets(repos: VaultRepositories, sites: SiteResources, alerts: Al
           await alerts.raise(rep.vaultId, storeFullAlert(site.name, rep.name, err));
         },
         onCommitted: async (m) => {
-          await repos.replications.recordPoint({
-            id: m.id,
-            replicationId: m.replicationId,
-            parentId: m.parentId,
-            capturedAt: m.capturedAt,
-            committedAt: m.committedAt,
-            consistency: m.consistency,
-            changedBytes: m.stats.changedBytes,
-            storedBytes: m.stats.storedBytes,
-          });
+          await repos.replications.recordPoint(pointRecord(m));
           // A commit went through: the store has room again.
           if (maybeFull.has(site.id) || !resolvedOnce.has(site.id)) {
             await alerts.resolve(rep.vaultId, 'replica-store-full', storeFullSubject(site.name));

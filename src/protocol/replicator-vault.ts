@@ -1,4 +1,5 @@
 import { Type, type Static } from 'typebox';
+import type { PointManifest } from '../store/manifest.js';
 import type { SiteStoreConfig } from '../store/open-store.js';
 import { Name, Timestamp } from './schemas.js';
 
@@ -101,3 +102,17 @@ export const RecordPointRequest = Type.Object(
   { additionalProperties: false },
 );
 export type RecordPointRequest = Static<typeof RecordPointRequest>;
+
+/** What the vault records of a committed point (both replicators, the vault's own and a standalone one, send this). */
+export function pointRecord(m: PointManifest): RecordPointRequest {
+  return {
+    id: m.id,
+    replicationId: m.replicationId,
+    parentId: m.parentId,
+    capturedAt: m.capturedAt,
+    committedAt: m.committedAt,
+    consistency: m.consistency,
+    changedBytes: m.stats.changedBytes,
+    storedBytes: m.stats.storedBytes,
+  };
+}

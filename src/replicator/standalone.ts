@@ -3,7 +3,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { HTTP_STATUS, RefugeError } from '../core/errors.js';
 import type { HttpConnection } from '../core/http-client.js';
 import { silentLogger, type Logger } from '../core/log.js';
-import type { ReplicationStats, ReplicatorReportResponse, StoreFull } from '../protocol/replicator-vault.js';
+import { pointRecord, type ReplicationStats, type ReplicatorReportResponse, type StoreFull } from '../protocol/replicator-vault.js';
 import { DEFAULT_CHUNK_SIZE } from '../store/chunks.js';
 import { openSiteStore } from '../store/open-store.js';
 import type { ReplicaStore } from '../store/replica-store.js';
@@ -85,16 +85,7 @@ export async function startStandaloneReplicator(o: StandaloneReplicatorOptions):
         },
         async onCommitted(m, stats) {
           storeFull = null;
-          await link.recordPoint({
-            id: m.id,
-            replicationId: m.replicationId,
-            parentId: m.parentId,
-            capturedAt: m.capturedAt,
-            committedAt: m.committedAt,
-            consistency: m.consistency,
-            changedBytes: m.stats.changedBytes,
-            storedBytes: m.stats.storedBytes,
-          });
+          await link.recordPoint(pointRecord(m));
           lastCommit.set(m.replicationId, { at: m.committedAt, lagSeconds: stats.commitLagSeconds });
           reportSoon();
         },
