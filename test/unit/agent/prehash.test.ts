@@ -76,7 +76,7 @@ describe('re-protect pre-hash', () => {
     const first = await scan.cut({ chunkSize: CHUNK, everyChunk: true });
     const prehash = await prehashCut(first, { replicationId: 'r1', chunkSize: CHUNK });
     await first.complete();
-    const seed = hashesOf(image);
+    const seed: (string | null)[] = hashesOf(image);
     seed[5] = null; // the seed holds zeros there: chunk 5 differs
 
     // Written after the pre-hash; a capture that tracks writes (cdp) lists that chunk in its next cut.
