@@ -109,12 +109,15 @@ async function round(n: number): Promise<Round> {
     const readSeconds = await readOnce(recovered);
     const before = { ...(f.counters(repId) ?? { wireBytesReceived: 0, bytesReceived: 0 }) };
     const readBefore = f.agent?.counters.readBytes ?? 0;
+    const committedBefore = f.agent?.counters.pointsCommitted ?? 0;
     const started = performance.now();
     const cpuBefore = process.cpuUsage();
     const done = await job('reprotect');
     const seconds = (performance.now() - started) / 1000;
     const cpu = process.cpuUsage(cpuBefore);
     const after = f.counters(repId) ?? { wireBytesReceived: 0, bytesReceived: 0 };
+    // The agent counts what it read once it has the commit's answer, which may come just after the job saw the point.
+    await waitFor(() => (f.agent?.counters.pointsCommitted ?? 0) > committedBefore, 60_000, 'the agent counting its point');
     const agentReadBytes = (f.agent?.counters.readBytes ?? 0) - readBefore;
     await f.stopAgent();
     const seed = done.result.seed as { seconds?: number };
