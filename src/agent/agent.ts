@@ -95,7 +95,7 @@ export class Agent {
   private failedHeartbeats = 0;
   /** Aborts the shipping of the point being taken (not the agent): set while a point ships. */
   private shipping: AbortController | undefined;
-  /** A re-protect's pre-hash of the disks (prehash.ts), kept until the first point against the seed is committed. */
+  /** A re-protect's pre-hash of the disks (prehash.ts), for the next point only (the first against the seed). */
   private prehash: Prehash | undefined;
   /** Wakes the point loop from its pause when a heartbeat changes the instruction (stop -> replicate). */
   private wakeLoop: (() => void) | undefined;
