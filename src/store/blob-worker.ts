@@ -127,7 +127,9 @@ function run(task: WorkerTask): { reply: WorkerReply; transfer: ArrayBuffer[] } 
         for (const position of it.positions) writes.push({ position, bytes: out });
         return {};
       });
-      if (items.some((it) => 'problem' in it)) return { reply: { op: 'restore', items, written: 0 }, transfer: [] };
+      // The input buffer goes back with the reply for the caller to read the next range into.
+      const input = task.data.buffer as ArrayBuffer;
+      if (items.some((it) => 'problem' in it)) return { reply: { op: 'restore', items, written: 0, input }, transfer: [input] };
       writes.sort((a, b) => a.position - b.position);
       let written = 0;
       for (let i = 0; i < writes.length; ) {
@@ -137,7 +139,7 @@ function run(task: WorkerTask): { reply: WorkerReply; transfer: ArrayBuffer[] } 
         written += writeAll(task.fd, writes.slice(i, j).map((w) => w.bytes), (writes[i] as { position: number }).position);
         i = j;
       }
-      return { reply: { op: 'restore', items, written }, transfer: [] };
+      return { reply: { op: 'restore', items, written, input }, transfer: [input] };
     }
     case 'decode': {
       const data = view(task.data);

@@ -20,7 +20,7 @@ export type WorkerReply =
   | { op: 'scan'; hashes: ArrayBuffer; encoded: { index: number; flags: number; rawLength: number; storedLength: number }[]; stored: ArrayBuffer; input: ArrayBuffer }
   | { op: 'hash'; hashes: ArrayBuffer; input: ArrayBuffer }
   | { op: 'decode'; items: ({ problem: string } | { rawLength: number })[]; raw: ArrayBuffer }
-  | { op: 'restore'; items: { problem?: string }[]; written: number };
+  | { op: 'restore'; items: { problem?: string }[]; written: number; input: ArrayBuffer };
 
 type ReplyOf<Op extends WorkerTask['op']> = Extract<WorkerReply, { op: Op }>;
 
