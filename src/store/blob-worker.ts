@@ -87,7 +87,7 @@ function run(task: WorkerTask): { reply: WorkerReply; transfer: ArrayBuffer[] } 
         encoded.push({ index: i, flags: enc.flags, rawLength: enc.rawLength, storedLength: enc.stored.length });
       }
       const total = parts.reduce((n, p) => n + p.length, 0);
-      let stored: ArrayBuffer;
+      let stored: ArrayBuffer | SharedArrayBuffer;
       if (task.out && task.out.byteLength >= total) {
         const out = Buffer.from(task.out);
         let at = 0;
@@ -98,7 +98,9 @@ function run(task: WorkerTask): { reply: WorkerReply; transfer: ArrayBuffer[] } 
       }
       const hashBuffer = hashes.buffer.slice(hashes.byteOffset, hashes.byteOffset + hashes.length);
       const input = task.data.buffer as ArrayBuffer;
-      return { reply: { op: 'scan', hashes: hashBuffer, encoded, stored, input }, transfer: [stored, hashBuffer, input] };
+      // Shared buffers (the caller's reused ones) cannot be transferred, and need not be.
+      const movable = [stored, hashBuffer, input].filter((b): b is ArrayBuffer => b instanceof ArrayBuffer);
+      return { reply: { op: 'scan', hashes: hashBuffer, encoded, stored, input }, transfer: movable };
     }
     case 'hash': {
       // Only the chunk hashes of a run of chunks (zero chunks stay 32 zero bytes): an agent comparing its disks with
@@ -127,9 +129,7 @@ function run(task: WorkerTask): { reply: WorkerReply; transfer: ArrayBuffer[] } 
         for (const position of it.positions) writes.push({ position, bytes: out });
         return {};
       });
-      // The input buffer goes back with the reply for the caller to read the next range into.
-      const input = task.data.buffer as ArrayBuffer;
-      if (items.some((it) => 'problem' in it)) return { reply: { op: 'restore', items, written: 0, input }, transfer: [input] };
+      if (items.some((it) => 'problem' in it)) return { reply: { op: 'restore', items, written: 0 }, transfer: [] };
       writes.sort((a, b) => a.position - b.position);
       let written = 0;
       for (let i = 0; i < writes.length; ) {
@@ -139,7 +139,7 @@ function run(task: WorkerTask): { reply: WorkerReply; transfer: ArrayBuffer[] } 
         written += writeAll(task.fd, writes.slice(i, j).map((w) => w.bytes), (writes[i] as { position: number }).position);
         i = j;
       }
-      return { reply: { op: 'restore', items, written, input }, transfer: [input] };
+      return { reply: { op: 'restore', items, written }, transfer: [] };
     }
     case 'decode': {
       const data = view(task.data);

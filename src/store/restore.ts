@@ -67,9 +67,10 @@ export async function materializeDisk(
     const total = disk.storedBytes;
     const { ranges, individually } = planRanges(store.blobs, places.keys());
     const pool = workerPool();
-    // Range buffers go to a worker and come back with its reply, to be read into again: a restore reads a gigabyte
-    // of packs, and a fresh buffer per range cost the main thread seconds of page faults and garbage collection.
-    const spare: ArrayBuffer[] = [];
+    // Pack ranges are read into a few shared buffers that the workers see without a copy or a transfer, reused once
+    // a worker is done with one: a fresh (or transferred) buffer per range made a restore's gigabyte of packs cost
+    // seconds of page faults and of garbage collections forced by external memory on every thread.
+    const spare: SharedArrayBuffer[] = [];
     const writeOne = async (hash: string) => {
       const raw = await store.getChunk(hash, where(hash, places.get(hash) as number[]));
       for (const at of positions(hash)) {
@@ -81,7 +82,7 @@ export async function materializeDisk(
       options.signal?.throwIfAborted();
       let data: Buffer;
       const length = r.end - r.start;
-      const buffer = spare.pop() ?? new ArrayBuffer(Math.max(RANGE_BUFFER_BYTES, length));
+      const buffer = spare.pop() ?? new SharedArrayBuffer(Math.max(RANGE_BUFFER_BYTES, length));
       try {
         data = await store.backend.getRange(packKey(r.packId), r.start, length, buffer.byteLength >= length ? new Uint8Array(buffer) : undefined);
       } catch (err) {
@@ -93,10 +94,8 @@ export async function materializeDisk(
       const short = r.items.find((w) => w.offset + w.length - r.start > data.length);
       if (short) throw new RefugeError('integrity', `${corruptBlob(r.packId, short.hash, 'pack is truncated').message}${where(short.hash, places.get(short.hash) as number[])}`, { details: { object: packKey(r.packId), blob: short.hash, point: point.id } });
       const items = r.items.map((w) => ({ offset: w.offset - r.start, length: w.length, flags: w.flags, rawLength: w.rawLength, hash: w.hash, positions: positions(w.hash) }));
-      // Read into our buffer (the filesystem backend does): hand the whole buffer over, so it moves rather than copies.
-      const whole = data.buffer === buffer && data.byteOffset === 0 ? new Uint8Array(buffer) : data;
-      const reply = await pool.run({ op: 'restore', key: store.key, data: whole, fd: file.fd, items }, true);
-      if (reply.input.byteLength >= RANGE_BUFFER_BYTES && spare.length < SPARE_BUFFERS) spare.push(reply.input);
+      const reply = await pool.run({ op: 'restore', key: store.key, data, fd: file.fd, items }, true);
+      if (spare.length < SPARE_BUFFERS) spare.push(buffer);
       const bad = reply.items.findIndex((it) => it.problem !== undefined);
       if (bad >= 0) {
         const w = r.items[bad] as (typeof r.items)[number];
