@@ -4,7 +4,8 @@ import { Type } from 'typebox';
 import { RefugeError } from '../core/errors.js';
 import { ID_PATTERN } from '../core/ids.js';
 import { CHUNK_CONTENT_TYPE, CHUNK_LENGTH_HEADER, PATCH_BASE_HEADER, PATCH_CONTENT_TYPE } from '../protocol/chunk-encoding.js';
-import { BlockHashesRequest, BlockHashesResponse, Hash, MissingChunksRequest, MissingChunksResponse, CommitPointRequest, CommitPointResponse, PointChunksResponse } from '../protocol/schemas.js';
+import { BATCH_CONTENT_TYPE, BATCH_ENTRY_HEADER, BATCH_TARGET_BYTES, MAX_BATCH_ENTRIES, decodeBatch } from '../protocol/chunk-batch.js';
+import { BlockHashesRequest, ChunkBatchResponse, BlockHashesResponse, Hash, MissingChunksRequest, MissingChunksResponse, CommitPointRequest, CommitPointResponse, PointChunksResponse } from '../protocol/schemas.js';
 import type { ReceivedEncoding, Replicator } from './replicator.js';
 
 /**
@@ -19,6 +20,8 @@ export function replicatorRoutes(replicator: Replicator, maxChunkBytes: number):
     app.addContentTypeParser(CHUNK_CONTENT_TYPE, { parseAs: 'buffer', bodyLimit: maxChunkBytes }, raw);
     // A patch holds at most the chunk's bytes plus 8 bytes per run.
     app.addContentTypeParser(PATCH_CONTENT_TYPE, { parseAs: 'buffer', bodyLimit: 2 * maxChunkBytes }, raw);
+    // A batch closes before BATCH_TARGET_BYTES, but its last entry (up to a patch's size) may pass it.
+    app.addContentTypeParser(BATCH_CONTENT_TYPE, { parseAs: 'buffer', bodyLimit: BATCH_TARGET_BYTES + 2 * maxChunkBytes + MAX_BATCH_ENTRIES * BATCH_ENTRY_HEADER }, raw);
     const Params = Type.Object({ replication: Type.String({ pattern: ID_PATTERN }) });
 
     app.post('/replications/:replication/chunks/missing', {
@@ -38,6 +41,14 @@ export function replicatorRoutes(replicator: Replicator, maxChunkBytes: number):
     }, async (req, reply) => {
       await replicator.putChunk(req.params.replication, req.params.hash, req.body as Buffer, encodingOf(req));
       return reply.code(204).send();
+    });
+
+    app.post('/replications/:replication/chunks/batch', {
+      schema: { params: Params, response: { 200: ChunkBatchResponse } },
+    }, async (req) => {
+      const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
+      if (type !== BATCH_CONTENT_TYPE || !Buffer.isBuffer(req.body)) throw new RefugeError('invalid_argument', `a chunk batch is sent as ${BATCH_CONTENT_TYPE}`);
+      return replicator.putChunks(req.params.replication, decodeBatch(req.body));
     });
 
     app.post('/replications/:replication/points', {

@@ -1,7 +1,7 @@
 import { writevSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { decodeBlob, encodeBlob } from './blob-codec.js';
-import { chunkHash, isZero } from './chunks.js';
+import { applyPatch, chunkHash, isZero } from './chunks.js';
 import type { WorkerReply, WorkerTask } from './worker-pool.js';
 
 /**
@@ -138,6 +138,28 @@ function run(task: WorkerTask): { reply: WorkerReply; transfer: ArrayBuffer[] } 
         i = j;
       }
       return { reply: { op: 'restore', items, written }, transfer: [] };
+    }
+    case 'rebuild': {
+      // A patched upload: decode and check its base, apply the patch, then check and encode the result as 'encode'
+      // does, so the main thread only reads the base's stored bytes.
+      let base: Buffer | null = null;
+      if (task.base) {
+        const out = decodeBlob(view(task.base.data), task.base.flags, task.base.rawLength, task.base.hash, key);
+        if (typeof out === 'string') return { reply: { op: 'rebuild', problem: 'base', message: out }, transfer: [] };
+        base = out;
+      }
+      let rebuilt: Buffer;
+      try {
+        rebuilt = applyPatch(base, view(task.data), task.chunkLength);
+      } catch (err) {
+        return { reply: { op: 'rebuild', problem: 'patch', message: (err as Error).message }, transfer: [] };
+      }
+      if (isZero(rebuilt)) return { reply: { op: 'rebuild', problem: 'zero', message: 'the patch rebuilds a chunk of zeros' }, transfer: [] };
+      const hash = chunkHash(rebuilt);
+      if (hash !== task.claimedHash) return { reply: { op: 'rebuild', problem: 'mismatch', message: 'hash mismatch', hash }, transfer: [] };
+      const enc = encodeBlob(rebuilt, task.level, key);
+      const { buffer } = pack([enc.stored]);
+      return { reply: { op: 'rebuild', hash, flags: enc.flags, rawLength: enc.rawLength, stored: buffer }, transfer: [buffer] };
     }
     case 'decode': {
       const data = view(task.data);
