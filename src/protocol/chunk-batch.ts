@@ -49,21 +49,60 @@ export function encodeBatch(entries: readonly BatchEntry[]): Buffer {
 /** The entries of a batch body; a body that does not frame exactly is an `invalid_argument` error. */
 export function decodeBatch(body: Buffer): BatchEntry[] {
   const entries: BatchEntry[] = [];
-  let at = 0;
-  while (at < body.length) {
-    if (entries.length >= MAX_BATCH_ENTRIES) throw new RefugeError('invalid_argument', `a chunk batch holds at most ${MAX_BATCH_ENTRIES} entries`);
-    if (at + HEADER > body.length) throw new RefugeError('invalid_argument', `chunk batch entry ${entries.length} ends inside its header`);
-    const flags = body[at] as number;
-    if (flags & ~(COMPRESSED | PATCH | ZERO_BASE) || (flags & ZERO_BASE && !(flags & PATCH))) {
-      throw new RefugeError('invalid_argument', `chunk batch entry ${entries.length} has unknown flags ${flags}`);
-    }
-    const length = body.readUInt32BE(at + 69);
-    if (at + HEADER + length > body.length) throw new RefugeError('invalid_argument', `chunk batch entry ${entries.length} is longer than the body`);
-    const hash = body.toString('hex', at + 1, at + 33);
-    const entry: BatchEntry = { hash, body: body.subarray(at + HEADER, at + HEADER + length), compressed: (flags & COMPRESSED) !== 0 };
-    if (flags & PATCH) entry.patch = { base: flags & ZERO_BASE ? null : body.toString('hex', at + 33, at + 65), chunkLength: body.readUInt32BE(at + 65) };
-    entries.push(entry);
-    at += HEADER + length;
+  for (let at = 0; at < body.length; ) {
+    const length = entryLength(body.subarray(at), entries.length);
+    entries.push(entryOf(body.subarray(at, at + length), entries.length));
+    at += length;
   }
   return entries;
+}
+
+/**
+ * The entries of a batch body as it arrives, each as soon as its last byte is in: the replicator stores them while
+ * the rest is on the wire, so a connection cut mid-batch leaves every entry that arrived whole stored, and the
+ * agent's retry (asking again which chunks are missing) resends only the others. An entry whose body would pass
+ * `maxEntryBytes`, a body that ends inside an entry, or more than MAX_BATCH_ENTRIES entries, are `invalid_argument`.
+ */
+export async function* readBatch(body: AsyncIterable<Buffer>, maxEntryBytes: number): AsyncGenerator<BatchEntry> {
+  let pending: Buffer[] = [];
+  let have = 0;
+  let count = 0;
+  for await (const piece of body) {
+    pending.push(piece);
+    have += piece.length;
+    while (have >= HEADER) {
+      const head = pending[0] as Buffer;
+      const joined = head.length >= HEADER ? head : Buffer.concat(pending);
+      if (joined !== head) pending = [joined];
+      if (joined.readUInt32BE(69) > maxEntryBytes) throw new RefugeError('invalid_argument', `chunk batch entry ${count} is longer than ${maxEntryBytes} bytes`);
+      const length = entryLength(joined, count);
+      if (have < length) break;
+      const all = pending.length === 1 ? joined : Buffer.concat(pending);
+      yield entryOf(all.subarray(0, length), count++);
+      const rest = all.subarray(length);
+      pending = rest.length > 0 ? [rest] : [];
+      have = rest.length;
+    }
+  }
+  if (have > 0) throw new RefugeError('invalid_argument', `chunk batch entry ${count} ends inside its ${have < HEADER ? 'header' : 'body'}`);
+}
+
+/** The whole length (header and body) of the entry `at` starts with; `at` holds at least its header. */
+function entryLength(at: Buffer, index: number): number {
+  if (index >= MAX_BATCH_ENTRIES) throw new RefugeError('invalid_argument', `a chunk batch holds at most ${MAX_BATCH_ENTRIES} entries`);
+  if (at.length < HEADER) throw new RefugeError('invalid_argument', `chunk batch entry ${index} ends inside its header`);
+  const flags = at[0] as number;
+  if (flags & ~(COMPRESSED | PATCH | ZERO_BASE) || (flags & ZERO_BASE && !(flags & PATCH))) {
+    throw new RefugeError('invalid_argument', `chunk batch entry ${index} has unknown flags ${flags}`);
+  }
+  return HEADER + at.readUInt32BE(69);
+}
+
+/** One entry from exactly its bytes (header and body); shorter bytes are an `invalid_argument` error. */
+function entryOf(bytes: Buffer, index: number): BatchEntry {
+  if (bytes.length < HEADER + bytes.readUInt32BE(69)) throw new RefugeError('invalid_argument', `chunk batch entry ${index} is longer than the body`);
+  const flags = bytes[0] as number;
+  const entry: BatchEntry = { hash: bytes.toString('hex', 1, 33), body: bytes.subarray(HEADER), compressed: (flags & COMPRESSED) !== 0 };
+  if (flags & PATCH) entry.patch = { base: flags & ZERO_BASE ? null : bytes.toString('hex', 33, 65), chunkLength: bytes.readUInt32BE(65) };
+  return entry;
 }

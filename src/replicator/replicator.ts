@@ -1,4 +1,4 @@
-import { KeyedQueue, forEachLimit } from '../core/concurrency.js';
+import { KeyedQueue } from '../core/concurrency.js';
 import { RefugeError, isRefugeError } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import { BLOCK_SIZE, blockDigests, decompressBounded } from '../protocol/chunk-encoding.js';
@@ -59,7 +59,7 @@ export interface ReceivedEncoding {
   patch?: { base: string | null; chunkLength: number };
 }
 
-/** Entries of one batch upload rebuilt and stored at once: overlaps base reads with the store's worker threads. */
+/** Entries of one batch upload rebuilt and stored at once: overlaps base reads (and the body's arrival) with the store's worker threads. */
 const BATCH_ENTRIES_IN_FLIGHT = 4;
 
 export class Replicator {
@@ -119,24 +119,39 @@ export class Replicator {
 
   /**
    * Stores the chunks of one batch upload (protocol/chunk-batch.ts), as many `putChunk`s would, resolving the
-   * replication once and overlapping the entries' work. A patch whose base the store lacks is listed in
-   * `baseMissing` (the agent sends that chunk whole); any other failure fails the request (entries already stored
-   * stay stored: uploads are idempotent).
+   * replication once. Entries are stored as they arrive (`readBatch` yields each once it is whole), a few at a time,
+   * so that a body cut off mid-way leaves what arrived stored, and the agent's retry sends only the rest. A patch
+   * whose base the store lacks is listed in `baseMissing` (the agent sends that chunk whole); any other failure, or
+   * the body breaking off, fails the request once the entries under way are stored (uploads are idempotent).
    */
-  async putChunks(replicationId: string, entries: BatchEntry[]): Promise<ChunkBatchResponse> {
+  async putChunks(replicationId: string, entries: AsyncIterable<BatchEntry> | Iterable<BatchEntry>): Promise<ChunkBatchResponse> {
     const target = await this.targets.resolve(replicationId);
     const c = this.count(replicationId);
     const baseMissing: string[] = [];
-    await forEachLimit(entries, BATCH_ENTRIES_IN_FLIGHT, async (e) => {
-      const encoding: ReceivedEncoding = { compressed: e.compressed, ...(e.patch ? { patch: e.patch } : {}) };
+    let stored = 0;
+    let failure: { error: unknown } | undefined;
+    const underWay = new Set<Promise<void>>();
+    const storeEntry = async (e: BatchEntry) => {
       try {
-        await this.storeChunk(target, c, e.hash, e.body, encoding);
+        await this.storeChunk(target, c, e.hash, e.body, { compressed: e.compressed, ...(e.patch ? { patch: e.patch } : {}) });
+        stored++;
       } catch (err) {
         if (e.patch && isRefugeError(err, 'failed_precondition')) baseMissing.push(e.hash);
-        else throw err;
+        else failure ??= { error: err };
       }
-    });
-    return { stored: entries.length - baseMissing.length, baseMissing };
+    };
+    try {
+      for await (const e of entries) {
+        if (failure) break;
+        const work: Promise<void> = storeEntry(e).finally(() => underWay.delete(work));
+        underWay.add(work);
+        if (underWay.size >= BATCH_ENTRIES_IN_FLIGHT) await Promise.race(underWay);
+      }
+    } finally {
+      await Promise.all(underWay);
+    }
+    if (failure) throw failure.error;
+    return { stored, baseMissing };
   }
 
   private async storeChunk(target: ReplicationTarget, c: ReplicationCounters, hash: string, body: Buffer, encoding: ReceivedEncoding): Promise<void> {

@@ -1,6 +1,6 @@
 import { forEachLimit } from '../../core/concurrency.js';
 import { isRefugeError } from '../../core/errors.js';
-import { MAX_HASHES_PER_QUERY } from '../../protocol/schemas.js';
+import { MAX_HASHES_PER_QUERY, type ChunkBatchResponse } from '../../protocol/schemas.js';
 import { BATCH_TARGET_BYTES, MAX_BATCH_ENTRIES, type BatchEntry } from '../../protocol/chunk-batch.js';
 import { compressIfUseful, encodePatch, type Run } from '../../protocol/chunk-encoding.js';
 import type { ChunkBodyEncoding, ReplicatorTransport } from '../clients.js';
@@ -137,14 +137,28 @@ export class ChunkUploader {
     });
   }
 
-  private async putBatch(entries: Encoded[]) {
+  /**
+   * Sends one batch, retrying what a retry can cure. A retry first asks which of the entries the replicator still
+   * lacks: it stores each entry as it arrives, so after a connection cut mid-batch only the rest travels again.
+   */
+  private async putBatch(entries: Encoded[]): Promise<ChunkBatchResponse> {
     const signal = this.o.signal;
-    const bytes = entries.reduce((n, e) => n + e.body.length, 0);
-    await this.o.limiter?.take(bytes, signal);
     const putChunks = this.transport.putChunks?.bind(this.transport) as NonNullable<ReplicatorTransport['putChunks']>;
-    const answer = await retrying(() => putChunks(entries, signal), { ...this.o.retry, ...(signal ? { signal } : {}) });
-    this.stats.wireBytes += bytes;
-    return answer;
+    let sending = entries;
+    let retry = false;
+    return retrying(async () => {
+      if (retry) {
+        const missing = new Set(await this.transport.missing(sending.map((e) => e.hash), signal));
+        sending = sending.filter((e) => missing.has(e.hash));
+      }
+      retry = true;
+      if (sending.length === 0) return { stored: 0, baseMissing: [] };
+      const bytes = sending.reduce((n, e) => n + e.body.length, 0);
+      await this.o.limiter?.take(bytes, signal);
+      const answer = await putChunks(sending, signal);
+      this.stats.wireBytes += bytes;
+      return answer;
+    }, { ...this.o.retry, ...(signal ? { signal } : {}) });
   }
 
   /** One chunk's upload body: a patch when change tracking says little changed (and `patch` allows), else whole. */

@@ -1,12 +1,14 @@
 import { randomBytes } from 'node:crypto';
+import https from 'node:https';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ReplicatorClient, type ChunkBodyEncoding, type ReplicatorTransport } from '../../../src/agent/clients.js';
 import { ChunkUploader } from '../../../src/agent/shipping/chunk-uploader.js';
 import { RefugeError } from '../../../src/core/errors.js';
-import type { BatchEntry } from '../../../src/protocol/chunk-batch.js';
+import type { HttpConnection } from '../../../src/core/http-client.js';
+import { BATCH_CONTENT_TYPE, BATCH_ENTRY_HEADER, encodeBatch, type BatchEntry } from '../../../src/protocol/chunk-batch.js';
 import type { CommitPointRequest } from '../../../src/protocol/schemas.js';
 import { chunkHash } from '../../../src/store/chunks.js';
-import { CHUNK, startAgentFixture, type AgentFixture } from '../../helpers/agent/agent-fixture.js';
+import { CHUNK, startAgentFixture, waitFor, type AgentFixture } from '../../helpers/agent/agent-fixture.js';
 
 /** The real client, with what a test changes on the way: counts calls, and may play a replicator without batches. */
 class Observed implements ReplicatorTransport {
@@ -14,7 +16,7 @@ class Observed implements ReplicatorTransport {
   batches = 0;
   constructor(
     private readonly inner: ReplicatorClient,
-    private readonly o: { noBatchRoute?: boolean; rewrite?: (entries: BatchEntry[]) => BatchEntry[] } = {},
+    private readonly o: { noBatchRoute?: boolean; rewrite?: (entries: BatchEntry[]) => BatchEntry[]; beforeBatch?: (entries: BatchEntry[]) => Promise<void> } = {},
   ) {}
   missing(hashes: string[]) {
     return this.inner.missing(hashes);
@@ -25,6 +27,7 @@ class Observed implements ReplicatorTransport {
   }
   async putChunks(entries: BatchEntry[]) {
     this.batches++;
+    await this.o.beforeBatch?.(entries);
     // What the vault answers for a route it does not have (a replicator that predates batch uploads).
     if (this.o.noBatchRoute) throw new RefugeError('not_found', 'no route POST /replicator/v1/replications/x/chunks/batch');
     return this.inner.putChunks(this.o.rewrite ? this.o.rewrite(entries) : entries);
@@ -32,6 +35,21 @@ class Observed implements ReplicatorTransport {
   commit(req: CommitPointRequest) {
     return this.inner.commit(req);
   }
+}
+
+/**
+ * Sends the first `sendBytes` of a batch request body (whose content-length announces all of it), waits for
+ * `stored` to hold, then cuts the connection: a link going down mid-upload.
+ */
+async function cutMidBatch(url: string, c: HttpConnection, body: Buffer, sendBytes: number, stored: () => boolean): Promise<void> {
+  const req = https.request(url, {
+    method: 'POST', agent: false, ...(c.ca ? { ca: c.ca } : {}), ...(c.cert && c.key ? { cert: c.cert, key: c.key } : {}),
+    headers: { 'content-type': BATCH_CONTENT_TYPE, 'content-length': String(body.length), ...(c.token ? { authorization: `Bearer ${c.token}` } : {}) },
+  });
+  req.on('error', () => undefined); // the cut is ours
+  req.write(body.subarray(0, sendBytes));
+  await waitFor(stored, 20_000, 'the entries sent whole stored');
+  req.destroy();
 }
 
 /**
@@ -102,5 +120,31 @@ describe('batch uploads from the agent', () => {
     expect(t.singlePuts).toBe(2 * COUNT);
     expect(t.batches).toBe(2); // each uploader tries once
     expect(stats).toMatchObject({ patches: COUNT, whole: 0 });
+  });
+
+  it('after a connection cut mid-batch, resends only the chunks the replicator had not stored', async () => {
+    const chunks = Array.from({ length: COUNT }, () => randomBytes(CHUNK)); // random: sent whole, uncompressed
+    const WHOLE = 5;
+    const sizes: number[] = [];
+    const t = new Observed(client, {
+      beforeBatch: async (entries) => {
+        sizes.push(entries.length);
+        if (sizes.length > 1) return;
+        // The link goes down once five entries and half of the sixth have arrived.
+        const url = `${f.server.url}/replicator/v1/replications/${replicationId}/chunks/batch`;
+        await cutMidBatch(url, await f.agentConnection(), encodeBatch(entries), WHOLE * (BATCH_ENTRY_HEADER + CHUNK) + BATCH_ENTRY_HEADER + CHUNK / 2, () => f.counters(replicationId)?.wireBytesReceived === WHOLE * CHUNK);
+        throw new RefugeError('unavailable', 'the connection was cut', { retryable: true });
+      },
+    });
+    const uploader = new ChunkUploader(t, { retry: { firstDelayMs: 10 } });
+    for (const data of chunks) await uploader.add({ hash: chunkHash(data), data });
+    const stats = await uploader.finish();
+    expect(sizes).toEqual([COUNT, COUNT - WHOLE]);
+    // Every chunk crossed once: the five stored before the cut were not sent again (the half entry never counted).
+    expect(f.counters(replicationId)?.wireBytesReceived).toBe(COUNT * CHUNK);
+    expect(f.counters(replicationId)?.chunksReceived).toBe(COUNT);
+    expect(stats).toMatchObject({ whole: COUNT, chunkBytes: COUNT * CHUNK, wireBytes: (COUNT - WHOLE) * CHUNK });
+    const p = await t.commit({ parentId: null, capturedAt: new Date().toISOString(), consistency: 'crash', disks: [{ name: 'disk0', sizeBytes, changes: chunks.map((d, i) => [i, chunkHash(d)]) }] });
+    expect((await f.restore(replicationId, p.pointId)).equals(Buffer.concat(chunks))).toBe(true);
   });
 });
