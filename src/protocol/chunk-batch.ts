@@ -84,7 +84,7 @@ export async function* readBatch(body: AsyncIterable<Buffer>, maxEntryBytes: num
       have = rest.length;
     }
   }
-  if (have > 0) throw new RefugeError('invalid_argument', `chunk batch entry ${count} ends inside its ${have < HEADER ? 'header' : 'body'}`);
+  if (have > 0) throw new RefugeError('invalid_argument', have < HEADER ? `chunk batch entry ${count} ends inside its header` : `chunk batch entry ${count} is longer than the body`);
 }
 
 /** The whole length (header and body) of the entry `at` starts with; `at` holds at least its header. */
