@@ -150,7 +150,8 @@ function run(task: WorkerTask): { reply: WorkerReply; transfer: ArrayBuffer[] } 
       }
       let rebuilt: Buffer;
       try {
-        rebuilt = applyPatch(base, view(task.data), task.chunkLength);
+        // The base's bytes are this worker's (moved or copied here, or freshly decompressed): patch them in place.
+        rebuilt = applyPatch(base, view(task.data), task.chunkLength, true);
       } catch (err) {
         return { reply: { op: 'rebuild', problem: 'patch', message: (err as Error).message }, transfer: [] };
       }
@@ -158,7 +159,9 @@ function run(task: WorkerTask): { reply: WorkerReply; transfer: ArrayBuffer[] } 
       const hash = chunkHash(rebuilt);
       if (hash !== task.claimedHash) return { reply: { op: 'rebuild', problem: 'mismatch', message: 'hash mismatch', hash }, transfer: [] };
       const enc = encodeBlob(rebuilt, task.level, key);
-      const { buffer } = pack([enc.stored]);
+      // Stored bytes that fill their own memory (the patched base, kept uncompressed) move back as they are.
+      const owns = enc.stored.byteOffset === 0 && enc.stored.byteLength === enc.stored.buffer.byteLength && enc.stored.buffer instanceof ArrayBuffer;
+      const buffer = owns ? (enc.stored.buffer as ArrayBuffer) : pack([enc.stored]).buffer;
       return { reply: { op: 'rebuild', hash, flags: enc.flags, rawLength: enc.rawLength, stored: buffer }, transfer: [buffer] };
     }
     case 'decode': {

@@ -33,14 +33,20 @@ export const chunkLength = (sizeBytes: number, chunkSize: number, index: number)
 /**
  * Applies a patch (protocol/chunk-encoding.ts: runs of [u32 offset][u32 length][bytes]) to a copy of `base` (a
  * zero chunk when null); throws `invalid_argument` for a malformed patch. It lives in the store because the store's
- * worker threads rebuild patched uploads (blob-worker.ts).
+ * worker threads rebuild patched uploads (blob-worker.ts). With `inPlace` the base's own bytes are patched (the caller
+ * owns them and needs them no more): no copy, and no fresh 256 KiB allocation per chunk.
  */
-export function applyPatch(base: Buffer | null, patch: Buffer, chunkLength: number): Buffer {
+export function applyPatch(base: Buffer | null, patch: Buffer, chunkLength: number, inPlace = false): Buffer {
   if (base && base.length !== chunkLength) {
     throw new RefugeError('invalid_argument', `patch base has ${base.length} bytes, the chunk ${chunkLength}`);
   }
-  const out = base ? Buffer.allocUnsafe(chunkLength) : Buffer.alloc(chunkLength);
-  base?.copy(out); // the same length: every byte set
+  let out: Buffer;
+  if (!base) out = Buffer.alloc(chunkLength);
+  else if (inPlace) out = base;
+  else {
+    out = Buffer.allocUnsafe(chunkLength);
+    base.copy(out); // the same length: every byte set
+  }
   let at = 0;
   let end = 0;
   while (at < patch.length) {
