@@ -24,9 +24,16 @@ SHA-256), and on the main thread the base reads (open, read, close of a pack per
 The target is not met, and would not be on an idle 2-core machine either: the vault's CPU per point above, spread
 over two cores, plus the agent's share, stays above 0.5 s; on a shared machine (the load average above) the wall
 time is longer still.
-Next steps: base reads straight from the pack file in the worker (no buffer through the main thread), a cache of
-recently stored chunks as bases (a cdp disk rewrites the same chunks point after point), a cheaper compression level
-for chunks that will be rewritten soon.`;
+Since then (2026-12-01, evening): batches are resumable (the replicator stores each entry as it arrives; a cut
+link costs the entries on the wire, not the batch: docs/protocol.md), which changes nothing here, and the store's
+worker rebuilds a patched chunk in the base's own bytes and sends it back without a copy (two 256 KiB allocations
+and copies fewer per patched chunk). A profile of the vault over the P3 points (\`BENCH_PROFILE\`, 1 GiB image, load
+average about 13) still shows on the main thread garbage collection (~0.35 s per point), the base reads
+(open, read, close of a pack per chunk: ~0.25 s) and posting tasks to the workers; in the workers, copies, zstd and
+SHA-256. The commit (tree, pack sync, manifest) takes 0.35 s of the point at that load.
+Next steps: base reads straight from the pack file in the worker (no buffer through the main thread, an open pack
+kept open), a cache of recently stored chunks as bases (a cdp disk rewrites the same chunks point after point), a
+cheaper compression level for chunks that will be rewritten soon.`;
 
 export const P5_NOTES = `20 MB/s of random 8 KiB writes dirty most of the 8,192 256 KiB chunks of a 2 GiB disk within a few 5 s
 intervals: each point reads and hashes every dirtied chunk at the agent (over a GiB while fio writes) and rebuilds
