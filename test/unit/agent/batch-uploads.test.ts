@@ -5,7 +5,7 @@ import { ReplicatorClient, type ChunkBodyEncoding, type ReplicatorTransport } fr
 import { ChunkUploader } from '../../../src/agent/shipping/chunk-uploader.js';
 import { RefugeError } from '../../../src/core/errors.js';
 import type { HttpConnection } from '../../../src/core/http-client.js';
-import { BATCH_CONTENT_TYPE, BATCH_ENTRY_HEADER, encodeBatch, type BatchEntry } from '../../../src/protocol/chunk-batch.js';
+import { BATCH_CONTENT_TYPE, BATCH_ENTRY_HEADER, decodeBatch, encodeBatch, readBatch, type BatchEntry } from '../../../src/protocol/chunk-batch.js';
 import type { CommitPointRequest } from '../../../src/protocol/schemas.js';
 import { chunkHash } from '../../../src/store/chunks.js';
 import { CHUNK, startAgentFixture, waitFor, type AgentFixture } from '../../helpers/agent/agent-fixture.js';
@@ -146,5 +146,35 @@ describe('batch uploads from the agent', () => {
     expect(stats).toMatchObject({ whole: COUNT, chunkBytes: COUNT * CHUNK, wireBytes: (COUNT - WHOLE) * CHUNK });
     const p = await t.commit({ parentId: null, capturedAt: new Date().toISOString(), consistency: 'crash', disks: [{ name: 'disk0', sizeBytes, changes: chunks.map((d, i) => [i, chunkHash(d)]) }] });
     expect((await f.restore(replicationId, p.pointId)).equals(Buffer.concat(chunks))).toBe(true);
+  });
+});
+
+describe('reading a batch body as it arrives', () => {
+  const entries: BatchEntry[] = [
+    { hash: 'a'.repeat(64), body: randomBytes(5000), compressed: false },
+    { hash: 'b'.repeat(64), body: randomBytes(300), compressed: true, patch: { base: 'c'.repeat(64), chunkLength: 8192 } },
+    { hash: 'd'.repeat(64), body: randomBytes(1), compressed: false, patch: { base: null, chunkLength: 4096 } },
+  ];
+  const body = encodeBatch(entries);
+  async function* pieces(size: number, upTo = body.length) {
+    for (let at = 0; at < upTo; at += size) yield body.subarray(at, Math.min(upTo, at + size));
+  }
+  const read = async (source: AsyncIterable<Buffer>, max = 1 << 20) => {
+    const out: BatchEntry[] = [];
+    for await (const e of readBatch(source, max)) out.push(e);
+    return out;
+  };
+
+  it('yields the entries decodeBatch finds, however the body is split', async () => {
+    for (const size of [1, 7, 72, 73, 74, 4096, body.length]) expect(await read(pieces(size))).toEqual(decodeBatch(body));
+  });
+
+  it('yields each entry that arrived whole before a body that ends early fails, and refuses an oversized entry', async () => {
+    const seen: string[] = [];
+    await expect((async () => {
+      for await (const e of readBatch(pieces(100, BATCH_ENTRY_HEADER + 5000 + 10), 1 << 20)) seen.push(e.hash);
+    })()).rejects.toThrow(/entry 1 ends inside its header/);
+    expect(seen).toEqual(['a'.repeat(64)]);
+    await expect(read(pieces(64), 4999)).rejects.toThrow(/entry 0 is longer than 4999 bytes/);
   });
 });
