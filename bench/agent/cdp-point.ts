@@ -4,14 +4,13 @@ import { CdpCapture } from '../../src/agent/capture/cdp-capture.js';
 import { ReplicatorClient, VaultClient } from '../../src/agent/clients.js';
 import { ChunkUploader } from '../../src/agent/shipping/chunk-uploader.js';
 import { shipCut } from '../../src/agent/shipping/ship-cut.js';
-import { requestJson } from '../../src/core/http-client.js';
 import type { ReplicationAssignment } from '../../src/protocol/schemas.js';
 import { NBD, RawNbdClient } from '../../test/helpers/agent/raw-nbd-client.js';
 import { CountingProxy } from './counting-proxy.js';
-import { median, startUntil, stop } from './measure.js';
+import { startBenchVault } from './bench-vault.js';
+import { cpuSeconds, median } from './measure.js';
 import { ensureStandardImage, onePercentChurn, randomWrites } from './standard-image.js';
 
-const root = join(import.meta.dirname, '..', '..');
 const MiB = 1024 * 1024;
 
 export interface PointResult {
@@ -22,6 +21,8 @@ export interface PointResult {
   /** Bytes of the disk read at the source per round (hashing), and bytes on the wire (both directions, HTTP included). */
   readBytes: number[];
   wireBytes: number[];
+  /** CPU seconds the vault process (replicator, store and its worker threads) spent per round, cut to commit. */
+  replicatorCpu: number[];
   writtenBytes: number;
 }
 
@@ -31,33 +32,28 @@ export interface PointResult {
  * loop makes), talking to the replicator through a byte-counting TCP proxy. The workload is written through the
  * agent's NBD export, then one cut is timed from the cut to the replicator's commit answer.
  */
-export async function benchCdpPoints(dir: string, sizeBytes: number, rounds: number, say: (s: string) => void) {
+export async function benchCdpPoints(dir: string, sizeBytes: number, rounds: number, say: (s: string) => void, o: { p9?: boolean } = {}) {
   const image = join(dir, 'standard.raw');
   // A pristine image and an empty store each run: earlier runs' writes must neither linger nor deduplicate.
   await rm(image, { force: true });
   await rm(join(dir, 'vault'), { recursive: true, force: true });
   await rm(join(dir, 'p3-state'), { recursive: true, force: true });
   await ensureStandardImage(image, sizeBytes);
-  const vault = await startUntil(process.execPath, [...(process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : []), join(root, 'bin', 'refuge.js'), 'vault', '--data', join(dir, 'vault'), '--listen', '127.0.0.1:0'], /vault listening on (\S+)/);
-  const url = (/vault listening on (\S+)/.exec(vault.output()) as RegExpExecArray)[1] as string;
+  const vault = await startBenchVault(join(dir, 'vault'), { crashIntervalSeconds: 5, nodeArgs: process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [] });
   const socketPath = join(dir, 'p3.sock');
   const capture = new CdpCapture({ disks: [{ name: 'disk0', path: image, socketPath }], stateDir: join(dir, 'p3-state') });
   let proxy: CountingProxy | undefined;
   let nbd: RawNbdClient | undefined;
   try {
-    const api = (method: string, path: string, body?: unknown) => requestJson(method, `${url}/api/v1${path}`, body === undefined ? {} : { body });
-    await api('POST', '/vaults', { name: 'bench' });
-    await api('POST', '/vaults/bench/sites', { name: 'primary' });
-    await api('POST', '/vaults/bench/sites', { name: 'recovery' });
-    await api('POST', '/vaults/bench/policies', { name: 'p', crashIntervalSeconds: 5 });
+    const identity = await vault.registerMachine('vm', join(dir, 'p3-state', 'agent'));
     const machine = { name: 'vm', hostname: 'h', os: 'linux', cpus: 1, memoryMiB: 128, disks: [{ name: 'disk0', sizeBytes }], boot: { kind: 'disk' as const } };
-    const vaultClient = new VaultClient(url, 'bench');
+    const vaultClient = new VaultClient(vault.url, 'bench', () => identity.connection);
     await vaultClient.register({ site: 'primary', agentVersion: 'bench', machine });
-    await api('POST', '/vaults/bench/replications', { machine: 'vm', policy: 'p', targetSite: 'recovery' });
+    await vault.api('POST', '/vaults/bench/replications', { machine: 'vm', policy: 'p', targetSite: 'recovery' });
     const a = (await vaultClient.heartbeat('vm', { agentVersion: 'bench' })).replication as ReplicationAssignment;
     const target = new URL(a.replicatorUrl);
     proxy = await CountingProxy.start(target.hostname, Number(target.port));
-    const client = new ReplicatorClient(`http://127.0.0.1:${proxy.port}${target.pathname}`, a.replicationId);
+    const client = new ReplicatorClient(`https://127.0.0.1:${proxy.port}${target.pathname}`, a.replicationId, identity.connection);
     await capture.start();
     nbd = await RawNbdClient.attach(socketPath);
 
@@ -77,17 +73,21 @@ export async function benchCdpPoints(dir: string, sizeBytes: number, rounds: num
     const point = async () => {
       const uploader = new ChunkUploader(client);
       const before = proxy?.total ?? 0;
+      const vaultCpu = await cpuSeconds(vault.child.pid as number);
+      const ownCpu = process.cpuUsage();
       const started = performance.now();
       const cut = await capture.cut({ chunkSize: a.chunkSize, everyChunk: parent === null });
       const shipped = await shipCut(cut, { chunkSize: a.chunkSize, base, uploader });
       const uploaded = performance.now();
       const r = await client.commit({ parentId: parent, capturedAt: cut.capturedAt.toISOString(), consistency: 'crash', disks: shipped.disks });
       const seconds = (performance.now() - started) / 1000;
-      if (process.env.BENCH_DEBUG) say(`    read+hash+upload ${((uploaded - started) / 1000).toFixed(3)} s, commit ${((performance.now() - uploaded) / 1000).toFixed(3)} s, ${uploader.stats.patches} patches ${uploader.stats.whole} whole`);
+      const replicatorCpu = (await cpuSeconds(vault.child.pid as number)) - vaultCpu;
+      const own = process.cpuUsage(ownCpu);
+      if (process.env.BENCH_DEBUG) say(`    read+hash+upload ${((uploaded - started) / 1000).toFixed(3)} s, commit ${((performance.now() - uploaded) / 1000).toFixed(3)} s, ${uploader.stats.patches} patches ${uploader.stats.whole} whole; CPU: vault ${replicatorCpu.toFixed(2)} s, agent ${((own.user + own.system) / 1e6).toFixed(2)} s`);
       await cut.complete();
       parent = r.pointId;
       base = shipped.hashes;
-      return { seconds, readBytes: shipped.readBytes, wireBytes: (proxy?.total ?? 0) - before };
+      return { seconds, readBytes: shipped.readBytes, wireBytes: (proxy?.total ?? 0) - before, replicatorCpu };
     };
     const write = async (writes: [number, Buffer][]) => {
       for (const [offset, data] of writes) nbd?.request(NBD.cmd.write, ++handle, offset, data.length, 0, data);
@@ -98,8 +98,8 @@ export async function benchCdpPoints(dir: string, sizeBytes: number, rounds: num
 
     const seed = await point();
     say(`  seeding ${sizeBytes / MiB} MiB: ${seed.seconds.toFixed(2)} s, ${(seed.wireBytes / MiB).toFixed(0)} MiB on the wire`);
-    const p3: PointResult = { commitSeconds: [], agentSeconds: [], readBytes: [], wireBytes: [], writtenBytes: 0 };
-    const p9: PointResult = { commitSeconds: [], agentSeconds: [], readBytes: [], wireBytes: [], writtenBytes: 0 };
+    const p3: PointResult = { commitSeconds: [], agentSeconds: [], readBytes: [], wireBytes: [], replicatorCpu: [], writtenBytes: 0 };
+    const p9: PointResult = { commitSeconds: [], agentSeconds: [], readBytes: [], wireBytes: [], replicatorCpu: [], writtenBytes: 0 };
     for (let round = 1; round <= rounds; round++) {
       const churn = onePercentChurn(sizeBytes, round);
       await write(churn);
@@ -109,7 +109,9 @@ export async function benchCdpPoints(dir: string, sizeBytes: number, rounds: num
       p3.commitSeconds.push(r3.seconds);
       p3.readBytes.push(r3.readBytes);
       p3.wireBytes.push(r3.wireBytes);
+      p3.replicatorCpu.push(r3.replicatorCpu);
       say(`  round ${round} P3 1% churn (${(p3.writtenBytes / MiB).toFixed(0)} MiB in 64 KiB blocks): committed ${r3.seconds.toFixed(3)} s after the cut (agent's share ${(p3.agentSeconds.at(-1) ?? 0).toFixed(3)} s), read ${(r3.readBytes / MiB).toFixed(0)} MiB, ${(r3.wireBytes / MiB).toFixed(1)} MiB on the wire`);
+      if (o.p9 === false) continue;
       const small = randomWrites(sizeBytes, 8192, Math.round((20 * MiB * sizeBytes) / (2048 * MiB) / 8192), 100 + round);
       await write(small);
       const r9 = await point();
@@ -117,17 +119,18 @@ export async function benchCdpPoints(dir: string, sizeBytes: number, rounds: num
       p9.commitSeconds.push(r9.seconds);
       p9.readBytes.push(r9.readBytes);
       p9.wireBytes.push(r9.wireBytes);
+      p9.replicatorCpu.push(r9.replicatorCpu);
       say(`  round ${round} P9 ${small.length} random 8 KiB writes: ${(r9.wireBytes / p9.writtenBytes).toFixed(3)} bytes on the wire per byte written (committed ${r9.seconds.toFixed(3)} s after the cut)`);
     }
     return {
       seedSeconds: seed.seconds,
-      p3: { ...p3, median: median(p3.commitSeconds), agentMedian: median(p3.agentSeconds), wirePerWritten: median(p3.wireBytes) / p3.writtenBytes },
+      p3: { ...p3, replicatorCpuMedian: median(p3.replicatorCpu), median: median(p3.commitSeconds), agentMedian: median(p3.agentSeconds), wirePerWritten: median(p3.wireBytes) / p3.writtenBytes },
       p9: { ...p9, median: median(p9.commitSeconds), wirePerWritten: median(p9.wireBytes) / p9.writtenBytes },
     };
   } finally {
     nbd?.close();
     await capture.stop().catch(() => undefined);
     await proxy?.close();
-    await stop(vault);
+    await vault.stop();
   }
 }

@@ -39,3 +39,11 @@ export async function peakRss(pid: number): Promise<number> {
   const m = /VmHWM:\s+(\d+) kB/.exec(await readFile(`/proc/${pid}/status`, 'utf8').catch(() => ''));
   return Number(m?.[1] ?? 0) * 1024;
 }
+
+/** CPU seconds (user + system, every thread) a process has used so far, from /proc (0 when it is gone). */
+export async function cpuSeconds(pid: number): Promise<number> {
+  const { readFile } = await import('node:fs/promises');
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11] ?? 0) + Number(fields[12] ?? 0)) / 100; // utime, stime in clock ticks (USER_HZ 100)
+}

@@ -2,8 +2,8 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { access, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { requestJson } from '../../src/core/http-client.js';
-import { startUntil, stop } from './measure.js';
+import { startBenchVault } from './bench-vault.js';
+import { stop } from './measure.js';
 import { ensureStandardImage } from './standard-image.js';
 
 const run = promisify(execFile);
@@ -30,20 +30,16 @@ const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.lengt
 export async function benchRpo(dir: string, sizeBytes: number, o: { seconds: number; warmupSeconds: number; intervalSeconds: number; say: (s: string) => void }): Promise<RpoResult> {
   const image = join(dir, 'p5.raw');
   await rm(image, { force: true });
-  for (const d of ['p5-vault', 'p5-agent']) await rm(join(dir, d), { recursive: true, force: true });
+  for (const d of ['p5-vault', 'p5-agent', 'p5-registration.json']) await rm(join(dir, d), { recursive: true, force: true });
   await ensureStandardImage(image, sizeBytes);
-  const vault = await startUntil(process.execPath, [join(root, 'bin', 'refuge.js'), 'vault', '--data', join(dir, 'p5-vault'), '--listen', '127.0.0.1:0'], /vault listening on (\S+)/);
-  const url = (/vault listening on (\S+)/.exec(vault.output()) as RegExpExecArray)[1] as string;
-  const api = <T>(method: string, path: string, body?: unknown) => requestJson<T>(method, `${url}/api/v1${path}`, body === undefined ? {} : { body });
+  const vault = await startBenchVault(join(dir, 'p5-vault'), { crashIntervalSeconds: o.intervalSeconds });
+  const api = vault.api;
   let agent: ChildProcess | undefined;
   try {
-    await api('POST', '/vaults', { name: 'bench' });
-    await api('POST', '/vaults/bench/sites', { name: 'primary' });
-    await api('POST', '/vaults/bench/sites', { name: 'recovery' });
-    await api('POST', '/vaults/bench/policies', { name: 'p', crashIntervalSeconds: o.intervalSeconds });
+    const credentials = await vault.writeRegistration(join(dir, 'p5-registration.json'));
     // The agent logs to stderr and prints nothing when ready: it is ready once its NBD socket exists.
     agent = spawn(process.execPath, [
-      join(root, 'bin', 'refuge.js'), 'agent', '--url', url, '--vault', 'bench', '--site', 'primary', '--name', 'vm',
+      join(root, 'bin', 'refuge.js'), '--credentials', credentials, 'agent', '--site', 'primary', '--name', 'vm',
       '--disk', `disk0=${image}`, '--capture', 'cdp', '--state-dir', join(dir, 'p5-agent'), '--heartbeat', '1s',
     ], { stdio: 'ignore', env: { ...process.env, REFUGE_LOG_LEVEL: 'warn' } });
     const socket = join(dir, 'p5-agent', 'nbd', 'disk0.sock');
@@ -80,6 +76,6 @@ export async function benchRpo(dir: string, sizeBytes: number, o: { seconds: num
     return { samples, p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), max: sorted.at(-1) ?? 0, points, intervalSeconds: o.intervalSeconds, writtenMB: written / 1e6 };
   } finally {
     if (agent) await stop(agent);
-    await stop(vault);
+    await vault.stop();
   }
 }

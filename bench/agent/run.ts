@@ -10,7 +10,8 @@
  */
 import { execFileSync } from 'node:child_process';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { cpus, release } from 'node:os';
+import { cpus, loadavg, release } from 'node:os';
+import { P3_NOTES, P4_NOTES, P5_NOTES } from './notes.js';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { benchCdpPoints } from './cdp-point.js';
@@ -19,6 +20,10 @@ import { FIO_JOBS, benchWritePath, summarize } from './nbd-write-path.js';
 import { benchRpo } from './rpo.js';
 
 const root = join(import.meta.dirname, '..', '..');
+/** Stand-ins for the parts a partial run (--only) skips; such a run prints its figures and writes no docs. */
+const NO_POINT = { commitSeconds: [], agentSeconds: [], readBytes: [0], wireBytes: [], replicatorCpu: [], writtenBytes: 1, median: 0, agentMedian: 0, replicatorCpuMedian: 0, wirePerWritten: 0 };
+const NO_POINTS = { seedSeconds: 0, p3: NO_POINT, p9: NO_POINT };
+const NO_RPO = { samples: [], p50: 0, p99: 0, max: 0, points: 0, intervalSeconds: 5, writtenMB: 0 };
 const { values } = parseArgs({
   options: {
     'size-mib': { type: 'string', default: '2048' },
@@ -27,26 +32,32 @@ const { values } = parseArgs({
     dir: { type: 'string', default: join(root, 'var', 'bench-agent') },
     'p5-seconds': { type: 'string', default: '90' },
     'no-write': { type: 'boolean', default: false },
+    /** Comma-separated parts to run (p4, p3 (with p9), p5); a partial run prints and never writes the docs. */
+    only: { type: 'string', default: 'p4,p3,p5' },
   },
 });
+const parts = new Set(values.only.split(',').map((p) => p.trim().toLowerCase()));
+for (const p of parts) if (!['p4', 'p3', 'p9', 'p5'].includes(p)) throw new Error(`--only: '${p}' is not a part (p4, p3, p5)`);
+const partial = !(parts.has('p4') && (parts.has('p3') || parts.has('p9')) && parts.has('p5'));
 const sizeBytes = Number(values['size-mib']) * 1024 * 1024;
 const rounds = Number(values.rounds);
 const seconds = Number(values.seconds);
 const dir = values.dir;
 const say = (s: string) => process.stdout.write(`${s}\n`);
 
+const loadAtStart = loadavg();
 await mkdir(dir, { recursive: true });
 say('building (the vault runs from dist/)');
 execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'inherit' });
 
 say(`P4: NBD write path, ${rounds} rounds of ${seconds} s per job and server`);
-const p4 = await benchWritePath(dir, rounds, seconds, say);
+const p4 = parts.has('p4') ? await benchWritePath(dir, rounds, seconds, say) : [];
 const [kit, tracked, cutting] = p4.map(summarize);
 say(`P3 and P9: cdp points on the ${values['size-mib']} MiB standard image, ${rounds} rounds`);
-const points = await benchCdpPoints(dir, sizeBytes, rounds, say);
+const points = parts.has('p3') || parts.has('p9') ? await benchCdpPoints(dir, sizeBytes, rounds, say, { p9: parts.has('p9') || !partial }) : NO_POINTS;
 await rm(join(dir, 'vault'), { recursive: true, force: true });
 say(`P5: RPO under 20 MB/s of random 8 KiB writes, ${values['p5-seconds']} s`);
-const p5 = await benchRpo(dir, sizeBytes, { seconds: Number(values['p5-seconds']), warmupSeconds: 15, intervalSeconds: 5, say });
+const p5 = !parts.has('p5') ? NO_RPO : await benchRpo(dir, sizeBytes, { seconds: Number(values['p5-seconds']), warmupSeconds: 15, intervalSeconds: 5, say });
 say(`  RPO p50 ${p5.p50.toFixed(1)} s, p99 ${p5.p99.toFixed(1)} s, max ${p5.max.toFixed(1)} s; ${p5.points} points`);
 for (const d of ['p5-vault', 'p5-agent', 'p5.raw']) await rm(join(dir, d), { recursive: true, force: true });
 say('Cut pause on a 1 TiB disk');
@@ -60,7 +71,7 @@ const section = `<!-- bench:agent:start -->
 ## Agent: cdp capture, NBD write path, shipping (issue 4)
 
 Command: \`${command}\` (bench/agent/run.ts). Machine: ${cpus().length} cores (${cpus()[0]?.model ?? 'unknown'}), Linux ${release()},
-${new Date().toISOString().slice(0, 10)}. Medians of ${rounds} rounds; anchors measured in the same run, servers alternating within each round.
+${new Date().toISOString().slice(0, 10)}, load average ${loadAtStart.map((l) => l.toFixed(1)).join(' ')} at the start (machine shared). Medians of ${rounds} rounds; anchors measured in the same run, servers alternating within each round.
 Absolute figures are context (shared, noisy machine); the ratios are the result.
 
 ### P4: NBD write path with change tracking on (fio --ioengine=nbd, ${seconds} s per job, 1 GiB allocated image)
@@ -74,25 +85,25 @@ Absolute figures are context (shared, noisy machine); the ratios are the result.
 Per round (IOPS; MB/s): ${p4.map((r) => `${r.server}: ${r.randIops.map(fmt).join(', ')}; ${r.seqMBps.map(fmt).join(', ')}`).join(' | ')}.
 fio jobs: \`${FIO_JOBS.rand.join(' ')}\` and \`${FIO_JOBS.seq.join(' ')}\`.
 
+${P4_NOTES}
+
 ### P3: cdp point committed after the cut, 1% churn (${values['size-mib']} MiB standard image)
 
 The workload (${(points.p3.writtenBytes / 1048576).toFixed(0)} MiB in 64 KiB blocks) is written through the agent's NBD export; the time runs
-from the cut to the replicator's commit answer (a \`refuge vault\` process: in-process replicator, filesystem store).
+from the cut to the replicator's commit answer (a \`refuge vault\` process over HTTPS with mutual TLS: in-process
+replicator, filesystem store; the agent's shipping code in the benchmark process).
 
 | measure | result | target |
 |---|---|---|
 | point committed after the cut (median) | **${points.p3.median.toFixed(3)} s** (rounds: ${points.p3.commitSeconds.map((s) => s.toFixed(3)).join(', ')}) | <= 0.5 s |
 | of which the agent's share: cut to every chunk read, hashed, patched and compressed (uploads discarded) | ${points.p3.agentMedian.toFixed(3)} s | - |
+| CPU time of the vault process for the point (replicator, store, worker threads; median) | ${points.p3.replicatorCpuMedian.toFixed(2)} s (rounds: ${points.p3.replicatorCpu.map((s) => s.toFixed(2)).join(', ')}) | - |
 | disk read at the source | ${(points.p3.readBytes[0] ?? 0) / 1048576} MiB of ${values['size-mib']} MiB (only the chunks written) | no full read of the disk |
 | bytes on the wire / bytes written | ${points.p3.wirePerWritten.toFixed(3)} | - |
 | seeding the image (context) | ${points.seedSeconds.toFixed(1)} s | - |
 | the write path's only wait on a cut (swapping the dirty bitmap), 1 TiB disk, ${pause.chunks} chunks written | ${pause.milliseconds.toFixed(2)} ms | "no I/O pause beyond milliseconds" |
 
-Where the time goes: the agent's share (reading only the written chunks, hashing them, building patches) is about a
-tenth. The rest is the replicator rebuilding each chunk from its base and the filesystem store's durable write of
-every chunk as its own object (temporary file, fsync, rename, directory fsync): measured here at about 4 ms per
-1 MiB chunk, plus 1.5 ms to read and verify the base, for ~300 chunks. Packs with one sync per batch (store, issue 3)
-and hashing off the event loop are the planned fixes; the agent side already meets the target.
+${P3_NOTES}
 
 ### P9: bytes on the wire per byte written, 8 KiB random writes
 
@@ -114,15 +125,12 @@ agent's NBD export for ${values['p5-seconds']} s; policy: a point every ${p5.int
 | RPO p99 | **${p5.p99.toFixed(1)} s** (p50 ${p5.p50.toFixed(1)} s, max ${p5.max.toFixed(1)} s, ${p5.samples.length} samples) | <= 15 s (ASR: a crash point every 5 min) |
 | points committed during the load | ${p5.points} | - |
 
-20 MB/s of random 8 KiB writes dirty nearly every 1 MiB chunk of a 2 GiB disk within one 5 s interval, so each point
-rebuilds ~2,000 chunks at the replicator (about 5 ms each, see P3) while the agent serves the writes: a point takes
-tens of seconds, and the RPO follows. The same fixes as P3 apply; smaller chunks for cdp replications would cut the
-work per written byte further.
+${P5_NOTES}
 <!-- bench:agent:end -->`;
 
 say('');
 say(section);
-if (!values['no-write']) {
+if (!values['no-write'] && !partial) {
   const path = join(root, 'docs', 'benchmarks.md');
   const current = await readFile(path, 'utf8').catch(() => '# Benchmarks\n\nResults of the `bench/` harnesses (targets and method: ../shared/docs/performance.md).\n');
   const re = /<!-- bench:agent:start -->[\s\S]*<!-- bench:agent:end -->/;

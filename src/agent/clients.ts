@@ -1,7 +1,9 @@
 import { requestJson, type HttpConnection } from '../core/http-client.js';
+import { BATCH_CONTENT_TYPE, encodeBatch, type BatchEntry } from '../protocol/chunk-batch.js';
 import { CHUNK_CONTENT_TYPE, CHUNK_LENGTH_HEADER, PATCH_BASE_HEADER, PATCH_CONTENT_TYPE } from '../protocol/chunk-encoding.js';
 import type {
   BlockHashesResponse,
+  ChunkBatchResponse,
   CommitPointRequest,
   CommitPointResponse,
   HeartbeatRequest,
@@ -49,6 +51,11 @@ export interface ChunkBodyEncoding {
 export interface ReplicatorTransport {
   missing(hashes: string[], signal?: AbortSignal): Promise<string[]>;
   putChunk(hash: string, body: Uint8Array, encoding: ChunkBodyEncoding, signal?: AbortSignal): Promise<void>;
+  /**
+   * Several uploads in one request (protocol/chunk-batch.ts); optional: without it (fault wrappers, or a replicator
+   * that predates it) the uploader sends each chunk with `putChunk`.
+   */
+  putChunks?(entries: BatchEntry[], signal?: AbortSignal): Promise<ChunkBatchResponse>;
   commit(req: CommitPointRequest): Promise<CommitPointResponse>;
   /** A stored point's chunk hashes, and stored chunks' block digests: comparing without local hashes (optional: fault wrappers may omit them). */
   pointChunks?(pointId: string): Promise<PointChunksResponse>;
@@ -82,6 +89,10 @@ export class ReplicatorClient implements ReplicatorTransport {
       headers['content-type'] = CHUNK_CONTENT_TYPE;
     }
     return requestJson('PUT', this.url(`/chunks/${hash}`), { bytes: body, headers, timeoutMs: 120_000, connection: this.connection, ...(signal ? { signal } : {}) });
+  }
+
+  putChunks(entries: BatchEntry[], signal?: AbortSignal): Promise<ChunkBatchResponse> {
+    return requestJson('POST', this.url('/chunks/batch'), { bytes: encodeBatch(entries), headers: { 'content-type': BATCH_CONTENT_TYPE }, timeoutMs: 120_000, connection: this.connection, ...(signal ? { signal } : {}) });
   }
 
   commit(req: CommitPointRequest): Promise<CommitPointResponse> {

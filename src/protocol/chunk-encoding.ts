@@ -34,28 +34,8 @@ export function encodePatch(chunk: Buffer, runs: readonly Run[]): Buffer {
   return out;
 }
 
-/** Applies a patch to a copy of `base` (a zero chunk when null); throws `invalid_argument` for a malformed patch. */
-export function applyPatch(base: Buffer | null, patch: Buffer, chunkLength: number): Buffer {
-  if (base && base.length !== chunkLength) {
-    throw new RefugeError('invalid_argument', `patch base has ${base.length} bytes, the chunk ${chunkLength}`);
-  }
-  const out = Buffer.alloc(chunkLength);
-  base?.copy(out);
-  let at = 0;
-  let end = 0;
-  while (at < patch.length) {
-    if (at + 8 > patch.length) throw new RefugeError('invalid_argument', 'patch ends inside a run header');
-    const offset = patch.readUInt32BE(at);
-    const length = patch.readUInt32BE(at + 4);
-    if (offset < end || length === 0 || offset + length > chunkLength || at + 8 + length > patch.length) {
-      throw new RefugeError('invalid_argument', `patch run ${offset}+${length} is out of order or outside the chunk (or the body is short)`);
-    }
-    patch.copy(out, offset, at + 8, at + 8 + length);
-    end = offset + length;
-    at += 8 + length;
-  }
-  return out;
-}
+/** Applies a patch to a copy of `base` (the store's worker threads rebuild patched uploads with it). */
+export { applyPatch } from '../store/chunks.js';
 
 /**
  * zstd (level 1: ~2.5 GB/s here, so it never slows shipping) when it saves at least 10%; otherwise the bytes as

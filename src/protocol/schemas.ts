@@ -198,6 +198,10 @@ export type MissingChunksRequest = Static<typeof MissingChunksRequest>;
 export const MissingChunksResponse = Type.Object({ missing: Type.Array(Hash) });
 export type MissingChunksResponse = Static<typeof MissingChunksResponse>;
 
+/** The answer to a chunk batch (chunk-batch.ts): every entry stored, except patches whose base the store lacks. */
+export const ChunkBatchResponse = Type.Object({ stored: Type.Integer({ minimum: 0 }), baseMissing: Type.Array(Hash) });
+export type ChunkBatchResponse = Static<typeof ChunkBatchResponse>;
+
 export const ChunkChange = Type.Tuple([Type.Integer({ minimum: 0 }), Type.Union([Hash, Type.Null()])]);
 
 export const CommitPointRequest = Type.Object(

@@ -1,8 +1,9 @@
 import { KeyedQueue } from '../core/concurrency.js';
 import { RefugeError, isRefugeError } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/log.js';
-import { BLOCK_SIZE, applyPatch, blockDigests, decompressBounded } from '../protocol/chunk-encoding.js';
-import type { BlockHashesResponse, CommitPointRequest, CommitPointResponse, PointChunksResponse } from '../protocol/schemas.js';
+import { BLOCK_SIZE, blockDigests, decompressBounded } from '../protocol/chunk-encoding.js';
+import type { BatchEntry } from '../protocol/chunk-batch.js';
+import type { BlockHashesResponse, ChunkBatchResponse, CommitPointRequest, CommitPointResponse, PointChunksResponse } from '../protocol/schemas.js';
 import type { PointManifest } from '../store/manifest.js';
 import type { ReplicaStore } from '../store/replica-store.js';
 import { takeResyncRequest } from '../store/repair.js';
@@ -58,6 +59,9 @@ export interface ReceivedEncoding {
   patch?: { base: string | null; chunkLength: number };
 }
 
+/** Entries of one batch upload rebuilt and stored at once: overlaps base reads (and the body's arrival) with the store's worker threads. */
+const BATCH_ENTRIES_IN_FLIGHT = 4;
+
 export class Replicator {
   /** Commits of one replication, one at a time. */
   private readonly commits = new KeyedQueue();
@@ -110,12 +114,60 @@ export class Replicator {
   /** Stores one uploaded chunk, rebuilding it from a compressed body or a patch first; rejects bytes that do not hash to `hash`. */
   async putChunk(replicationId: string, hash: string, body: Buffer, encoding: ReceivedEncoding = { compressed: false }): Promise<void> {
     const target = await this.targets.resolve(replicationId);
-    const { store } = target;
+    await this.storeChunk(target, this.count(replicationId), hash, body, encoding);
+  }
+
+  /**
+   * Stores the chunks of one batch upload (protocol/chunk-batch.ts), as many `putChunk`s would, resolving the
+   * replication once. Entries are stored as they arrive (`readBatch` yields each once it is whole), a few at a time,
+   * so that a body cut off mid-way leaves what arrived stored, and the agent's retry sends only the rest. A patch
+   * whose base the store lacks is listed in `baseMissing` (the agent sends that chunk whole); any other failure, or
+   * the body breaking off, fails the request once the entries under way are stored (uploads are idempotent).
+   */
+  async putChunks(replicationId: string, entries: AsyncIterable<BatchEntry> | Iterable<BatchEntry>): Promise<ChunkBatchResponse> {
+    const target = await this.targets.resolve(replicationId);
     const c = this.count(replicationId);
-    let data: Buffer;
+    const baseMissing: string[] = [];
+    let stored = 0;
+    let failure: { error: unknown } | undefined;
+    const underWay = new Set<Promise<void>>();
+    const storeEntry = async (e: BatchEntry) => {
+      try {
+        await this.storeChunk(target, c, e.hash, e.body, { compressed: e.compressed, ...(e.patch ? { patch: e.patch } : {}) });
+        stored++;
+      } catch (err) {
+        if (e.patch && isRefugeError(err, 'failed_precondition')) baseMissing.push(e.hash);
+        else failure ??= { error: err };
+      }
+    };
     try {
-      data = await this.rebuild(store, body, encoding);
-      await store.putChunk(hash, data);
+      for await (const e of entries) {
+        if (failure) break;
+        const work: Promise<void> = storeEntry(e).finally(() => underWay.delete(work));
+        underWay.add(work);
+        if (underWay.size >= BATCH_ENTRIES_IN_FLIGHT) await Promise.race(underWay);
+      }
+    } finally {
+      await Promise.all(underWay);
+    }
+    if (failure) throw failure.error;
+    return { stored, baseMissing };
+  }
+
+  private async storeChunk(target: ReplicationTarget, c: ReplicationCounters, hash: string, body: Buffer, encoding: ReceivedEncoding): Promise<void> {
+    const { store } = target;
+    let length: number;
+    try {
+      if (encoding.patch) {
+        // A patch carries at most the chunk plus 8 bytes of header per run (runs are at least a 4 KiB block in practice).
+        const patch = encoding.compressed ? decompressBounded(body, 2 * store.chunkSize) : body;
+        length = await store.putPatchedChunk(hash, encoding.patch.base, patch, encoding.patch.chunkLength);
+      } else {
+        const data = encoding.compressed ? decompressBounded(body, store.chunkSize) : body;
+        length = data.length;
+        // Bytes decompressed here are this call's own: the store's worker may take their memory instead of a copy.
+        await store.putChunk(hash, data, { give: data !== body });
+      }
     } catch (err) {
       await this.reportFull(target, err);
       c.chunksRejected++;
@@ -124,31 +176,11 @@ export class Replicator {
       throw err;
     }
     c.chunksReceived++;
-    c.bytesReceived += data.length;
+    c.bytesReceived += length;
     c.wireBytesReceived += body.length;
-    c.pendingBytes += data.length;
+    c.pendingBytes += length;
     c.pendingWireBytes += body.length;
     if (encoding.patch) c.patchesReceived++;
-  }
-
-  private async rebuild(store: ReplicaStore, body: Buffer, e: ReceivedEncoding): Promise<Buffer> {
-    if (!e.patch) return e.compressed ? decompressBounded(body, store.chunkSize) : body;
-    const { base, chunkLength } = e.patch;
-    if (!Number.isInteger(chunkLength) || chunkLength < 1 || chunkLength > store.chunkSize) {
-      throw new RefugeError('invalid_argument', `patch chunk length ${chunkLength} is outside 1..${store.chunkSize}`);
-    }
-    // A patch carries at most the chunk plus 8 bytes of header per run (runs are at least a 4 KiB block in practice).
-    const patch = e.compressed ? decompressBounded(body, 2 * store.chunkSize) : body;
-    let baseBytes: Buffer | null = null;
-    if (base !== null) {
-      if ((await store.missingChunks([base])).length > 0) {
-        throw new RefugeError('failed_precondition', `patch base chunk ${base} is not stored`, { hint: 'upload the whole chunk instead' });
-      }
-      baseBytes = await store.getChunk(base).catch((err: unknown) => {
-        throw new RefugeError('failed_precondition', `patch base chunk ${base} cannot be read: ${(err as Error).message}`, { cause: err, hint: 'upload the whole chunk instead' });
-      });
-    }
-    return applyPatch(baseBytes, patch, chunkLength);
   }
 
   /** Commits a point; commits of one replication run one at a time and must name the latest point as parent. */

@@ -1,10 +1,13 @@
+import type { IncomingMessage } from 'node:http';
+import { Readable } from 'node:stream';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { RefugeError } from '../core/errors.js';
 import { ID_PATTERN } from '../core/ids.js';
 import { CHUNK_CONTENT_TYPE, CHUNK_LENGTH_HEADER, PATCH_BASE_HEADER, PATCH_CONTENT_TYPE } from '../protocol/chunk-encoding.js';
-import { BlockHashesRequest, BlockHashesResponse, Hash, MissingChunksRequest, MissingChunksResponse, CommitPointRequest, CommitPointResponse, PointChunksResponse } from '../protocol/schemas.js';
+import { BATCH_CONTENT_TYPE, readBatch } from '../protocol/chunk-batch.js';
+import { BlockHashesRequest, ChunkBatchResponse, BlockHashesResponse, Hash, MissingChunksRequest, MissingChunksResponse, CommitPointRequest, CommitPointResponse, PointChunksResponse } from '../protocol/schemas.js';
 import type { ReceivedEncoding, Replicator } from './replicator.js';
 
 /**
@@ -12,6 +15,12 @@ import type { ReceivedEncoding, Replicator } from './replicator.js';
  * replicator. Chunk bodies are raw bytes (whole chunks, or patches against a stored base chunk), optionally
  * zstd-compressed (`content-encoding: zstd`); the rebuilt chunk's SHA-256 must equal the hash in the URL.
  */
+/**
+ * A batch body that stalls this long is dropped. Shorter than the agent takes to see the link down and restart its
+ * upload (LINK_DOWN_HEARTBEATS heartbeats, 10 s apart), longer than a lossy link's retransmission pauses.
+ */
+export const BATCH_STALL_MS = 10_000;
+
 export function replicatorRoutes(replicator: Replicator, maxChunkBytes: number): FastifyPluginAsync {
   return async (fastify) => {
     const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
@@ -19,6 +28,8 @@ export function replicatorRoutes(replicator: Replicator, maxChunkBytes: number):
     app.addContentTypeParser(CHUNK_CONTENT_TYPE, { parseAs: 'buffer', bodyLimit: maxChunkBytes }, raw);
     // A patch holds at most the chunk's bytes plus 8 bytes per run.
     app.addContentTypeParser(PATCH_CONTENT_TYPE, { parseAs: 'buffer', bodyLimit: 2 * maxChunkBytes }, raw);
+    // A batch is read as it arrives (readBatch bounds each entry, and the entries): the stream goes to the handler.
+    app.addContentTypeParser(BATCH_CONTENT_TYPE, (_req: FastifyRequest, payload: IncomingMessage, done: (err: Error | null, body?: IncomingMessage) => void) => done(null, payload));
     const Params = Type.Object({ replication: Type.String({ pattern: ID_PATTERN }) });
 
     app.post('/replications/:replication/chunks/missing', {
@@ -38,6 +49,22 @@ export function replicatorRoutes(replicator: Replicator, maxChunkBytes: number):
     }, async (req, reply) => {
       await replicator.putChunk(req.params.replication, req.params.hash, req.body as Buffer, encodingOf(req));
       return reply.code(204).send();
+    });
+
+    app.post('/replications/:replication/chunks/batch', {
+      schema: { params: Params, response: { 200: ChunkBatchResponse } },
+    }, async (req) => {
+      const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
+      if (type !== BATCH_CONTENT_TYPE || !(req.body instanceof Readable)) throw new RefugeError('invalid_argument', `a chunk batch is sent as ${BATCH_CONTENT_TYPE}`);
+      // A body that stops arriving (the link is down) is dropped after a while: once the link is back, the agent's
+      // kernel would otherwise deliver the rest of it (TCP retransmits what it had sent) while the agent's restarted
+      // upload sends the same chunks again. Dropped, it costs at most the entries that were under way.
+      req.raw.setTimeout(BATCH_STALL_MS, () => req.raw.destroy(new RefugeError('unavailable', `chunk batch body stalled for ${BATCH_STALL_MS} ms`)));
+      try {
+        return await replicator.putChunks(req.params.replication, readBatch(req.body, 2 * maxChunkBytes));
+      } finally {
+        req.raw.setTimeout(0);
+      }
     });
 
     app.post('/replications/:replication/points', {

@@ -1,7 +1,7 @@
 import { writevSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { BLOB_COMPRESSED, decodeBlob, encodeBlob } from './blob-codec.js';
-import { chunkHash, isZero } from './chunks.js';
+import { applyPatch, chunkHash, isZero } from './chunks.js';
 import type { WorkerReply, WorkerTask } from './worker-pool.js';
 
 /**
@@ -160,6 +160,31 @@ function run(task: WorkerTask): { reply: WorkerReply; transfer: ArrayBuffer[] } 
       }
       flush();
       return { reply: { op: 'restore', items, written }, transfer: [] };
+    }
+    case 'rebuild': {
+      // A patched upload: decode and check its base, apply the patch, then check and encode the result as 'encode'
+      // does, so the main thread only reads the base's stored bytes.
+      let base: Buffer | null = null;
+      if (task.base) {
+        const out = decodeBlob(view(task.base.data), task.base.flags, task.base.rawLength, task.base.hash, key);
+        if (typeof out === 'string') return { reply: { op: 'rebuild', problem: 'base', message: out }, transfer: [] };
+        base = out;
+      }
+      let rebuilt: Buffer;
+      try {
+        // The base's bytes are this worker's (moved or copied here, or freshly decompressed): patch them in place.
+        rebuilt = applyPatch(base, view(task.data), task.chunkLength, true);
+      } catch (err) {
+        return { reply: { op: 'rebuild', problem: 'patch', message: (err as Error).message }, transfer: [] };
+      }
+      if (isZero(rebuilt)) return { reply: { op: 'rebuild', problem: 'zero', message: 'the patch rebuilds a chunk of zeros' }, transfer: [] };
+      const hash = chunkHash(rebuilt);
+      if (hash !== task.claimedHash) return { reply: { op: 'rebuild', problem: 'mismatch', message: 'hash mismatch', hash }, transfer: [] };
+      const enc = encodeBlob(rebuilt, task.level, key);
+      // Stored bytes that fill their own memory (the patched base, kept uncompressed) move back as they are.
+      const owns = enc.stored.byteOffset === 0 && enc.stored.byteLength === enc.stored.buffer.byteLength && enc.stored.buffer instanceof ArrayBuffer;
+      const buffer = owns ? (enc.stored.buffer as ArrayBuffer) : pack([enc.stored]).buffer;
+      return { reply: { op: 'rebuild', hash, flags: enc.flags, rawLength: enc.rawLength, stored: buffer }, transfer: [buffer] };
     }
     case 'decode': {
       const data = view(task.data);

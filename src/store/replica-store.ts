@@ -129,8 +129,11 @@ export class ReplicaStore {
     return unique.filter((h) => !this.blobs.has(h));
   }
 
-  /** Stores a chunk after checking that its bytes hash to `hash`; nothing is ever stored under a wrong name. */
-  async putChunk(hash: string, data: Uint8Array): Promise<void> {
+  /**
+   * Stores a chunk after checking that its bytes hash to `hash`; nothing is ever stored under a wrong name. With
+   * `give`, `data`'s memory moves to the worker that hashes and compresses it (no copy): the caller must not use it again.
+   */
+  async putChunk(hash: string, data: Uint8Array, o: { give?: boolean } = {}): Promise<void> {
     if (data.length === 0 || data.length > this.chunkSize) {
       throw new RefugeError('invalid_argument', `chunk ${hash} has ${data.length} bytes (1..${this.chunkSize})`);
     }
@@ -141,12 +144,49 @@ export class ReplicaStore {
       if (chunkHash(data) !== hash) throw mismatch(hash, chunkHash(data));
       return;
     }
-    const reply = await workerPool().run({ op: 'encode', key: this.key, level: this.config.compressionLevel, data, items: [{ offset: 0, length: data.length, claimedHash: hash }] });
+    const reply = await workerPool().run({ op: 'encode', key: this.key, level: this.config.compressionLevel, data, items: [{ offset: 0, length: data.length, claimedHash: hash }] }, o.give === true);
     const item = reply.items[0];
     if (!item || 'problem' in item) throw mismatch(hash, item?.hash ?? '?');
     this.uploads.set(hash, Date.now());
     await this.noticeUploads();
     await this.blobs.add('data', hash, { stored: Buffer.from(reply.stored), flags: item.flags, rawLength: item.rawLength });
+  }
+
+  /**
+   * Stores the chunk a patch rebuilds from the stored chunk `base` (null: a chunk of zeros), after checking it
+   * hashes to `hash`; returns its length. The base's stored bytes are read here and everything else (decoding and
+   * checking the base, patching, hashing, compressing) runs on a worker thread. A base the store lacks, or cannot
+   * read back intact, is a `failed_precondition` (the sender then sends the whole chunk).
+   */
+  async putPatchedChunk(hash: string, base: string | null, patch: Uint8Array, chunkLength: number): Promise<number> {
+    if (!isChunkHash(hash)) throw new RefugeError('invalid_argument', `'${hash}' is not a chunk hash`);
+    if (!Number.isInteger(chunkLength) || chunkLength < 1 || chunkLength > this.chunkSize) {
+      throw new RefugeError('invalid_argument', `patch chunk length ${chunkLength} is outside 1..${this.chunkSize}`);
+    }
+    let baseTask: { data: Uint8Array; flags: number; rawLength: number; hash: string } | null = null;
+    if (base !== null) {
+      const lacking = () => new RefugeError('failed_precondition', `patch base chunk ${base} is not stored`, { hint: 'upload the whole chunk instead' });
+      if (!isChunkHash(base) || !this.blobs.has(base)) throw lacking();
+      const { stored, loc } = await this.blobs.readStored(base).catch((err: unknown) => {
+        if (isRefugeError(err, 'not_found')) throw lacking();
+        throw new RefugeError('failed_precondition', `patch base chunk ${base} cannot be read: ${(err as Error).message}`, { cause: err, hint: 'upload the whole chunk instead' });
+      });
+      // Its own memory, so it moves to the worker (a pending base is a view into its pack being built).
+      const owned = stored.byteOffset === 0 && stored.byteLength === stored.buffer.byteLength ? stored : Buffer.from(stored);
+      baseTask = { data: owned, flags: loc.flags, rawLength: loc.rawLength, hash: base };
+    }
+    const reply = await workerPool().run({ op: 'rebuild', key: this.key, level: this.config.compressionLevel, data: patch, chunkLength, claimedHash: hash, base: baseTask }, true);
+    if ('problem' in reply) {
+      if (reply.problem === 'base') throw new RefugeError('failed_precondition', `patch base chunk ${base ?? 'zero'} cannot be read: it is damaged (${reply.message})`, { hint: 'upload the whole chunk instead' });
+      if (reply.problem === 'mismatch') throw mismatch(hash, reply.hash ?? '?');
+      throw new RefugeError('invalid_argument', reply.problem === 'zero' ? `chunk ${hash}: ${reply.message}; zero chunks are not stored` : reply.message);
+    }
+    if (!this.blobs.has(hash)) {
+      this.uploads.set(hash, Date.now());
+      await this.noticeUploads();
+      await this.blobs.add('data', hash, { stored: Buffer.from(reply.stored), flags: reply.flags, rawLength: reply.rawLength });
+    }
+    return reply.rawLength;
   }
 
   /** Keeps the `writer` notice (locks.ts) in step with the uploads no point references yet. */

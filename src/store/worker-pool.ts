@@ -12,6 +12,7 @@ export type WorkerTask =
   | { op: 'encode'; key: Uint8Array | null; level: number; data: Uint8Array; items: { offset: number; length: number; claimedHash?: string }[] }
   | { op: 'scan'; key: Uint8Array | null; level: number; data: Uint8Array; chunkSize: number; previous: Uint8Array; out?: ArrayBuffer | SharedArrayBuffer }
   | { op: 'hash'; key: null; data: Uint8Array; chunkSize: number }
+  | { op: 'rebuild'; key: Uint8Array | null; level: number; data: Uint8Array; chunkLength: number; claimedHash: string; base: { data: Uint8Array; flags: number; rawLength: number; hash: string } | null }
   | { op: 'decode'; key: Uint8Array | null; data: Uint8Array; items: { offset: number; length: number; flags: number; rawLength: number; hash: string }[] }
   | { op: 'restore'; key: Uint8Array | null; data: Uint8Array; fd: number; items: { offset: number; length: number; flags: number; rawLength: number; hash: string; positions: number[] }[] };
 
@@ -19,6 +20,8 @@ export type WorkerReply =
   | { op: 'encode'; items: ({ hash: string; problem: string } | { hash: string; flags: number; rawLength: number; storedLength: number })[]; stored: ArrayBuffer }
   | { op: 'scan'; hashes: ArrayBuffer; encoded: { index: number; flags: number; rawLength: number; storedLength: number }[]; stored: ArrayBuffer | SharedArrayBuffer; input: ArrayBuffer }
   | { op: 'hash'; hashes: ArrayBuffer; input: ArrayBuffer }
+  | { op: 'rebuild'; problem: 'base' | 'patch' | 'zero' | 'mismatch'; message: string; hash?: string }
+  | { op: 'rebuild'; hash: string; flags: number; rawLength: number; stored: ArrayBuffer }
   | { op: 'decode'; items: ({ problem: string } | { rawLength: number })[]; raw: ArrayBuffer }
   | { op: 'restore'; items: { problem?: string }[]; written: number };
 
@@ -59,12 +62,19 @@ export class WorkerPool {
 
   /**
    * Runs a task on a free worker. With `give` the task's data buffer is moved to the worker (the caller must not
-   * use it again); otherwise it is copied.
+   * use it again) when the data owns it; otherwise the data is copied.
    */
-  run<Op extends WorkerTask['op']>(task: Extract<WorkerTask, { op: Op }>, give = false): Promise<ReplyOf<Op>> {
-    const transfer = give && ownsMemory(task.data) ? [task.data.buffer as ArrayBuffer] : [];
+  run<Op extends WorkerTask['op']>(given: Extract<WorkerTask, { op: Op }>, give = false): Promise<ReplyOf<Op>> {
+    // Shared memory (the import's and restore's reused buffers) is shared as it is, never copied or moved. A view
+    // into a larger buffer (a chunk inside a request body or a pack) is copied alone and that copy moved: posting
+    // the view would copy its whole underlying buffer, megabytes for a few kilobytes.
+    const shared = given.data.buffer instanceof SharedArrayBuffer;
+    const owned = ownsMemory(given.data);
+    const task = shared || owned ? given : { ...given, data: new Uint8Array(given.data) };
+    const transfer = shared ? [] : give || !owned ? [task.data.buffer as ArrayBuffer] : [];
     const t = task as WorkerTask;
     if (t.op === 'scan' && t.out instanceof ArrayBuffer) transfer.push(t.out); // shared memory is shared, not moved
+    if (t.op === 'rebuild' && t.base && give && ownsMemory(t.base.data)) transfer.push(t.base.data.buffer as ArrayBuffer);
     return new Promise<WorkerReply>((resolve, reject) => {
       this.queue.push({ task, transfer, resolve, reject });
       this.dispatch();

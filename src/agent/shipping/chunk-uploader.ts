@@ -1,6 +1,7 @@
 import { forEachLimit } from '../../core/concurrency.js';
 import { isRefugeError } from '../../core/errors.js';
-import { MAX_HASHES_PER_QUERY } from '../../protocol/schemas.js';
+import { MAX_HASHES_PER_QUERY, type ChunkBatchResponse } from '../../protocol/schemas.js';
+import { BATCH_TARGET_BYTES, MAX_BATCH_ENTRIES, type BatchEntry } from '../../protocol/chunk-batch.js';
 import { compressIfUseful, encodePatch, type Run } from '../../protocol/chunk-encoding.js';
 import type { ChunkBodyEncoding, ReplicatorTransport } from '../clients.js';
 import type { RateLimiter } from './rate-limiter.js';
@@ -29,12 +30,19 @@ export interface UploadStats {
 
 export const emptyUploadStats = (): UploadStats => ({ offered: 0, deduplicated: 0, whole: 0, patches: 0, chunkBytes: 0, wireBytes: 0 });
 
+/** A batch entry with the length of the chunk it rebuilds. */
+type Encoded = BatchEntry & { rawLength: number };
+
+/** Batch requests under way at once: one uploads while the replicator works on another. */
+const BATCHES_IN_FLIGHT = 2;
+
 /** A patch is worth it while it carries at most this share of the chunk; beyond, the whole chunk goes. */
 const PATCH_MAX_SHARE = 0.5;
 
 /**
  * Ships chunks to the replicator: asks which of a batch it lacks (deduplication), sends those as patches or whole,
- * zstd-compressed when that helps, within the bandwidth limit, retrying what a retry can cure.
+ * zstd-compressed when that helps, within the bandwidth limit, retrying what a retry can cure. Chunks travel
+ * several to a request (protocol/chunk-batch.ts): a request costs the replicator more than a small patch does.
  *
  * Memory is bounded (backpressure): a batch fills while at most one earlier batch uploads, and `add` waits for that
  * upload before starting another, so a slow replicator slows the reading of chunks instead of growing the agent.
@@ -44,6 +52,8 @@ export class ChunkUploader {
   private batchBytes = 0;
   private uploading: Promise<void> | undefined;
   private queuedBytes = 0;
+  /** Whether the replicator takes batch uploads: unknown until the first batch is answered. */
+  private batchesWork: boolean | undefined;
   readonly stats = emptyUploadStats();
 
   constructor(
@@ -87,7 +97,77 @@ export class ChunkUploader {
     const toSend = batch.filter((i) => missing.delete(i.hash)); // delete: a chunk repeated in the batch goes once
     this.stats.offered += batch.length;
     this.stats.deduplicated += batch.length - toSend.length;
+    if (this.transport.putChunks && this.batchesWork !== false) {
+      try {
+        await this.sendInBatches(toSend);
+        this.batchesWork = true;
+        return;
+      } catch (err) {
+        // A replicator without batch uploads answers 404 on the route: send each chunk on its own from then on
+        // (what the batches already stored is skipped: uploads are idempotent).
+        if (this.batchesWork === true || !isRefugeError(err, 'not_found')) throw err;
+        this.batchesWork = false;
+      }
+    }
     await forEachLimit(toSend, this.o.concurrency ?? 4, (item) => this.upload(item));
+  }
+
+  /** Sends the chunks in batch requests of about BATCH_TARGET_BYTES, a few in flight. */
+  private async sendInBatches(items: UploadItem[]): Promise<void> {
+    const groups: { entries: Encoded[]; items: UploadItem[]; bytes: number }[] = [];
+    let group: (typeof groups)[number] | undefined;
+    for (const item of items) {
+      const entry = this.encode(item, true);
+      if (!group || group.entries.length >= MAX_BATCH_ENTRIES || group.bytes + entry.body.length > BATCH_TARGET_BYTES) groups.push((group = { entries: [], items: [], bytes: 0 }));
+      group.entries.push(entry);
+      group.items.push(item);
+      group.bytes += entry.body.length;
+    }
+    await forEachLimit(groups, BATCHES_IN_FLIGHT, async (g) => {
+      const { baseMissing } = await this.putBatch(g.entries);
+      // The replicator lacks the base of these patches (pruned, or the agent's view is stale): send them whole.
+      const again = new Set(baseMissing);
+      const whole = g.items.filter((i, n) => g.entries[n]?.patch && again.has(i.hash)).map((i) => this.encode(i, false));
+      if (whole.length > 0) await this.putBatch(whole);
+      for (const e of [...g.entries.filter((e) => !(e.patch && again.has(e.hash))), ...whole]) {
+        if (e.patch) this.stats.patches++;
+        else this.stats.whole++;
+        this.stats.chunkBytes += e.rawLength;
+      }
+    });
+  }
+
+  /**
+   * Sends one batch, retrying what a retry can cure. A retry first asks which of the entries the replicator still
+   * lacks: it stores each entry as it arrives, so after a connection cut mid-batch only the rest travels again.
+   */
+  private async putBatch(entries: Encoded[]): Promise<ChunkBatchResponse> {
+    const signal = this.o.signal;
+    const putChunks = this.transport.putChunks?.bind(this.transport) as NonNullable<ReplicatorTransport['putChunks']>;
+    let sending = entries;
+    let retry = false;
+    return retrying(async () => {
+      if (retry) {
+        const missing = new Set(await this.transport.missing(sending.map((e) => e.hash), signal));
+        sending = sending.filter((e) => missing.has(e.hash));
+      }
+      retry = true;
+      if (sending.length === 0) return { stored: 0, baseMissing: [] };
+      const bytes = sending.reduce((n, e) => n + e.body.length, 0);
+      await this.o.limiter?.take(bytes, signal);
+      const answer = await putChunks(sending, signal);
+      this.stats.wireBytes += bytes;
+      return answer;
+    }, { ...this.o.retry, ...(signal ? { signal } : {}) });
+  }
+
+  /** One chunk's upload body: a patch when change tracking says little changed (and `patch` allows), else whole. */
+  private encode(item: UploadItem, patch: boolean): Encoded {
+    const runs = item.runs;
+    const asPatch = patch && item.base !== undefined && runs !== undefined && runs.reduce((n, [, l]) => n + l, 0) <= item.data.length * PATCH_MAX_SHARE;
+    const raw = asPatch ? encodePatch(item.data, runs) : item.data;
+    const { body, compressed } = this.o.compress === false ? { body: raw, compressed: false } : compressIfUseful(raw);
+    return { hash: item.hash, body, compressed, rawLength: item.data.length, ...(asPatch ? { patch: { base: item.base ?? null, chunkLength: item.data.length } } : {}) };
   }
 
   private async upload(item: UploadItem): Promise<void> {

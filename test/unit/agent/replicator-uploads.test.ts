@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { compress } from 'zstd-napi';
+import { BATCH_CONTENT_TYPE, encodeBatch, type BatchEntry } from '../../../src/protocol/chunk-batch.js';
 import { encodePatch } from '../../../src/protocol/chunk-encoding.js';
 import { chunkHash } from '../../../src/store/chunks.js';
 import { CHUNK, MiB, startAgentFixture, type AgentFixture } from '../../helpers/agent/agent-fixture.js';
@@ -102,5 +103,38 @@ describe('replicator uploads: bad data, replays, out of order', () => {
     expect(stale.json<{ error: { latestPointId: string } }>().error.latestPointId).toBe(point);
     const points = await f.points();
     expect(points.map((p) => p.id)).toEqual([point]);
+  });
+
+  it('stores a batch of whole chunks and patches, lists patches on missing bases, and refuses bad bytes and bad framing', async () => {
+    const batch = (entries: BatchEntry[]) => f.agentHttp('POST', `${base}/chunks/batch`, { bytes: encodeBatch(entries), headers: { 'content-type': BATCH_CONTENT_TYPE } });
+    const a = randomBytes(CHUNK);
+    const b = Buffer.from(a);
+    randomBytes(4096).copy(b, 4096);
+    const zeroBased = Buffer.alloc(CHUNK);
+    zeroBased.write('hello', 10);
+    const orphan = randomBytes(CHUNK);
+    expect((await batch([{ hash: chunkHash(a), body: compress(a), compressed: true }])).json()).toEqual({ stored: 1, baseMissing: [] });
+    const ok = await batch([
+      { hash: chunkHash(b), body: encodePatch(b, [[4096, 4096]]), compressed: false, patch: { base: chunkHash(a), chunkLength: CHUNK } },
+      { hash: chunkHash(zeroBased), body: compress(encodePatch(zeroBased, [[0, 4096]])), compressed: true, patch: { base: null, chunkLength: CHUNK } },
+      { hash: chunkHash(orphan), body: encodePatch(orphan, [[0, 4096]]), compressed: false, patch: { base: chunkHash(Buffer.from('not stored')), chunkLength: CHUNK } },
+    ]);
+    expect(ok.status).toBe(200);
+    expect(ok.json()).toEqual({ stored: 2, baseMissing: [chunkHash(orphan)] });
+    expect(await missing([chunkHash(a), chunkHash(b), chunkHash(zeroBased), chunkHash(orphan)])).toEqual([chunkHash(orphan)]);
+    const committed = await commit({ parentId: null, capturedAt: new Date().toISOString(), consistency: 'crash', disks: [{ name: 'disk0', sizeBytes: 2 * CHUNK, changes: [[0, chunkHash(b)], [1, chunkHash(zeroBased)]] }] });
+    expect(committed.status).toBe(201);
+    const restored = await f.restore(base.split('/').pop() as string, committed.json<{ pointId: string }>().pointId);
+    expect(restored.equals(Buffer.concat([b, zeroBased]))).toBe(true);
+
+    const c = randomBytes(CHUNK);
+    const wrong = await batch([{ hash: chunkHash(c), body: randomBytes(CHUNK), compressed: false }]);
+    expect(wrong.status).toBe(400);
+    expect((await message(wrong)).message).toMatch(/not to the claimed/);
+    const framed = encodeBatch([{ hash: chunkHash(c), body: c, compressed: false }]);
+    const short = await f.agentHttp('POST', `${base}/chunks/batch`, { bytes: framed.subarray(0, framed.length - 1), headers: { 'content-type': BATCH_CONTENT_TYPE } });
+    expect(short.status).toBe(400);
+    expect((await message(short)).message).toMatch(/longer than the body/);
+    expect(await missing([chunkHash(c)])).toEqual([chunkHash(c)]);
   });
 });

@@ -1,0 +1,180 @@
+import { randomBytes } from 'node:crypto';
+import https from 'node:https';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ReplicatorClient, type ChunkBodyEncoding, type ReplicatorTransport } from '../../../src/agent/clients.js';
+import { ChunkUploader } from '../../../src/agent/shipping/chunk-uploader.js';
+import { RefugeError } from '../../../src/core/errors.js';
+import type { HttpConnection } from '../../../src/core/http-client.js';
+import { BATCH_CONTENT_TYPE, BATCH_ENTRY_HEADER, decodeBatch, encodeBatch, readBatch, type BatchEntry } from '../../../src/protocol/chunk-batch.js';
+import type { CommitPointRequest } from '../../../src/protocol/schemas.js';
+import { chunkHash } from '../../../src/store/chunks.js';
+import { CHUNK, startAgentFixture, waitFor, type AgentFixture } from '../../helpers/agent/agent-fixture.js';
+
+/** The real client, with what a test changes on the way: counts calls, and may play a replicator without batches. */
+class Observed implements ReplicatorTransport {
+  singlePuts = 0;
+  batches = 0;
+  constructor(
+    private readonly inner: ReplicatorClient,
+    private readonly o: { noBatchRoute?: boolean; rewrite?: (entries: BatchEntry[]) => BatchEntry[]; beforeBatch?: (entries: BatchEntry[]) => Promise<void> } = {},
+  ) {}
+  missing(hashes: string[]) {
+    return this.inner.missing(hashes);
+  }
+  async putChunk(hash: string, body: Uint8Array, encoding: ChunkBodyEncoding) {
+    this.singlePuts++;
+    await this.inner.putChunk(hash, body, encoding);
+  }
+  async putChunks(entries: BatchEntry[]) {
+    this.batches++;
+    await this.o.beforeBatch?.(entries);
+    // What the vault answers for a route it does not have (a replicator that predates batch uploads).
+    if (this.o.noBatchRoute) throw new RefugeError('not_found', 'no route POST /replicator/v1/replications/x/chunks/batch');
+    return this.inner.putChunks(this.o.rewrite ? this.o.rewrite(entries) : entries);
+  }
+  commit(req: CommitPointRequest) {
+    return this.inner.commit(req);
+  }
+}
+
+/**
+ * Sends the first `sendBytes` of a batch request body (whose content-length announces all of it), waits for
+ * `stored` to hold, then cuts the connection: a link going down mid-upload.
+ */
+async function cutMidBatch(url: string, c: HttpConnection, body: Buffer, sendBytes: number, stored: () => boolean): Promise<void> {
+  const req = https.request(url, {
+    method: 'POST', agent: false, ...(c.ca ? { ca: c.ca } : {}), ...(c.cert && c.key ? { cert: c.cert, key: c.key } : {}),
+    headers: { 'content-type': BATCH_CONTENT_TYPE, 'content-length': String(body.length), ...(c.token ? { authorization: `Bearer ${c.token}` } : {}) },
+  });
+  req.on('error', () => undefined); // the cut is ours
+  req.write(body.subarray(0, sendBytes));
+  await waitFor(stored, 20_000, 'the entries sent whole stored');
+  req.destroy();
+}
+
+/**
+ * The agent's uploader against the real replicator: chunks travel in batch requests; a patch whose base the
+ * replicator lacks goes again whole; a replicator without batch uploads gets one request per chunk. Each time the
+ * committed point restores to exactly the bytes shipped.
+ */
+describe('batch uploads from the agent', () => {
+  let f: AgentFixture;
+  let client: ReplicatorClient;
+  let replicationId: string;
+  const COUNT = 12;
+  const sizeBytes = COUNT * CHUNK;
+
+  beforeEach(async () => {
+    f = await startAgentFixture('ragbatch-');
+    await f.api('POST', '/vaults/demo/agents/register', {
+      site: 'primary', agentVersion: 't',
+      machine: { name: 'vm1', hostname: 'h', os: 'linux', cpus: 1, memoryMiB: 128, disks: [{ name: 'disk0', sizeBytes }], boot: { kind: 'disk' } },
+    });
+    replicationId = (await f.api<{ id: string }>('POST', '/vaults/demo/replications', { machine: 'vm1', policy: 'default', targetSite: 'recovery' })).id;
+    client = new ReplicatorClient(`${f.server.url}/replicator/v1`, replicationId, await f.agentConnection());
+  });
+  afterEach(async () => {
+    await f.close();
+  });
+
+  /** Seeds a disk of random chunks, then changes one 4 KiB block of each and ships those as patches. */
+  const shipTwoPoints = async (transport: Observed, batchBytes?: number) => {
+    const seed = Array.from({ length: COUNT }, () => randomBytes(CHUNK));
+    const first = new ChunkUploader(transport, batchBytes ? { batchBytes } : {});
+    for (const data of seed) await first.add({ hash: chunkHash(data), data });
+    await first.finish();
+    const p1 = await transport.commit({ parentId: null, capturedAt: new Date(Date.now() - 1000).toISOString(), consistency: 'crash', disks: [{ name: 'disk0', sizeBytes, changes: seed.map((d, i) => [i, chunkHash(d)]) }] });
+    const next = seed.map((d) => {
+      const n = Buffer.from(d);
+      randomBytes(4096).copy(n, 8192);
+      return n;
+    });
+    const second = new ChunkUploader(transport);
+    for (const [i, data] of next.entries()) await second.add({ hash: chunkHash(data), data, base: chunkHash(seed[i] as Buffer), runs: [[8192, 4096]] });
+    const stats = await second.finish();
+    const p2 = await transport.commit({ parentId: p1.pointId, capturedAt: new Date().toISOString(), consistency: 'crash', disks: [{ name: 'disk0', sizeBytes, changes: next.map((d, i) => [i, chunkHash(d)]) }] });
+    expect((await f.restore(replicationId, p1.pointId)).equals(Buffer.concat(seed))).toBe(true);
+    expect((await f.restore(replicationId, p2.pointId)).equals(Buffer.concat(next))).toBe(true);
+    return stats;
+  };
+
+  it('sends chunks in batches and patches as patches', async () => {
+    const t = new Observed(client);
+    const stats = await shipTwoPoints(t, 4 * CHUNK); // three agent batches for the seed
+    expect(t.singlePuts).toBe(0);
+    expect(t.batches).toBe(4);
+    expect(stats).toMatchObject({ patches: COUNT, whole: 0, chunkBytes: COUNT * CHUNK });
+    expect(stats.wireBytes).toBeLessThan(COUNT * (4096 + 8 + 100));
+  });
+
+  it('sends whole the patches whose base the replicator lacks', async () => {
+    const bogus = chunkHash(Buffer.from('a base nobody stored'));
+    const t = new Observed(client, { rewrite: (entries) => entries.map((e) => (e.patch ? { ...e, patch: { ...e.patch, base: bogus } } : e)) });
+    const stats = await shipTwoPoints(t);
+    expect(stats).toMatchObject({ patches: 0, whole: COUNT, chunkBytes: COUNT * CHUNK });
+  });
+
+  it('sends one chunk per request to a replicator without batch uploads', async () => {
+    const t = new Observed(client, { noBatchRoute: true });
+    const stats = await shipTwoPoints(t);
+    expect(t.singlePuts).toBe(2 * COUNT);
+    expect(t.batches).toBe(2); // each uploader tries once
+    expect(stats).toMatchObject({ patches: COUNT, whole: 0 });
+  });
+
+  it('after a connection cut mid-batch, resends only the chunks the replicator had not stored', async () => {
+    const chunks = Array.from({ length: COUNT }, () => randomBytes(CHUNK)); // random: sent whole, uncompressed
+    const WHOLE = 5;
+    const sizes: number[] = [];
+    const t = new Observed(client, {
+      beforeBatch: async (entries) => {
+        sizes.push(entries.length);
+        if (sizes.length > 1) return;
+        // The link goes down once five entries and half of the sixth have arrived.
+        const url = `${f.server.url}/replicator/v1/replications/${replicationId}/chunks/batch`;
+        await cutMidBatch(url, await f.agentConnection(), encodeBatch(entries), WHOLE * (BATCH_ENTRY_HEADER + CHUNK) + BATCH_ENTRY_HEADER + CHUNK / 2, () => f.counters(replicationId)?.wireBytesReceived === WHOLE * CHUNK);
+        throw new RefugeError('unavailable', 'the connection was cut', { retryable: true });
+      },
+    });
+    const uploader = new ChunkUploader(t, { retry: { firstDelayMs: 10 } });
+    for (const data of chunks) await uploader.add({ hash: chunkHash(data), data });
+    const stats = await uploader.finish();
+    expect(sizes).toEqual([COUNT, COUNT - WHOLE]);
+    // Every chunk crossed once: the five stored before the cut were not sent again (the half entry never counted).
+    expect(f.counters(replicationId)?.wireBytesReceived).toBe(COUNT * CHUNK);
+    expect(f.counters(replicationId)?.chunksReceived).toBe(COUNT);
+    expect(stats).toMatchObject({ whole: COUNT, chunkBytes: COUNT * CHUNK, wireBytes: (COUNT - WHOLE) * CHUNK });
+    const p = await t.commit({ parentId: null, capturedAt: new Date().toISOString(), consistency: 'crash', disks: [{ name: 'disk0', sizeBytes, changes: chunks.map((d, i) => [i, chunkHash(d)]) }] });
+    expect((await f.restore(replicationId, p.pointId)).equals(Buffer.concat(chunks))).toBe(true);
+  });
+});
+
+describe('reading a batch body as it arrives', () => {
+  const entries: BatchEntry[] = [
+    { hash: 'a'.repeat(64), body: randomBytes(5000), compressed: false },
+    { hash: 'b'.repeat(64), body: randomBytes(300), compressed: true, patch: { base: 'c'.repeat(64), chunkLength: 8192 } },
+    { hash: 'd'.repeat(64), body: randomBytes(1), compressed: false, patch: { base: null, chunkLength: 4096 } },
+  ];
+  const body = encodeBatch(entries);
+  async function* pieces(size: number, upTo = body.length) {
+    for (let at = 0; at < upTo; at += size) yield body.subarray(at, Math.min(upTo, at + size));
+  }
+  const read = async (source: AsyncIterable<Buffer>, max = 1 << 20) => {
+    const out: BatchEntry[] = [];
+    for await (const e of readBatch(source, max)) out.push(e);
+    return out;
+  };
+
+  it('yields the entries decodeBatch finds, however the body is split', async () => {
+    for (const size of [1, 7, 72, 73, 74, 4096, body.length]) expect(await read(pieces(size))).toEqual(decodeBatch(body));
+  });
+
+  it('yields each entry that arrived whole before a body that ends early fails, and refuses an oversized entry', async () => {
+    const seen: string[] = [];
+    await expect((async () => {
+      for await (const e of readBatch(pieces(100, BATCH_ENTRY_HEADER + 5000 + 10), 1 << 20)) seen.push(e.hash);
+    })()).rejects.toThrow(/entry 1 ends inside its header/);
+    expect(seen).toEqual(['a'.repeat(64)]);
+    await expect(read(pieces(64), 4999)).rejects.toThrow(/entry 0 is longer than 4999 bytes/);
+  });
+});
