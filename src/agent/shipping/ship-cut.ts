@@ -3,6 +3,7 @@ import type { CommitPointRequest } from '../../protocol/schemas.js';
 import { chunkHash, isZero } from '../../store/chunks.js';
 import { workerPool } from '../../store/worker-pool.js';
 import type { Cut, CutDisk } from '../capture/capture-mode.js';
+import { chunksOfRuns } from '../capture/extents.js';
 import type { ChunkUploader, UploadItem } from './chunk-uploader.js';
 import type { Run } from '../../protocol/chunk-encoding.js';
 
@@ -34,6 +35,8 @@ export async function shipCut(
      * which knows nothing of that base.
      */
     runsAgainstBase?(baseHash: string | null, data: Buffer): Promise<Run[] | undefined>;
+    /** There is no parent point (a first point): zero chunks of a disk without base need not be listed. */
+    emptyParent?: boolean;
     onRead?(bytes: number): void;
     signal?: AbortSignal;
   },
@@ -43,11 +46,22 @@ export async function shipCut(
     const count = Math.ceil(disk.sizeBytes / o.chunkSize);
     const previous = o.base[disk.name];
     const known = previous !== undefined && previous.length === count;
-    if (!known && disk.chunkIndexes.length !== count) {
-      throw new RefugeError('internal', `disk ${disk.name}: the cut lists ${disk.chunkIndexes.length} of ${count} chunks but the base is unknown`);
+    const zeroRuns = disk.zeroChunks ?? [];
+    const listed = disk.chunkIndexes.length + zeroRuns.reduce((n, [, c]) => n + c, 0);
+    if (!known && listed !== count) {
+      throw new RefugeError('internal', `disk ${disk.name}: the cut lists ${listed} of ${count} chunks but the base is unknown`);
     }
     const hashes = known ? [...previous] : new Array<string | null>(count).fill(null);
     const changes: [number, string | null][] = [];
+    // Against no point at all, a zero chunk is no change: a sparse seed lists its data, not millions of holes.
+    const unchanged = (index: number, hash: string | null) => (known ? previous[index] === hash : o.emptyParent === true && hash === null);
+    // Chunks the capture knows are zero (holes of a sparse image): a zero hash, without reading a byte.
+    for (const index of chunksOfRuns(zeroRuns)) {
+      if (unchanged(index, null)) continue;
+      hashes[index] = null;
+      changes.push([index, null]);
+      shipped.changedBytes += Math.min(o.chunkSize, disk.sizeBytes - index * o.chunkSize);
+    }
     // Changed chunks wait here, in order, while their runs against the base are looked up (several lookups at a
     // time, batched by the finder); they go to the uploader in order, one at a time, as it expects.
     const queue: { item: UploadItem; runs: Promise<Run[] | undefined> }[] = [];
@@ -65,7 +79,7 @@ export async function shipCut(
         shipped.readBytes += data.length;
         o.onRead?.(data.length);
         hashes[index] = hash;
-        if (known && previous[index] === hash) continue;
+        if (unchanged(index, hash)) continue;
         changes.push([index, hash]);
         shipped.changedBytes += data.length;
         if (hash === null) continue; // zero chunks are recorded in the point, never sent
