@@ -96,13 +96,14 @@ let sampling = true;
 try {
   await vault.api('POST', '/vaults', { name: 'demo' });
   await vault.api('POST', '/vaults/demo/sites', { name: 'primary' });
-  await vault.api('POST', '/vaults/demo/sites', { name: 'recovery' });
+  // Room at the recovery site for failing over 2 TiB of disks (the replication's readiness check asks for it).
+  await vault.api('POST', '/vaults/demo/sites', { name: 'recovery', capacity: { vcpus: 16, memoryMiB: 32768, diskGiB: 2 * diskCount * Number(values['disk-gib']) + 1024 } });
   await vault.api('POST', '/vaults/demo/policies', { name: 'cdp', crashIntervalSeconds: 5 });
   await vault.api('POST', '/vaults/demo/policies', { name: 'scan', crashIntervalSeconds: 20 });
   const bin = join(root, 'bin', 'refuge.js');
   for (const mode of ['cdp', 'scan'] as const) {
     const machine = `vm-${mode}`;
-    const registration = await writeRegistration(vault.api, vault.url, join(dir, `${mode}-registration.json`));
+    const registration = await writeRegistration((method, path, body) => vault.api(method, path, body), vault.url, join(dir, `${mode}-registration.json`));
     const logFile = openSync(join(dir, `${mode}-agent.log`), 'a');
     const disks = images[mode].flatMap((p, i) => ['--disk', `disk${i}=${p}`]);
     const child = spawn(process.execPath, [bin, '--credentials', registration, '--vault', 'demo', 'agent', '--site', 'primary', '--name', machine, ...disks, '--capture', mode, '--state-dir', join(dir, `${mode}-agent`), '--heartbeat', '1s'], {

@@ -4,6 +4,7 @@ import { chunkHash, isZero } from '../../store/chunks.js';
 import { workerPool } from '../../store/worker-pool.js';
 import type { Cut, CutDisk } from '../capture/capture-mode.js';
 import { chunksOfRuns } from '../capture/extents.js';
+import { ChunkHashes } from '../chunk-hashes.js';
 import type { ChunkUploader, UploadItem } from './chunk-uploader.js';
 import type { Run } from '../../protocol/chunk-encoding.js';
 
@@ -11,7 +12,7 @@ export interface ShippedCut {
   /** What the commit lists: per disk, the chunks whose hash differs from the parent point. */
   disks: CommitPointRequest['disks'];
   /** Every chunk hash of every disk at the cut: the agent's base for the next cut once the point is committed. */
-  hashes: Record<string, (string | null)[]>;
+  hashes: Record<string, ChunkHashes>;
   /** Bytes read from the disks for this cut (what was hashed), and bytes of chunks that changed. */
   readBytes: number;
   changedBytes: number;
@@ -27,7 +28,7 @@ export async function shipCut(
   o: {
     chunkSize: number;
     /** Chunk hashes of the parent point per disk; a disk missing here (or resized) is compared against nothing. */
-    base: Record<string, (string | null)[]>;
+    base: Record<string, ChunkHashes>;
     uploader: ChunkUploader;
     /**
      * For a base fetched from the store rather than remembered (resync, re-protect): the runs of a changed chunk
@@ -51,14 +52,14 @@ export async function shipCut(
     if (!known && listed !== count) {
       throw new RefugeError('internal', `disk ${disk.name}: the cut lists ${listed} of ${count} chunks but the base is unknown`);
     }
-    const hashes = known ? [...previous] : new Array<string | null>(count).fill(null);
+    const hashes = known ? previous.clone() : new ChunkHashes(count);
     const changes: [number, string | null][] = [];
     // Against no point at all, a zero chunk is no change: a sparse seed lists its data, not millions of holes.
-    const unchanged = (index: number, hash: string | null) => (known ? previous[index] === hash : o.emptyParent === true && hash === null);
+    const unchanged = (index: number, hash: string | null) => (known ? previous.get(index) === hash : o.emptyParent === true && hash === null);
     // Chunks the capture knows are zero (holes of a sparse image): a zero hash, without reading a byte.
     for (const index of chunksOfRuns(zeroRuns)) {
       if (unchanged(index, null)) continue;
-      hashes[index] = null;
+      hashes.set(index, null);
       changes.push([index, null]);
       shipped.changedBytes += Math.min(o.chunkSize, disk.sizeBytes - index * o.chunkSize);
     }
@@ -78,12 +79,12 @@ export async function shipCut(
         o.signal?.throwIfAborted();
         shipped.readBytes += data.length;
         o.onRead?.(data.length);
-        hashes[index] = hash;
+        hashes.set(index, hash);
         if (unchanged(index, hash)) continue;
         changes.push([index, hash]);
         shipped.changedBytes += data.length;
         if (hash === null) continue; // zero chunks are recorded in the point, never sent
-        const baseHash = known ? (previous[index] ?? null) : null;
+        const baseHash = known ? previous.get(index) : null;
         const own = Buffer.from(data); // the uploader may keep it after this group's buffer is reused
         const item = { hash, data: own, ...(known ? { base: baseHash } : {}) };
         if (known && o.runsAgainstBase) {
