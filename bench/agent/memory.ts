@@ -9,7 +9,7 @@
  * GiB of its first disk, through the NBD export), one in scan mode. Each agent's RSS (VmRSS, /proc/PID/status) is sampled every
  * 250 ms through three phases: the seed (initial replication), steady replication (points every 5 s for cdp, 20 s
  * for scan), and a link cut (the vault stopped with SIGSTOP for `--cut-seconds` while fio keeps writing, then
- * resumed until both agents have committed a point again). Printed: per agent and phase the peak sampled RSS, the
+ * resumed until both agents have committed a point again). `--agent-env K=V,K=V` sets the agents' environment. Printed: per agent and phase the peak sampled RSS, the
  * kernel's peak (VmHWM), and the target (150 MiB).
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
@@ -32,6 +32,8 @@ const { values } = parseArgs({
     'steady-seconds': { type: 'string', default: '60' },
     'cut-seconds': { type: 'string', default: '30' },
     dir: { type: 'string', default: join(root, 'var', 'bench-agent-memory') },
+    /** Environment for the agents, e.g. glibc malloc tuning `MALLOC_ARENA_MAX=2,MALLOC_MMAP_THRESHOLD_=131072`. */
+    'agent-env': { type: 'string', default: '' },
   },
 });
 const GiB = 1024 ** 3;
@@ -41,6 +43,7 @@ const diskBytes = Number(values['disk-gib']) * GiB;
 const diskCount = Number(values.disks);
 const dataBytes = Number(values['data-mib']) * MiB;
 const dir = values.dir;
+const agentEnv = Object.fromEntries(values['agent-env'].split(',').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
 const say = (s: string) => process.stdout.write(`${s}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const mib = (bytes: number) => (bytes / MiB).toFixed(0);
@@ -108,7 +111,7 @@ try {
     const disks = images[mode].flatMap((p, i) => ['--disk', `disk${i}=${p}`]);
     const child = spawn(process.execPath, [bin, '--credentials', registration, '--vault', 'demo', 'agent', '--site', 'primary', '--name', machine, ...disks, '--capture', mode, '--state-dir', join(dir, `${mode}-agent`), '--heartbeat', '1s'], {
       stdio: ['ignore', logFile, logFile],
-      env: { ...process.env, REFUGE_LOG_LEVEL: 'info' },
+      env: { ...process.env, REFUGE_LOG_LEVEL: 'info', ...agentEnv },
     });
     agents.push({ mode, machine, child, peaks: {} });
   }
@@ -130,8 +133,11 @@ try {
   for (const a of agents) await vault.api('POST', '/vaults/demo/replications', { machine: a.machine, policy: a.mode, targetSite: 'recovery' });
   type Replication = { state: string; latestPoint?: { id: string } | null };
   /** When the newest point of the agent's replication was captured (ms; 0 without points). */
-  const newestPoint = async (a: AgentRun) =>
-    Math.max(0, ...(await vault.api<{ items: { capturedAt: string }[] }>('GET', `/vaults/demo/replications/${a.machine}/points?limit=1000`)).items.map((p) => Date.parse(p.capturedAt)));
+  const newestPoint = async (a: AgentRun) => {
+    // Right after SIGCONT the vault may drop a kept-alive connection: that answer is retried at the next poll.
+    const r = await vault.api<{ items: { capturedAt: string }[] }>('GET', `/vaults/demo/replications/${a.machine}/points?limit=1000`).catch(() => ({ items: [] }));
+    return Math.max(0, ...r.items.map((p) => Date.parse(p.capturedAt)));
+  };
   const protectedAll = async () => (await Promise.all(agents.map(async (a) => (await vault.api<Replication>('GET', `/vaults/demo/replications/${a.machine}`)).state === 'protected'))).every(Boolean);
   while (!(await protectedAll())) {
     if (agents.some((a) => a.child.exitCode !== null)) throw new Error('an agent exited during the seed');
@@ -166,7 +172,7 @@ try {
 
   const load = loadavg().map((l) => l.toFixed(2)).join(', ');
   say('');
-  say(`P11 agent memory: ${diskCount} x ${values['disk-gib']} GiB sparse disks per agent, ${values['data-mib']} MiB data each; ${cpus().length} cores, Linux ${release()}, load average ${load}`);
+  say(`P11 agent memory: ${diskCount} x ${values['disk-gib']} GiB sparse disks per agent, ${values['data-mib']} MiB data each; agent env ${values['agent-env'] || 'none'}; ${cpus().length} cores, Linux ${release()}, load average ${load}`);
   say('| agent | seed peak RSS (MiB) | steady peak RSS (MiB) | link-cut peak RSS (MiB) | VmHWM (MiB) | target |');
   say('|---|---|---|---|---|---|');
   agents.forEach((a, k) => {
