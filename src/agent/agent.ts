@@ -17,6 +17,7 @@ import { retrying, type RetryPolicy } from './shipping/retry.js';
 import { shipCut } from './shipping/ship-cut.js';
 import { blockRunsFinder, storeBase } from './shipping/store-base.js';
 import { emptyState, loadState, saveState, type AgentState } from './state.js';
+import { narrowedCut, prehashCovers, prehashCut, type Prehash } from './prehash.js';
 import type { RegistrationCredentials } from '../protocol/enrollment.js';
 import { loadIdentity, register, renew, renewalDue, type Identity } from '../protocol/identity.js';
 import { hostFacts } from './host-facts.js';
@@ -94,6 +95,10 @@ export class Agent {
   private failedHeartbeats = 0;
   /** Aborts the shipping of the point being taken (not the agent): set while a point ships. */
   private shipping: AbortController | undefined;
+  /** A re-protect's pre-hash of the disks (prehash.ts), for the next point only (the first against the seed). */
+  private prehash: Prehash | undefined;
+  /** Wakes the point loop from its pause when a heartbeat changes the instruction (stop -> replicate). */
+  private wakeLoop: (() => void) | undefined;
   readonly counters: AgentCounters = { pointsCommitted: 0, appConsistentPoints: 0, groupCutsJoined: 0, cutsAbandoned: 0, readBytes: 0, upload: emptyUploadStats() };
 
   constructor(private readonly o: AgentOptions) {
@@ -153,13 +158,16 @@ export class Agent {
           const groupCut = await this.groupCutDue();
           if (groupCut) await this.takePoint(signal, groupCut);
           else if (this.pointDue()) await this.takePoint(signal);
+          else if (this.prehashDue()) await this.takePrehash(signal);
         } catch (err) {
           if (signal.aborted) break;
           this.lastError = (err as Error).message;
           this.log.warn({ err }, 'recovery point failed; retrying');
           await sleep(2000, signal).catch(() => undefined);
         }
-        await sleep(200, signal).catch(() => undefined);
+        // A re-protect's new source learns it may ship at a heartbeat: it starts at once, not after this pause.
+        await Promise.race([sleep(200, signal).catch(() => undefined), new Promise<void>((wake) => (this.wakeLoop = wake))]);
+        this.wakeLoop = undefined;
       }
       await heartbeats;
     } finally {
@@ -203,7 +211,9 @@ export class Agent {
         ...(report ? { report } : {}),
         ...(this.lastError ? { lastError: this.lastError } : {}),
       });
+      const modeChanged = r.replication?.mode !== this.assignment?.mode;
       this.assignment = r.replication;
+      if (modeChanged) this.wakeLoop?.();
       if (this.failedHeartbeats >= LINK_DOWN_HEARTBEATS && this.shipping) {
         // The network was down and is back. Uploads sent before or during the outage sit on connections whose
         // unacknowledged bytes TCP retransmits with exponential backoff (tens of seconds to minutes), so they would
@@ -227,6 +237,37 @@ export class Agent {
     // The vault wants a point now (a planned failover's final point) or a resync: cut without waiting.
     if ((a.cutAfter && last < Date.parse(a.cutAfter)) || (a.resyncAfter && last < Date.parse(a.resyncAfter))) return true;
     return Date.now() - last >= a.crashIntervalSeconds * 1000 || this.appDue();
+  }
+
+  /**
+   * Told `stop` while a re-protect seeds the store it is about to ship to: hash the disks now (prehash.ts). A
+   * pre-hash left from a re-protect that is over (told `stop` without it) is dropped: it would only grow stale.
+   */
+  private prehashDue(): boolean {
+    const a = this.assignment;
+    if (a?.mode !== 'stop') return false;
+    if (!a.reprotectPending) {
+      this.prehash = undefined;
+      return false;
+    }
+    return this.prehash?.replicationId !== a.replicationId || this.prehash.chunkSize !== a.reprotectPending.chunkSize;
+  }
+
+  private async takePrehash(signal: AbortSignal): Promise<void> {
+    const a = this.assignment;
+    if (!a?.reprotectPending) return;
+    const chunkSize = a.reprotectPending.chunkSize;
+    const cut = await this.o.capture.cut({ chunkSize, everyChunk: true });
+    try {
+      this.prehash = await prehashCut(cut, { replicationId: a.replicationId, chunkSize, signal });
+    } catch (err) {
+      await cut.abandon();
+      throw err;
+    }
+    // Completed: a capture that tracks writes lists those made from now on at the next cut (prehash.ts).
+    await cut.complete();
+    this.counters.readBytes += this.prehash.readBytes;
+    this.log.info({ readBytes: this.prehash.readBytes }, 're-protect pending: disks hashed ahead of the seed');
   }
 
   /** An app-consistent point is due: hooks are configured and the policy's app interval has passed. */
@@ -277,6 +318,10 @@ export class Agent {
     // store's own hashes, and patch changed chunks block by block: only the differences travel.
     const fromStore = everyChunk && this.state.lastPointId !== null && transport.pointChunks !== undefined && transport.blockHashes !== undefined;
     if (fromStore) base = await storeBase(transport, this.state.lastPointId as string, a.chunkSize);
+    // A re-protect's first point, with the disks hashed while the seed was made: only what differs is read again.
+    const prehash = this.prehash;
+    const ahead = fromStore && prehash?.replicationId === a.replicationId && prehash.chunkSize === a.chunkSize && prehashCovers(prehash, base, this.o.machine.disks) ? prehash : undefined;
+    this.prehash = undefined; // used once: a failed point compares every chunk next time
     const totalBytes = this.o.machine.disks.reduce((n, d) => n + d.sizeBytes, 0);
     this.progress = { phase: this.state.lastPointId === null ? 'seeding' : 'shipping', doneBytes: 0, totalBytes, pendingBytes: 0 };
     const shipping = new AbortController();
@@ -304,7 +349,14 @@ export class Agent {
       const failures = await quiesced.release();
       if (failures.length > 0) this.reportEvent('app-consistency-failed', `app-consistency hooks failed after the cut: ${failures.join('; ')}`);
     };
-    const cutNow = () => this.o.capture.cut({ chunkSize: a.chunkSize, everyChunk });
+    const cutNow = async (): Promise<Cut> => {
+      const taken = await this.o.capture.cut({ chunkSize: a.chunkSize, everyChunk: everyChunk && !ahead });
+      if (!ahead) return taken;
+      const narrowed = narrowedCut(taken, ahead, base);
+      if (narrowed) return narrowed;
+      await taken.abandon();
+      throw new RefugeError('failed_precondition', 'the disks changed size since they were hashed for the re-protect; comparing every chunk next time');
+    };
     let cut: Cut | undefined;
     try {
       if (groupCut) {

@@ -1,4 +1,4 @@
-import type { ReplicationStats } from '../protocol/replicator-vault.js';
+import type { ReplicationStats, StoreFull } from '../protocol/replicator-vault.js';
 
 export interface RegisteredReplicator {
   vaultId: string;
@@ -8,6 +8,7 @@ export interface RegisteredReplicator {
   version: string;
   reportedAt: Date;
   replications: ReplicationStats[];
+  storeFull?: StoreFull | null;
 }
 
 /**
@@ -21,8 +22,11 @@ export class ReplicatorRegistry {
 
   constructor(readonly reportIntervalSeconds = 10) {}
 
-  report(r: RegisteredReplicator): void {
+  /** Records `r`; returns the site's previous report, if this process has one. */
+  report(r: RegisteredReplicator): RegisteredReplicator | undefined {
+    const previous = this.bySite.get(r.siteId);
     this.bySite.set(r.siteId, r);
+    return previous;
   }
 
   isLive(r: RegisteredReplicator, now = new Date()): boolean {

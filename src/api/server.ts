@@ -10,6 +10,8 @@ import { OperationService } from '../orchestration/operations.js';
 import { SiteResources } from '../orchestration/site-resources.js';
 import { Replicator, type TargetResolver } from '../replicator/replicator.js';
 import { openDatabase } from '../vault/db/connect.js';
+import { storeFullAlert, storeFullSubject } from '../vault/monitoring/store-full.js';
+import { pointRecord } from '../protocol/replicator-vault.js';
 import { JobEngine } from '../vault/jobs/engine.js';
 import { holdTasks } from '../vault/jobs/faults.js';
 import { createRepositories, type VaultRepositories } from '../vault/repositories/index.js';
@@ -109,28 +111,13 @@ function vaultTargets(repos: VaultRepositories, sites: SiteResources, alerts: Al
         store,
         onStoreFull: async (err) => {
           maybeFull.add(site.id);
-          await alerts.raise(rep.vaultId, {
-            kind: 'replica-store-full',
-            subject: `site ${site.name}`,
-            severity: 'critical',
-            message: `the replica store of site '${site.name}' is out of space; replication of '${rep.name}' is stalled: ${err.message}`,
-            details: { site: site.name, replication: rep.name, ...(err.hint ? { hint: err.hint } : {}) },
-          });
+          await alerts.raise(rep.vaultId, storeFullAlert(site.name, rep.name, err));
         },
         onCommitted: async (m) => {
-          await repos.replications.recordPoint({
-            id: m.id,
-            replicationId: m.replicationId,
-            parentId: m.parentId,
-            capturedAt: m.capturedAt,
-            committedAt: m.committedAt,
-            consistency: m.consistency,
-            changedBytes: m.stats.changedBytes,
-            storedBytes: m.stats.storedBytes,
-          });
+          await repos.replications.recordPoint(pointRecord(m));
           // A commit went through: the store has room again.
           if (maybeFull.has(site.id) || !resolvedOnce.has(site.id)) {
-            await alerts.resolve(rep.vaultId, 'replica-store-full', `site ${site.name}`);
+            await alerts.resolve(rep.vaultId, 'replica-store-full', storeFullSubject(site.name));
             maybeFull.delete(site.id);
             resolvedOnce.add(site.id);
           }
@@ -237,10 +224,12 @@ export async function assembleVault(o: VaultServerOptions): Promise<VaultServer 
     monitor.start(o.monitorIntervalMs ?? 30_000);
     notifier.start();
     // The configuration validator: every readiness check of every replication, hourly (ASR: every 12 hours).
-    // Events are kept 30 days.
+    // Events, and the history of group cuts no kept point belongs to, are kept 30 days.
     const hourly = async () => {
       await readiness.runPeriodic();
-      await events.prune(new Date(Date.now() - EVENT_RETENTION_DAYS * 86400_000).toISOString());
+      const monthAgo = new Date(Date.now() - EVENT_RETENTION_DAYS * 86400_000).toISOString();
+      await events.prune(monthAgo);
+      await groupCuts.cuts.pruneHistory(monthAgo);
     };
     readinessTimer = setInterval(() => void hourly().catch((err: unknown) => log.error({ err }, 'periodic readiness checks failed')), o.readinessIntervalMs ?? 3600_000);
     readinessTimer.unref();

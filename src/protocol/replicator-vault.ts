@@ -1,4 +1,5 @@
 import { Type, type Static } from 'typebox';
+import type { PointManifest } from '../store/manifest.js';
 import type { SiteStoreConfig } from '../store/open-store.js';
 import { Name, Timestamp } from './schemas.js';
 
@@ -25,6 +26,18 @@ export const ReplicationStats = Type.Object(
 );
 export type ReplicationStats = Static<typeof ReplicationStats>;
 
+export const StoreFull = Type.Object(
+  {
+    /** The replication whose data could not be stored, and the store's own words (with its hint, if any). */
+    replication: Type.String({ maxLength: 64 }),
+    message: Type.String({ maxLength: 2048 }),
+    hint: Type.Optional(Type.String({ maxLength: 2048 })),
+    at: Timestamp,
+  },
+  { additionalProperties: false },
+);
+export type StoreFull = Static<typeof StoreFull>;
+
 /** PUT /api/v1/vaults/{vault}/replicators/{site}: registers (or refreshes) the replicator serving `site`. */
 export const ReplicatorReport = Type.Object(
   {
@@ -32,6 +45,11 @@ export const ReplicatorReport = Type.Object(
     url: Type.String({ minLength: 1, maxLength: 2048 }),
     version: Type.String({ maxLength: 64 }),
     replications: Type.Array(ReplicationStats, { maxItems: 100_000 }),
+    /**
+     * Set while the site's replica store refused this replicator's last write for lack of space (the vault raises
+     * its `replica-store-full` alert); cleared by the next commit that goes through. Absent from older replicators.
+     */
+    storeFull: Type.Optional(Type.Union([StoreFull, Type.Null()])),
   },
   { additionalProperties: false },
 );
@@ -84,3 +102,17 @@ export const RecordPointRequest = Type.Object(
   { additionalProperties: false },
 );
 export type RecordPointRequest = Static<typeof RecordPointRequest>;
+
+/** What the vault records of a committed point (both replicators, the vault's own and a standalone one, send this). */
+export function pointRecord(m: PointManifest): RecordPointRequest {
+  return {
+    id: m.id,
+    replicationId: m.replicationId,
+    parentId: m.parentId,
+    capturedAt: m.capturedAt,
+    committedAt: m.committedAt,
+    consistency: m.consistency,
+    changedBytes: m.stats.changedBytes,
+    storedBytes: m.stats.storedBytes,
+  };
+}

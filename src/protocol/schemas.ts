@@ -171,6 +171,12 @@ export const ReplicationAssignment = Type.Object({
    * change (a re-protect's new source, told `stop` until the seed is in place, may ship in a moment).
    */
   heartbeatSoonSeconds: Type.Optional(Type.Number({ minimum: 0.1 })),
+  /**
+   * A re-protect is seeding the store this agent is about to ship to (in chunks of `chunkSize`), while the agent is
+   * still told `stop`: it may read and hash its disks now, so that once it may ship only the chunks whose hashes
+   * differ from the seed's are read again (agent/prehash.ts).
+   */
+  reprotectPending: Type.Optional(Type.Object({ chunkSize: Type.Integer({ minimum: 4096 }) })),
 });
 export type ReplicationAssignment = Static<typeof ReplicationAssignment>;
 

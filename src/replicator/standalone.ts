@@ -3,7 +3,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { HTTP_STATUS, RefugeError } from '../core/errors.js';
 import type { HttpConnection } from '../core/http-client.js';
 import { silentLogger, type Logger } from '../core/log.js';
-import type { ReplicationStats, ReplicatorReportResponse } from '../protocol/replicator-vault.js';
+import { pointRecord, type ReplicationStats, type ReplicatorReportResponse, type StoreFull } from '../protocol/replicator-vault.js';
 import { DEFAULT_CHUNK_SIZE } from '../store/chunks.js';
 import { openSiteStore } from '../store/open-store.js';
 import type { ReplicaStore } from '../store/replica-store.js';
@@ -62,6 +62,8 @@ export async function startStandaloneReplicator(o: StandaloneReplicatorOptions):
   let store: ReplicaStore | undefined;
   const lastCommit = new Map<string, { at: string; lagSeconds: number }>();
   const allowed = new Map<string, { ok: boolean; until: number }>();
+  /** The store's last refusal for lack of space, told to the vault (which alerts) until a commit goes through. */
+  let storeFull: StoreFull | null = null;
 
   const targets: TargetResolver = {
     async resolve(replicationId): Promise<ReplicationTarget> {
@@ -77,17 +79,13 @@ export async function startStandaloneReplicator(o: StandaloneReplicatorOptions):
       }
       return {
         store,
+        async onStoreFull(err) {
+          storeFull = { replication: replicationId, message: err.message, ...(err.hint ? { hint: err.hint } : {}), at: new Date().toISOString() };
+          reportSoon();
+        },
         async onCommitted(m, stats) {
-          await link.recordPoint({
-            id: m.id,
-            replicationId: m.replicationId,
-            parentId: m.parentId,
-            capturedAt: m.capturedAt,
-            committedAt: m.committedAt,
-            consistency: m.consistency,
-            changedBytes: m.stats.changedBytes,
-            storedBytes: m.stats.storedBytes,
-          });
+          storeFull = null;
+          await link.recordPoint(pointRecord(m));
           lastCommit.set(m.replicationId, { at: m.committedAt, lagSeconds: stats.commitLagSeconds });
           reportSoon();
         },
@@ -136,7 +134,7 @@ export async function startStandaloneReplicator(o: StandaloneReplicatorOptions):
       lastCommitLagSeconds: lastCommit.get(replicationId)?.lagSeconds ?? null,
     }));
   const report = async () => {
-    const r = await link.report({ url, version: REPLICATOR_VERSION, replications: stats() });
+    const r = await link.report({ url, version: REPLICATOR_VERSION, replications: stats(), storeFull });
     if (!store) {
       // A filesystem store may be mounted at another path on this host than at the vault.
       store = await openSiteStore(r.store.kind === 'filesystem' && o.storePath ? { ...r.store, path: o.storePath } : r.store, { create: r.storeHoldsPoints !== true });

@@ -11,7 +11,9 @@ import { RefugeError } from '../core/errors.js';
  * - `put` is idempotent: storing the same bytes under an existing key succeeds.
  * - `get` of a missing key throws a RefugeError with code `not_found`.
  * - `getRange` returns the bytes [offset, offset+length) of an object, fewer when the object ends sooner (none at
- *   or past its end), and throws `not_found` for a missing key; readers detect truncation by the length.
+ *   or past its end), and throws `not_found` for a missing key; readers detect truncation by the length. With
+ *   `into` (at least `length` bytes) a backend may read into it and return a view of it instead of allocating:
+ *   restores reuse a few large buffers rather than allocate (and page-fault, and collect) a gigabyte of them.
  * - `list` returns every key that starts with `prefix`, sorted, including keys put before the call began.
  * - `delete` of a missing key succeeds.
  * - A key that is only the leading part of stored keys (`points/rep_x` when `points/rep_x/pt.json` exists) is a
@@ -24,7 +26,7 @@ export interface StoreBackend {
   /** Where the objects live, for messages (e.g. `file:///var/lib/refuge/store`). Never contains secrets. */
   readonly location: string;
   get(key: string): Promise<Buffer>;
-  getRange(key: string, offset: number, length: number): Promise<Buffer>;
+  getRange(key: string, offset: number, length: number, into?: Uint8Array): Promise<Buffer>;
   put(key: string, data: Uint8Array): Promise<void>;
   exists(key: string): Promise<boolean>;
   list(prefix: string): Promise<string[]>;

@@ -1,6 +1,6 @@
 import { writevSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
-import { decodeBlob, encodeBlob } from './blob-codec.js';
+import { BLOB_COMPRESSED, decodeBlob, encodeBlob } from './blob-codec.js';
 import { chunkHash, isZero } from './chunks.js';
 import type { WorkerReply, WorkerTask } from './worker-pool.js';
 
@@ -8,6 +8,10 @@ import type { WorkerReply, WorkerTask } from './worker-pool.js';
  * The CPU work of the store, run on every core: hashing, zero detection, compression, sealing and their reverse.
  * Results go back as one fresh buffer per task whose memory is transferred, not copied.
  */
+
+/** Where restore tasks decompress chunks on this thread, reused from task to task. */
+const SCRATCH_BYTES = 32 * 1024 * 1024;
+let scratch = Buffer.alloc(0);
 
 /** A Buffer over the same memory (Buffer.from of a Uint8Array would copy it). */
 const view = (a: Uint8Array): Buffer => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
@@ -87,7 +91,7 @@ function run(task: WorkerTask): { reply: WorkerReply; transfer: ArrayBuffer[] } 
         encoded.push({ index: i, flags: enc.flags, rawLength: enc.rawLength, storedLength: enc.stored.length });
       }
       const total = parts.reduce((n, p) => n + p.length, 0);
-      let stored: ArrayBuffer;
+      let stored: ArrayBuffer | SharedArrayBuffer;
       if (task.out && task.out.byteLength >= total) {
         const out = Buffer.from(task.out);
         let at = 0;
@@ -98,7 +102,9 @@ function run(task: WorkerTask): { reply: WorkerReply; transfer: ArrayBuffer[] } 
       }
       const hashBuffer = hashes.buffer.slice(hashes.byteOffset, hashes.byteOffset + hashes.length);
       const input = task.data.buffer as ArrayBuffer;
-      return { reply: { op: 'scan', hashes: hashBuffer, encoded, stored, input }, transfer: [stored, hashBuffer, input] };
+      // Shared buffers (the caller's reused ones) cannot be transferred, and need not be.
+      const movable = [stored, hashBuffer, input].filter((b): b is ArrayBuffer => b instanceof ArrayBuffer);
+      return { reply: { op: 'scan', hashes: hashBuffer, encoded, stored, input }, transfer: movable };
     }
     case 'hash': {
       // Only the chunk hashes of a run of chunks (zero chunks stay 32 zero bytes): an agent comparing its disks with
@@ -118,25 +124,41 @@ function run(task: WorkerTask): { reply: WorkerReply; transfer: ArrayBuffer[] } 
       // Decode, check and write straight into the image being restored: no decoded bytes travel back to the
       // main thread, so its garbage collector and event loop stay out of the data path. Chunks that follow each
       // other on the disk go out in one writev: fewer system calls, and fewer turns at the file's lock, which the
-      // other worker is taking too.
+      // other worker is taking too. Compressed chunks are decompressed into this thread's reused scratch buffer;
+      // when it is full, what is decoded so far is written and the buffer starts over. At the first damaged chunk
+      // the task stops (the restore fails, naming it).
       const data = view(task.data);
-      const writes: { position: number; bytes: Buffer }[] = [];
-      const items = task.items.map((it) => {
-        const out = decodeBlob(data.subarray(it.offset, it.offset + it.length), it.flags, it.rawLength, it.hash, key);
-        if (typeof out === 'string') return { problem: out };
-        for (const position of it.positions) writes.push({ position, bytes: out });
-        return {};
-      });
-      if (items.some((it) => 'problem' in it)) return { reply: { op: 'restore', items, written: 0 }, transfer: [] };
-      writes.sort((a, b) => a.position - b.position);
+      let writes: { position: number; bytes: Buffer }[] = [];
+      let used = 0;
       let written = 0;
-      for (let i = 0; i < writes.length; ) {
-        let j = i + 1;
-        let end = (writes[i] as { position: number; bytes: Buffer }).position + (writes[i] as { bytes: Buffer }).bytes.length;
-        while (j < writes.length && j - i < 512 && (writes[j] as { position: number }).position === end) end += (writes[j++] as { bytes: Buffer }).bytes.length;
-        written += writeAll(task.fd, writes.slice(i, j).map((w) => w.bytes), (writes[i] as { position: number }).position);
-        i = j;
+      const flush = () => {
+        writes.sort((a, b) => a.position - b.position);
+        for (let i = 0; i < writes.length; ) {
+          let j = i + 1;
+          let end = (writes[i] as { position: number; bytes: Buffer }).position + (writes[i] as { bytes: Buffer }).bytes.length;
+          while (j < writes.length && j - i < 512 && (writes[j] as { position: number }).position === end) end += (writes[j++] as { bytes: Buffer }).bytes.length;
+          written += writeAll(task.fd, writes.slice(i, j).map((w) => w.bytes), (writes[i] as { position: number }).position);
+          i = j;
+        }
+        writes = [];
+        used = 0;
+      };
+      const items: { problem?: string }[] = [];
+      for (const it of task.items) {
+        if (it.flags & BLOB_COMPRESSED && used + it.rawLength > scratch.length) {
+          flush();
+          if (scratch.length < it.rawLength) scratch = Buffer.allocUnsafeSlow(Math.max(SCRATCH_BYTES, it.rawLength));
+        }
+        const out = decodeBlob(data.subarray(it.offset, it.offset + it.length), it.flags, it.rawLength, it.hash, key, scratch.subarray(used));
+        if (typeof out === 'string') {
+          items.push({ problem: out });
+          return { reply: { op: 'restore', items, written }, transfer: [] };
+        }
+        if (out.buffer === scratch.buffer) used += out.length;
+        for (const position of it.positions) writes.push({ position, bytes: out });
+        items.push({});
       }
+      flush();
       return { reply: { op: 'restore', items, written }, transfer: [] };
     }
     case 'decode': {

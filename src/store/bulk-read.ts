@@ -11,7 +11,8 @@ import { workerPool } from './worker-pool.js';
  */
 
 const MAX_GAP = 256 * 1024;
-const MAX_RANGE = 16 * 1024 * 1024;
+/** The longest pack range read at once (a single larger blob is read alone). */
+export const MAX_RANGE = 16 * 1024 * 1024;
 
 export interface Wanted {
   hash: string;

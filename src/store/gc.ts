@@ -3,10 +3,10 @@ import { corruptBlob } from './blob-store.js';
 import { INDEX_PREFIX, encodeIndexFile } from './index-file.js';
 import { readAllIndexFiles, readIndexFiles } from './inspect.js';
 import { decodeManifest } from './manifest.js';
-import { PackBuilder, packIdOfKey, packKey, parsePack, type PackInfo } from './pack.js';
+import { packIdOfKey, packKey, parsePack, type PackInfo } from './pack.js';
+import { PackRewriter, checkPackBlobs } from './pack-rewriter.js';
 import type { ReplicaStore } from './replica-store.js';
 import { collectBlobs } from './tree.js';
-import { workerPool } from './worker-pool.js';
 
 /**
  * Garbage collection: deletes blobs no point references, rewriting ("repacking") packs that are mostly garbage.
@@ -142,16 +142,9 @@ async function collect(store: ReplicaStore, o: GcOptions): Promise<GcResult> {
 
   // Copy what the rewritten packs keep. A damaged blob is not copied, and its pack is not deleted: verify names it.
   const copied = new Set<string>();
-  const written: PackInfo[] = [];
   const damagedPacks = new Set<string>();
-  let builder = new PackBuilder();
-  const writeBuilder = async () => {
-    if (builder.blobs.length === 0) return;
-    const { info, data } = builder.finish(store.key);
-    await store.backend.put(packKey(info.id), data);
-    written.push(info);
-    builder = new PackBuilder();
-  };
+  const rewriter = new PackRewriter(store);
+  const written = rewriter.written;
   let done = 0;
   for (const p of toRepack) {
     const kept = p.blobs.filter((b) => keeps(p, b.hash));
@@ -165,26 +158,20 @@ async function collect(store: ReplicaStore, o: GcOptions): Promise<GcResult> {
       continue;
     }
     // Check every kept blob (on the worker threads) before copying its stored bytes as they are (no recompression).
-    const reply = await workerPool().run({
-      op: 'decode',
-      key: store.key,
-      data,
-      items: kept.map((b) => ({ offset: b.offset, length: b.length, flags: b.flags, rawLength: b.rawLength, hash: b.hash })),
-    });
-    for (const [i, item] of reply.items.entries()) {
-      const b = kept[i] as (typeof kept)[number];
-      if ('problem' in item || b.offset + b.length > data.length) {
-        result.damaged.push({ object: packKey(p.id), problem: corruptBlob(p.id, b.hash, 'problem' in item ? item.problem : 'pack is truncated').message });
+    const problems = await checkPackBlobs(store, data, kept);
+    for (const [i, b] of kept.entries()) {
+      const problem = problems[i];
+      if (problem !== undefined) {
+        result.damaged.push({ object: packKey(p.id), problem: corruptBlob(p.id, b.hash, problem).message });
         damagedPacks.add(p.id);
         continue;
       }
-      builder.add(b.type, b.hash, { stored: Buffer.from(data.subarray(b.offset, b.offset + b.length)), flags: b.flags, rawLength: b.rawLength });
+      await rewriter.copy(b, data);
       copied.add(b.hash);
-      if (builder.size >= store.config.packSize) await writeBuilder();
     }
     o.onProgress?.('repack', ++done, toRepack.length);
   }
-  await writeBuilder();
+  await rewriter.flush();
   let interim: string | undefined;
   if (written.length > 0) {
     const { name, data } = encodeIndexFile(written, store.key);

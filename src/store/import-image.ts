@@ -46,16 +46,19 @@ export async function importImages(store: ReplicaStore, o: ImportOptions): Promi
       if (base) await forEachChunk(base.root, count, store.blobs, (i, h) => void previous.write(h, i * 32, 32, 'hex'));
       const changes: [number, string | null][] = [];
       const perBatch = Math.max(1, Math.floor(BATCH_BYTES / cs));
-      // Buffers for reads and for encoded output, handed to the workers and back, reused across batches.
-      const inputs: ArrayBuffer[] = [];
-      const outputs: ArrayBuffer[] = [];
+      // Buffers for reads and for encoded output, reused across batches. They are shared with the workers rather
+      // than transferred: a transferred buffer is new external memory on the receiving thread each time, and the
+      // garbage collections that forced cost more than a second per 2 GiB image on every thread.
+      const inputs: SharedArrayBuffer[] = [];
+      const outputs: SharedArrayBuffer[] = [];
       const batches = Array.from({ length: Math.ceil(count / perBatch) }, (_, b) => b * perBatch);
       await forEachLimit(batches, 3, async (first) => {
         o.signal?.throwIfAborted();
         const offset = first * cs;
         const length = Math.min(perBatch * cs, size - offset);
         // A whole buffer per batch (the last, shorter one gets its own), so it can move to a worker and back.
-        const data = new Uint8Array(length === perBatch * cs ? (inputs.pop() ?? new ArrayBuffer(length)) : new ArrayBuffer(length));
+        const input = length === perBatch * cs ? (inputs.pop() ?? new SharedArrayBuffer(length)) : new SharedArrayBuffer(length);
+        const data = new Uint8Array(input);
         let got = 0;
         while (got < length) {
           const { bytesRead } = await f.file.read(data, got, length - got, offset + got);
@@ -63,7 +66,7 @@ export async function importImages(store: ReplicaStore, o: ImportOptions): Promi
           got += bytesRead;
         }
         const before = previous.subarray(first * 32, (first + Math.ceil(length / cs)) * 32);
-        const out = outputs.pop() ?? new ArrayBuffer(perBatch * (cs + 64));
+        const out = outputs.pop() ?? new SharedArrayBuffer(perBatch * (cs + 64));
         const reply = await workerPool().run({ op: 'scan', key: store.key, level: store.config.compressionLevel, data, chunkSize: cs, previous: before, out }, true);
         const hashes = Buffer.from(reply.hashes);
         const stored = Buffer.from(reply.stored);
@@ -82,8 +85,8 @@ export async function importImages(store: ReplicaStore, o: ImportOptions): Promi
           at += e.storedLength;
           store.blobs.addNow('data', hex, blob); // copies the bytes: `stored` is reused below
         }
-        if (reply.input.byteLength === perBatch * cs) inputs.push(reply.input);
-        if (reply.stored.byteLength === perBatch * (cs + 64)) outputs.push(reply.stored);
+        if (input.byteLength === perBatch * cs) inputs.push(input);
+        if (reply.stored.byteLength === out.byteLength) outputs.push(out); // else the output did not fit in `out`
         await store.blobs.settle();
         done += length;
         o.onProgress?.(done, total);

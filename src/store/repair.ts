@@ -1,10 +1,10 @@
 import { isRefugeError } from '../core/errors.js';
 import { encodeIndexFile } from './index-file.js';
 import { readIndexFiles } from './inspect.js';
-import { PackBuilder, packIdOfKey, packKey, parsePack, type BlobEntry, type PackInfo } from './pack.js';
+import { packIdOfKey, packKey, parsePack, type BlobEntry, type PackInfo } from './pack.js';
+import { PackRewriter, checkPackBlobs } from './pack-rewriter.js';
 import type { ReplicaStore } from './replica-store.js';
 import { verifyStore, type StoreVerifyResult } from './verify.js';
-import { workerPool } from './worker-pool.js';
 
 /**
  * Repair after bit rot (reliability R4): the damaged blobs are made *missing*, so the source sends them again.
@@ -47,15 +47,8 @@ export async function repairStore(store: ReplicaStore): Promise<RepairResult> {
     const listed = new Map<string, PackInfo>();
     for (const f of files) for (const p of f.packs) if (damagedPacks.has(p.id) && !listed.has(p.id)) listed.set(p.id, p);
 
-    const written: PackInfo[] = [];
-    let builder = new PackBuilder();
-    const writeBuilder = async () => {
-      if (builder.blobs.length === 0) return;
-      const { info, data } = builder.finish(store.key);
-      await store.backend.put(packKey(info.id), data);
-      written.push(info);
-      builder = new PackBuilder();
-    };
+    const rewriter = new PackRewriter(store);
+    const written = rewriter.written;
     for (const id of damagedPacks) {
       const key = packKey(id);
       const data = await store.backend.get(key).catch((err: unknown) => {
@@ -66,25 +59,17 @@ export async function repairStore(store: ReplicaStore): Promise<RepairResult> {
       let blobs = listed.get(id)?.blobs;
       if (!blobs && data) blobs = tryParse(data, id, store);
       if (!blobs) continue;
-      const good = new Set<number>();
-      if (data) {
-        const reply = await workerPool().run({ op: 'decode', key: store.key, data, items: blobs.map((b) => ({ offset: b.offset, length: b.length, flags: b.flags, rawLength: b.rawLength, hash: b.hash })) });
-        for (const [i, item] of reply.items.entries()) {
-          const b = blobs[i] as BlobEntry;
-          if (!('problem' in item) && b.offset + b.length <= data.length) good.add(i);
-        }
-      }
+      const problems = data ? await checkPackBlobs(store, data, blobs) : [];
       for (const [i, b] of blobs.entries()) {
-        if (!good.has(i) || !data) {
+        if (!data || problems[i] !== undefined) {
           result.lost.push({ hash: b.hash, type: b.type, pack: key });
           continue;
         }
-        builder.add(b.type, b.hash, { stored: Buffer.from(data.subarray(b.offset, b.offset + b.length)), flags: b.flags, rawLength: b.rawLength });
+        await rewriter.copy(b, data);
         result.blobsKept++;
-        if (builder.size >= store.config.packSize) await writeBuilder();
       }
     }
-    await writeBuilder();
+    await rewriter.flush();
 
     // One index file for the new packs and everything else the replaced index files named; then the old files.
     const replaced = files.filter((f) => f.packs.some((p) => damagedPacks.has(p.id)));

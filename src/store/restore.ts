@@ -2,7 +2,7 @@ import { open } from 'node:fs/promises';
 import { RefugeError, isRefugeError } from '../core/errors.js';
 import { forEachLimit } from '../core/concurrency.js';
 import { corruptBlob } from './blob-store.js';
-import { planRanges } from './bulk-read.js';
+import { MAX_RANGE, planRanges } from './bulk-read.js';
 import { chunkCount, chunkLength } from './chunks.js';
 import { findDisk, type PointManifest } from './manifest.js';
 import { packKey } from './pack.js';
@@ -21,6 +21,10 @@ export interface MaterializeOptions {
    */
   sync?: boolean;
 }
+
+/** Pack ranges are read into reused buffers of the longest range planned. */
+const RANGE_BUFFER_BYTES = MAX_RANGE;
+const SPARE_BUFFERS = 6;
 
 /**
  * Restores one disk of a point to a raw image: the file is created empty at the disk's size, so zero chunks stay
@@ -63,6 +67,10 @@ export async function materializeDisk(
     const total = disk.storedBytes;
     const { ranges, individually } = planRanges(store.blobs, places.keys());
     const pool = workerPool();
+    // Pack ranges are read into a few shared buffers that the workers see without a copy or a transfer, reused once
+    // a worker is done with one: a fresh (or transferred) buffer per range made a restore's gigabyte of packs cost
+    // seconds of page faults and of garbage collections forced by external memory on every thread.
+    const spare: SharedArrayBuffer[] = [];
     const writeOne = async (hash: string) => {
       const raw = await store.getChunk(hash, where(hash, places.get(hash) as number[]));
       for (const at of positions(hash)) {
@@ -73,8 +81,10 @@ export async function materializeDisk(
     await forEachLimit(ranges, options.concurrency ?? 4, async (r) => {
       options.signal?.throwIfAborted();
       let data: Buffer;
+      const length = r.end - r.start;
+      const buffer = spare.pop() ?? new SharedArrayBuffer(Math.max(RANGE_BUFFER_BYTES, length));
       try {
-        data = await store.backend.getRange(packKey(r.packId), r.start, r.end - r.start);
+        data = await store.backend.getRange(packKey(r.packId), r.start, length, buffer.byteLength >= length ? new Uint8Array(buffer) : undefined);
       } catch (err) {
         // A pack moved by garbage collection since the index was read: one read per chunk finds it again.
         if (!isRefugeError(err, 'not_found')) throw RefugeError.wrap(err, `reading pack ${packKey(r.packId)}`);
@@ -85,6 +95,7 @@ export async function materializeDisk(
       if (short) throw new RefugeError('integrity', `${corruptBlob(r.packId, short.hash, 'pack is truncated').message}${where(short.hash, places.get(short.hash) as number[])}`, { details: { object: packKey(r.packId), blob: short.hash, point: point.id } });
       const items = r.items.map((w) => ({ offset: w.offset - r.start, length: w.length, flags: w.flags, rawLength: w.rawLength, hash: w.hash, positions: positions(w.hash) }));
       const reply = await pool.run({ op: 'restore', key: store.key, data, fd: file.fd, items }, true);
+      if (spare.length < SPARE_BUFFERS) spare.push(buffer);
       const bad = reply.items.findIndex((it) => it.problem !== undefined);
       if (bad >= 0) {
         const w = r.items[bad] as (typeof r.items)[number];

@@ -10,14 +10,14 @@ import { RefugeError } from '../core/errors.js';
 
 export type WorkerTask =
   | { op: 'encode'; key: Uint8Array | null; level: number; data: Uint8Array; items: { offset: number; length: number; claimedHash?: string }[] }
-  | { op: 'scan'; key: Uint8Array | null; level: number; data: Uint8Array; chunkSize: number; previous: Uint8Array; out?: ArrayBuffer }
+  | { op: 'scan'; key: Uint8Array | null; level: number; data: Uint8Array; chunkSize: number; previous: Uint8Array; out?: ArrayBuffer | SharedArrayBuffer }
   | { op: 'hash'; key: null; data: Uint8Array; chunkSize: number }
   | { op: 'decode'; key: Uint8Array | null; data: Uint8Array; items: { offset: number; length: number; flags: number; rawLength: number; hash: string }[] }
   | { op: 'restore'; key: Uint8Array | null; data: Uint8Array; fd: number; items: { offset: number; length: number; flags: number; rawLength: number; hash: string; positions: number[] }[] };
 
 export type WorkerReply =
   | { op: 'encode'; items: ({ hash: string; problem: string } | { hash: string; flags: number; rawLength: number; storedLength: number })[]; stored: ArrayBuffer }
-  | { op: 'scan'; hashes: ArrayBuffer; encoded: { index: number; flags: number; rawLength: number; storedLength: number }[]; stored: ArrayBuffer; input: ArrayBuffer }
+  | { op: 'scan'; hashes: ArrayBuffer; encoded: { index: number; flags: number; rawLength: number; storedLength: number }[]; stored: ArrayBuffer | SharedArrayBuffer; input: ArrayBuffer }
   | { op: 'hash'; hashes: ArrayBuffer; input: ArrayBuffer }
   | { op: 'decode'; items: ({ problem: string } | { rawLength: number })[]; raw: ArrayBuffer }
   | { op: 'restore'; items: { problem?: string }[]; written: number };
@@ -64,7 +64,7 @@ export class WorkerPool {
   run<Op extends WorkerTask['op']>(task: Extract<WorkerTask, { op: Op }>, give = false): Promise<ReplyOf<Op>> {
     const transfer = give && ownsMemory(task.data) ? [task.data.buffer as ArrayBuffer] : [];
     const t = task as WorkerTask;
-    if (t.op === 'scan' && t.out) transfer.push(t.out);
+    if (t.op === 'scan' && t.out instanceof ArrayBuffer) transfer.push(t.out); // shared memory is shared, not moved
     return new Promise<WorkerReply>((resolve, reject) => {
       this.queue.push({ task, transfer, resolve, reject });
       this.dispatch();

@@ -24,6 +24,9 @@ import type { Run } from '../../protocol/chunk-encoding.js';
  *    at the last completed cut (what a patch upload needs).
  * 6. `start` before the first cut and `stop` at the end; `stop` leaves what the mode needs to resume without
  *    listing every chunk again (a clean shutdown).
+ *
+ * A re-protect's pre-hash (../prehash.ts) is a cut of its own, read whole and completed without a point; the next cut
+ * is narrowed to the chunks that differ from the seed, so across the two cuts a chunk may be read twice.
  */
 export interface CaptureMode {
   readonly kind: 'cdp' | 'scan';

@@ -132,7 +132,7 @@ interface HashedChunk {
  * once the caller has moved on, so a disk scan allocates a few buffers, not one per chunk. A group of one chunk
  * (a cdp cut of a few chunks) is hashed here, which costs less than a round trip to a worker.
  */
-async function* hashedGroups(disk: CutDisk, chunkSize: number, signal?: AbortSignal): AsyncGenerator<HashedChunk[]> {
+export async function* hashedGroups(disk: CutDisk, chunkSize: number, signal?: AbortSignal): AsyncGenerator<HashedChunk[]> {
   const perGroup = Math.max(1, Math.floor(GROUP_BYTES / chunkSize));
   const indexes = disk.chunkIndexes;
   const groups = Math.ceil(indexes.length / perGroup);

@@ -12,6 +12,12 @@ import type { AppDeps } from '../deps.js';
 import { VaultParams, named } from './params.js';
 
 /**
+ * How soon the agent where a re-protected machine runs heartbeats again while the seed is made: the moment it may
+ * ship is on the re-protect's critical path, and these few small requests last only as long as the seed.
+ */
+const REPROTECT_HEARTBEAT_SECONDS = 0.25;
+
+/**
  * The agent's side of the vault API (docs/protocol.md): registration keys, registration (a key redeemed for a
  * client certificate), certificate renewal, machine registration and heartbeats. The heartbeat answer tells the
  * agent whether to replicate, with the policy's interval and where the replicator is.
@@ -132,13 +138,16 @@ export function agentRoutes(deps: AppDeps): FastifyPluginAsync {
       // learn it may ship within a second, not at its next regular heartbeat (10 s by default).
       // Until the direction is reversed that site is still the replication's target.
       const awaitingReprotect = rep.state === 'reprotecting' && !ops.reprotectShipping && agentSite === rep.targetSiteId;
+      // Meanwhile it may hash its disks in the chunks of the store it will ship to (the former source's; its
+      // replication's target only once reversed), so that only what differs from the seed is read again then.
+      const shipTo = awaitingReprotect ? await deps.sites.store(await repos.sites.byId(rep.sourceSiteId)) : undefined;
       return {
         serverTime: new Date().toISOString(),
         replication: {
           replicationId: rep.id,
           // A re-protect lets the new source ship only once the seed is in place and the direction reversed.
           mode,
-          ...(awaitingReprotect ? { heartbeatSoonSeconds: 1 } : {}),
+          ...(shipTo ? { heartbeatSoonSeconds: REPROTECT_HEARTBEAT_SECONDS, reprotectPending: { chunkSize: shipTo.chunkSize } } : {}),
           ...(ops.resyncAfter ? { resyncAfter: ops.resyncAfter } : {}),
           ...(ops.cutAfter ? { cutAfter: ops.cutAfter } : {}),
           crashIntervalSeconds: policy.crashIntervalSeconds,

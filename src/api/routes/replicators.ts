@@ -8,6 +8,7 @@ import {
   ReplicatorReport,
   ReplicatorReportResponse,
 } from '../../protocol/replicator-vault.js';
+import { storeFullAlert, storeFullSubject } from '../../vault/monitoring/store-full.js';
 import { isReplicating } from '../../vault/replication-state.js';
 import type { AppDeps } from '../deps.js';
 import { Id, Name, VaultParams, named } from './params.js';
@@ -29,7 +30,16 @@ export function replicatorRoutes(deps: AppDeps): FastifyPluginAsync {
     }, async (req) => {
       const v = await repos.vaults.get(req.params.vault);
       const site = await repos.sites.get(v.id, req.params.site);
-      deps.replicators.report({ vaultId: v.id, siteId: site.id, site: site.name, ...req.body, reportedAt: new Date() });
+      const previous = deps.replicators.report({ vaultId: v.id, siteId: site.id, site: site.name, ...req.body, reportedAt: new Date() });
+      const { alerts } = deps.monitoring;
+      const full = req.body.storeFull ?? null;
+      if (full) {
+        const rep = await repos.replications.byId(full.replication).catch(() => undefined);
+        await alerts.raise(v.id, storeFullAlert(site.name, rep?.name ?? full.replication, full));
+      } else if (previous ? previous.storeFull : req.body.replications.some((r) => r.lastCommittedAt !== null)) {
+        // A commit went through since the refusal (or, after a vault restart, since the replicator started): room again.
+        await alerts.resolve(v.id, 'replica-store-full', storeFullSubject(site.name));
+      }
       return { site: site.name, store: site.config.store, reportIntervalSeconds: deps.replicators.reportIntervalSeconds, storeHoldsPoints: await repos.replications.hasPointsAt(site.id) };
     });
 

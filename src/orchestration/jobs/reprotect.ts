@@ -41,8 +41,10 @@ export function reprotectTasks(deps: OrchestrationDeps): TaskDefinition<Operatio
         if (rep.failover.seedPointId || ctx.result.seed) return;
         const site = await deps.repos.sites.byId(former.siteId);
         const store = await deps.sites.store(site);
-        // Points an earlier protection left in that store (two directions ago) are not this history's.
-        for (const id of await store.listPointIds(rep.id)) await store.deletePoint(rep.id, id);
+        // Points an earlier protection left in that store (two directions ago: a failback's re-protect forward) are
+        // not this history's, and go once the seed is in. Until then the latest serves as the import's parent: the
+        // chunks still equal to it are only hashed, not compressed and stored again (most of them, on a failback).
+        const earlier = await store.listPointIds(rep.id);
         const machine = await deps.repos.machines.byId(rep.machineId);
         const usable = await Promise.all(
           machine.disks.map(async (d) => {
@@ -52,6 +54,7 @@ export function reprotectTasks(deps: OrchestrationDeps): TaskDefinition<Operatio
           }),
         );
         if (usable.some((u) => u === undefined) || usable.length === 0) {
+          for (const id of earlier) await store.deletePoint(rep.id, id);
           ctx.result.seed = { mode: 'full-copy', reason: `the disks at site '${site.name}' are gone or resized` };
           return;
         }
@@ -60,10 +63,11 @@ export function reprotectTasks(deps: OrchestrationDeps): TaskDefinition<Operatio
         const seed = await importImages(store, {
           replicationId: rep.id,
           disks,
-          parent: null,
+          parent: earlier.at(-1) ?? null,
           signal: ctx.signal,
           onProgress: (done, total) => ctx.progress(done / Math.max(1, total), `hashing the disks at site '${site.name}'`),
         });
+        for (const id of earlier) await store.deletePoint(rep.id, id); // the seed's tree keeps what it references
         const fresh = await deps.repos.replications.byId(rep.id);
         await deps.repos.replications.setFailover(rep.id, { ...fresh.failover, seedPointId: seed.id });
         ctx.result.seed = { mode: 'former-disks', pointId: seed.id, hashedBytes: disks.length ? seed.disks.reduce((n, d) => n + d.sizeBytes, 0) : 0, seconds: (Date.now() - started) / 1000 };

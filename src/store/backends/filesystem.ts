@@ -37,13 +37,13 @@ export class FilesystemBackend implements StoreBackend {
     }
   }
 
-  async getRange(key: string, offset: number, length: number): Promise<Buffer> {
+  async getRange(key: string, offset: number, length: number, into?: Uint8Array): Promise<Buffer> {
     const path = this.path(key);
     assertValidRange(offset, length);
     try {
       const file = await open(path, 'r');
       try {
-        const out = Buffer.allocUnsafe(length);
+        const out = into && into.byteLength >= length ? Buffer.from(into.buffer, into.byteOffset, length) : Buffer.allocUnsafe(length);
         let done = 0;
         while (done < length) {
           const { bytesRead } = await file.read(out, done, length - done, offset + done);

@@ -31,8 +31,8 @@ export class RetryingBackend implements StoreBackend {
   get(key: string) {
     return this.retry(() => this.inner.get(key));
   }
-  getRange(key: string, offset: number, length: number) {
-    return this.retry(() => this.inner.getRange(key, offset, length));
+  getRange(key: string, offset: number, length: number, into?: Uint8Array) {
+    return this.retry(() => this.inner.getRange(key, offset, length, into));
   }
   put(key: string, data: Uint8Array) {
     return this.retry(() => this.inner.put(key, data)); // puts are idempotent, so a retry after a lost reply is safe
@@ -74,8 +74,8 @@ export class ConcurrencyLimitedBackend implements StoreBackend {
   get(key: string) {
     return this.run(() => this.inner.get(key));
   }
-  getRange(key: string, offset: number, length: number) {
-    return this.run(() => this.inner.getRange(key, offset, length));
+  getRange(key: string, offset: number, length: number, into?: Uint8Array) {
+    return this.run(() => this.inner.getRange(key, offset, length, into));
   }
   put(key: string, data: Uint8Array) {
     return this.run(() => this.inner.put(key, data));

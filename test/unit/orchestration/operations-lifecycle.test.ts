@@ -65,7 +65,7 @@ describe('operation lifecycle', () => {
   };
   const latest = async () => (await v.call<{ items: { id: string }[] }>('GET', '/api/v1/vaults/demo/replications/vm1/points')).body.items[0]?.id ?? null;
   const heartbeat = async (site: string) =>
-    (await v.call<{ replication: { mode: string; latestPointId: string | null; resyncAfter?: string; cutAfter?: string; heartbeatSoonSeconds?: number } }>('POST', '/api/v1/vaults/demo/agents/vm1/heartbeat', { agentVersion: '0.2.0', site })).body.replication;
+    (await v.call<{ replication: { mode: string; chunkSize: number; latestPointId: string | null; resyncAfter?: string; cutAfter?: string; heartbeatSoonSeconds?: number; reprotectPending?: { chunkSize: number } } }>('POST', '/api/v1/vaults/demo/agents/vm1/heartbeat', { agentVersion: '0.2.0', site })).body.replication;
   const refused = async (op: string) => {
     const r = await start(op);
     expect(r.status, `${op} should be refused`).toBe(409);
@@ -173,11 +173,14 @@ describe('operation lifecycle', () => {
     }
     expect(hb.mode).toBe('replicate');
     expect(hb.latestPointId).not.toBeNull(); // the seed hashed from the disk still at primary
-    // While it waits for the seed, the new source is asked to heartbeat again within a second; once it ships, not.
-    for (const w of waiting) expect(w.heartbeatSoonSeconds).toBe(w.mode === 'stop' ? 1 : undefined);
+    // While it waits for the seed, the new source is asked to heartbeat again within a second and may hash its disks
+    // in the chunks of the store it will ship to (agent/prehash.ts); once it ships, neither.
+    for (const w of waiting) expect(w.heartbeatSoonSeconds).toBe(w.mode === 'stop' ? 0.25 : undefined);
+    for (const w of waiting) expect(w.reprotectPending).toEqual(w.mode === 'stop' ? { chunkSize: hb.chunkSize } : undefined);
     const old = await heartbeat('primary');
     expect(old.mode).toBe('stop'); // the old agent must not ship its stale disk
     expect(old.heartbeatSoonSeconds).toBeUndefined();
+    expect(old.reprotectPending).toBeUndefined();
     const during = await rep();
     expect(during).toMatchObject({ state: 'reprotecting', sourceSite: 'recovery', targetSite: 'primary', allowedOperations: ['cancel'] });
 

@@ -4,6 +4,8 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ScanCapture } from '../../../src/agent/capture/scan-capture.js';
+import { silentLogger } from '../../../src/core/log.js';
+import { startStandaloneReplicator } from '../../../src/replicator/standalone.js';
 import { FilesystemBackend } from '../../../src/store/backends/filesystem.js';
 import { ReplicaStore } from '../../../src/store/replica-store.js';
 import { verifyStore } from '../../../src/store/verify.js';
@@ -73,5 +75,28 @@ describe('R3 replica store full', () => {
     const after = await verifyStore(await ReplicaStore.open(new FilesystemBackend(mountPoint)));
     expect(after.problems).toEqual([]);
     figure('R3', { storeBytes: 6 * MiB, diskBytes: DISK, alertSeconds, corruptPoints: after.problems.length, recoverySeconds });
+  });
+  it('the same through a standalone replicator: its report carries the refusal, the vault alerts and resolves', async () => {
+    const id = await f.registerReplicator('recovery');
+    const standalone = await startStandaloneReplicator({ vaultUrl: f.server.url, vault: 'demo', site: 'recovery', tls: { connection: id.connection, issuingCa: id.issuingCa }, log: silentLogger });
+    try {
+      const diskPath = join(f.dir, 'disk0.raw');
+      await writeFile(diskPath, randomBytes(DISK));
+      f.startAgent(new ScanCapture({ disks: [{ name: 'disk0', path: diskPath }] }), [{ name: 'disk0', sizeBytes: DISK }]);
+      const rep = await f.enable();
+      await waitFor(async () => (await alerts()).some((a) => a.state === 'active'), 60_000, 'a replica-store-full alert');
+      const [alert] = (await alerts()).filter((a) => a.state === 'active') as [AlertView];
+      expect(alert).toMatchObject({ severity: 'critical', subject: 'site recovery' });
+      expect(alert.message).toMatch(/replica store of site 'recovery' is out of space; replication of 'vm1' is stalled: .*(ENOSPC|no space)/i);
+      expect(standalone.replicator.counters.get(rep)?.bytesReceived).toBeGreaterThan(0); // the standalone one hit it
+      expect(f.server.replicator.counters.get(rep)).toBeUndefined();
+
+      execFileSync('mount', ['-o', 'remount,size=64m', mountPoint]);
+      const point = await f.pointAfter(new Date(0), 90_000);
+      expect((await f.restore(rep, point.id)).equals(await readFile(diskPath))).toBe(true);
+      await waitFor(async () => (await alerts()).every((a) => a.state === 'resolved'), 20_000, 'the alert resolved');
+    } finally {
+      await standalone.close();
+    }
   });
 });

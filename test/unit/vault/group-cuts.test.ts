@@ -158,4 +158,29 @@ describe.each(TEST_DATABASES)('consistency-group cuts on %s', (kind) => {
     await scheduled.tick(later(61));
     expect((await scheduled.cuts.list(group.id)).length).toBe(2);
   });
+  it('history: resolved cuts no kept point belongs to are forgotten after the window; open ones and those with points stay', async () => {
+    const [a, b] = reps as [string, string];
+    const complete = await coordinator.open(group, 'manual');
+    for (const r of reps) await coordinator.cuts.advance(complete, r, 'paused');
+    const points = [await record(a), await record(b)];
+    await coordinator.cuts.report(await coordinator.cuts.get(complete.id), a, { pointId: points[0] as string });
+    await coordinator.cuts.report(await coordinator.cuts.get(complete.id), b, { pointId: points[1] as string });
+    expect(await coordinator.cuts.settle(complete.id)).toBe('complete');
+    const failed = await coordinator.open(group, 'manual');
+    await coordinator.cuts.fail(failed.id, 'test');
+    const open = await coordinator.open(group, 'manual');
+
+    expect(await coordinator.cuts.pruneHistory(new Date(Date.now() - 60_000).toISOString())).toBe(0); // all younger than the window
+    // Past the window: the failed cut (no group point) goes; the complete one stays while its points exist.
+    expect(await coordinator.cuts.pruneHistory(later(60).toISOString())).toBe(1);
+    expect((await coordinator.cuts.list(group.id)).map((c) => c.id).sort()).toEqual([complete.id, open.id].sort());
+    await expect(coordinator.cuts.get(failed.id)).rejects.toMatchObject({ code: 'not_found' });
+    // Retention prunes one member's point: the other still names the cut, so it stays; once both are gone, it goes.
+    await repos.replications.deletePoint(a, points[0] as string);
+    expect(await coordinator.cuts.pruneHistory(later(60).toISOString())).toBe(0);
+    await repos.replications.deletePoint(b, points[1] as string);
+    expect(await coordinator.cuts.pruneHistory(later(60).toISOString())).toBe(1);
+    expect((await coordinator.cuts.list(group.id)).map((c) => c.id)).toEqual([open.id]);
+    expect(await db.selectFrom('groupCutMembers').select('cutId').distinct().execute()).toEqual([{ cutId: open.id }]);
+  });
 });
