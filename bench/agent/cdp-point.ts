@@ -1,3 +1,4 @@
+import type { ChunkHashes } from '../../src/agent/chunk-hashes.js';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CdpCapture } from '../../src/agent/capture/cdp-capture.js';
@@ -58,7 +59,7 @@ export async function benchCdpPoints(dir: string, sizeBytes: number, rounds: num
     nbd = await RawNbdClient.attach(socketPath);
 
     let parent: string | null = null;
-    let base: Record<string, (string | null)[]> = {};
+    let base: Record<string, ChunkHashes> = {};
     let handle = 0n;
     /** The agent's own share of a point: read, hash, build patches, compress, with uploads discarded. The cut is then abandoned, so the next cut ships the same chunks. */
     const agentSide = async () => {

@@ -388,7 +388,7 @@ export class Agent {
     let result;
     try {
       const runsAgainstBase = fromStore ? blockRunsFinder(transport) : undefined;
-      shipped = await shipCut(cut, { chunkSize: a.chunkSize, base, uploader, signal: shipSignal, ...(runsAgainstBase ? { runsAgainstBase } : {}), onRead: (n) => (this.progress.doneBytes += n) });
+      shipped = await shipCut(cut, { chunkSize: a.chunkSize, base, emptyParent: this.state.lastPointId === null, uploader, signal: shipSignal, ...(runsAgainstBase ? { runsAgainstBase } : {}), onRead: (n) => (this.progress.doneBytes += n) });
       await release();
       const request = { parentId: this.state.lastPointId, capturedAt: cut.capturedAt.toISOString(), consistency, disks: shipped.disks };
       // A retried commit whose first answer was lost is recognized by the replicator and answered with its point.

@@ -1,3 +1,5 @@
+import { chunksOfRuns } from './capture/extents.js';
+import { ChunkHashes } from './chunk-hashes.js';
 import type { Cut, CutDisk } from './capture/capture-mode.js';
 import { hashedGroups } from './shipping/ship-cut.js';
 
@@ -19,7 +21,7 @@ export interface Prehash {
   chunkSize: number;
   capturedAt: Date;
   /** Per disk, the chunk hashes at the pre-hash (null: a zero chunk). */
-  hashes: Record<string, (string | null)[]>;
+  hashes: Record<string, ChunkHashes>;
   readBytes: number;
 }
 
@@ -27,10 +29,10 @@ export interface Prehash {
 export async function prehashCut(cut: Cut, o: { replicationId: string; chunkSize: number; signal?: AbortSignal }): Promise<Prehash> {
   const prehash: Prehash = { replicationId: o.replicationId, chunkSize: o.chunkSize, capturedAt: cut.capturedAt, hashes: {}, readBytes: 0 };
   for (const disk of cut.disks) {
-    const hashes = new Array<string | null>(Math.ceil(disk.sizeBytes / o.chunkSize)).fill(null);
+    const hashes = new ChunkHashes(Math.ceil(disk.sizeBytes / o.chunkSize)); // the cut's holes stay zero chunks
     for await (const group of hashedGroups(disk, o.chunkSize, o.signal)) {
       for (const { index, data, hash } of group) {
-        hashes[index] = hash;
+        hashes.set(index, hash);
         prehash.readBytes += data.length;
       }
     }
@@ -40,7 +42,7 @@ export async function prehashCut(cut: Cut, o: { replicationId: string; chunkSize
 }
 
 /** The pre-hash can stand in for reading every chunk: it and the seed `base` have every disk, at its size. */
-export function prehashCovers(prehash: Prehash, base: Record<string, (string | null)[]>, disks: readonly { name: string; sizeBytes: number }[]): boolean {
+export function prehashCovers(prehash: Prehash, base: Record<string, ChunkHashes>, disks: readonly { name: string; sizeBytes: number }[]): boolean {
   return disks.every((d) => {
     const count = Math.ceil(d.sizeBytes / prehash.chunkSize);
     return prehash.hashes[d.name]?.length === count && base[d.name]?.length === count;
@@ -52,7 +54,7 @@ export function prehashCovers(prehash: Prehash, base: Record<string, (string | n
  * the cut lists when it lists fewer than all (a capture that tracked the writes since the pre-hash). Undefined when
  * a disk of the cut is unknown to the pre-hash or the base, or resized since.
  */
-export function narrowedCut(cut: Cut, prehash: Prehash, base: Record<string, (string | null)[]>): Cut | undefined {
+export function narrowedCut(cut: Cut, prehash: Prehash, base: Record<string, ChunkHashes>): Cut | undefined {
   const disks: CutDisk[] = [];
   let vouched = true;
   for (const disk of cut.disks) {
@@ -60,15 +62,30 @@ export function narrowedCut(cut: Cut, prehash: Prehash, base: Record<string, (st
     const before = prehash.hashes[disk.name];
     const seed = base[disk.name];
     if (before?.length !== count || seed?.length !== count) return undefined;
-    const listsAll = disk.chunkIndexes.length === count;
+    const zeroRuns = disk.zeroChunks ?? [];
+    const listsAll = disk.chunkIndexes.length + zeroRuns.reduce((n, [, c]) => n + c, 0) === count;
     if (listsAll) vouched = false;
+    // The cut's holes (capture-mode.ts zeroChunks) cannot be read: a listed one is a zero chunk of the narrowed cut.
+    const hole = new Uint8Array(count);
+    for (const i of chunksOfRuns(zeroRuns)) hole[i] = 1;
     const listed = new Set(listsAll ? [] : disk.chunkIndexes);
-    for (let i = 0; i < count; i++) if (before[i] !== seed[i]) listed.add(i);
+    const zeros: [number, number][] = [];
+    for (let i = 0; i < count; i++) {
+      const wanted = before.get(i) !== seed.get(i) || (!listsAll && hole[i] === 1);
+      if (!wanted || hole[i] !== 1) {
+        if (wanted) listed.add(i);
+        continue;
+      }
+      const last = zeros.at(-1);
+      if (last && last[0] + last[1] === i) last[1]++;
+      else zeros.push([i, 1]);
+    }
     const chunkIndexes = [...listed].sort((a, b) => a - b);
     disks.push({
       name: disk.name,
       sizeBytes: disk.sizeBytes,
       chunkIndexes,
+      zeroChunks: zeros,
       read: (index) => disk.read(index),
       // Not the capture's changedRuns: they are against the pre-hash, not the seed (block digests find those).
       ...(disk.readRun ? { readRun: disk.readRun.bind(disk) } : {}),

@@ -13,7 +13,8 @@ import type { Run } from '../../protocol/chunk-encoding.js';
  * Contract (every mode passes the shared suite in test/unit/agent/capture-contract.ts):
  * 1. One instant: every chunk read through a cut holds the bytes of the cut's instant, on every disk of the
  *    machine, however the disks are written while the cut is read.
- * 2. Completeness: a cut lists every chunk that may differ from the last *completed* cut. It may list more (an
+ * 2. Completeness: a cut lists every chunk that may differ from the last *completed* cut (in `chunkIndexes`, or in
+ *    `zeroChunks` when the mode knows it is zero without reading it). It may list more (an
  *    unchanged chunk costs reading and hashing, never shipping). With `everyChunk`, and whenever the mode has no
  *    completed cut it can vouch for (first run, tracking lost), it lists every chunk.
  * 3. One cut at a time: finish a cut with `complete()` once its point is committed, or `abandon()` if it was not;
@@ -62,6 +63,12 @@ export interface CutDisk {
   readonly sizeBytes: number;
   /** Indexes of the chunks this cut lists, ascending. */
   readonly chunkIndexes: readonly number[];
+  /**
+   * Optional: runs `[first, count]` of chunks also listed, known to be all zeros at the cut without reading them
+   * (the holes of a sparse image, extents.ts); never among `chunkIndexes`. They count as listed for rule 2, so a
+   * seed of a sparse 1 TiB image reads its data, not its size.
+   */
+  readonly zeroChunks?: readonly (readonly [number, number])[];
   /** The chunk's bytes at the cut (the last chunk of a disk may be short). */
   read(index: number): Promise<Buffer>;
   /**

@@ -10,6 +10,10 @@ import { currentBootId, initialMarks, loadCdpState, saveCdpState, type CdpState,
 import { RegionLog } from '../cdp/region-log.js';
 import { TrackedDevice } from '../cdp/tracked-device.js';
 import type { CaptureMode, Cut, CutOptions } from './capture-mode.js';
+import { chunkExtents } from './extents.js';
+
+/** Cuts covering less than this are read as they are: mapping the image (a qemu-img run) would cost more. */
+const EXTENT_MAP_MIN_BYTES = 1024 * 1024 * 1024;
 
 export interface CdpDiskOptions {
   name: string;
@@ -112,6 +116,13 @@ export class CdpCapture implements CaptureMode {
     // One synchronous pass over all disks: no write of any disk can land between their cuts.
     const capturedAt = new Date();
     const frozen = this.disks.map((d) => ({ d, cut: d.tracker.cut(options.chunkSize) }));
+    // A cut covering much of a disk (a seed, lost tracking) leaves out the image's holes: they are not read. The map
+    // is taken after the cut, and a chunk written since then stays listed (ChangeTracker.excludeHoles).
+    for (const { d, cut } of frozen) {
+      if (!options.everyChunk && cut.marks.markedBytes() < EXTENT_MAP_MIN_BYTES) continue;
+      const extents = await chunkExtents(d.o.path, d.file.sizeBytes, options.chunkSize, this.log);
+      if (extents) d.tracker.excludeHoles(cut, extents.zeroRuns);
+    }
     let finished = false;
     const finish = (how: 'complete' | 'abandon') => {
       if (finished) return;
@@ -126,6 +137,7 @@ export class CdpCapture implements CaptureMode {
         get chunkIndexes() {
           return cut.chunkIndexes;
         },
+        zeroChunks: cut.zeroChunks,
         read: async (index: number) => cut.readChunk(index, (t, at) => d.device.readLiveBytes(t, at)),
         changedRuns: (index: number) => cut.changedRuns(index),
       })),

@@ -5,6 +5,7 @@ import { RefugeError } from '../../core/errors.js';
 import { silentLogger, type Logger } from '../../core/log.js';
 import type { FreezeHook } from '../freeze.js';
 import { diskSize } from '../disk-size.js';
+import { chunkExtents } from './extents.js';
 import type { CaptureMode, Cut, CutOptions } from './capture-mode.js';
 
 async function dropDeviceCache(path: string): Promise<void> {
@@ -15,7 +16,8 @@ async function dropDeviceCache(path: string): Promise<void> {
 
 /**
  * scan capture (capture-mode.ts): for disk images and block devices the agent cannot sit in front of. A cut lists
- * every chunk (the agent's hash comparison finds the changed ones, so only those ship). An optional freeze hook
+ * every chunk (the agent's hash comparison finds the changed ones, so only those ship); the holes of a sparse image
+ * are listed as zero chunks without being read (extents.ts). An optional freeze hook
  * (QMP pause, fsfreeze, an LVM or btrfs snapshot: hooks/snapshot-hooks.ts) holds the disks still from the cut until the last chunk is read,
  * which makes the cut one instant; without a hook a cut of a disk in use is only as consistent as its writes allow.
  */
@@ -55,15 +57,20 @@ export class ScanCapture implements CaptureMode {
         // that cache): drop it, so the scan reads what the device holds now.
         if ((await file.stat()).isBlockDevice()) await dropDeviceCache(path);
         const sizeBytes = await diskSize(path);
-        const chunkIndexes = Array.from({ length: Math.ceil(sizeBytes / options.chunkSize) }, (_, i) => i);
+        const count = Math.ceil(sizeBytes / options.chunkSize);
+        // A sparse image's holes are listed as zero chunks, not read (the freeze, if any, holds them still too).
+        const extents = await chunkExtents(path, sizeBytes, options.chunkSize, log);
+        const chunkIndexes = extents?.dataChunks ?? Array.from({ length: count }, (_, i) => i);
         unread += chunkIndexes.length;
-        const seen = new Set<number>();
+        // One byte per chunk (1 MiB for 256 GiB at 256 KiB chunks): 1 read, 2 a hole (never read).
+        const seen = new Uint8Array(count);
+        for (const [first, n] of extents?.zeroRuns ?? []) seen.fill(2, first, first + n);
         const readRun = async (first: number, count: number, into: Uint8Array): Promise<void> => {
           const length = Math.min((first + count) * options.chunkSize, sizeBytes) - first * options.chunkSize;
           if (count < 1 || first < 0 || length !== into.length) throw new RefugeError('internal', `disk ${d.name}: chunks ${first}+${count} are not ${into.length} bytes`);
           for (let index = first; index < first + count; index++) {
-            if (seen.has(index)) throw new RefugeError('internal', `chunk ${index} of disk ${d.name} read twice in one cut`);
-            seen.add(index);
+            if (seen[index] !== 0) throw new RefugeError('internal', `chunk ${index} of disk ${d.name} ${seen[index] === 1 ? 'read twice in one cut' : 'is a listed hole'}`);
+            seen[index] = 1;
           }
           for (let got = 0; got < length; ) {
             const { bytesRead } = await file.read(into, got, length - got, first * options.chunkSize + got);
@@ -77,6 +84,7 @@ export class ScanCapture implements CaptureMode {
           name: d.name,
           sizeBytes,
           chunkIndexes,
+          ...(extents ? { zeroChunks: extents.zeroRuns } : {}),
           read: async (index: number) => {
             const length = Math.min(options.chunkSize, sizeBytes - index * options.chunkSize);
             const data = Buffer.allocUnsafe(length);

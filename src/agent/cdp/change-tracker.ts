@@ -59,6 +59,17 @@ export class ChangeTracker {
     return this.frozen;
   }
 
+  /**
+   * Leaves out of an open cut the chunks of `zeroRuns` (holes of the image, mapped after the cut) that no write
+   * touched since the cut: they were holes at the cut too, so they are zero chunks, never read. A chunk written
+   * since the cut may have been a hole then or not (its cut-time bytes are in the copy-on-write store): it stays
+   * listed and is read. Synchronous, so no write lands between the check and the release.
+   */
+  excludeHoles(cut: FrozenCut, zeroRuns: readonly (readonly [number, number])[]): void {
+    if (cut !== this.frozen) return;
+    cut.excludeZero(zeroRuns, (start, end) => this.dirty.any(start, end));
+  }
+
   complete(cut: FrozenCut): void {
     if (cut !== this.frozen) return;
     this.frozen = undefined;
@@ -84,11 +95,15 @@ export class ChangeTracker {
 
 /** The frozen side of a cut: which chunks it covers, and their bytes at the cut instant. */
 export class FrozenCut {
-  /** Per chunk: 1 once read for shipping (released: later writes to it need no copy). */
+  /**
+   * Per chunk: 1 once read for shipping, 2 a hole left out of the cut (excludeZero); either way released: later
+   * writes to it need no copy. One byte per chunk: 1 MiB for 256 GiB at 256 KiB chunks.
+   */
   private readonly released: Uint8Array;
   private readCount = 0;
   private readBytes = 0;
   private listed: number[] | undefined;
+  private holes: [number, number][] = [];
 
   /** Constant time: a cut is the write path's only pause, so it does nothing that grows with the disk or the writes. */
   constructor(
@@ -110,18 +125,44 @@ export class FrozenCut {
     return false;
   }
 
-  /** Indexes of the chunks this cut covers, ascending; listed on first use (by the shipper, after the cut). */
+  /**
+   * Indexes of the chunks this cut covers and reads, ascending; listed on first use (by the shipper, after the
+   * cut). Regions in ascending order give chunks in ascending order, so a chunk spanning regions is seen only as
+   * the last one listed: no set of every chunk (a seed of a 1 TiB disk covers millions).
+   */
   get chunkIndexes(): readonly number[] {
     if (!this.listed) {
-      const seen = new Set<number>();
-      for (const region of this.marks.markedRegions()) {
+      const listed: number[] = [];
+      for (const region of [...this.marks.markedRegions()].sort((a, b) => a - b)) {
         const start = region * TRACKING_REGION;
         const end = Math.min(start + TRACKING_REGION, this.sizeBytes);
-        for (let i = Math.floor(start / this.chunkSize); i * this.chunkSize < end; i++) if (!seen.has(i) && this.covers(i)) seen.add(i);
+        for (let i = Math.floor(start / this.chunkSize); i * this.chunkSize < end; i++) {
+          if (i > (listed.at(-1) ?? -1) && this.released[i] !== 2 && this.covers(i)) listed.push(i);
+        }
       }
-      this.listed = [...seen].sort((a, b) => a - b);
+      this.listed = listed;
     }
     return this.listed;
+  }
+
+  /** Runs `[first, count]` of covered chunks left out as holes (zero at the cut, never read). */
+  get zeroChunks(): readonly (readonly [number, number])[] {
+    return this.holes;
+  }
+
+  /** See ChangeTracker.excludeHoles; `writtenSince(start, end)` tells whether bytes were written since the cut. */
+  excludeZero(zeroRuns: readonly (readonly [number, number])[], writtenSince: (start: number, end: number) => boolean): void {
+    for (const [first, count] of zeroRuns) {
+      for (let i = first; i < first + count; i++) {
+        const start = i * this.chunkSize;
+        if (this.released[i] !== 0 || !this.covers(i) || writtenSince(start, Math.min(start + this.chunkSize, this.sizeBytes))) continue;
+        this.released[i] = 2;
+        const last = this.holes.at(-1);
+        if (last && last[0] + last[1] === i) last[1]++;
+        else this.holes.push([i, 1]);
+      }
+    }
+    this.listed = undefined;
   }
 
   /** Bytes of listed chunks not read yet (what shipping still has to read). */
@@ -142,7 +183,7 @@ export class FrozenCut {
       const c = Math.floor(at / this.chunkSize);
       if (c !== chunk) {
         chunk = c;
-        protect = this.released[c] !== 1 && this.covers(c);
+        protect = this.released[c] === 0 && this.covers(c);
       }
       if (!protect || this.cow.has(b)) continue;
       const block = scratch.subarray(0, Math.min(TRACKING_BLOCK, this.sizeBytes - at));
@@ -156,7 +197,7 @@ export class FrozenCut {
    * need no copy. Synchronous, so no write can land between the live read and the overlay.
    */
   readChunk(index: number, readLive: ReadLive): Buffer {
-    if (this.released[index] === 1 || !this.covers(index)) {
+    if (this.released[index] !== 0 || !this.covers(index)) {
       // After the first read later writes are not preserved, so a second read could mix in bytes from after the cut.
       throw new RefugeError('internal', `chunk ${index} is not an unread chunk of this cut`);
     }

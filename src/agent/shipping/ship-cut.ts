@@ -3,6 +3,8 @@ import type { CommitPointRequest } from '../../protocol/schemas.js';
 import { chunkHash, isZero } from '../../store/chunks.js';
 import { workerPool } from '../../store/worker-pool.js';
 import type { Cut, CutDisk } from '../capture/capture-mode.js';
+import { chunksOfRuns } from '../capture/extents.js';
+import { ChunkHashes } from '../chunk-hashes.js';
 import type { ChunkUploader, UploadItem } from './chunk-uploader.js';
 import type { Run } from '../../protocol/chunk-encoding.js';
 
@@ -10,7 +12,7 @@ export interface ShippedCut {
   /** What the commit lists: per disk, the chunks whose hash differs from the parent point. */
   disks: CommitPointRequest['disks'];
   /** Every chunk hash of every disk at the cut: the agent's base for the next cut once the point is committed. */
-  hashes: Record<string, (string | null)[]>;
+  hashes: Record<string, ChunkHashes>;
   /** Bytes read from the disks for this cut (what was hashed), and bytes of chunks that changed. */
   readBytes: number;
   changedBytes: number;
@@ -26,7 +28,7 @@ export async function shipCut(
   o: {
     chunkSize: number;
     /** Chunk hashes of the parent point per disk; a disk missing here (or resized) is compared against nothing. */
-    base: Record<string, (string | null)[]>;
+    base: Record<string, ChunkHashes>;
     uploader: ChunkUploader;
     /**
      * For a base fetched from the store rather than remembered (resync, re-protect): the runs of a changed chunk
@@ -34,6 +36,8 @@ export async function shipCut(
      * which knows nothing of that base.
      */
     runsAgainstBase?(baseHash: string | null, data: Buffer): Promise<Run[] | undefined>;
+    /** There is no parent point (a first point): zero chunks of a disk without base need not be listed. */
+    emptyParent?: boolean;
     onRead?(bytes: number): void;
     signal?: AbortSignal;
   },
@@ -43,11 +47,22 @@ export async function shipCut(
     const count = Math.ceil(disk.sizeBytes / o.chunkSize);
     const previous = o.base[disk.name];
     const known = previous !== undefined && previous.length === count;
-    if (!known && disk.chunkIndexes.length !== count) {
-      throw new RefugeError('internal', `disk ${disk.name}: the cut lists ${disk.chunkIndexes.length} of ${count} chunks but the base is unknown`);
+    const zeroRuns = disk.zeroChunks ?? [];
+    const listed = disk.chunkIndexes.length + zeroRuns.reduce((n, [, c]) => n + c, 0);
+    if (!known && listed !== count) {
+      throw new RefugeError('internal', `disk ${disk.name}: the cut lists ${listed} of ${count} chunks but the base is unknown`);
     }
-    const hashes = known ? [...previous] : new Array<string | null>(count).fill(null);
+    const hashes = known ? previous.clone() : new ChunkHashes(count);
     const changes: [number, string | null][] = [];
+    // Against no point at all, a zero chunk is no change: a sparse seed lists its data, not millions of holes.
+    const unchanged = (index: number, hash: string | null) => (known ? previous.get(index) === hash : o.emptyParent === true && hash === null);
+    // Chunks the capture knows are zero (holes of a sparse image): a zero hash, without reading a byte.
+    for (const index of chunksOfRuns(zeroRuns)) {
+      if (unchanged(index, null)) continue;
+      hashes.set(index, null);
+      changes.push([index, null]);
+      shipped.changedBytes += Math.min(o.chunkSize, disk.sizeBytes - index * o.chunkSize);
+    }
     // Changed chunks wait here, in order, while their runs against the base are looked up (several lookups at a
     // time, batched by the finder); they go to the uploader in order, one at a time, as it expects.
     const queue: { item: UploadItem; runs: Promise<Run[] | undefined> }[] = [];
@@ -64,12 +79,12 @@ export async function shipCut(
         o.signal?.throwIfAborted();
         shipped.readBytes += data.length;
         o.onRead?.(data.length);
-        hashes[index] = hash;
-        if (known && previous[index] === hash) continue;
+        hashes.set(index, hash);
+        if (unchanged(index, hash)) continue;
         changes.push([index, hash]);
         shipped.changedBytes += data.length;
         if (hash === null) continue; // zero chunks are recorded in the point, never sent
-        const baseHash = known ? (previous[index] ?? null) : null;
+        const baseHash = known ? previous.get(index) : null;
         const own = Buffer.from(data); // the uploader may keep it after this group's buffer is reused
         const item = { hash, data: own, ...(known ? { base: baseHash } : {}) };
         if (known && o.runsAgainstBase) {

@@ -2,6 +2,7 @@ import { differingRuns, blockDigests, BLOCK_SIZE, type Run } from '../../protoco
 import { isRefugeError } from '../../core/errors.js';
 import { MAX_BLOCK_HASH_CHUNKS } from '../../protocol/schemas.js';
 import type { ReplicatorTransport } from '../clients.js';
+import { ChunkHashes } from '../chunk-hashes.js';
 
 /**
  * Comparing with the store instead of with remembered hashes: after a resync request, a lost agent state, or the
@@ -9,7 +10,7 @@ import type { ReplicatorTransport } from '../clients.js';
  * point's chunk hashes, so unchanged chunks are skipped without a query, and patches each changed chunk with only
  * the 4 KiB blocks whose digest differs from the stored chunk's (a two-level hash comparison, like rsync's).
  */
-export async function storeBase(transport: ReplicatorTransport, pointId: string, chunkSize: number): Promise<Record<string, (string | null)[]>> {
+export async function storeBase(transport: ReplicatorTransport, pointId: string, chunkSize: number): Promise<Record<string, ChunkHashes>> {
   if (!transport.pointChunks) return {};
   let point;
   try {
@@ -20,7 +21,7 @@ export async function storeBase(transport: ReplicatorTransport, pointId: string,
     throw err;
   }
   // A disk stored in chunks of another size cannot be compared chunk by chunk: it is listed whole (base unknown).
-  return Object.fromEntries(point.disks.filter((d) => d.chunkSize === chunkSize).map((d) => [d.name, d.hashes]));
+  return Object.fromEntries(point.disks.filter((d) => d.chunkSize === chunkSize).map((d) => [d.name, ChunkHashes.fromList(d.hashes)]));
 }
 
 /**

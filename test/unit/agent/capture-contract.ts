@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { CaptureMode, Cut } from '../../../src/agent/capture/capture-mode.js';
+import { chunksOfRuns } from '../../../src/agent/capture/extents.js';
 
 export const KiB = 1024;
 export const MiB = 1024 * KiB;
@@ -45,10 +46,15 @@ export function describeCaptureContract(name: string, factory: HarnessFactory): 
       for (const d of cut.disks) {
         out[d.name] = new Map();
         for (const i of d.chunkIndexes) out[d.name]?.set(i, await d.read(i));
+        // Chunks known zero (holes of the image) are listed without being read.
+        for (const i of chunksOfRuns(d.zeroChunks ?? [])) out[d.name]?.set(i, Buffer.alloc(Math.min(CHUNK, d.sizeBytes - i * CHUNK)));
       }
       return out;
     };
-    const listed = (cut: Cut, d: DiskName) => cut.disks.find((x) => x.name === d)?.chunkIndexes ?? [];
+    const listed = (cut: Cut, d: DiskName) => {
+      const x = cut.disks.find((y) => y.name === d);
+      return x ? [...x.chunkIndexes, ...chunksOfRuns(x.zeroChunks ?? [])].sort((a, b) => a - b) : [];
+    };
     const firstCut = async () => {
       const c = await h.mode.cut({ chunkSize: CHUNK, everyChunk: true });
       await readAll(c);

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Cut } from '../../../src/agent/capture/capture-mode.js';
 import { ScanCapture } from '../../../src/agent/capture/scan-capture.js';
+import { ChunkHashes } from '../../../src/agent/chunk-hashes.js';
 import { narrowedCut, prehashCovers, prehashCut } from '../../../src/agent/prehash.js';
 import { chunkHash } from '../../../src/store/chunks.js';
 
@@ -46,10 +47,10 @@ describe('re-protect pre-hash', () => {
     const first = await capture.cut({ chunkSize: CHUNK, everyChunk: true });
     const prehash = await prehashCut(first, { replicationId: 'r1', chunkSize: CHUNK });
     await first.complete();
-    expect(prehash.hashes.disk0).toEqual(hashesOf(now));
+    expect(Array.from({ length: SIZE / CHUNK }, (_, i) => prehash.hashes.disk0?.get(i))).toEqual(hashesOf(now));
     expect(prehash.readBytes).toBe(SIZE);
 
-    const base = { disk0: hashesOf(seedImage) };
+    const base = { disk0: ChunkHashes.fromList(hashesOf(seedImage)) };
     expect(prehashCovers(prehash, base, [{ name: 'disk0', sizeBytes: SIZE }])).toBe(true);
     expect(prehashCovers(prehash, base, [{ name: 'disk0', sizeBytes: 2 * SIZE }])).toBe(false);
     expect(prehashCovers(prehash, {}, [{ name: 'disk0', sizeBytes: SIZE }])).toBe(false);
@@ -85,7 +86,7 @@ describe('re-protect pre-hash', () => {
     await file.close();
     const all = await scan.cut({ chunkSize: CHUNK, everyChunk: false });
     const tracked: Cut = { ...all, capturedAt: new Date(Date.now() + 1000), disks: [{ ...(all.disks[0] as Cut['disks'][number]), chunkIndexes: [9] }] };
-    const narrowed = narrowedCut(tracked, prehash, { disk0: seed });
+    const narrowed = narrowedCut(tracked, prehash, { disk0: ChunkHashes.fromList(seed) });
     expect(narrowed?.disks[0]?.chunkIndexes).toEqual([5, 9]);
     expect(narrowed?.capturedAt).toBe(tracked.capturedAt);
     // A disk the seed does not know (or of another size) cannot be narrowed: every chunk is compared instead.
