@@ -31,10 +31,10 @@ and copies fewer per patched chunk). A profile of the vault over the P3 points (
 average about 13) still shows on the main thread garbage collection (~0.35 s per point), the base reads
 (open, read, close of a pack per chunk: ~0.25 s) and posting tasks to the workers; in the workers, copies, zstd and
 SHA-256. The commit (tree, pack sync, manifest) takes 0.35 s of the point at that load.
-This run was made at load average 11-16 (three helpers' tests and benchmarks on the 2 cores): every figure is
-worse than the afternoon's run at load 8, the vault's CPU per P3 point too (1.00 s against 0.79 s) and even the
-cut pause (54 ms against 2.35 ms, a bitmap swap that does not depend on this change): whether the worker change
-saves anything is not visible at this load, and wants the quiet re-measurement. Do not read a regression into it.
+Quiet re-measurement (2026-12-01 22:00 UTC, load average 2-4, nothing else running): P3 0.91 s median
+(0.82-1.34 s; 2.72 s in the helper's run at load 11-16, 1.29 s at load 8), of which the agent's share 0.18 s and
+0.93 s of vault CPU per point: the commit is now about 2x the target instead of 4-5x, and the rest is the vault's
+per-chunk CPU described above.
 Next steps: base reads straight from the pack file in the worker (no buffer through the main thread, an open pack
 kept open), a cache of recently stored chunks as bases (a cdp disk rewrites the same chunks point after point), a
 cheaper compression level for chunks that will be rewritten soon.`;
@@ -42,6 +42,6 @@ cheaper compression level for chunks that will be rewritten soon.`;
 export const P5_NOTES = `20 MB/s of random 8 KiB writes dirty most of the 8,192 256 KiB chunks of a 2 GiB disk within a few 5 s
 intervals: each point reads and hashes every dirtied chunk at the agent (over a GiB while fio writes) and rebuilds
 thousands of chunks at the replicator (about 2 ms of CPU each after the changes above, see P3), on the same 2 shared
-cores; a point takes tens of seconds and the RPO follows. Not met (on a loaded machine, as in this run, fio does not
+cores; a point takes tens of seconds and the RPO follows. Not met: 65 s p99 with 3 points in 90 s on the quiet machine (on a loaded one fio does not
 even keep up its 20 MB/s, and one point commits in 90 s). The per-chunk work is the lever: smaller chunks
 for cdp replications (work per written byte), base reads without the main thread, and a cheaper compression level.`;
