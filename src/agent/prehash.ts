@@ -1,6 +1,6 @@
 import { chunksOfRuns } from './capture/extents.js';
 import { ChunkHashes } from './chunk-hashes.js';
-import type { Cut, CutDisk } from './capture/capture-mode.js';
+import { listedChunkCount, type Cut, type CutDisk } from './capture/capture-mode.js';
 import { hashedGroups } from './shipping/ship-cut.js';
 
 /**
@@ -63,7 +63,7 @@ export function narrowedCut(cut: Cut, prehash: Prehash, base: Record<string, Chu
     const seed = base[disk.name];
     if (before?.length !== count || seed?.length !== count) return undefined;
     const zeroRuns = disk.zeroChunks ?? [];
-    const listsAll = disk.chunkIndexes.length + zeroRuns.reduce((n, [, c]) => n + c, 0) === count;
+    const listsAll = listedChunkCount(disk) === count;
     if (listsAll) vouched = false;
     // The cut's holes (capture-mode.ts zeroChunks) cannot be read: a listed one is a zero chunk of the narrowed cut.
     const hole = new Uint8Array(count);
@@ -71,9 +71,11 @@ export function narrowedCut(cut: Cut, prehash: Prehash, base: Record<string, Chu
     const listed = new Set(listsAll ? [] : disk.chunkIndexes);
     const zeros: [number, number][] = [];
     for (let i = 0; i < count; i++) {
-      const wanted = before.get(i) !== seed.get(i) || (!listsAll && hole[i] === 1);
-      if (!wanted || hole[i] !== 1) {
-        if (wanted) listed.add(i);
+      const isHole = hole[i] === 1;
+      // Differs from the seed, or is listed as a hole by a cut that tracked the writes since the pre-hash.
+      if (before.get(i) === seed.get(i) && (listsAll || !isHole)) continue;
+      if (!isHole) {
+        listed.add(i);
         continue;
       }
       const last = zeros.at(-1);

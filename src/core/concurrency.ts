@@ -1,19 +1,27 @@
 /**
- * Runs `fn` over `items` with at most `limit` calls in flight; rejects with the first failure after letting the
- * calls already started settle, so no work is left running behind the caller's back.
+ * Runs `fn` over `items` with at most `limit` calls in flight; rejects with the first failure (of `fn`, or of an
+ * async iterable's next item) after letting the calls already started settle, so no work is left running behind
+ * the caller's back. An async iterable is consumed as it yields (a request body read entry by entry) and closed
+ * (`return()`) when a failure stops the run early.
  */
 export async function forEachLimit<T>(
-  items: Iterable<T>,
+  items: Iterable<T> | AsyncIterable<T>,
   limit: number,
   fn: (item: T, index: number) => Promise<void>,
 ): Promise<void> {
-  const iterator = items[Symbol.iterator]();
+  const iterator: Iterator<T> | AsyncIterator<T> = Symbol.asyncIterator in items ? items[Symbol.asyncIterator]() : items[Symbol.iterator]();
   let index = 0;
   let failure: { error: unknown } | undefined;
   const worker = async (): Promise<void> => {
     for (;;) {
       if (failure) return;
-      const next = iterator.next();
+      let next: IteratorResult<T>;
+      try {
+        next = await iterator.next();
+      } catch (error) {
+        failure ??= { error };
+        return;
+      }
       if (next.done) return;
       const i = index++;
       try {
@@ -24,7 +32,10 @@ export async function forEachLimit<T>(
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, limit) }, worker));
-  if (failure) throw failure.error;
+  if (failure) {
+    await Promise.resolve(iterator.return?.()).catch(() => undefined);
+    throw failure.error;
+  }
 }
 
 /**

@@ -1,4 +1,4 @@
-import { KeyedQueue } from '../core/concurrency.js';
+import { KeyedQueue, forEachLimit } from '../core/concurrency.js';
 import { RefugeError, isRefugeError } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import { BLOCK_SIZE, blockDigests, decompressBounded } from '../protocol/chunk-encoding.js';
@@ -129,28 +129,15 @@ export class Replicator {
     const c = this.count(replicationId);
     const baseMissing: string[] = [];
     let stored = 0;
-    let failure: { error: unknown } | undefined;
-    const underWay = new Set<Promise<void>>();
-    const storeEntry = async (e: BatchEntry) => {
+    await forEachLimit(entries, BATCH_ENTRIES_IN_FLIGHT, async (e) => {
       try {
         await this.storeChunk(target, c, e.hash, e.body, { compressed: e.compressed, ...(e.patch ? { patch: e.patch } : {}) });
         stored++;
       } catch (err) {
         if (e.patch && isRefugeError(err, 'failed_precondition')) baseMissing.push(e.hash);
-        else failure ??= { error: err };
+        else throw err;
       }
-    };
-    try {
-      for await (const e of entries) {
-        if (failure) break;
-        const work: Promise<void> = storeEntry(e).finally(() => underWay.delete(work));
-        underWay.add(work);
-        if (underWay.size >= BATCH_ENTRIES_IN_FLIGHT) await Promise.race(underWay);
-      }
-    } finally {
-      await Promise.all(underWay);
-    }
-    if (failure) throw failure.error;
+    });
     return { stored, baseMissing };
   }
 

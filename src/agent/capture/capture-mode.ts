@@ -79,3 +79,8 @@ export interface CutDisk {
   readRun?(first: number, count: number, into: Uint8Array): Promise<void>;
   changedRuns?(index: number): Run[];
 }
+
+/** How many chunks a cut lists of a disk: those to read plus those it knows are zero (rule 2 counts both). */
+export function listedChunkCount(disk: Pick<CutDisk, 'chunkIndexes' | 'zeroChunks'>): number {
+  return disk.chunkIndexes.length + (disk.zeroChunks ?? []).reduce((n, [, c]) => n + c, 0);
+}

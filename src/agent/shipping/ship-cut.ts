@@ -2,7 +2,7 @@ import { RefugeError } from '../../core/errors.js';
 import type { CommitPointRequest } from '../../protocol/schemas.js';
 import { chunkHash, isZero } from '../../store/chunks.js';
 import { workerPool } from '../../store/worker-pool.js';
-import type { Cut, CutDisk } from '../capture/capture-mode.js';
+import { listedChunkCount, type Cut, type CutDisk } from '../capture/capture-mode.js';
 import { chunksOfRuns } from '../capture/extents.js';
 import { ChunkHashes } from '../chunk-hashes.js';
 import type { ChunkUploader, UploadItem } from './chunk-uploader.js';
@@ -48,7 +48,7 @@ export async function shipCut(
     const previous = o.base[disk.name];
     const known = previous !== undefined && previous.length === count;
     const zeroRuns = disk.zeroChunks ?? [];
-    const listed = disk.chunkIndexes.length + zeroRuns.reduce((n, [, c]) => n + c, 0);
+    const listed = listedChunkCount(disk);
     if (!known && listed !== count) {
       throw new RefugeError('internal', `disk ${disk.name}: the cut lists ${listed} of ${count} chunks but the base is unknown`);
     }
