@@ -3,7 +3,7 @@ import swagger from '@fastify/swagger';
 import type { Logger } from '../core/log.js';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { RefugeError } from '../core/errors.js';
-import { DEFAULT_CHUNK_SIZE } from '../store/chunks.js';
+import { MAX_REPLICATION_CHUNK_SIZE } from '../protocol/chunk-encoding.js';
 import { replicatorRoutes } from '../replicator/routes.js';
 import type { AppDeps } from './deps.js';
 import { errorHandler } from './errors.js';
@@ -95,7 +95,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   await app.register(standaloneReplicatorRoutes(deps), { prefix: '/api/v1' });
   await app.register(planRoutes(deps), { prefix: '/api/v1' });
   await app.register(drillRoutes(deps), { prefix: '/api/v1' });
-  await app.register(replicatorRoutes(deps.replicator, DEFAULT_CHUNK_SIZE * 4), { prefix: '/replicator/v1' });
+  await app.register(replicatorRoutes(deps.replicator, MAX_REPLICATION_CHUNK_SIZE), { prefix: '/replicator/v1' });
   await registerPortal(app);
   return app;
 }

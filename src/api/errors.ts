@@ -37,7 +37,7 @@ export function errorHandler(log: Logger) {
     let e: RefugeError;
     if (err instanceof RefugeError) e = err;
     else if ((err as { validation?: unknown }).validation) e = validationError(err as never);
-    else if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') e = new RefugeError('payload_too_large', 'request body is too large');
+    else if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') e = new RefugeError('payload_too_large', `request body is too large (this route takes at most ${req.routeOptions.bodyLimit ?? '?'} bytes)`);
     else if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') e = new RefugeError('invalid_argument', `content type '${req.headers['content-type'] ?? ''}' is not accepted here`);
     else if (err.code === 'FST_ERR_CTP_EMPTY_JSON_BODY') e = new RefugeError('invalid_argument', 'request body is empty; a JSON object was expected');
     else if (err.statusCode === 400 && /JSON/i.test(err.message)) e = new RefugeError('invalid_argument', `request body is not valid JSON: ${err.message}`);

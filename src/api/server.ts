@@ -17,7 +17,7 @@ import { holdTasks } from '../vault/jobs/faults.js';
 import { createRepositories, type VaultRepositories } from '../vault/repositories/index.js';
 import { isReplicating } from '../vault/replication-state.js';
 import type { FabricProvider } from '../fabric/provider.js';
-import type { Site } from '../vault/model.js';
+import { replicationChunkSize, type Site } from '../vault/model.js';
 import { buildApp, type App } from './app.js';
 import { VaultMetrics } from './metrics.js';
 import type { AppDeps } from './deps.js';
@@ -105,10 +105,11 @@ function vaultTargets(repos: VaultRepositories, sites: SiteResources, alerts: Al
           details: { allowedOperations: [] },
         });
       }
-      const site = await repos.sites.byId(rep.targetSiteId);
+      const [site, policy] = await Promise.all([repos.sites.byId(rep.targetSiteId), repos.policies.byId(rep.policyId)]);
       const store = await sites.store(site);
       return {
         store,
+        chunkSize: replicationChunkSize(policy, store.chunkSize),
         onStoreFull: async (err) => {
           maybeFull.add(site.id);
           await alerts.raise(rep.vaultId, storeFullAlert(site.name, rep.name, err));

@@ -47,6 +47,7 @@ export const policyView = (p: Policy) => ({
   rpoThresholdSeconds: p.rpoThresholdSeconds,
   appIntervalSeconds: p.appIntervalSeconds,
   bandwidthMiBps: p.bandwidthMiBps,
+  chunkSizeKiB: p.chunkSizeKiB,
   createdAt: p.createdAt,
 });
 

@@ -14,6 +14,8 @@ import { RefugeError } from '../core/errors.js';
  */
 
 export const CHUNK_CONTENT_TYPE = 'application/octet-stream';
+/** The largest chunk a replication may use (a policy's chunk size is at most this): it bounds upload bodies. */
+export const MAX_REPLICATION_CHUNK_SIZE = 1024 * 1024;
 export const PATCH_CONTENT_TYPE = 'application/vnd.refuge.chunk-patch';
 /** Request headers of a patch upload: the base chunk's hash (or `zero` for a chunk of zeros) and the chunk's length. */
 export const PATCH_BASE_HEADER = 'x-refuge-patch-base';

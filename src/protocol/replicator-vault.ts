@@ -82,6 +82,8 @@ export const ReplicationTargetInfo = Type.Object({
   targetSite: Name,
   /** True while the replication is replicating to this site. */
   accepting: Type.Boolean(),
+  /** The replication's chunk size in KiB, from its policy; absent or null: the store's own. */
+  chunkSizeKiB: Type.Optional(Type.Union([Type.Integer({ minimum: 4 }), Type.Null()])),
   /** When asked about an agent's certificate (`?agent=FINGERPRINT`): why that agent may not send data, if it may not. */
   agentRefused: Type.Optional(Type.String()),
 });

@@ -17,6 +17,8 @@ import { takeResyncRequest } from '../store/repair.js';
 
 export interface ReplicationTarget {
   store: ReplicaStore;
+  /** The replication's chunk size (its policy's, else the store's): chunk `i` of a disk is bytes [i * chunkSize, (i + 1) * chunkSize). */
+  chunkSize: number;
   /** Records a committed point with whoever tracks points (the vault). Called after the point is durable. */
   onCommitted(manifest: PointManifest, stats: CommitStats): Promise<void>;
   /** Told when the store refuses data for lack of space (`resource_exhausted`), so whoever tracks it can alert. */
@@ -59,8 +61,46 @@ export interface ReceivedEncoding {
   patch?: { base: string | null; chunkLength: number };
 }
 
-/** Entries of one batch upload rebuilt and stored at once: overlaps base reads (and the body's arrival) with the store's worker threads. */
+/** Groups of one batch upload rebuilt and stored at once: overlaps base reads (and the body's arrival) with the store's worker threads. */
 const BATCH_ENTRIES_IN_FLIGHT = 4;
+/** Whole chunks stored as one task for a worker thread: up to this many, or this many bytes. */
+const GROUP_ENTRIES = 64;
+const GROUP_BYTES = 1024 * 1024;
+
+/** `data`, unless it is longer than a chunk of the replication (a commit could never place it). */
+function tooLong(hash: string, data: Buffer, chunkSize: number): Buffer {
+  if (data.length > chunkSize) throw new RefugeError('invalid_argument', `chunk ${hash} has ${data.length} bytes, more than the replication's chunk size (${chunkSize})`);
+  return data;
+}
+
+/**
+ * A batch's entries as they arrive, whole chunks gathered into groups (one worker task each: with small chunks
+ * the per-task round trip cost more than the hashing), a patch alone. If the body breaks off, the whole chunks
+ * already gathered are still yielded before the error, so what arrived is stored and the retry sends only the rest.
+ */
+async function* inGroups(entries: AsyncIterable<BatchEntry> | Iterable<BatchEntry>): AsyncGenerator<BatchEntry[]> {
+  let group: BatchEntry[] = [];
+  let bytes = 0;
+  try {
+    for await (const e of entries) {
+      if (e.patch) {
+        yield [e];
+        continue;
+      }
+      group.push(e);
+      bytes += e.body.length;
+      if (group.length >= GROUP_ENTRIES || bytes >= GROUP_BYTES) {
+        yield group;
+        group = [];
+        bytes = 0;
+      }
+    }
+  } catch (err) {
+    if (group.length > 0) yield group; // what arrived whole is stored before the failure is reported
+    throw err;
+  }
+  if (group.length > 0) yield group;
+}
 
 export class Replicator {
   /** Commits of one replication, one at a time. */
@@ -129,28 +169,59 @@ export class Replicator {
     const c = this.count(replicationId);
     const baseMissing: string[] = [];
     let stored = 0;
-    await forEachLimit(entries, BATCH_ENTRIES_IN_FLIGHT, async (e) => {
-      try {
-        await this.storeChunk(target, c, e.hash, e.body, { compressed: e.compressed, ...(e.patch ? { patch: e.patch } : {}) });
-        stored++;
-      } catch (err) {
-        if (e.patch && isRefugeError(err, 'failed_precondition')) baseMissing.push(e.hash);
-        else throw err;
+    await forEachLimit(inGroups(entries), BATCH_ENTRIES_IN_FLIGHT, async (group) => {
+      const [first] = group;
+      if (group.length === 1 && first?.patch) {
+        try {
+          await this.storeChunk(target, c, first.hash, first.body, { compressed: first.compressed, patch: first.patch });
+          stored++;
+        } catch (err) {
+          if (isRefugeError(err, 'failed_precondition')) baseMissing.push(first.hash);
+          else throw err;
+        }
+        return;
       }
+      await this.storeWhole(target, c, group);
+      stored += group.length;
     });
     return { stored, baseMissing };
   }
 
+  /** Whole chunks of a batch, in one task for the store's workers (store.putChunks). */
+  private async storeWhole(target: ReplicationTarget, c: ReplicationCounters, group: readonly BatchEntry[]): Promise<void> {
+    let items: { hash: string; data: Buffer }[] = [];
+    try {
+      items = group.map((e) => ({ hash: e.hash, data: tooLong(e.hash, e.compressed ? decompressBounded(e.body, target.chunkSize) : e.body, target.chunkSize) }));
+      await target.store.putChunks(items);
+    } catch (err) {
+      await this.reportFull(target, err);
+      c.chunksRejected++;
+      if (isRefugeError(err, 'integrity')) throw new RefugeError('invalid_argument', err.message, { cause: err });
+      throw err;
+    }
+    for (const [n, e] of group.entries()) {
+      const length = (items[n] as { data: Buffer }).data.length;
+      c.chunksReceived++;
+      c.bytesReceived += length;
+      c.wireBytesReceived += e.body.length;
+      c.pendingBytes += length;
+      c.pendingWireBytes += e.body.length;
+    }
+  }
+
   private async storeChunk(target: ReplicationTarget, c: ReplicationCounters, hash: string, body: Buffer, encoding: ReceivedEncoding): Promise<void> {
-    const { store } = target;
+    const { store, chunkSize } = target;
     let length: number;
     try {
       if (encoding.patch) {
+        const n = encoding.patch.chunkLength;
+        if (!Number.isInteger(n) || n < 1 || n > chunkSize) throw new RefugeError('invalid_argument', `patch chunk length ${n} is outside 1..${chunkSize}, the replication's chunk size`);
         // A patch carries at most the chunk plus 8 bytes of header per run (runs are at least a 4 KiB block in practice).
-        const patch = encoding.compressed ? decompressBounded(body, 2 * store.chunkSize) : body;
+        const patch = encoding.compressed ? decompressBounded(body, 2 * chunkSize) : body;
         length = await store.putPatchedChunk(hash, encoding.patch.base, patch, encoding.patch.chunkLength);
       } else {
-        const data = encoding.compressed ? decompressBounded(body, store.chunkSize) : body;
+        const data = encoding.compressed ? decompressBounded(body, chunkSize) : body;
+        tooLong(hash, data, chunkSize);
         length = data.length;
         // Bytes decompressed here are this call's own: the store's worker may take their memory instead of a copy.
         await store.putChunk(hash, data, { give: data !== body });
@@ -213,6 +284,7 @@ export class Replicator {
       capturedAt: new Date(req.capturedAt),
       consistency: req.consistency,
       disks: req.disks.map((d) => ({ name: d.name, sizeBytes: d.sizeBytes, changes: d.changes })),
+      chunkSize: target.chunkSize,
     }).catch(async (err: unknown) => {
       await this.reportFull(target, err);
       throw err;

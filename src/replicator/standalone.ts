@@ -3,8 +3,8 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { HTTP_STATUS, RefugeError } from '../core/errors.js';
 import type { HttpConnection } from '../core/http-client.js';
 import { silentLogger, type Logger } from '../core/log.js';
+import { MAX_REPLICATION_CHUNK_SIZE } from '../protocol/chunk-encoding.js';
 import { pointRecord, type ReplicationStats, type ReplicatorReportResponse, type StoreFull } from '../protocol/replicator-vault.js';
-import { DEFAULT_CHUNK_SIZE } from '../store/chunks.js';
 import { openSiteStore } from '../store/open-store.js';
 import type { ReplicaStore } from '../store/replica-store.js';
 import { Replicator, type ReplicationTarget, type TargetResolver } from './replicator.js';
@@ -61,7 +61,7 @@ export async function startStandaloneReplicator(o: StandaloneReplicatorOptions):
   const link = new VaultLink(o.vaultUrl, o.vault, o.site, o.tls.connection);
   let store: ReplicaStore | undefined;
   const lastCommit = new Map<string, { at: string; lagSeconds: number }>();
-  const allowed = new Map<string, { ok: boolean; until: number }>();
+  const allowed = new Map<string, { ok: boolean; chunkSizeKiB: number | null; until: number }>();
   /** The store's last refusal for lack of space, told to the vault (which alerts) until a commit goes through. */
   let storeFull: StoreFull | null = null;
 
@@ -71,7 +71,7 @@ export async function startStandaloneReplicator(o: StandaloneReplicatorOptions):
       let verdict = allowed.get(replicationId);
       if (!verdict || verdict.until < Date.now()) {
         const info = await link.target(replicationId);
-        verdict = { ok: info.accepting, until: Date.now() + 5000 }; // a state change (failover) takes effect within 5 s
+        verdict = { ok: info.accepting, chunkSizeKiB: info.chunkSizeKiB ?? null, until: Date.now() + 5000 }; // a state change (failover) takes effect within 5 s
         allowed.set(replicationId, verdict);
       }
       if (!verdict.ok) {
@@ -79,6 +79,7 @@ export async function startStandaloneReplicator(o: StandaloneReplicatorOptions):
       }
       return {
         store,
+        chunkSize: verdict.chunkSizeKiB !== null ? verdict.chunkSizeKiB * 1024 : store.chunkSize,
         async onStoreFull(err) {
           storeFull = { replication: replicationId, message: err.message, ...(err.hint ? { hint: err.hint } : {}), at: new Date().toISOString() };
           reportSoon();
@@ -102,17 +103,17 @@ export async function startStandaloneReplicator(o: StandaloneReplicatorOptions):
     // As the vault's API: reject rather than repair (coercion would turn a null parent into '').
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: true, allErrors: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
-  app.setErrorHandler((err: FastifyError, _req, reply) => {
+  app.setErrorHandler((err: FastifyError, req, reply) => {
     const e = err instanceof RefugeError ? err
       : err.validation ? new RefugeError('invalid_argument', err.message)
-      : err.code === 'FST_ERR_CTP_BODY_TOO_LARGE' ? new RefugeError('payload_too_large', 'request body is too large')
+      : err.code === 'FST_ERR_CTP_BODY_TOO_LARGE' ? new RefugeError('payload_too_large', `request body is too large (this route takes at most ${req.routeOptions.bodyLimit ?? '?'} bytes)`)
       : err.statusCode !== undefined && err.statusCode < 500 ? new RefugeError('invalid_argument', err.message)
       : new RefugeError('internal', 'internal error', { cause: err });
     if (e.code === 'internal') log.error({ err }, 'replicator request failed');
     return reply.code(HTTP_STATUS[e.code]).send({ error: { ...e.details, code: e.code, message: e.message, ...(e.hint ? { hint: e.hint } : {}) } });
   });
   app.addHook('onRequest', agentCertificateHook(async (replicationId, fingerprint) => (await link.target(replicationId, fingerprint)).agentRefused));
-  await app.register(replicatorRoutes(replicator, DEFAULT_CHUNK_SIZE * 4), { prefix: '/replicator/v1' });
+  await app.register(replicatorRoutes(replicator, MAX_REPLICATION_CHUNK_SIZE), { prefix: '/replicator/v1' });
   app.get('/replicator/v1/health', async () => ({ status: store ? 'ok' : 'waiting-for-vault', time: new Date().toISOString() }));
   const host = o.host ?? '127.0.0.1';
   let address: string;

@@ -21,6 +21,8 @@ export interface ImportOptions {
   parent?: string | null;
   consistency?: Consistency;
   capturedAt?: Date;
+  /** Chunk size of the new point's disks (the replication's); default: the store's. */
+  chunkSize?: number;
   onProgress?: ProgressCallback;
   signal?: AbortSignal;
 }
@@ -31,7 +33,7 @@ export async function importImages(store: ReplicaStore, o: ImportOptions): Promi
   const ids = await store.listPointIds(o.replicationId);
   const parentId = o.parent === undefined || o.parent === 'latest' ? (ids.at(-1) ?? null) : o.parent;
   const parent = parentId === null ? null : await store.getPoint(o.replicationId, parentId);
-  const cs = store.chunkSize;
+  const cs = o.chunkSize ?? store.chunkSize;
   const files = await Promise.all(o.disks.map(async (d) => ({ ...d, file: await open(d.path, 'r') })));
   try {
     const sizes = await Promise.all(files.map(async (f) => (await f.file.stat()).size));
@@ -93,7 +95,7 @@ export async function importImages(store: ReplicaStore, o: ImportOptions): Promi
       });
       disks.push({ name: f.name, sizeBytes: size, changes });
     }
-    return await store.commitPoint({ replicationId: o.replicationId, parentId, capturedAt: o.capturedAt ?? new Date(), consistency: o.consistency ?? 'crash', disks });
+    return await store.commitPoint({ replicationId: o.replicationId, parentId, capturedAt: o.capturedAt ?? new Date(), consistency: o.consistency ?? 'crash', disks, chunkSize: cs });
   } catch (err) {
     await store.blobs.discardPending();
     throw err;

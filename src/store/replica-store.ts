@@ -8,7 +8,7 @@ import { StoreLocks, type HeldLock, type LockOptions } from './locks.js';
 import { decodeManifest, encodeManifest, findDisk, pointKey, pointsPrefix, type Consistency, type DiskManifest, type PointManifest } from './manifest.js';
 import { materializeDisk, type MaterializeOptions } from './restore.js';
 import { newEncryption, openDataKey, type DataKey } from './sealing.js';
-import { CONFIG_KEY, DEFAULT_COMPRESSION_LEVEL, DEFAULT_PACK_SIZE, STORE_FORMAT, checkConfig, usableChunkSize, type StoreConfig } from './store-config.js';
+import { CONFIG_KEY, DEFAULT_COMPRESSION_LEVEL, DEFAULT_PACK_SIZE, MAX_CHUNK_SIZE, STORE_FORMAT, checkConfig, usableChunkSize, type StoreConfig } from './store-config.js';
 import { ZERO_HASH, collectBlobs, diffTrees, forEachChunk, listChunks, updateTree } from './tree.js';
 import { verifyPointBlobs } from './verify.js';
 import { workerPool } from './worker-pool.js';
@@ -38,6 +38,12 @@ export interface CommitRequest {
   capturedAt: Date;
   consistency: Consistency;
   disks: DiskChanges[];
+  /**
+   * Chunk size of the point's disks; default: the store's. A replication's policy may choose its own (small chunks
+   * for disks with small random writes, large for big sequential ones): each disk manifest records its chunk size,
+   * and a disk whose chunk size differs from its parent's is built anew (every chunk listed).
+   */
+  chunkSize?: number;
 }
 
 /** Reports bytes done so far out of the bytes the whole operation will handle. */
@@ -130,26 +136,61 @@ export class ReplicaStore {
   }
 
   /**
-   * Stores a chunk after checking that its bytes hash to `hash`; nothing is ever stored under a wrong name. With
-   * `give`, `data`'s memory moves to the worker that hashes and compresses it (no copy): the caller must not use it again.
+   * Stores a chunk after checking that its bytes hash to `hash`; nothing is ever stored under a wrong name. Its
+   * length may be anything up to MAX_CHUNK_SIZE (replications choose their chunk size); a commit checks that each
+   * chunk fills its place exactly. With `give`, `data`'s memory moves to the worker that hashes and compresses it
+   * (no copy): the caller must not use it again.
    */
   async putChunk(hash: string, data: Uint8Array, o: { give?: boolean } = {}): Promise<void> {
-    if (data.length === 0 || data.length > this.chunkSize) {
-      throw new RefugeError('invalid_argument', `chunk ${hash} has ${data.length} bytes (1..${this.chunkSize})`);
+    await this.putChunks([{ hash, data }], o);
+  }
+
+  /**
+   * Stores several chunks as `putChunk` would each, in one task for a worker thread: for small chunks (a policy's
+   * 16 KiB, say) the round trip to a worker, not the hashing, was the cost of a chunk. A chunk whose bytes do not
+   * match its hash fails the call, after the others are stored (uploads are idempotent: the sender retries).
+   * With `give`, the memory of a lone chunk's `data` moves to the worker (no copy): the caller must not use it again.
+   */
+  async putChunks(items: readonly { hash: string; data: Uint8Array }[], o: { give?: boolean } = {}): Promise<void> {
+    const fresh: { hash: string; data: Uint8Array }[] = [];
+    const wanted = new Set<string>();
+    for (const { hash, data } of items) {
+      if (data.length === 0 || data.length > MAX_CHUNK_SIZE) throw new RefugeError('invalid_argument', `chunk ${hash} has ${data.length} bytes (1..${MAX_CHUNK_SIZE})`);
+      if (isZero(data)) throw new RefugeError('invalid_argument', `chunk ${hash} is all zeros; zero chunks are not stored`);
+      if (!isChunkHash(hash)) throw new RefugeError('invalid_argument', `'${hash}' is not a chunk hash`);
+      if (this.blobs.has(hash) || wanted.has(hash)) {
+        if (chunkHash(data) !== hash) throw mismatch(hash, chunkHash(data));
+        continue;
+      }
+      wanted.add(hash);
+      fresh.push({ hash, data });
     }
-    if (isZero(data)) throw new RefugeError('invalid_argument', `chunk ${hash} is all zeros; zero chunks are not stored`);
-    if (!isChunkHash(hash)) throw new RefugeError('invalid_argument', `'${hash}' is not a chunk hash`);
-    if (this.blobs.has(hash)) {
-      // Already stored: still check the bytes, so a bad upload is reported the same whatever the store holds.
-      if (chunkHash(data) !== hash) throw mismatch(hash, chunkHash(data));
-      return;
+    if (fresh.length === 0) return;
+    const lone = fresh.length === 1 ? (fresh[0] as { data: Uint8Array }).data : undefined;
+    const all = lone ?? Buffer.allocUnsafe(fresh.reduce((n, f) => n + f.data.length, 0));
+    let at = 0;
+    const tasks = fresh.map(({ hash, data }) => {
+      if (!lone) all.set(data, at);
+      at += data.length;
+      return { offset: at - data.length, length: data.length, claimedHash: hash };
+    });
+    const reply = await workerPool().run({ op: 'encode', key: this.key, level: this.config.compressionLevel, data: all, items: tasks }, lone ? o.give === true : true);
+    const stored = Buffer.from(reply.stored);
+    let bad: RefugeError | undefined;
+    let from = 0;
+    for (const [n, item] of reply.items.entries()) {
+      const hash = (fresh[n] as { hash: string }).hash;
+      if ('problem' in item) {
+        bad ??= mismatch(hash, item.hash);
+        continue;
+      }
+      this.uploads.set(hash, Date.now());
+      this.blobs.addNow('data', hash, { stored: stored.subarray(from, from + item.storedLength), flags: item.flags, rawLength: item.rawLength });
+      from += item.storedLength;
     }
-    const reply = await workerPool().run({ op: 'encode', key: this.key, level: this.config.compressionLevel, data, items: [{ offset: 0, length: data.length, claimedHash: hash }] }, o.give === true);
-    const item = reply.items[0];
-    if (!item || 'problem' in item) throw mismatch(hash, item?.hash ?? '?');
-    this.uploads.set(hash, Date.now());
     await this.noticeUploads();
-    await this.blobs.add('data', hash, { stored: Buffer.from(reply.stored), flags: item.flags, rawLength: item.rawLength });
+    await this.blobs.settle();
+    if (bad) throw bad;
   }
 
   /**
@@ -160,8 +201,8 @@ export class ReplicaStore {
    */
   async putPatchedChunk(hash: string, base: string | null, patch: Uint8Array, chunkLength: number): Promise<number> {
     if (!isChunkHash(hash)) throw new RefugeError('invalid_argument', `'${hash}' is not a chunk hash`);
-    if (!Number.isInteger(chunkLength) || chunkLength < 1 || chunkLength > this.chunkSize) {
-      throw new RefugeError('invalid_argument', `patch chunk length ${chunkLength} is outside 1..${this.chunkSize}`);
+    if (!Number.isInteger(chunkLength) || chunkLength < 1 || chunkLength > MAX_CHUNK_SIZE) {
+      throw new RefugeError('invalid_argument', `patch chunk length ${chunkLength} is outside 1..${MAX_CHUNK_SIZE}`);
     }
     let baseTask: { data: Uint8Array; flags: number; rawLength: number; hash: string } | null = null;
     if (base !== null) {
@@ -226,6 +267,8 @@ export class ReplicaStore {
    */
   async commitPoint(req: CommitRequest): Promise<PointManifest> {
     await this.flushOrDiscard(req.replicationId); // a failed pack write (a full disk) is the error, not "missing chunks"
+    const cs = req.chunkSize ?? this.chunkSize;
+    if (!usableChunkSize(cs)) throw new RefugeError('invalid_argument', `chunk size ${cs} is not usable`, { hint: 'use a power of two from 4 KiB to 64 MiB' });
     const parent = req.parentId === null ? null : await this.getPoint(req.replicationId, req.parentId);
     const referenced = new Set<string>();
     const names = new Set<string>();
@@ -233,7 +276,7 @@ export class ReplicaStore {
       // Two disks of one name would make a manifest whose second disk no reader can reach.
       if (names.has(change.name)) throw new RefugeError('invalid_argument', `disk '${change.name}' is listed twice`);
       names.add(change.name);
-      const count = chunkCount(change.sizeBytes, this.chunkSize);
+      const count = chunkCount(change.sizeBytes, cs);
       if (!Number.isSafeInteger(change.sizeBytes) || change.sizeBytes < 0) throw new RefugeError('invalid_argument', `disk '${change.name}': size ${change.sizeBytes} is not usable`);
       for (const [index, hash] of change.changes) {
         if (!Number.isInteger(index) || index < 0 || index >= count) {
@@ -255,7 +298,7 @@ export class ReplicaStore {
       for (const [index, hash] of change.changes) {
         if (hash === null) continue;
         const length = this.blobs.rawLength(hash);
-        const room = chunkLength(change.sizeBytes, this.chunkSize, index);
+        const room = chunkLength(change.sizeBytes, cs, index);
         if (length !== room) throw new RefugeError('invalid_argument', `disk '${change.name}': chunk ${hash} has ${length ?? 0} bytes where chunk ${index} holds ${room}`);
       }
     }
@@ -263,7 +306,7 @@ export class ReplicaStore {
     let changedChunks = 0;
     let changedBytes = 0;
     for (const change of req.disks) {
-      const d = await this.applyChanges(parent?.disks.find((x) => x.name === change.name), change);
+      const d = await this.applyChanges(parent?.disks.find((x) => x.name === change.name), change, cs);
       disks.push(d.disk);
       changedChunks += d.changedChunks;
       changedBytes += d.changedBytes;
@@ -301,8 +344,7 @@ export class ReplicaStore {
     }
   }
 
-  private async applyChanges(base: DiskManifest | undefined, change: DiskChanges): Promise<{ disk: DiskManifest; changedChunks: number; changedBytes: number }> {
-    const cs = this.chunkSize;
+  private async applyChanges(base: DiskManifest | undefined, change: DiskChanges, cs: number): Promise<{ disk: DiskManifest; changedChunks: number; changedBytes: number }> {
     const count = chunkCount(change.sizeBytes, cs);
     const length = (i: number) => chunkLength(change.sizeBytes, cs, i);
     const last = new Map(change.changes); // the last change of an index wins
@@ -332,6 +374,10 @@ export class ReplicaStore {
         storedBytes += delta * length(i);
       }
     } else {
+      // A new chunk size shares no chunk with the parent's tree: unlisted chunks would silently read as zeros.
+      if (base && base.chunkSize !== cs && last.size !== count) {
+        throw new RefugeError('invalid_argument', `disk '${change.name}' changes chunk size from ${base.chunkSize} to ${cs} bytes: every chunk must be listed (${last.size} of ${count} are)`);
+      }
       // First point of a disk, or a resized disk: build from the base's chunks that still fit, plus the changes.
       const old = base && base.chunkSize === cs ? await readable(() => listChunks(base.root, chunkCount(base.sizeBytes, cs), this.blobs), []) : [];
       // A kept chunk whose place changes length (the old last one, the new last one) no longer fits: it must be listed.
@@ -436,7 +482,10 @@ export class ReplicaStore {
     return verifyPointBlobs(this, point);
   }
 
-  /** Where two points differ, per disk, as byte ranges; walks only the subtrees whose hashes differ. */
+  /**
+   * Where two points differ, per disk, as byte ranges; walks only the subtrees whose hashes differ. A disk whose
+   * chunk size differs between the points is reported whole (conservative: its trees cannot be compared).
+   */
   async diffPoints(a: PointManifest, b: PointManifest): Promise<{ disk: string; ranges: { offset: number; length: number }[] }[]> {
     const names = [...new Set([...a.disks, ...b.disks].map((d) => d.name))];
     const out = [];
@@ -445,6 +494,11 @@ export class ReplicaStore {
       const db = b.disks.find((d) => d.name === name);
       const size = Math.max(da?.sizeBytes ?? 0, db?.sizeBytes ?? 0);
       const cs = (db ?? da)?.chunkSize ?? this.chunkSize;
+      if (da && db && da.chunkSize !== db.chunkSize) {
+        // Trees of different chunk sizes index different byte ranges: comparing them by index would be wrong.
+        out.push({ disk: name, ranges: size > 0 ? [{ offset: 0, length: size }] : [] });
+        continue;
+      }
       const tree = (d: DiskManifest | undefined) => ({ root: d?.root ?? ZERO_HASH, count: d ? chunkCount(d.sizeBytes, d.chunkSize) : 0 });
       const ranges = await diffTrees(tree(da), tree(db), this.blobs);
       out.push({ disk: name, ranges: ranges.map(([s, e]) => ({ offset: s * cs, length: Math.min(e * cs, size) - s * cs })) });

@@ -22,7 +22,9 @@ export interface StoreConfig {
 export const DEFAULT_PACK_SIZE = 16 * 1024 * 1024;
 export const DEFAULT_COMPRESSION_LEVEL = 3;
 
-export const usableChunkSize = (n: number): boolean => Number.isInteger(n) && n >= 4096 && n <= 64 * 1024 * 1024 && (n & (n - 1)) === 0;
+export const MIN_CHUNK_SIZE = 4096;
+export const MAX_CHUNK_SIZE = 64 * 1024 * 1024;
+export const usableChunkSize = (n: number): boolean => Number.isInteger(n) && n >= MIN_CHUNK_SIZE && n <= MAX_CHUNK_SIZE && (n & (n - 1)) === 0;
 
 export function checkConfig(c: StoreConfig, location: string): StoreConfig {
   const format: unknown = c.format;

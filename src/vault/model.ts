@@ -111,8 +111,17 @@ export interface Policy {
   appIntervalSeconds: number | null;
   /** Upload limit per replication, MiB/s; null: unlimited. */
   bandwidthMiBps: number | null;
+  /** Chunk size of its replications in KiB (a power of two, 4 to 1024); null: the target store's. Fixed at creation. */
+  chunkSizeKiB: number | null;
   createdAt: string;
 }
+
+/** The chunk size a replication under `policy` ships and stores in, in a store whose own default is `storeChunkSize`. */
+export const replicationChunkSize = (policy: Pick<Policy, 'chunkSizeKiB'>, storeChunkSize: number): number =>
+  policy.chunkSizeKiB !== null ? policy.chunkSizeKiB * 1024 : storeChunkSize;
+
+/** Chunk sizes a policy may choose, in KiB: powers of two from 4 KiB (a block) to 1 MiB (the upload body limit's share). */
+export const POLICY_CHUNK_SIZES_KIB = [4, 8, 16, 32, 64, 128, 256, 512, 1024] as const;
 
 /** What a failover or test failover started, kept so cleanup and commit know what to act on. */
 export interface FailoverRecord {

@@ -5,6 +5,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { RefugeError } from '../../core/errors.js';
 import { EnrollRequest, EnrollResponse, RegistrationKeyRequest, RegistrationKeyResponse, RenewRequest } from '../../protocol/enrollment.js';
 import { HeartbeatRequest, HeartbeatResponse, RegisterRequest, RegisterResponse } from '../../protocol/schemas.js';
+import { replicationChunkSize } from '../../vault/model.js';
 import { isReplicating } from '../../vault/replication-state.js';
 import { CERTIFICATE_DAYS } from '../../vault/security/agent-identities.js';
 import { signCsr } from '../../vault/security/pki.js';
@@ -147,11 +148,11 @@ export function agentRoutes(deps: AppDeps): FastifyPluginAsync {
           replicationId: rep.id,
           // A re-protect lets the new source ship only once the seed is in place and the direction reversed.
           mode,
-          ...(shipTo ? { heartbeatSoonSeconds: REPROTECT_HEARTBEAT_SECONDS, reprotectPending: { chunkSize: shipTo.chunkSize } } : {}),
+          ...(shipTo ? { heartbeatSoonSeconds: REPROTECT_HEARTBEAT_SECONDS, reprotectPending: { chunkSize: replicationChunkSize(policy, shipTo.chunkSize) } } : {}),
           ...(ops.resyncAfter ? { resyncAfter: ops.resyncAfter } : {}),
           ...(ops.cutAfter ? { cutAfter: ops.cutAfter } : {}),
           crashIntervalSeconds: policy.crashIntervalSeconds,
-          chunkSize: store.chunkSize,
+          chunkSize: replicationChunkSize(policy, store.chunkSize),
           replicatorUrl: deps.replicators.urlFor(target.id) ?? deps.replicatorUrl(),
           // Before the first point of a re-protected replication, its parent is the seed from the former source's disks.
           latestPointId: latest?.id ?? ops.seedPointId ?? null,

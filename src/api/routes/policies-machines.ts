@@ -1,7 +1,9 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
+import { RefugeError } from '../../core/errors.js';
 import { HEARTBEAT_LOST_SECONDS } from '../../vault/health.js';
+import { POLICY_CHUNK_SIZES_KIB } from '../../vault/model.js';
 import type { AppDeps } from '../deps.js';
 import { machineView, policyView, type SiteNames } from '../views.js';
 import { Name, VaultParams, named } from './params.js';
@@ -13,7 +15,14 @@ const PolicyFields = {
   rpoThresholdSeconds: Type.Optional(Type.Number({ minimum: 1 })),
   appIntervalSeconds: Type.Optional(Type.Union([Type.Number({ minimum: 60, maximum: 86400 }), Type.Null()])),
   bandwidthMiBps: Type.Optional(Type.Union([Type.Number({ exclusiveMinimum: 0 }), Type.Null()])),
+  chunkSizeKiB: Type.Optional(Type.Union([Type.Integer({ minimum: 1 }), Type.Null()])),
 };
+
+/** A policy's chunk size, checked with a message that says which values are allowed (a schema error would not). */
+function checkChunkSize(kib: number | null | undefined): void {
+  if (kib === undefined || kib === null || (POLICY_CHUNK_SIZES_KIB as readonly number[]).includes(kib)) return;
+  throw new RefugeError('invalid_argument', `chunkSizeKiB ${kib} is not a usable chunk size`, { hint: `use one of ${POLICY_CHUNK_SIZES_KIB.join(', ')} (KiB), or null for the store's` });
+}
 
 /** Policies, machines (registered by agents) and their agents. */
 export function policyMachineRoutes(deps: AppDeps): FastifyPluginAsync {
@@ -35,6 +44,7 @@ export function policyMachineRoutes(deps: AppDeps): FastifyPluginAsync {
     }, async (req, reply) => {
       const v = await repos.vaults.get(req.params.vault);
       const b = req.body;
+      checkChunkSize(b.chunkSizeKiB);
       // Defaults are ASR's: crash-consistent points every 5 minutes, 1 day retention, app-consistent off; alert at 15 minutes of RPO.
       const p = await repos.policies.create({
         vaultId: v.id,
@@ -44,6 +54,7 @@ export function policyMachineRoutes(deps: AppDeps): FastifyPluginAsync {
         rpoThresholdSeconds: b.rpoThresholdSeconds ?? 900,
         appIntervalSeconds: b.appIntervalSeconds ?? null,
         bandwidthMiBps: b.bandwidthMiBps ?? null,
+        chunkSizeKiB: b.chunkSizeKiB ?? null,
       });
       return reply.code(201).send(policyView(p));
     });
@@ -58,7 +69,15 @@ export function policyMachineRoutes(deps: AppDeps): FastifyPluginAsync {
       schema: { params: named('policy'), body: Type.Object(PolicyFields, { additionalProperties: false }) },
     }, async (req) => {
       const v = await repos.vaults.get(req.params.vault);
-      return policyView(await repos.policies.update(await repos.policies.get(v.id, req.params.policy), req.body));
+      const p = await repos.policies.get(v.id, req.params.policy);
+      const { chunkSizeKiB, ...change } = req.body;
+      if (chunkSizeKiB !== undefined && chunkSizeKiB !== p.chunkSizeKiB) {
+        // A new chunk size shares no chunk with the points already stored: every replication would copy its disks again.
+        throw new RefugeError('failed_precondition', `policy '${p.name}' keeps its chunk size (${p.chunkSizeKiB === null ? "the store's" : `${p.chunkSizeKiB} KiB`}) for as long as it exists`, {
+          hint: 'create a new policy with the chunk size and move replications to it (each then copies its disks once)',
+        });
+      }
+      return policyView(await repos.policies.update(p, change));
     });
 
     app.delete('/vaults/:vault/policies/:policy', { config: { permission: 'configure' }, schema: { params: named('policy') } }, async (req, reply) => {

@@ -70,9 +70,9 @@ export function replicatorRoutes(deps: AppDeps): FastifyPluginAsync {
       const site = await repos.sites.get(v.id, req.params.site);
       const rep = await repos.replications.byId(req.params.replication);
       if (rep.vaultId !== v.id) throw new RefugeError('not_found', `replication '${req.params.replication}' not found`);
-      const target = await repos.sites.byId(rep.targetSiteId);
+      const [target, policy] = await Promise.all([repos.sites.byId(rep.targetSiteId), repos.policies.byId(rep.policyId)]);
       const agentRefused = req.query.agent ? await deps.agentRefusal(req.query.agent, await repos.machines.byId(rep.machineId)) : undefined;
-      return { replicationId: rep.id, name: rep.name, state: rep.state, targetSite: target.name, accepting: isReplicating(rep.state) && target.id === site.id, ...(agentRefused ? { agentRefused } : {}) };
+      return { replicationId: rep.id, name: rep.name, state: rep.state, targetSite: target.name, accepting: isReplicating(rep.state) && target.id === site.id, chunkSizeKiB: policy.chunkSizeKiB, ...(agentRefused ? { agentRefused } : {}) };
     });
 
     app.post('/vaults/:vault/replicators/:site/points', {

@@ -1,6 +1,7 @@
 import { stat } from 'node:fs/promises';
 import { RefugeError } from '../../core/errors.js';
 import { importImages } from '../../store/import-image.js';
+import { replicationChunkSize } from '../../vault/model.js';
 import type { TaskDefinition } from '../../vault/jobs/definitions.js';
 import type { OrchestrationDeps } from '../deps.js';
 import type { OperationParams } from './operation-job.js';
@@ -60,9 +61,11 @@ export function reprotectTasks(deps: OrchestrationDeps): TaskDefinition<Operatio
         }
         const disks = usable as { name: string; path: string }[];
         const started = Date.now();
+        const policy = await deps.repos.policies.byId(rep.policyId);
         const seed = await importImages(store, {
           replicationId: rep.id,
           disks,
+          chunkSize: replicationChunkSize(policy, store.chunkSize),
           parent: earlier.at(-1) ?? null,
           signal: ctx.signal,
           onProgress: (done, total) => ctx.progress(done / Math.max(1, total), `hashing the disks at site '${site.name}'`),

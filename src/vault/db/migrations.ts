@@ -4,6 +4,7 @@ import { modelAndMonitoring } from './migrations-0003.js';
 import { agentIdentities } from './migrations-0004.js';
 import { groupCuts } from './migrations-0005.js';
 import { drills } from './migrations-0006.js';
+import { policyChunkSize } from './migrations-0007.js';
 
 /**
  * Schema migrations, in order. Never edit a released migration; add a new one. Column types are the portable
@@ -127,6 +128,7 @@ const migrations: Record<string, Migration> = {
   '0004_agent_identities': agentIdentities,
   '0005_group_cuts': groupCuts,
   '0006_drills': drills,
+  '0007_policy_chunk_size': policyChunkSize,
 };
 
 export const migrationProvider: MigrationProvider = {

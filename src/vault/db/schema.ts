@@ -61,6 +61,7 @@ export interface PolicyTable {
   rpoThresholdSeconds: number;
   appIntervalSeconds: number | null;
   bandwidthMibps: number | null;
+  chunkSizeKib: number | null;
   createdAt: string;
 }
 

@@ -133,15 +133,15 @@ export class SiteRepository {
   }
 }
 
-export type PolicyInput = Omit<Policy, 'id' | 'createdAt' | 'appIntervalSeconds' | 'bandwidthMiBps'> & Partial<Pick<Policy, 'appIntervalSeconds' | 'bandwidthMiBps'>>;
+export type PolicyInput = Omit<Policy, 'id' | 'createdAt' | 'appIntervalSeconds' | 'bandwidthMiBps' | 'chunkSizeKiB'> & Partial<Pick<Policy, 'appIntervalSeconds' | 'bandwidthMiBps' | 'chunkSizeKiB'>>;
 
 export class PolicyRepository {
   constructor(private readonly db: Kysely<Database>) {}
 
   async create(input: PolicyInput): Promise<Policy> {
-    const p: Policy = { id: newId('pol'), createdAt: new Date().toISOString(), appIntervalSeconds: null, bandwidthMiBps: null, ...input };
-    const { bandwidthMiBps, ...rest } = p;
-    await insertUnique('policy', input.name, () => this.db.insertInto('policies').values({ ...rest, bandwidthMibps: bandwidthMiBps }).execute());
+    const p: Policy = { id: newId('pol'), createdAt: new Date().toISOString(), appIntervalSeconds: null, bandwidthMiBps: null, chunkSizeKiB: null, ...input };
+    const { bandwidthMiBps, chunkSizeKiB, ...rest } = p;
+    await insertUnique('policy', input.name, () => this.db.insertInto('policies').values({ ...rest, bandwidthMibps: bandwidthMiBps, chunkSizeKib: chunkSizeKiB }).execute());
     return p;
   }
 

@@ -70,6 +70,7 @@ export const toPolicy = (r: Selectable<PolicyTable>): Policy => ({
   rpoThresholdSeconds: r.rpoThresholdSeconds,
   appIntervalSeconds: r.appIntervalSeconds,
   bandwidthMiBps: r.bandwidthMibps,
+  chunkSizeKiB: r.chunkSizeKib,
   createdAt: r.createdAt,
 });
 

@@ -143,6 +143,27 @@ describe('agent replication (scan mode)', () => {
     expect(received(rep.id) - before).toBe(MiB);
   });
 
+  it("ships and stores in the chunk size of the replication's policy, and a policy keeps its chunk size", async () => {
+    await api('POST', '/vaults/demo/policies', { name: 'small', crashIntervalSeconds: 1, chunkSizeKiB: 16 });
+    await expect(api('POST', '/vaults/demo/policies', { name: 'odd', chunkSizeKiB: 12 })).rejects.toMatchObject({ message: expect.stringContaining('chunkSizeKiB 12 is not a usable chunk size') as unknown });
+    await expect(api('PATCH', '/vaults/demo/policies/small', { chunkSizeKiB: 64 })).rejects.toMatchObject({ details: { status: 412 } });
+    startAgent();
+    await waitFor(async () => (await api<{ items: unknown[] }>('GET', '/vaults/demo/machines')).items.length === 1);
+    const rep = await api<{ id: string }>('POST', '/vaults/demo/replications', { machine: 'vm1', policy: 'small', targetSite: 'recovery' });
+    const first = await waitForPointAfter(new Date(0));
+    expect((await restore(rep.id, first.id)).equals(await readDisk(diskPath))).toBe(true);
+    expect(received(rep.id)).toBe(3 * MiB);
+    await stopAgent();
+    await write(4 * MiB + 100, Buffer.from('one small chunk changes'));
+    const changedAt = new Date();
+    startAgent();
+    const second = await waitForPointAfter(changedAt);
+    expect((await restore(rep.id, second.id)).equals(await readDisk(diskPath))).toBe(true);
+    expect(received(rep.id)).toBe(3 * MiB + 16 * 1024); // one 16 KiB chunk, where the store's default is 256 KiB
+    const store = await ReplicaStore.open(new FilesystemBackend(join(dir, 'vault', 'sites', 'recovery', 'store')));
+    expect((await store.getPoint(rep.id, second.id)).disks.map((d) => d.chunkSize)).toEqual([16 * 1024]);
+  });
+
   it('the replicator rejects a chunk whose bytes do not match its hash and a commit on a stale parent', async () => {
     await api('POST', '/vaults/demo/agents/register', {
       site: 'primary', agentVersion: 't',

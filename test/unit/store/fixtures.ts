@@ -83,9 +83,11 @@ export async function commitDisk(
     /** The hashes the agent remembers from its previous scan; by default the parent manifest's. */
     previous?: (string | null)[];
     capturedAt?: Date;
+    /** The point's chunk size (a replication's policy may choose one); by default the store's. */
+    chunkSize?: number;
   } = {},
 ): Promise<{ point: PointManifest; changes: [number, string | null][]; uploaded: number }> {
-  const cs = store.chunkSize;
+  const cs = opts.chunkSize ?? store.chunkSize;
   const hashes = hashChunks(disk, cs);
   const parent = opts.parent ?? null;
   const changes = diffHashes(hashes, opts.previous ?? (parent ? await store.diskChunks(parent, 'disk0') : null));
@@ -103,6 +105,7 @@ export async function commitDisk(
     capturedAt: opts.capturedAt ?? new Date(),
     consistency: 'crash',
     disks: [{ name: 'disk0', sizeBytes: disk.length, changes }],
+    ...(opts.chunkSize ? { chunkSize: opts.chunkSize } : {}),
   });
   return { point, changes, uploaded };
 }

@@ -6,6 +6,7 @@ import { FilesystemBackend } from '../../../src/store/backends/filesystem.js';
 import { chunkHash } from '../../../src/store/chunks.js';
 import type { PointManifest } from '../../../src/store/manifest.js';
 import { ReplicaStore } from '../../../src/store/replica-store.js';
+import { MAX_CHUNK_SIZE } from '../../../src/store/store-config.js';
 import { expectRefugeError } from './expect-error.js';
 import { CHUNK, commitDisk, expectSameBytes, flipByte, hashChunks, openTempStore, packOf, storedChunkHashes, type TempStore } from './fixtures.js';
 
@@ -151,6 +152,32 @@ describe('ReplicaStore', () => {
       await expectRestores(p2, disk2, 'p2.img');
     });
 
+    it("commits in a replication's own chunk size; a disk changing chunk size must list every chunk", async () => {
+      const disk = sampleDisk();
+      const { point: first } = await commitDisk(store, disk);
+      const big = 2 * CHUNK;
+      const changed = Buffer.from(disk);
+      changed[4 * CHUNK + 7] = 0x42;
+      // Listing only what changed would leave the rest of the disk as zeros: refused, nothing committed.
+      const hash = chunkHash(changed.subarray(2 * big, 3 * big));
+      await store.putChunk(hash, changed.subarray(2 * big, 3 * big));
+      await expectRefugeError(
+        store.commitPoint({ replicationId: REP, parentId: first.id, capturedAt: new Date(), consistency: 'crash', chunkSize: big, disks: [{ name: 'disk0', sizeBytes: SIZE, changes: [[2, hash]] }] }),
+        'invalid_argument',
+        'every chunk must be listed',
+      );
+      expect(await store.listPointIds(REP)).toEqual([first.id]);
+      const unknown = new Array<string>(Math.ceil(SIZE / big)).fill('f'.repeat(64)); // nothing known: every chunk listed, zeros too
+      const { point: second } = await commitDisk(store, changed, { parent: first, previous: unknown, chunkSize: big });
+      expect(second.disks).toMatchObject([{ chunkSize: big, sizeBytes: SIZE }]);
+      await expectRestores(second, changed, 'rechunked');
+      const { point: third } = await commitDisk(store, disk, { parent: second, chunkSize: big });
+      expect(third.stats.changedChunks).toBe(1);
+      await expectRestores(third, disk, 'rechunked-back');
+      await expectRestores(first, disk, 'first-after-rechunk');
+      expect(await store.diffPoints(first, second)).toEqual([{ disk: 'disk0', ranges: [{ offset: 0, length: SIZE }] }]);
+    });
+
     it('does not count a change that repeats the parent chunk', async () => {
       const disk = sampleDisk();
       const { point: p1 } = await commitDisk(store, disk);
@@ -193,7 +220,7 @@ describe('ReplicaStore', () => {
     });
 
     it('rejects empty and oversized chunks', async () => {
-      for (const data of [Buffer.alloc(0), randomBytes(CHUNK + 1)]) {
+      for (const data of [Buffer.alloc(0), Buffer.alloc(MAX_CHUNK_SIZE + 1, 1)]) {
         await expectRefugeError(store.putChunk(chunkHash(data), data), 'invalid_argument');
       }
       expect(await storedChunkHashes(store)).toEqual([]);
