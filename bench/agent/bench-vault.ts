@@ -13,7 +13,7 @@ const root = join(import.meta.dirname, '..', '..');
  * own CA, HTTPS, an owner token), vault `bench` with sites `primary` and `recovery` and policy `p`. Agents register
  * the real way, with a one-time key redeemed for a client certificate (mutual TLS to vault and replicator).
  */
-export async function startBenchVault(dataDir: string, o: { crashIntervalSeconds: number; nodeArgs?: string[] }) {
+export async function startBenchVault(dataDir: string, o: { crashIntervalSeconds: number; chunkSizeKiB?: number; nodeArgs?: string[] }) {
   const init = await initVault({ dataDir });
   const owner: HttpConnection = { token: init.credentials.token, ca: init.credentials.ca };
   const child = await startUntil(process.execPath, [...(o.nodeArgs ?? []), join(root, 'bin', 'refuge.js'), 'vault', '--data', dataDir, '--listen', '127.0.0.1:0'], /vault listening on (\S+)/);
@@ -23,7 +23,7 @@ export async function startBenchVault(dataDir: string, o: { crashIntervalSeconds
     await api('POST', '/vaults', { name: 'bench' });
     await api('POST', '/vaults/bench/sites', { name: 'primary' });
     await api('POST', '/vaults/bench/sites', { name: 'recovery' });
-    await api('POST', '/vaults/bench/policies', { name: 'p', crashIntervalSeconds: o.crashIntervalSeconds });
+    await api('POST', '/vaults/bench/policies', { name: 'p', crashIntervalSeconds: o.crashIntervalSeconds, ...(o.chunkSizeKiB ? { chunkSizeKiB: o.chunkSizeKiB } : {}) });
   } catch (err) {
     await stop(child);
     throw err;

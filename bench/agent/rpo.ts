@@ -16,6 +16,9 @@ export interface RpoResult {
   max: number;
   points: number;
   intervalSeconds: number;
+  /** The policy's chunk size (KiB); undefined: the store's default. */
+  chunkSizeKiB?: number;
+  seedSeconds: number;
   writtenMB: number;
 }
 
@@ -27,12 +30,12 @@ const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.lengt
  * and the replication's RPO (age of the latest point, as the vault reports it) sampled twice a second once the load
  * has run for `warmupSeconds`.
  */
-export async function benchRpo(dir: string, sizeBytes: number, o: { seconds: number; warmupSeconds: number; intervalSeconds: number; say: (s: string) => void }): Promise<RpoResult> {
+export async function benchRpo(dir: string, sizeBytes: number, o: { seconds: number; warmupSeconds: number; intervalSeconds: number; chunkSizeKiB?: number; say: (s: string) => void }): Promise<RpoResult> {
   const image = join(dir, 'p5.raw');
   await rm(image, { force: true });
   for (const d of ['p5-vault', 'p5-agent', 'p5-registration.json']) await rm(join(dir, d), { recursive: true, force: true });
   await ensureStandardImage(image, sizeBytes);
-  const vault = await startBenchVault(join(dir, 'p5-vault'), { crashIntervalSeconds: o.intervalSeconds });
+  const vault = await startBenchVault(join(dir, 'p5-vault'), { crashIntervalSeconds: o.intervalSeconds, ...(o.chunkSizeKiB ? { chunkSizeKiB: o.chunkSizeKiB } : {}) });
   const api = vault.api;
   let agent: ChildProcess | undefined;
   try {
@@ -54,7 +57,9 @@ export async function benchRpo(dir: string, sizeBytes: number, o: { seconds: num
     }
     await api('POST', '/vaults/bench/replications', { machine: 'vm', policy: 'p', targetSite: 'recovery' });
     const replication = () => api<{ state: string; rpo: { seconds: number } | null }>('GET', '/vaults/bench/replications/vm');
+    const seeding = Date.now();
     while ((await replication()).state !== 'protected') await new Promise((r) => setTimeout(r, 250));
+    const seedSeconds = (Date.now() - seeding) / 1000;
     o.say(`  seeded; writing 20 MB/s of random 8 KiB blocks for ${o.seconds} s, points every ${o.intervalSeconds} s`);
     const load = run('fio', [
       '--name=p5', '--ioengine=nbd', `--uri=nbd+unix:///disk0?socket=${socket}`, '--rw=randwrite', '--bs=8k', '--iodepth=4',
@@ -73,7 +78,7 @@ export async function benchRpo(dir: string, sizeBytes: number, o: { seconds: num
     const written = (JSON.parse(stdout.slice(stdout.indexOf('{'))) as { jobs: { write: { io_bytes: number } }[] }).jobs[0]?.write.io_bytes ?? 0;
     const points = (await api<{ items: { capturedAt: string }[] }>('GET', '/vaults/bench/replications/vm/points?limit=1000')).items.filter((p) => Date.parse(p.capturedAt) > started).length;
     const sorted = [...samples].sort((a, b) => a - b);
-    return { samples, p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), max: sorted.at(-1) ?? 0, points, intervalSeconds: o.intervalSeconds, writtenMB: written / 1e6 };
+    return { samples, p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), max: sorted.at(-1) ?? 0, points, intervalSeconds: o.intervalSeconds, writtenMB: written / 1e6, seedSeconds, ...(o.chunkSizeKiB ? { chunkSizeKiB: o.chunkSizeKiB } : {}) };
   } finally {
     if (agent) await stop(agent);
     await vault.stop();
