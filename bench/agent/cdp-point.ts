@@ -33,14 +33,14 @@ export interface PointResult {
  * loop makes), talking to the replicator through a byte-counting TCP proxy. The workload is written through the
  * agent's NBD export, then one cut is timed from the cut to the replicator's commit answer.
  */
-export async function benchCdpPoints(dir: string, sizeBytes: number, rounds: number, say: (s: string) => void, o: { p9?: boolean } = {}) {
+export async function benchCdpPoints(dir: string, sizeBytes: number, rounds: number, say: (s: string) => void, o: { p9?: boolean; chunkSizeKiB?: number } = {}) {
   const image = join(dir, 'standard.raw');
   // A pristine image and an empty store each run: earlier runs' writes must neither linger nor deduplicate.
   await rm(image, { force: true });
   await rm(join(dir, 'vault'), { recursive: true, force: true });
   await rm(join(dir, 'p3-state'), { recursive: true, force: true });
   await ensureStandardImage(image, sizeBytes);
-  const vault = await startBenchVault(join(dir, 'vault'), { crashIntervalSeconds: 5, nodeArgs: process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [] });
+  const vault = await startBenchVault(join(dir, 'vault'), { crashIntervalSeconds: 5, nodeArgs: process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [], ...(o.chunkSizeKiB ? { chunkSizeKiB: o.chunkSizeKiB } : {}) });
   const socketPath = join(dir, 'p3.sock');
   const capture = new CdpCapture({ disks: [{ name: 'disk0', path: image, socketPath }], stateDir: join(dir, 'p3-state') });
   let proxy: CountingProxy | undefined;

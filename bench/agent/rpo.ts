@@ -35,14 +35,16 @@ export async function benchRpo(dir: string, sizeBytes: number, o: { seconds: num
   await rm(image, { force: true });
   for (const d of ['p5-vault', 'p5-agent', 'p5-registration.json']) await rm(join(dir, d), { recursive: true, force: true });
   await ensureStandardImage(image, sizeBytes);
-  const vault = await startBenchVault(join(dir, 'p5-vault'), { crashIntervalSeconds: o.intervalSeconds, ...(o.chunkSizeKiB ? { chunkSizeKiB: o.chunkSizeKiB } : {}) });
+  // BENCH_PROFILE=DIR: both processes run under `node --cpu-prof` (profiles written to DIR when they exit).
+  const profile = process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
+  const vault = await startBenchVault(join(dir, 'p5-vault'), { crashIntervalSeconds: o.intervalSeconds, nodeArgs: profile, ...(o.chunkSizeKiB ? { chunkSizeKiB: o.chunkSizeKiB } : {}) });
   const api = vault.api;
   let agent: ChildProcess | undefined;
   try {
     const credentials = await vault.writeRegistration(join(dir, 'p5-registration.json'));
     // The agent logs to stderr and prints nothing when ready: it is ready once its NBD socket exists.
     agent = spawn(process.execPath, [
-      join(root, 'bin', 'refuge.js'), '--credentials', credentials, 'agent', '--site', 'primary', '--name', 'vm',
+      ...profile, join(root, 'bin', 'refuge.js'), '--credentials', credentials, 'agent', '--site', 'primary', '--name', 'vm',
       '--disk', `disk0=${image}`, '--capture', 'cdp', '--state-dir', join(dir, 'p5-agent'), '--heartbeat', '1s',
     ], { stdio: 'ignore', env: { ...process.env, REFUGE_LOG_LEVEL: 'warn' } });
     const socket = join(dir, 'p5-agent', 'nbd', 'disk0.sock');

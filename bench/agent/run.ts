@@ -32,6 +32,8 @@ const { values } = parseArgs({
     'p5-seconds': { type: 'string', default: '90' },
     /** P5 runs once per policy chunk size (KiB): the store's default, and chunks the size of the writes. */
     'p5-chunks': { type: 'string', default: '256,8' },
+    /** P3/P9 under a policy of this chunk size (KiB) instead of the store's default (for a partial run's comparison). */
+    'p3-chunk-kib': { type: 'string' },
     'no-write': { type: 'boolean', default: false },
     /** Comma-separated parts to run (p4, p3 (with p9), p5); a partial run prints and never writes the docs. */
     only: { type: 'string', default: 'p4,p3,p5' },
@@ -39,7 +41,7 @@ const { values } = parseArgs({
 });
 const parts = new Set(values.only.split(',').map((p) => p.trim().toLowerCase()));
 for (const p of parts) if (!['p4', 'p3', 'p9', 'p5'].includes(p)) throw new Error(`--only: '${p}' is not a part (p4, p3, p5)`);
-const partial = !(parts.has('p4') && (parts.has('p3') || parts.has('p9')) && parts.has('p5'));
+const partial = !(parts.has('p4') && (parts.has('p3') || parts.has('p9')) && parts.has('p5')) || values['p3-chunk-kib'] !== undefined;
 const sizeBytes = Number(values['size-mib']) * 1024 * 1024;
 const rounds = Number(values.rounds);
 const seconds = Number(values.seconds);
@@ -55,7 +57,7 @@ say(`P4: NBD write path, ${rounds} rounds of ${seconds} s per job and server`);
 const p4 = parts.has('p4') ? await benchWritePath(dir, rounds, seconds, say) : [];
 const [kit, tracked, cutting] = p4.map(summarize);
 say(`P3 and P9: cdp points on the ${values['size-mib']} MiB standard image, ${rounds} rounds`);
-const points = parts.has('p3') || parts.has('p9') ? await benchCdpPoints(dir, sizeBytes, rounds, say, { p9: parts.has('p9') || !partial }) : NO_POINTS;
+const points = parts.has('p3') || parts.has('p9') ? await benchCdpPoints(dir, sizeBytes, rounds, say, { p9: parts.has('p9') || !partial, ...(values['p3-chunk-kib'] ? { chunkSizeKiB: Number(values['p3-chunk-kib']) } : {}) }) : NO_POINTS;
 await rm(join(dir, 'vault'), { recursive: true, force: true });
 say(`P5: RPO under 20 MB/s of random 8 KiB writes, ${values['p5-seconds']} s`);
 const p5s = [];

@@ -67,7 +67,10 @@ const UPLOAD_PROTECTION_MS = 6 * 3600_000;
 export class ReplicaStore {
   readonly blobs: BlobStore;
   readonly locks: StoreLocks;
-  /** Chunks uploaded and not yet referenced by a committed point, with when they arrived. */
+  /**
+   * Chunks uploaded and not yet referenced by a committed point, with when they arrived, oldest first (an upload
+   * arriving again moves to the end: `noteUpload`), so the oldest is the first and expired ones leave from the front.
+   */
   private readonly uploads = new Map<string, number>();
   private writerNotice: Promise<HeldLock> | undefined;
 
@@ -184,7 +187,7 @@ export class ReplicaStore {
         bad ??= mismatch(hash, item.hash);
         continue;
       }
-      this.uploads.set(hash, Date.now());
+      this.noteUpload(hash);
       this.blobs.addNow('data', hash, { stored: stored.subarray(from, from + item.storedLength), flags: item.flags, rawLength: item.rawLength });
       from += item.storedLength;
     }
@@ -223,20 +226,31 @@ export class ReplicaStore {
       throw new RefugeError('invalid_argument', reply.problem === 'zero' ? `chunk ${hash}: ${reply.message}; zero chunks are not stored` : reply.message);
     }
     if (!this.blobs.has(hash)) {
-      this.uploads.set(hash, Date.now());
+      this.noteUpload(hash);
       await this.noticeUploads();
       await this.blobs.add('data', hash, { stored: Buffer.from(reply.stored), flags: reply.flags, rawLength: reply.rawLength });
     }
     return reply.rawLength;
   }
 
-  /** Keeps the `writer` notice (locks.ts) in step with the uploads no point references yet. */
+  private noteUpload(hash: string): void {
+    this.uploads.delete(hash);
+    this.uploads.set(hash, Date.now());
+  }
+
+  /**
+   * Keeps the `writer` notice (locks.ts) in step with the uploads no point references yet. Called per upload: it
+   * looks at the oldest uploads only (a scan of all of them made a seed of n chunks cost n^2/2 steps).
+   */
   private async noticeUploads(): Promise<void> {
     const cutoff = Date.now() - UPLOAD_PROTECTION_MS;
     let oldest = Infinity;
     for (const [h, t] of this.uploads) {
-      if (t < cutoff) this.uploads.delete(h);
-      else oldest = Math.min(oldest, t);
+      if (t >= cutoff) {
+        oldest = t;
+        break;
+      }
+      this.uploads.delete(h);
     }
     if (this.uploads.size === 0) {
       const notice = this.writerNotice;
