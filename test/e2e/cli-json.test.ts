@@ -84,7 +84,7 @@ describe('refuge --json: every command', () => {
     [() => ['site', 'show', 'third'], (o) => expect(o.provider).toBe('qemu')],
     [() => ['site', 'set-networks', 'primary', 'lan=50@10.1.0.0/24'], (o) => expect(o.networks).toEqual([{ name: 'lan', addresses: 50, cidr: '10.1.0.0/24' }])],
     [() => ['site', 'delete', 'third'], (o) => expect(o).toEqual({ deleted: 'third' })],
-    [() => ['policy', 'create', 'p2', '--crash-interval', '30s'], (o) => expect(o.crashIntervalSeconds).toBe(30)],
+    [() => ['policy', 'create', 'p2', '--crash-interval', '30s', '--chunk-size-kib', '16'], (o) => expect([o.crashIntervalSeconds, o.chunkSizeKiB]).toEqual([30, 16])],
     [() => ['policy', 'update', 'p2', '--bandwidth-mibps', '20'], (o) => expect(o.bandwidthMiBps).toBe(20)],
     [() => ['policy', 'list'], (o) => expect(o.items?.map((p) => p.name)).toEqual(['default', 'p2'])],
     [() => ['policy', 'show', 'p2'], (o) => expect(o.retentionHours).toBe(24)],
