@@ -1,6 +1,7 @@
 import { forEachLimit } from '../../core/concurrency.js';
 import { isRefugeError } from '../../core/errors.js';
-import { MAX_HASHES_PER_QUERY, type ChunkBatchResponse } from '../../protocol/schemas.js';
+import { MAX_HASHES_PER_QUERY } from '../../protocol/limits.js';
+import type { ChunkBatchResponse } from '../../protocol/schemas.js';
 import { BATCH_TARGET_BYTES, MAX_BATCH_ENTRIES, type BatchEntry } from '../../protocol/chunk-batch.js';
 import { compressIfUseful, encodePatch, type Run } from '../../protocol/chunk-encoding.js';
 import type { ChunkBodyEncoding, ReplicatorTransport } from '../clients.js';
