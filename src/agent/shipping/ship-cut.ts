@@ -131,8 +131,9 @@ interface HashedChunk {
 /**
  * The chunks a cut lists, in order, in groups of about GROUP_BYTES, with their hashes. Reading a whole disk (a
  * first point, a resync, a re-protect's comparison) was bound by SHA-256 on the main thread: groups are read ahead
- * (consecutive chunks in one read where the capture offers `readRun`) and hashed in the store's worker pool. A group's buffer moves to the worker and back without copies and is reused for a later group
- * once the caller has moved on, so a disk scan allocates a few buffers, not one per chunk. A group of one chunk
+ * (consecutive chunks in one read where the capture offers `readRun`) and hashed in the store's worker pool. A
+ * group's buffer moves to the worker and back without copies and is reused for a later group once the caller has
+ * moved on, so a disk scan allocates two buffers, not one per chunk. A group of one chunk
  * (a cdp cut of a few chunks) is hashed here, which costs less than a round trip to a worker.
  */
 export async function* hashedGroups(disk: CutDisk, chunkSize: number, signal?: AbortSignal): AsyncGenerator<HashedChunk[]> {
