@@ -9,8 +9,10 @@
  * GiB of its first disk, through the NBD export), one in scan mode. Each agent's RSS (VmRSS, /proc/PID/status) is sampled every
  * 250 ms through three phases: the seed (initial replication), steady replication (points every 5 s for cdp, 20 s
  * for scan), and a link cut (the vault stopped with SIGSTOP for `--cut-seconds` while fio keeps writing, then
- * resumed until both agents have committed a point again). `--agent-env K=V,K=V` sets the agents' environment. Printed: per agent and phase the peak sampled RSS, the
- * kernel's peak (VmHWM), and the target (150 MiB).
+ * resumed until both agents have committed a point again). The agents run as the packaged systemd unit runs them
+ * (packaging/systemd/refuge-agent@.service: its Environment= settings and node's flags); `--launch plain` runs
+ * `node bin/refuge.js agent` without them. `--agent-env K=V,K=V` adds to the agents' environment. Printed: per
+ * agent and phase the peak sampled RSS, the kernel's peak (VmHWM), and the target (150 MiB).
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -34,6 +36,8 @@ const { values } = parseArgs({
     dir: { type: 'string', default: join(root, 'var', 'bench-agent-memory') },
     /** Environment for the agents, e.g. glibc malloc tuning `MALLOC_ARENA_MAX=2,MALLOC_MMAP_THRESHOLD_=131072`. */
     'agent-env': { type: 'string', default: '' },
+    /** unit: with the systemd unit's environment and node flags (as deployed); plain: `node bin/refuge.js agent`. */
+    launch: { type: 'string', default: 'unit' },
   },
 });
 const GiB = 1024 ** 3;
@@ -43,7 +47,19 @@ const diskBytes = Number(values['disk-gib']) * GiB;
 const diskCount = Number(values.disks);
 const dataBytes = Number(values['data-mib']) * MiB;
 const dir = values.dir;
-const agentEnv = Object.fromEntries(values['agent-env'].split(',').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+const pairs = (kvs: string[]) => Object.fromEntries(kvs.filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+
+/** How packaging/systemd/refuge-agent@.service runs the agent: its `Environment=` settings and node's flags. */
+async function unitLaunch(): Promise<{ env: Record<string, string>; nodeFlags: string[] }> {
+  const unit = await readFile(join(root, 'packaging', 'systemd', 'refuge-agent@.service'), 'utf8');
+  const env = pairs(unit.split('\n').filter((l) => l.startsWith('Environment=')).flatMap((l) => l.slice('Environment='.length).trim().split(/\s+/)));
+  const exec = /^ExecStart=.*?\/usr\/bin\/node((?:\s+--\S+)*)\s+\S*refuge\.js agent/m.exec(unit);
+  if (!exec) throw new Error('no `node ... refuge.js agent` in the unit\'s ExecStart');
+  return { env, nodeFlags: (exec[1] ?? '').trim().split(/\s+/).filter(Boolean) };
+}
+const launch = values.launch === 'plain' ? { env: {}, nodeFlags: [] } : await unitLaunch();
+const agentEnv = { ...launch.env, ...pairs(values['agent-env'].split(',')) };
+const launchText = `${values.launch === 'plain' ? 'plain' : 'as the systemd unit'}: node ${launch.nodeFlags.join(' ') || '(no flags)'}, env ${Object.entries(agentEnv).map(([k, v]) => `${k}=${v}`).join(' ') || 'none'}`;
 const say = (s: string) => process.stdout.write(`${s}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const mib = (bytes: number) => (bytes / MiB).toFixed(0);
@@ -109,7 +125,7 @@ try {
     const registration = await writeRegistration((method, path, body) => vault.api(method, path, body), vault.url, join(dir, `${mode}-registration.json`));
     const logFile = openSync(join(dir, `${mode}-agent.log`), 'a');
     const disks = images[mode].flatMap((p, i) => ['--disk', `disk${i}=${p}`]);
-    const child = spawn(process.execPath, [bin, '--credentials', registration, '--vault', 'demo', 'agent', '--site', 'primary', '--name', machine, ...disks, '--capture', mode, '--state-dir', join(dir, `${mode}-agent`), '--heartbeat', '1s'], {
+    const child = spawn(process.execPath, [...launch.nodeFlags, bin, '--credentials', registration, '--vault', 'demo', 'agent', '--site', 'primary', '--name', machine, ...disks, '--capture', mode, '--state-dir', join(dir, `${mode}-agent`), '--heartbeat', '1s'], {
       stdio: ['ignore', logFile, logFile],
       env: { ...process.env, REFUGE_LOG_LEVEL: 'info', ...agentEnv },
     });
@@ -172,7 +188,7 @@ try {
 
   const load = loadavg().map((l) => l.toFixed(2)).join(', ');
   say('');
-  say(`P11 agent memory: ${diskCount} x ${values['disk-gib']} GiB sparse disks per agent, ${values['data-mib']} MiB data each; agent env ${values['agent-env'] || 'none'}; ${cpus().length} cores, Linux ${release()}, load average ${load}`);
+  say(`P11 agent memory: ${diskCount} x ${values['disk-gib']} GiB sparse disks per agent, ${values['data-mib']} MiB data each; agents run ${launchText}; ${cpus().length} cores, Linux ${release()}, load average ${load}`);
   say('| agent | seed peak RSS (MiB) | steady peak RSS (MiB) | link-cut peak RSS (MiB) | VmHWM (MiB) | target |');
   say('|---|---|---|---|---|---|');
   agents.forEach((a, k) => {

@@ -1,19 +1,24 @@
+/** Chunks per page of slots: 16 KiB, 1 GiB of disk at 256 KiB chunks. */
+const PAGE = 4096;
+
 /**
- * The chunk hashes of one disk at a point (what the agent compares the next cut against), kept compact: 4 bytes a
+ * The chunk hashes of one disk at a point (what the agent compares the next cut against), kept compact: a slot per
  * chunk plus 32 bytes a non-zero chunk. A JavaScript array of hex strings cost 8 bytes a chunk plus ~80 a hash,
  * copied at every point and saved as JSON: 1 TiB of sparse disks at 256 KiB chunks (4 Mi chunks) took over 100 MiB
- * of the agent's 150 MiB budget (P11); this takes 16 MiB, and its saved form holds only the non-zero chunks.
+ * of the agent's 150 MiB budget (P11); its saved form holds only the non-zero chunks. The slots come in pages of
+ * PAGE chunks allocated when a chunk of the page first holds data: 1 TiB of sparse disks costs its data's pages
+ * (a flat slot array cost 16 MiB, and 32 MiB while a point's copy was made), a full disk 4 bytes a chunk.
  */
 export class ChunkHashes {
-  /** Per chunk: 0 a zero chunk, k > 0 the digest at digests[(k - 1) * 32]. */
-  private readonly slots: Uint32Array;
+  /** Per page of PAGE chunks, undefined while all its chunks are zero; per chunk 0 (zero) or k > 0, the digest at digests[(k - 1) * 32]. */
+  private readonly pages: (Uint32Array | undefined)[];
   private digests: Buffer;
   private used = 0;
   /** Digest places freed by chunks that became zero, reused first. */
   private free: number[] = [];
 
   constructor(readonly length: number) {
-    this.slots = new Uint32Array(length);
+    this.pages = new Array<Uint32Array | undefined>(Math.ceil(length / PAGE)).fill(undefined);
     this.digests = Buffer.alloc(0);
   }
 
@@ -25,23 +30,30 @@ export class ChunkHashes {
 
   /** The hash of chunk `i` (hex SHA-256), or null for a zero chunk. */
   get(i: number): string | null {
-    const slot = this.slots[i] ?? 0;
+    const slot = this.slot(i);
     return slot === 0 ? null : this.digests.toString('hex', (slot - 1) * 32, slot * 32);
   }
 
   set(i: number, hash: string | null): void {
     if (i < 0 || i >= this.length) throw new RangeError(`chunk ${i} of ${this.length}`);
-    let slot = this.slots[i] ?? 0;
+    let page = this.pages[Math.floor(i / PAGE)];
+    let slot = page?.[i % PAGE] ?? 0;
     if (hash === null) {
-      if (slot !== 0) this.free.push(slot);
-      this.slots[i] = 0;
+      if (slot === 0) return;
+      this.free.push(slot);
+      (page as Uint32Array)[i % PAGE] = 0;
       return;
     }
     if (slot === 0) {
+      page ??= this.pages[Math.floor(i / PAGE)] = new Uint32Array(PAGE);
       slot = this.free.pop() ?? this.grow();
-      this.slots[i] = slot;
+      page[i % PAGE] = slot;
     }
     this.digests.write(hash, (slot - 1) * 32, 32, 'hex');
+  }
+
+  private slot(i: number): number {
+    return this.pages[Math.floor(i / PAGE)]?.[i % PAGE] ?? 0;
   }
 
   private grow(): number {
@@ -55,7 +67,7 @@ export class ChunkHashes {
 
   clone(): ChunkHashes {
     const c = new ChunkHashes(this.length);
-    c.slots.set(this.slots);
+    this.pages.forEach((page, p) => (c.pages[p] = page && Uint32Array.from(page)));
     c.digests = Buffer.from(this.digests.subarray(0, this.used * 32));
     c.used = this.used;
     c.free = [...this.free];
@@ -66,7 +78,11 @@ export class ChunkHashes {
   toJSON(): { length: number; chunks: string } {
     const records: Buffer[] = [];
     for (let i = 0; i < this.length; i++) {
-      const slot = this.slots[i] ?? 0;
+      if (!this.pages[Math.floor(i / PAGE)]) {
+        i += PAGE - 1 - (i % PAGE); // a page without data
+        continue;
+      }
+      const slot = this.slot(i);
       if (slot === 0) continue;
       const r = Buffer.allocUnsafe(36);
       r.writeUInt32LE(i, 0);

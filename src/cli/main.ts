@@ -1,10 +1,12 @@
 import { CommanderError } from 'commander';
 import { RefugeError } from '../core/errors.js';
-import { buildProgram } from './program.js';
+import { commandWord } from './base-program.js';
 
 async function main(): Promise<void> {
   try {
-    await buildProgram().parseAsync(process.argv);
+    // The agent loads only its own command (agent-program.ts); everything else loads the whole program.
+    const program = commandWord(process.argv) === 'agent' ? (await import('./agent-program.js')).buildAgentProgram() : (await import('./program.js')).buildProgram();
+    await program.parseAsync(process.argv);
   } catch (err) {
     if (err instanceof CommanderError) {
       process.exitCode = err.exitCode;

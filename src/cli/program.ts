@@ -1,5 +1,5 @@
-import { Command } from 'commander';
-import { DEFAULT_URL } from './client.js';
+import type { Command } from 'commander';
+import { programWithGlobals } from './base-program.js';
 import { registerAgentCommand } from './commands/agent.js';
 import { registerAccessCommands } from './commands/access.js';
 import { registerMonitoringCommands } from './commands/monitoring.js';
@@ -18,17 +18,7 @@ import { registerDrillCommands } from './commands/drill.js';
 
 /** `refuge`: one command for the vault server, the agent, and every API operation. */
 export function buildProgram(): Command {
-  const program = new Command('refuge')
-    .description('Refuge: self-hosted site recovery for qemu/KVM VMs and Linux servers')
-    .version('0.1.0')
-    .option('--url <url>', `vault URL (env REFUGE_URL, default ${DEFAULT_URL})`)
-    .option('--vault <name>', 'vault to act on (env REFUGE_VAULT; default: the only vault)')
-    .option('--json', 'print JSON instead of tables (env REFUGE_OUTPUT=json)')
-    .option('--token <token>', 'API token (env REFUGE_TOKEN; default: from the credentials file)')
-    .option('--ca <file>', "PEM file of the vault's CA to trust (env REFUGE_CA)")
-    .option('--credentials <file>', 'credentials file written by `refuge vault init` or `refuge login` (env REFUGE_CREDENTIALS)')
-    .showHelpAfterError()
-    .exitOverride();
+  const program = programWithGlobals();
   const vault = registerVaultCommand(program);
   registerConfigurationCommands(program, vault);
   registerReplicationCommands(program);

@@ -3,7 +3,8 @@ import { chmod, mkdir, readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import tls from 'node:tls';
-import forge from 'node-forge';
+import { createRequire } from 'node:module';
+import type Forge from 'node-forge';
 import { writeFileAtomic } from '../core/atomic-file.js';
 import { RefugeError } from '../core/errors.js';
 import { requestJson, type HttpConnection } from '../core/http-client.js';
@@ -34,8 +35,15 @@ type IdentityMeta = Omit<Identity, 'connection' | 'notBefore' | 'notAfter' | 'is
 
 const dirOf = (stateDir: string) => join(stateDir, 'identity');
 
+/**
+ * node-forge, loaded on first use: an agent needs it only to register and to renew its certificate (every few
+ * months), and once loaded it holds ~12 MiB of the agent's memory (P11 in docs/benchmarks.md).
+ */
+const forgeModule = (): typeof Forge => createRequire(import.meta.url)('node-forge') as typeof Forge;
+
 /** A new RSA key (Node's OpenSSL) and a PKCS#10 request for it, signed by it (node-forge builds the request). */
 export function keyAndCsr(commonName: string): { keyPem: string; csrPem: string } {
+  const forge = forgeModule();
   const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
   const keyPem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
   const key = forge.pki.privateKeyFromPem(keyPem);

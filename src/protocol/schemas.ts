@@ -1,5 +1,6 @@
 import { Type, type Static } from 'typebox';
 import { NAME_PATTERN } from '../core/names.js';
+import { MAX_BLOCK_HASH_CHUNKS, MAX_HASHES_PER_QUERY } from './limits.js';
 
 /**
  * Wire messages between an agent and the vault (registration, heartbeat) and between an agent and a replicator
@@ -188,7 +189,7 @@ export type HeartbeatResponse = Static<typeof HeartbeatResponse>;
 
 // --- agent -> replicator -------------------------------------------------------------------------------
 
-export const MAX_HASHES_PER_QUERY = 4096;
+export { MAX_HASHES_PER_QUERY };
 
 export const MissingChunksRequest = Type.Object(
   { hashes: Type.Array(Hash, { maxItems: MAX_HASHES_PER_QUERY }) },
@@ -240,8 +241,7 @@ export const PointChunksResponse = Type.Object({
 });
 export type PointChunksResponse = Static<typeof PointChunksResponse>;
 
-/** At most this many chunks per block-hash query (each answer is about 8.5 KB for a 1 MiB chunk). */
-export const MAX_BLOCK_HASH_CHUNKS = 64;
+export { MAX_BLOCK_HASH_CHUNKS };
 export const BlockHashesRequest = Type.Object({ hashes: Type.Array(Hash, { minItems: 1, maxItems: MAX_BLOCK_HASH_CHUNKS }) }, { additionalProperties: false });
 export type BlockHashesRequest = Static<typeof BlockHashesRequest>;
 /** Per stored chunk, the digest of each of its `blockSize` blocks (chunk-encoding.ts `blockDigests`). */

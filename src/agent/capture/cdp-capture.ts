@@ -139,6 +139,14 @@ export class CdpCapture implements CaptureMode {
         },
         zeroChunks: cut.zeroChunks,
         read: async (index: number) => cut.readChunk(index, (t, at) => d.device.readLiveBytes(t, at)),
+        // Consecutive chunks (a seed's data extents) straight into the shipper's group buffer, no buffer per chunk.
+        readRun: async (first: number, count: number, into: Uint8Array) => {
+          const bytes = Buffer.from(into.buffer, into.byteOffset, into.byteLength);
+          for (let n = 0; n < count; n++) {
+            const at = n * options.chunkSize;
+            cut.readChunk(first + n, (t, offset) => d.device.readLiveBytes(t, offset), bytes.subarray(at, Math.min(at + options.chunkSize, bytes.length)));
+          }
+        },
         changedRuns: (index: number) => cut.changedRuns(index),
       })),
       complete: async () => finish('complete'),

@@ -67,7 +67,7 @@ export class ChangeTracker {
    */
   excludeHoles(cut: FrozenCut, zeroRuns: readonly (readonly [number, number])[]): void {
     if (cut !== this.frozen) return;
-    cut.excludeZero(zeroRuns, (start, end) => this.dirty.any(start, end));
+    cut.excludeZero(zeroRuns, (start, end) => markedWithin(this.dirty, start, end));
   }
 
   complete(cut: FrozenCut): void {
@@ -91,6 +91,14 @@ export class ChangeTracker {
     if (this.frozen) all.mergeFrom(this.frozen.marks);
     return all;
   }
+}
+
+/** Whether any block of [start, end) is marked; regions never written answer without a scan of their blocks. */
+function markedWithin(bitmap: BlockBitmap, start: number, end: number): boolean {
+  for (let r = Math.floor(start / TRACKING_REGION); r * TRACKING_REGION < end; r++) {
+    if (bitmap.hasRegion(r)) return bitmap.any(start, end);
+  }
+  return false;
 }
 
 /** The frozen side of a cut: which chunks it covers, and their bytes at the cut instant. */
@@ -118,7 +126,12 @@ export class FrozenCut {
   /** Whether chunk `i` holds marks (a chunk of at least a region: whether any of its regions was written). */
   private covers(i: number): boolean {
     const start = i * this.chunkSize;
-    if (this.chunkSize < TRACKING_REGION) return this.marks.any(start, start + this.chunkSize);
+    if (this.chunkSize < TRACKING_REGION) {
+      // Asked for every chunk of a disk when a seed leaves out its holes (millions for 1 TiB): an unwritten region
+      // answers at once, and a chunk whose first block is marked (a whole region marked) without scanning its blocks.
+      if (!this.marks.hasRegion(Math.floor(start / TRACKING_REGION))) return false;
+      return this.marks.any(start, start + TRACKING_BLOCK) || this.marks.any(start, start + this.chunkSize);
+    }
     for (let r = start / TRACKING_REGION; r * TRACKING_REGION < Math.min(start + this.chunkSize, this.sizeBytes); r++) {
       if (this.marks.hasRegion(r)) return true;
     }
@@ -165,9 +178,18 @@ export class FrozenCut {
     this.listed = undefined;
   }
 
-  /** Bytes of listed chunks not read yet (what shipping still has to read). */
+  /**
+   * Bytes of listed chunks not read yet (what shipping still has to read). Until the chunks are listed, an estimate
+   * from the marked blocks: heartbeats ask every few seconds, also while a seed's cut is still leaving out the holes
+   * of its disks, and listing then would build the list of every chunk of a disk (millions for 1 TiB: ~80 MiB of
+   * garbage for 4 disks, P11 in docs/benchmarks.md) only to drop it.
+   */
   unreadBytes(): number {
-    const listedBytes = this.chunkIndexes.reduce((n, i) => n + Math.min(this.chunkSize, this.sizeBytes - i * this.chunkSize), 0);
+    if (!this.listed) {
+      const holeBytes = this.holes.reduce((n, [, count]) => n + count * this.chunkSize, 0);
+      return Math.max(0, this.marks.markedBytes() - holeBytes - this.readBytes);
+    }
+    const listedBytes = this.listed.reduce((n, i) => n + Math.min(this.chunkSize, this.sizeBytes - i * this.chunkSize), 0);
     return listedBytes - this.readBytes;
   }
 
@@ -193,16 +215,19 @@ export class FrozenCut {
   }
 
   /**
-   * The bytes of frozen chunk `index` as they were at the cut. Reading releases the chunk: from now on writes to it
-   * need no copy. Synchronous, so no write can land between the live read and the overlay.
+   * The bytes of frozen chunk `index` as they were at the cut, in `into` (exactly the chunk's length) or a new buffer.
+   * Reading releases the chunk: from now on writes to it need no copy. Synchronous, so no write can land between
+   * the live read and the overlay.
    */
-  readChunk(index: number, readLive: ReadLive): Buffer {
+  readChunk(index: number, readLive: ReadLive, into?: Buffer): Buffer {
     if (this.released[index] !== 0 || !this.covers(index)) {
       // After the first read later writes are not preserved, so a second read could mix in bytes from after the cut.
       throw new RefugeError('internal', `chunk ${index} is not an unread chunk of this cut`);
     }
     const start = index * this.chunkSize;
-    const data = Buffer.allocUnsafe(Math.min(this.chunkSize, this.sizeBytes - start));
+    const length = Math.min(this.chunkSize, this.sizeBytes - start);
+    if (into && into.length !== length) throw new RefugeError('internal', `chunk ${index} is ${length} bytes, not ${into.length}`);
+    const data = into ?? Buffer.allocUnsafe(length);
     readLive(data, start);
     const firstBlock = start / TRACKING_BLOCK;
     const blocks = Math.ceil(data.length / TRACKING_BLOCK);

@@ -1,6 +1,7 @@
 import { forEachLimit } from '../../core/concurrency.js';
 import { isRefugeError } from '../../core/errors.js';
-import { MAX_HASHES_PER_QUERY, type ChunkBatchResponse } from '../../protocol/schemas.js';
+import { MAX_HASHES_PER_QUERY } from '../../protocol/limits.js';
+import type { ChunkBatchResponse } from '../../protocol/schemas.js';
 import { BATCH_TARGET_BYTES, MAX_BATCH_ENTRIES, type BatchEntry } from '../../protocol/chunk-batch.js';
 import { compressIfUseful, encodePatch, type Run } from '../../protocol/chunk-encoding.js';
 import type { ChunkBodyEncoding, ReplicatorTransport } from '../clients.js';
@@ -32,6 +33,13 @@ export const emptyUploadStats = (): UploadStats => ({ offered: 0, deduplicated: 
 
 /** A batch entry with the length of the chunk it rebuilds. */
 type Encoded = BatchEntry & { rawLength: number };
+
+/**
+ * Bytes of chunks per upload batch (one missing-chunks query): one batch fills while the previous one uploads, and
+ * each holds copies of its chunks plus their encoded bodies, so this bounds the agent's memory (P11 in
+ * docs/benchmarks.md: 16 MiB batches held ~70 MiB). About one batch request (BATCH_TARGET_BYTES).
+ */
+export const UPLOAD_BATCH_BYTES = 4 * 1024 * 1024;
 
 /** Batch requests under way at once: one uploads while the replicator works on another. */
 const BATCHES_IN_FLIGHT = 2;
@@ -70,7 +78,7 @@ export class ChunkUploader {
     this.batch.push(item);
     this.batchBytes += item.data.length;
     this.queuedBytes += item.data.length;
-    if (this.batchBytes >= (this.o.batchBytes ?? 16 * 1024 * 1024) || this.batch.length >= MAX_HASHES_PER_QUERY) await this.rotate();
+    if (this.batchBytes >= (this.o.batchBytes ?? UPLOAD_BATCH_BYTES) || this.batch.length >= MAX_HASHES_PER_QUERY) await this.rotate();
   }
 
   /** Uploads what is left and waits for everything; throws the first failure. */

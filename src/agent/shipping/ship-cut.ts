@@ -73,7 +73,7 @@ export async function shipCut(
         await o.uploader.add({ ...item, ...(found ? { runs: found } : {}) });
       }
     };
-    // Groups are read and hashed ahead (hashing on every core) while earlier ones are compared and uploaded.
+    // The next group is read and hashed (in a worker thread) while this one is compared and uploaded.
     for await (const group of hashedGroups(disk, o.chunkSize, o.signal)) {
       for (const { index, data, hash } of group) {
         o.signal?.throwIfAborted();
@@ -112,9 +112,13 @@ export async function shipCut(
  */
 const RUN_LOOKUPS_AHEAD = 32;
 
-/** Bytes read and hashed as one group, and how many groups are read ahead of the one being compared and shipped. */
-const GROUP_BYTES = 8 * 1024 * 1024;
-const GROUPS_AHEAD = 2;
+/**
+ * Bytes read and hashed as one group. While the caller compares and ships one group, the next is read and hashed:
+ * two group buffers and one hashing task at a time, so the agent starts one worker thread, not one per core (each
+ * is a V8 isolate of ~13 MiB; P11 in docs/benchmarks.md). Hashing on one core (~1.4 GB/s with SHA-NI) outruns
+ * what a seed reads and uploads.
+ */
+const GROUP_BYTES = 4 * 1024 * 1024;
 
 interface HashedChunk {
   index: number;
@@ -126,10 +130,10 @@ interface HashedChunk {
 
 /**
  * The chunks a cut lists, in order, in groups of about GROUP_BYTES, with their hashes. Reading a whole disk (a
- * first point, a resync, a re-protect's comparison) was bound by SHA-256 on one core: groups are read ahead
- * (consecutive chunks in one read where the capture offers `readRun`) and hashed in the store's worker pool, one
- * thread per core. A group's buffer moves to the worker and back without copies and is reused for a later group
- * once the caller has moved on, so a disk scan allocates a few buffers, not one per chunk. A group of one chunk
+ * first point, a resync, a re-protect's comparison) was bound by SHA-256 on the main thread: groups are read ahead
+ * (consecutive chunks in one read where the capture offers `readRun`) and hashed in the store's worker pool. A
+ * group's buffer moves to the worker and back without copies and is reused for a later group once the caller has
+ * moved on, so a disk scan allocates two buffers, not one per chunk. A group of one chunk
  * (a cdp cut of a few chunks) is hashed here, which costs less than a round trip to a worker.
  */
 export async function* hashedGroups(disk: CutDisk, chunkSize: number, signal?: AbortSignal): AsyncGenerator<HashedChunk[]> {
@@ -142,15 +146,14 @@ export async function* hashedGroups(disk: CutDisk, chunkSize: number, signal?: A
     work.catch(() => undefined); // awaited in order below; a failure ahead of it must not go unhandled meanwhile
     return work;
   };
-  const ahead: ReturnType<typeof start>[] = [];
   let next = 0;
-  while (next < groups && ahead.length < GROUPS_AHEAD) ahead.push(start(next++));
-  while (ahead.length > 0) {
-    const group = await (ahead.shift() as ReturnType<typeof start>);
+  let ahead = groups > 0 ? start(next++) : undefined;
+  while (ahead) {
+    const group = await ahead;
+    ahead = next < groups ? start(next++) : undefined; // read and hashed while the caller works on this group
     yield group.chunks;
     // The caller is done with this group's views: its buffer serves a later group.
     if (group.buffer?.byteLength === perGroup * chunkSize) spare.push(group.buffer);
-    if (next < groups) ahead.push(start(next++));
   }
 }
 

@@ -1,6 +1,6 @@
 import { differingRuns, blockDigests, BLOCK_SIZE, type Run } from '../../protocol/chunk-encoding.js';
 import { isRefugeError } from '../../core/errors.js';
-import { MAX_BLOCK_HASH_CHUNKS } from '../../protocol/schemas.js';
+import { MAX_BLOCK_HASH_CHUNKS } from '../../protocol/limits.js';
 import type { ReplicatorTransport } from '../clients.js';
 import { ChunkHashes } from '../chunk-hashes.js';
 

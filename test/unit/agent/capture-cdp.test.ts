@@ -1,4 +1,8 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
 import { CdpCapture } from '../../../src/agent/capture/cdp-capture.js';
 import { NBD, RawNbdClient } from '../../helpers/agent/raw-nbd-client.js';
 import { describeCaptureContract, type DiskName } from './capture-contract.js';
@@ -38,4 +42,39 @@ describeCaptureContract('cdp', async ({ dir, images }) => {
       await mode.stop();
     },
   };
+});
+
+describe('cdp capture: readRun', () => {
+  it('reads consecutive chunks as they were at the cut into one buffer, the short last chunk included, each at most once', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'rcdp-'));
+    try {
+      const chunk = 64 * 1024;
+      const content = randomBytes(3 * chunk + 8192); // ends in a short chunk
+      const path = join(dir, 'disk0.raw');
+      await writeFile(path, content);
+      const socketPath = join(dir, 'disk0.sock');
+      const mode = new CdpCapture({ disks: [{ name: 'disk0', path, socketPath }], stateDir: join(dir, 'state') });
+      await mode.start();
+      const cut = await mode.cut({ chunkSize: chunk, everyChunk: true });
+      // A write after the cut, into a chunk not read yet: the run still reads the cut-time bytes.
+      const c = await RawNbdClient.attach(socketPath);
+      c.request(NBD.cmd.write, 1n, 2 * chunk + 4096, 4096, 0, Buffer.alloc(4096, 0xee));
+      expect((await c.reply()).error).toBe(0);
+      c.close();
+      const d = cut.disks[0];
+      if (!d?.readRun) throw new Error('cdp capture offers readRun');
+      const into = Buffer.alloc(content.length - chunk);
+      await d.readRun(1, 3, into);
+      expect(into.equals(content.subarray(chunk))).toBe(true);
+      expect((await d.read(0)).equals(content.subarray(0, chunk))).toBe(true);
+      await expect(d.readRun(2, 1, Buffer.alloc(chunk))).rejects.toThrow(/not an unread chunk/);
+      await cut.complete();
+      const next = await mode.cut({ chunkSize: chunk, everyChunk: true });
+      await expect(next.disks[0]?.readRun?.(2, 2, Buffer.alloc(2 * chunk))).rejects.toThrow(/is 8192 bytes, not 65536/);
+      await next.abandon();
+      await mode.stop();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -22,4 +22,17 @@ describe('chunk hashes of a disk', () => {
     expect(ChunkHashes.fromJSON({ nonsense: true })).toBeUndefined();
     expect(() => c.set(1000, hash(1))).toThrow(RangeError);
   });
+
+  it('spans pages of slots: chunks far apart, the last one, clones independent, the saved form round trip', () => {
+    const length = 3 * 4096 + 5;
+    const h = new ChunkHashes(length);
+    for (const i of [0, 4095, 2 * 4096 + 3, length - 1]) h.set(i, hash(i));
+    const c = h.clone();
+    c.set(4095, null);
+    c.set(4096, hash(4096));
+    expect([h.get(4095), h.get(4096), c.get(4095), c.get(4096), c.get(length - 1)]).toEqual([hash(4095), null, null, hash(4096), hash(length - 1)]);
+    const back = ChunkHashes.fromJSON(JSON.parse(JSON.stringify(c)) as unknown);
+    expect(Array.from({ length }, (_, i) => back?.get(i))).toEqual(Array.from({ length }, (_, i) => c.get(i)));
+    expect(Array.from({ length }, (_, i) => c.get(i)).filter((x) => x !== null)).toHaveLength(4);
+  });
 });
