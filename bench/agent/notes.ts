@@ -4,9 +4,16 @@
  * each point's phases and CPU time). Kept apart from run.ts so the figures and their reading are edited separately.
  */
 
-export const P4_NOTES = `The NBD write path (src/nbd, src/agent/cdp) is unchanged since the 2026-11-25 run, which measured 114% and 99% of
-the anchor; the ratios of a run fall with the machine's load (the anchor is multi-threaded C, the agent one
-JavaScript thread serving NBD): compare runs at similar load averages.`;
+export const P4_NOTES = `The NBD write path (src/nbd, src/agent/cdp) is the 2026-11-25 one, which measured 114% and 99% of the anchor;
+the ratios of a run fall with the machine's load and the anchor itself varies by run (nbdkit is multi-threaded C,
+the agent one JavaScript thread serving NBD): compare runs at similar load averages. The 1 MiB sequential ratio
+is the open one (65-83% in quiet runs since). An attempt on 2026-12-02 (branch nbdseq, not merged): large writes
+on libuv's thread pool while the event loop reads the next request, payloads read into reused buffers (through
+Node's internal socket handle), preserved blocks staged before they reach the scratch file. Measured back to back
+on the quiet machine (\`--only p4 --rounds 3\`, load 2.5-3.5): 81% (2,108, 2,062, 1,963 MB/s against nbdkit's
+2,554, 2,631, 2,347) where main measured 74% (1,757, 1,289, 2,044 against 2,463, 2,355, 2,384), random writes
+128% and 138%, but the cut-every-2 s sequential row fell from 27% to 18%. Short of the target, with a cost and a
+reliance on Node internals in the path that carries write-order fidelity: kept as a branch, not merged.`;
 
 export const P3_NOTES = `Where the time goes (profiles of the vault with \`BENCH_PROFILE=DIR\`, phases and CPU per point with
 \`BENCH_DEBUG=1\`): the store already wrote uploads into packs with one sync per commit, and the commit itself takes
@@ -37,11 +44,22 @@ Quiet re-measurement (2026-12-01 22:00 UTC, load average 2-4, nothing else runni
 per-chunk CPU described above.
 Next steps: base reads straight from the pack file in the worker (no buffer through the main thread, an open pack
 kept open), a cache of recently stored chunks as bases (a cdp disk rewrites the same chunks point after point), a
-cheaper compression level for chunks that will be rewritten soon.`;
+cheaper compression level for chunks that will be rewritten soon.
+2026-12-02 quiet run (the table above): 1.00 s, with 1.04 s of vault CPU per point; the agent hashes with one worker
+thread since the P11 work (memory), its share unchanged at 0.19 s. Under a policy of 64 KiB chunks, the churn's
+block size, every changed chunk travels whole and no base is read or patched: 0.24 s of vault CPU per point and
+0.81 s wall in a run at load average ~10 (\`npm run bench:agent -- --only p3 --p3-chunk-kib 64\`, 0.81, 0.85, 0.81 s),
+against 0.93-1.04 s of CPU with the default 256 KiB; not yet measured on the quiet machine.`;
 
-export const P5_NOTES = `20 MB/s of random 8 KiB writes dirty most of the 8,192 256 KiB chunks of a 2 GiB disk within a few 5 s
-intervals: each point reads and hashes every dirtied chunk at the agent (over a GiB while fio writes) and rebuilds
-thousands of chunks at the replicator (about 2 ms of CPU each after the changes above, see P3), on the same 2 shared
-cores; a point takes tens of seconds and the RPO follows. Not met: 65 s p99 with 3 points in 90 s on the quiet machine (on a loaded one fio does not
-even keep up its 20 MB/s, and one point commits in 90 s). The per-chunk work is the lever: smaller chunks
-for cdp replications (work per written byte), base reads without the main thread, and a cheaper compression level.`;
+export const P5_NOTES = `Reading: 20 MB/s of random 8 KiB writes dirty most of the 8,192 256 KiB chunks of a 2 GiB disk within a few 5 s
+intervals, so with the store's default chunk size each point reads and hashes over a GiB at the agent and rebuilds
+thousands of chunks from patches at the replicator, on the same 2 cores as the writer: a point takes tens of seconds
+and the RPO follows (**not met**). A policy may choose its chunk size (\`chunkSizeKiB\`, 4 KiB to 1 MiB, since
+2026-12-02): in chunks the size of the writes, a point reads, hashes and ships only the ~100 MB written since the
+last one, each chunk whole (no base to read, no patch to rebuild), and the replicator stores them in groups, one
+worker task per group (ReplicaStore.putChunks): RPO p99 within the target (**met with an 8 KiB policy**), a
+point committed about every 5 s. The price of small chunks: more index entries and tree nodes per GiB (a 2 GiB
+disk is 262,144 chunks), less compression per chunk, and a seed's commit listing every chunk (the commit body may
+now be 64 MiB: it was 1 MiB, which refused the first point of any disk with more than ~3.4 GiB of data). The
+default stays 256 KiB, chosen by the store benchmark for seeding and restore throughput; disks with heavy small
+random writes (databases) are the case for a small-chunk policy (docs/getting-started.md).`;

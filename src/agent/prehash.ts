@@ -30,7 +30,7 @@ export async function prehashCut(cut: Cut, o: { replicationId: string; chunkSize
   const prehash: Prehash = { replicationId: o.replicationId, chunkSize: o.chunkSize, capturedAt: cut.capturedAt, hashes: {}, readBytes: 0 };
   for (const disk of cut.disks) {
     const hashes = new ChunkHashes(Math.ceil(disk.sizeBytes / o.chunkSize)); // the cut's holes stay zero chunks
-    for await (const group of hashedGroups(disk, o.chunkSize, o.signal)) {
+    for await (const group of hashedGroups(disk, o.chunkSize, o.signal, 2)) {
       for (const { index, data, hash } of group) {
         hashes.set(index, hash);
         prehash.readBytes += data.length;

@@ -134,9 +134,11 @@ interface HashedChunk {
  * (consecutive chunks in one read where the capture offers `readRun`) and hashed in the store's worker pool. A
  * group's buffer moves to the worker and back without copies and is reused for a later group once the caller has
  * moved on, so a disk scan allocates two buffers, not one per chunk. A group of one chunk
- * (a cdp cut of a few chunks) is hashed here, which costs less than a round trip to a worker.
+ * (a cdp cut of a few chunks) is hashed here, which costs less than a round trip to a worker. `ahead` groups are
+ * read and hashed ahead: one while shipping (what is shipped paces the reading); a re-protect's pre-hash, which
+ * ships nothing and is on the re-protect's critical path, hashes two at once (a second worker thread, meanwhile).
  */
-export async function* hashedGroups(disk: CutDisk, chunkSize: number, signal?: AbortSignal): AsyncGenerator<HashedChunk[]> {
+export async function* hashedGroups(disk: CutDisk, chunkSize: number, signal?: AbortSignal, ahead = 1): AsyncGenerator<HashedChunk[]> {
   const perGroup = Math.max(1, Math.floor(GROUP_BYTES / chunkSize));
   const indexes = disk.chunkIndexes;
   const groups = Math.ceil(indexes.length / perGroup);
@@ -147,10 +149,11 @@ export async function* hashedGroups(disk: CutDisk, chunkSize: number, signal?: A
     return work;
   };
   let next = 0;
-  let ahead = groups > 0 ? start(next++) : undefined;
-  while (ahead) {
-    const group = await ahead;
-    ahead = next < groups ? start(next++) : undefined; // read and hashed while the caller works on this group
+  const queue: ReturnType<typeof start>[] = [];
+  while (next < groups && queue.length < ahead) queue.push(start(next++));
+  while (queue.length > 0) {
+    const group = await (queue.shift() as ReturnType<typeof start>);
+    if (next < groups) queue.push(start(next++)); // read and hashed while the caller works on this group
     yield group.chunks;
     // The caller is done with this group's views: its buffer serves a later group.
     if (group.buffer?.byteLength === perGroup * chunkSize) spare.push(group.buffer);
