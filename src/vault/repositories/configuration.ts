@@ -44,7 +44,9 @@ export class VaultRepository {
     const site = await this.db.selectFrom('sites').select('name').where('vaultId', '=', vault.id).executeTakeFirst();
     if (site) throw inUse('vault', vault.name, `site '${site.name}'`);
     await this.db.transaction().execute(async (trx) => {
-      for (const t of ['policies', 'consistencyGroups', 'alertChannels', 'recoveryPlans', 'events', 'alerts', 'readinessReports', 'drillRuns', 'drills'] as const) {
+      // Registration keys and agent certificates of a vault without sites can only be unused or stale (a machine
+      // or a replicator needs a site): they go with it, rather than a foreign key refusing the delete.
+      for (const t of ['policies', 'consistencyGroups', 'alertChannels', 'recoveryPlans', 'events', 'alerts', 'readinessReports', 'drillRuns', 'drills', 'registrationKeys', 'agentCertificates'] as const) {
         await trx.deleteFrom(t).where('vaultId', '=', vault.id).execute();
       }
       await trx.deleteFrom('jobTasks').where('jobId', 'in', (eb) => eb.selectFrom('jobs').select('id').where('vaultId', '=', vault.id)).execute();

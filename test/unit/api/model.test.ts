@@ -79,4 +79,11 @@ describe.each(TEST_DATABASES)('API model on %s', (database) => {
     const agents = await v.call<Page<{ name: string; status: string; version: string }>>('GET', '/api/v1/vaults/demo/agents');
     expect(agents.body.items).toEqual([expect.objectContaining({ name: 'vm1', status: 'connected', version: '0.1.0' })]);
   });
+
+  it('deletes a vault without sites along with its unused registration keys (found by the API fuzzer: a 500 before)', async () => {
+    expect((await v.call('POST', '/api/v1/vaults', { name: 'spare' })).status).toBe(201);
+    expect((await v.call('POST', '/api/v1/vaults/spare/agents/keys', {})).status).toBe(201);
+    expect((await v.call('DELETE', '/api/v1/vaults/spare')).status).toBe(204);
+    expect((await v.call('GET', '/api/v1/vaults/spare')).status).toBe(404);
+  });
 });
