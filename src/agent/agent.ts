@@ -304,7 +304,9 @@ export class Agent {
       // A new replication, or a store with another chunk size: start from the vault's view of the latest point.
       this.state = { ...emptyState(), replicationId: a.replicationId, lastPointId: a.latestPointId, chunkSize: a.chunkSize };
     } else if (this.state.lastPointId !== a.latestPointId && a.latestPointId !== null) {
-      // The vault has another latest point than we remember (state lost or restored from backup): compare everything.
+      // The vault has another latest point than we remember (state lost or restored from backup, or a commit whose
+      // answer we never got, e.g. killed while it was under way): compare everything.
+      this.log.info({ remembered: this.state.lastPointId, latest: a.latestPointId }, 'the vault knows another latest point than ours: comparing every chunk with it');
       this.state = { ...this.state, lastPointId: a.latestPointId, disks: {} };
     } else if (a.resyncAfter && (this.state.lastPointAt === null || Date.parse(this.state.lastPointAt) < Date.parse(a.resyncAfter))) {
       // Asked to resync: trust nothing remembered, compare every chunk with the store's latest point.

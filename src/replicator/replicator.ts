@@ -73,6 +73,15 @@ function tooLong(hash: string, data: Buffer, chunkSize: number): Buffer {
   return data;
 }
 
+/** One chunk stored: `length` bytes of chunk, `wireLength` bytes as they came over the wire; both pending until a commit. */
+function received(c: ReplicationCounters, length: number, wireLength: number): void {
+  c.chunksReceived++;
+  c.bytesReceived += length;
+  c.wireBytesReceived += wireLength;
+  c.pendingBytes += length;
+  c.pendingWireBytes += wireLength;
+}
+
 /**
  * A batch's entries as they arrive, whole chunks gathered into groups (one worker task each: with small chunks
  * the per-task round trip cost more than the hashing), a patch alone. If the body breaks off, the whole chunks
@@ -159,8 +168,9 @@ export class Replicator {
 
   /**
    * Stores the chunks of one batch upload (protocol/chunk-batch.ts), as many `putChunk`s would, resolving the
-   * replication once. Entries are stored as they arrive (`readBatch` yields each once it is whole), a few at a time,
-   * so that a body cut off mid-way leaves what arrived stored, and the agent's retry sends only the rest. A patch
+   * replication once. Entries are stored as they arrive (`readBatch` yields each once it is whole; `inGroups` gathers
+   * whole chunks), a few groups at a time, so that a body cut off mid-way leaves what arrived stored, and the
+   * agent's retry sends only the rest. A patch
    * whose base the store lacks is listed in `baseMissing` (the agent sends that chunk whole); any other failure, or
    * the body breaking off, fails the request once the entries under way are stored (uploads are idempotent).
    */
@@ -189,43 +199,37 @@ export class Replicator {
 
   /** Whole chunks of a batch, in one task for the store's workers (store.putChunks). */
   private async storeWhole(target: ReplicationTarget, c: ReplicationCounters, group: readonly BatchEntry[]): Promise<void> {
-    let items: { hash: string; data: Buffer }[] = [];
-    try {
-      items = group.map((e) => ({ hash: e.hash, data: tooLong(e.hash, e.compressed ? decompressBounded(e.body, target.chunkSize) : e.body, target.chunkSize) }));
-      await target.store.putChunks(items);
-    } catch (err) {
-      await this.reportFull(target, err);
-      c.chunksRejected++;
-      if (isRefugeError(err, 'integrity')) throw new RefugeError('invalid_argument', err.message, { cause: err });
-      throw err;
-    }
-    for (const [n, e] of group.entries()) {
-      const length = (items[n] as { data: Buffer }).data.length;
-      c.chunksReceived++;
-      c.bytesReceived += length;
-      c.wireBytesReceived += e.body.length;
-      c.pendingBytes += length;
-      c.pendingWireBytes += e.body.length;
-    }
+    const items = await this.rejecting(target, c, async () => {
+      const rebuilt = group.map((e) => ({ hash: e.hash, data: tooLong(e.hash, e.compressed ? decompressBounded(e.body, target.chunkSize) : e.body, target.chunkSize) }));
+      await target.store.putChunks(rebuilt);
+      return rebuilt;
+    });
+    for (const [n, e] of group.entries()) received(c, (items[n] as { data: Buffer }).data.length, e.body.length);
   }
 
   private async storeChunk(target: ReplicationTarget, c: ReplicationCounters, hash: string, body: Buffer, encoding: ReceivedEncoding): Promise<void> {
     const { store, chunkSize } = target;
-    let length: number;
-    try {
+    const length = await this.rejecting(target, c, async () => {
       if (encoding.patch) {
         const n = encoding.patch.chunkLength;
         if (!Number.isInteger(n) || n < 1 || n > chunkSize) throw new RefugeError('invalid_argument', `patch chunk length ${n} is outside 1..${chunkSize}, the replication's chunk size`);
         // A patch carries at most the chunk plus 8 bytes of header per run (runs are at least a 4 KiB block in practice).
         const patch = encoding.compressed ? decompressBounded(body, 2 * chunkSize) : body;
-        length = await store.putPatchedChunk(hash, encoding.patch.base, patch, encoding.patch.chunkLength);
-      } else {
-        const data = encoding.compressed ? decompressBounded(body, chunkSize) : body;
-        tooLong(hash, data, chunkSize);
-        length = data.length;
-        // Bytes decompressed here are this call's own: the store's worker may take their memory instead of a copy.
-        await store.putChunk(hash, data, { give: data !== body });
+        return store.putPatchedChunk(hash, encoding.patch.base, patch, encoding.patch.chunkLength);
       }
+      const data = tooLong(hash, encoding.compressed ? decompressBounded(body, chunkSize) : body, chunkSize);
+      // Bytes decompressed here are this call's own: the store's worker may take their memory instead of a copy.
+      await store.putChunk(hash, data, { give: data !== body });
+      return data.length;
+    });
+    received(c, length, body.length);
+    if (encoding.patch) c.patchesReceived++;
+  }
+
+  /** Runs one store of received chunks; a failure is counted as a rejection, and a full store reported. */
+  private async rejecting<T>(target: ReplicationTarget, c: ReplicationCounters, store: () => Promise<T>): Promise<T> {
+    try {
+      return await store();
     } catch (err) {
       await this.reportFull(target, err);
       c.chunksRejected++;
@@ -233,12 +237,6 @@ export class Replicator {
       if (isRefugeError(err, 'integrity')) throw new RefugeError('invalid_argument', err.message, { cause: err });
       throw err;
     }
-    c.chunksReceived++;
-    c.bytesReceived += length;
-    c.wireBytesReceived += body.length;
-    c.pendingBytes += length;
-    c.pendingWireBytes += body.length;
-    if (encoding.patch) c.patchesReceived++;
   }
 
   /** Commits a point; commits of one replication run one at a time and must name the latest point as parent. */

@@ -18,6 +18,8 @@ interface LogLine {
   wireBytes?: number;
   err?: unknown;
   point?: string;
+  remembered?: string;
+  latest?: string;
 }
 
 /**
@@ -83,7 +85,11 @@ describe('agent and standalone replicator processes: kill -9 of the agent resume
     const seeded = await f.pointAfter(new Date(0), 60_000);
     expect((await f.restore(rep, seeded.id)).equals(await readFile(image))).toBe(true);
 
-    replicator.kill('SIGSTOP'); // nothing can be committed from here on
+    // Nothing can be committed from here on. Stopped just after a commit was answered, so that (almost always) no
+    // commit is under way: one would land once the replicator resumes, with the agent dead (see below).
+    const committedSoFar = (await logLines()).filter((l) => l.msg === 'recovery point committed').length;
+    await waitFor(async () => (await logLines()).filter((l) => l.msg === 'recovery point committed').length > committedSoFar, 30_000, 'the next point committed', 10);
+    replicator.kill('SIGSTOP');
     await run('qemu-io', ['-f', 'raw', '-c', 'write -P 0x5a 20971520 65536', `nbd:unix:${join(f.dir, 'agent', 'nbd', 'disk0.sock')}`]);
     agent.kill('SIGKILL');
     await exited(agent);
@@ -101,11 +107,19 @@ describe('agent and standalone replicator processes: kill -9 of the agent resume
     const committed = lines.filter((l) => l.msg === 'recovery point committed');
     const afterRestart = committed.find((l) => l.point === point.id);
     // A commit the agent sent just before the replicator was stopped lands once it resumes, with the agent dead: the
-    // restarted agent's parent is then stale (409), and it compares every chunk against the latest point (reading the
-    // disk, shipping only differences) instead of using its log. Otherwise it reads the one logged region.
+    // restarted agent's parent is then stale, and it compares every chunk against the latest point (reading the disk,
+    // shipping only differences) instead of using its log. It learns so from the replicator (409) or from the vault
+    // (a latest point captured after its own). Otherwise it reads the one logged region.
     const restartedLines = lines.slice(lines.indexOf(starts[1] as (typeof lines)[number]));
-    const staleParent = restartedLines.some((l) => l.msg === 'recovery point failed; retrying' && JSON.stringify(l.err ?? {}).includes('conflict'));
-    expect(afterRestart?.readBytes).toBe(staleParent ? SIZE : MiB); // the one logged region, not the 32 MiB disk
+    const capturedAt = new Map((await f.points()).map((p) => [p.id, Date.parse(p.capturedAt)]));
+    const staleParent = restartedLines.some(
+      (l) =>
+        (l.msg === 'recovery point failed; retrying' && JSON.stringify(l.err ?? {}).includes('conflict')) ||
+        (l.msg === 'the vault knows another latest point than ours: comparing every chunk with it' && (capturedAt.get(l.latest ?? '') ?? 0) > (capturedAt.get(l.remembered ?? '') ?? Infinity)),
+    );
+    // On failure, what the restarted agent said (why it compared every chunk) is in the message.
+    const said = JSON.stringify(restartedLines.filter((l) => l.msg !== 'recovery point committed').slice(0, 30));
+    expect(afterRestart?.readBytes, said).toBe(staleParent ? SIZE : MiB); // the one logged region, not the 32 MiB disk
     expect(afterRestart?.wireBytes).toBeLessThan(64 * 1024); // only the write travels (a patch of 0x5a bytes compresses)
 
     type Replicators = { items: { replications: { replicationId: string; pointsCommitted: number }[] }[] };

@@ -134,10 +134,10 @@ export async function startAgentFixture(prefix = 'ragent-', serverOptions: Parti
 
 export type AgentFixture = Awaited<ReturnType<typeof startAgentFixture>>;
 
-export async function waitFor(probe: () => Promise<boolean> | boolean, timeoutMs = 20_000, what = 'condition'): Promise<void> {
+export async function waitFor(probe: () => Promise<boolean> | boolean, timeoutMs = 20_000, what = 'condition', intervalMs = 50): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await probe())) {
     if (Date.now() > deadline) throw new Error(`${what} not met within ${timeoutMs / 1000} s`);
-    await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, intervalMs));
   }
 }
