@@ -218,9 +218,10 @@ export class Replicator {
         return store.putPatchedChunk(hash, encoding.patch.base, patch, encoding.patch.chunkLength);
       }
       const data = tooLong(hash, encoding.compressed ? decompressBounded(body, chunkSize) : body, chunkSize);
+      const length = data.length; // read first: a given buffer is detached (length 0) once the worker has it
       // Bytes decompressed here are this call's own: the store's worker may take their memory instead of a copy.
       await store.putChunk(hash, data, { give: data !== body });
-      return data.length;
+      return length;
     });
     received(c, length, body.length);
     if (encoding.patch) c.patchesReceived++;
