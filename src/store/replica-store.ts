@@ -308,8 +308,9 @@ export class ReplicaStore {
       });
     }
     // A chunk must fill its place exactly (restores refuse anything else), or the point could never be restored.
+    // An index listed twice takes its last listing (as the tree is updated): only that one must fit.
     for (const change of req.disks) {
-      for (const [index, hash] of change.changes) {
+      for (const [index, hash] of new Map(change.changes)) {
         if (hash === null) continue;
         const length = this.blobs.rawLength(hash);
         const room = chunkLength(change.sizeBytes, cs, index);
