@@ -45,11 +45,16 @@ per-chunk CPU described above.
 Next steps: base reads straight from the pack file in the worker (no buffer through the main thread, an open pack
 kept open), a cache of recently stored chunks as bases (a cdp disk rewrites the same chunks point after point), a
 cheaper compression level for chunks that will be rewritten soon.
-2026-12-02 quiet run (the table above): 1.00 s, with 1.04 s of vault CPU per point; the agent hashes with one worker
-thread since the P11 work (memory), its share unchanged at 0.19 s. Under a policy of 64 KiB chunks, the churn's
-block size, every changed chunk travels whole and no base is read or patched: 0.24 s of vault CPU per point and
-0.81 s wall in a run at load average ~10 (\`npm run bench:agent -- --only p3 --p3-chunk-kib 64\`, 0.81, 0.85, 0.81 s),
-against 0.93-1.04 s of CPU with the default 256 KiB; not yet measured on the quiet machine.`;
+Reading (2026-12-02): with the store's default 256 KiB chunks each 64 KiB write costs the replicator a 256 KiB
+patched chunk (base read, decompressed, patch applied, hashed, compressed again): about 0.8-1.0 s of vault CPU per
+point, so the point lands near 1 s after the cut and the target is **not met with the default**. Under a policy
+whose chunks are the churn's block size (64 KiB, the second row; a policy's \`chunkSizeKiB\`), every changed chunk
+travels whole and no base is read or patched: about a quarter of the vault CPU, the agent reads 21 MiB instead of
+81 MiB, and the point lands well within the target (**met with a 64 KiB policy**). As for P5, the price of small
+chunks is more index entries and tree nodes per GiB; the default stays 256 KiB (the store benchmark's choice for
+seeding and restore), and docs/getting-started.md shows a small-chunk policy for disks with small random writes.
+Left for the default: base reads in the worker from an open pack, a cache of recent chunks as bases, a cheaper
+compression level for rebuilt chunks.`;
 
 export const P5_NOTES = `Reading: 20 MB/s of random 8 KiB writes dirty most of the 8,192 256 KiB chunks of a 2 GiB disk within a few 5 s
 intervals, so with the store's default chunk size each point reads and hashes over a GiB at the agent and rebuilds
