@@ -17,6 +17,7 @@ import { retrying, type RetryPolicy } from './shipping/retry.js';
 import { shipCut } from './shipping/ship-cut.js';
 import { blockRunsFinder, storeBase } from './shipping/store-base.js';
 import { emptyState, loadState, saveState, type AgentState } from './state.js';
+import { clearSentCommit, hashesAfter, loadSentCommit, refusedForGood, saveSentCommit, type SentCommit } from './sent-commit.js';
 import { narrowedCut, prehashCovers, prehashCut, type Prehash } from './prehash.js';
 import type { RegistrationCredentials } from '../protocol/enrollment.js';
 import { loadIdentity, register, renew, renewalDue, type Identity } from '../protocol/identity.js';
@@ -80,6 +81,8 @@ export interface AgentCounters {
  */
 export class Agent {
   private state: AgentState = emptyState();
+  /** A commit sent whose answer has not come (sent-commit.ts): sent again before anything new is cut. */
+  private sent: SentCommit | undefined;
   private assignment: ReplicationAssignment | null = null;
   private progress: ReplicationProgress = { phase: 'idle', doneBytes: 0, totalBytes: 0, pendingBytes: 0 };
   private uploader: ChunkUploader | undefined;
@@ -141,6 +144,7 @@ export class Agent {
   async run(signal: AbortSignal): Promise<void> {
     await this.ensureIdentity();
     this.state = await loadState(this.o.stateDir);
+    this.sent = await loadSentCommit(this.o.stateDir);
     await this.o.capture.start();
     try {
       await this.registerUntilDone(signal);
@@ -264,7 +268,9 @@ export class Agent {
       await cut.abandon();
       throw err;
     }
-    // Completed: a capture that tracks writes lists those made from now on at the next cut (prehash.ts).
+    // Completed: a capture that tracks writes lists those made from now on at the next cut (prehash.ts). A commit
+    // still unanswered can no longer be taken up from its parent's cut (sent-commit.ts): forget it first.
+    await this.forgetSent();
     await cut.complete();
     this.counters.readBytes += this.prehash.readBytes;
     this.log.info({ readBytes: this.prehash.readBytes }, 're-protect pending: disks hashed ahead of the seed');
@@ -300,6 +306,9 @@ export class Agent {
   async takePoint(signal: AbortSignal, groupCut?: GroupCutInstruction): Promise<void> {
     const a = this.assignment;
     if (!a) return;
+    const client = new ReplicatorClient(a.replicatorUrl, a.replicationId, this.connection);
+    const transport = this.o.transportFor?.(client) ?? client;
+    await this.settleSent(a, transport);
     if (this.state.replicationId !== a.replicationId || this.state.chunkSize !== a.chunkSize) {
       // A new replication, or a store with another chunk size: start from the vault's view of the latest point.
       this.state = { ...emptyState(), replicationId: a.replicationId, lastPointId: a.latestPointId, chunkSize: a.chunkSize };
@@ -312,8 +321,6 @@ export class Agent {
       // Asked to resync: trust nothing remembered, compare every chunk with the store's latest point.
       this.state = { ...this.state, disks: {} };
     }
-    const client = new ReplicatorClient(a.replicatorUrl, a.replicationId, this.connection);
-    const transport = this.o.transportFor?.(client) ?? client;
     let base = this.state.lastPointId === null ? {} : this.state.disks;
     const everyChunk = this.o.machine.disks.some((d) => base[d.name] === undefined);
     // Without remembered hashes but with a parent point (resync, or the seed of a re-protect), compare against the
@@ -393,9 +400,13 @@ export class Agent {
       shipped = await shipCut(cut, { chunkSize: a.chunkSize, base, emptyParent: this.state.lastPointId === null, uploader, signal: shipSignal, ...(runsAgainstBase ? { runsAgainstBase } : {}), onRead: (n) => (this.progress.doneBytes += n) });
       await release();
       const request = { parentId: this.state.lastPointId, capturedAt: cut.capturedAt.toISOString(), consistency, disks: shipped.disks };
+      // Kept until answered: if it lands and the answer is lost for good, it is sent again at the next point.
+      this.sent = { replicationId: a.replicationId, chunkSize: a.chunkSize, request };
+      await saveSentCommit(this.o.stateDir, this.sent);
       // A retried commit whose first answer was lost is recognized by the replicator and answered with its point.
       result = await retrying(() => transport.commit(request), { ...this.o.shipping?.retry, signal: shipSignal });
     } catch (err) {
+      if (refusedForGood(err)) await this.forgetSent();
       await release();
       this.counters.cutsAbandoned++;
       await cut.abandon();
@@ -413,6 +424,7 @@ export class Agent {
     }
     this.state = { ...this.state, lastPointId: result.pointId, lastPointAt: cut.capturedAt.toISOString(), disks: shipped.hashes };
     await saveState(this.o.stateDir, this.state);
+    await this.forgetSent();
     await cut.complete();
     this.counters.pointsCommitted++;
     if (consistency === 'app') this.counters.appConsistentPoints++;
@@ -431,6 +443,39 @@ export class Agent {
       'recovery point committed',
     );
     void this.heartbeat();
+  }
+
+  /**
+   * Sends again a commit whose answer never came (sent-commit.ts), before anything new is cut: answered (with the
+   * point it made then, or now), the agent continues from that point with its parent's hashes and the commit's
+   * changes; refused, it is forgotten; unanswered again, this point fails and the next one tries again.
+   */
+  private async settleSent(a: ReplicationAssignment, transport: ReplicatorTransport): Promise<void> {
+    const sent = this.sent;
+    if (!sent) return;
+    const current = sent.replicationId === a.replicationId && sent.chunkSize === a.chunkSize && this.state.replicationId === a.replicationId;
+    // A parent other than our last point: answered after all (killed between saving the state and forgetting it).
+    if (current && sent.request.parentId === this.state.lastPointId) {
+      try {
+        const r = await transport.commit(sent.request);
+        const disks = hashesAfter(this.state.disks, sent.request, a.chunkSize) ?? {};
+        this.state = { ...this.state, lastPointId: r.pointId, lastPointAt: new Date(sent.request.capturedAt).toISOString(), disks };
+        await saveState(this.o.stateDir, this.state);
+        this.log.info({ point: r.pointId, capturedAt: sent.request.capturedAt }, 'a commit whose answer was lost is answered now: continuing from its point');
+      } catch (err) {
+        // Unreachable still: try again at the next point. Any other answer (a refusal, or a replicator error that
+        // would recur) ends the wait: at worst the next point compares every chunk.
+        if (!isRefugeError(err) || err.code === 'unavailable') throw err;
+        this.log.info({ err }, 'a commit whose answer was lost is refused now: continuing without it');
+      }
+    }
+    await this.forgetSent();
+  }
+
+  private async forgetSent(): Promise<void> {
+    if (!this.sent) return;
+    this.sent = undefined;
+    await clearSentCommit(this.o.stateDir);
   }
 
   private addStats(s: UploadStats): void {

@@ -3,7 +3,10 @@ import { open, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CdpCapture } from '../../../src/agent/capture/cdp-capture.js';
-import { CHUNK, MiB, startAgentFixture, type AgentFixture } from '../../helpers/agent/agent-fixture.js';
+import type { ReplicatorTransport } from '../../../src/agent/clients.js';
+import { RefugeError } from '../../../src/core/errors.js';
+import type { CommitPointRequest } from '../../../src/protocol/schemas.js';
+import { CHUNK, MiB, startAgentFixture, waitFor, type AgentFixture } from '../../helpers/agent/agent-fixture.js';
 import { NBD, RawNbdClient } from '../../helpers/agent/raw-nbd-client.js';
 
 const SIZE = 8 * MiB;
@@ -113,5 +116,45 @@ describe('agent replication (cdp mode)', () => {
     const point = await f.pointAfter(new Date());
     expect((await f.restore(rep, point.id)).equals(await readFile(image))).toBe(true);
     expect((f.counters(rep)?.wireBytesReceived ?? 0) - before).toBe(MiB); // the one new chunk; the zeroed one costs nothing
+  });
+  it('sends again a commit that landed while its answer was lost, and continues from its point: no full read', async () => {
+    // The first agent's commits land, but from some point on it never hears back of one that changes anything.
+    let loseAnswers = false;
+    const losing = (client: ReplicatorTransport): ReplicatorTransport =>
+      new Proxy(client, {
+        get(target, key, receiver) {
+          if (key === 'commit') {
+            return async (req: CommitPointRequest) => {
+              const r = await target.commit(req);
+              if (loseAnswers && req.disks.some((d) => d.changes.length > 0)) throw new RefugeError('unavailable', 'connection reset before the answer arrived (injected)');
+              return r;
+            };
+          }
+          const v: unknown = Reflect.get(target, key, receiver);
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        },
+      });
+    const first = f.startAgent(capture(), [{ name: 'disk0', sizeBytes: SIZE }], { transportFor: losing, shipping: { retry: { attempts: 2, firstDelayMs: 10 } } });
+    const rep = await f.enable();
+    await f.pointAfter(new Date(0));
+    await waitFor(() => first.counters.pointsCommitted >= 1, 20_000, 'the seed answered');
+    loseAnswers = true;
+    await write(6 * MiB, randomBytes(8192));
+    const landed = await f.pointAfter(new Date()); // committed, but the agent never learns it
+    await waitFor(() => first.counters.cutsAbandoned >= 1, 20_000, 'the unanswered point given up');
+    await write(7 * MiB + 4096, randomBytes(4096)); // tracked, never shipped by the first agent
+    await stop();
+
+    start();
+    const restartedAt = new Date();
+    const point = await f.pointAfter(restartedAt);
+    expect((await f.restore(rep, point.id)).equals(await readFile(image))).toBe(true);
+    expect((await f.restore(rep, landed.id)).subarray(6 * MiB, 6 * MiB + 8192).equals((await readFile(image)).subarray(6 * MiB, 6 * MiB + 8192))).toBe(true);
+    // The resent commit was a replay (no new point for it), and the agent compared only what its capture tracked
+    // since the seed: the two written chunks, not the 8 MiB disk; only the second write travels.
+    const between = (await f.points()).filter((p) => Date.parse(p.capturedAt) > Date.parse(landed.capturedAt) && Date.parse(p.capturedAt) <= restartedAt.getTime());
+    expect(between).toEqual([]);
+    expect(f.agent?.counters.readBytes).toBe(2 * CHUNK);
+    expect(f.counters(rep)?.patchesReceived).toBe(2);
   });
 });
