@@ -308,13 +308,14 @@ export class ReplicaStore {
       });
     }
     // A chunk must fill its place exactly (restores refuse anything else), or the point could never be restored.
-    // An index listed twice takes its last listing (as the tree is updated): only that one must fit.
+    // An index listed twice takes its last listing (as the tree is updated): only that one must fit. Looked for
+    // only on a misfit, so a seed's long list is not copied into a map here as well as in the tree's update.
     for (const change of req.disks) {
-      for (const [index, hash] of new Map(change.changes)) {
+      for (const [n, [index, hash]] of change.changes.entries()) {
         if (hash === null) continue;
         const length = this.blobs.rawLength(hash);
         const room = chunkLength(change.sizeBytes, cs, index);
-        if (length !== room) throw new RefugeError('invalid_argument', `disk '${change.name}': chunk ${hash} has ${length ?? 0} bytes where chunk ${index} holds ${room}`);
+        if (length !== room && change.changes.findLastIndex(([i]) => i === index) === n) throw new RefugeError('invalid_argument', `disk '${change.name}': chunk ${hash} has ${length ?? 0} bytes where chunk ${index} holds ${room}`);
       }
     }
     const disks: DiskManifest[] = [];
