@@ -4,16 +4,17 @@
  * each point's phases and CPU time). Kept apart from run.ts so the figures and their reading are edited separately.
  */
 
-export const P4_NOTES = `The NBD write path (src/nbd, src/agent/cdp) is the 2026-11-25 one, which measured 114% and 99% of the anchor;
-the ratios of a run fall with the machine's load and the anchor itself varies by run (nbdkit is multi-threaded C,
-the agent one JavaScript thread serving NBD): compare runs at similar load averages. The 1 MiB sequential ratio
-is the open one (65-83% in quiet runs since). An attempt on 2026-12-02 (branch nbdseq, not merged): large writes
-on libuv's thread pool while the event loop reads the next request, payloads read into reused buffers (through
-Node's internal socket handle), preserved blocks staged before they reach the scratch file. Measured back to back
-on the quiet machine (\`--only p4 --rounds 3\`, load 2.5-3.5): 81% (2,108, 2,062, 1,963 MB/s against nbdkit's
-2,554, 2,631, 2,347) where main measured 74% (1,757, 1,289, 2,044 against 2,463, 2,355, 2,384), random writes
-128% and 138%, but the cut-every-2 s sequential row fell from 27% to 18%. Short of the target, with a cost and a
-reliance on Node internals in the path that carries write-order fidelity: kept as a branch, not merged.`;
+export const P4_NOTES = `Since 2026-12-02 (second session) a write of 128 KiB or more is applied on libuv's thread pool while the
+event loop reads the next request (src/nbd/block-device.ts); smaller writes stay synchronous. A profile of the agent
+under the 1 MiB sequential job showed why: its one thread was busy 100% of the time, half of it copying payloads into
+the page cache (\`writev\`) and a third reading the socket, while nbdkit does both from several threads. A cut now
+holds new writes and waits for those in flight before it swaps the bitmaps (TrackedDevice.quiesce), so it still sees
+each write wholly or not at all; the wait lasts as long as the writes in flight (at most 16 per connection).
+Measured back to back on the quiet machine (\`--only p4 --rounds 3 --seconds 10\`, load 2.3-3.5): the sequential
+ratio went from 80% (1,868, 1,976, 1,942 MB/s against 2,417, 2,414, 2,423) to 107% (2,400, 2,468, 2,651 against
+2,302, 2,314, 2,489), and with a cut every 2 s from 26% to 44%; random 4 KiB writes are unchanged (they never take
+the pool). The ratios of a run fall with the machine's load and the anchor varies by run: compare runs at similar
+load averages.`;
 
 export const P3_NOTES = `Where the time goes (profiles of the vault with \`BENCH_PROFILE=DIR\`, phases and CPU per point with
 \`BENCH_DEBUG=1\`): the store already wrote uploads into packs with one sync per commit, and the commit itself takes

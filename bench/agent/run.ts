@@ -117,7 +117,7 @@ replicator, filesystem store; the agent's shipping code in the benchmark process
 | point committed after the cut under a policy of ${policyKiB} KiB chunks (the churn's block size; median) | **${small.median.toFixed(3)} s** (rounds: ${small.commitSeconds.map((s) => s.toFixed(3)).join(', ')}) | <= 0.5 s |
 | under that policy: vault CPU per point, agent's share, disk read | ${small.replicatorCpuMedian.toFixed(2)} s, ${small.agentMedian.toFixed(3)} s, ${((small.readBytes[0] ?? 0) / 1048576).toFixed(0)} MiB | - |
 | seeding the image (context) | ${points.seedSeconds.toFixed(1)} s | - |
-| the write path's only wait on a cut (swapping the dirty bitmap), 1 TiB disk, ${pause.chunks} chunks written | ${pause.milliseconds.toFixed(2)} ms | "no I/O pause beyond milliseconds" |
+| the cut's swap of the dirty bitmap, which writes wait for (as for the writes in flight, at most 16 per connection, before it), 1 TiB disk, ${pause.chunks} chunks written | ${pause.milliseconds.toFixed(2)} ms | "no I/O pause beyond milliseconds" |
 
 ${P3_NOTES}
 

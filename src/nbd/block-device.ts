@@ -1,4 +1,5 @@
-import { closeSync, fdatasyncSync, fstatSync, openSync, readSync, writeSync, writevSync } from 'node:fs';
+import { closeSync, fdatasync, fdatasyncSync, fstatSync, openSync, readSync, writeSync, writev, writevSync } from 'node:fs';
+import { promisify } from 'node:util';
 import { RefugeError } from '../core/errors.js';
 
 /**
@@ -7,9 +8,10 @@ import { RefugeError } from '../core/errors.js';
  * Contract (the NBD server relies on it; every implementation keeps it):
  * - The server has validated every range before calling: `offset + length <= sizeBytes`, length > 0.
  * - A method may complete synchronously (return a value) or asynchronously (return a promise). A synchronous
- *   write is applied completely before the method returns, so between two calls of the event loop every write is
- *   either fully applied or not started: capture layers (the agent's change tracking) rely on this to cut a
- *   consistent point without pausing I/O.
+ *   write is applied completely before the method returns. An asynchronous write is applied while the event loop
+ *   goes on, so a layer that needs every write either fully applied or not started (the agent's change tracking,
+ *   to cut a consistent point) holds new writes and waits for those in flight (`FileBlockDevice.settled`); the wait
+ *   lasts as long as the writes in flight, milliseconds.
  * - `write`/`writeZeroes` with `fua` return only once the data is durable; `flush` makes every write completed
  *   before it durable.
  * - `trim` is advisory (the bytes may keep their value); it never fails for a valid range.
@@ -31,14 +33,29 @@ const ZERO_PIECE = 1024 * 1024;
 let zeroPiece: Buffer | undefined;
 
 /**
- * A raw disk image file (or block device) served with synchronous positioned I/O on one descriptor. Synchronous
- * calls keep every write atomic with respect to the event loop (see the contract) and, for the small requests a
- * VM sends, cost less than a round trip through libuv's thread pool. Writes land in the page cache; FUA and FLUSH
- * call fdatasync.
+ * Writes of at least this many bytes run on libuv's thread pool instead of the event loop. A large write spends
+ * most of its time copying into the page cache; done on the loop, that copy and the socket reads of the next
+ * request take turns on one core, and the 1 MiB sequential bandwidth stayed at ~80% of nbdkit's (which writes
+ * from threads). Done on the pool, the two overlap (P4 in docs/benchmarks.md). Small writes (a VM's 4 KiB random
+ * writes) stay synchronous: for them the round trip through the pool costs more than the write.
+ */
+export const ASYNC_WRITE_MIN_BYTES = 128 * 1024;
+
+const writevAsync = promisify(writev);
+const fdatasyncAsync = promisify(fdatasync);
+
+/**
+ * A raw disk image file (or block device) served with positioned I/O on one descriptor: synchronous for reads and
+ * small writes (for the small requests a VM sends that costs less than a round trip through libuv's thread pool),
+ * asynchronous for writes of ASYNC_WRITE_MIN_BYTES or more. Writes land in the page cache; FUA and FLUSH call
+ * fdatasync. Close only once `settled`.
  */
 export class FileBlockDevice implements BlockDevice {
   readonly sizeBytes: number;
   private fd: number | undefined;
+  /** Asynchronous writes not yet finished, and who waits for there to be none. */
+  private inFlight = 0;
+  private idleWaiters: (() => void)[] = [];
 
   private constructor(
     fd: number,
@@ -83,7 +100,15 @@ export class FileBlockDevice implements BlockDevice {
     }
   }
 
-  write(data: readonly Buffer[], offset: number, fua: boolean): void {
+  write(data: readonly Buffer[], offset: number, fua: boolean): void | Promise<void> {
+    let length = 0;
+    for (const d of data) length += d.length;
+    if (length >= ASYNC_WRITE_MIN_BYTES) return this.writeInPool(data, offset, fua);
+    this.writeNow(data, offset);
+    if (fua) fdatasyncSync(this.descriptor);
+  }
+
+  private writeNow(data: readonly Buffer[], offset: number): void {
     if (data.length === 1) {
       const d = data[0] as Buffer;
       let done = 0;
@@ -92,21 +117,39 @@ export class FileBlockDevice implements BlockDevice {
       // One positioned gather write for a payload that arrived in many socket reads: no copy into one buffer.
       const pieces = [...data];
       let at = offset;
-      while (pieces.length > 0) {
-        let n = writevSync(this.descriptor, pieces, at);
-        at += n;
-        while (pieces.length > 0 && n >= (pieces[0] as Buffer).length) n -= (pieces.shift() as Buffer).length;
-        if (n > 0) pieces[0] = (pieces[0] as Buffer).subarray(n);
-      }
+      while (pieces.length > 0) at += consumed(pieces, writevSync(this.descriptor, pieces, at));
     }
-    if (fua) fdatasyncSync(this.descriptor);
+  }
+
+  /** Asynchronous writes started and not yet finished. */
+  get writesInFlight(): number {
+    return this.inFlight;
+  }
+
+  /** Resolves once no asynchronous write is running (at once if none is). */
+  settled(): Promise<void> {
+    if (this.inFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private async writeInPool(data: readonly Buffer[], offset: number, fua: boolean): Promise<void> {
+    const fd = this.descriptor;
+    this.inFlight++;
+    try {
+      const pieces = [...data];
+      let at = offset;
+      while (pieces.length > 0) at += consumed(pieces, (await writevAsync(fd, pieces, at)).bytesWritten);
+      if (fua) await fdatasyncAsync(fd);
+    } finally {
+      if (--this.inFlight === 0) for (const wake of this.idleWaiters.splice(0)) wake();
+    }
   }
 
   writeZeroes(offset: number, length: number, fua: boolean): void {
     zeroPiece ??= Buffer.alloc(ZERO_PIECE);
     for (let at = 0; at < length; at += ZERO_PIECE) {
       const n = Math.min(ZERO_PIECE, length - at);
-      this.write([zeroPiece.subarray(0, n)], offset + at, false);
+      this.writeNow([zeroPiece.subarray(0, n)], offset + at);
     }
     if (fua) fdatasyncSync(this.descriptor);
   }
@@ -124,4 +167,12 @@ export class FileBlockDevice implements BlockDevice {
     closeSync(this.fd);
     this.fd = undefined;
   }
+}
+
+/** Drops the first `n` bytes of `pieces` (a partial gather write's progress) in place; returns `n`. */
+function consumed(pieces: Buffer[], n: number): number {
+  let left = n;
+  while (pieces.length > 0 && left >= (pieces[0] as Buffer).length) left -= (pieces.shift() as Buffer).length;
+  if (left > 0) pieces[0] = (pieces[0] as Buffer).subarray(left);
+  return n;
 }

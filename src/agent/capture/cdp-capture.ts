@@ -4,7 +4,7 @@ import { RefugeError } from '../../core/errors.js';
 import { silentLogger, type Logger } from '../../core/log.js';
 import { FileBlockDevice } from '../../nbd/block-device.js';
 import { NbdServer } from '../../nbd/server.js';
-import { ChangeTracker } from '../cdp/change-tracker.js';
+import { ChangeTracker, type FrozenCut } from '../cdp/change-tracker.js';
 import { CowStore } from '../cdp/cow-store.js';
 import { currentBootId, initialMarks, loadCdpState, saveCdpState, type CdpState, type TrackingOrigin } from '../cdp/cdp-state.js';
 import { RegionLog } from '../cdp/region-log.js';
@@ -113,9 +113,16 @@ export class CdpCapture implements CaptureMode {
   async cut(options: CutOptions): Promise<Cut> {
     if (this.disks.length === 0) throw new RefugeError('failed_precondition', 'cdp capture is not started');
     if (options.everyChunk) for (const d of this.disks) d.tracker.markAll();
-    // One synchronous pass over all disks: no write of any disk can land between their cuts.
+    // Writes held and those in flight applied on every disk, then one synchronous pass over all disks: no write of
+    // any disk can land between their cuts, and none is half applied.
+    const releases = await Promise.all(this.disks.map((d) => d.device.quiesce()));
     const capturedAt = new Date();
-    const frozen = this.disks.map((d) => ({ d, cut: d.tracker.cut(options.chunkSize) }));
+    let frozen: { d: CdpDisk; cut: FrozenCut }[];
+    try {
+      frozen = this.disks.map((d) => ({ d, cut: d.tracker.cut(options.chunkSize) }));
+    } finally {
+      for (const release of releases) release();
+    }
     // A cut covering much of a disk (a seed, lost tracking) leaves out the image's holes: they are not read. The map
     // is taken after the cut, and a chunk written since then stays listed (ChangeTracker.excludeHoles).
     for (const { d, cut } of frozen) {
@@ -170,6 +177,7 @@ export class CdpCapture implements CaptureMode {
     await Promise.all(this.disks.map((d) => d.server.close()));
     const state: CdpState = { bootId: this.bootId, clean: true, disks: {} };
     for (const d of this.disks) {
+      await d.file.settled();
       d.file.flush();
       const uncommitted = d.tracker.uncommitted();
       d.regionLog.reset(uncommitted.markedRegions());
@@ -187,6 +195,7 @@ export class CdpCapture implements CaptureMode {
   private async closeDisks(): Promise<void> {
     for (const d of this.disks.splice(0)) {
       await d.server.close().catch(() => undefined);
+      await d.file.settled();
       d.file.close();
       d.cow.close();
       d.regionLog.close();

@@ -10,9 +10,10 @@ export type ReadLive = (target: Buffer, offset: number) => void;
  * Change tracking of one disk for cdp capture. Glossary:
  * - *dirty*: blocks written since the last cut.
  * - *cut*: the instant a recovery point represents. Cutting swaps the dirty bitmap for an empty one; the old one
- *   becomes the *frozen* set of the cut. It is synchronous, between two requests of the event loop, and every
- *   write is applied synchronously (see nbd's BlockDevice contract), so a cut sees each write wholly or not at all:
- *   that is write-order fidelity, with no I/O paused at all.
+ *   becomes the *frozen* set of the cut. It is synchronous, between two requests of the event loop, and the
+ *   device under the tracker has no write half applied then (TrackedDevice.quiesce: new writes held for as long as
+ *   the writes in flight take), so a cut sees each write wholly or not at all: that is write-order fidelity, with
+ *   I/O paused for milliseconds at most.
  * - *copy-on-write*: until a frozen chunk has been read for shipping, the first write to each of its blocks first
  *   copies the block's cut-time bytes to the CowStore; reading the chunk overlays them, so the chunk read is the
  *   chunk at the cut however the VM writes meanwhile. Reading a chunk releases it: later writes cost nothing extra.

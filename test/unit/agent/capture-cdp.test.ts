@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -73,6 +73,84 @@ describe('cdp capture: readRun', () => {
       await expect(next.disks[0]?.readRun?.(2, 2, Buffer.alloc(2 * chunk))).rejects.toThrow(/is 8192 bytes, not 65536/);
       await next.abandon();
       await mode.stop();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('cdp capture: cuts during large writes in flight', () => {
+  it('every cut holds each 1 MiB write wholly or not at all, and every write acknowledged before it; the points add up to the disk', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'rcdp-'));
+    const MiB = 1024 * 1024;
+    const SLOTS = 16;
+    const WRITES = 300;
+    const WINDOW = 8; // writes in flight at once, fewer than SLOTS: no two in flight overlap
+    try {
+      const path = join(dir, 'disk0.raw');
+      await writeFile(path, Buffer.alloc(SLOTS * MiB));
+      const socketPath = join(dir, 'disk0.sock');
+      const mode = new CdpCapture({ disks: [{ name: 'disk0', path, socketPath }], stateDir: join(dir, 'state') });
+      await mode.start();
+      const c = await RawNbdClient.attach(socketPath);
+      // Write k fills slot k % SLOTS with the number k: a torn write would leave two numbers in one slot.
+      const payload = (k: number) => {
+        const pattern = Buffer.alloc(4);
+        pattern.writeUInt32LE(k);
+        return Buffer.alloc(MiB, pattern);
+      };
+      const acked = new Array<number>(SLOTS).fill(0); // the latest write acknowledged, per slot
+      const lastSent: number[] = [];
+      let writing = true;
+      const writer = (async () => {
+        let sent = 0;
+        const send = () => {
+          const k = ++sent;
+          lastSent.unshift(k % SLOTS);
+          lastSent.length = Math.min(lastSent.length, WINDOW);
+          c.request(NBD.cmd.write, BigInt(k), (k % SLOTS) * MiB, MiB, 0, payload(k));
+        };
+        while (sent < WINDOW) send();
+        for (let answered = 0; answered < WRITES; answered++) {
+          const r = await c.reply();
+          expect(r.error).toBe(0);
+          const k = Number(r.handle);
+          acked[k % SLOTS] = Math.max(acked[k % SLOTS] as number, k);
+          if (sent < WRITES) send();
+        }
+        writing = false;
+      })();
+      const replica = Buffer.alloc(SLOTS * MiB); // the points applied one after the other, as the store would
+      const cutOnce = async () => {
+        const before = [...acked];
+        const cut = await mode.cut({ chunkSize: MiB, everyChunk: false });
+        const d = cut.disks[0];
+        if (!d) throw new Error('one disk');
+        // The slots written last first: those whose writes may still have been in flight at the cut.
+        const order = [...new Set([...lastSent, ...d.chunkIndexes])].filter((slot) => d.chunkIndexes.includes(slot));
+        for (const slot of order) (await d.read(slot)).copy(replica, slot * MiB);
+        await cut.complete();
+        for (const slot of order) {
+          const chunk = replica.subarray(slot * MiB, (slot + 1) * MiB);
+          expect(chunk.equals(payload(chunk.readUInt32LE(0))), `slot ${slot} holds one whole write`).toBe(true);
+        }
+        for (let slot = 0; slot < SLOTS; slot++) {
+          const k = replica.readUInt32LE(slot * MiB);
+          expect(k, `slot ${slot} holds the write acknowledged before the cut, or a later one`).toBeGreaterThanOrEqual(before[slot] as number);
+        }
+      };
+      let cuts = 0;
+      while (writing) {
+        await cutOnce();
+        cuts++;
+        await new Promise((r) => setTimeout(r, 2)); // the writes' turn
+      }
+      await writer;
+      await cutOnce();
+      expect(replica.equals(await readFile(path)), 'the points, applied in order, make the disk').toBe(true);
+      c.close();
+      await mode.stop();
+      expect(cuts).toBeGreaterThan(3);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

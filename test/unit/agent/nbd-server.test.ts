@@ -267,7 +267,7 @@ describe('nbd server (raw sockets)', () => {
         write: async (d, o, f) => {
           await new Promise((r) => setTimeout(r, 5));
           if (failNext) throw Object.assign(new Error('injected'), { code: failNext });
-          backing.write(d, o, f);
+          await backing.write(d, o, f);
         },
         writeZeroes: (o, l, f) => backing.writeZeroes(o, l, f),
         trim: () => undefined,
