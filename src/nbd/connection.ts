@@ -29,6 +29,12 @@ interface Request {
 const OUTPUT_HIGH_WATER = 32 * 1024 * 1024;
 /** Asynchronous writes one connection may have running at once (synchronous devices never have any). */
 const MAX_WRITES_IN_FLIGHT = 16;
+/**
+ * Bytes of asynchronous requests (write payloads, read buffers) one connection may hold at once: parsing waits
+ * beyond it, so a client sending many large requests costs the agent this much memory, not 16 x 32 MiB (its
+ * memory target, P11, is 150 MiB). One request larger than this still runs, alone.
+ */
+const MAX_BYTES_IN_FLIGHT = 16 * 1024 * 1024;
 /** A client must finish the handshake within this time, so idle half-open connections cannot pile up. */
 const HANDSHAKE_TIMEOUT_MS = 30_000;
 
@@ -51,8 +57,9 @@ export class NbdConnection {
   private discard: { left: number; handle: Buffer } | undefined;
   /** Parsing waits: too many writes in flight, or a request waits for them to finish. */
   private busy = false;
-  /** Asynchronous device calls running (writes may overlap; everything else runs alone). */
+  /** Asynchronous device calls running (writes may overlap; everything else runs alone), and their bytes. */
   private inFlight = 0;
+  private bytesInFlight = 0;
   /** A request that must wait until the writes in flight have finished. */
   private afterWrites: { req: Request; payload: Buffer[] | undefined } | undefined;
   private waitingForDrain = false;
@@ -288,14 +295,17 @@ export class NbdConnection {
       return this.reply(req.handle, errnoOf(err));
     }
     if (!(result instanceof Promise)) return this.reply(req.handle, ERRNO.ok, readReply);
+    const bytes = req.type === COMMAND.write || req.type === COMMAND.read ? req.length : 0;
     this.inFlight++;
-    if (!this.overlaps(req) || this.inFlight >= MAX_WRITES_IN_FLIGHT) this.busy = true;
+    this.bytesInFlight += bytes;
+    if (!this.overlaps(req) || this.full()) this.busy = true;
     result.then(
       () => this.reply(req.handle, ERRNO.ok, readReply),
       (err: unknown) => this.reply(req.handle, errnoOf(err)),
     ).finally(() => {
       this.inFlight--;
-      if (this.inFlight > 0 && (this.afterWrites || this.inFlight >= MAX_WRITES_IN_FLIGHT)) return;
+      this.bytesInFlight -= bytes;
+      if (this.inFlight > 0 && (this.afterWrites || this.full())) return;
       this.busy = false;
       const waiting = this.afterWrites;
       this.afterWrites = undefined;
@@ -308,6 +318,11 @@ export class NbdConnection {
       this.socket.resume();
       this.pump();
     });
+  }
+
+  /** Whether the requests in flight are as many, or hold as many bytes, as one connection may have. */
+  private full(): boolean {
+    return this.inFlight >= MAX_WRITES_IN_FLIGHT || this.bytesInFlight >= MAX_BYTES_IN_FLIGHT;
   }
 
   /** Whether a request may run while others are in flight: writes, and reads of a read-only device. */

@@ -301,5 +301,37 @@ describe('nbd server (raw sockets)', () => {
         backing.close();
       }
     });
+
+    it('holds at most 16 MiB of asynchronous writes of one connection at once, and answers all of them', async () => {
+      let running = 0;
+      let most = 0;
+      const slow: BlockDevice = {
+        sizeBytes: 64 * MiB,
+        readOnly: false,
+        read: () => undefined,
+        write: async (d) => {
+          running += d.reduce((n, p) => n + p.length, 0);
+          most = Math.max(most, running);
+          await new Promise((r) => setTimeout(r, 20));
+          running -= d.reduce((n, p) => n + p.length, 0);
+        },
+        writeZeroes: () => undefined,
+        trim: () => undefined,
+        flush: () => undefined,
+      };
+      const path = join(dir, 'bounded.sock');
+      const server = await NbdServer.start({ listen: { socketPath: path }, exports: [{ name: 'bounded', device: slow }] });
+      try {
+        const c = await RawNbdClient.attach(path);
+        clients.push(c);
+        for (let i = 0; i < 12; i++) c.request(NBD.cmd.write, BigInt(i), i * 4 * MiB, 4 * MiB, 0, Buffer.alloc(4 * MiB, i));
+        const replies = [];
+        for (let i = 0; i < 12; i++) replies.push(await c.reply());
+        expect(replies.map((r) => r.error)).toEqual(new Array(12).fill(0));
+        expect(most).toBe(16 * MiB); // four of 4 MiB: the limit is reached, never passed
+      } finally {
+        await server.close();
+      }
+    });
   });
 });
