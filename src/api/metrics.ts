@@ -23,6 +23,7 @@ export class VaultMetrics implements JobListener {
     const health = new Gauge({ name: 'refuge_replications', help: 'Replications by health', labelNames: ['vault', 'health'], registers: [r] });
     const pending = new Gauge({ name: 'refuge_replication_pending_bytes', help: 'Bytes read at the source and not yet acknowledged', labelNames: ['vault', 'replication'], registers: [r] });
     const churn = new Gauge({ name: 'refuge_replication_churn_bytes', help: 'Bytes changed in the latest recovery point', labelNames: ['vault', 'replication'], registers: [r] });
+    const diskChurn = new Gauge({ name: 'refuge_disk_churn_bytes', help: 'Bytes changed on each disk in the latest recovery point (points that report it)', labelNames: ['vault', 'replication', 'disk'], registers: [r] });
     const received = new Gauge({ name: 'refuge_replicator_received_bytes', help: 'Chunk bytes received by this process since it started', labelNames: ['replication'], registers: [r] });
     const points = new Gauge({ name: 'refuge_replicator_points_committed', help: 'Points committed by this process since it started', labelNames: ['replication'], registers: [r] });
     this.jobDuration = new Histogram({ name: 'refuge_job_duration_seconds', help: 'Job duration from creation to end', labelNames: ['type', 'state'], buckets: [1, 5, 15, 60, 300, 1800, 7200], registers: [r] });
@@ -36,6 +37,7 @@ export class VaultMetrics implements JobListener {
         health.reset();
         pending.reset();
         churn.reset();
+        diskChurn.reset();
         let total = 0;
         const now = new Date();
         for (const v of await repos.vaults.list()) {
@@ -53,6 +55,7 @@ export class VaultMetrics implements JobListener {
             if (point) {
               rpo.set({ vault: v.name, replication: rep.name }, (now.getTime() - Date.parse(point.capturedAt)) / 1000);
               churn.set({ vault: v.name, replication: rep.name }, point.changedBytes);
+              for (const d of point.diskChurn ?? []) diskChurn.set({ vault: v.name, replication: rep.name, disk: d.name }, d.changedBytes);
             }
             pending.set({ vault: v.name, replication: rep.name }, rep.progress?.pendingBytes ?? 0);
           }

@@ -59,6 +59,7 @@ export const pointView = (p: RecoveryPoint) => ({
   changedBytes: p.changedBytes,
   storedBytes: p.storedBytes,
   groupCutId: p.groupCutId,
+  diskChurn: p.diskChurn,
 });
 
 export function replicationView(

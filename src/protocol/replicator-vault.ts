@@ -100,6 +100,8 @@ export const RecordPointRequest = Type.Object(
     consistency: Type.Union([Type.Literal('crash'), Type.Literal('app')]),
     changedBytes: Type.Integer({ minimum: 0 }),
     storedBytes: Type.Integer({ minimum: 0 }),
+    /** The point's churn per disk (absent: a replicator from before 2026-12-02, or a manifest without it). */
+    diskChurn: Type.Optional(Type.Array(Type.Object({ name: Name, changedBytes: Type.Integer({ minimum: 0 }) }, { additionalProperties: false }), { maxItems: 64 })),
   },
   { additionalProperties: false },
 );
@@ -116,5 +118,6 @@ export function pointRecord(m: PointManifest): RecordPointRequest {
     consistency: m.consistency,
     changedBytes: m.stats.changedBytes,
     storedBytes: m.stats.storedBytes,
+    ...(m.disks.every((d) => d.changedBytes !== undefined) ? { diskChurn: m.disks.map((d) => ({ name: d.name, changedBytes: d.changedBytes ?? 0 })) } : {}),
   };
 }

@@ -21,6 +21,12 @@ export interface DiskManifest {
   /** Non-zero chunks, and the bytes they cover. */
   storedChunks: number;
   storedBytes: number;
+  /**
+   * The chunks this point changed on this disk since its parent, and the bytes they cover (the disk's churn).
+   * Absent from manifests written before 2026-12-02; the point's `stats` add them up over its disks.
+   */
+  changedChunks?: number;
+  changedBytes?: number;
 }
 
 export interface PointManifest {

@@ -420,7 +420,7 @@ export class ReplicaStore {
       changedChunks++;
       changedBytes += length(i);
     }
-    return { disk: { name: change.name, sizeBytes: change.sizeBytes, chunkSize: cs, root, storedChunks, storedBytes }, changedChunks, changedBytes };
+    return { disk: { name: change.name, sizeBytes: change.sizeBytes, chunkSize: cs, root, storedChunks, storedBytes, changedChunks, changedBytes }, changedChunks, changedBytes };
   }
 
   /** After a garbage collection rewrote the index mid-commit: every blob of the new point must still be there. */

@@ -199,6 +199,13 @@ export interface RecoveryPoint {
   storedBytes: number;
   /** The consistency-group cut whose instant this point shares with the group's other members (multi-machine). */
   groupCutId: string | null;
+  /** The bytes this point changed on each disk since its parent; null when its replicator did not report them. */
+  diskChurn: DiskChurn[] | null;
+}
+
+export interface DiskChurn {
+  name: string;
+  changedBytes: number;
 }
 
 export type { Operation };

@@ -37,6 +37,8 @@ export interface Point {
   consistency: string;
   changedBytes: number;
   storedBytes: number;
+  /** The bytes the point changed on each disk; null for points recorded before the vault kept it. */
+  diskChurn: { name: string; changedBytes: number }[] | null;
 }
 
 export interface Replication {

@@ -5,6 +5,7 @@ import { agentIdentities } from './migrations-0004.js';
 import { groupCuts } from './migrations-0005.js';
 import { drills } from './migrations-0006.js';
 import { policyChunkSize } from './migrations-0007.js';
+import { pointDiskChurn } from './migrations-0008.js';
 
 /**
  * Schema migrations, in order. Never edit a released migration; add a new one. Column types are the portable
@@ -129,6 +130,7 @@ const migrations: Record<string, Migration> = {
   '0005_group_cuts': groupCuts,
   '0006_drills': drills,
   '0007_policy_chunk_size': policyChunkSize,
+  '0008_point_disk_churn': pointDiskChurn,
 };
 
 export const migrationProvider: MigrationProvider = {

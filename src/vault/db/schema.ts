@@ -98,6 +98,8 @@ export interface RecoveryPointTable {
   storedBytes: number;
   /** The consistency-group cut this point is part of; set only once every member's point of that cut exists. */
   groupCutId: string | null;
+  /** JSON: `[{ name, changedBytes }]`, the point's churn per disk; null when not reported (older points). */
+  diskChurn: string | null;
 }
 
 export interface GroupCutTable {

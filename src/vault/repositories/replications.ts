@@ -3,7 +3,7 @@ import { RefugeError, notFound } from '../../core/errors.js';
 import { newId } from '../../core/ids.js';
 import type { ReplicationProgress } from '../../protocol/schemas.js';
 import type { Database } from '../db/schema.js';
-import type { RecoveryPoint, Replication } from '../model.js';
+import type { DiskChurn, RecoveryPoint, Replication } from '../model.js';
 import type { ReplicationStatus } from '../replication-state.js';
 import { toPoint, toReplication } from './rows.js';
 import { paged, type Page } from './common.js';
@@ -183,9 +183,11 @@ export class ReplicationRepository {
   }
 
   /** Records a committed point; the first point of a seeding replication makes it `protected`. */
-  async recordPoint(point: Omit<RecoveryPoint, 'groupCutId'>): Promise<void> {
+  async recordPoint(point: Omit<RecoveryPoint, 'groupCutId' | 'diskChurn'> & { diskChurn?: DiskChurn[] | undefined }): Promise<void> {
+    const { diskChurn, ...row } = point;
+    const values = { ...row, diskChurn: diskChurn ? JSON.stringify(diskChurn) : null };
     await this.db.transaction().execute(async (trx) => {
-      await trx.insertInto('recoveryPoints').values(point).onConflict((oc) => oc.column('id').doNothing()).execute();
+      await trx.insertInto('recoveryPoints').values(values).onConflict((oc) => oc.column('id').doNothing()).execute();
       await trx
         .updateTable('replications')
         .set({ state: 'protected', updatedAt: new Date().toISOString() })

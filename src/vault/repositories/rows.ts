@@ -1,6 +1,6 @@
 import type { Selectable } from 'kysely';
 import type { MachineTable, PolicyTable, ReplicationTable, SiteTable, RecoveryPointTable } from '../db/schema.js';
-import type { Machine, Policy, RecoveryPoint, Replication, Site } from '../model.js';
+import type { DiskChurn, Machine, Policy, RecoveryPoint, Replication, Site } from '../model.js';
 import type { ReplicationState, TestFailoverState } from '../replication-state.js';
 
 /** Row <-> domain conversions, in one place so JSON columns are parsed the same way everywhere. */
@@ -84,4 +84,5 @@ export const toPoint = (r: Selectable<RecoveryPointTable>): RecoveryPoint => ({
   changedBytes: Number(r.changedBytes),
   storedBytes: Number(r.storedBytes),
   groupCutId: r.groupCutId ?? null,
+  diskChurn: r.diskChurn ? (JSON.parse(r.diskChurn) as DiskChurn[]) : null,
 });

@@ -33,6 +33,11 @@ describe('OpenAPI and metrics', () => {
     expect(text).toMatch(/refuge_replications\{vault="demo",health="(normal|warning|critical)"\} 1/);
     // protectWithPoint uploads two non-zero chunks
     expect(text).toMatch(new RegExp(`refuge_replicator_received_bytes\\{replication="rep_[^"]+"\\} ${2 * CHUNK}\\b`));
+    // The latest point's churn, for the replication and for each of its disks (the seed changed those two chunks).
+    expect(text).toMatch(new RegExp(`refuge_replication_churn_bytes\\{vault="demo",replication="vm1"\\} ${2 * CHUNK}\\b`));
+    expect(text).toMatch(new RegExp(`refuge_disk_churn_bytes\\{vault="demo",replication="vm1",disk="disk0"\\} ${2 * CHUNK}\\b`));
+    const points = await v.call<{ items: { diskChurn: unknown }[] }>('GET', '/api/v1/vaults/demo/replications/vm1/points');
+    expect(points.body.items.map((p) => p.diskChurn)).toEqual([[{ name: 'disk0', changedBytes: 2 * CHUNK }]]);
     expect(text).toMatch(/refuge_job_duration_seconds_count\{type="test-failover",state="succeeded"\} 1/);
     // The process's own figures: resident memory and V8 heap, as this process measures them itself.
     const rss = Number(/^process_resident_memory_bytes (\d+)$/m.exec(text)?.[1]);

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FilesystemBackend } from '../../../src/store/backends/filesystem.js';
 import { chunkHash } from '../../../src/store/chunks.js';
-import type { PointManifest } from '../../../src/store/manifest.js';
+import { pointRecord } from '../../../src/protocol/replicator-vault.js';
+import type { DiskManifest, PointManifest } from '../../../src/store/manifest.js';
 import { ReplicaStore } from '../../../src/store/replica-store.js';
 import { MAX_CHUNK_SIZE } from '../../../src/store/store-config.js';
 import { expectRefugeError } from './expect-error.js';
@@ -152,6 +153,26 @@ describe('ReplicaStore', () => {
       await expectRestores(p2, disk2, 'p2.img');
     });
 
+    it("records each disk's churn in the manifest, the point's stats add them up, and the vault's record carries them", async () => {
+      const disk = sampleDisk();
+      const { point: first } = await commitDisk(store, disk);
+      expect(first.disks).toMatchObject([{ name: 'disk0', changedChunks: 6, changedBytes: 5 * CHUNK + 1000 }]);
+      const chunk = randomBytes(CHUNK);
+      const hash = chunkHash(chunk);
+      await store.putChunk(hash, chunk);
+      const next = await store.commitPoint({
+        replicationId: REP, parentId: first.id, capturedAt: new Date(), consistency: 'crash',
+        disks: [{ name: 'disk0', sizeBytes: SIZE, changes: [[3, hash], [10, null]] }, { name: 'disk1', sizeBytes: SIZE, changes: [] }],
+      });
+      expect(next.disks.map((d) => [d.name, d.changedChunks, d.changedBytes])).toEqual([['disk0', 2, CHUNK + 1000], ['disk1', 0, 0]]);
+      expect(next.stats).toMatchObject({ changedChunks: 2, changedBytes: CHUNK + 1000 });
+      expect((await store.getPoint(REP, next.id)).disks).toEqual(next.disks);
+      expect(pointRecord(next).diskChurn).toEqual([{ name: 'disk0', changedBytes: CHUNK + 1000 }, { name: 'disk1', changedBytes: 0 }]);
+      // A manifest from before per-disk churn: the record leaves it out rather than reporting zeros.
+      const { changedChunks: _c, changedBytes: _b, ...old } = next.disks[0] as DiskManifest;
+      expect(pointRecord({ ...next, disks: [old] }).diskChurn).toBeUndefined();
+    });
+
     it("commits in a replication's own chunk size; a disk changing chunk size must list every chunk", async () => {
       const disk = sampleDisk();
       const { point: first } = await commitDisk(store, disk);
@@ -190,7 +211,7 @@ describe('ReplicaStore', () => {
         disks: [{ name: 'disk0', sizeBytes: SIZE, changes: [[2, same], [4, null]] }],
       });
       expect(p2.stats.changedChunks).toBe(0);
-      expect(p2.disks).toEqual(p1.disks);
+      expect(p2.disks).toEqual(p1.disks.map((d) => ({ ...d, changedChunks: 0, changedBytes: 0 }))); // the same tree, nothing changed
     });
 
     it('fails with not_found when the parent point does not exist, and commits nothing', async () => {

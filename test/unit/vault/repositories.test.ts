@@ -78,12 +78,16 @@ describe.each(TEST_DATABASES)('repositories on %s', (kind) => {
       consistency: 'crash' as const,
       changedBytes: 5_000_000_000 + i, // beyond 32 bits: bigint columns come back as numbers
       storedBytes: 10,
+      // Churn per disk, as a replicator reports it since 2026-12-02; the first point stands for one recorded before.
+      ...(i === 0 ? {} : { diskChurn: [{ name: 'disk0', changedBytes: 4_999_999_000 + i }, { name: 'data', changedBytes: 1000 }] }),
     }));
     for (const p of points) await repos.replications.recordPoint(p);
     await repos.replications.recordPoint(points[2]!); // recording again is harmless
     expect((await repos.replications.get(vault.id, 'vm1')).state).toBe('protected');
     expect((await repos.replications.listPoints(rep.id)).map((p) => p.id)).toEqual(points.map((p) => p.id).reverse());
     expect(await repos.replications.latestPoint(rep.id)).toEqual({ ...points[2], groupCutId: null }); // not part of a group cut
+    expect((await repos.replications.listPoints(rep.id)).map((p) => p.diskChurn)).toEqual([points[2]?.diskChurn, points[1]?.diskChurn, null]);
+    expect((await repos.replications.latestPoints([rep.id])).get(rep.id)?.diskChurn).toEqual(points[2]?.diskChurn);
 
     const status = { state: 'protected' as const, testFailoverState: 'none' as const, activeJobId: null };
     const results = await Promise.all([

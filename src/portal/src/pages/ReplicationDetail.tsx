@@ -5,7 +5,7 @@ import { api, get, inVault, type List } from '../api.js';
 import { ErrorAlert, PageTitle, StateBadge } from '../components.js';
 import { bytes, seconds, time } from '../format.js';
 import { usePoll } from '../hooks.js';
-import { churn } from '../rpo.js';
+import { churn, diskChurn } from '../rpo.js';
 import type { Job, Machine, Point, Replication } from '../types.js';
 import { useVault } from '../vault-context.js';
 
@@ -51,6 +51,7 @@ export function ReplicationDetail() {
   const r = data?.rep;
   const p = r?.progress;
   const rate = data ? churn(data.points) : null;
+  const perDisk = data ? diskChurn(data.points) : [];
   return (
     <>
       <PageTitle actions={r?.allowedOperations.map((op) => (
@@ -79,7 +80,7 @@ export function ReplicationDetail() {
           <SimpleGrid cols={{ base: 1, lg: 2 }}>
             <Stack gap="xs">
               <Title order={4}>Disks</Title>
-              <Text size="sm">Churn {rate === null ? '-' : `${bytes(rate)}/s`} (recent points), pending {bytes(p?.pendingBytes ?? 0)} not yet in a point</Text>
+              <Text size="sm">Churn {rate === null ? '-' : `${bytes(rate)}/s`} (recent points{perDisk.length > 0 ? `; ${perDisk.map((d) => `${d.name} ${bytes(d.bytesPerSecond)}/s`).join(', ')}` : ''}), pending {bytes(p?.pendingBytes ?? 0)} not yet in a point</Text>
               <Table withTableBorder>
                 <Table.Thead><Table.Tr><Table.Th>Disk</Table.Th><Table.Th>Size</Table.Th><Table.Th>Stored at target</Table.Th></Table.Tr></Table.Thead>
                 <Table.Tbody>
