@@ -48,7 +48,7 @@ const fdatasyncAsync = promisify(fdatasync);
  * A raw disk image file (or block device) served with positioned I/O on one descriptor: synchronous for reads and
  * small writes (for the small requests a VM sends that costs less than a round trip through libuv's thread pool),
  * asynchronous for writes of ASYNC_WRITE_MIN_BYTES or more. Writes land in the page cache; FUA and FLUSH call
- * fdatasync. Close only once `settled`.
+ * fdatasync.
  */
 export class FileBlockDevice implements BlockDevice {
   readonly sizeBytes: number;
@@ -162,10 +162,16 @@ export class FileBlockDevice implements BlockDevice {
     fdatasyncSync(this.descriptor);
   }
 
+  /**
+   * Closes the image: new calls fail with ESHUTDOWN at once; a write still on the thread pool finishes on the
+   * descriptor first (closing under it could send its bytes to whatever file reuses the number).
+   */
   close(): void {
-    if (this.fd === undefined) return;
-    closeSync(this.fd);
+    const fd = this.fd;
+    if (fd === undefined) return;
     this.fd = undefined;
+    if (this.inFlight === 0) closeSync(fd);
+    else void this.settled().then(() => closeSync(fd));
   }
 }
 

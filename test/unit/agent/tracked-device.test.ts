@@ -75,6 +75,16 @@ describe('tracked device: writes in flight and cuts', () => {
     tracker.complete(cut);
   });
 
+  it('closes under a write in flight only once it has landed; later calls are refused', async () => {
+    const large = device.write([filled(0x41)], MiB, false);
+    expect(file.writesInFlight).toBe(1);
+    file.close();
+    await large;
+    expect((await onDisk(MiB)).equals(filled(0x41))).toBe(true);
+    expect(() => file.read(Buffer.alloc(512), 0)).toThrow(/closed/);
+    await expect(Promise.resolve().then(() => file.write([filled(1)], 0, false))).rejects.toMatchObject({ code: 'ESHUTDOWN' });
+  });
+
   it('holds nest: writes wait for the last release', async () => {
     const outer = device.hold(); // a consistency group's barrier
     const inner = device.hold(); // the cut inside it
