@@ -43,7 +43,9 @@ export async function cutAtGroupBarrier(o: {
       await fail(`writes were held for the pause window (${g.pauseSeconds} s) without every member pausing${unanswered ? ` (${unanswered})` : ''}`);
       return undefined;
     }
-    // Still held here (the timer cannot fire between the answer and this synchronous cut): the cut is at the barrier.
+    // Still held here (the timer cannot fire between the answer and the cut: the hold waited for the writes in
+    // flight, so the cut's own wait for them resolves at once, without a turn of the event loop): the cut is at the
+    // barrier.
     return paused.proceed ? await o.cutNow() : undefined;
   } finally {
     clearTimeout(timer);

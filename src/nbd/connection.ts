@@ -30,9 +30,9 @@ const OUTPUT_HIGH_WATER = 32 * 1024 * 1024;
 /** Asynchronous writes one connection may have running at once (synchronous devices never have any). */
 const MAX_WRITES_IN_FLIGHT = 16;
 /**
- * Bytes of asynchronous requests (write payloads, read buffers) one connection may hold at once: parsing waits
- * beyond it, so a client sending many large requests costs the agent this much memory, not 16 x 32 MiB (its
- * memory target, P11, is 150 MiB). One request larger than this still runs, alone.
+ * Bytes of asynchronous requests (write payloads, read buffers) in flight at which one connection stops parsing
+ * until some finish: a client sending many large requests costs the agent at most this plus one request (32 MiB),
+ * not 16 x 32 MiB (the agent's memory target, P11, is 150 MiB).
  */
 const MAX_BYTES_IN_FLIGHT = 16 * 1024 * 1024;
 /** A client must finish the handshake within this time, so idle half-open connections cannot pile up. */
@@ -251,6 +251,9 @@ export class NbdConnection {
 
   /** Checks a request against the export and runs it, replying with data or an errno. */
   private check(req: Request, payload: Buffer[] | undefined): void {
+    // A request parked behind writes in flight when the connection closed: its client is gone and nothing may
+    // change the disk after its owner took stock of it (the agent's clean stop), so it is dropped.
+    if (this.phase === 'closed') return;
     if (req.type === COMMAND.disconnect) {
       this.log.debug('nbd client disconnected');
       this.phase = 'closed';

@@ -161,8 +161,12 @@ export class CdpCapture implements CaptureMode {
     };
   }
 
+  /**
+   * Holds every disk's writes and resolves once those in flight have landed (a consistency group's barrier: the
+   * disks are then still, and the cut inside the hold waits for nothing, so the group's pause window bounds it).
+   */
   async hold(): Promise<() => void> {
-    const releases = this.disks.map((d) => d.device.hold());
+    const releases = await Promise.all(this.disks.map((d) => d.device.quiesce()));
     return () => {
       for (const r of releases) r();
     };
@@ -175,9 +179,11 @@ export class CdpCapture implements CaptureMode {
   async stop(): Promise<void> {
     if (this.disks.length === 0) return;
     await Promise.all(this.disks.map((d) => d.server.close()));
+    // Writes still arriving (parked behind others, released from a group's hold) are held for good, and those in
+    // flight land, before the state is taken: the clean stop's snapshot is the disk's last word.
+    await Promise.all(this.disks.map((d) => d.device.quiesce()));
     const state: CdpState = { bootId: this.bootId, clean: true, disks: {} };
     for (const d of this.disks) {
-      await d.file.settled();
       d.file.flush();
       const uncommitted = d.tracker.uncommitted();
       d.regionLog.reset(uncommitted.markedRegions());

@@ -187,7 +187,12 @@ export class ReplicationRepository {
     const { diskChurn, ...row } = point;
     const values = { ...row, diskChurn: diskChurn ? JSON.stringify(diskChurn) : null };
     await this.db.transaction().execute(async (trx) => {
-      await trx.insertInto('recoveryPoints').values(values).onConflict((oc) => oc.column('id').doNothing()).execute();
+      // Recording again is harmless; a replay that knows the churn per disk fills it in where it was unknown.
+      await trx
+        .insertInto('recoveryPoints')
+        .values(values)
+        .onConflict((oc) => (values.diskChurn === null ? oc.column('id').doNothing() : oc.column('id').doUpdateSet({ diskChurn: values.diskChurn }).where('recoveryPoints.diskChurn', 'is', null)))
+        .execute();
       await trx
         .updateTable('replications')
         .set({ state: 'protected', updatedAt: new Date().toISOString() })

@@ -302,6 +302,35 @@ describe('nbd server (raw sockets)', () => {
       }
     });
 
+    it('drops a request parked behind writes in flight when the connection closes: nothing changes the disk after', async () => {
+      const calls: string[] = [];
+      let finish!: () => void;
+      const slow: BlockDevice = {
+        sizeBytes: 4 * MiB,
+        readOnly: false,
+        read: () => undefined,
+        write: () => {
+          calls.push('write');
+          return new Promise<void>((r) => (finish = r));
+        },
+        writeZeroes: () => void calls.push('zeroes'),
+        trim: () => undefined,
+        flush: () => void calls.push('flush'),
+      };
+      const path = join(dir, 'parked.sock');
+      const server = await NbdServer.start({ listen: { socketPath: path }, exports: [{ name: 'parked', device: slow }] });
+      const c = await RawNbdClient.attach(path);
+      clients.push(c);
+      c.request(NBD.cmd.write, 1n, 0, 4096, 0, Buffer.alloc(4096, 1));
+      c.request(NBD.cmd.writeZeroes, 2n, 0, 4096); // waits for the write before it
+      while (calls.length === 0) await new Promise((r) => setTimeout(r, 5));
+      await new Promise((r) => setTimeout(r, 20)); // the zeroing has arrived and is parked
+      await server.close(); // the agent stopping: its clean stop takes stock of the disk now
+      finish();
+      await new Promise((r) => setTimeout(r, 20));
+      expect(calls).toEqual(['write']);
+    });
+
     it('holds at most 16 MiB of asynchronous writes of one connection at once, and answers all of them', async () => {
       let running = 0;
       let most = 0;

@@ -88,6 +88,12 @@ describe.each(TEST_DATABASES)('repositories on %s', (kind) => {
     expect(await repos.replications.latestPoint(rep.id)).toEqual({ ...points[2], groupCutId: null }); // not part of a group cut
     expect((await repos.replications.listPoints(rep.id)).map((p) => p.diskChurn)).toEqual([points[2]?.diskChurn, points[1]?.diskChurn, null]);
     expect((await repos.replications.latestPoints([rep.id])).get(rep.id)?.diskChurn).toEqual(points[2]?.diskChurn);
+    // A replay from a replicator that reports the churn per disk fills it in; one that does not changes nothing.
+    const churn = [{ name: 'disk0', changedBytes: 7 }];
+    await repos.replications.recordPoint({ ...points[0]!, diskChurn: churn });
+    await repos.replications.recordPoint({ ...points[0]!, diskChurn: [{ name: 'disk0', changedBytes: 8 }] });
+    await repos.replications.recordPoint(points[0]!);
+    expect((await repos.replications.getPoint(rep.id, points[0]!.id)).diskChurn).toEqual(churn);
 
     const status = { state: 'protected' as const, testFailoverState: 'none' as const, activeJobId: null };
     const results = await Promise.all([
