@@ -60,9 +60,11 @@ Profile of the vault over three P3 rounds (2026-12-02, second session, quiet mac
 \`BENCH_PROFILE\`; points 0.58-0.61 s there, profiler included): per round of 325 patched chunks the main thread is
 busy about 0.28 s and is the bottleneck: the base reads through fs/promises (open, read and close of a pack per
 chunk) take about 0.09 s of it, posting tasks to the workers 0.035 s, pack writes 0.03 s, garbage collection 0.01 s;
-the two workers together are busy 0.16 s, half of it SHA-256. The next lever for the default is therefore the
-main thread's per-chunk file handling (packs are immutable: a base read could use a pack file kept open), not the
-workers. A full run measures P3 after P4, which left its 1 GiB image dirty in the page cache; since 2026-12-02 the
+the two workers together are busy 0.16 s, half of it SHA-256. So the main thread is the lever for the default, not the
+workers. I then tried keeping pack files open for base reads (packs are immutable): no gain in five rounds
+(0.625-0.893 s against 0.608-0.860 s without), so it is not in. Over five successive rounds the vault's CPU per
+point rises from about 0.5 to 0.95 s (with and without), which the profile did not explain: that growth is the
+next thing to look at for the default. A full run measures P3 after P4, which left its 1 GiB image dirty in the page cache; since 2026-12-02 the
 run drops it and syncs first (the points took 0.81 s with the writeback running, 0.59 s without).`;
 
 export const P5_NOTES = `Reading: 20 MB/s of random 8 KiB writes dirty most of the 8,192 256 KiB chunks of a 2 GiB disk within a few 5 s
