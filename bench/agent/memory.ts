@@ -92,6 +92,12 @@ interface AgentRun {
   peaks: Record<string, number>;
 }
 
+/** The kernel's peak of each agent so far, printed at the end of each phase: it tells which phase set VmHWM. */
+async function sayPeaks(agents: AgentRun[], ended: string): Promise<void> {
+  const peaks = await Promise.all(agents.map(async (a) => `${a.mode} ${mib((await memoryOf(a.child.pid as number)).hwm)} MiB`));
+  say(`  VmHWM at the end of the ${ended}: ${peaks.join(', ')}`);
+}
+
 await rm(dir, { recursive: true, force: true });
 await mkdir(dir, { recursive: true });
 say('building (the vault and agents run from dist/)');
@@ -162,6 +168,7 @@ try {
   const seedSeconds = (Date.now() - started) / 1000;
   say(`  seeded both agents in ${seedSeconds.toFixed(0)} s (${mib(2 * diskCount * dataBytes)} MiB of data in ${2 * diskCount * Number(values['disk-gib'])} GiB of disks)`);
 
+  await sayPeaks(agents, 'seed');
   phase = 'steady';
   const socket = join(dir, 'cdp-agent', 'nbd', 'disk0.sock');
   const fioSeconds = Number(values['steady-seconds']) + Number(values['cut-seconds']) + 60;
@@ -169,6 +176,7 @@ try {
   say(`  steady: fio 8 KiB random writes at 1 MB/s (in its first GiB) through the cdp agent's NBD export for ${values['steady-seconds']} s`);
   await sleep(Number(values['steady-seconds']) * 1000);
 
+  await sayPeaks(agents, 'steady phase');
   phase = 'cut';
   say(`  link cut: the vault stopped (SIGSTOP) for ${values['cut-seconds']} s, fio still writing; then until both agents commit again`);
   process.kill(vault.pid, 'SIGSTOP');
