@@ -38,6 +38,8 @@ const { values } = parseArgs({
     'agent-env': { type: 'string', default: '' },
     /** unit: with the systemd unit's environment and node flags (as deployed); plain: `node bin/refuge.js agent`. */
     launch: { type: 'string', default: 'unit' },
+    /** RSS sampling interval (ms); with a short one, each agent's highest sample is printed with its time. */
+    'sample-ms': { type: 'string', default: '250' },
   },
 });
 const GiB = 1024 ** 3;
@@ -88,13 +90,14 @@ interface AgentRun {
   mode: 'cdp' | 'scan';
   machine: string;
   child: ChildProcess;
-  /** Peak sampled VmRSS per phase. */
+  /** Peak sampled VmRSS per phase, and when the latest phase peak was sampled. */
   peaks: Record<string, number>;
+  peakAt?: string;
 }
 
 /** The kernel's peak of each agent so far, printed at the end of each phase: it tells which phase set VmHWM. */
 async function sayPeaks(agents: AgentRun[], ended: string): Promise<void> {
-  const peaks = await Promise.all(agents.map(async (a) => `${a.mode} ${mib((await memoryOf(a.child.pid as number)).hwm)} MiB`));
+  const peaks = await Promise.all(agents.map(async (a) => `${a.mode} ${mib((await memoryOf(a.child.pid as number)).hwm)} MiB (highest sample ${mib(a.peaks[phase] ?? 0)} MiB at ${a.peakAt ?? '-'})`));
   say(`  VmHWM at the end of the ${ended}: ${peaks.join(', ')}`);
 }
 
@@ -141,9 +144,10 @@ try {
     while (sampling) {
       for (const a of agents) {
         const { rss } = await memoryOf(a.child.pid as number);
+        if (rss > (a.peaks[phase] ?? 0)) a.peakAt = new Date().toISOString();
         a.peaks[phase] = Math.max(a.peaks[phase] ?? 0, rss);
       }
-      await sleep(250);
+      await sleep(Number(values['sample-ms']));
     }
   })();
   type Machines = { items: { name: string }[] };
