@@ -459,7 +459,7 @@ export class Agent {
       try {
         const r = await transport.commit(sent.request);
         const disks = hashesAfter(this.state.disks, sent.request, a.chunkSize) ?? {};
-        this.state = { ...this.state, lastPointId: r.pointId, lastPointAt: new Date(sent.request.capturedAt).toISOString(), disks };
+        this.state = { ...this.state, lastPointId: r.pointId, lastPointAt: sent.request.capturedAt, disks };
         await saveState(this.o.stateDir, this.state);
         this.log.info({ point: r.pointId, capturedAt: sent.request.capturedAt }, 'a commit whose answer was lost is answered now: continuing from its point');
       } catch (err) {

@@ -322,10 +322,10 @@ export class ReplicaStore {
     let changedChunks = 0;
     let changedBytes = 0;
     for (const change of req.disks) {
-      const d = await this.applyChanges(parent?.disks.find((x) => x.name === change.name), change, cs);
-      disks.push(d.disk);
-      changedChunks += d.changedChunks;
-      changedBytes += d.changedBytes;
+      const disk = await this.applyChanges(parent?.disks.find((x) => x.name === change.name), change, cs);
+      disks.push(disk);
+      changedChunks += disk.changedChunks;
+      changedBytes += disk.changedBytes;
     }
     const manifest: PointManifest = {
       format: 2,
@@ -360,7 +360,7 @@ export class ReplicaStore {
     }
   }
 
-  private async applyChanges(base: DiskManifest | undefined, change: DiskChanges, cs: number): Promise<{ disk: DiskManifest; changedChunks: number; changedBytes: number }> {
+  private async applyChanges(base: DiskManifest | undefined, change: DiskChanges, cs: number): Promise<Required<DiskManifest>> {
     const count = chunkCount(change.sizeBytes, cs);
     const length = (i: number) => chunkLength(change.sizeBytes, cs, i);
     const last = new Map(change.changes); // the last change of an index wins
@@ -420,7 +420,7 @@ export class ReplicaStore {
       changedChunks++;
       changedBytes += length(i);
     }
-    return { disk: { name: change.name, sizeBytes: change.sizeBytes, chunkSize: cs, root, storedChunks, storedBytes, changedChunks, changedBytes }, changedChunks, changedBytes };
+    return { name: change.name, sizeBytes: change.sizeBytes, chunkSize: cs, root, storedChunks, storedBytes, changedChunks, changedBytes };
   }
 
   /** After a garbage collection rewrote the index mid-commit: every blob of the new point must still be there. */

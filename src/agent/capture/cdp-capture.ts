@@ -201,8 +201,7 @@ export class CdpCapture implements CaptureMode {
   private async closeDisks(): Promise<void> {
     for (const d of this.disks.splice(0)) {
       await d.server.close().catch(() => undefined);
-      await d.file.settled();
-      d.file.close();
+      d.file.close(); // after any write still in flight (FileBlockDevice.close)
       d.cow.close();
       d.regionLog.close();
     }
