@@ -14,8 +14,8 @@ import { RECORD_BYTES, ackedRecords, checkRecords, headRecord } from '../helpers
 import { createTwoSites, type TwoSites } from '../helpers/netns.js';
 import { startRecoveryVault } from '../helpers/recovery-vault.js';
 
-const RECORDS = 160;
-const SIZE = 16 * MiB;
+const RECORDS = 800;
+const SIZE = 64 * MiB;
 const bin = join(packageRoot(), 'bin', 'refuge.js');
 
 type Rep = { id: string; state: string; reversed: boolean; sourceSite: string; targetSite: string; failover: { failover?: { pointId: string; disks: string[] } } };
