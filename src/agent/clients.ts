@@ -1,5 +1,5 @@
 import { requestJson, type HttpConnection } from '../core/http-client.js';
-import { BATCH_CONTENT_TYPE, encodeBatch, type BatchEntry } from '../protocol/chunk-batch.js';
+import { BATCH_CONTENT_TYPE, type FramedBatch } from '../protocol/chunk-batch.js';
 import { CHUNK_CONTENT_TYPE, CHUNK_LENGTH_HEADER, PATCH_BASE_HEADER, PATCH_CONTENT_TYPE } from '../protocol/chunk-encoding.js';
 import type {
   BlockHashesResponse,
@@ -55,7 +55,7 @@ export interface ReplicatorTransport {
    * Several uploads in one request (protocol/chunk-batch.ts); optional: without it (fault wrappers, or a replicator
    * that predates it) the uploader sends each chunk with `putChunk`.
    */
-  putChunks?(entries: BatchEntry[], signal?: AbortSignal): Promise<ChunkBatchResponse>;
+  putChunks?(batch: FramedBatch, signal?: AbortSignal): Promise<ChunkBatchResponse>;
   commit(req: CommitPointRequest): Promise<CommitPointResponse>;
   /** A stored point's chunk hashes, and stored chunks' block digests: comparing without local hashes (optional: fault wrappers may omit them). */
   pointChunks?(pointId: string): Promise<PointChunksResponse>;
@@ -91,8 +91,8 @@ export class ReplicatorClient implements ReplicatorTransport {
     return requestJson('PUT', this.url(`/chunks/${hash}`), { bytes: body, headers, timeoutMs: 120_000, connection: this.connection, ...(signal ? { signal } : {}) });
   }
 
-  putChunks(entries: BatchEntry[], signal?: AbortSignal): Promise<ChunkBatchResponse> {
-    return requestJson('POST', this.url('/chunks/batch'), { bytes: encodeBatch(entries), headers: { 'content-type': BATCH_CONTENT_TYPE }, timeoutMs: 120_000, connection: this.connection, ...(signal ? { signal } : {}) });
+  putChunks(batch: FramedBatch, signal?: AbortSignal): Promise<ChunkBatchResponse> {
+    return requestJson('POST', this.url('/chunks/batch'), { bytes: batch.body, headers: { 'content-type': BATCH_CONTENT_TYPE }, timeoutMs: 120_000, connection: this.connection, ...(signal ? { signal } : {}) });
   }
 
   commit(req: CommitPointRequest): Promise<CommitPointResponse> {

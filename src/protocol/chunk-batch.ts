@@ -30,21 +30,74 @@ export interface BatchEntry {
   patch?: { base: string | null; chunkLength: number };
 }
 
-export function encodeBatch(entries: readonly BatchEntry[]): Buffer {
-  const out = Buffer.allocUnsafe(entries.reduce((n, e) => n + HEADER + e.body.length, 0));
-  let at = 0;
-  for (const e of entries) {
-    out.fill(0, at, at + HEADER);
-    out[at] = (e.compressed ? COMPRESSED : 0) | (e.patch ? PATCH : 0) | (e.patch && e.patch.base === null ? ZERO_BASE : 0);
-    out.write(e.hash, at + 1, 32, 'hex');
-    if (e.patch?.base) out.write(e.patch.base, at + 33, 32, 'hex');
-    out.writeUInt32BE(e.patch?.chunkLength ?? 0, at + 65);
-    out.writeUInt32BE(e.body.length, at + 69);
-    e.body.copy(out, at + HEADER);
-    at += HEADER + e.body.length;
-  }
-  return out;
+/** A batch body with its entries (each entry's body a view into it), as `POST /chunks/batch` sends it. */
+export interface FramedBatch {
+  body: Buffer;
+  entries: BatchEntry[];
 }
+
+/** The body of an entry as `BatchWriter.append` has it written: its length, and whether it is zstd-compressed. */
+export interface WrittenBody {
+  length: number;
+  compressed: boolean;
+}
+
+/**
+ * Builds a batch body in a buffer the caller provides (and may reuse): each entry's body is written straight into
+ * its place, so framing a batch copies nothing and allocates nothing (the agent's memory, P11). Entries lie one
+ * after another, so any run of consecutive entries is itself a batch body (`framed`).
+ */
+export class BatchWriter {
+  readonly entries: BatchEntry[] = [];
+  private readonly starts: number[] = [];
+  private at = 0;
+
+  constructor(private readonly out: Buffer) {}
+
+  /** Bytes written so far. */
+  get length(): number {
+    return this.at;
+  }
+
+  /**
+   * Appends one entry: `write` puts its body at the start of the buffer it gets (room for `maxBody` bytes) and
+   * says what it wrote. Throws when the buffer has no room for the header and `maxBody`.
+   */
+  append(hash: string, patch: BatchEntry['patch'], maxBody: number, write: (dst: Buffer) => WrittenBody): BatchEntry {
+    const start = this.at;
+    if (start + HEADER + maxBody > this.out.length) throw new RefugeError('internal', `batch buffer of ${this.out.length} bytes has no room for an entry of ${maxBody} bytes at ${start}`);
+    const { length, compressed } = write(this.out.subarray(start + HEADER, start + HEADER + maxBody));
+    const out = this.out;
+    out.fill(0, start, start + HEADER);
+    out[start] = (compressed ? COMPRESSED : 0) | (patch ? PATCH : 0) | (patch && patch.base === null ? ZERO_BASE : 0);
+    out.write(hash, start + 1, 32, 'hex');
+    if (patch?.base) out.write(patch.base, start + 33, 32, 'hex');
+    out.writeUInt32BE(patch?.chunkLength ?? 0, start + 65);
+    out.writeUInt32BE(length, start + 69);
+    this.at = start + HEADER + length;
+    const entry: BatchEntry = { hash, body: out.subarray(start + HEADER, this.at), compressed, ...(patch ? { patch } : {}) };
+    this.entries.push(entry);
+    this.starts.push(start);
+    return entry;
+  }
+
+  /** Entries `from` up to (not including) `to`, as one batch body: a view of the buffer, not a copy. */
+  framed(from = 0, to = this.entries.length): FramedBatch {
+    const end = to < this.entries.length ? (this.starts[to] as number) : this.at;
+    return { body: this.out.subarray(this.starts[from] ?? end, end), entries: this.entries.slice(from, to) };
+  }
+}
+
+/** Frames `entries` into a new buffer. */
+export function frameBatch(entries: readonly BatchEntry[]): FramedBatch {
+  const writer = new BatchWriter(Buffer.allocUnsafe(entries.reduce((n, e) => n + HEADER + e.body.length, 0)));
+  for (const e of entries) {
+    writer.append(e.hash, e.patch, e.body.length, (dst) => ({ length: e.body.copy(dst), compressed: e.compressed }));
+  }
+  return writer.framed();
+}
+
+export const encodeBatch = (entries: readonly BatchEntry[]): Buffer => frameBatch(entries).body;
 
 /** The entries of a batch body; a body that does not frame exactly is an `invalid_argument` error. */
 export function decodeBatch(body: Buffer): BatchEntry[] {

@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { compress } from 'zstd-napi';
 import binding from 'zstd-napi/binding.js';
 import { RefugeError } from '../core/errors.js';
 
@@ -23,9 +22,17 @@ export const CHUNK_LENGTH_HEADER = 'x-refuge-chunk-length';
 
 export type Run = [offset: number, length: number];
 
+/** The length of the patch body carrying `runs`. */
+export const patchLength = (runs: readonly Run[]): number => runs.reduce((n, [, l]) => n + 8 + l, 0);
+
 export function encodePatch(chunk: Buffer, runs: readonly Run[]): Buffer {
-  const size = runs.reduce((n, [, l]) => n + 8 + l, 0);
-  const out = Buffer.allocUnsafe(size);
+  const out = Buffer.allocUnsafe(patchLength(runs));
+  encodePatchInto(out, chunk, runs);
+  return out;
+}
+
+/** Writes the patch of `chunk` carrying `runs` at the start of `out` (which has room for `patchLength(runs)`). */
+export function encodePatchInto(out: Buffer, chunk: Buffer, runs: readonly Run[]): number {
   let at = 0;
   for (const [offset, length] of runs) {
     out.writeUInt32BE(offset, at);
@@ -33,20 +40,40 @@ export function encodePatch(chunk: Buffer, runs: readonly Run[]): Buffer {
     chunk.copy(out, at + 8, offset, offset + length);
     at += 8 + length;
   }
-  return out;
+  return at;
 }
 
 /** Applies a patch to a copy of `base` (the store's worker threads rebuild patched uploads with it). */
 export { applyPatch } from '../store/chunks.js';
 
+/** What a compressed body must save to be sent compressed: at least 10% of the raw bytes. */
+const USEFUL_SHARE = 0.9;
+const MIN_COMPRESSIBLE = 512;
+let cctx: InstanceType<typeof binding.CCtx> | undefined;
+
 /**
- * zstd (level 1: ~2.5 GB/s here, so it never slows shipping) when it saves at least 10%; otherwise the bytes as
- * they are, and `compressed` false. Random and already-compressed data is detected by zstd at the same speed.
+ * Compresses `src` (zstd level 1: ~2.5 GB/s here, so it never slows shipping) straight into `dst` when that saves at
+ * least 10%, and returns the compressed length; -1 when it would not (`dst` then holds garbage). Nothing is
+ * allocated: the agent compresses each chunk into its place in a batch body (P11, agent memory). zstd is given room
+ * for only 90% of `src`, so incompressible data fails fast instead of being compressed in full and thrown away.
  */
+export function compressInto(dst: Buffer, src: Uint8Array): number {
+  if (src.length < MIN_COMPRESSIBLE) return -1;
+  const room = Math.min(dst.length, Math.floor(src.length * USEFUL_SHARE));
+  cctx ??= new binding.CCtx();
+  try {
+    return cctx.compress(dst.subarray(0, room), src, 1);
+  } catch {
+    return -1; // "Destination buffer is too small": it would not save 10%
+  }
+}
+
+/** `body` zstd-compressed when that saves at least 10% (see `compressInto`); otherwise as it is, `compressed` false. */
 export function compressIfUseful(body: Buffer): { body: Buffer; compressed: boolean } {
-  if (body.length < 512) return { body, compressed: false };
-  const packed = compress(body, { compressionLevel: 1 });
-  return packed.length <= body.length * 0.9 ? { body: packed, compressed: true } : { body, compressed: false };
+  if (body.length < MIN_COMPRESSIBLE) return { body, compressed: false };
+  const out = Buffer.allocUnsafe(Math.floor(body.length * USEFUL_SHARE));
+  const n = compressInto(out, body);
+  return n < 0 ? { body, compressed: false } : { body: out.subarray(0, n), compressed: true };
 }
 
 /** Decompresses into at most `maxBytes`; a larger or malformed frame is the sender's error, never an allocation. */

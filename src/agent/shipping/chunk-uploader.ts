@@ -2,8 +2,8 @@ import { forEachLimit } from '../../core/concurrency.js';
 import { isRefugeError } from '../../core/errors.js';
 import { MAX_HASHES_PER_QUERY } from '../../protocol/limits.js';
 import type { ChunkBatchResponse } from '../../protocol/schemas.js';
-import { BATCH_TARGET_BYTES, MAX_BATCH_ENTRIES, type BatchEntry } from '../../protocol/chunk-batch.js';
-import { compressIfUseful, encodePatch, type Run } from '../../protocol/chunk-encoding.js';
+import { BATCH_ENTRY_HEADER, BATCH_TARGET_BYTES, BatchWriter, frameBatch, MAX_BATCH_ENTRIES, type BatchEntry, type FramedBatch, type WrittenBody } from '../../protocol/chunk-batch.js';
+import { compressIfUseful, compressInto, encodePatch, encodePatchInto, MAX_REPLICATION_CHUNK_SIZE, patchLength, type Run } from '../../protocol/chunk-encoding.js';
 import type { ChunkBodyEncoding, ReplicatorTransport } from '../clients.js';
 import type { RateLimiter } from './rate-limiter.js';
 import { retrying, type RetryPolicy } from './retry.js';
@@ -31,9 +31,6 @@ export interface UploadStats {
 
 export const emptyUploadStats = (): UploadStats => ({ offered: 0, deduplicated: 0, whole: 0, patches: 0, chunkBytes: 0, wireBytes: 0 });
 
-/** A batch entry with the length of the chunk it rebuilds. */
-type Encoded = BatchEntry & { rawLength: number };
-
 /**
  * Bytes of chunks per upload batch (one missing-chunks query): one batch fills while the previous one uploads, and
  * each holds copies of its chunks plus their encoded bodies, so this bounds the agent's memory (P11 in
@@ -47,6 +44,9 @@ const BATCHES_IN_FLIGHT = 2;
 /** A patch is worth it while it carries at most this share of the chunk; beyond, the whole chunk goes. */
 const PATCH_MAX_SHARE = 0.5;
 
+/** Free buffers kept of each kind (chunk copies, batch bodies): one batch fills while one uploads. */
+const POOLED = 2;
+
 /**
  * Ships chunks to the replicator: asks which of a batch it lacks (deduplication), sends those as patches or whole,
  * zstd-compressed when that helps, within the bandwidth limit, retrying what a retry can cure. Chunks travel
@@ -54,10 +54,20 @@ const PATCH_MAX_SHARE = 0.5;
  *
  * Memory is bounded (backpressure): a batch fills while at most one earlier batch uploads, and `add` waits for that
  * upload before starting another, so a slow replicator slows the reading of chunks instead of growing the agent.
+ * And shipping makes no garbage per chunk (P11, docs/benchmarks.md: a fast seed piled up uncollected buffers): a
+ * batch's chunks are copied into one reused *slab*, and each is compressed straight into its place in one reused
+ * batch body, two of each at most.
  */
 export class ChunkUploader {
   private batch: UploadItem[] = [];
   private batchBytes = 0;
+  /** The current batch's chunk copies (see `add`), and the bytes of it they fill. */
+  private slab: Buffer | undefined;
+  private slabUsed = 0;
+  private readonly freeSlabs: Buffer[] = [];
+  private readonly freeBodies: Buffer[] = [];
+  /** Where a patch is framed before it is compressed into its batch body (grown to the largest patch). */
+  private scratch = Buffer.alloc(0);
   private uploading: Promise<void> | undefined;
   private queuedBytes = 0;
   /** Whether the replicator takes batch uploads: unknown until the first batch is answered. */
@@ -74,11 +84,29 @@ export class ChunkUploader {
     return this.queuedBytes;
   }
 
+  private get limit(): number {
+    return this.o.batchBytes ?? UPLOAD_BATCH_BYTES;
+  }
+
+  /** Queues a chunk. Its bytes are copied, so the caller may reuse `item.data` once this resolves. */
   async add(item: UploadItem): Promise<void> {
-    this.batch.push(item);
+    this.batch.push({ ...item, data: this.copy(item.data) });
     this.batchBytes += item.data.length;
     this.queuedBytes += item.data.length;
-    if (this.batchBytes >= (this.o.batchBytes ?? UPLOAD_BATCH_BYTES) || this.batch.length >= MAX_HASHES_PER_QUERY) await this.rotate();
+    if (this.batchBytes >= this.limit || this.batch.length >= MAX_HASHES_PER_QUERY) await this.rotate();
+  }
+
+  /**
+   * A copy of `data` in the current batch's slab. A batch fills to `limit` plus at most one chunk, and the slab is
+   * allocated that large: its pages become resident only as chunks fill them.
+   */
+  private copy(data: Buffer): Buffer {
+    this.slab ??= this.freeSlabs.pop() ?? Buffer.allocUnsafe(this.limit + MAX_REPLICATION_CHUNK_SIZE);
+    if (this.slabUsed + data.length > this.slab.length) return Buffer.from(data); // larger than any policy's chunk
+    const own = this.slab.subarray(this.slabUsed, this.slabUsed + data.length);
+    data.copy(own);
+    this.slabUsed += data.length;
+    return own;
   }
 
   /** Uploads what is left and waits for everything; throws the first failure. */
@@ -91,10 +119,16 @@ export class ChunkUploader {
   private async rotate(): Promise<void> {
     const batch = this.batch;
     const bytes = this.batchBytes;
+    const slab = this.slab;
     this.batch = [];
     this.batchBytes = 0;
+    this.slab = undefined;
+    this.slabUsed = 0;
     await this.uploading; // at most one batch in flight while the next one fills
-    this.uploading = this.send(batch).finally(() => (this.queuedBytes -= bytes));
+    this.uploading = this.send(batch).finally(() => {
+      this.queuedBytes -= bytes;
+      if (slab && this.freeSlabs.length < POOLED) this.freeSlabs.push(slab); // the batch's chunks are no longer read
+    });
     this.uploading.catch(() => undefined); // observed by the next rotate() or finish()
   }
 
@@ -120,48 +154,73 @@ export class ChunkUploader {
     await forEachLimit(toSend, this.o.concurrency ?? 4, (item) => this.upload(item));
   }
 
-  /** Sends the chunks in batch requests of about BATCH_TARGET_BYTES, a few in flight. */
+  /**
+   * Sends the chunks in batch requests of about BATCH_TARGET_BYTES, a few in flight. All of them are encoded into one
+   * pooled body first; each request sends a run of consecutive entries, a view of that body.
+   */
   private async sendInBatches(items: UploadItem[]): Promise<void> {
-    const groups: { entries: Encoded[]; items: UploadItem[]; bytes: number }[] = [];
-    let group: (typeof groups)[number] | undefined;
-    for (const item of items) {
-      const entry = this.encode(item, true);
-      if (!group || group.entries.length >= MAX_BATCH_ENTRIES || group.bytes + entry.body.length > BATCH_TARGET_BYTES) groups.push((group = { entries: [], items: [], bytes: 0 }));
-      group.entries.push(entry);
-      group.items.push(item);
-      group.bytes += entry.body.length;
-    }
-    await forEachLimit(groups, BATCHES_IN_FLIGHT, async (g) => {
-      const { baseMissing } = await this.putBatch(g.entries);
-      // The replicator lacks the base of these patches (pruned, or the agent's view is stale): send them whole.
-      const again = new Set(baseMissing);
-      const whole = g.items.filter((i, n) => g.entries[n]?.patch && again.has(i.hash)).map((i) => this.encode(i, false));
-      if (whole.length > 0) await this.putBatch(whole);
-      for (const e of [...g.entries.filter((e) => !(e.patch && again.has(e.hash))), ...whole]) {
-        if (e.patch) this.stats.patches++;
-        else this.stats.whole++;
-        this.stats.chunkBytes += e.rawLength;
+    if (items.length === 0) return;
+    const body = this.body(items.reduce((n, i) => n + BATCH_ENTRY_HEADER + i.data.length, 0));
+    try {
+      const writer = new BatchWriter(body);
+      const rawLength = new Map<BatchEntry, number>();
+      for (const item of items) rawLength.set(this.encode(writer, item, true), item.data.length);
+      const groups: { from: number; to: number }[] = [];
+      let bytes = 0;
+      for (const [n, entry] of writer.entries.entries()) {
+        const group = groups.at(-1);
+        if (!group || group.to - group.from >= MAX_BATCH_ENTRIES || bytes + entry.body.length > BATCH_TARGET_BYTES) {
+          groups.push({ from: n, to: n + 1 });
+          bytes = entry.body.length;
+        } else {
+          group.to = n + 1;
+          bytes += entry.body.length;
+        }
       }
-    });
+      await forEachLimit(groups, BATCHES_IN_FLIGHT, async ({ from, to }) => {
+        const batch = writer.framed(from, to);
+        const { baseMissing } = await this.putBatch(batch);
+        // The replicator lacks the base of these patches (pruned, or the agent's view is stale): send them whole.
+        const again = new Set(baseMissing);
+        const redo = items.slice(from, to).filter((i, n) => batch.entries[n]?.patch && again.has(i.hash));
+        const whole = new BatchWriter(Buffer.allocUnsafe(redo.reduce((n, i) => n + BATCH_ENTRY_HEADER + i.data.length, 0)));
+        for (const item of redo) rawLength.set(this.encode(whole, item, false), item.data.length);
+        if (redo.length > 0) await this.putBatch(whole.framed());
+        for (const e of [...batch.entries.filter((e) => !(e.patch && again.has(e.hash))), ...whole.entries]) {
+          if (e.patch) this.stats.patches++;
+          else this.stats.whole++;
+          this.stats.chunkBytes += rawLength.get(e) ?? 0;
+        }
+      });
+    } finally {
+      if (this.freeBodies.length < POOLED) this.freeBodies.push(body); // no request reads it any more
+    }
+  }
+
+  /** A pooled buffer of at least `bytes` for a batch body. */
+  private body(bytes: number): Buffer {
+    const at = this.freeBodies.findIndex((b) => b.length >= bytes);
+    if (at >= 0) return this.freeBodies.splice(at, 1)[0] as Buffer;
+    return Buffer.allocUnsafe(Math.max(bytes, this.limit + MAX_REPLICATION_CHUNK_SIZE + 16 * BATCH_ENTRY_HEADER));
   }
 
   /**
    * Sends one batch, retrying what a retry can cure. A retry first asks which of the entries the replicator still
    * lacks: it stores each entry as it arrives, so after a connection cut mid-batch only the rest travels again.
    */
-  private async putBatch(entries: Encoded[]): Promise<ChunkBatchResponse> {
+  private async putBatch(batch: FramedBatch): Promise<ChunkBatchResponse> {
     const signal = this.o.signal;
     const putChunks = this.transport.putChunks?.bind(this.transport) as NonNullable<ReplicatorTransport['putChunks']>;
-    let sending = entries;
+    let sending = batch;
     let retry = false;
     return retrying(async () => {
       if (retry) {
-        const missing = new Set(await this.transport.missing(sending.map((e) => e.hash), signal));
-        sending = sending.filter((e) => missing.has(e.hash));
+        const missing = new Set(await this.transport.missing(sending.entries.map((e) => e.hash), signal));
+        if (sending.entries.some((e) => !missing.has(e.hash))) sending = frameBatch(sending.entries.filter((e) => missing.has(e.hash)));
       }
       retry = true;
-      if (sending.length === 0) return { stored: 0, baseMissing: [] };
-      const bytes = sending.reduce((n, e) => n + e.body.length, 0);
+      if (sending.entries.length === 0) return { stored: 0, baseMissing: [] };
+      const bytes = sending.entries.reduce((n, e) => n + e.body.length, 0); // as the replicator counts them
       await this.o.limiter?.take(bytes, signal);
       const answer = await putChunks(sending, signal);
       this.stats.wireBytes += bytes;
@@ -169,13 +228,25 @@ export class ChunkUploader {
     }, { ...this.o.retry, ...(signal ? { signal } : {}) });
   }
 
-  /** One chunk's upload body: a patch when change tracking says little changed (and `patch` allows), else whole. */
-  private encode(item: UploadItem, patch: boolean): Encoded {
+  /**
+   * Appends one chunk's upload to `writer`: a patch when change tracking says little changed (and `patch` allows),
+   * else whole; compressed into its place when that helps. A patch is framed in `scratch` first, then compressed.
+   */
+  private encode(writer: BatchWriter, item: UploadItem, patch: boolean): BatchEntry {
     const runs = item.runs;
-    const asPatch = patch && item.base !== undefined && runs !== undefined && runs.reduce((n, [, l]) => n + l, 0) <= item.data.length * PATCH_MAX_SHARE;
-    const raw = asPatch ? encodePatch(item.data, runs) : item.data;
-    const { body, compressed } = this.o.compress === false ? { body: raw, compressed: false } : compressIfUseful(raw);
-    return { hash: item.hash, body, compressed, rawLength: item.data.length, ...(asPatch ? { patch: { base: item.base ?? null, chunkLength: item.data.length } } : {}) };
+    const patchBytes = runs ? patchLength(runs) : Infinity;
+    const asPatch = patch && item.base !== undefined && runs !== undefined && patchBytes <= item.data.length && runs.reduce((n, [, l]) => n + l, 0) <= item.data.length * PATCH_MAX_SHARE;
+    let raw = item.data;
+    if (asPatch) {
+      if (this.scratch.length < patchBytes) this.scratch = Buffer.allocUnsafe(Math.max(patchBytes, 64 * 1024));
+      raw = this.scratch.subarray(0, encodePatchInto(this.scratch, item.data, runs));
+    }
+    const compress = this.o.compress !== false;
+    const write = (dst: Buffer): WrittenBody => {
+      const n = compress ? compressInto(dst, raw) : -1;
+      return n >= 0 ? { length: n, compressed: true } : { length: raw.copy(dst), compressed: false };
+    };
+    return writer.append(item.hash, asPatch ? { base: item.base ?? null, chunkLength: item.data.length } : undefined, raw.length, write);
   }
 
   private async upload(item: UploadItem): Promise<void> {

@@ -85,16 +85,16 @@ export async function shipCut(
         shipped.changedBytes += data.length;
         if (hash === null) continue; // zero chunks are recorded in the point, never sent
         const baseHash = known ? previous.get(index) : null;
-        const own = Buffer.from(data); // the uploader may keep it after this group's buffer is reused
-        const item = { hash, data: own, ...(known ? { base: baseHash } : {}) };
         if (known && o.runsAgainstBase) {
+          const own = Buffer.from(data); // held while its runs are looked up, after this group's buffer is reused
+          const item = { hash, data: own, base: baseHash };
           const runs = o.runsAgainstBase(baseHash, own);
           runs.catch(() => undefined); // awaited in order by drain; a failure meanwhile must not go unhandled
           queue.push({ item, runs });
           await drain(RUN_LOOKUPS_AHEAD);
         } else {
           const runs = known ? disk.changedRuns?.(index) : undefined;
-          await o.uploader.add({ ...item, ...(runs ? { runs } : {}) });
+          await o.uploader.add({ hash, data, ...(known ? { base: baseHash } : {}), ...(runs ? { runs } : {}) }); // copies `data`
         }
       }
     }

@@ -5,7 +5,7 @@ import { ReplicatorClient, type ChunkBodyEncoding, type ReplicatorTransport } fr
 import { ChunkUploader } from '../../../src/agent/shipping/chunk-uploader.js';
 import { RefugeError } from '../../../src/core/errors.js';
 import type { HttpConnection } from '../../../src/core/http-client.js';
-import { BATCH_CONTENT_TYPE, BATCH_ENTRY_HEADER, decodeBatch, encodeBatch, readBatch, type BatchEntry } from '../../../src/protocol/chunk-batch.js';
+import { BATCH_CONTENT_TYPE, BATCH_ENTRY_HEADER, BatchWriter, decodeBatch, encodeBatch, frameBatch, readBatch, type BatchEntry, type FramedBatch } from '../../../src/protocol/chunk-batch.js';
 import type { CommitPointRequest } from '../../../src/protocol/schemas.js';
 import { chunkHash } from '../../../src/store/chunks.js';
 import { CHUNK, startAgentFixture, waitFor, type AgentFixture } from '../../helpers/agent/agent-fixture.js';
@@ -25,12 +25,12 @@ class Observed implements ReplicatorTransport {
     this.singlePuts++;
     await this.inner.putChunk(hash, body, encoding);
   }
-  async putChunks(entries: BatchEntry[]) {
+  async putChunks(batch: FramedBatch) {
     this.batches++;
-    await this.o.beforeBatch?.(entries);
+    await this.o.beforeBatch?.(batch.entries);
     // What the vault answers for a route it does not have (a replicator that predates batch uploads).
     if (this.o.noBatchRoute) throw new RefugeError('not_found', 'no route POST /replicator/v1/replications/x/chunks/batch');
-    return this.inner.putChunks(this.o.rewrite ? this.o.rewrite(entries) : entries);
+    return this.inner.putChunks(this.o.rewrite ? frameBatch(this.o.rewrite(batch.entries)) : batch);
   }
   commit(req: CommitPointRequest) {
     return this.inner.commit(req);
@@ -107,6 +107,36 @@ describe('batch uploads from the agent', () => {
     expect(stats.wireBytes).toBeLessThan(COUNT * (4096 + 8 + 100));
   });
 
+  it('copies what it is given: one buffer reused for every chunk, through many batches, still restores exactly', async () => {
+    const t = new Observed(client);
+    // Half of the chunks compress (zstd into the pooled batch body), half do not (copied into it).
+    const seed = Array.from({ length: COUNT }, (_, i) => (i % 2 ? randomBytes(CHUNK) : Buffer.alloc(CHUNK, i).fill(randomBytes(64), 0, 64)));
+    const reused = Buffer.alloc(CHUNK);
+    const first = new ChunkUploader(t, { batchBytes: 2 * CHUNK }); // six batches: the slabs and bodies go round
+    for (const data of seed) {
+      data.copy(reused);
+      await first.add({ hash: chunkHash(data), data: reused });
+      reused.fill(0xee); // what a reader reusing its buffer does next
+    }
+    expect(await first.finish()).toMatchObject({ whole: COUNT, chunkBytes: COUNT * CHUNK });
+    const p1 = await t.commit({ parentId: null, capturedAt: new Date(Date.now() - 1000).toISOString(), consistency: 'crash', disks: [{ name: 'disk0', sizeBytes, changes: seed.map((d, i) => [i, chunkHash(d)]) }] });
+    const next = seed.map((d, i) => {
+      const n = Buffer.from(d);
+      (i % 3 ? randomBytes(4096) : Buffer.alloc(4096, 9)).copy(n, 4096 * (i % 4));
+      return n;
+    });
+    const second = new ChunkUploader(t, { batchBytes: 3 * CHUNK });
+    for (const [i, data] of next.entries()) {
+      data.copy(reused);
+      await second.add({ hash: chunkHash(data), data: reused, base: chunkHash(seed[i] as Buffer), runs: [[4096 * (i % 4), 4096]] });
+      reused.fill(0xee);
+    }
+    expect(await second.finish()).toMatchObject({ patches: COUNT, chunkBytes: COUNT * CHUNK });
+    const p2 = await t.commit({ parentId: p1.pointId, capturedAt: new Date().toISOString(), consistency: 'crash', disks: [{ name: 'disk0', sizeBytes, changes: next.map((d, i) => [i, chunkHash(d)]) }] });
+    expect((await f.restore(replicationId, p1.pointId)).equals(Buffer.concat(seed))).toBe(true);
+    expect((await f.restore(replicationId, p2.pointId)).equals(Buffer.concat(next))).toBe(true);
+  });
+
   it('sends whole the patches whose base the replicator lacks', async () => {
     const bogus = chunkHash(Buffer.from('a base nobody stored'));
     const t = new Observed(client, { rewrite: (entries) => entries.map((e) => (e.patch ? { ...e, patch: { ...e.patch, base: bogus } } : e)) });
@@ -167,6 +197,18 @@ describe('reading a batch body as it arrives', () => {
 
   it('yields the entries decodeBatch finds, however the body is split', async () => {
     for (const size of [1, 7, 72, 73, 74, 4096, body.length]) expect(await read(pieces(size))).toEqual(decodeBatch(body));
+  });
+
+  it('frames in place: any run of consecutive entries a writer appended is a batch body of exactly those entries', () => {
+    const writer = new BatchWriter(Buffer.alloc(body.length + 100));
+    for (const e of entries) writer.append(e.hash, e.patch, e.body.length + 10, (dst) => ({ length: e.body.copy(dst), compressed: e.compressed }));
+    expect(writer.framed().body.equals(body)).toBe(true);
+    for (const [from, to] of [[0, 1], [1, 3], [2, 3], [0, 3]] as const) {
+      const part = writer.framed(from, to);
+      expect(decodeBatch(part.body)).toEqual(entries.slice(from, to));
+      expect(part.entries).toEqual(entries.slice(from, to));
+    }
+    expect(() => writer.append('e'.repeat(64), undefined, 200, () => ({ length: 0, compressed: false }))).toThrow(/no room/);
   });
 
   it('yields each entry that arrived whole before a body that ends early fails, and refuses an oversized entry', async () => {

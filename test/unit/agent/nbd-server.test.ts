@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { FileBlockDevice, type BlockDevice } from '../../../src/nbd/block-device.js';
 import { NbdServer } from '../../../src/nbd/server.js';
 import { NBD, RawNbdClient, u16, u32, u64 } from '../../helpers/agent/raw-nbd-client.js';
@@ -334,6 +334,9 @@ describe('nbd server (raw sockets)', () => {
     it('holds at most 16 MiB of asynchronous writes of one connection at once, and answers all of them', async () => {
       let running = 0;
       let most = 0;
+      // Writes wait at a gate the test opens: the server reads ahead until the limit stops it, however slow the machine.
+      let open!: () => void;
+      const gate = new Promise<void>((r) => (open = r));
       const slow: BlockDevice = {
         sizeBytes: 64 * MiB,
         readOnly: false,
@@ -341,7 +344,7 @@ describe('nbd server (raw sockets)', () => {
         write: async (d) => {
           running += d.reduce((n, p) => n + p.length, 0);
           most = Math.max(most, running);
-          await new Promise((r) => setTimeout(r, 20));
+          await gate;
           running -= d.reduce((n, p) => n + p.length, 0);
         },
         writeZeroes: () => undefined,
@@ -354,11 +357,16 @@ describe('nbd server (raw sockets)', () => {
         const c = await RawNbdClient.attach(path);
         clients.push(c);
         for (let i = 0; i < 12; i++) c.request(NBD.cmd.write, BigInt(i), i * 4 * MiB, 4 * MiB, 0, Buffer.alloc(4 * MiB, i));
+        await vi.waitFor(() => expect(running).toBeGreaterThanOrEqual(16 * MiB), { timeout: 20_000, interval: 5 });
+        await new Promise((r) => setTimeout(r, 200)); // room for a server that would read past the limit to do so
+        expect(most).toBe(16 * MiB); // four of 4 MiB: the limit is reached, never passed
+        open();
         const replies = [];
         for (let i = 0; i < 12; i++) replies.push(await c.reply());
         expect(replies.map((r) => r.error)).toEqual(new Array(12).fill(0));
-        expect(most).toBe(16 * MiB); // four of 4 MiB: the limit is reached, never passed
+        expect(most).toBe(16 * MiB);
       } finally {
+        open();
         await server.close();
       }
     });

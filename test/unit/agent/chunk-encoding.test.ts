@@ -1,0 +1,39 @@
+import { randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { compressIfUseful, compressInto, decompressBounded, encodePatch, encodePatchInto, patchLength, type Run } from '../../../src/protocol/chunk-encoding.js';
+import { applyPatch } from '../../../src/store/chunks.js';
+
+/** The agent's chunk encodings: compression into a caller's buffer, only when it saves 10%, and patches. */
+describe('chunk encoding', () => {
+  const compressible = Buffer.concat([randomBytes(4096), Buffer.alloc(60 * 1024, 7)]);
+
+  it('compresses into the given buffer when that saves at least 10%, and the bytes come back', () => {
+    const dst = Buffer.alloc(compressible.length);
+    const n = compressInto(dst, compressible);
+    expect(n).toBeGreaterThan(0);
+    expect(n).toBeLessThanOrEqual(compressible.length * 0.9);
+    expect(decompressBounded(dst.subarray(0, n), compressible.length).equals(compressible)).toBe(true);
+  });
+
+  it('answers -1 for bytes that would not save 10% (random, tiny) or a buffer with no room for them', () => {
+    expect(compressInto(Buffer.alloc(256 * 1024), randomBytes(256 * 1024))).toBe(-1);
+    expect(compressInto(Buffer.alloc(1024), Buffer.alloc(300))).toBe(-1); // too small to be worth a frame
+    expect(compressInto(Buffer.alloc(8), compressible)).toBe(-1);
+    const random = randomBytes(8192);
+    expect(compressIfUseful(random)).toEqual({ body: random, compressed: false });
+    const { body, compressed } = compressIfUseful(compressible);
+    expect(compressed).toBe(true);
+    expect(decompressBounded(body, compressible.length).equals(compressible)).toBe(true);
+  });
+
+  it('frames a patch in place as encodePatch does, and it rebuilds the chunk from its base', () => {
+    const base = randomBytes(64 * 1024);
+    const chunk = Buffer.from(base);
+    const runs: Run[] = [[0, 10], [4096, 4096], [65535, 1]];
+    for (const [offset, length] of runs) randomBytes(length).copy(chunk, offset);
+    const out = Buffer.alloc(patchLength(runs) + 5);
+    expect(encodePatchInto(out, chunk, runs)).toBe(patchLength(runs));
+    expect(out.subarray(0, patchLength(runs)).equals(encodePatch(chunk, runs))).toBe(true);
+    expect(applyPatch(base, encodePatch(chunk, runs), chunk.length).equals(chunk)).toBe(true);
+  });
+});
