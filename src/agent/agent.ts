@@ -308,11 +308,13 @@ export class Agent {
     if (!a) return;
     const client = new ReplicatorClient(a.replicatorUrl, a.replicationId, this.connection);
     const transport = this.o.transportFor?.(client) ?? client;
-    await this.settleSent(a, transport);
+    // A resent commit answered now is newer news than the assignment's latest point (from the last heartbeat, which
+    // may predate the commit landing): the agent's own state is then the vault's latest.
+    const settled = await this.settleSent(a, transport);
     if (this.state.replicationId !== a.replicationId || this.state.chunkSize !== a.chunkSize) {
       // A new replication, or a store with another chunk size: start from the vault's view of the latest point.
       this.state = { ...emptyState(), replicationId: a.replicationId, lastPointId: a.latestPointId, chunkSize: a.chunkSize };
-    } else if (this.state.lastPointId !== a.latestPointId && a.latestPointId !== null) {
+    } else if (!settled && this.state.lastPointId !== a.latestPointId && a.latestPointId !== null) {
       // The vault has another latest point than we remember (state lost or restored from backup, or a commit whose
       // answer we never got, e.g. killed while it was under way): compare everything.
       this.log.info({ remembered: this.state.lastPointId, latest: a.latestPointId }, 'the vault knows another latest point than ours: comparing every chunk with it');
@@ -448,11 +450,13 @@ export class Agent {
   /**
    * Sends again a commit whose answer never came (sent-commit.ts), before anything new is cut: answered (with the
    * point it made then, or now), the agent continues from that point with its parent's hashes and the commit's
-   * changes; refused, it is forgotten; unanswered again, this point fails and the next one tries again.
+   * changes; refused, it is forgotten; unanswered again, this point fails and the next one tries again. True when
+   * the agent now continues from the resent commit's point.
    */
-  private async settleSent(a: ReplicationAssignment, transport: ReplicatorTransport): Promise<void> {
+  private async settleSent(a: ReplicationAssignment, transport: ReplicatorTransport): Promise<boolean> {
     const sent = this.sent;
-    if (!sent) return;
+    if (!sent) return false;
+    let settled = false;
     const current = sent.replicationId === a.replicationId && sent.chunkSize === a.chunkSize && this.state.replicationId === a.replicationId;
     // A parent other than our last point: answered after all (killed between saving the state and forgetting it).
     if (current && sent.request.parentId === this.state.lastPointId) {
@@ -462,6 +466,7 @@ export class Agent {
         this.state = { ...this.state, lastPointId: r.pointId, lastPointAt: sent.request.capturedAt, disks };
         await saveState(this.o.stateDir, this.state);
         this.log.info({ point: r.pointId, capturedAt: sent.request.capturedAt }, 'a commit whose answer was lost is answered now: continuing from its point');
+        settled = true;
       } catch (err) {
         // Unreachable still: try again at the next point. Any other answer (a refusal, or a replicator error that
         // would recur) ends the wait: at worst the next point compares every chunk.
@@ -470,6 +475,7 @@ export class Agent {
       }
     }
     await this.forgetSent();
+    return settled;
   }
 
   private async forgetSent(): Promise<void> {

@@ -117,6 +117,43 @@ describe('agent replication (cdp mode)', () => {
     expect((await f.restore(rep, point.id)).equals(await readFile(image))).toBe(true);
     expect((f.counters(rep)?.wireBytesReceived ?? 0) - before).toBe(MiB); // the one new chunk; the zeroed one costs nothing
   });
+  it('continues from a resent commit that lands after the vault last reported its latest point: no full compare, no conflict', async () => {
+    // One commit's request is lost on the way (the vault was stopped, say); the agent's resend is what lands it,
+    // after the heartbeat that told the agent the vault's latest point: the resend's answer is the newer news.
+    let lose = false;
+    const losing = (client: ReplicatorTransport): ReplicatorTransport =>
+      new Proxy(client, {
+        get(target, key, receiver) {
+          if (key === 'commit') {
+            return async (req: CommitPointRequest) => {
+              if (lose && req.disks.some((d) => d.changes.length > 0)) {
+                lose = false;
+                throw new RefugeError('unavailable', 'connection reset before the request arrived (injected)');
+              }
+              return target.commit(req);
+            };
+          }
+          const v: unknown = Reflect.get(target, key, receiver);
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        },
+      });
+    const agent = f.startAgent(capture(), [{ name: 'disk0', sizeBytes: SIZE }], { transportFor: losing, shipping: { retry: { attempts: 1, firstDelayMs: 10 } } });
+    const rep = await f.enable();
+    await f.pointAfter(new Date(0));
+    await waitFor(() => agent.counters.pointsCommitted >= 1, 20_000, 'the seed answered');
+    const readAfterSeed = agent.counters.readBytes;
+    lose = true;
+    await write(6 * MiB, randomBytes(8192));
+    await waitFor(() => agent.counters.cutsAbandoned >= 1, 20_000, 'the unanswered point given up');
+    await write(7 * MiB + 4096, randomBytes(4096));
+    const next = await f.pointAfter(new Date());
+    expect((await f.restore(rep, next.id)).equals(await readFile(image))).toBe(true);
+    // The agent knew the resent point was the latest: the next point compared only the tracked chunks, and no
+    // commit was refused for naming a stale parent.
+    expect(agent.counters.cutsAbandoned).toBe(1);
+    expect(agent.counters.readBytes - readAfterSeed).toBe(2 * CHUNK);
+  });
+
   it('sends again a commit that landed while its answer was lost, and continues from its point: no full read', async () => {
     // The first agent's commits land, but from some point on it never hears back of one that changes anything.
     let loseAnswers = false;
