@@ -27,6 +27,12 @@ export interface StoreBackend {
   readonly location: string;
   get(key: string): Promise<Buffer>;
   getRange(key: string, offset: number, length: number, into?: Uint8Array): Promise<Buffer>;
+  /**
+   * The local file holding `key`, for a backend that keeps objects as files (the filesystem backend): the store's
+   * worker threads then read ranges of immutable objects (packs) themselves, off the main thread. Optional; a
+   * reader of the file must treat a missing file or a short read as "ask `getRange`" (the object may have moved).
+   */
+  localFile?(key: string): string;
   put(key: string, data: Uint8Array): Promise<void>;
   exists(key: string): Promise<boolean>;
   list(prefix: string): Promise<string[]>;

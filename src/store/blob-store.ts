@@ -235,6 +235,16 @@ export class BlobStore implements NodeSource, NodeSink {
   }
 
   /** The stored bytes of a blob and where they are; `not_found` when no index knows it. */
+  /**
+   * Where a stored blob's bytes lie in a local pack file, when the backend keeps packs as files and the blob is
+   * written (not pending): for worker threads that read it themselves (a blob moved since is read by `readStored`).
+   */
+  localLocation(hash: string): (BlobLocation & { file: string }) | undefined {
+    if (!this.backend.localFile || this.pending.has(hash)) return undefined;
+    const loc = this.table.get(hash);
+    return loc ? { ...loc, file: this.backend.localFile(packKey(loc.packId)) } : undefined;
+  }
+
   async readStored(hash: string): Promise<{ stored: Buffer; loc: BlobLocation }> {
     const p = this.pending.get(hash);
     if (p) return { stored: p.builder.storedBytes(p.entry), loc: { packId: '(pending)', ...p.entry } };

@@ -1,4 +1,4 @@
-import { writevSync } from 'node:fs';
+import { closeSync, openSync, readSync, writevSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { BLOB_COMPRESSED, decodeBlob, encodeBlob } from './blob-codec.js';
 import { applyPatch, chunkHash, isZero } from './chunks.js';
@@ -38,6 +38,33 @@ function writeAll(fd: number, buffers: Buffer[], position: number): number {
     rest = left;
   }
   return all;
+}
+
+/**
+ * `length` bytes of a file at `offset`, read here so the main thread neither reads them nor passes them over; a
+ * reason string when the file is gone or shorter (a pack rewritten since: the caller reads the blob another way).
+ */
+function readRange(file: string, offset: number, length: number): Buffer | string {
+  let fd: number;
+  try {
+    fd = openSync(file, 'r');
+  } catch (err) {
+    return `cannot open ${file}: ${(err as Error).message}`;
+  }
+  try {
+    const out = Buffer.allocUnsafe(length);
+    let done = 0;
+    while (done < length) {
+      const n = readSync(fd, out, done, length - done, offset + done);
+      if (n === 0) return `${file} ends at ${offset + done}, before ${offset + length}`;
+      done += n;
+    }
+    return out;
+  } catch (err) {
+    return `cannot read ${file}: ${(err as Error).message}`;
+  } finally {
+    closeSync(fd);
+  }
 }
 
 function pack(parts: Buffer[]): { buffer: ArrayBuffer; offsets: number[] } {
@@ -166,7 +193,9 @@ function run(task: WorkerTask): { reply: WorkerReply; transfer: ArrayBuffer[] } 
       // does, so the main thread only reads the base's stored bytes.
       let base: Buffer | null = null;
       if (task.base) {
-        const out = decodeBlob(view(task.base.data), task.base.flags, task.base.rawLength, task.base.hash, key);
+        const stored = 'data' in task.base ? view(task.base.data) : readRange(task.base.file, task.base.offset, task.base.length);
+        if (typeof stored === 'string') return { reply: { op: 'rebuild', problem: 'unread', message: stored }, transfer: [] };
+        const out = decodeBlob(stored, task.base.flags, task.base.rawLength, task.base.hash, key);
         if (typeof out === 'string') return { reply: { op: 'rebuild', problem: 'base', message: out }, transfer: [] };
         base = out;
       }

@@ -11,7 +11,7 @@ import { newEncryption, openDataKey, type DataKey } from './sealing.js';
 import { CONFIG_KEY, DEFAULT_COMPRESSION_LEVEL, DEFAULT_PACK_SIZE, MAX_CHUNK_SIZE, STORE_FORMAT, checkConfig, usableChunkSize, type StoreConfig } from './store-config.js';
 import { ZERO_HASH, collectBlobs, diffTrees, forEachChunk, listChunks, updateTree } from './tree.js';
 import { verifyPointBlobs } from './verify.js';
-import { workerPool } from './worker-pool.js';
+import { workerPool, type RebuildBase } from './worker-pool.js';
 
 /**
  * The replica store: recovery points of disks, deduplicated, compressed and optionally encrypted.
@@ -63,6 +63,8 @@ export interface OpenOptions {
 
 /** Uploads older than this no longer hold back garbage collection (an agent that never committed them is gone). */
 const UPLOAD_PROTECTION_MS = 6 * 3600_000;
+
+const baseLacking = (base: string) => new RefugeError('failed_precondition', `patch base chunk ${base} is not stored`, { hint: 'upload the whole chunk instead' });
 
 export class ReplicaStore {
   readonly blobs: BlobStore;
@@ -198,8 +200,8 @@ export class ReplicaStore {
 
   /**
    * Stores the chunk a patch rebuilds from the stored chunk `base` (null: a chunk of zeros), after checking it
-   * hashes to `hash`; returns its length. The base's stored bytes are read here and everything else (decoding and
-   * checking the base, patching, hashing, compressing) runs on a worker thread. A base the store lacks, or cannot
+   * hashes to `hash`; returns its length. Everything but finding the base (reading it, decoding and checking it,
+   * patching, hashing, compressing) runs on a worker thread when the base lies in a local pack file. A base the store lacks, or cannot
    * read back intact, is a `failed_precondition` (the sender then sends the whole chunk).
    */
   async putPatchedChunk(hash: string, base: string | null, patch: Uint8Array, chunkLength: number): Promise<number> {
@@ -207,19 +209,13 @@ export class ReplicaStore {
     if (!Number.isInteger(chunkLength) || chunkLength < 1 || chunkLength > MAX_CHUNK_SIZE) {
       throw new RefugeError('invalid_argument', `patch chunk length ${chunkLength} is outside 1..${MAX_CHUNK_SIZE}`);
     }
-    let baseTask: { data: Uint8Array; flags: number; rawLength: number; hash: string } | null = null;
-    if (base !== null) {
-      const lacking = () => new RefugeError('failed_precondition', `patch base chunk ${base} is not stored`, { hint: 'upload the whole chunk instead' });
-      if (!isChunkHash(base) || !this.blobs.has(base)) throw lacking();
-      const { stored, loc } = await this.blobs.readStored(base).catch((err: unknown) => {
-        if (isRefugeError(err, 'not_found')) throw lacking();
-        throw new RefugeError('failed_precondition', `patch base chunk ${base} cannot be read: ${(err as Error).message}`, { cause: err, hint: 'upload the whole chunk instead' });
-      });
-      // Its own memory, so it moves to the worker (a pending base is a view into its pack being built).
-      const owned = stored.byteOffset === 0 && stored.byteLength === stored.buffer.byteLength ? stored : Buffer.from(stored);
-      baseTask = { data: owned, flags: loc.flags, rawLength: loc.rawLength, hash: base };
-    }
-    const reply = await workerPool().run({ op: 'rebuild', key: this.key, level: this.config.compressionLevel, data: patch, chunkLength, claimedHash: hash, base: baseTask }, true);
+    if (base !== null && (!isChunkHash(base) || !this.blobs.has(base))) throw baseLacking(base);
+    const rebuild = (b: RebuildBase | null, give: boolean) => workerPool().run({ op: 'rebuild', key: this.key, level: this.config.compressionLevel, data: patch, chunkLength, claimedHash: hash, base: b }, give);
+    // A base in a local pack file is read by the worker itself: the main thread (which serves every agent) neither
+    // reads it nor passes its bytes over. The patch is not given away then, in case the file has moved.
+    const local = base === null ? undefined : this.blobs.localLocation(base);
+    let reply = local ? await rebuild({ file: local.file, offset: local.offset, length: local.length, flags: local.flags, rawLength: local.rawLength, hash: base as string }, false) : undefined;
+    if (!reply || ('problem' in reply && reply.problem === 'unread')) reply = await rebuild(base === null ? null : await this.readBase(base), true);
     if ('problem' in reply) {
       if (reply.problem === 'base') throw new RefugeError('failed_precondition', `patch base chunk ${base ?? 'zero'} cannot be read: it is damaged (${reply.message})`, { hint: 'upload the whole chunk instead' });
       if (reply.problem === 'mismatch') throw mismatch(hash, reply.hash ?? '?');
@@ -231,6 +227,17 @@ export class ReplicaStore {
       await this.blobs.add('data', hash, { stored: Buffer.from(reply.stored), flags: reply.flags, rawLength: reply.rawLength });
     }
     return reply.rawLength;
+  }
+
+  /** A patch base's stored bytes, read on this thread (from a pack being built, or any backend). */
+  private async readBase(base: string): Promise<RebuildBase> {
+    const { stored, loc } = await this.blobs.readStored(base).catch((err: unknown) => {
+      if (isRefugeError(err, 'not_found')) throw baseLacking(base);
+      throw new RefugeError('failed_precondition', `patch base chunk ${base} cannot be read: ${(err as Error).message}`, { cause: err, hint: 'upload the whole chunk instead' });
+    });
+    // Its own memory, so it moves to the worker (a pending base is a view into its pack being built).
+    const owned = stored.byteOffset === 0 && stored.byteLength === stored.buffer.byteLength ? stored : Buffer.from(stored);
+    return { data: owned, flags: loc.flags, rawLength: loc.rawLength, hash: base };
   }
 
   private noteUpload(hash: string): void {

@@ -12,15 +12,21 @@ export type WorkerTask =
   | { op: 'encode'; key: Uint8Array | null; level: number; data: Uint8Array; items: { offset: number; length: number; claimedHash?: string }[] }
   | { op: 'scan'; key: Uint8Array | null; level: number; data: Uint8Array; chunkSize: number; previous: Uint8Array; out?: ArrayBuffer | SharedArrayBuffer }
   | { op: 'hash'; key: null; data: Uint8Array; chunkSize: number }
-  | { op: 'rebuild'; key: Uint8Array | null; level: number; data: Uint8Array; chunkLength: number; claimedHash: string; base: { data: Uint8Array; flags: number; rawLength: number; hash: string } | null }
+  | { op: 'rebuild'; key: Uint8Array | null; level: number; data: Uint8Array; chunkLength: number; claimedHash: string; base: RebuildBase | null }
   | { op: 'decode'; key: Uint8Array | null; data: Uint8Array; items: { offset: number; length: number; flags: number; rawLength: number; hash: string }[] }
   | { op: 'restore'; key: Uint8Array | null; data: Uint8Array; fd: number; items: { offset: number; length: number; flags: number; rawLength: number; hash: string; positions: number[] }[] };
+
+/**
+ * A patch's base: its stored bytes, or where they lie in a local pack file (the worker reads them; a file gone or
+ * short answers problem 'unread', and the caller reads the bytes another way).
+ */
+export type RebuildBase = { flags: number; rawLength: number; hash: string } & ({ data: Uint8Array } | { file: string; offset: number; length: number });
 
 export type WorkerReply =
   | { op: 'encode'; items: ({ hash: string; problem: string } | { hash: string; flags: number; rawLength: number; storedLength: number })[]; stored: ArrayBuffer }
   | { op: 'scan'; hashes: ArrayBuffer; encoded: { index: number; flags: number; rawLength: number; storedLength: number }[]; stored: ArrayBuffer | SharedArrayBuffer; input: ArrayBuffer }
   | { op: 'hash'; hashes: ArrayBuffer; input: ArrayBuffer }
-  | { op: 'rebuild'; problem: 'base' | 'patch' | 'zero' | 'mismatch'; message: string; hash?: string }
+  | { op: 'rebuild'; problem: 'base' | 'unread' | 'patch' | 'zero' | 'mismatch'; message: string; hash?: string }
   | { op: 'rebuild'; hash: string; flags: number; rawLength: number; stored: ArrayBuffer }
   | { op: 'decode'; items: ({ problem: string } | { rawLength: number })[]; raw: ArrayBuffer }
   | { op: 'restore'; items: { problem?: string }[]; written: number };
@@ -74,7 +80,7 @@ export class WorkerPool {
     const transfer = shared ? [] : give || !owned ? [task.data.buffer as ArrayBuffer] : [];
     const t = task as WorkerTask;
     if (t.op === 'scan' && t.out instanceof ArrayBuffer) transfer.push(t.out); // shared memory is shared, not moved
-    if (t.op === 'rebuild' && t.base && give && ownsMemory(t.base.data)) transfer.push(t.base.data.buffer as ArrayBuffer);
+    if (t.op === 'rebuild' && t.base && 'data' in t.base && give && ownsMemory(t.base.data)) transfer.push(t.base.data.buffer as ArrayBuffer);
     return new Promise<WorkerReply>((resolve, reject) => {
       this.queue.push({ task, transfer, resolve, reject });
       this.dispatch();

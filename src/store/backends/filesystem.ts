@@ -26,6 +26,10 @@ export class FilesystemBackend implements StoreBackend {
     return join(this.root, ...key.split('/'));
   }
 
+  localFile(key: string): string {
+    return this.path(key);
+  }
+
   async get(key: string): Promise<Buffer> {
     const path = this.path(key);
     try {

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FilesystemBackend } from '../../../src/store/backends/filesystem.js';
 import { chunkHash } from '../../../src/store/chunks.js';
+import { encodePatch } from '../../../src/protocol/chunk-encoding.js';
 import { pointRecord } from '../../../src/protocol/replicator-vault.js';
 import type { DiskManifest, PointManifest } from '../../../src/store/manifest.js';
 import { ReplicaStore } from '../../../src/store/replica-store.js';
@@ -255,6 +256,64 @@ describe('ReplicaStore', () => {
       expectSameBytes(await store.getChunk(h), data);
       expect(await store.missingChunks([h])).toEqual([]);
       await expectRefugeError(store.missingChunks(['not-a-hash']), 'invalid_argument');
+    });
+  });
+
+  describe('putPatchedChunk', () => {
+    /** A chunk made from `base` with one run changed, and the patch carrying that run. */
+    const patched = (base: Buffer) => {
+      const chunk = Buffer.from(base);
+      randomBytes(512).copy(chunk, 1024);
+      return { chunk, patch: encodePatch(chunk, [[1024, 512]]) };
+    };
+    /** A base stored and written to its pack (a commit writes the packs), as a cdp point's parent chunk is. */
+    const writtenBase = async () => {
+      const base = Buffer.concat([randomBytes(CHUNK / 2), Buffer.alloc(CHUNK / 2, 3)]); // compressed in the pack
+      await commitDisk(store, base);
+      expect(store.blobs.localLocation(chunkHash(base))).toBeDefined();
+      return base;
+    };
+
+    it('rebuilds from a base the worker reads from its pack file, from a base still pending, and from zeros', async () => {
+      const getRange = t.backend.getRange.bind(t.backend);
+      let rangeReads = 0;
+      t.backend.getRange = (...a) => (rangeReads++, getRange(...a));
+      const written = await writtenBase();
+      const readsBefore = rangeReads;
+      for (const base of [written, randomBytes(CHUNK), null]) {
+        if (base && !store.blobs.has(chunkHash(base))) await store.putChunk(chunkHash(base), base); // pending: in memory
+        const { chunk, patch } = patched(base ?? Buffer.alloc(CHUNK));
+        expect(await store.putPatchedChunk(chunkHash(chunk), base && chunkHash(base), patch, CHUNK)).toBe(CHUNK);
+        if (base === written) expect(rangeReads).toBe(readsBefore); // the worker read it, not the main thread
+        expectSameBytes(await store.getChunk(chunkHash(chunk)), chunk);
+      }
+    });
+
+    it('reads the base itself when its pack file is not where the backend says (moved since): still rebuilt', async () => {
+      const base = await writtenBase();
+      (t.backend as { localFile?: (key: string) => string }).localFile = (key) => join(t.root, 'moved', key);
+      const { chunk, patch } = patched(base);
+      await store.putPatchedChunk(chunkHash(chunk), chunkHash(base), patch, CHUNK);
+      expectSameBytes(await store.getChunk(chunkHash(chunk)), chunk);
+    });
+
+    it('refuses a patch of a damaged base (failed_precondition: send it whole) and of a base it lacks, storing nothing', async () => {
+      const base = await writtenBase();
+      const loc = store.blobs.location(chunkHash(base));
+      if (!loc) throw new Error('base not indexed');
+      await flipByte(join(t.root, ...packOf(store, chunkHash(base)).split('/')), loc.offset + Math.floor(loc.length / 2));
+      const { chunk, patch } = patched(base);
+      await expectRefugeError(store.putPatchedChunk(chunkHash(chunk), chunkHash(base), patch, CHUNK), 'failed_precondition', 'damaged');
+      await expectRefugeError(store.putPatchedChunk(chunkHash(chunk), chunkHash(randomBytes(8)), patch, CHUNK), 'failed_precondition', 'not stored');
+      expect(await store.missingChunks([chunkHash(chunk)])).toEqual([chunkHash(chunk)]);
+    });
+
+    it('refuses a patch that rebuilds other bytes than its hash names (integrity), storing nothing', async () => {
+      const base = await writtenBase();
+      const { patch } = patched(base);
+      const claimed = chunkHash(randomBytes(CHUNK));
+      await expectRefugeError(store.putPatchedChunk(claimed, chunkHash(base), patch, CHUNK), 'integrity');
+      expect(await store.missingChunks([claimed])).toEqual([claimed]);
     });
   });
 
