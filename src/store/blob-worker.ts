@@ -69,7 +69,7 @@ function readRange(file: string, offset: number, length: number): Buffer | strin
 
 function pack(parts: Buffer[]): { buffer: ArrayBuffer; offsets: number[] } {
   const total = parts.reduce((n, p) => n + p.length, 0);
-  const out = new Uint8Array(new ArrayBuffer(total));
+  const out = Buffer.allocUnsafeSlow(total); // Node's memory moves to another thread cheaply (worker-pool.ts ownCopy)
   const offsets: number[] = [];
   let at = 0;
   for (const p of parts) {
