@@ -28,6 +28,13 @@ export class ChunkHashes {
     return h;
   }
 
+  /** `length` chunks, zero but for the [index, hash] entries given (a sparse listing). */
+  static fromEntries(length: number, entries: readonly (readonly [number, string])[]): ChunkHashes {
+    const h = new ChunkHashes(length);
+    for (const [i, hash] of entries) h.set(i, hash); // an index outside the disk is a RangeError
+    return h;
+  }
+
   /** The hash of chunk `i` (hex SHA-256), or null for a zero chunk. */
   get(i: number): string | null {
     const slot = this.slot(i);

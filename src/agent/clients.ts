@@ -100,7 +100,8 @@ export class ReplicatorClient implements ReplicatorTransport {
   }
 
   pointChunks(pointId: string): Promise<PointChunksResponse> {
-    return requestJson('GET', this.url(`/points/${pointId}/chunks`), { timeoutMs: 120_000, connection: this.connection });
+    // Sparse: a disk's listing is the size of its data, not of the disk (a replicator before it lists every chunk).
+    return requestJson('GET', this.url(`/points/${pointId}/chunks?listing=sparse`), { timeoutMs: 120_000, connection: this.connection });
   }
 
   blockHashes(hashes: string[]): Promise<BlockHashesResponse> {

@@ -235,9 +235,19 @@ export const CommitPointResponse = Type.Object({
 export type CommitPointResponse = Static<typeof CommitPointResponse>;
 
 /** The chunk hashes of a stored point, so an agent without its own can compare chunk by chunk (resync, re-protect). */
+/** `?listing=sparse`: each disk may come as `chunks` (its non-zero chunks only) instead of `hashes` (docs/protocol.md). */
+export const PointChunksQuery = Type.Object({ listing: Type.Optional(Type.Literal('sparse')) }, { additionalProperties: false });
 export const PointChunksResponse = Type.Object({
   pointId: Type.String(),
-  disks: Type.Array(Type.Object({ name: Type.String(), sizeBytes: Type.Integer({ minimum: 0 }), chunkSize: Type.Integer({ minimum: 1 }), hashes: Type.Array(Type.Union([Hash, Type.Null()])) })),
+  disks: Type.Array(Type.Object({
+    name: Type.String(),
+    sizeBytes: Type.Integer({ minimum: 0 }),
+    chunkSize: Type.Integer({ minimum: 1 }),
+    /** Every chunk's hash in order, null for a zero (or unknown) chunk. */
+    hashes: Type.Optional(Type.Array(Type.Union([Hash, Type.Null()]))),
+    /** [index, hash] of the non-zero chunks, ascending; a chunk not listed is zero (or unknown). */
+    chunks: Type.Optional(Type.Array(Type.Tuple([Type.Integer({ minimum: 0 }), Hash]))),
+  })),
 });
 export type PointChunksResponse = Static<typeof PointChunksResponse>;
 

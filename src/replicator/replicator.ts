@@ -136,17 +136,25 @@ export class Replicator {
   }
 
   /** The chunk hashes of every disk of a stored point (an agent without its own compares against these). */
-  async pointChunks(replicationId: string, pointId: string): Promise<PointChunksResponse> {
+  async pointChunks(replicationId: string, pointId: string, o: { sparse?: boolean } = {}): Promise<PointChunksResponse> {
     const { store } = await this.targets.resolve(replicationId);
     await store.blobs.refresh(); // the point may be a seed another process (the vault) wrote
     const point = await store.getPoint(replicationId, pointId);
-    const disks = [];
-    for (const d of point.disks) disks.push({ name: d.name, sizeBytes: d.sizeBytes, chunkSize: d.chunkSize, hashes: await store.diskChunks(point, d.name) });
-    // A chunk the store no longer has (a repair dropped it as damaged) is listed as unknown (null), so the agent,
-    // finding its own chunk different, sends it again instead of skipping it as equal.
-    const listed = [...new Set(disks.flatMap((d) => d.hashes.filter((h): h is string => h !== null)))];
-    const missing = new Set(await store.missingChunks(listed));
-    if (missing.size > 0) for (const d of disks) d.hashes = d.hashes.map((h) => (h !== null && missing.has(h) ? null : h));
+    const listed = [];
+    for (const d of point.disks) listed.push({ disk: d, entries: await store.diskChunkEntries(point, d.name) });
+    // A chunk the store no longer has (a repair dropped it as damaged) is listed as unknown (null, or left out), so
+    // the agent, finding its own chunk different, sends it again instead of skipping it as equal.
+    const missing = new Set(await store.missingChunks([...new Set(listed.flatMap((l) => l.entries.map(([, h]) => h)))]));
+    const disks = listed.map(({ disk: d, entries }) => {
+      const known = missing.size > 0 ? entries.filter(([, h]) => !missing.has(h)) : entries;
+      const head = { name: d.name, sizeBytes: d.sizeBytes, chunkSize: d.chunkSize };
+      const count = Math.ceil(d.sizeBytes / d.chunkSize);
+      // Sparse where that is shorter: a 256 GiB disk holding 1 GiB lists 4,096 chunks, not a million nulls.
+      if (o.sparse && known.length * 2 < count) return { ...head, chunks: known };
+      const hashes = new Array<string | null>(count).fill(null);
+      for (const [i, h] of known) hashes[i] = h;
+      return { ...head, hashes };
+    });
     return { pointId: point.id, disks };
   }
 

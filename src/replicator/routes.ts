@@ -7,7 +7,7 @@ import { RefugeError } from '../core/errors.js';
 import { ID_PATTERN } from '../core/ids.js';
 import { CHUNK_CONTENT_TYPE, CHUNK_LENGTH_HEADER, PATCH_BASE_HEADER, PATCH_CONTENT_TYPE } from '../protocol/chunk-encoding.js';
 import { BATCH_CONTENT_TYPE, readBatch } from '../protocol/chunk-batch.js';
-import { BlockHashesRequest, ChunkBatchResponse, BlockHashesResponse, Hash, MissingChunksRequest, MissingChunksResponse, CommitPointRequest, CommitPointResponse, PointChunksResponse } from '../protocol/schemas.js';
+import { BlockHashesRequest, ChunkBatchResponse, BlockHashesResponse, Hash, MissingChunksRequest, MissingChunksResponse, CommitPointRequest, CommitPointResponse, PointChunksQuery, PointChunksResponse } from '../protocol/schemas.js';
 import type { ReceivedEncoding, Replicator } from './replicator.js';
 
 /**
@@ -47,8 +47,8 @@ export function replicatorRoutes(replicator: Replicator, maxChunkBytes: number):
     }, async (req) => replicator.blockHashes(req.params.replication, req.body.hashes));
 
     app.get('/replications/:replication/points/:point/chunks', {
-      schema: { params: Type.Object({ replication: Type.String({ pattern: ID_PATTERN }), point: Type.String({ pattern: ID_PATTERN }) }), response: { 200: PointChunksResponse } },
-    }, async (req) => replicator.pointChunks(req.params.replication, req.params.point));
+      schema: { params: Type.Object({ replication: Type.String({ pattern: ID_PATTERN }), point: Type.String({ pattern: ID_PATTERN }) }), querystring: PointChunksQuery, response: { 200: PointChunksResponse } },
+    }, async (req) => replicator.pointChunks(req.params.replication, req.params.point, { sparse: req.query.listing === 'sparse' }));
 
     app.put('/replications/:replication/chunks/:hash', {
       schema: { params: Type.Object({ replication: Type.String({ pattern: ID_PATTERN }), hash: Hash }) },

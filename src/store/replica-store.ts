@@ -471,6 +471,14 @@ export class ReplicaStore {
     return listChunks(disk.root, chunkCount(disk.sizeBytes, disk.chunkSize), this.blobs);
   }
 
+  /** A disk's non-zero chunks at a point, as [index, hash] in ascending order: the size of its data, not of the disk. */
+  async diskChunkEntries(point: PointManifest, diskName: string): Promise<[number, string][]> {
+    const disk = findDisk(point, diskName);
+    const out: [number, string][] = [];
+    await forEachChunk(disk.root, chunkCount(disk.sizeBytes, disk.chunkSize), this.blobs, (i, h) => void out.push([i, h]));
+    return out;
+  }
+
   /** Bytes [offset, offset+length) of a disk at a point; zero chunks read as zeros, every chunk is verified. */
   async readRange(point: PointManifest, diskName: string, offset: number, length: number): Promise<Buffer> {
     const disk = findDisk(point, diskName);

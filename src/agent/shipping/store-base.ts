@@ -2,6 +2,7 @@ import { differingRuns, blockDigests, BLOCK_SIZE, type Run } from '../../protoco
 import { isRefugeError } from '../../core/errors.js';
 import { MAX_BLOCK_HASH_CHUNKS } from '../../protocol/limits.js';
 import type { ReplicatorTransport } from '../clients.js';
+import type { PointChunksResponse } from '../../protocol/schemas.js';
 import { ChunkHashes } from '../chunk-hashes.js';
 
 /**
@@ -21,7 +22,8 @@ export async function storeBase(transport: ReplicatorTransport, pointId: string,
     throw err;
   }
   // A disk stored in chunks of another size cannot be compared chunk by chunk: it is listed whole (base unknown).
-  return Object.fromEntries(point.disks.filter((d) => d.chunkSize === chunkSize).map((d) => [d.name, ChunkHashes.fromList(d.hashes)]));
+  const hashesOf = (d: PointChunksResponse['disks'][number]) => (d.chunks ? ChunkHashes.fromEntries(Math.ceil(d.sizeBytes / d.chunkSize), d.chunks) : ChunkHashes.fromList(d.hashes ?? []));
+  return Object.fromEntries(point.disks.filter((d) => d.chunkSize === chunkSize).map((d) => [d.name, hashesOf(d)]));
 }
 
 /**

@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { open, readFile, rm, writeFile } from 'node:fs/promises';
+import { open, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ScanCapture } from '../../../src/agent/capture/scan-capture.js';
 import { differingRuns, blockDigests } from '../../../src/protocol/chunk-encoding.js';
+import type { PointChunksResponse } from '../../../src/protocol/schemas.js';
 import { CHUNK, MiB, startAgentFixture, type AgentFixture } from '../../helpers/agent/agent-fixture.js';
 
 describe('block digests', () => {
@@ -54,5 +55,44 @@ describe('agent comparing with the store', () => {
     expect(wire).toBeGreaterThan(0);
     expect(agent.counters.upload.patches).toBe(3);
     expect(agent.counters.upload.whole).toBe(0);
+  });
+
+  it('gets a sparse disk listed by its data (the same hashes as the full listing), and resyncs from it', async () => {
+    f = await startAgentFixture('rag-storebase-');
+    const image = join(f.dir, 'disk0.raw');
+    const size = 256 * MiB; // 1,024 chunks, two of them data
+    await writeFile(image, Buffer.alloc(0));
+    await truncate(image, size); // sparse
+    const file = await open(image, 'r+');
+    for (const at of [3 * CHUNK, 700 * CHUNK]) await file.write(randomBytes(CHUNK), 0, CHUNK, at);
+    await file.close();
+    const disks = [{ name: 'disk0', sizeBytes: size, path: image }];
+    f.startAgent(new ScanCapture({ disks }), disks);
+    const rep = await f.enable();
+    const seeded = await f.pointAfter(new Date(0));
+    await f.stopAgent();
+
+    type Listing = PointChunksResponse['disks'][number];
+    const url = `${f.server.url}/replicator/v1/replications/${rep}/points/${seeded.id}/chunks`;
+    const [sparse] = (await f.agentHttp('GET', `${url}?listing=sparse`)).json<PointChunksResponse>().disks as [Listing];
+    const [full] = (await f.agentHttp('GET', url)).json<PointChunksResponse>().disks as [Listing];
+    expect(sparse.hashes).toBeUndefined();
+    expect(sparse.chunks?.map(([i]) => i)).toEqual([3, 700]);
+    expect(full.chunks).toBeUndefined();
+    expect(full.hashes).toHaveLength(1024);
+    expect(full.hashes?.flatMap((h, i) => (h === null ? [] : [[i, h]]))).toEqual(sparse.chunks);
+    expect((await f.agentHttp('GET', `${url}?listing=dense`)).status).toBe(400);
+
+    await rm(join(f.dir, 'agent'), { recursive: true, force: true }); // the agent forgets every hash
+    const again = await open(image, 'r+');
+    await again.write(randomBytes(4096), 0, 4096, 700 * CHUNK + 8192);
+    await again.close();
+    const before = f.counters(rep)?.wireBytesReceived ?? 0;
+    const changedAt = new Date();
+    const agent = f.startAgent(new ScanCapture({ disks }), disks);
+    const point = await f.pointAfter(changedAt);
+    expect((await f.restore(rep, point.id)).equals(await readFile(image))).toBe(true);
+    expect((f.counters(rep)?.wireBytesReceived ?? 0) - before).toBeLessThanOrEqual(4096 + 64); // one block's patch
+    expect(agent.counters.upload).toMatchObject({ patches: 1, whole: 0 });
   });
 });
