@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-exec node bin/refuge.js quickstart "$@"
+# The agent's NBD export writes on libuv's thread pool (see packaging/systemd/refuge-agent@.service).
+UV_THREADPOOL_SIZE="${UV_THREADPOOL_SIZE:-16}" exec node bin/refuge.js quickstart "$@"

@@ -1,4 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 
 /** Median of numbers (the middle one, or the mean of the two middle ones). */
 export function median(values: number[]): number {
@@ -46,4 +48,18 @@ export async function cpuSeconds(pid: number): Promise<number> {
   const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11] ?? 0) + Number(fields[12] ?? 0)) / 100; // utime, stime in clock ticks (USER_HZ 100)
+}
+
+const pairs = (kvs: string[]) => Object.fromEntries(kvs.filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+
+/**
+ * How packaging/systemd/refuge-agent@.service runs the agent: its `Environment=` settings and node's flags. The
+ * benchmarks run the agent (or its NBD export) the same way, so they measure it as deployed.
+ */
+export async function unitLaunch(): Promise<{ env: Record<string, string>; nodeFlags: string[] }> {
+  const unit = await readFile(join(import.meta.dirname, '..', '..', 'packaging', 'systemd', 'refuge-agent@.service'), 'utf8');
+  const env = pairs(unit.split('\n').filter((l) => l.startsWith('Environment=')).flatMap((l) => l.slice('Environment='.length).trim().split(/\s+/)));
+  const exec = /^ExecStart=.*?\/usr\/bin\/node((?:\s+--\S+)*)\s+\S*refuge\.js agent/m.exec(unit);
+  if (!exec) throw new Error('no `node ... refuge.js agent` in the unit\'s ExecStart');
+  return { env, nodeFlags: (exec[1] ?? '').trim().split(/\s+/).filter(Boolean) };
 }

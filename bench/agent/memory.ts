@@ -23,7 +23,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { initTestVault, startVaultProcess, type VaultProcess } from '../../test/helpers/vault-process.js';
 import { writeRegistration } from '../../test/helpers/registration.js';
-import { stop } from './measure.js';
+import { stop, unitLaunch } from './measure.js';
 
 const root = join(import.meta.dirname, '..', '..');
 const { values } = parseArgs({
@@ -51,14 +51,6 @@ const dataBytes = Number(values['data-mib']) * MiB;
 const dir = values.dir;
 const pairs = (kvs: string[]) => Object.fromEntries(kvs.filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
 
-/** How packaging/systemd/refuge-agent@.service runs the agent: its `Environment=` settings and node's flags. */
-async function unitLaunch(): Promise<{ env: Record<string, string>; nodeFlags: string[] }> {
-  const unit = await readFile(join(root, 'packaging', 'systemd', 'refuge-agent@.service'), 'utf8');
-  const env = pairs(unit.split('\n').filter((l) => l.startsWith('Environment=')).flatMap((l) => l.slice('Environment='.length).trim().split(/\s+/)));
-  const exec = /^ExecStart=.*?\/usr\/bin\/node((?:\s+--\S+)*)\s+\S*refuge\.js agent/m.exec(unit);
-  if (!exec) throw new Error('no `node ... refuge.js agent` in the unit\'s ExecStart');
-  return { env, nodeFlags: (exec[1] ?? '').trim().split(/\s+/).filter(Boolean) };
-}
 const launch = values.launch === 'plain' ? { env: {}, nodeFlags: [] } : await unitLaunch();
 const agentEnv = { ...launch.env, ...pairs(values['agent-env'].split(',')) };
 const launchText = `${values.launch === 'plain' ? 'plain' : 'as the systemd unit'}: node ${launch.nodeFlags.join(' ') || '(no flags)'}, env ${Object.entries(agentEnv).map(([k, v]) => `${k}=${v}`).join(' ') || 'none'}`;

@@ -2,7 +2,7 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { access, open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { median, startUntil, stop } from './measure.js';
+import { median, startUntil, stop, unitLaunch } from './measure.js';
 
 const run = promisify(execFile);
 const GiB = 1024 ** 3;
@@ -40,10 +40,14 @@ async function allocatedImage(path: string): Promise<void> {
  * sequential writes (bandwidth), `seconds` each.
  */
 export async function benchWritePath(dir: string, rounds: number, seconds: number, say: (s: string) => void): Promise<WritePathResult[]> {
+  // The export runs with the agent's settings as the systemd unit deploys it (its thread pool above all).
+  const unit = await unitLaunch();
+  const exportProcess = (image: string, sock: string, state: string, cutSeconds: string) =>
+    startUntil(process.execPath, [...unit.nodeFlags, '--import', 'tsx', join(root, 'bench/agent/serve-export.ts'), image, sock, join(dir, state), cutSeconds], /ready/, { ...process.env, ...unit.env });
   const servers = [
     { name: 'nbdkit file plugin (anchor)', start: (image: string, sock: string) => startNbdkit(image, sock) },
-    { name: 'refuge agent, tracking on', start: (image: string, sock: string) => startUntil(process.execPath, ['--import', 'tsx', join(root, 'bench/agent/serve-export.ts'), image, sock, join(dir, 'state-a'), '0'], /ready/) },
-    { name: 'refuge agent, tracking on, cut every 2 s', start: (image: string, sock: string) => startUntil(process.execPath, ['--import', 'tsx', join(root, 'bench/agent/serve-export.ts'), image, sock, join(dir, 'state-b'), '2'], /ready/) },
+    { name: 'refuge agent, tracking on', start: (image: string, sock: string) => exportProcess(image, sock, 'state-a', '0') },
+    { name: 'refuge agent, tracking on, cut every 2 s', start: (image: string, sock: string) => exportProcess(image, sock, 'state-b', '2') },
   ];
   const results: WritePathResult[] = servers.map((s) => ({ server: s.name, randIops: [], seqMBps: [] }));
   const image = join(dir, 'p4.raw');

@@ -3,7 +3,7 @@ import { access, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { startBenchVault } from './bench-vault.js';
-import { stop } from './measure.js';
+import { stop, unitLaunch } from './measure.js';
 import { ensureStandardImage } from './standard-image.js';
 
 const run = promisify(execFile);
@@ -43,10 +43,11 @@ export async function benchRpo(dir: string, sizeBytes: number, o: { seconds: num
   try {
     const credentials = await vault.writeRegistration(join(dir, 'p5-registration.json'));
     // The agent logs to stderr and prints nothing when ready: it is ready once its NBD socket exists.
+    const unit = await unitLaunch(); // the agent as the systemd unit runs it
     agent = spawn(process.execPath, [
-      ...profile, join(root, 'bin', 'refuge.js'), '--credentials', credentials, 'agent', '--site', 'primary', '--name', 'vm',
+      ...unit.nodeFlags, ...profile, join(root, 'bin', 'refuge.js'), '--credentials', credentials, 'agent', '--site', 'primary', '--name', 'vm',
       '--disk', `disk0=${image}`, '--capture', 'cdp', '--state-dir', join(dir, 'p5-agent'), '--heartbeat', '1s',
-    ], { stdio: 'ignore', env: { ...process.env, REFUGE_LOG_LEVEL: 'warn' } });
+    ], { stdio: 'ignore', env: { ...process.env, ...unit.env, REFUGE_LOG_LEVEL: 'warn' } });
     const socket = join(dir, 'p5-agent', 'nbd', 'disk0.sock');
     for (let i = 0; !(await access(socket).then(() => true, () => false)); i++) {
       if (i > 300) throw new Error('the agent did not open its NBD socket');
