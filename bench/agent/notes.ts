@@ -14,7 +14,16 @@ Measured back to back on the quiet machine (\`--only p4 --rounds 3 --seconds 10\
 ratio went from 80% (1,868, 1,976, 1,942 MB/s against 2,417, 2,414, 2,423) to 107% (2,400, 2,468, 2,651 against
 2,302, 2,314, 2,489), and with a cut every 2 s from 26% to 44%; random 4 KiB writes are unchanged (they never take
 the pool). The ratios of a run fall with the machine's load and the anchor varies by run: compare runs at similar
-load averages.`;
+load averages.
+Third session (2026-12-02, a new machine, load 2-3): the same code gave 51% sequential in a full run (1,061, 938,
+2,072 MB/s against 1,650, 2,077, 2,517) where the last machine gave 122%; here nbdkit reaches 2.5-3.5 GB/s. A profile
+of the export under the sequential job showed its main thread busy only about 20% of the time: the writes waited in
+libuv's pool (4 threads) behind page-cache writes that block in the filesystem. With 16 threads, nbdkit's default
+(\`UV_THREADPOOL_SIZE=16\`, now set by the agent's systemd unit and the quickstart; the benchmark launches the export
+with the unit's environment and node flags), 1.6 -> 2.0 GB/s by hand; about 75% of nbdkit in \`--only p4\` runs
+(1,776, 2,114, 2,126 MB/s against 3,544, 2,691, 2,811), and the full run above, where nbdkit reached 3.0-3.6 GB/s, lower
+still. **Not met on this machine.** Next: the latency left per request (the socket reads of a 1 MiB payload, the reply after
+the pool's callback), found by timing one request's path.`;
 
 export const P3_NOTES = `Where the time goes (profiles of the vault with \`BENCH_PROFILE=DIR\`, phases and CPU per point with
 \`BENCH_DEBUG=1\`): the store already wrote uploads into packs with one sync per commit, and the commit itself takes
@@ -65,7 +74,19 @@ workers. I then tried keeping pack files open for base reads (packs are immutabl
 (0.625-0.893 s against 0.608-0.860 s without), so it is not in. Over five successive rounds the vault's CPU per
 point rises from about 0.5 to 0.95 s (with and without), which the profile did not explain: that growth is the
 next thing to look at for the default. A full run measures P3 after P4, which left its 1 GiB image dirty in the page cache; since 2026-12-02 the
-run drops it and syncs first (the points took 0.81 s with the writeback running, 0.59 s without).`;
+run drops it and syncs first (the points took 0.81 s with the writeback running, 0.59 s without).
+Third session (2026-12-02): the worker that rebuilds a patched chunk reads its base from the pack file itself
+(\`StoreBackend.localFile\`, the filesystem backend), so the main thread no longer opens, reads, closes and posts
+256 KiB per patched chunk (in a profile those had taken about 85 ms of main-thread time per round); a pack moved
+since falls back to the old path. Copies posted to the workers are now allocated by Node, not V8: moving
+V8-allocated memory to a thread costs the posting thread 42 us for 64 KiB and 120 us for 4 MiB, Node's about 4 us.
+A/B on this busier machine, five rounds each, twice: points 0.75-0.95 s against 0.84-1.18 s, vault CPU per point
+0.75-1.1 s against 1.03-1.3 s. The growth of the vault's CPU over successive rounds did not reproduce in one run
+(0.75, 0.64, 0.61, 0.63, 0.60 s) and did in others (0.79 to 1.06 s): it follows the machine as much as the code.
+The default is still **not met**: per point the vault rebuilds, hashes twice, compresses and writes 81 MiB for the
+21 MiB written (256 KiB chunks against 64 KiB writes), about 1 s of CPU on two cores shared with the agent, while a
+64 KiB policy meets it (below). Left: checking the base's hash only when the rebuilt chunk does not match (one
+SHA-256 of 256 KiB less per patched chunk), a cheaper compression level for rebuilt chunks.`;
 
 export const P5_NOTES = `Reading: 20 MB/s of random 8 KiB writes dirty most of the 8,192 256 KiB chunks of a 2 GiB disk within a few 5 s
 intervals, so with the store's default chunk size each point reads and hashes over a GiB at the agent and rebuilds
