@@ -23,7 +23,13 @@ libuv's pool (4 threads) behind page-cache writes that block in the filesystem. 
 with the unit's environment and node flags), 1.6 -> 2.0 GB/s by hand; about 75% of nbdkit in \`--only p4\` runs
 (1,776, 2,114, 2,126 MB/s against 3,544, 2,691, 2,811), and the full run above, where nbdkit reached 3.0-3.6 GB/s, lower
 still. **Not met on this machine.** Next: the latency left per request (the socket reads of a 1 MiB payload, the reply after
-the pool's callback), found by timing one request's path.`;
+the pool's callback), found by timing one request's path.
+Then (same session, 11:40-11:52 UTC) the cause of most of the rest: the unit's fixed mmap threshold also fixes
+glibc's trim threshold at 128 KiB, so the heap's top went back to the system after nearly every free and the
+export's 64 KiB socket reads faulted fresh pages in: 7,000-13,000 minor faults a second under the sequential job,
+1.1-1.8 GB/s. With \`MALLOC_TRIM_THRESHOLD_=8388608\` (now in the unit): about 50 faults a second and 2.3-2.4 GB/s by
+hand against nbdkit's 2.86-2.88 (80-83%); \`--only p4 --rounds 3\`: 2,088, 1,972, 2,023 MB/s against 2,766, 3,259,
+2,713 (75%, 61%, 75%). P11 with it: cdp 141 MiB, scan 124 (still met). The tables above predate this setting.`;
 
 export const P3_NOTES = `Where the time goes (profiles of the vault with \`BENCH_PROFILE=DIR\`, phases and CPU per point with
 \`BENCH_DEBUG=1\`): the store already wrote uploads into packs with one sync per commit, and the commit itself takes
