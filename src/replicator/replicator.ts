@@ -4,6 +4,7 @@ import { silentLogger, type Logger } from '../core/log.js';
 import { BLOCK_SIZE, blockDigests, decompressBounded } from '../protocol/chunk-encoding.js';
 import type { BatchEntry } from '../protocol/chunk-batch.js';
 import type { BlockHashesResponse, ChunkBatchResponse, CommitPointRequest, CommitPointResponse, PointChunksResponse } from '../protocol/schemas.js';
+import { chunkCount } from '../store/chunks.js';
 import type { PointManifest } from '../store/manifest.js';
 import type { ReplicaStore } from '../store/replica-store.js';
 import { takeResyncRequest } from '../store/repair.js';
@@ -148,7 +149,7 @@ export class Replicator {
     const disks = listed.map(({ disk: d, entries }) => {
       const known = missing.size > 0 ? entries.filter(([, h]) => !missing.has(h)) : entries;
       const head = { name: d.name, sizeBytes: d.sizeBytes, chunkSize: d.chunkSize };
-      const count = Math.ceil(d.sizeBytes / d.chunkSize);
+      const count = chunkCount(d.sizeBytes, d.chunkSize);
       // Sparse where that is shorter: a 256 GiB disk holding 1 GiB lists 4,096 chunks, not a million nulls.
       if (o.sparse && known.length * 2 < count) return { ...head, chunks: known };
       const hashes = new Array<string | null>(count).fill(null);

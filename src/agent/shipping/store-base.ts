@@ -3,6 +3,7 @@ import { isRefugeError } from '../../core/errors.js';
 import { MAX_BLOCK_HASH_CHUNKS } from '../../protocol/limits.js';
 import type { ReplicatorTransport } from '../clients.js';
 import type { PointChunksResponse } from '../../protocol/schemas.js';
+import { chunkCount } from '../../store/chunks.js';
 import { ChunkHashes } from '../chunk-hashes.js';
 
 /**
@@ -22,7 +23,7 @@ export async function storeBase(transport: ReplicatorTransport, pointId: string,
     throw err;
   }
   // A disk stored in chunks of another size cannot be compared chunk by chunk: it is listed whole (base unknown).
-  const hashesOf = (d: PointChunksResponse['disks'][number]) => (d.chunks ? ChunkHashes.fromEntries(Math.ceil(d.sizeBytes / d.chunkSize), d.chunks) : ChunkHashes.fromList(d.hashes ?? []));
+  const hashesOf = (d: PointChunksResponse['disks'][number]) => (d.chunks ? ChunkHashes.fromEntries(chunkCount(d.sizeBytes, d.chunkSize), d.chunks) : ChunkHashes.fromList(d.hashes ?? []));
   return Object.fromEntries(point.disks.filter((d) => d.chunkSize === chunkSize).map((d) => [d.name, hashesOf(d)]));
 }
 

@@ -5,11 +5,21 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CdpCapture } from '../../../src/agent/capture/cdp-capture.js';
 import type { ReplicatorTransport } from '../../../src/agent/clients.js';
 import { RefugeError } from '../../../src/core/errors.js';
-import type { CommitPointRequest } from '../../../src/protocol/schemas.js';
+import type { CommitPointRequest, CommitPointResponse } from '../../../src/protocol/schemas.js';
 import { CHUNK, MiB, startAgentFixture, waitFor, type AgentFixture } from '../../helpers/agent/agent-fixture.js';
 import { NBD, RawNbdClient } from '../../helpers/agent/raw-nbd-client.js';
 
 const SIZE = 8 * MiB;
+
+/** The real client with its `commit` replaced: the fault a test injects into the agent's commits. */
+const withCommit = (client: ReplicatorTransport, commit: (req: CommitPointRequest) => Promise<CommitPointResponse>): ReplicatorTransport =>
+  new Proxy(client, {
+    get(target, key, receiver) {
+      if (key === 'commit') return commit;
+      const v: unknown = Reflect.get(target, key, receiver);
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
 
 /**
  * cdp capture end to end against a real vault: the disk is written through the agent's NBD export, points ship
@@ -121,21 +131,13 @@ describe('agent replication (cdp mode)', () => {
     // One commit's request is lost on the way (the vault was stopped, say); the agent's resend is what lands it,
     // after the heartbeat that told the agent the vault's latest point: the resend's answer is the newer news.
     let lose = false;
-    const losing = (client: ReplicatorTransport): ReplicatorTransport =>
-      new Proxy(client, {
-        get(target, key, receiver) {
-          if (key === 'commit') {
-            return async (req: CommitPointRequest) => {
-              if (lose && req.disks.some((d) => d.changes.length > 0)) {
-                lose = false;
-                throw new RefugeError('unavailable', 'connection reset before the request arrived (injected)');
-              }
-              return target.commit(req);
-            };
-          }
-          const v: unknown = Reflect.get(target, key, receiver);
-          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-        },
+    const losing = (client: ReplicatorTransport) =>
+      withCommit(client, async (req) => {
+        if (lose && req.disks.some((d) => d.changes.length > 0)) {
+          lose = false;
+          throw new RefugeError('unavailable', 'connection reset before the request arrived (injected)');
+        }
+        return client.commit(req);
       });
     const agent = f.startAgent(capture(), [{ name: 'disk0', sizeBytes: SIZE }], { transportFor: losing, shipping: { retry: { attempts: 1, firstDelayMs: 10 } } });
     const rep = await f.enable();
@@ -157,19 +159,11 @@ describe('agent replication (cdp mode)', () => {
   it('sends again a commit that landed while its answer was lost, and continues from its point: no full read', async () => {
     // The first agent's commits land, but from some point on it never hears back of one that changes anything.
     let loseAnswers = false;
-    const losing = (client: ReplicatorTransport): ReplicatorTransport =>
-      new Proxy(client, {
-        get(target, key, receiver) {
-          if (key === 'commit') {
-            return async (req: CommitPointRequest) => {
-              const r = await target.commit(req);
-              if (loseAnswers && req.disks.some((d) => d.changes.length > 0)) throw new RefugeError('unavailable', 'connection reset before the answer arrived (injected)');
-              return r;
-            };
-          }
-          const v: unknown = Reflect.get(target, key, receiver);
-          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-        },
+    const losing = (client: ReplicatorTransport) =>
+      withCommit(client, async (req) => {
+        const r = await client.commit(req);
+        if (loseAnswers && req.disks.some((d) => d.changes.length > 0)) throw new RefugeError('unavailable', 'connection reset before the answer arrived (injected)');
+        return r;
       });
     const first = f.startAgent(capture(), [{ name: 'disk0', sizeBytes: SIZE }], { transportFor: losing, shipping: { retry: { attempts: 2, firstDelayMs: 10 } } });
     const rep = await f.enable();
