@@ -1,5 +1,5 @@
 import type { ChunkHashes } from '../../src/agent/chunk-hashes.js';
-import { rm } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CdpCapture } from '../../src/agent/capture/cdp-capture.js';
 import { ReplicatorClient, VaultClient } from '../../src/agent/clients.js';
@@ -40,7 +40,10 @@ export async function benchCdpPoints(dir: string, sizeBytes: number, rounds: num
   await rm(join(dir, 'vault'), { recursive: true, force: true });
   await rm(join(dir, 'p3-state'), { recursive: true, force: true });
   await ensureStandardImage(image, sizeBytes);
-  const vault = await startBenchVault(join(dir, 'vault'), { crashIntervalSeconds: 5, nodeArgs: process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [], ...(o.chunkSizeKiB ? { chunkSizeKiB: o.chunkSizeKiB } : {}) });
+  // BENCH_PROFILE=DIR: the vault runs under `node --cpu-prof`; BENCH_VAULT_FLAGS adds node flags (say --trace-gc), and
+  // BENCH_VAULT_LOG=FILE keeps the vault's output.
+  const nodeArgs = [...(process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : []), ...(process.env.BENCH_VAULT_FLAGS?.split(' ').filter(Boolean) ?? [])];
+  const vault = await startBenchVault(join(dir, 'vault'), { crashIntervalSeconds: 5, nodeArgs, ...(o.chunkSizeKiB ? { chunkSizeKiB: o.chunkSizeKiB } : {}) });
   const socketPath = join(dir, 'p3.sock');
   const capture = new CdpCapture({ disks: [{ name: 'disk0', path: image, socketPath }], stateDir: join(dir, 'p3-state') });
   let proxy: CountingProxy | undefined;
@@ -133,5 +136,6 @@ export async function benchCdpPoints(dir: string, sizeBytes: number, rounds: num
     await capture.stop().catch(() => undefined);
     await proxy?.close();
     await vault.stop();
+    if (process.env.BENCH_VAULT_LOG) await writeFile(process.env.BENCH_VAULT_LOG, vault.child.output());
   }
 }

@@ -6,6 +6,7 @@ import type { BatchEntry } from '../protocol/chunk-batch.js';
 import type { BlockHashesResponse, ChunkBatchResponse, CommitPointRequest, CommitPointResponse, PointChunksResponse } from '../protocol/schemas.js';
 import { chunkCount } from '../store/chunks.js';
 import type { PointManifest } from '../store/manifest.js';
+import { PATCH_GROUP_CHUNK_BYTES, type PatchUpload } from '../store/patched-chunks.js';
 import type { ReplicaStore } from '../store/replica-store.js';
 import { takeResyncRequest } from '../store/repair.js';
 
@@ -84,22 +85,33 @@ function received(c: ReplicationCounters, length: number, wireLength: number): v
 }
 
 /**
- * A batch's entries as they arrive, whole chunks gathered into groups (one worker task each: with small chunks
- * the per-task round trip cost more than the hashing), a patch alone. If the body breaks off, the whole chunks
- * already gathered are still yielded before the error, so what arrived is stored and the retry sends only the rest.
+ * A batch's entries as they arrive, gathered into groups of one kind, whole chunks or patches (one worker task each:
+ * per-task round trips, not the hashing, were the cost of small chunks and of patches). A patch group is bounded
+ * by the chunks it rebuilds. If the body breaks off, the entries already gathered are still yielded before the
+ * error, so what arrived is stored and the retry sends only the rest.
  */
 async function* inGroups(entries: AsyncIterable<BatchEntry> | Iterable<BatchEntry>): AsyncGenerator<BatchEntry[]> {
   let group: BatchEntry[] = [];
   let bytes = 0;
+  const full = (patches: boolean) => group.length >= GROUP_ENTRIES || bytes >= (patches ? PATCH_GROUP_CHUNK_BYTES : GROUP_BYTES);
   try {
     for await (const e of entries) {
-      if (e.patch) {
-        yield [e];
-        continue;
+      const patches = e.patch !== undefined;
+      if (group.length > 0 && (group[0]?.patch !== undefined) !== patches) {
+        yield group;
+        group = [];
+        bytes = 0;
+      }
+      // A patch counts the chunk it rebuilds (the worker's output), a whole chunk its body.
+      const size = e.patch ? e.patch.chunkLength : e.body.length;
+      if (patches && group.length > 0 && bytes + size > PATCH_GROUP_CHUNK_BYTES) {
+        yield group;
+        group = [];
+        bytes = 0;
       }
       group.push(e);
-      bytes += e.body.length;
-      if (group.length >= GROUP_ENTRIES || bytes >= GROUP_BYTES) {
+      bytes += size;
+      if (full(patches)) {
         yield group;
         group = [];
         bytes = 0;
@@ -189,20 +201,60 @@ export class Replicator {
     const baseMissing: string[] = [];
     let stored = 0;
     await forEachLimit(inGroups(entries), BATCH_ENTRIES_IN_FLIGHT, async (group) => {
-      const [first] = group;
-      if (group.length === 1 && first?.patch) {
-        try {
-          await this.storeChunk(target, c, first.hash, first.body, { compressed: first.compressed, patch: first.patch });
-          stored++;
-        } catch (err) {
-          if (isRefugeError(err, 'failed_precondition')) baseMissing.push(first.hash);
-          else throw err;
-        }
+      if (group[0]?.patch) {
+        const r = await this.storePatches(target, c, group);
+        stored += r.stored;
+        baseMissing.push(...r.baseMissing);
         return;
       }
       await this.storeWhole(target, c, group);
       stored += group.length;
     });
+    return { stored, baseMissing };
+  }
+
+  /**
+   * Patches of a batch, rebuilt in as few worker tasks as the store can (store.putPatchedChunks). A patch whose base
+   * is missing or damaged is listed (the agent sends that chunk whole); any other refusal fails the request, once
+   * the group's other chunks are stored.
+   */
+  private async storePatches(target: ReplicationTarget, c: ReplicationCounters, group: readonly BatchEntry[]): Promise<{ stored: number; baseMissing: string[] }> {
+    const { store, chunkSize } = target;
+    const uploads: PatchUpload[] = [];
+    const wireLengths: number[] = [];
+    const refused: Error[] = [];
+    for (const e of group) {
+      const patch = e.patch as { base: string | null; chunkLength: number };
+      try {
+        const n = patch.chunkLength;
+        if (!Number.isInteger(n) || n < 1 || n > chunkSize) throw new RefugeError('invalid_argument', `patch chunk length ${n} is outside 1..${chunkSize}, the replication's chunk size`);
+        // A patch carries at most the chunk plus 8 bytes of header per run (runs are at least a 4 KiB block in practice).
+        uploads.push({ hash: e.hash, base: patch.base, chunkLength: n, patch: e.compressed ? decompressBounded(e.body, 2 * chunkSize) : e.body });
+        wireLengths.push(e.body.length);
+      } catch (err) {
+        refused.push(err as Error);
+      }
+    }
+    const outcomes = await store.putPatchedChunks(uploads);
+    const baseMissing: string[] = [];
+    let stored = 0;
+    for (const [n, o] of outcomes.entries()) {
+      const u = uploads[n] as PatchUpload;
+      if ('rawLength' in o) {
+        received(c, o.rawLength, wireLengths[n] as number);
+        c.patchesReceived++;
+        stored++;
+      } else if (isRefugeError(o.error, 'failed_precondition')) {
+        baseMissing.push(u.hash);
+      } else {
+        refused.push(o.error);
+      }
+    }
+    const [first] = refused;
+    if (first) {
+      c.chunksRejected += refused.length - 1; // and the first, by rejecting, which also reports a full store
+      await this.rejecting(target, c, () => Promise.reject(first));
+    }
     return { stored, baseMissing };
   }
 

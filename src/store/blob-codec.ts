@@ -58,8 +58,10 @@ const decompressInto = (into: Buffer, body: Buffer): number => {
  * The raw bytes of a stored blob, checked against `hash`; a reason string when the blob is damaged. Every path
  * that returns data checks the hash, so no damage (or a bug in an earlier stage) can return wrong bytes. With
  * `into` (at least `rawLength` bytes), a compressed blob is decompressed into it and a view of it returned.
+ * `hash` null skips the check: only for a caller that checks what it builds from the bytes (a patch's base, whose
+ * rebuilt chunk is hashed, and the base checked only when that fails).
  */
-export function decodeBlob(stored: Buffer, flags: number, rawLength: number, hash: string, key: DataKey, into?: Buffer): Buffer | string {
+export function decodeBlob(stored: Buffer, flags: number, rawLength: number, hash: string | null, key: DataKey, into?: Buffer): Buffer | string {
   const body = key === null ? stored : tryUnseal(stored, key);
   if (body === null) return 'authentication tag mismatch (damaged, or sealed under another key)';
   let raw: Buffer;
@@ -73,6 +75,6 @@ export function decodeBlob(stored: Buffer, flags: number, rawLength: number, has
     raw = body;
   }
   if (raw.length !== rawLength) return `has ${raw.length} bytes where ${rawLength} were stored`;
-  if (chunkHash(raw) !== hash) return 'bytes do not hash to the blob name';
+  if (hash !== null && chunkHash(raw) !== hash) return 'bytes do not hash to the blob name';
   return raw;
 }

@@ -2,7 +2,7 @@ import { closeSync, openSync, readSync, writevSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { BLOB_COMPRESSED, decodeBlob, encodeBlob } from './blob-codec.js';
 import { applyPatch, chunkHash, isZero } from './chunks.js';
-import type { WorkerReply, WorkerTask } from './worker-pool.js';
+import { encodedBound, type RebuildItem, type RebuildResult, type WorkerReply, type WorkerTask } from './worker-pool.js';
 
 /**
  * The CPU work of the store, run on every core: hashing, zero detection, compression, sealing and their reverse.
@@ -41,10 +41,10 @@ function writeAll(fd: number, buffers: Buffer[], position: number): number {
 }
 
 /**
- * `length` bytes of a file at `offset`, read here so the main thread neither reads them nor passes them over; a
+ * `length` bytes of a file at `offset` (into `into`, at least that long), read here so the main thread neither reads them nor passes them over; a
  * reason string when the file is gone or shorter (a pack rewritten since: the caller reads the blob another way).
  */
-function readRange(file: string, offset: number, length: number): Buffer | string {
+function readRange(file: string, offset: number, length: number, into: Buffer): Buffer | string {
   let fd: number;
   try {
     fd = openSync(file, 'r');
@@ -52,7 +52,7 @@ function readRange(file: string, offset: number, length: number): Buffer | strin
     return `cannot open ${file}: ${(err as Error).message}`;
   }
   try {
-    const out = Buffer.allocUnsafe(length);
+    const out = into.subarray(0, length);
     let done = 0;
     while (done < length) {
       const n = readSync(fd, out, done, length - done, offset + done);
@@ -65,6 +65,52 @@ function readRange(file: string, offset: number, length: number): Buffer | strin
   } finally {
     closeSync(fd);
   }
+}
+
+/** Where rebuild tasks read a base's stored bytes and decode its raw bytes, reused from chunk to chunk. */
+let readScratch: Buffer = Buffer.alloc(0);
+let rawScratch: Buffer = Buffer.alloc(0);
+const room = (buf: Buffer, n: number): Buffer => (buf.length >= n ? buf : Buffer.allocUnsafeSlow(Math.max(n, 1024 * 1024)));
+
+/** One patch applied to its base (in this thread's scratch memory: the result is valid until the next call). */
+function rebuildOne(it: RebuildItem, patch: Buffer, key: Buffer | null): Extract<RebuildResult, { problem: string }> | { rebuilt: Buffer; hash: string } {
+  let base: Buffer | null = null;
+  let stored: Buffer | undefined;
+  if (it.base) {
+    if ('data' in it.base) stored = view(it.base.data);
+    else {
+      readScratch = room(readScratch, it.base.length);
+      const read = readRange(it.base.file, it.base.offset, it.base.length, readScratch);
+      if (typeof read === 'string') return { problem: 'unread', message: read };
+      stored = read;
+    }
+    rawScratch = room(rawScratch, it.base.rawLength);
+    const out = decodeBlob(stored, it.base.flags, it.base.rawLength, null, key, rawScratch);
+    if (typeof out === 'string') return { problem: 'base', message: out };
+    // Stored as it is (not compressed, not sealed): patch a copy, so the stored bytes can still be checked below.
+    base = out.buffer === rawScratch.buffer ? out : rawScratch.subarray(0, out.copy(rawScratch));
+  } else {
+    rawScratch = room(rawScratch, it.chunkLength);
+    base = rawScratch.subarray(0, it.chunkLength).fill(0);
+  }
+  let rebuilt: Buffer;
+  try {
+    // The base's bytes are this thread's (scratch, or a buffer moved or copied here): patch them in place.
+    rebuilt = applyPatch(base, patch, it.chunkLength, true);
+  } catch (err) {
+    return { problem: 'patch', message: (err as Error).message };
+  }
+  if (isZero(rebuilt)) return { problem: 'zero', message: 'the patch rebuilds a chunk of zeros' };
+  const hash = chunkHash(rebuilt);
+  if (hash !== it.claimedHash) {
+    // Was it the base? Decode it again (the patch overwrote it) and check it against its name this time.
+    if (it.base && stored) {
+      const again = decodeBlob(stored, it.base.flags, it.base.rawLength, it.base.hash, key, room(Buffer.alloc(0), it.base.rawLength));
+      if (typeof again === 'string') return { problem: 'base', message: again };
+    }
+    return { problem: 'mismatch', message: 'hash mismatch', hash };
+  }
+  return { rebuilt, hash };
 }
 
 function pack(parts: Buffer[]): { buffer: ArrayBuffer; offsets: number[] } {
@@ -189,31 +235,25 @@ function run(task: WorkerTask): { reply: WorkerReply; transfer: ArrayBuffer[] } 
       return { reply: { op: 'restore', items, written }, transfer: [] };
     }
     case 'rebuild': {
-      // A patched upload: decode and check its base, apply the patch, then check and encode the result as 'encode'
-      // does, so the main thread only reads the base's stored bytes.
-      let base: Buffer | null = null;
-      if (task.base) {
-        const stored = 'data' in task.base ? view(task.base.data) : readRange(task.base.file, task.base.offset, task.base.length);
-        if (typeof stored === 'string') return { reply: { op: 'rebuild', problem: 'unread', message: stored }, transfer: [] };
-        const out = decodeBlob(stored, task.base.flags, task.base.rawLength, task.base.hash, key);
-        if (typeof out === 'string') return { reply: { op: 'rebuild', problem: 'base', message: out }, transfer: [] };
-        base = out;
-      }
-      let rebuilt: Buffer;
-      try {
-        // The base's bytes are this worker's (moved or copied here, or freshly decompressed): patch them in place.
-        rebuilt = applyPatch(base, view(task.data), task.chunkLength, true);
-      } catch (err) {
-        return { reply: { op: 'rebuild', problem: 'patch', message: (err as Error).message }, transfer: [] };
-      }
-      if (isZero(rebuilt)) return { reply: { op: 'rebuild', problem: 'zero', message: 'the patch rebuilds a chunk of zeros' }, transfer: [] };
-      const hash = chunkHash(rebuilt);
-      if (hash !== task.claimedHash) return { reply: { op: 'rebuild', problem: 'mismatch', message: 'hash mismatch', hash }, transfer: [] };
-      const enc = encodeBlob(rebuilt, task.level, key);
-      // Stored bytes that fill their own memory (the patched base, kept uncompressed) move back as they are.
-      const owns = enc.stored.byteOffset === 0 && enc.stored.byteLength === enc.stored.buffer.byteLength && enc.stored.buffer instanceof ArrayBuffer;
-      const buffer = owns ? (enc.stored.buffer as ArrayBuffer) : pack([enc.stored]).buffer;
-      return { reply: { op: 'rebuild', hash, flags: enc.flags, rawLength: enc.rawLength, stored: buffer }, transfer: [buffer] };
+      // Patched uploads: read and decode each base, apply the patch, then check and encode the result as 'encode'
+      // does, into the caller's `out`; `out` and the input go back with the reply, moved, for the caller to reuse
+      // (no memory allocated, copied or collected per chunk). The base's hash is
+      // checked only when the rebuilt chunk does not match: a damaged base cannot rebuild the claimed bytes (unless
+      // the patch overwrites the damage, and then the chunk is right), so one SHA-256 per chunk is saved.
+      const data = view(task.data);
+      const bound = task.items.reduce((n, it) => n + encodedBound(it.chunkLength), 0);
+      const out = task.out.byteLength >= bound ? Buffer.from(task.out) : Buffer.allocUnsafeSlow(bound);
+      let at = 0;
+      const items = task.items.map((it): RebuildResult => {
+        const r = rebuildOne(it, data.subarray(it.offset, it.offset + it.length), key);
+        if ('problem' in r) return r;
+        const enc = encodeBlob(r.rebuilt, task.level, key);
+        out.set(enc.stored, at);
+        at += enc.stored.length;
+        return { hash: r.hash, flags: enc.flags, rawLength: enc.rawLength, storedLength: enc.stored.length };
+      });
+      const input = task.data.buffer as ArrayBuffer;
+      return { reply: { op: 'rebuild', items, stored: out.buffer, input }, transfer: [out.buffer, input] };
     }
     case 'decode': {
       const data = view(task.data);

@@ -11,6 +11,7 @@ import { newEncryption, openDataKey, type DataKey } from './sealing.js';
 import { CONFIG_KEY, DEFAULT_COMPRESSION_LEVEL, DEFAULT_PACK_SIZE, MAX_CHUNK_SIZE, STORE_FORMAT, checkConfig, usableChunkSize, type StoreConfig } from './store-config.js';
 import { ZERO_HASH, collectBlobs, diffTrees, forEachChunk, listChunks, updateTree } from './tree.js';
 import { verifyPointBlobs } from './verify.js';
+import { baseLacking, mismatch, rebuildPatches, type PatchOutcome, type PatchUpload } from './patched-chunks.js';
 import { workerPool, type RebuildBase } from './worker-pool.js';
 
 /**
@@ -64,7 +65,6 @@ export interface OpenOptions {
 /** Uploads older than this no longer hold back garbage collection (an agent that never committed them is gone). */
 const UPLOAD_PROTECTION_MS = 6 * 3600_000;
 
-const baseLacking = (base: string) => new RefugeError('failed_precondition', `patch base chunk ${base} is not stored`, { hint: 'upload the whole chunk instead' });
 
 export class ReplicaStore {
   readonly blobs: BlobStore;
@@ -200,33 +200,26 @@ export class ReplicaStore {
 
   /**
    * Stores the chunk a patch rebuilds from the stored chunk `base` (null: a chunk of zeros), after checking it
-   * hashes to `hash`; returns its length. Everything but finding the base (reading it, decoding and checking it,
-   * patching, hashing, compressing) runs on a worker thread when the base lies in a local pack file. A base the store lacks, or cannot
-   * read back intact, is a `failed_precondition` (the sender then sends the whole chunk).
+   * hashes to `hash`; returns its length. A base the store lacks, or cannot read back intact, is a
+   * `failed_precondition` (the sender then sends the whole chunk). See putPatchedChunks.
    */
   async putPatchedChunk(hash: string, base: string | null, patch: Uint8Array, chunkLength: number): Promise<number> {
-    if (!isChunkHash(hash)) throw new RefugeError('invalid_argument', `'${hash}' is not a chunk hash`);
-    if (!Number.isInteger(chunkLength) || chunkLength < 1 || chunkLength > MAX_CHUNK_SIZE) {
-      throw new RefugeError('invalid_argument', `patch chunk length ${chunkLength} is outside 1..${MAX_CHUNK_SIZE}`);
-    }
-    if (base !== null && (!isChunkHash(base) || !this.blobs.has(base))) throw baseLacking(base);
-    const rebuild = (b: RebuildBase | null, give: boolean) => workerPool().run({ op: 'rebuild', key: this.key, level: this.config.compressionLevel, data: patch, chunkLength, claimedHash: hash, base: b }, give);
-    // A base in a local pack file is read by the worker itself: the main thread (which serves every agent) neither
-    // reads it nor passes its bytes over. The patch is not given away then, in case the file has moved.
-    const local = base === null ? undefined : this.blobs.localLocation(base);
-    let reply = local ? await rebuild({ file: local.file, offset: local.offset, length: local.length, flags: local.flags, rawLength: local.rawLength, hash: base as string }, false) : undefined;
-    if (!reply || ('problem' in reply && reply.problem === 'unread')) reply = await rebuild(base === null ? null : await this.readBase(base), true);
-    if ('problem' in reply) {
-      if (reply.problem === 'base') throw new RefugeError('failed_precondition', `patch base chunk ${base ?? 'zero'} cannot be read: it is damaged (${reply.message})`, { hint: 'upload the whole chunk instead' });
-      if (reply.problem === 'mismatch') throw mismatch(hash, reply.hash ?? '?');
-      throw new RefugeError('invalid_argument', reply.problem === 'zero' ? `chunk ${hash}: ${reply.message}; zero chunks are not stored` : reply.message);
-    }
-    if (!this.blobs.has(hash)) {
-      this.noteUpload(hash);
-      await this.noticeUploads();
-      await this.blobs.add('data', hash, { stored: Buffer.from(reply.stored), flags: reply.flags, rawLength: reply.rawLength });
-    }
-    return reply.rawLength;
+    const [outcome] = await this.putPatchedChunks([{ hash, base, patch, chunkLength }]);
+    if (!outcome) throw new RefugeError('internal', 'no outcome for a patched chunk');
+    if ('error' in outcome) throw outcome.error;
+    return outcome.rawLength;
+  }
+
+  /**
+   * Stores the chunks patches rebuild, as putPatchedChunk would each, in as few worker tasks as it can
+   * (patched-chunks.ts: reading the bases, patching, hashing and compressing run on worker threads); one outcome
+   * per upload, in order: its length, or the error putPatchedChunk would throw. The patches' bytes are copied.
+   */
+  async putPatchedChunks(uploads: readonly PatchUpload[]): Promise<PatchOutcome[]> {
+    const outcomes = await rebuildPatches({ blobs: this.blobs, key: this.key, level: this.config.compressionLevel, noteUpload: (h) => this.noteUpload(h) }, uploads, (b) => this.readBase(b));
+    await this.noticeUploads();
+    await this.blobs.settle();
+    return outcomes;
   }
 
   /** A patch base's stored bytes, read on this thread (from a pack being built, or any backend). */
@@ -536,8 +529,4 @@ export class ReplicaStore {
     }
     return out;
   }
-}
-
-function mismatch(claimed: string, actual: string): RefugeError {
-  return new RefugeError('integrity', `chunk bytes hash to ${actual}, not to the claimed ${claimed}; rejected`);
 }

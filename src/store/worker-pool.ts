@@ -12,7 +12,7 @@ export type WorkerTask =
   | { op: 'encode'; key: Uint8Array | null; level: number; data: Uint8Array; items: { offset: number; length: number; claimedHash?: string }[] }
   | { op: 'scan'; key: Uint8Array | null; level: number; data: Uint8Array; chunkSize: number; previous: Uint8Array; out?: ArrayBuffer | SharedArrayBuffer }
   | { op: 'hash'; key: null; data: Uint8Array; chunkSize: number }
-  | { op: 'rebuild'; key: Uint8Array | null; level: number; data: Uint8Array; chunkLength: number; claimedHash: string; base: RebuildBase | null }
+  | { op: 'rebuild'; key: Uint8Array | null; level: number; data: Uint8Array; items: RebuildItem[]; out: ArrayBuffer }
   | { op: 'decode'; key: Uint8Array | null; data: Uint8Array; items: { offset: number; length: number; flags: number; rawLength: number; hash: string }[] }
   | { op: 'restore'; key: Uint8Array | null; data: Uint8Array; fd: number; items: { offset: number; length: number; flags: number; rawLength: number; hash: string; positions: number[] }[] };
 
@@ -22,12 +22,30 @@ export type WorkerTask =
  */
 export type RebuildBase = { flags: number; rawLength: number; hash: string } & ({ data: Uint8Array } | { file: string; offset: number; length: number });
 
+/** One patch of a rebuild task: its bytes at `offset` in the task's data, rebuilding `chunkLength` bytes from `base` (null: zeros). */
+export interface RebuildItem {
+  offset: number;
+  length: number;
+  chunkLength: number;
+  claimedHash: string;
+  base: RebuildBase | null;
+}
+
+/**
+ * What became of one patch: a problem (`base`: the base is damaged; `unread`: its pack file is gone or short, read it
+ * another way; `mismatch`: the rebuilt chunk hashes to `hash`, not the claimed one), or the chunk stored, its
+ * `storedLength` encoded bytes next in the reply's `stored` (which is the task's `out` when they fit in it).
+ */
+export type RebuildResult = { problem: 'base' | 'unread' | 'patch' | 'zero' | 'mismatch'; message: string; hash?: string } | { hash: string; flags: number; rawLength: number; storedLength: number };
+
+/** The most an encoded (compressed or not, then maybe sealed) chunk of `rawLength` bytes takes: room a rebuild's `out` leaves per chunk. */
+export const encodedBound = (rawLength: number): number => rawLength + 64;
+
 export type WorkerReply =
   | { op: 'encode'; items: ({ hash: string; problem: string } | { hash: string; flags: number; rawLength: number; storedLength: number })[]; stored: ArrayBuffer }
   | { op: 'scan'; hashes: ArrayBuffer; encoded: { index: number; flags: number; rawLength: number; storedLength: number }[]; stored: ArrayBuffer | SharedArrayBuffer; input: ArrayBuffer }
   | { op: 'hash'; hashes: ArrayBuffer; input: ArrayBuffer }
-  | { op: 'rebuild'; problem: 'base' | 'unread' | 'patch' | 'zero' | 'mismatch'; message: string; hash?: string }
-  | { op: 'rebuild'; hash: string; flags: number; rawLength: number; stored: ArrayBuffer }
+  | { op: 'rebuild'; items: RebuildResult[]; stored: ArrayBuffer; input: ArrayBuffer }
   | { op: 'decode'; items: ({ problem: string } | { rawLength: number })[]; raw: ArrayBuffer }
   | { op: 'restore'; items: { problem?: string }[]; written: number };
 
@@ -90,8 +108,8 @@ export class WorkerPool {
     const task = shared || owned ? given : { ...given, data: ownCopy(given.data) };
     const transfer = shared ? [] : give || !owned ? [task.data.buffer as ArrayBuffer] : [];
     const t = task as WorkerTask;
-    if (t.op === 'scan' && t.out instanceof ArrayBuffer) transfer.push(t.out); // shared memory is shared, not moved
-    if (t.op === 'rebuild' && t.base && 'data' in t.base && give && ownsMemory(t.base.data)) transfer.push(t.base.data.buffer as ArrayBuffer);
+    if ((t.op === 'scan' || t.op === 'rebuild') && t.out instanceof ArrayBuffer) transfer.push(t.out); // shared memory is shared, not moved
+    if (t.op === 'rebuild' && give) for (const { base } of t.items) if (base && 'data' in base && ownsMemory(base.data)) transfer.push(base.data.buffer as ArrayBuffer);
     return new Promise<WorkerReply>((resolve, reject) => {
       this.queue.push({ task, transfer, resolve, reject });
       this.dispatch();

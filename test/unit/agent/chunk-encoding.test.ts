@@ -26,6 +26,16 @@ describe('chunk encoding', () => {
     expect(decompressBounded(body, compressible.length).equals(compressible)).toBe(true);
   });
 
+  it('judges a body over 16 KiB by its middle 4 KiB: incompressible there is sent as it is, without a full pass', () => {
+    const randomMiddle = Buffer.concat([Buffer.alloc(30 * 1024, 7), randomBytes(6 * 1024), Buffer.alloc(30 * 1024, 7)]);
+    expect(compressInto(Buffer.alloc(randomMiddle.length), randomMiddle)).toBe(-1); // the price: a few such bodies go uncompressed
+    const compressibleMiddle = Buffer.concat([randomBytes(10 * 1024), Buffer.alloc(50 * 1024, 7)]);
+    const dst = Buffer.alloc(compressibleMiddle.length);
+    const n = compressInto(dst, compressibleMiddle);
+    expect(n).toBeGreaterThan(0);
+    expect(decompressBounded(dst.subarray(0, n), compressibleMiddle.length).equals(compressibleMiddle)).toBe(true);
+  });
+
   it('frames a patch in place as encodePatch does, and it rebuilds the chunk from its base', () => {
     const base = randomBytes(64 * 1024);
     const chunk = Buffer.from(base);

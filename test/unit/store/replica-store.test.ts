@@ -8,6 +8,7 @@ import { encodePatch } from '../../../src/protocol/chunk-encoding.js';
 import { pointRecord } from '../../../src/protocol/replicator-vault.js';
 import type { DiskManifest, PointManifest } from '../../../src/store/manifest.js';
 import { ReplicaStore } from '../../../src/store/replica-store.js';
+import type { PatchUpload } from '../../../src/store/patched-chunks.js';
 import { MAX_CHUNK_SIZE } from '../../../src/store/store-config.js';
 import { expectRefugeError } from './expect-error.js';
 import { CHUNK, commitDisk, expectSameBytes, flipByte, hashChunks, openTempStore, packOf, storedChunkHashes, type TempStore } from './fixtures.js';
@@ -301,11 +302,44 @@ describe('ReplicaStore', () => {
       const base = await writtenBase();
       const loc = store.blobs.location(chunkHash(base));
       if (!loc) throw new Error('base not indexed');
-      await flipByte(join(t.root, ...packOf(store, chunkHash(base)).split('/')), loc.offset + Math.floor(loc.length / 2));
+      // The damage lies outside the bytes the patch replaces (the base's hash is checked when the result is wrong).
+      await flipByte(join(t.root, ...packOf(store, chunkHash(base)).split('/')), loc.offset + loc.length - 4);
       const { chunk, patch } = patched(base);
       await expectRefugeError(store.putPatchedChunk(chunkHash(chunk), chunkHash(base), patch, CHUNK), 'failed_precondition', 'damaged');
       await expectRefugeError(store.putPatchedChunk(chunkHash(chunk), chunkHash(randomBytes(8)), patch, CHUNK), 'failed_precondition', 'not stored');
       expect(await store.missingChunks([chunkHash(chunk)])).toEqual([chunkHash(chunk)]);
+    });
+
+    it('stores the right chunk when the only damage to its base lies in bytes the patch replaces', async () => {
+      const base = Buffer.concat([randomBytes(CHUNK / 2), Buffer.alloc(CHUNK / 2, 3)]);
+      await commitDisk(store, base); // compressed: the random half is kept as it is, at the frame's start
+      const loc = store.blobs.location(chunkHash(base));
+      if (!loc) throw new Error('base not indexed');
+      const chunk = Buffer.from(base);
+      randomBytes(1024).copy(chunk, 0);
+      await flipByte(join(t.root, ...packOf(store, chunkHash(base)).split('/')), loc.offset + 400); // inside the first KiB
+      expect(await store.putPatchedChunk(chunkHash(chunk), chunkHash(base), encodePatch(chunk, [[0, 1024]]), CHUNK)).toBe(CHUNK);
+      expectSameBytes(await store.getChunk(chunkHash(chunk)), chunk);
+    });
+
+    it('rebuilds a group in one call: one outcome per patch, in order, whatever becomes of the others', async () => {
+      const written = await writtenBase();
+      const pending = randomBytes(CHUNK);
+      await store.putChunk(chunkHash(pending), pending);
+      const good = [written, pending, null, written].map((b, n) => {
+        const chunk = Buffer.from(b ?? Buffer.alloc(CHUNK));
+        randomBytes(512).copy(chunk, 512 * n);
+        return { chunk, upload: { hash: chunkHash(chunk), base: b && chunkHash(b), patch: encodePatch(chunk, [[512 * n, 512]]), chunkLength: CHUNK } };
+      });
+      const wrong = { ...(good[0] as { upload: PatchUpload }).upload, hash: chunkHash(randomBytes(CHUNK)) };
+      const lacking = { ...(good[1] as { upload: PatchUpload }).upload, base: chunkHash(randomBytes(CHUNK)) };
+      const uploads: PatchUpload[] = good.map((g) => g.upload);
+      uploads.splice(1, 0, wrong);
+      uploads.splice(3, 0, lacking);
+      const outcomes = await store.putPatchedChunks(uploads);
+      expect(outcomes.map((o) => ('error' in o ? o.error.code : o.rawLength))).toEqual([CHUNK, 'integrity', CHUNK, 'failed_precondition', CHUNK, CHUNK]);
+      for (const { chunk } of good) expectSameBytes(await store.getChunk(chunkHash(chunk)), chunk);
+      expect(await store.missingChunks([wrong.hash])).toEqual([wrong.hash]);
     });
 
     it('refuses a patch that rebuilds other bytes than its hash names (integrity), storing nothing', async () => {
