@@ -92,7 +92,27 @@ A/B on this busier machine, five rounds each, twice: points 0.75-0.95 s against 
 The default is still **not met**: per point the vault rebuilds, hashes twice, compresses and writes 81 MiB for the
 21 MiB written (256 KiB chunks against 64 KiB writes), about 1 s of CPU on two cores shared with the agent, while a
 64 KiB policy meets it (below). Left: checking the base's hash only when the rebuilt chunk does not match (one
-SHA-256 of 256 KiB less per patched chunk), a cheaper compression level for rebuilt chunks.`;
+SHA-256 of 256 KiB less per patched chunk), a cheaper compression level for rebuilt chunks.
+Fourth session (2026-12-02, 13:10-15:00 UTC, load 1.3-2.8): a profile of the vault over P3 rounds (\`BENCH_PROFILE\`,
+\`BENCH_VAULT_FLAGS=--trace-gc\`) showed its main thread spending, per point, about 180 ms in garbage collection
+(incremental marking finished every ~100 ms) and 85 ms posting patches to the workers, one task per patched chunk:
+every task copied its patch over and brought back a fresh buffer of the rebuilt chunk, 150-200 MB of memory made
+and dropped per point. Patches are now rebuilt in groups (ReplicaStore.putPatchedChunks, src/store/patched-chunks.ts):
+up to 64 patches, 4 MiB of rebuilt chunk, per worker task, in buffers moved to the worker and back and reused; the
+worker reads each base from its pack into its own scratch memory, and checks the base's hash only when the rebuilt
+chunk is wrong (one SHA-256 of 256 KiB less per patch). Garbage collection fell to ~7 ms per point and the vault's
+CPU per point from 1.00-1.22 s to 0.44-0.56 s; nine rounds each, back to back: the point 0.99 s -> 0.63 s after
+the cut (rounds 0.53-0.70 s). Tried and not kept (no gain beyond the noise in nine rounds): groups of 1 MiB, and
+asking which chunks are missing while the batch before uploads. What is left is CPU on two shared cores: per point
+the vault ~0.5 s (TLS and HTTP of ~44 requests, each authenticated with 7 SQL queries; copying 70 MB of rebuilt
+chunks into packs; SHA-256 and zstd of 81 MB on the workers) and the agent ~0.3 s. **Not met with the default**
+(0.63 s against 0.5 s). Next: upload batches counted in bytes on the wire rather than raw chunk bytes (a batch of
+patches is 16 chunks today: 21 requests per point where 6 would do), which needs the uploader to keep patches
+rather than whole chunks (P11) and to re-read a chunk whose base is missing; authentication per TLS connection.
+The full run above (14:23 UTC, after P4, its P3 rounds interleaved with P9's points of ~2,200 patches) measured
+0.88-1.10 s, with 0.69-1.25 s of vault CPU per point; right after it, \`--only p3,p9 --rounds 3\` gave 0.70, 0.85 and
+0.70 s, and \`--only p3\` runs of nine rounds 0.53-0.70 s: the figure follows what ran before it and the machine's
+load as much as the code.`;
 
 export const P5_NOTES = `Reading: 20 MB/s of random 8 KiB writes dirty most of the 8,192 256 KiB chunks of a 2 GiB disk within a few 5 s
 intervals, so with the store's default chunk size each point reads and hashes over a GiB at the agent and rebuilds
@@ -105,4 +125,11 @@ point committed about every 5 s. The price of small chunks: more index entries a
 disk is 262,144 chunks), less compression per chunk, and a seed's commit listing every chunk (the commit body may
 now be 64 MiB: it was 1 MiB, which refused the first point of any disk with more than ~3.4 GiB of data). The
 default stays 256 KiB, chosen by the store benchmark for seeding and restore throughput; disks with heavy small
-random writes (databases) are the case for a small-chunk policy (docs/getting-started.md).`;
+random writes (databases) are the case for a small-chunk policy (docs/getting-started.md).
+Fourth session (2026-12-02): with patches rebuilt in groups (P3 above), 60 s runs: p99 31.3 s at 256 KiB (was 48-50 s)
+and 31.7 s at 64 KiB (48.4 s before; 32 KiB 43.5 s before). Still **not met with the default**, and for a reason
+beyond overhead: at 20 MB/s of 8 KiB random writes ~80% of a 2 GiB disk's 256 KiB chunks change every 5 s, so a point
+reads and hashes ~1.6 GB at the agent and rebuilds, hashes, compresses and writes ~1.6 GB at the replicator, about 4
+CPU seconds on the two cores fio also uses, and the page cache's writeback then throttles the agent's own writes
+(a profile of the agent: 5 s of 30 in pwrite of fio's 8 KiB writes). Meeting it with large chunks needs points that
+store the patches themselves (a delta on the parent's chunk, made whole later), a change of the store format.`;
