@@ -235,7 +235,8 @@ export class Replicator {
         refused.push(err as Error);
       }
     }
-    const outcomes = await store.putPatchedChunks(uploads);
+    // A failure of the store itself (a pack write that found the disk full) is reported as storeWhole's is.
+    const outcomes = await this.rejecting(target, c, () => store.putPatchedChunks(uploads));
     const baseMissing: string[] = [];
     let stored = 0;
     for (const [n, o] of outcomes.entries()) {
@@ -246,6 +247,7 @@ export class Replicator {
         stored++;
       } else if (isRefugeError(o.error, 'failed_precondition')) {
         baseMissing.push(u.hash);
+        c.chunksRejected++; // as the store refused it (the agent sends it whole next)
       } else {
         refused.push(o.error);
       }

@@ -100,16 +100,16 @@ function rebuildOne(it: RebuildItem, patch: Buffer, key: Buffer | null): Extract
   } catch (err) {
     return { problem: 'patch', message: (err as Error).message };
   }
-  if (isZero(rebuilt)) return { problem: 'zero', message: 'the patch rebuilds a chunk of zeros' };
+  // A wrong result (zeros, or bytes that do not hash to the claimed name) may come from a damaged base: check the
+  // base against its name then, so the sender is told to send the chunk whole rather than refused for ever.
+  const damagedBase = (): Extract<RebuildResult, { problem: string }> | undefined => {
+    if (!it.base || !stored) return undefined;
+    const again = decodeBlob(stored, it.base.flags, it.base.rawLength, it.base.hash, key, room(Buffer.alloc(0), it.base.rawLength));
+    return typeof again === 'string' ? { problem: 'base', message: again } : undefined;
+  };
+  if (isZero(rebuilt)) return damagedBase() ?? { problem: 'zero', message: 'the patch rebuilds a chunk of zeros' };
   const hash = chunkHash(rebuilt);
-  if (hash !== it.claimedHash) {
-    // Was it the base? Decode it again (the patch overwrote it) and check it against its name this time.
-    if (it.base && stored) {
-      const again = decodeBlob(stored, it.base.flags, it.base.rawLength, it.base.hash, key, room(Buffer.alloc(0), it.base.rawLength));
-      if (typeof again === 'string') return { problem: 'base', message: again };
-    }
-    return { problem: 'mismatch', message: 'hash mismatch', hash };
-  }
+  if (hash !== it.claimedHash) return damagedBase() ?? { problem: 'mismatch', message: 'hash mismatch', hash };
   return { rebuilt, hash };
 }
 

@@ -322,6 +322,20 @@ describe('ReplicaStore', () => {
       expectSameBytes(await store.getChunk(chunkHash(chunk)), chunk);
     });
 
+    it('tells the sender to send a chunk whole when its patch rebuilds zeros from a base that was zeroed on disk', async () => {
+      const base = randomBytes(CHUNK); // stored as it is (random bytes do not compress)
+      await commitDisk(store, base);
+      const loc = store.blobs.location(chunkHash(base));
+      if (!loc) throw new Error('base not indexed');
+      const pack = join(t.root, ...packOf(store, chunkHash(base)).split('/'));
+      const bytes = await readFile(pack);
+      bytes.fill(0, loc.offset, loc.offset + loc.length); // a crash left the base's bytes zero
+      await writeFile(pack, bytes);
+      const chunk = Buffer.alloc(CHUNK); // the guest discarded the chunk's first KiB: the rest is still the base
+      base.copy(chunk, 1024, 1024);
+      await expectRefugeError(store.putPatchedChunk(chunkHash(chunk), chunkHash(base), encodePatch(chunk, [[0, 1024]]), CHUNK), 'failed_precondition', 'damaged');
+    });
+
     it('rebuilds a group in one call: one outcome per patch, in order, whatever becomes of the others', async () => {
       const written = await writtenBase();
       const pending = randomBytes(CHUNK);
