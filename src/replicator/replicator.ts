@@ -69,6 +69,15 @@ const BATCH_ENTRIES_IN_FLIGHT = 4;
 const GROUP_ENTRIES = 64;
 const GROUP_BYTES = 1024 * 1024;
 
+/** A patch's bytes, decompressed, once its chunk length is one the replication can place. */
+function patchBytes(body: Buffer, compressed: boolean, chunkLength: number, chunkSize: number): Buffer {
+  if (!Number.isInteger(chunkLength) || chunkLength < 1 || chunkLength > chunkSize) {
+    throw new RefugeError('invalid_argument', `patch chunk length ${chunkLength} is outside 1..${chunkSize}, the replication's chunk size`);
+  }
+  // A patch carries at most the chunk plus 8 bytes of header per run (runs are at least a 4 KiB block in practice).
+  return compressed ? decompressBounded(body, 2 * chunkSize) : body;
+}
+
 /** `data`, unless it is longer than a chunk of the replication (a commit could never place it). */
 function tooLong(hash: string, data: Buffer, chunkSize: number): Buffer {
   if (data.length > chunkSize) throw new RefugeError('invalid_argument', `chunk ${hash} has ${data.length} bytes, more than the replication's chunk size (${chunkSize})`);
@@ -93,25 +102,21 @@ function received(c: ReplicationCounters, length: number, wireLength: number): v
 async function* inGroups(entries: AsyncIterable<BatchEntry> | Iterable<BatchEntry>): AsyncGenerator<BatchEntry[]> {
   let group: BatchEntry[] = [];
   let bytes = 0;
-  const full = (patches: boolean) => group.length >= GROUP_ENTRIES || bytes >= (patches ? PATCH_GROUP_CHUNK_BYTES : GROUP_BYTES);
   try {
     for await (const e of entries) {
       const patches = e.patch !== undefined;
-      if (group.length > 0 && (group[0]?.patch !== undefined) !== patches) {
-        yield group;
-        group = [];
-        bytes = 0;
-      }
       // A patch counts the chunk it rebuilds (the worker's output), a whole chunk its body.
       const size = e.patch ? e.patch.chunkLength : e.body.length;
-      if (patches && group.length > 0 && bytes + size > PATCH_GROUP_CHUNK_BYTES) {
+      const limit = patches ? PATCH_GROUP_CHUNK_BYTES : GROUP_BYTES;
+      // A group holds one kind; a patch group never rebuilds more than one worker buffer holds.
+      if (group.length > 0 && ((group[0]?.patch !== undefined) !== patches || (patches && bytes + size > limit))) {
         yield group;
         group = [];
         bytes = 0;
       }
       group.push(e);
       bytes += size;
-      if (full(patches)) {
+      if (group.length >= GROUP_ENTRIES || bytes >= limit) {
         yield group;
         group = [];
         bytes = 0;
@@ -224,12 +229,9 @@ export class Replicator {
     const wireLengths: number[] = [];
     const refused: Error[] = [];
     for (const e of group) {
-      const patch = e.patch as { base: string | null; chunkLength: number };
+      const { base, chunkLength } = e.patch as { base: string | null; chunkLength: number };
       try {
-        const n = patch.chunkLength;
-        if (!Number.isInteger(n) || n < 1 || n > chunkSize) throw new RefugeError('invalid_argument', `patch chunk length ${n} is outside 1..${chunkSize}, the replication's chunk size`);
-        // A patch carries at most the chunk plus 8 bytes of header per run (runs are at least a 4 KiB block in practice).
-        uploads.push({ hash: e.hash, base: patch.base, chunkLength: n, patch: e.compressed ? decompressBounded(e.body, 2 * chunkSize) : e.body });
+        uploads.push({ hash: e.hash, base, chunkLength, patch: patchBytes(e.body, e.compressed, chunkLength, chunkSize) });
         wireLengths.push(e.body.length);
       } catch (err) {
         refused.push(err as Error);
@@ -252,11 +254,8 @@ export class Replicator {
         refused.push(o.error);
       }
     }
-    const [first] = refused;
-    if (first) {
-      c.chunksRejected += refused.length - 1; // and the first, by rejecting, which also reports a full store
-      await this.rejecting(target, c, () => Promise.reject(first));
-    }
+    const answers = await Promise.all(refused.map((err) => this.rejected(target, c, err)));
+    if (answers.length > 0) throw answers[0];
     return { stored, baseMissing };
   }
 
@@ -274,11 +273,8 @@ export class Replicator {
     const { store, chunkSize } = target;
     const length = await this.rejecting(target, c, async () => {
       if (encoding.patch) {
-        const n = encoding.patch.chunkLength;
-        if (!Number.isInteger(n) || n < 1 || n > chunkSize) throw new RefugeError('invalid_argument', `patch chunk length ${n} is outside 1..${chunkSize}, the replication's chunk size`);
-        // A patch carries at most the chunk plus 8 bytes of header per run (runs are at least a 4 KiB block in practice).
-        const patch = encoding.compressed ? decompressBounded(body, 2 * chunkSize) : body;
-        return store.putPatchedChunk(hash, encoding.patch.base, patch, encoding.patch.chunkLength);
+        const { base, chunkLength } = encoding.patch;
+        return store.putPatchedChunk(hash, base, patchBytes(body, encoding.compressed, chunkLength, chunkSize), chunkLength);
       }
       const data = tooLong(hash, encoding.compressed ? decompressBounded(body, chunkSize) : body, chunkSize);
       const length = data.length; // read first: a given buffer is detached (length 0) once the worker has it
@@ -295,12 +291,16 @@ export class Replicator {
     try {
       return await store();
     } catch (err) {
-      await this.reportFull(target, err);
-      c.chunksRejected++;
-      // Bytes that do not match their hash are the sender's fault here (the store rejected them, nothing stored).
-      if (isRefugeError(err, 'integrity')) throw new RefugeError('invalid_argument', err.message, { cause: err });
-      throw err;
+      throw await this.rejected(target, c, err);
     }
+  }
+
+  /** Counts a refused chunk, reports a full store, and gives the error to answer with. */
+  private async rejected(target: ReplicationTarget, c: ReplicationCounters, err: unknown): Promise<unknown> {
+    await this.reportFull(target, err);
+    c.chunksRejected++;
+    // Bytes that do not match their hash are the sender's fault here (the store rejected them, nothing stored).
+    return isRefugeError(err, 'integrity') ? new RefugeError('invalid_argument', err.message, { cause: err }) : err;
   }
 
   /** Commits a point; commits of one replication run one at a time and must name the latest point as parent. */

@@ -41,8 +41,9 @@ function writeAll(fd: number, buffers: Buffer[], position: number): number {
 }
 
 /**
- * `length` bytes of a file at `offset` (into `into`, at least that long), read here so the main thread neither reads them nor passes them over; a
- * reason string when the file is gone or shorter (a pack rewritten since: the caller reads the blob another way).
+ * `length` bytes of a file at `offset`, read into `into` (at least that long) here, so the main thread neither reads
+ * them nor passes them over; a reason string when the file is gone or shorter (a pack rewritten since: the caller
+ * reads the blob another way).
  */
 function readRange(file: string, offset: number, length: number, into: Buffer): Buffer | string {
   let fd: number;
@@ -104,7 +105,7 @@ function rebuildOne(it: RebuildItem, patch: Buffer, key: Buffer | null): Extract
   // base against its name then, so the sender is told to send the chunk whole rather than refused for ever.
   const damagedBase = (): Extract<RebuildResult, { problem: string }> | undefined => {
     if (!it.base || !stored) return undefined;
-    const again = decodeBlob(stored, it.base.flags, it.base.rawLength, it.base.hash, key, room(Buffer.alloc(0), it.base.rawLength));
+    const again = decodeBlob(stored, it.base.flags, it.base.rawLength, it.base.hash, key); // rare: a buffer of its own
     return typeof again === 'string' ? { problem: 'base', message: again } : undefined;
   };
   if (isZero(rebuilt)) return damagedBase() ?? { problem: 'zero', message: 'the patch rebuilds a chunk of zeros' };
@@ -237,9 +238,9 @@ function run(task: WorkerTask): { reply: WorkerReply; transfer: ArrayBuffer[] } 
     case 'rebuild': {
       // Patched uploads: read and decode each base, apply the patch, then check and encode the result as 'encode'
       // does, into the caller's `out`; `out` and the input go back with the reply, moved, for the caller to reuse
-      // (no memory allocated, copied or collected per chunk). The base's hash is
-      // checked only when the rebuilt chunk does not match: a damaged base cannot rebuild the claimed bytes (unless
-      // the patch overwrites the damage, and then the chunk is right), so one SHA-256 per chunk is saved.
+      // (no memory allocated, copied or collected per chunk). The base's hash is checked only when the rebuilt
+      // chunk is wrong: a damaged base cannot rebuild the claimed bytes (unless the patch overwrites the damage, and
+      // then the chunk is right), so one SHA-256 per chunk is saved.
       const data = view(task.data);
       const bound = task.items.reduce((n, it) => n + encodedBound(it.chunkLength), 0);
       const out = task.out.byteLength >= bound ? Buffer.from(task.out) : Buffer.allocUnsafeSlow(bound);

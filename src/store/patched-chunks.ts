@@ -57,6 +57,12 @@ const giveBack = (slab: ArrayBuffer): void => {
 /** What a group of patches may hold: the rebuilt chunks of a task fit one slab. */
 export const PATCH_GROUP_CHUNK_BYTES = 4 * 1024 * 1024;
 
+/** What a worker's result for upload `u` means to the caller. */
+function outcomeOf(u: PatchUpload, r: RebuildResult | undefined): PatchOutcome {
+  if (!r) return { error: new RefugeError('internal', `rebuilding chunk ${u.hash} gave no result`) };
+  return 'problem' in r ? { error: refused(u.hash, u.base, r) } : { rawLength: r.rawLength };
+}
+
 function refused(hash: string, base: string | null, r: Extract<RebuildResult, { problem: string }>): RefugeError {
   if (r.problem === 'base') return new RefugeError('failed_precondition', `patch base chunk ${base ?? 'zero'} cannot be read: it is damaged (${r.message})`, { hint: 'upload the whole chunk instead' });
   if (r.problem === 'mismatch') return mismatch(hash, r.hash ?? '?');
@@ -95,13 +101,13 @@ export async function rebuildPatches(t: PatchTarget, uploads: readonly PatchUplo
   for (const [i, { n }] of local.entries()) {
     const r = results[i];
     if (r && 'problem' in r && r.problem === 'unread') elsewhere.push(n);
-    else outcomes[n] = r ? ('problem' in r ? { error: refused((uploads[n] as PatchUpload).hash, (uploads[n] as PatchUpload).base, r) } : { rawLength: r.rawLength }) : { error: new RefugeError('internal', 'rebuild gave no result') };
+    else outcomes[n] = outcomeOf(uploads[n] as PatchUpload, r);
   }
   for (const n of elsewhere) {
     const u = uploads[n] as PatchUpload;
     try {
       const [r] = await runGroup(t, uploads, [{ n, base: await readBase(u.base as string) }]);
-      outcomes[n] = r && !('problem' in r) ? { rawLength: r.rawLength } : { error: r ? refused(u.hash, u.base, r) : new RefugeError('internal', 'rebuild gave no result') };
+      outcomes[n] = outcomeOf(u, r);
     } catch (err) {
       outcomes[n] = { error: RefugeError.wrap(err, `rebuilding chunk ${u.hash}`) };
     }
@@ -133,7 +139,7 @@ async function runGroup(t: PatchTarget, uploads: readonly PatchUpload[], items: 
       if ('problem' in r) continue;
       if (!t.blobs.has(r.hash)) {
         t.noteUpload(r.hash);
-        // addNow copies the bytes into the open pack: the shared buffer is free again once this loop ends.
+        // addNow copies the bytes into the open pack: `out` is free for the next task once this loop ends.
         t.blobs.addNow('data', r.hash, { stored: stored.subarray(from, from + r.storedLength), flags: r.flags, rawLength: r.rawLength });
       }
       from += r.storedLength;

@@ -65,7 +65,6 @@ export interface OpenOptions {
 /** Uploads older than this no longer hold back garbage collection (an agent that never committed them is gone). */
 const UPLOAD_PROTECTION_MS = 6 * 3600_000;
 
-
 export class ReplicaStore {
   readonly blobs: BlobStore;
   readonly locks: StoreLocks;
