@@ -7,4 +7,4 @@ scripts/setup.sh
 echo "== type-check"; npm run --silent typecheck
 echo "== lint"; npm run --silent lint
 echo "== unit tests"; npx vitest run --project unit
-echo "== end-to-end tests"; npx vitest run --project e2e
+echo "== end-to-end tests"; REFUGE_JUST_BUILT=1 npx vitest run --project e2e # setup.sh built this checkout
