@@ -32,11 +32,11 @@ export interface UploadStats {
 export const emptyUploadStats = (): UploadStats => ({ offered: 0, deduplicated: 0, whole: 0, patches: 0, chunkBytes: 0, wireBytes: 0 });
 
 /**
- * Bytes of chunks per upload batch (one missing-chunks query): one batch fills while the previous one uploads, and
- * each holds copies of its chunks plus their encoded bodies, so this bounds the agent's memory (P11 in
+ * Bytes of chunks per upload batch (at most one missing-chunks query): one batch fills while earlier ones upload,
+ * and each holds copies of its chunks plus their encoded bodies, so this bounds the agent's memory (P11 in
  * docs/benchmarks.md: 16 MiB batches held ~70 MiB). About one batch request (BATCH_TARGET_BYTES).
  */
-export const UPLOAD_BATCH_BYTES = 4 * 1024 * 1024;
+export const UPLOAD_BATCH_BYTES = 2 * 1024 * 1024;
 
 /** Batch requests under way at once: one uploads while the replicator works on another. */
 const BATCHES_IN_FLIGHT = 2;
@@ -44,16 +44,30 @@ const BATCHES_IN_FLIGHT = 2;
 /** A patch is worth it while it carries at most this share of the chunk; beyond, the whole chunk goes. */
 const PATCH_MAX_SHARE = 0.5;
 
-/** Free buffers kept of each kind (chunk copies, batch bodies): one batch fills while one uploads. */
-const POOLED = 2;
+/** Whether `item` goes as a patch: change tracking says little of it changed (its base is known, its runs are few). */
+function patchWorthIt(item: UploadItem): boolean {
+  const runs = item.runs;
+  return item.base !== undefined && runs !== undefined && patchLength(runs) <= item.data.length && runs.reduce((n, [, l]) => n + l, 0) <= item.data.length * PATCH_MAX_SHARE;
+}
+
+/**
+ * Batches uploading at once while the next one fills. Two: the replicator works on one (its worker threads rebuild
+ * and compress the chunks) while the next arrives and is parsed, where one at a time left each side idle half of
+ * the time (P3 in docs/benchmarks.md: a small cdp point is a chain of ~20 batches).
+ */
+const UPLOADS_IN_FLIGHT = 2;
+
+/** Free buffers kept of each kind (chunk copies, batch bodies): one batch fills while the others upload. */
+const POOLED = UPLOADS_IN_FLIGHT + 1;
 
 /**
  * Ships chunks to the replicator: asks which of a batch it lacks (deduplication), sends those as patches or whole,
  * zstd-compressed when that helps, within the bandwidth limit, retrying what a retry can cure. Chunks travel
  * several to a request (protocol/chunk-batch.ts): a request costs the replicator more than a small patch does.
  *
- * Memory is bounded (backpressure): a batch fills while at most one earlier batch uploads, and `add` waits for that
- * upload before starting another, so a slow replicator slows the reading of chunks instead of growing the agent.
+ * Memory is bounded (backpressure): a batch fills while at most UPLOADS_IN_FLIGHT earlier batches upload, and `add`
+ * waits for one of those before starting another, so a slow replicator slows the reading of chunks instead of
+ * growing the agent.
  * And shipping makes no garbage per chunk (P11, docs/benchmarks.md: a fast seed piled up uncollected buffers): a
  * batch's chunks are copied into one reused *slab*, and each is compressed straight into its place in one reused
  * batch body, two of each at most.
@@ -68,7 +82,9 @@ export class ChunkUploader {
   private readonly freeBodies: Buffer[] = [];
   /** Where a patch is framed before it is compressed into its batch body (grown to the largest patch). */
   private scratch = Buffer.alloc(0);
-  private uploading: Promise<void> | undefined;
+  private readonly uploading = new Set<Promise<void>>();
+  /** The first upload that failed: thrown by the next `add` that rotates, or by `finish`. */
+  private failure: { err: unknown } | undefined;
   private queuedBytes = 0;
   /** Whether the replicator takes batch uploads: unknown until the first batch is answered. */
   private batchesWork: boolean | undefined;
@@ -112,7 +128,8 @@ export class ChunkUploader {
   /** Uploads what is left and waits for everything; throws the first failure. */
   async finish(): Promise<UploadStats> {
     if (this.batch.length > 0) await this.rotate();
-    await this.uploading;
+    await Promise.all(this.uploading);
+    if (this.failure) throw this.failure.err;
     return this.stats;
   }
 
@@ -124,21 +141,32 @@ export class ChunkUploader {
     this.batchBytes = 0;
     this.slab = undefined;
     this.slabUsed = 0;
-    await this.uploading; // at most one batch in flight while the next one fills
-    this.uploading = this.send(batch).finally(() => {
+    while (this.uploading.size >= UPLOADS_IN_FLIGHT) await Promise.race(this.uploading); // backpressure
+    if (this.failure) throw this.failure.err;
+    const upload: Promise<void> = this.send(batch).finally(() => {
       this.queuedBytes -= bytes;
+      this.uploading.delete(upload);
       if (slab && this.freeSlabs.length < POOLED) this.freeSlabs.push(slab); // the batch's chunks are no longer read
     });
-    this.uploading.catch(() => undefined); // observed by the next rotate() or finish()
+    this.uploading.add(upload);
+    upload.catch((err: unknown) => (this.failure ??= { err })); // thrown by the next rotate() or finish()
   }
 
+  /**
+   * Asks which of the batch's chunks the replicator lacks, except for patches: a patch costs at most its own bytes
+   * if the replicator has its chunk already (a rare case for changed data: it skips the chunk), while the question
+   * costs a round trip per batch, the largest part of a small cdp point's time on the wire (P3 in
+   * docs/benchmarks.md). A chunk repeated in the batch goes once.
+   */
   private async send(batch: UploadItem[]): Promise<void> {
     const signal = this.o.signal;
-    const hashes = [...new Set(batch.map((i) => i.hash))];
-    const missing = new Set(await retrying(() => this.transport.missing(hashes, signal), { ...this.o.retry, ...(signal ? { signal } : {}) }));
-    const toSend = batch.filter((i) => missing.delete(i.hash)); // delete: a chunk repeated in the batch goes once
+    const asked = batch.filter((i) => !patchWorthIt(i));
+    const hashes = [...new Set(asked.map((i) => i.hash))];
+    const missing = new Set(hashes.length === 0 ? [] : await retrying(() => this.transport.missing(hashes, signal), { ...this.o.retry, ...(signal ? { signal } : {}) }));
+    const patches = new Set(batch.filter(patchWorthIt).map((i) => i.hash));
+    const toSend = batch.filter((i) => patches.delete(i.hash) || missing.delete(i.hash)); // delete: once per hash
     this.stats.offered += batch.length;
-    this.stats.deduplicated += batch.length - toSend.length;
+    this.stats.deduplicated += asked.length - toSend.filter((i) => !patchWorthIt(i)).length;
     if (this.transport.putChunks && this.batchesWork !== false) {
       try {
         await this.sendInBatches(toSend);
@@ -234,10 +262,10 @@ export class ChunkUploader {
    */
   private encode(writer: BatchWriter, item: UploadItem, patch: boolean): BatchEntry {
     const runs = item.runs;
-    const patchBytes = runs ? patchLength(runs) : Infinity;
-    const asPatch = patch && item.base !== undefined && runs !== undefined && patchBytes <= item.data.length && runs.reduce((n, [, l]) => n + l, 0) <= item.data.length * PATCH_MAX_SHARE;
+    const asPatch = patch && patchWorthIt(item) && runs !== undefined;
     let raw = item.data;
     if (asPatch) {
+      const patchBytes = patchLength(runs);
       if (this.scratch.length < patchBytes) this.scratch = Buffer.allocUnsafe(Math.max(patchBytes, 64 * 1024));
       raw = this.scratch.subarray(0, encodePatchInto(this.scratch, item.data, runs));
     }
@@ -251,7 +279,7 @@ export class ChunkUploader {
 
   private async upload(item: UploadItem): Promise<void> {
     const runs = item.runs;
-    if (item.base !== undefined && runs && runs.reduce((n, [, l]) => n + l, 0) <= item.data.length * PATCH_MAX_SHARE) {
+    if (item.base !== undefined && runs && patchWorthIt(item)) {
       try {
         await this.put(item.hash, encodePatch(item.data, runs), { base: item.base, chunkLength: item.data.length });
         this.stats.patches++;
