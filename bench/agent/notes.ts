@@ -112,7 +112,22 @@ rather than whole chunks (P11) and to re-read a chunk whose base is missing; aut
 The full run above (14:23 UTC, after P4, its P3 rounds interleaved with P9's points of ~2,200 patches) measured
 0.88-1.10 s, with 0.69-1.25 s of vault CPU per point; right after it, \`--only p3,p9 --rounds 3\` gave 0.70, 0.85 and
 0.70 s, and \`--only p3\` runs of nine rounds 0.53-0.70 s: the figure follows what ran before it and the machine's
-load as much as the code.`;
+load as much as the code.
+Fifth session (2026-12-02, 16:40-18:10 UTC, load 2.2-3.4): a trace of one P3 point at the agent showed the
+upload as a strict chain of 21 batches of 16 patches, each a missing-chunks query (5-18 ms) then the batch (14-35
+ms), with the vault's main thread and its one busy worker each idle half of the time: the agent sent the next batch
+only once the last was answered. Now patches go without a missing-chunks query (a patch of a chunk the store
+already has costs its own bytes; docs/protocol.md), and two uploads are in flight while the next fills, in 2 MiB
+batches so that three of them hold no more than two of 4 MiB did (P11 below: cdp 142 MiB, scan 123; with 4 MiB
+batches and two in flight the cdp agent reached 151 MiB, over the target). The vault's SQLite statements are now
+prepared once (Kysely's driver prepared every query: 125 ms of the vault's main thread over five points). Tried and
+not kept: keeping an agent's identity per TLS connection for 5 s and a replication's target for 2 s (a revoked
+certificate must be refused at once, and a re-protect changes a replication's target between its uploads and its
+commit). \`--only p3\`, nine rounds each, back to back: 0.616 s before (0.58-0.65), 0.512 s after (0.44-0.60; 0.467 s
+with 4 MiB batches), vault CPU per point 0.41-0.52 s. The full run above measured 0.775 s with the vault at 0.68-0.79
+s of CPU per point (load 3.4, after P4 and between P9's points): **met in quiet runs of P3 alone, not yet in the full
+run**. Left: the vault's ~0.45 s of CPU per point (TLS and HTTP of ~42 requests, seven SQL queries each, copying
+70 MB of rebuilt chunks into packs, SHA-256 and zstd of 81 MB), which a full run's load turns into wall time.`;
 
 export const P5_NOTES = `Reading: 20 MB/s of random 8 KiB writes dirty most of the 8,192 256 KiB chunks of a 2 GiB disk within a few 5 s
 intervals, so with the store's default chunk size each point reads and hashes over a GiB at the agent and rebuilds

@@ -70,7 +70,8 @@ const POOLED = UPLOADS_IN_FLIGHT + 1;
  * growing the agent.
  * And shipping makes no garbage per chunk (P11, docs/benchmarks.md: a fast seed piled up uncollected buffers): a
  * batch's chunks are copied into one reused *slab*, and each is compressed straight into its place in one reused
- * batch body, two of each at most.
+ * batch body, UPLOADS_IN_FLIGHT + 1 slabs and UPLOADS_IN_FLIGHT bodies at most. When one upload fails, the others
+ * are stopped and waited for before the failure is thrown: nothing keeps sending behind the caller's back.
  */
 export class ChunkUploader {
   private batch: UploadItem[] = [];
@@ -85,6 +86,9 @@ export class ChunkUploader {
   private readonly uploading = new Set<Promise<void>>();
   /** The first upload that failed: thrown by the next `add` that rotates, or by `finish`. */
   private failure: { err: unknown } | undefined;
+  /** Stops the other uploads once one has failed; every request listens to it (and to the caller's signal). */
+  private readonly stop = new AbortController();
+  private readonly signal: AbortSignal;
   private queuedBytes = 0;
   /** Whether the replicator takes batch uploads: unknown until the first batch is answered. */
   private batchesWork: boolean | undefined;
@@ -93,7 +97,19 @@ export class ChunkUploader {
   constructor(
     private readonly transport: ReplicatorTransport,
     private readonly o: { batchBytes?: number; concurrency?: number; compress?: boolean; limiter?: RateLimiter; retry?: RetryPolicy; signal?: AbortSignal } = {},
-  ) {}
+  ) {
+    this.signal = this.stop.signal;
+    // Not AbortSignal.any: the caller's signal lives as long as the agent, and one uploader comes per cut.
+    o.signal?.addEventListener('abort', this.callerAborted, { once: true });
+    if (o.signal?.aborted) this.stop.abort(o.signal.reason);
+  }
+
+  private readonly callerAborted = (): void => this.stop.abort(this.o.signal?.reason);
+
+  /** Done with the caller's signal (the uploader finished or failed). */
+  private release(): void {
+    this.o.signal?.removeEventListener('abort', this.callerAborted);
+  }
 
   /** Bytes accepted by `add` and not yet acknowledged by the replicator. */
   get pendingBytes(): number {
@@ -127,10 +143,14 @@ export class ChunkUploader {
 
   /** Uploads what is left and waits for everything; throws the first failure. */
   async finish(): Promise<UploadStats> {
-    if (this.batch.length > 0) await this.rotate();
-    await Promise.all(this.uploading);
-    if (this.failure) throw this.failure.err;
-    return this.stats;
+    try {
+      if (this.batch.length > 0) await this.rotate();
+      await Promise.all(this.uploading); // uploads never reject: a failure is kept in `failure`
+      if (this.failure) throw this.failure.err;
+      return this.stats;
+    } finally {
+      this.release();
+    }
   }
 
   private async rotate(): Promise<void> {
@@ -141,15 +161,24 @@ export class ChunkUploader {
     this.batchBytes = 0;
     this.slab = undefined;
     this.slabUsed = 0;
-    while (this.uploading.size >= UPLOADS_IN_FLIGHT) await Promise.race(this.uploading); // backpressure
-    if (this.failure) throw this.failure.err;
-    const upload: Promise<void> = this.send(batch).finally(() => {
-      this.queuedBytes -= bytes;
-      this.uploading.delete(upload);
-      if (slab && this.freeSlabs.length < POOLED) this.freeSlabs.push(slab); // the batch's chunks are no longer read
-    });
+    while (this.uploading.size >= UPLOADS_IN_FLIGHT && !this.failure) await Promise.race(this.uploading); // backpressure
+    if (this.failure) {
+      await Promise.all(this.uploading); // the others, stopped
+      this.release();
+      throw this.failure.err;
+    }
+    const upload: Promise<void> = this.send(batch)
+      .catch((err: unknown) => {
+        if (this.failure) return; // stopped because another failed
+        this.failure = { err };
+        this.stop.abort(err);
+      })
+      .finally(() => {
+        this.queuedBytes -= bytes;
+        this.uploading.delete(upload);
+        if (slab && this.freeSlabs.length < POOLED) this.freeSlabs.push(slab); // the batch's chunks are no longer read
+      });
     this.uploading.add(upload);
-    upload.catch((err: unknown) => (this.failure ??= { err })); // thrown by the next rotate() or finish()
   }
 
   /**
@@ -159,18 +188,17 @@ export class ChunkUploader {
    * docs/benchmarks.md). A chunk repeated in the batch goes once.
    */
   private async send(batch: UploadItem[]): Promise<void> {
-    const signal = this.o.signal;
+    const signal = this.signal;
     const asked = batch.filter((i) => !patchWorthIt(i));
     const hashes = [...new Set(asked.map((i) => i.hash))];
-    const missing = new Set(hashes.length === 0 ? [] : await retrying(() => this.transport.missing(hashes, signal), { ...this.o.retry, ...(signal ? { signal } : {}) }));
+    const missing = new Set(hashes.length === 0 ? [] : await retrying(() => this.transport.missing(hashes, signal), { ...this.o.retry, signal }));
     const patches = new Set(batch.filter(patchWorthIt).map((i) => i.hash));
     const toSend = batch.filter((i) => patches.delete(i.hash) || missing.delete(i.hash)); // delete: once per hash
     this.stats.offered += batch.length;
     this.stats.deduplicated += asked.length - toSend.filter((i) => !patchWorthIt(i)).length;
     if (this.transport.putChunks && this.batchesWork !== false) {
       try {
-        await this.sendInBatches(toSend);
-        this.batchesWork = true;
+        if (await this.sendInBatches(toSend)) this.batchesWork = true; // answered: the route exists
         return;
       } catch (err) {
         // A replicator without batch uploads answers 404 on the route: send each chunk on its own from then on
@@ -184,10 +212,10 @@ export class ChunkUploader {
 
   /**
    * Sends the chunks in batch requests of about BATCH_TARGET_BYTES, a few in flight. All of them are encoded into one
-   * pooled body first; each request sends a run of consecutive entries, a view of that body.
+   * pooled body first; each request sends a run of consecutive entries, a view of that body. Whether any was sent.
    */
-  private async sendInBatches(items: UploadItem[]): Promise<void> {
-    if (items.length === 0) return;
+  private async sendInBatches(items: UploadItem[]): Promise<boolean> {
+    if (items.length === 0) return false;
     const body = this.body(items.reduce((n, i) => n + BATCH_ENTRY_HEADER + i.data.length, 0));
     try {
       const writer = new BatchWriter(body);
@@ -220,6 +248,7 @@ export class ChunkUploader {
           this.stats.chunkBytes += rawLength.get(e) ?? 0;
         }
       });
+      return true;
     } finally {
       if (this.freeBodies.length < POOLED) this.freeBodies.push(body); // no request reads it any more
     }
@@ -237,7 +266,7 @@ export class ChunkUploader {
    * lacks: it stores each entry as it arrives, so after a connection cut mid-batch only the rest travels again.
    */
   private async putBatch(batch: FramedBatch): Promise<ChunkBatchResponse> {
-    const signal = this.o.signal;
+    const signal = this.signal;
     const putChunks = this.transport.putChunks?.bind(this.transport) as NonNullable<ReplicatorTransport['putChunks']>;
     let sending = batch;
     let retry = false;
@@ -253,7 +282,7 @@ export class ChunkUploader {
       const answer = await putChunks(sending, signal);
       this.stats.wireBytes += bytes;
       return answer;
-    }, { ...this.o.retry, ...(signal ? { signal } : {}) });
+    }, { ...this.o.retry, signal });
   }
 
   /**
@@ -297,9 +326,9 @@ export class ChunkUploader {
 
   private async put(hash: string, raw: Buffer, patch?: ChunkBodyEncoding['patch']): Promise<void> {
     const { body, compressed } = this.o.compress === false ? { body: raw, compressed: false } : compressIfUseful(raw);
-    const signal = this.o.signal;
+    const signal = this.signal;
     await this.o.limiter?.take(body.length, signal);
-    await retrying(() => this.transport.putChunk(hash, body, { compressed, ...(patch ? { patch } : {}) }, signal), { ...this.o.retry, ...(signal ? { signal } : {}) });
+    await retrying(() => this.transport.putChunk(hash, body, { compressed, ...(patch ? { patch } : {}) }, signal), { ...this.o.retry, signal });
     this.stats.wireBytes += body.length;
   }
 }

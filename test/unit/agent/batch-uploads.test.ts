@@ -137,6 +137,7 @@ describe('batch uploads from the agent', () => {
     const refusing = new Observed(client, {
       beforeBatch: async () => {
         if (++n === 2) throw new RefugeError('invalid_argument', 'the second batch is refused');
+        await new Promise((r) => setTimeout(r, 200)); // the first is still under way when the second fails
       },
     });
     const again = new ChunkUploader(refusing, { batchBytes: 2 * CHUNK });
@@ -145,6 +146,7 @@ describe('batch uploads from the agent', () => {
       return again.finish();
     };
     await expect(ship()).rejects.toThrow('the second batch is refused');
+    expect(refusing.inFlight).toBe(0); // the other upload was waited for: nothing runs behind the caller's back
   });
 
   it('copies what it is given: one buffer reused for every chunk, through many batches, still restores exactly', async () => {
