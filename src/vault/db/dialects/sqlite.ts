@@ -35,7 +35,9 @@ const KEPT_STATEMENTS = 1000;
  * SQLite's prepare (parsing, planning) was the largest cost of the queries an agent's upload makes (a profile of
  * P3: 125 ms of the vault's main thread over five points, more than running them). Reusing a statement is safe
  * here: the driver runs one query at a time on its one connection (a stream holds the connection until it ends),
- * and SQLite re-prepares a kept statement by itself when a migration changes the schema.
+ * and SQLite re-prepares a kept statement by itself when a migration changes the schema. One limit: a query that
+ * streams (Kysely's `.stream()`, which nothing here uses) keeps its statement busy until it ends, so running the same
+ * SQL inside the loop would fail with "statement is busy"; such code would prepare its own statement.
  */
 function preparedOnce(db: SQLite.Database): SqliteDatabase {
   const kept = new Map<string, SQLite.Statement>();
