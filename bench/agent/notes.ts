@@ -127,7 +127,11 @@ commit). \`--only p3\`, nine rounds each, back to back: 0.616 s before (0.58-0.6
 with 4 MiB batches), vault CPU per point 0.41-0.52 s. The full run above measured 0.775 s with the vault at 0.68-0.79
 s of CPU per point (load 3.4, after P4 and between P9's points): **met in quiet runs of P3 alone, not yet in the full
 run**. Left: the vault's ~0.45 s of CPU per point (TLS and HTTP of ~42 requests, seven SQL queries each, copying
-70 MB of rebuilt chunks into packs, SHA-256 and zstd of 81 MB), which a full run's load turns into wall time.`;
+70 MB of rebuilt chunks into packs, SHA-256 and zstd of 81 MB), which a full run's load turns into wall time.
+Reverted the same evening: CI's link-faults test d) (the link cut mid-upload) measured 4.35 MB on the wire against
+its bound of 2.78 MB, since a restarted upload re-sent, without asking, the patches the cut one had stored. The
+uploader is back to one upload in flight and a query per batch until a restarted upload asks about its patches too;
+the SQLite statement cache stays.`;
 
 export const P5_NOTES = `Reading: 20 MB/s of random 8 KiB writes dirty most of the 8,192 256 KiB chunks of a 2 GiB disk within a few 5 s
 intervals, so with the store's default chunk size each point reads and hashes over a GiB at the agent and rebuilds
