@@ -4,7 +4,9 @@ import { defineConfig } from 'vitest/config';
  * Two suites: `unit` (fast, no VMs) and `e2e` (real qemu VMs and processes). Both run two files at a time, which
  * a CI machine's two cores carry: the end-to-end files mostly wait (on guests booting, on a link cut for two
  * minutes), so two at a time took the suite from 14 to 8 minutes. Every e2e file makes its own folders, ports,
- * network namespaces and database schemas, so files never share state. Timings are never asserted (see bench/).
+ * network namespaces (test/helpers/netns.ts keeps two workers' addresses apart) and database schemas, so files
+ * never share state; kill-nine and instant-recovery restart a server on the port it had, which the other file could
+ * take meanwhile (unlikely: not seen). Timings are never asserted (see bench/).
  */
 export default defineConfig({
   test: {

@@ -39,9 +39,9 @@ export interface TwoSites {
 
 export async function createTwoSites(): Promise<TwoSites> {
   const id = randomBytes(2).toString('hex');
-  // Test files run two at a time (vitest.config.ts): each worker (VITEST_POOL_ID 1..maxWorkers) draws from its own
-  // residue class, so two files at once never pick the same addresses and routes in the root namespace.
-  const workers = 2;
+  // Test files run two at a time (vitest.config.ts, maxWorkers): each worker (VITEST_POOL_ID 1..maxWorkers) draws
+  // from its own residue class, so two files at once never pick the same addresses and routes in the root namespace.
+  const workers = 2; // vitest.config.ts's maxWorkers
   const pool = Number(process.env.VITEST_POOL_ID ?? 0) % workers;
   const octet = 16 + ((randomBytes(1)[0] as number) % (224 / workers)) * workers + pool;
   const primary = `orch-p-${id}`;
