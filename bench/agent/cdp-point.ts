@@ -75,7 +75,7 @@ export async function benchCdpPoints(dir: string, sizeBytes: number, rounds: num
       return seconds;
     };
     const point = async () => {
-      const uploader = new ChunkUploader(client);
+      const uploader = new ChunkUploader(client, { askAboutPatches: parent === null }); // as the agent: its last cut committed
       const before = proxy?.total ?? 0;
       const vaultCpu = await cpuSeconds(vault.child.pid as number);
       const ownCpu = process.cpuUsage();

@@ -98,6 +98,8 @@ export class Agent {
   private failedHeartbeats = 0;
   /** Aborts the shipping of the point being taken (not the agent): set while a point ships. */
   private shipping: AbortController | undefined;
+  /** Whether the last point this process cut was committed: nothing of the next cut's changes was sent before. */
+  private lastCutCommitted = false;
   /** A re-protect's pre-hash of the disks (prehash.ts), for the next point only (the first against the seed). */
   private prehash: Prehash | undefined;
   /** Wakes the point loop from its pause when a heartbeat changes the instruction (stop -> replicate). */
@@ -343,6 +345,8 @@ export class Agent {
       limiter: this.limiter,
       compress: this.o.compress !== false,
       signal: shipSignal,
+      // After an abandoned cut (or a restart) the store may hold this cut's changes already: ask about them all.
+      askAboutPatches: !this.lastCutCommitted,
     });
     this.uploader = uploader;
     const ctx = { machine: this.o.machine.name, disks: this.o.machine.disks.map((d) => d.name), ...(groupCut ? { groupCutId: groupCut.cutId } : {}) };
@@ -411,6 +415,7 @@ export class Agent {
       if (refusedForGood(err)) await this.forgetSent();
       await release();
       this.counters.cutsAbandoned++;
+      this.lastCutCommitted = false;
       await cut.abandon();
       if (groupCut) await this.groupClient.result(groupCut.cutId, { error: `point not committed: ${(err as Error).message}` }).catch(() => undefined);
       if (isRefugeError(err, 'conflict')) {
@@ -429,6 +434,7 @@ export class Agent {
     await this.forgetSent();
     await cut.complete();
     this.counters.pointsCommitted++;
+    this.lastCutCommitted = true;
     if (consistency === 'app') this.counters.appConsistentPoints++;
     if (groupCut) {
       const r = await this.groupClient.result(groupCut.cutId, { pointId: result.pointId }).catch((err: unknown) => {

@@ -32,11 +32,11 @@ export interface UploadStats {
 export const emptyUploadStats = (): UploadStats => ({ offered: 0, deduplicated: 0, whole: 0, patches: 0, chunkBytes: 0, wireBytes: 0 });
 
 /**
- * Bytes of chunks per upload batch (one missing-chunks query): one batch fills while the previous one uploads, and
- * each holds copies of its chunks plus their encoded bodies, so this bounds the agent's memory (P11 in
+ * Bytes of chunks per upload batch (at most one missing-chunks query): one batch fills while earlier ones upload,
+ * and each holds copies of its chunks plus their encoded bodies, so this bounds the agent's memory (P11 in
  * docs/benchmarks.md: 16 MiB batches held ~70 MiB). About one batch request (BATCH_TARGET_BYTES).
  */
-export const UPLOAD_BATCH_BYTES = 4 * 1024 * 1024;
+export const UPLOAD_BATCH_BYTES = 2 * 1024 * 1024;
 
 /** Batch requests under way at once: one uploads while the replicator works on another. */
 const BATCHES_IN_FLIGHT = 2;
@@ -44,19 +44,34 @@ const BATCHES_IN_FLIGHT = 2;
 /** A patch is worth it while it carries at most this share of the chunk; beyond, the whole chunk goes. */
 const PATCH_MAX_SHARE = 0.5;
 
-/** Free buffers kept of each kind (chunk copies, batch bodies): one batch fills while one uploads. */
-const POOLED = 2;
+/** Whether `item` goes as a patch: change tracking says little of it changed (its base is known, its runs are few). */
+function patchWorthIt(item: UploadItem): boolean {
+  const runs = item.runs;
+  return item.base !== undefined && runs !== undefined && patchLength(runs) <= item.data.length && runs.reduce((n, [, l]) => n + l, 0) <= item.data.length * PATCH_MAX_SHARE;
+}
+
+/**
+ * Batches uploading at once while the next one fills. Two: the replicator works on one (its worker threads rebuild
+ * and compress the chunks) while the next arrives and is parsed, where one at a time left each side idle half of
+ * the time (P3 in docs/benchmarks.md: a small cdp point is a chain of ~20 batches).
+ */
+const UPLOADS_IN_FLIGHT = 2;
+
+/** Free buffers kept of each kind (chunk copies, batch bodies): one batch fills while the others upload. */
+const POOLED = UPLOADS_IN_FLIGHT + 1;
 
 /**
  * Ships chunks to the replicator: asks which of a batch it lacks (deduplication), sends those as patches or whole,
  * zstd-compressed when that helps, within the bandwidth limit, retrying what a retry can cure. Chunks travel
  * several to a request (protocol/chunk-batch.ts): a request costs the replicator more than a small patch does.
  *
- * Memory is bounded (backpressure): a batch fills while at most one earlier batch uploads, and `add` waits for that
- * upload before starting another, so a slow replicator slows the reading of chunks instead of growing the agent.
+ * Memory is bounded (backpressure): a batch fills while at most UPLOADS_IN_FLIGHT earlier batches upload, and `add`
+ * waits for one of those before starting another, so a slow replicator slows the reading of chunks instead of
+ * growing the agent.
  * And shipping makes no garbage per chunk (P11, docs/benchmarks.md: a fast seed piled up uncollected buffers): a
  * batch's chunks are copied into one reused *slab*, and each is compressed straight into its place in one reused
- * batch body, two of each at most.
+ * batch body, UPLOADS_IN_FLIGHT + 1 slabs and UPLOADS_IN_FLIGHT bodies at most. When one upload fails, the others
+ * are stopped and waited for before the failure is thrown: nothing keeps sending behind the caller's back.
  */
 export class ChunkUploader {
   private batch: UploadItem[] = [];
@@ -68,7 +83,12 @@ export class ChunkUploader {
   private readonly freeBodies: Buffer[] = [];
   /** Where a patch is framed before it is compressed into its batch body (grown to the largest patch). */
   private scratch = Buffer.alloc(0);
-  private uploading: Promise<void> | undefined;
+  private readonly uploading = new Set<Promise<void>>();
+  /** The first upload that failed: thrown by the next `add` that rotates, or by `finish`. */
+  private failure: { err: unknown } | undefined;
+  /** Stops the other uploads once one has failed; every request listens to it (and to the caller's signal). */
+  private readonly stop = new AbortController();
+  private readonly signal: AbortSignal;
   private queuedBytes = 0;
   /** Whether the replicator takes batch uploads: unknown until the first batch is answered. */
   private batchesWork: boolean | undefined;
@@ -76,8 +96,32 @@ export class ChunkUploader {
 
   constructor(
     private readonly transport: ReplicatorTransport,
-    private readonly o: { batchBytes?: number; concurrency?: number; compress?: boolean; limiter?: RateLimiter; retry?: RetryPolicy; signal?: AbortSignal } = {},
-  ) {}
+    private readonly o: {
+      batchBytes?: number;
+      concurrency?: number;
+      compress?: boolean;
+      limiter?: RateLimiter;
+      retry?: RetryPolicy;
+      signal?: AbortSignal;
+      /**
+       * False only when nothing of these chunks can have been sent before (the previous cut of this agent process
+       * committed): patches then go without a missing-chunks query. The default asks about every chunk.
+       */
+      askAboutPatches?: boolean;
+    } = {},
+  ) {
+    this.signal = this.stop.signal;
+    // Not AbortSignal.any: the caller's signal lives as long as the agent, and one uploader comes per cut.
+    o.signal?.addEventListener('abort', this.callerAborted, { once: true });
+    if (o.signal?.aborted) this.stop.abort(o.signal.reason);
+  }
+
+  private readonly callerAborted = (): void => this.stop.abort(this.o.signal?.reason);
+
+  /** Done with the caller's signal (the uploader finished or failed). */
+  private release(): void {
+    this.o.signal?.removeEventListener('abort', this.callerAborted);
+  }
 
   /** Bytes accepted by `add` and not yet acknowledged by the replicator. */
   get pendingBytes(): number {
@@ -111,9 +155,14 @@ export class ChunkUploader {
 
   /** Uploads what is left and waits for everything; throws the first failure. */
   async finish(): Promise<UploadStats> {
-    if (this.batch.length > 0) await this.rotate();
-    await this.uploading;
-    return this.stats;
+    try {
+      if (this.batch.length > 0) await this.rotate();
+      await Promise.all(this.uploading); // uploads never reject: a failure is kept in `failure`
+      if (this.failure) throw this.failure.err;
+      return this.stats;
+    } finally {
+      this.release();
+    }
   }
 
   private async rotate(): Promise<void> {
@@ -124,25 +173,47 @@ export class ChunkUploader {
     this.batchBytes = 0;
     this.slab = undefined;
     this.slabUsed = 0;
-    await this.uploading; // at most one batch in flight while the next one fills
-    this.uploading = this.send(batch).finally(() => {
-      this.queuedBytes -= bytes;
-      if (slab && this.freeSlabs.length < POOLED) this.freeSlabs.push(slab); // the batch's chunks are no longer read
-    });
-    this.uploading.catch(() => undefined); // observed by the next rotate() or finish()
+    while (this.uploading.size >= UPLOADS_IN_FLIGHT && !this.failure) await Promise.race(this.uploading); // backpressure
+    if (this.failure) {
+      await Promise.all(this.uploading); // the others, stopped
+      this.release();
+      throw this.failure.err;
+    }
+    const upload: Promise<void> = this.send(batch)
+      .catch((err: unknown) => {
+        if (this.failure) return; // stopped because another failed
+        this.failure = { err };
+        this.stop.abort(err);
+      })
+      .finally(() => {
+        this.queuedBytes -= bytes;
+        this.uploading.delete(upload);
+        if (slab && this.freeSlabs.length < POOLED) this.freeSlabs.push(slab); // the batch's chunks are no longer read
+      });
+    this.uploading.add(upload);
   }
 
+  /**
+   * Asks which of the batch's chunks the replicator lacks, except for patches on a first attempt (`askAboutPatches`
+   * false): a patch costs at most its own bytes if the replicator has its chunk already (a rare case for changed
+   * data: it skips the chunk), while the question costs a round trip per batch, the largest part of a small cdp
+   * point's time on the wire (P3 in docs/benchmarks.md). After a failed or abandoned attempt the store may hold most
+   * of the patches already (link-faults d): a cut mid-upload), so then every chunk is asked about. A chunk repeated
+   * in the batch goes once.
+   */
   private async send(batch: UploadItem[]): Promise<void> {
-    const signal = this.o.signal;
-    const hashes = [...new Set(batch.map((i) => i.hash))];
-    const missing = new Set(await retrying(() => this.transport.missing(hashes, signal), { ...this.o.retry, ...(signal ? { signal } : {}) }));
-    const toSend = batch.filter((i) => missing.delete(i.hash)); // delete: a chunk repeated in the batch goes once
+    const signal = this.signal;
+    const unasked = (i: UploadItem) => this.o.askAboutPatches === false && patchWorthIt(i);
+    const asked = batch.filter((i) => !unasked(i));
+    const hashes = [...new Set(asked.map((i) => i.hash))];
+    const missing = new Set(hashes.length === 0 ? [] : await retrying(() => this.transport.missing(hashes, signal), { ...this.o.retry, signal }));
+    const patches = new Set(batch.filter(unasked).map((i) => i.hash));
+    const toSend = batch.filter((i) => patches.delete(i.hash) || missing.delete(i.hash)); // delete: once per hash
     this.stats.offered += batch.length;
-    this.stats.deduplicated += batch.length - toSend.length;
+    this.stats.deduplicated += asked.length - toSend.filter((i) => !unasked(i)).length;
     if (this.transport.putChunks && this.batchesWork !== false) {
       try {
-        await this.sendInBatches(toSend);
-        this.batchesWork = true;
+        if (await this.sendInBatches(toSend)) this.batchesWork = true; // answered: the route exists
         return;
       } catch (err) {
         // A replicator without batch uploads answers 404 on the route: send each chunk on its own from then on
@@ -156,10 +227,10 @@ export class ChunkUploader {
 
   /**
    * Sends the chunks in batch requests of about BATCH_TARGET_BYTES, a few in flight. All of them are encoded into one
-   * pooled body first; each request sends a run of consecutive entries, a view of that body.
+   * pooled body first; each request sends a run of consecutive entries, a view of that body. Whether any was sent.
    */
-  private async sendInBatches(items: UploadItem[]): Promise<void> {
-    if (items.length === 0) return;
+  private async sendInBatches(items: UploadItem[]): Promise<boolean> {
+    if (items.length === 0) return false;
     const body = this.body(items.reduce((n, i) => n + BATCH_ENTRY_HEADER + i.data.length, 0));
     try {
       const writer = new BatchWriter(body);
@@ -192,6 +263,7 @@ export class ChunkUploader {
           this.stats.chunkBytes += rawLength.get(e) ?? 0;
         }
       });
+      return true;
     } finally {
       if (this.freeBodies.length < POOLED) this.freeBodies.push(body); // no request reads it any more
     }
@@ -209,7 +281,7 @@ export class ChunkUploader {
    * lacks: it stores each entry as it arrives, so after a connection cut mid-batch only the rest travels again.
    */
   private async putBatch(batch: FramedBatch): Promise<ChunkBatchResponse> {
-    const signal = this.o.signal;
+    const signal = this.signal;
     const putChunks = this.transport.putChunks?.bind(this.transport) as NonNullable<ReplicatorTransport['putChunks']>;
     let sending = batch;
     let retry = false;
@@ -225,7 +297,7 @@ export class ChunkUploader {
       const answer = await putChunks(sending, signal);
       this.stats.wireBytes += bytes;
       return answer;
-    }, { ...this.o.retry, ...(signal ? { signal } : {}) });
+    }, { ...this.o.retry, signal });
   }
 
   /**
@@ -234,10 +306,10 @@ export class ChunkUploader {
    */
   private encode(writer: BatchWriter, item: UploadItem, patch: boolean): BatchEntry {
     const runs = item.runs;
-    const patchBytes = runs ? patchLength(runs) : Infinity;
-    const asPatch = patch && item.base !== undefined && runs !== undefined && patchBytes <= item.data.length && runs.reduce((n, [, l]) => n + l, 0) <= item.data.length * PATCH_MAX_SHARE;
+    const asPatch = patch && patchWorthIt(item) && runs !== undefined;
     let raw = item.data;
     if (asPatch) {
+      const patchBytes = patchLength(runs);
       if (this.scratch.length < patchBytes) this.scratch = Buffer.allocUnsafe(Math.max(patchBytes, 64 * 1024));
       raw = this.scratch.subarray(0, encodePatchInto(this.scratch, item.data, runs));
     }
@@ -251,7 +323,7 @@ export class ChunkUploader {
 
   private async upload(item: UploadItem): Promise<void> {
     const runs = item.runs;
-    if (item.base !== undefined && runs && runs.reduce((n, [, l]) => n + l, 0) <= item.data.length * PATCH_MAX_SHARE) {
+    if (item.base !== undefined && runs && patchWorthIt(item)) {
       try {
         await this.put(item.hash, encodePatch(item.data, runs), { base: item.base, chunkLength: item.data.length });
         this.stats.patches++;
@@ -269,9 +341,9 @@ export class ChunkUploader {
 
   private async put(hash: string, raw: Buffer, patch?: ChunkBodyEncoding['patch']): Promise<void> {
     const { body, compressed } = this.o.compress === false ? { body: raw, compressed: false } : compressIfUseful(raw);
-    const signal = this.o.signal;
+    const signal = this.signal;
     await this.o.limiter?.take(body.length, signal);
-    await retrying(() => this.transport.putChunk(hash, body, { compressed, ...(patch ? { patch } : {}) }, signal), { ...this.o.retry, ...(signal ? { signal } : {}) });
+    await retrying(() => this.transport.putChunk(hash, body, { compressed, ...(patch ? { patch } : {}) }, signal), { ...this.o.retry, signal });
     this.stats.wireBytes += body.length;
   }
 }

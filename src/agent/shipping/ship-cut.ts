@@ -108,7 +108,7 @@ export async function shipCut(
 
 /**
  * Changed chunks whose runs against a base from the store are looked up ahead of the one handed to the uploader
- * (their copies are held meanwhile: at most this many chunks beyond the uploader's two batches).
+ * (their copies are held meanwhile: at most this many chunks beyond the uploader's batches).
  */
 const RUN_LOOKUPS_AHEAD = 32;
 

@@ -14,11 +14,17 @@ import { CHUNK, startAgentFixture, waitFor, type AgentFixture } from '../../help
 class Observed implements ReplicatorTransport {
   singlePuts = 0;
   batches = 0;
+  /** The hashes of each missing-chunks query. */
+  asked: string[][] = [];
+  /** Batch requests under way now, and at most. */
+  inFlight = 0;
+  mostInFlight = 0;
   constructor(
     private readonly inner: ReplicatorClient,
     private readonly o: { noBatchRoute?: boolean; rewrite?: (entries: BatchEntry[]) => BatchEntry[]; beforeBatch?: (entries: BatchEntry[]) => Promise<void> } = {},
   ) {}
   missing(hashes: string[]) {
+    this.asked.push(hashes);
     return this.inner.missing(hashes);
   }
   async putChunk(hash: string, body: Uint8Array, encoding: ChunkBodyEncoding) {
@@ -27,10 +33,15 @@ class Observed implements ReplicatorTransport {
   }
   async putChunks(batch: FramedBatch) {
     this.batches++;
-    await this.o.beforeBatch?.(batch.entries);
-    // What the vault answers for a route it does not have (a replicator that predates batch uploads).
-    if (this.o.noBatchRoute) throw new RefugeError('not_found', 'no route POST /replicator/v1/replications/x/chunks/batch');
-    return this.inner.putChunks(this.o.rewrite ? frameBatch(this.o.rewrite(batch.entries)) : batch);
+    this.mostInFlight = Math.max(this.mostInFlight, ++this.inFlight);
+    try {
+      await this.o.beforeBatch?.(batch.entries);
+      // What the vault answers for a route it does not have (a replicator that predates batch uploads).
+      if (this.o.noBatchRoute) throw new RefugeError('not_found', 'no route POST /replicator/v1/replications/x/chunks/batch');
+      return await this.inner.putChunks(this.o.rewrite ? frameBatch(this.o.rewrite(batch.entries)) : batch);
+    } finally {
+      this.inFlight--;
+    }
   }
   commit(req: CommitPointRequest) {
     return this.inner.commit(req);
@@ -63,6 +74,8 @@ describe('batch uploads from the agent', () => {
   let replicationId: string;
   const COUNT = 12;
   const sizeBytes = COUNT * CHUNK;
+  /** Uploader batches of every chunk a test ships, whatever UPLOAD_BATCH_BYTES is. */
+  const ALL = COUNT * CHUNK;
 
   beforeEach(async () => {
     f = await startAgentFixture('ragbatch-');
@@ -78,9 +91,9 @@ describe('batch uploads from the agent', () => {
   });
 
   /** Seeds a disk of random chunks, then changes one 4 KiB block of each and ships those as patches. */
-  const shipTwoPoints = async (transport: Observed, batchBytes?: number) => {
+  const shipTwoPoints = async (transport: Observed, o: { batchBytes?: number; again?: boolean } = {}) => {
     const seed = Array.from({ length: COUNT }, () => randomBytes(CHUNK));
-    const first = new ChunkUploader(transport, batchBytes ? { batchBytes } : {});
+    const first = new ChunkUploader(transport, { batchBytes: o.batchBytes ?? ALL });
     for (const data of seed) await first.add({ hash: chunkHash(data), data });
     await first.finish();
     const p1 = await transport.commit({ parentId: null, capturedAt: new Date(Date.now() - 1000).toISOString(), consistency: 'crash', disks: [{ name: 'disk0', sizeBytes, changes: seed.map((d, i) => [i, chunkHash(d)]) }] });
@@ -89,9 +102,17 @@ describe('batch uploads from the agent', () => {
       randomBytes(4096).copy(n, 8192);
       return n;
     });
-    const second = new ChunkUploader(transport);
-    for (const [i, data] of next.entries()) await second.add({ hash: chunkHash(data), data, base: chunkHash(seed[i] as Buffer), runs: [[8192, 4096]] });
-    const stats = await second.finish();
+    const shipNext = async (askAboutPatches: boolean) => {
+      const second = new ChunkUploader(transport, { batchBytes: ALL, askAboutPatches });
+      for (const [i, data] of next.entries()) await second.add({ hash: chunkHash(data), data, base: chunkHash(seed[i] as Buffer), runs: [[8192, 4096]] });
+      return second.finish();
+    };
+    let stats = await shipNext(false);
+    if (o.again) {
+      // The first attempt's commit never happened (a cut abandoned): the next upload, asking about its patches,
+      // finds them stored and sends nothing.
+      stats = await shipNext(true);
+    }
     const p2 = await transport.commit({ parentId: p1.pointId, capturedAt: new Date().toISOString(), consistency: 'crash', disks: [{ name: 'disk0', sizeBytes, changes: next.map((d, i) => [i, chunkHash(d)]) }] });
     expect((await f.restore(replicationId, p1.pointId)).equals(Buffer.concat(seed))).toBe(true);
     expect((await f.restore(replicationId, p2.pointId)).equals(Buffer.concat(next))).toBe(true);
@@ -100,11 +121,48 @@ describe('batch uploads from the agent', () => {
 
   it('sends chunks in batches and patches as patches', async () => {
     const t = new Observed(client);
-    const stats = await shipTwoPoints(t, 4 * CHUNK); // three agent batches for the seed
+    const stats = await shipTwoPoints(t, { batchBytes: 4 * CHUNK }); // three agent batches for the seed
     expect(t.singlePuts).toBe(0);
     expect(t.batches).toBe(4);
     expect(stats).toMatchObject({ patches: COUNT, whole: 0, chunkBytes: COUNT * CHUNK });
     expect(stats.wireBytes).toBeLessThan(COUNT * (4096 + 8 + 100));
+    // The seed's batches asked which chunks were missing; the patches went without asking.
+    expect(t.asked.map((h) => h.length)).toEqual([4, 4, 4]);
+  });
+
+  it('asks about patches too after an attempt that did not commit, and sends none the store holds', async () => {
+    const t = new Observed(client);
+    const stats = await shipTwoPoints(t, { again: true });
+    expect(t.asked.map((h) => h.length)).toEqual([COUNT, COUNT]); // the seed, then the retried patches
+    expect(t.batches).toBe(2); // the seed's and the first attempt's: the retry had nothing to send
+    expect(stats).toMatchObject({ offered: COUNT, deduplicated: COUNT, patches: 0, whole: 0, wireBytes: 0 });
+  });
+
+  it('uploads two batches at once, never more, and a refused batch fails the upload', async () => {
+    const slow = new Observed(client, { beforeBatch: () => new Promise((r) => setTimeout(r, 30)) });
+    const chunks = Array.from({ length: COUNT }, () => randomBytes(CHUNK));
+    const uploader = new ChunkUploader(slow, { batchBytes: 2 * CHUNK }); // six batches
+    for (const data of chunks) await uploader.add({ hash: chunkHash(data), data });
+    expect(await uploader.finish()).toMatchObject({ whole: COUNT, chunkBytes: COUNT * CHUNK });
+    expect(slow.batches).toBe(6);
+    expect(slow.mostInFlight).toBe(2);
+    const p = await slow.commit({ parentId: null, capturedAt: new Date().toISOString(), consistency: 'crash', disks: [{ name: 'disk0', sizeBytes, changes: chunks.map((d, i) => [i, chunkHash(d)]) }] });
+    expect((await f.restore(replicationId, p.pointId)).equals(Buffer.concat(chunks))).toBe(true);
+
+    let n = 0;
+    const refusing = new Observed(client, {
+      beforeBatch: async () => {
+        if (++n === 2) throw new RefugeError('invalid_argument', 'the second batch is refused');
+        await new Promise((r) => setTimeout(r, 200)); // the first is still under way when the second fails
+      },
+    });
+    const again = new ChunkUploader(refusing, { batchBytes: 2 * CHUNK });
+    const ship = async () => {
+      for (const data of Array.from({ length: COUNT }, () => randomBytes(CHUNK))) await again.add({ hash: chunkHash(data), data });
+      return again.finish();
+    };
+    await expect(ship()).rejects.toThrow('the second batch is refused');
+    expect(refusing.inFlight).toBe(0); // the other upload was waited for: nothing runs behind the caller's back
   });
 
   it('copies what it is given: one buffer reused for every chunk, through many batches, still restores exactly', async () => {
@@ -166,7 +224,7 @@ describe('batch uploads from the agent', () => {
         throw new RefugeError('unavailable', 'the connection was cut', { retryable: true });
       },
     });
-    const uploader = new ChunkUploader(t, { retry: { firstDelayMs: 10 } });
+    const uploader = new ChunkUploader(t, { batchBytes: ALL, retry: { firstDelayMs: 10 } });
     for (const data of chunks) await uploader.add({ hash: chunkHash(data), data });
     const stats = await uploader.finish();
     expect(sizes).toEqual([COUNT, COUNT - WHOLE]);
