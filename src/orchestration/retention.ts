@@ -3,6 +3,7 @@ import { silentLogger, type Logger } from '../core/log.js';
 import { collectGarbage } from '../store/gc.js';
 import { asrRetention, selectRetained } from '../store/retention.js';
 import type { Replication } from '../vault/model.js';
+import type { EventRepository } from '../vault/monitoring/events.js';
 import { isReplicating } from '../vault/replication-state.js';
 import type { OrchestrationDeps } from './deps.js';
 
@@ -14,6 +15,8 @@ export interface RetentionOptions {
   gcGraceMs?: number;
   /** A site's store is garbage-collected at most this often, and only after points were pruned (default 6 hours). */
   gcEveryMs?: number;
+  /** Where a pass records the point records it forgot, and stores that lack a replication's latest point. */
+  events?: Pick<EventRepository, 'record'>;
 }
 
 export interface RetentionPass {
@@ -21,6 +24,8 @@ export interface RetentionPass {
   pruned: Record<string, number>;
   /** Sites whose store was garbage-collected in this pass, with the bytes it freed. */
   collected: Record<string, number>;
+  /** Point records forgotten because their store no longer holds the point (pruned outside the vault), per replication name. */
+  forgotten: Record<string, number>;
 }
 
 /**
@@ -31,6 +36,12 @@ export interface RetentionPass {
  * is gone, which the next pass deletes; never a point the vault does not list (and the store keeps everything its
  * latest point needs: the latest point is always kept). Several vault processes may run passes at once: deleting a
  * point twice is harmless, and the store's garbage collection takes the store's exclusive lock.
+ *
+ * A pass also brings the vault's records in line with the store: a point pruned outside the vault (`refuge store
+ * prune` run by an operator) would otherwise stay listed, offered for failover, and fail only when used. Such
+ * records are forgotten, with an event, but only while the store still holds the replication's latest recorded
+ * point: a store lacking that one is more likely the wrong store (an unmounted folder, another bucket) than a prune,
+ * which always keeps the latest; then nothing is forgotten and a critical event says so.
  */
 export class RetentionService {
   private timer: NodeJS.Timeout | undefined;
@@ -48,11 +59,13 @@ export class RetentionService {
 
   /** One pass over every vault's replications at time `now`. */
   async pass(now = Date.now()): Promise<RetentionPass> {
-    const result: RetentionPass = { pruned: {}, collected: {} };
+    const result: RetentionPass = { pruned: {}, collected: {}, forgotten: {} };
     const { repos } = this.deps;
     for (const vault of await repos.vaults.list()) {
       for (const rep of await repos.replications.list(vault.id)) {
         try {
+          const forgotten = await this.forgetPrunedElsewhere(rep);
+          if (forgotten > 0) result.forgotten[rep.name] = forgotten;
           const n = await this.prune(rep, now);
           if (n > 0) {
             result.pruned[rep.name] = n;
@@ -96,6 +109,35 @@ export class RetentionService {
     }
     this.log.info({ replication: rep.name, pruned: prune.length, kept: points.length - prune.length }, 'recovery points pruned by retention');
     return prune.length;
+  }
+
+  /**
+   * Forgets the records of points the store no longer holds (see the class comment); how many. Records are read
+   * before the store is listed, and a point's manifest is written before its record, so a commit in flight is never
+   * taken for a lost point.
+   */
+  private async forgetPrunedElsewhere(rep: Replication): Promise<number> {
+    if (!isReplicating(rep.state) || rep.failover.test || rep.failover.failover) return 0;
+    const { repos, sites } = this.deps;
+    const records = await repos.replications.listPoints(rep.id, 100_000); // newest first
+    const latest = records[0];
+    if (!latest) return 0;
+    const site = await repos.sites.byId(rep.targetSiteId);
+    const held = new Set(await (await sites.store(site)).listPointIds(rep.id));
+    const gone = records.filter((p) => !held.has(p.id));
+    if (gone.length === 0) return 0;
+    const ids = gone.map((p) => p.id);
+    if (!held.has(latest.id)) {
+      const message = `the replica store of site '${site.name}' lacks ${gone.length} of the ${records.length} recovery points the vault lists for '${rep.name}', its latest (${latest.id}) among them: is it the right store (mounted, the same bucket)? The vault's records are left as they are`;
+      this.log.error({ replication: rep.name, site: site.name, missing: ids.slice(0, 20), latest: latest.id }, message);
+      await this.o.events?.record({ vaultId: rep.vaultId, type: 'recovery-points.store-lacks-latest', severity: 'critical', subject: rep.name, message, details: { site: site.name, missing: ids.slice(0, 100), missingCount: gone.length, latest: latest.id } });
+      return 0;
+    }
+    for (const id of ids) await repos.replications.deletePoint(rep.id, id);
+    const message = `${gone.length} recovery point(s) of '${rep.name}' are no longer in the replica store of site '${site.name}' (pruned outside the vault): the vault no longer lists them`;
+    this.log.warn({ replication: rep.name, site: site.name, forgotten: ids.slice(0, 20) }, message);
+    await this.o.events?.record({ vaultId: rep.vaultId, type: 'recovery-points.forgotten', severity: 'warning', subject: rep.name, message, details: { site: site.name, forgotten: ids.slice(0, 100), forgottenCount: gone.length } });
+    return gone.length;
   }
 
   /** Runs a pass every `everyMs` (the first one after `everyMs`). */

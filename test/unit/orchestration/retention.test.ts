@@ -78,6 +78,35 @@ describe('retention of recovery points', () => {
     }
   });
 
+  it('forgets the records of points pruned outside the vault, with an event; not when the store lacks the latest point', async () => {
+    const now = Date.now();
+    const first = await commit(now - 30 * MIN, 'crash'); // all within two hours: retention keeps every one
+    const second = await commit(now - 20 * MIN, 'crash');
+    const latest = await commit(now - 10 * MIN, 'crash');
+    const vault = await v.repos.vaults.get('demo');
+    const store = await v.sites.store(await v.repos.sites.get(vault.id, 'recovery'));
+    const recorded = async () => (await v.repos.replications.listPoints(repId)).map((p) => p.id).sort();
+    const events = async (type: string) => (await v.call<{ items: { type: string; severity: string; message: string }[] }>('GET', `/api/v1/vaults/demo/events?type=${type}`)).body.items;
+
+    await store.deletePoint(repId, first); // what `refuge store prune` does to a point the vault lists
+    const pass = await v.retention.pass(now);
+    expect(pass.forgotten).toEqual({ vm1: 1 });
+    expect(pass.pruned).toEqual({});
+    expect(await recorded()).toEqual([second, latest].sort());
+    const [forgot] = await events('recovery-points.forgotten');
+    expect(forgot).toMatchObject({ severity: 'warning' });
+    expect(forgot?.message).toContain('1 recovery point(s)');
+    expect((await v.retention.pass(now)).forgotten).toEqual({}); // in line now
+
+    // A store without the latest point is more likely the wrong one than a prune (which keeps the latest).
+    await store.deletePoint(repId, latest);
+    expect((await v.retention.pass(now)).forgotten).toEqual({});
+    expect(await recorded()).toEqual([second, latest].sort());
+    const [lacks] = await events('recovery-points.store-lacks-latest');
+    expect(lacks).toMatchObject({ severity: 'critical' });
+    expect(lacks?.message).toContain(`its latest (${latest})`);
+  });
+
   it('leaves a replication alone while a test failover holds one of its points', async () => {
     const now = Date.now();
     await commit(now - 40 * HOUR, 'crash');
