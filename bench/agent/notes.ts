@@ -29,7 +29,12 @@ glibc's trim threshold at 128 KiB, so the heap's top went back to the system aft
 export's 64 KiB socket reads faulted fresh pages in: 7,000-13,000 minor faults a second under the sequential job,
 1.1-1.8 GB/s. With \`MALLOC_TRIM_THRESHOLD_=8388608\` (now in the unit): about 50 faults a second and 2.3-2.4 GB/s by
 hand against nbdkit's 2.86-2.88 (80-83%); \`--only p4 --rounds 3\`: 2,088, 1,972, 2,023 MB/s against 2,766, 3,259,
-2,713 (75%, 61%, 75%). P11 with it: cdp 141 MiB, scan 124 (still met). The tables above predate this setting.`;
+2,713 (75%, 61%, 75%). P11 with it: cdp 141 MiB, scan 124 (still met). The tables above predate this setting.
+Sixth session (2026-12-02, 21:40 UTC, a fresh machine at load 1-2): \`--only p4 --rounds 3\` gave 2,141, 2,289, 2,311
+MB/s against nbdkit's 2,517, 2,652, 2,538 (90% on the medians) and random writes 140%. A profile of the export under
+the sequential job (10 s) shows its main thread busy about 20% of the time, of which GC is 288 ms: the socket's
+64 KiB reads each allocate a fresh buffer. Reading straight into the request's own payload buffer (net.Socket's
+\`onread\`) would remove that, but Node 20 offers \`onread\` only on sockets it connects, not on accepted ones.`;
 
 export const P3_NOTES = `Where the time goes (profiles of the vault with \`BENCH_PROFILE=DIR\`, phases and CPU per point with
 \`BENCH_DEBUG=1\`): the store already wrote uploads into packs with one sync per commit, and the commit itself takes
@@ -131,7 +136,19 @@ run**. Left: the vault's ~0.45 s of CPU per point (TLS and HTTP of ~42 requests,
 Reverted the same evening: CI's link-faults test d) (the link cut mid-upload) measured 4.35 MB on the wire against
 its bound of 2.78 MB, since a restarted upload re-sent, without asking, the patches the cut one had stored. The
 uploader is back to one upload in flight and a query per batch until a restarted upload asks about its patches too;
-the SQLite statement cache stays.`;
+the SQLite statement cache stays.
+Sixth session (2026-12-02, 21:17-23:00 UTC, a fresh machine, load 0-2): the change is back, with patches sent
+unasked only while the agent's previous cut committed (after an abandoned cut or a restart every chunk is asked
+about); link-faults d) then measured 2,101,256 bytes on the wire for its 2 MiB burst (ratio 1). \`--only p3\`, nine
+rounds: 0.489 s (0.44-0.72), vault CPU 0.48 s per point; the same code with the benchmark's uploader asking about
+every chunk (as before the fix to the benchmark) 0.665 s. Timing the commit's phases showed it waiting 41-68 ms for
+the packs still being written: 16 MiB packs took 75-230 ms each, written by FileHandle.writeFile in 512 KiB
+pieces (a trip through the thread pool and the event loop each); one pwrite per pack (writeFileAtomic) brought
+the wait to 19-56 ms. The pwrite itself still takes 40-120 ms for 16 MiB with both cores busy. Tried and not kept:
+zstd level 1 for rebuilt chunks (on the standard image's chunks levels 1 and 3 cost 0.2 ms a chunk alike, same
+ratio; two A/B pairs of five rounds showed nothing beyond the noise). A main-thread profile charges ~30 ms a round
+to postMessage, but timing each call shows 40-80 us with spikes of 1-4 ms: the posting thread is descheduled as
+the woken worker takes the core, which is contention for the two cores, not work.`;
 
 export const P5_NOTES = `Reading: 20 MB/s of random 8 KiB writes dirty most of the 8,192 256 KiB chunks of a 2 GiB disk within a few 5 s
 intervals, so with the store's default chunk size each point reads and hashes over a GiB at the agent and rebuilds
