@@ -13,6 +13,7 @@ import { initVault } from '../../src/api/vault-init.js';
 import { spawnRefuge, stopChild, waitForOutput } from '../../src/cli/quickstart/children.js';
 import { requestJson, requestText, type HttpConnection } from '../../src/core/http-client.js';
 import { newId } from '../../src/core/ids.js';
+import { openSiteStore } from '../../src/store/open-store.js';
 import { openDatabase } from '../../src/vault/db/connect.js';
 import { createRepositories } from '../../src/vault/repositories/index.js';
 import { register, type Identity } from '../../src/protocol/identity.js';
@@ -47,6 +48,10 @@ async function seed(url: string): Promise<void> {
   const primary = await repos.sites.create({ vaultId: vault.id, name: 'primary', provider: 'qemu', config: config('primary'), capacity: { vcpus: 100_000, memoryMiB: 100_000_000, diskGiB: 1_000_000 } });
   const recovery = await repos.sites.create({ vaultId: vault.id, name: 'recovery', provider: 'qemu', config: config('recovery'), capacity: { vcpus: 100_000, memoryMiB: 100_000_000, diskGiB: 1_000_000 } });
   await repos.vaults.setLocation(vault.id, recovery.id);
+  // The stores exist before points are recorded in them: the vault refuses to create a store anew under recorded
+  // points (a missing store is an unmounted volume, not an empty one). Their points are records only, as the
+  // benchmark lists and heartbeats, and never reads a point.
+  for (const name of ['primary', 'recovery']) await (await openSiteStore(config(name).store)).close();
   const policy = await repos.policies.create({ vaultId: vault.id, name: 'default', crashIntervalSeconds: 300, retentionHours: 24, rpoThresholdSeconds: 900 });
   for (let i = 0; i < N; i++) {
     const name = `vm${String(i).padStart(5, '0')}`;
