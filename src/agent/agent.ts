@@ -346,7 +346,8 @@ export class Agent {
       compress: this.o.compress !== false,
       signal: shipSignal,
       // After an abandoned cut (or a restart) the store may hold this cut's changes already: ask about them all.
-      askAboutPatches: !this.lastCutCommitted,
+      // A base read from the store (resync, conflict) may be older than what the store holds: ask then too.
+      askAboutPatches: !this.lastCutCommitted || fromStore,
     });
     this.uploader = uploader;
     const ctx = { machine: this.o.machine.name, disks: this.o.machine.disks.map((d) => d.name), ...(groupCut ? { groupCutId: groupCut.cutId } : {}) };
@@ -402,6 +403,7 @@ export class Agent {
     let shipped;
     let result;
     try {
+      this.lastCutCommitted = false; // until this cut commits: whatever it uploads may be in the store
       const runsAgainstBase = fromStore ? blockRunsFinder(transport) : undefined;
       shipped = await shipCut(cut, { chunkSize: a.chunkSize, base, emptyParent: this.state.lastPointId === null, uploader, signal: shipSignal, ...(runsAgainstBase ? { runsAgainstBase } : {}), onRead: (n) => (this.progress.doneBytes += n) });
       await release();
@@ -412,10 +414,10 @@ export class Agent {
       // A retried commit whose first answer was lost is recognized by the replicator and answered with its point.
       result = await retrying(() => transport.commit(request), { ...this.o.shipping?.retry, signal: shipSignal });
     } catch (err) {
+      await uploader.abort(err); // a failure outside the uploader (a disk read) leaves its uploads running
       if (refusedForGood(err)) await this.forgetSent();
       await release();
       this.counters.cutsAbandoned++;
-      this.lastCutCommitted = false;
       await cut.abandon();
       if (groupCut) await this.groupClient.result(groupCut.cutId, { error: `point not committed: ${(err as Error).message}` }).catch(() => undefined);
       if (isRefugeError(err, 'conflict')) {

@@ -218,7 +218,7 @@ export async function assembleVault(o: VaultServerOptions): Promise<VaultServer 
   await engine.start();
   groupCuts.start();
   drills.start(o.drillPollMs ?? 5000);
-  const retention = new RetentionService(deps, { log, events });
+  const retention = new RetentionService(deps, { log, events, alerts });
   if (o.retentionIntervalMs !== 0) retention.start(o.retentionIntervalMs ?? 600_000);
   let readinessTimer: NodeJS.Timeout | undefined;
   if (o.monitorIntervalMs !== 0) {

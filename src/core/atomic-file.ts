@@ -13,7 +13,7 @@ export async function writeFileAtomic(path: string, data: Uint8Array | string): 
   const tmp = join(dir, `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
   let handle = await open(tmp, 'wx', 0o640);
   try {
-    await writeAll(handle, data);
+    await writeAll(handle, data, path);
     await handle.sync();
     await handle.close();
     handle = undefined as never;
@@ -32,14 +32,18 @@ export async function writeFileAtomic(path: string, data: Uint8Array | string): 
  * waiting its turn on a busy event loop (a replicator receiving uploads). P3 rounds (docs/benchmarks.md): a commit's
  * wait for the packs still being written went from 41-68 ms to 19-56 ms.
  */
-async function writeAll(handle: FileHandle, data: Uint8Array | string): Promise<void> {
+async function writeAll(handle: FileHandle, data: Uint8Array | string, path: string): Promise<void> {
   const bytes = typeof data === 'string' ? Buffer.from(data) : data;
   let done = 0;
   while (done < bytes.byteLength) {
-    const { bytesWritten } = await handle.write(bytes, done, bytes.byteLength - done, done);
+    const { bytesWritten } = await handle.write(bytes, done, Math.min(bytes.byteLength - done, MAX_WRITE), done);
+    if (bytesWritten === 0) throw new Error(`writing ${path}: the kernel wrote nothing (${done} of ${bytes.byteLength} bytes written)`);
     done += bytesWritten;
   }
 }
+
+/** The most one write call takes: Node refuses lengths of 2 GiB and more, and Linux writes at most about 2 GiB. */
+const MAX_WRITE = 1 << 30;
 
 export async function fsyncDir(dir: string): Promise<void> {
   const d = await open(dir, 'r');

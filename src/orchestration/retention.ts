@@ -3,6 +3,7 @@ import { silentLogger, type Logger } from '../core/log.js';
 import { collectGarbage } from '../store/gc.js';
 import { asrRetention, selectRetained } from '../store/retention.js';
 import type { Replication } from '../vault/model.js';
+import type { AlertRepository } from '../vault/monitoring/alerts.js';
 import type { EventRepository } from '../vault/monitoring/events.js';
 import { isReplicating } from '../vault/replication-state.js';
 import type { OrchestrationDeps } from './deps.js';
@@ -15,8 +16,10 @@ export interface RetentionOptions {
   gcGraceMs?: number;
   /** A site's store is garbage-collected at most this often, and only after points were pruned (default 6 hours). */
   gcEveryMs?: number;
-  /** Where a pass records the point records it forgot, and stores that lack a replication's latest point. */
+  /** Where a pass records the point records it forgot. */
   events?: Pick<EventRepository, 'record'>;
+  /** Where a pass raises (and later resolves) `replica-store-mismatch`: a store lacking a replication's latest point. */
+  alerts?: Pick<AlertRepository, 'raise' | 'resolve'>;
 }
 
 export interface RetentionPass {
@@ -39,15 +42,18 @@ export interface RetentionPass {
  *
  * A pass also brings the vault's records in line with the store: a point pruned outside the vault (`refuge store
  * prune` run by an operator) would otherwise stay listed, offered for failover, and fail only when used. Such
- * records are forgotten, with an event, but only while the store still holds the replication's latest recorded
- * point: a store lacking that one is more likely the wrong store (an unmounted folder, another bucket) than a prune,
- * which always keeps the latest; then nothing is forgotten and a critical event says so.
+ * records are forgotten, with an event, once two passes in a row found them gone, and only while the store still
+ * holds the replication's latest recorded point: a store lacking that one is more likely the wrong store (an
+ * unmounted folder, another bucket) than a prune, which always keeps the latest; then nothing is forgotten and the
+ * critical `replica-store-mismatch` alert is raised, resolved once the store holds the latest point again.
  */
 export class RetentionService {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<unknown> | undefined;
   private readonly lastGc = new Map<string, number>();
   private readonly prunedSinceGc = new Set<string>();
+  /** Per replication, the recorded points its store lacked at the previous pass (forgotten only if still missing). */
+  private readonly missingLastPass = new Map<string, Set<string>>();
   private readonly log: Logger;
 
   constructor(
@@ -64,13 +70,13 @@ export class RetentionService {
     for (const vault of await repos.vaults.list()) {
       for (const rep of await repos.replications.list(vault.id)) {
         try {
-          const forgotten = await this.forgetPrunedElsewhere(rep);
-          if (forgotten > 0) result.forgotten[rep.name] = forgotten;
           const n = await this.prune(rep, now);
           if (n > 0) {
             result.pruned[rep.name] = n;
             this.prunedSinceGc.add(rep.targetSiteId);
           }
+          const forgotten = await this.forgetPrunedElsewhere(rep.id); // after pruning: what retention prunes anyway is not "elsewhere"
+          if (forgotten > 0) result.forgotten[rep.name] = forgotten;
         } catch (err) {
           this.log.warn({ err, replication: rep.name }, 'retention could not prune this replication now');
         }
@@ -112,32 +118,44 @@ export class RetentionService {
   }
 
   /**
-   * Forgets the records of points the store no longer holds (see the class comment); how many. Records are read
-   * before the store is listed, and a point's manifest is written before its record, so a commit in flight is never
-   * taken for a lost point.
+   * Forgets the records of points the store no longer holds (see the class comment); how many. Forgetting cannot be
+   * undone, so a point counts as gone only when the backend itself says its manifest does not exist (a listing may
+   * lag) and only when it was found gone by the previous pass too: a point another vault's retention or a repair job
+   * is deleting (the manifest goes first, the record after) has lost its record by then, and vanishes silently. The
+   * replication is read again first and left alone unless it is plainly `protected` (a repair drops broken points,
+   * a resync or a re-protect replaces them).
    */
-  private async forgetPrunedElsewhere(rep: Replication): Promise<number> {
-    if (!isReplicating(rep.state) || rep.failover.test || rep.failover.failover) return 0;
+  private async forgetPrunedElsewhere(repId: string): Promise<number> {
     const { repos, sites } = this.deps;
+    const rep = await repos.replications.byId(repId);
+    const suspectedBefore = this.missingLastPass.get(rep.id) ?? new Set<string>();
+    this.missingLastPass.delete(rep.id);
+    if (rep.state !== 'protected' || rep.failover.test || rep.failover.failover) return 0;
     const records = await repos.replications.listPoints(rep.id, 100_000); // newest first
     const latest = records[0];
     if (!latest) return 0;
     const site = await repos.sites.byId(rep.targetSiteId);
-    const held = new Set(await (await sites.store(site)).listPointIds(rep.id));
-    const gone = records.filter((p) => !held.has(p.id));
-    if (gone.length === 0) return 0;
-    const ids = gone.map((p) => p.id);
-    if (!held.has(latest.id)) {
+    const store = await sites.store(site);
+    const listed = new Set(await store.listPointIds(rep.id));
+    const gone: string[] = [];
+    for (const p of records) if (!listed.has(p.id) && !(await store.hasPoint(rep.id, p.id))) gone.push(p.id);
+    this.missingLastPass.set(rep.id, new Set(gone));
+    const subject = rep.name;
+    if (gone[0] === latest.id) {
+      if (!suspectedBefore.has(latest.id)) return 0;
       const message = `the replica store of site '${site.name}' lacks ${gone.length} of the ${records.length} recovery points the vault lists for '${rep.name}', its latest (${latest.id}) among them: is it the right store (mounted, the same bucket)? The vault's records are left as they are`;
-      this.log.error({ replication: rep.name, site: site.name, missing: ids.slice(0, 20), latest: latest.id }, message);
-      await this.o.events?.record({ vaultId: rep.vaultId, type: 'recovery-points.store-lacks-latest', severity: 'critical', subject: rep.name, message, details: { site: site.name, missing: ids.slice(0, 100), missingCount: gone.length, latest: latest.id } });
+      this.log.error({ replication: rep.name, site: site.name, missing: gone.slice(0, 20), latest: latest.id }, message);
+      await this.o.alerts?.raise(rep.vaultId, { kind: 'replica-store-mismatch', subject, severity: 'critical', message, details: { site: site.name, missing: gone.slice(0, 100), missingCount: gone.length, latest: latest.id } });
       return 0;
     }
+    await this.o.alerts?.resolve(rep.vaultId, 'replica-store-mismatch', subject);
+    const ids = gone.filter((id) => suspectedBefore.has(id));
+    if (ids.length === 0) return 0;
     for (const id of ids) await repos.replications.deletePoint(rep.id, id);
-    const message = `${gone.length} recovery point(s) of '${rep.name}' are no longer in the replica store of site '${site.name}' (pruned outside the vault): the vault no longer lists them`;
+    const message = `${ids.length} recovery point(s) of '${rep.name}' are no longer in the replica store of site '${site.name}' (pruned outside the vault): the vault no longer lists them`;
     this.log.warn({ replication: rep.name, site: site.name, forgotten: ids.slice(0, 20) }, message);
-    await this.o.events?.record({ vaultId: rep.vaultId, type: 'recovery-points.forgotten', severity: 'warning', subject: rep.name, message, details: { site: site.name, forgotten: ids.slice(0, 100), forgottenCount: gone.length } });
-    return gone.length;
+    await this.o.events?.record({ vaultId: rep.vaultId, type: 'recovery-points.forgotten', severity: 'warning', subject, message, details: { site: site.name, forgotten: ids.slice(0, 100), forgottenCount: ids.length } });
+    return ids.length;
   }
 
   /** Runs a pass every `everyMs` (the first one after `everyMs`). */

@@ -448,6 +448,11 @@ export class ReplicaStore {
     return [...new Set((await this.backend.list('points/')).map((k) => k.split('/')[1] as string))].sort();
   }
 
+  /** Whether the store holds a point, asked of the backend for its manifest's key rather than read from a listing. */
+  async hasPoint(replicationId: string, pointId: string): Promise<boolean> {
+    return this.backend.exists(pointKey(replicationId, pointId));
+  }
+
   async getPoint(replicationId: string, pointId: string): Promise<PointManifest> {
     const key = pointKey(replicationId, pointId);
     return decodeManifest(await this.backend.get(key), key, this.key);

@@ -165,6 +165,17 @@ export class ChunkUploader {
     }
   }
 
+  /**
+   * Stops the uploads under way and waits for them: the caller gave up on this cut for a reason of its own (a disk
+   * read failed), and nothing may keep sending behind its back.
+   */
+  async abort(reason: unknown): Promise<void> {
+    if (!this.failure) this.failure = { err: reason };
+    this.stop.abort(reason);
+    await Promise.all(this.uploading);
+    this.release();
+  }
+
   private async rotate(): Promise<void> {
     const batch = this.batch;
     const bytes = this.batchBytes;
@@ -207,10 +218,10 @@ export class ChunkUploader {
     const asked = batch.filter((i) => !unasked(i));
     const hashes = [...new Set(asked.map((i) => i.hash))];
     const missing = new Set(hashes.length === 0 ? [] : await retrying(() => this.transport.missing(hashes, signal), { ...this.o.retry, signal }));
-    const patches = new Set(batch.filter(unasked).map((i) => i.hash));
-    const toSend = batch.filter((i) => patches.delete(i.hash) || missing.delete(i.hash)); // delete: once per hash
+    const sent = new Set<string>(); // a hash goes once, as the first patch or missing chunk that carries it
+    const toSend = batch.filter((i) => !sent.has(i.hash) && (unasked(i) || missing.has(i.hash)) && Boolean(sent.add(i.hash)));
     this.stats.offered += batch.length;
-    this.stats.deduplicated += asked.length - toSend.filter((i) => !unasked(i)).length;
+    this.stats.deduplicated += batch.length - toSend.length;
     if (this.transport.putChunks && this.batchesWork !== false) {
       try {
         if (await this.sendInBatches(toSend)) this.batchesWork = true; // answered: the route exists

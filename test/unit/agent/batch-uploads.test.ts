@@ -31,14 +31,14 @@ class Observed implements ReplicatorTransport {
     this.singlePuts++;
     await this.inner.putChunk(hash, body, encoding);
   }
-  async putChunks(batch: FramedBatch) {
+  async putChunks(batch: FramedBatch, signal?: AbortSignal) {
     this.batches++;
     this.mostInFlight = Math.max(this.mostInFlight, ++this.inFlight);
     try {
       await this.o.beforeBatch?.(batch.entries);
       // What the vault answers for a route it does not have (a replicator that predates batch uploads).
       if (this.o.noBatchRoute) throw new RefugeError('not_found', 'no route POST /replicator/v1/replications/x/chunks/batch');
-      return await this.inner.putChunks(this.o.rewrite ? frameBatch(this.o.rewrite(batch.entries)) : batch);
+      return await this.inner.putChunks(this.o.rewrite ? frameBatch(this.o.rewrite(batch.entries)) : batch, signal);
     } finally {
       this.inFlight--;
     }
@@ -163,6 +163,36 @@ describe('batch uploads from the agent', () => {
     };
     await expect(ship()).rejects.toThrow('the second batch is refused');
     expect(refusing.inFlight).toBe(0); // the other upload was waited for: nothing runs behind the caller's back
+  });
+
+  it('sends a hash once per batch, as patch or whole, and counts the repeats as deduplicated', async () => {
+    const t = new Observed(client);
+    const seed = randomBytes(CHUNK);
+    const first = new ChunkUploader(t, { batchBytes: ALL });
+    await first.add({ hash: chunkHash(seed), data: seed });
+    await first.finish();
+    const p1 = await t.commit({ parentId: null, capturedAt: new Date(Date.now() - 1000).toISOString(), consistency: 'crash', disks: [{ name: 'disk0', sizeBytes, changes: [[0, chunkHash(seed)]] }] });
+    const next = Buffer.from(seed);
+    randomBytes(4096).copy(next, 0);
+    const hash = chunkHash(next);
+    const second = new ChunkUploader(t, { batchBytes: ALL, askAboutPatches: false });
+    await second.add({ hash, data: next, base: chunkHash(seed), runs: [[0, 4096]] }); // a patch, not asked about
+    await second.add({ hash, data: next }); // the same chunk whole (asked about: missing)
+    await second.add({ hash, data: next, base: chunkHash(seed), runs: [[0, 4096]] });
+    expect(await second.finish()).toMatchObject({ offered: 3, deduplicated: 2, patches: 1, whole: 0, chunkBytes: CHUNK });
+    expect(t.asked.at(-1)).toEqual([hash]);
+    const p2 = await t.commit({ parentId: p1.pointId, capturedAt: new Date().toISOString(), consistency: 'crash', disks: [{ name: 'disk0', sizeBytes, changes: [[0, hash]] }] });
+    expect((await f.restore(replicationId, p2.pointId)).subarray(0, CHUNK).equals(next)).toBe(true);
+  });
+
+  it('abort stops the uploads under way and waits for them; finish then throws why', async () => {
+    const slow = new Observed(client, { beforeBatch: () => new Promise((r) => setTimeout(r, 300)) });
+    const uploader = new ChunkUploader(slow, { batchBytes: 2 * CHUNK });
+    for (const data of Array.from({ length: 4 }, () => randomBytes(CHUNK))) await uploader.add({ hash: chunkHash(data), data }); // two batches
+    await waitFor(() => slow.inFlight === 2, 10_000, 'two batches under way');
+    await uploader.abort(new Error('reading disk0 failed'));
+    expect(slow.inFlight).toBe(0); // nothing runs behind the caller's back
+    await expect(uploader.finish()).rejects.toThrow('reading disk0 failed');
   });
 
   it('copies what it is given: one buffer reused for every chunk, through many batches, still restores exactly', async () => {

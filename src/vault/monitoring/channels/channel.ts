@@ -9,6 +9,7 @@ export const ALERT_KINDS = [
   'capacity-shortfall',
   'readiness-worsened',
   'replica-store-full',
+  'replica-store-mismatch',
 ] as const;
 export type AlertKind = (typeof ALERT_KINDS)[number];
 
