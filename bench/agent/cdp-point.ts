@@ -1,6 +1,8 @@
 import type { ChunkHashes } from '../../src/agent/chunk-hashes.js';
+import { execFile } from 'node:child_process';
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { CdpCapture } from '../../src/agent/capture/cdp-capture.js';
 import { ReplicatorClient, VaultClient } from '../../src/agent/clients.js';
 import { ChunkUploader } from '../../src/agent/shipping/chunk-uploader.js';
@@ -105,6 +107,9 @@ export async function benchCdpPoints(dir: string, sizeBytes: number, rounds: num
     const p3: PointResult = { commitSeconds: [], agentSeconds: [], readBytes: [], wireBytes: [], replicatorCpu: [], writtenBytes: 0 };
     const p9: PointResult = { commitSeconds: [], agentSeconds: [], readBytes: [], wireBytes: [], replicatorCpu: [], writtenBytes: 0 };
     for (let round = 1; round <= rounds; round++) {
+      // Each round starts settled: the round before wrote hundreds of MB of packs (P9's point), whose writeback
+      // would otherwise run during this round's point, as P4's image did (run.ts). P3 is one point after 1% churn.
+      await promisify(execFile)('sync');
       const churn = onePercentChurn(sizeBytes, round);
       await write(churn);
       p3.agentSeconds.push(await agentSide());
