@@ -15,6 +15,7 @@ import { ChunkUploader, emptyUploadStats, type UploadStats } from './shipping/ch
 import { RateLimiter } from './shipping/rate-limiter.js';
 import { retrying, type RetryPolicy } from './shipping/retry.js';
 import { shipCut } from './shipping/ship-cut.js';
+import { stageLongCommit } from './shipping/staged-commit.js';
 import { blockRunsFinder, storeBase } from './shipping/store-base.js';
 import { emptyState, loadState, saveState, type AgentState } from './state.js';
 import { clearSentCommit, hashesAfter, loadSentCommit, refusedForGood, saveSentCommit, type SentCommit } from './sent-commit.js';
@@ -54,6 +55,8 @@ export interface AgentOptions {
   compress?: boolean;
   /** Upload batching, parallelism and retries (defaults suit production; tests shrink them). */
   shipping?: { batchBytes?: number; concurrency?: number; retry?: RetryPolicy };
+  /** When a commit's change list goes ahead in parts, and how long a part is (protocol/limits.ts; tests shrink them). */
+  staging?: { above?: number; partEntries?: number };
   /** App-consistency hooks run around a cut when the policy's app-consistent interval is due (hooks/). */
   hooks?: AppHook[];
   /** Longest each hook phase may take before the point falls back to crash-consistent (default 30 s). */
@@ -407,7 +410,10 @@ export class Agent {
       const runsAgainstBase = fromStore ? blockRunsFinder(transport) : undefined;
       shipped = await shipCut(cut, { chunkSize: a.chunkSize, base, emptyParent: this.state.lastPointId === null, uploader, signal: shipSignal, ...(runsAgainstBase ? { runsAgainstBase } : {}), onRead: (n) => (this.progress.doneBytes += n) });
       await release();
-      const request = { parentId: this.state.lastPointId, capturedAt: cut.capturedAt.toISOString(), consistency, disks: shipped.disks };
+      const whole = { parentId: this.state.lastPointId, capturedAt: cut.capturedAt.toISOString(), consistency, disks: shipped.disks };
+      // A long change list (a large disk's first point) goes ahead in parts; the commit carries the last one.
+      const stage = transport.stageChanges?.bind(transport);
+      const request = stage ? await stageLongCommit(whole, (part) => retrying(() => stage(part, shipSignal), { ...this.o.shipping?.retry, signal: shipSignal }), this.o.staging) : whole;
       // Kept until answered: if it lands and the answer is lost for good, it is sent again at the next point.
       this.sent = { replicationId: a.replicationId, chunkSize: a.chunkSize, request };
       await saveSentCommit(this.o.stateDir, this.sent);

@@ -12,6 +12,7 @@ import type {
   PointChunksResponse,
   RegisterRequest,
   RegisterResponse,
+  StageChangesRequest,
 } from '../protocol/schemas.js';
 
 /** The agent's side of the agent <-> vault exchange (docs/protocol.md): register, then heartbeat. */
@@ -57,6 +58,8 @@ export interface ReplicatorTransport {
    */
   putChunks?(batch: FramedBatch, signal?: AbortSignal): Promise<ChunkBatchResponse>;
   commit(req: CommitPointRequest): Promise<CommitPointResponse>;
+  /** One part of a long change list, ahead of its commit (optional: without it, every commit goes whole). */
+  stageChanges?(part: StageChangesRequest, signal?: AbortSignal): Promise<void>;
   /** A stored point's chunk hashes, and stored chunks' block digests: comparing without local hashes (optional: fault wrappers may omit them). */
   pointChunks?(pointId: string): Promise<PointChunksResponse>;
   blockHashes?(hashes: string[]): Promise<BlockHashesResponse>;
@@ -97,6 +100,10 @@ export class ReplicatorClient implements ReplicatorTransport {
 
   commit(req: CommitPointRequest): Promise<CommitPointResponse> {
     return requestJson('POST', this.url('/points'), { body: req, timeoutMs: 120_000, connection: this.connection });
+  }
+
+  stageChanges(part: StageChangesRequest, signal?: AbortSignal): Promise<void> {
+    return requestJson('POST', this.url('/points/staged'), { body: part, timeoutMs: 120_000, connection: this.connection, ...(signal ? { signal } : {}) });
   }
 
   pointChunks(pointId: string): Promise<PointChunksResponse> {

@@ -1,6 +1,7 @@
 import { Type, type Static } from 'typebox';
+import { ID_PATTERN } from '../core/ids.js';
 import { NAME_PATTERN } from '../core/names.js';
-import { MAX_BLOCK_HASH_CHUNKS, MAX_HASHES_PER_QUERY } from './limits.js';
+import { MAX_BLOCK_HASH_CHUNKS, MAX_HASHES_PER_QUERY, MAX_STAGE_PART_ENTRIES } from './limits.js';
 
 /**
  * Wire messages between an agent and the vault (registration, heartbeat) and between an agent and a replicator
@@ -205,10 +206,26 @@ export type ChunkBatchResponse = Static<typeof ChunkBatchResponse>;
 
 export const ChunkChange = Type.Tuple([Type.Integer({ minimum: 0 }), Type.Union([Hash, Type.Null()])]);
 
+/** One part of a long change list, sent ahead of its commit (docs/protocol.md, "Staged changes"). */
+export const StageChangesRequest = Type.Object(
+  {
+    stageId: Type.String({ pattern: ID_PATTERN }),
+    part: Type.Integer({ minimum: 0, maximum: 999_999 }),
+    disks: Type.Array(
+      Type.Object({ name: Name, changes: Type.Array(ChunkChange, { maxItems: MAX_STAGE_PART_ENTRIES }) }, { additionalProperties: false }),
+      { minItems: 1, maxItems: 64 },
+    ),
+  },
+  { additionalProperties: false },
+);
+export type StageChangesRequest = Static<typeof StageChangesRequest>;
+
 export const CommitPointRequest = Type.Object(
   {
     /** The point the changes apply to; must be the replication's latest point (or null for the first). */
     parentId: Type.Union([Type.String({ maxLength: 64 }), Type.Null()]),
+    /** Changes sent before in parts (StageChangesRequest): they apply first, then `disks`' own. */
+    stageId: Type.Optional(Type.String({ pattern: ID_PATTERN })),
     capturedAt: Timestamp,
     consistency: Type.Union([Type.Literal('crash'), Type.Literal('app')]),
     disks: Type.Array(

@@ -3,7 +3,7 @@ import { RefugeError, isRefugeError } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import { BLOCK_SIZE, blockDigests, decompressBounded } from '../protocol/chunk-encoding.js';
 import type { BatchEntry } from '../protocol/chunk-batch.js';
-import type { BlockHashesResponse, ChunkBatchResponse, CommitPointRequest, CommitPointResponse, PointChunksResponse } from '../protocol/schemas.js';
+import type { BlockHashesResponse, ChunkBatchResponse, CommitPointRequest, CommitPointResponse, PointChunksResponse, StageChangesRequest } from '../protocol/schemas.js';
 import { chunkCount } from '../store/chunks.js';
 import type { PointManifest } from '../store/manifest.js';
 import { PATCH_GROUP_CHUNK_BYTES, type PatchUpload } from '../store/patched-chunks.js';
@@ -303,6 +303,15 @@ export class Replicator {
     return isRefugeError(err, 'integrity') ? new RefugeError('invalid_argument', err.message, { cause: err }) : err;
   }
 
+  /** Stores one part of a long change list ahead of its commit (store/staging.ts). */
+  async stageChanges(replicationId: string, req: StageChangesRequest): Promise<void> {
+    const target = await this.targets.resolve(replicationId);
+    await target.store.stageChanges(replicationId, req.stageId, req.part, req.disks).catch(async (err: unknown) => {
+      await this.reportFull(target, err);
+      throw err;
+    });
+  }
+
   /** Commits a point; commits of one replication run one at a time and must name the latest point as parent. */
   async commitPoint(replicationId: string, req: CommitPointRequest): Promise<CommitPointResponse> {
     return this.commits.run(replicationId, () => this.commitNow(replicationId, req));
@@ -347,6 +356,7 @@ export class Replicator {
       consistency: req.consistency,
       disks: req.disks.map((d) => ({ name: d.name, sizeBytes: d.sizeBytes, changes: d.changes })),
       chunkSize: target.chunkSize,
+      ...(req.stageId !== undefined ? { stageId: req.stageId } : {}),
     }).catch(async (err: unknown) => {
       await this.reportFull(target, err);
       throw err;

@@ -7,7 +7,7 @@ import { RefugeError } from '../core/errors.js';
 import { ID_PATTERN } from '../core/ids.js';
 import { CHUNK_CONTENT_TYPE, CHUNK_LENGTH_HEADER, PATCH_BASE_HEADER, PATCH_CONTENT_TYPE } from '../protocol/chunk-encoding.js';
 import { BATCH_CONTENT_TYPE, readBatch } from '../protocol/chunk-batch.js';
-import { BlockHashesRequest, ChunkBatchResponse, BlockHashesResponse, Hash, MissingChunksRequest, MissingChunksResponse, CommitPointRequest, CommitPointResponse, PointChunksQuery, PointChunksResponse } from '../protocol/schemas.js';
+import { BlockHashesRequest, ChunkBatchResponse, BlockHashesResponse, Hash, MissingChunksRequest, MissingChunksResponse, CommitPointRequest, CommitPointResponse, PointChunksQuery, PointChunksResponse, StageChangesRequest } from '../protocol/schemas.js';
 import type { ReceivedEncoding, Replicator } from './replicator.js';
 
 /**
@@ -23,7 +23,8 @@ export const BATCH_STALL_MS = 10_000;
 
 /**
  * Largest commit body: about 880,000 listed chunks (76 bytes of JSON each), that is 215 GiB of changed data in
- * 256 KiB chunks or 13 GiB in 16 KiB ones. The API's other bodies stay within 1 MiB.
+ * 256 KiB chunks or 13 GiB in 16 KiB ones. The agent sends longer lists ahead in parts (`/points/staged`), so this
+ * bounds only older agents. The API's other bodies stay within 1 MiB.
  */
 export const MAX_COMMIT_BYTES = 64 * 1024 * 1024;
 
@@ -71,6 +72,15 @@ export function replicatorRoutes(replicator: Replicator, maxChunkBytes: number):
       } finally {
         req.raw.setTimeout(0);
       }
+    });
+
+    app.post('/replications/:replication/points/staged', {
+      // MAX_STAGE_PART_ENTRIES entries of about 76 bytes, with room to spare.
+      bodyLimit: 16 * 1024 * 1024,
+      schema: { params: Params, body: StageChangesRequest },
+    }, async (req, reply) => {
+      await replicator.stageChanges(req.params.replication, req.body);
+      return reply.code(204).send();
     });
 
     app.post('/replications/:replication/points', {

@@ -5,12 +5,13 @@ import { readAllIndexFiles, readIndexFiles } from './inspect.js';
 import { decodeManifest } from './manifest.js';
 import { packIdOfKey, packKey, parsePack, type PackInfo } from './pack.js';
 import { PackRewriter, checkPackBlobs } from './pack-rewriter.js';
+import { markStagedChunks } from './staging.js';
 import type { ReplicaStore } from './replica-store.js';
 import { collectBlobs } from './tree.js';
 
 /**
  * Garbage collection: deletes blobs no point references, rewriting ("repacking") packs that are mostly garbage.
- * 1. Mark: every blob reachable from every point's trees is live. Unreferenced blobs younger than the grace period,
+ * 1. Mark: every blob reachable from every point's trees is live, and every chunk a stage of changes lists. Unreferenced blobs younger than the grace period,
  *    or than the oldest upload a writer still holds (locks.ts `writer`), are kept too: they may be about to be used.
  * 2. Copy: the kept blobs of packs to rewrite go into new packs (checked while copied), with a new index file.
  *    Nothing is deleted yet, so a crash here leaves only extra copies.
@@ -41,6 +42,8 @@ export interface GcResult {
   indexFilesAfter: number;
   /** Packs no good index file named, kept and now indexed. */
   adoptedPacks: number;
+  /** Stages of changes untouched for a week (staging.ts): deleted, unless a dry run. */
+  abandonedStages: number;
   damaged: { object: string; problem: string }[];
 }
 
@@ -50,7 +53,17 @@ class Marker {
   readonly live = new Set<string>();
   readonly seenNodes = new Set<string>();
   readonly seenPoints = new Set<string>();
-  constructor(private readonly store: ReplicaStore) {}
+  /** Stages of changes (staging.ts) left untouched so long that their agent gave up on them. */
+  abandonedStages = 0;
+  constructor(
+    private readonly store: ReplicaStore,
+    private readonly dropAbandoned: boolean,
+  ) {}
+
+  /** Marks the chunks listed by stages of changes not committed yet, which may be hours old (a large disk's seed). */
+  async markStaged(): Promise<void> {
+    this.abandonedStages = await markStagedChunks(this.store.backend, this.store.key, { now: Date.now(), dropAbandoned: this.dropAbandoned }, (h) => this.live.add(h));
+  }
 
   /** Marks the blobs of points not marked before; returns how many points are known. */
   async markNewPoints(): Promise<number> {
@@ -86,8 +99,9 @@ async function collect(store: ReplicaStore, o: GcOptions): Promise<GcResult> {
   const started = Date.now();
   await store.blobs.refresh();
   const { files: indexFiles, damaged: damagedIndexFiles } = await readIndexFiles(store);
-  const marker = new Marker(store);
+  const marker = new Marker(store, !o.dryRun);
   await marker.markNewPoints();
+  await marker.markStaged();
   const writerSince = await store.locks.oldestWriterProtection();
   const protectAfter = Math.min(started - (o.graceMs ?? 3600_000), writerSince ?? Infinity);
 
@@ -133,6 +147,7 @@ async function collect(store: ReplicaStore, o: GcOptions): Promise<GcResult> {
     indexFilesBefore: indexFiles.length,
     indexFilesAfter: indexFiles.length,
     adoptedPacks: 0,
+    abandonedStages: marker.abandonedStages,
     damaged: [],
   };
   if (o.dryRun) {
@@ -184,6 +199,7 @@ async function collect(store: ReplicaStore, o: GcOptions): Promise<GcResult> {
   try {
     await store.blobs.refresh();
     await marker.markNewPoints();
+    await marker.markStaged(); // stages written meanwhile
     // Index files written since the start (new uploads, commits): their packs stay, whatever they hold.
     const known = new Set([...indexFiles.map((f) => f.name), ...damagedIndexFiles]); // damaged ones are replaced too
     if (interim) known.add(interim);

@@ -47,27 +47,39 @@ export const pointsPrefix = (replicationId: string): string => `points/${replica
 export const pointKey = (replicationId: string, pointId: string): string => `${pointsPrefix(replicationId)}${pointId}.json`;
 
 export function encodeManifest(m: PointManifest, key: DataKey): Buffer {
-  const body = JSON.stringify(m);
+  return encodeSummedJson(m, key);
+}
+
+export function decodeManifest(data: Buffer, object: string, key: DataKey): PointManifest {
+  const m = decodeSummedJson<PointManifest>(data, object, key, 'manifest');
+  if (m.format !== MANIFEST_FORMAT) {
+    throw new RefugeError('failed_precondition', `manifest ${object} has unsupported format ${String(m.format)}`, { details: { object } });
+  }
+  return m;
+}
+
+/**
+ * JSON followed by a line `sha256:<hex of the JSON>`, sealed in an encrypted store: how the store keeps its small
+ * documents (manifests, staged changes), so that damage or truncation is an `integrity` error naming the object.
+ */
+export function encodeSummedJson(value: unknown, key: DataKey): Buffer {
+  const body = JSON.stringify(value);
   const text = Buffer.from(`${body}\nsha256:${createHash('sha256').update(body).digest('hex')}\n`);
   return key === null ? text : seal(text, key);
 }
 
-export function decodeManifest(data: Buffer, object: string, key: DataKey): PointManifest {
+export function decodeSummedJson<T>(data: Buffer, object: string, key: DataKey, what: string): T {
   const text = (key === null ? data : unseal(data, key, object)).toString('utf8');
   const nl = text.lastIndexOf('\nsha256:');
   const body = nl < 0 ? '' : text.slice(0, nl);
   const sum = nl < 0 ? '' : text.slice(nl + 8).trim();
   if (!body || createHash('sha256').update(body).digest('hex') !== sum) {
-    throw new RefugeError('integrity', `manifest ${object} is corrupt (checksum mismatch or truncated)`, {
+    throw new RefugeError('integrity', `${what} ${object} is corrupt (checksum mismatch or truncated)`, {
       hint: 'run `refuge store verify`; other points are unaffected',
       details: { object },
     });
   }
-  const m = JSON.parse(body) as PointManifest;
-  if (m.format !== MANIFEST_FORMAT) {
-    throw new RefugeError('failed_precondition', `manifest ${object} has unsupported format ${String(m.format)}`, { details: { object } });
-  }
-  return m;
+  return JSON.parse(body) as T;
 }
 
 export function findDisk(m: PointManifest, diskName: string): DiskManifest {

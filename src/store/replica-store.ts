@@ -11,6 +11,8 @@ import { newEncryption, openDataKey, type DataKey } from './sealing.js';
 import { CONFIG_KEY, DEFAULT_COMPRESSION_LEVEL, DEFAULT_PACK_SIZE, MAX_CHUNK_SIZE, STORE_FORMAT, checkConfig, usableChunkSize, type StoreConfig } from './store-config.js';
 import { ZERO_HASH, collectBlobs, diffTrees, forEachChunk, listChunks, updateTree } from './tree.js';
 import { verifyPointBlobs } from './verify.js';
+import { applyStagedChanges, type StagedCommitHost } from './staged-commit.js';
+import { dropStage, writeStagedPart, type StagedDisk } from './staging.js';
 import { baseLacking, mismatch, rebuildPatches, type PatchOutcome, type PatchUpload } from './patched-chunks.js';
 import { workerPool, type RebuildBase } from './worker-pool.js';
 
@@ -45,6 +47,8 @@ export interface CommitRequest {
    * and a disk whose chunk size differs from its parent's is built anew (every chunk listed).
    */
   chunkSize?: number;
+  /** A stage of changes sent before (staging.ts, ReplicaStore.stageChanges): its parts apply first, then `disks`'. */
+  stageId?: string;
 }
 
 /** Reports bytes done so far out of the bytes the whole operation will handle. */
@@ -283,46 +287,25 @@ export class ReplicaStore {
     const cs = req.chunkSize ?? this.chunkSize;
     if (!usableChunkSize(cs)) throw new RefugeError('invalid_argument', `chunk size ${cs} is not usable`, { hint: 'use a power of two from 4 KiB to 64 MiB' });
     const parent = req.parentId === null ? null : await this.getPoint(req.replicationId, req.parentId);
-    const referenced = new Set<string>();
     const names = new Set<string>();
     for (const change of req.disks) {
       // Two disks of one name would make a manifest whose second disk no reader can reach.
       if (names.has(change.name)) throw new RefugeError('invalid_argument', `disk '${change.name}' is listed twice`);
       names.add(change.name);
-      const count = chunkCount(change.sizeBytes, cs);
       if (!Number.isSafeInteger(change.sizeBytes) || change.sizeBytes < 0) throw new RefugeError('invalid_argument', `disk '${change.name}': size ${change.sizeBytes} is not usable`);
-      for (const [index, hash] of change.changes) {
-        if (!Number.isInteger(index) || index < 0 || index >= count) {
-          throw new RefugeError('invalid_argument', `disk '${change.name}': chunk index ${index} is outside 0..${count - 1}`);
-        }
-        if (hash !== null && !isChunkHash(hash)) throw new RefugeError('invalid_argument', `disk '${change.name}': '${hash}' is not a chunk hash`);
-        if (hash !== null) referenced.add(hash);
-      }
     }
-    const missing = await this.missingChunks([...referenced]);
-    if (missing.length > 0) {
-      throw new RefugeError('failed_precondition', `${missing.length} chunk(s) referenced by the point are not stored`, {
-        details: { missing: missing.slice(0, 20) },
-        hint: 'upload the missing chunks, then commit again',
-      });
+    const referenced = new Set<string>();
+    let disks: Required<DiskManifest>[];
+    if (req.stageId === undefined) {
+      for (const change of req.disks) for (const h of await this.checkChanges(change, cs)) referenced.add(h);
+      disks = [];
+      for (const change of req.disks) disks.push(await this.applyChanges(parent?.disks.find((x) => x.name === change.name), change, cs));
+    } else {
+      disks = await applyStagedChanges(this.stagedCommitHost(), { ...req, stageId: req.stageId }, parent, cs);
     }
-    // A chunk must fill its place exactly (restores refuse anything else), or the point could never be restored.
-    // An index listed twice takes its last listing (as the tree is updated): only that one must fit. Looked for
-    // only on a misfit, so a seed's long list is not copied into a map here as well as in the tree's update.
-    for (const change of req.disks) {
-      for (const [n, [index, hash]] of change.changes.entries()) {
-        if (hash === null) continue;
-        const length = this.blobs.rawLength(hash);
-        const room = chunkLength(change.sizeBytes, cs, index);
-        if (length !== room && change.changes.findLastIndex(([i]) => i === index) === n) throw new RefugeError('invalid_argument', `disk '${change.name}': chunk ${hash} has ${length ?? 0} bytes where chunk ${index} holds ${room}`);
-      }
-    }
-    const disks: DiskManifest[] = [];
     let changedChunks = 0;
     let changedBytes = 0;
-    for (const change of req.disks) {
-      const disk = await this.applyChanges(parent?.disks.find((x) => x.name === change.name), change, cs);
-      disks.push(disk);
+    for (const disk of disks) {
       changedChunks += disk.changedChunks;
       changedBytes += disk.changedBytes;
     }
@@ -346,8 +329,62 @@ export class ReplicaStore {
       await lock.release();
     }
     for (const h of referenced) this.uploads.delete(h);
+    if (req.stageId !== undefined) await dropStage(this.backend, req.replicationId, req.stageId).catch(() => undefined); // else abandoned: GC drops it
     await this.noticeUploads().catch(() => undefined);
     return manifest;
+  }
+
+  /**
+   * Checks one disk's changes before they are applied: indexes in range, hashes well formed, every chunk stored and
+   * exactly the length of its place (restores refuse anything else, so the point could never be restored). An index
+   * listed twice takes its last listing (as the tree is updated): only that one must fit. Returns the chunk hashes.
+   */
+  private async checkChanges(change: DiskChanges, cs: number): Promise<Set<string>> {
+    const count = chunkCount(change.sizeBytes, cs);
+    const referenced = new Set<string>();
+    for (const [index, hash] of change.changes) {
+      if (!Number.isInteger(index) || index < 0 || index >= count) {
+        throw new RefugeError('invalid_argument', `disk '${change.name}': chunk index ${index} is outside 0..${count - 1}`);
+      }
+      if (hash !== null && !isChunkHash(hash)) throw new RefugeError('invalid_argument', `disk '${change.name}': '${hash}' is not a chunk hash`);
+      if (hash !== null) referenced.add(hash);
+    }
+    const missing = await this.missingChunks([...referenced]);
+    if (missing.length > 0) {
+      throw new RefugeError('failed_precondition', `${missing.length} chunk(s) referenced by the point are not stored`, {
+        details: { missing: missing.slice(0, 20) },
+        hint: 'upload the missing chunks, then commit again',
+      });
+    }
+    // Looked for only on a misfit, so a seed's long list is not copied into a map here as well as in the tree's update.
+    for (const [n, [index, hash]] of change.changes.entries()) {
+      if (hash === null) continue;
+      const length = this.blobs.rawLength(hash);
+      const room = chunkLength(change.sizeBytes, cs, index);
+      if (length !== room && change.changes.findLastIndex(([i]) => i === index) === n) throw new RefugeError('invalid_argument', `disk '${change.name}': chunk ${hash} has ${length ?? 0} bytes where chunk ${index} holds ${room}`);
+    }
+    return referenced;
+  }
+
+  /** What a staged commit (staged-commit.ts) uses of the store. */
+  private stagedCommitHost(): StagedCommitHost {
+    return {
+      backend: this.backend,
+      key: this.key,
+      blobs: this.blobs,
+      checkChanges: async (change, cs) => {
+        for (const h of await this.checkChanges(change, cs)) this.uploads.delete(h); // the stage protects them now
+      },
+      applyChanges: (base, change, cs) => this.applyChanges(base, change, cs),
+    };
+  }
+
+  /**
+   * Stores one part of a point's changes ahead of its commit (staging.ts): for a change list too long for one
+   * commit. The commit names the stage; parts may come in any order and a part sent again replaces it.
+   */
+  async stageChanges(replicationId: string, stageId: string, part: number, disks: StagedDisk[]): Promise<void> {
+    await writeStagedPart(this.backend, this.key, replicationId, stageId, part, disks);
   }
 
   private async flushOrDiscard(replicationId: string, o = { index: false }): Promise<void> {

@@ -3,7 +3,8 @@ import { mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Agent } from '../../../src/agent/agent.js';
+import { Agent, type AgentOptions } from '../../../src/agent/agent.js';
+import type { ReplicatorTransport } from '../../../src/agent/clients.js';
 import { ScanCapture } from '../../../src/agent/capture/scan-capture.js';
 import { startVaultServer, type VaultServer } from '../../../src/api/server.js';
 import type { RegistrationKeyResponse } from '../../../src/protocol/enrollment.js';
@@ -34,8 +35,9 @@ describe('agent replication (scan mode)', () => {
   const api = <T>(method: string, path: string, body?: unknown): Promise<T> =>
     requestJson<T>(method, `${server.url}/api/v1${path}`, { connection, ...(body === undefined ? {} : { body }) });
 
-  const startAgent = () => {
+  const startAgent = (extra: Partial<AgentOptions> = {}) => {
     const agent = new Agent({
+      ...extra,
       vaultUrl: server.url,
       vault: 'demo',
       site: 'primary',
@@ -124,6 +126,33 @@ describe('agent replication (scan mode)', () => {
     expect((await restore(rep.id, second.id)).equals(changed)).toBe(true);
     expect((await restore(rep.id, first.id)).equals(seeded)).toBe(true);
     expect(received(rep.id)).toBe(3 * MiB + DEFAULT_CHUNK_SIZE); // exactly one more chunk
+  });
+
+  it('sends a long change list in parts ahead of its commit, and the point restores exactly', async () => {
+    const staged: { part: number; entries: number }[] = [];
+    // Staging from 4 listed chunks in parts of 5: the seed's 12 chunks go as two parts plus 2 with the commit.
+    startAgent({
+      staging: { above: 4, partEntries: 5 },
+      transportFor: (client): ReplicatorTransport => Object.assign(Object.create(client) as ReplicatorTransport, {
+        stageChanges: async (part: Parameters<NonNullable<ReplicatorTransport['stageChanges']>>[0], signal?: AbortSignal) => {
+          staged.push({ part: part.part, entries: part.disks.reduce((n, d) => n + d.changes.length, 0) });
+          await client.stageChanges(part, signal);
+        },
+      }),
+    });
+    await waitFor(async () => (await api<{ items: unknown[] }>('GET', '/vaults/demo/machines')).items.length === 1);
+    const rep = await api<{ id: string }>('POST', '/vaults/demo/replications', { machine: 'vm1', policy: 'default', targetSite: 'recovery' });
+    const first = await waitForPointAfter(new Date(0));
+    expect((await restore(rep.id, first.id)).equals(await readDisk(diskPath))).toBe(true);
+    expect(staged).toEqual([{ part: 0, entries: 5 }, { part: 1, entries: 5 }]);
+    const store = await ReplicaStore.open(new FilesystemBackend(join(dir, 'vault', 'sites', 'recovery', 'store')));
+    expect(await store.backend.list('staging/')).toEqual([]); // the commit deleted its stage
+
+    await write(5 * MiB + 10, Buffer.from('changed in chunk five')); // a short list: committed whole
+    const changedAt = new Date();
+    const second = await waitForPointAfter(changedAt);
+    expect((await restore(rep.id, second.id)).equals(await readDisk(diskPath))).toBe(true);
+    expect(staged).toHaveLength(2);
   });
 
   it('resynchronizes after the agent loses its state by hash comparison, not a full copy', async () => {
