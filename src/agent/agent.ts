@@ -333,7 +333,7 @@ export class Agent {
     // Without remembered hashes but with a parent point (resync, or the seed of a re-protect), compare against the
     // store's own hashes, and patch changed chunks block by block: only the differences travel.
     const fromStore = everyChunk && this.state.lastPointId !== null && transport.pointChunks !== undefined && transport.blockHashes !== undefined;
-    if (fromStore) base = await storeBase(transport, this.state.lastPointId as string, a.chunkSize);
+    if (fromStore) base = await storeBase(transport, this.state.lastPointId as string, a.chunkSize, this.o.machine.disks.map((d) => d.name));
     // A re-protect's first point, with the disks hashed while the seed was made: only what differs is read again.
     const prehash = this.prehash;
     const ahead = fromStore && prehash?.replicationId === a.replicationId && prehash.chunkSize === a.chunkSize && prehashCovers(prehash, base, this.o.machine.disks) ? prehash : undefined;

@@ -61,7 +61,7 @@ export interface ReplicatorTransport {
   /** One part of a long change list, ahead of its commit (optional: without it, every commit goes whole). */
   stageChanges?(part: StageChangesRequest, signal?: AbortSignal): Promise<void>;
   /** A stored point's chunk hashes, and stored chunks' block digests: comparing without local hashes (optional: fault wrappers may omit them). */
-  pointChunks?(pointId: string): Promise<PointChunksResponse>;
+  pointChunks?(pointId: string, page?: { disk: string; from: number; limit: number }): Promise<PointChunksResponse>;
   blockHashes?(hashes: string[]): Promise<BlockHashesResponse>;
 }
 
@@ -106,9 +106,11 @@ export class ReplicatorClient implements ReplicatorTransport {
     return requestJson('POST', this.url('/points/staged'), { body: part, timeoutMs: 120_000, connection: this.connection, ...(signal ? { signal } : {}) });
   }
 
-  pointChunks(pointId: string): Promise<PointChunksResponse> {
+  pointChunks(pointId: string, page?: { disk: string; from: number; limit: number }): Promise<PointChunksResponse> {
     // Sparse: a disk's listing is the size of its data, not of the disk (a replicator before it lists every chunk).
-    return requestJson('GET', this.url(`/points/${pointId}/chunks?listing=sparse`), { timeoutMs: 120_000, connection: this.connection });
+    // Paged by disk when asked (a replicator before paging ignores the parameters and lists every disk at once).
+    const paged = page ? `&disk=${encodeURIComponent(page.disk)}&from=${page.from}&limit=${page.limit}` : '';
+    return requestJson('GET', this.url(`/points/${pointId}/chunks?listing=sparse${paged}`), { timeoutMs: 120_000, connection: this.connection });
   }
 
   blockHashes(hashes: string[]): Promise<BlockHashesResponse> {

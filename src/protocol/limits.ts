@@ -17,3 +17,6 @@ export const STAGE_ABOVE_ENTRIES = 200_000;
 
 /** At most this many [index, hash] entries per staged part (about 7.6 MB of JSON). */
 export const MAX_STAGE_PART_ENTRIES = 100_000;
+
+/** At most this many chunks per page of a point's paged chunk listing (`?disk=&from=&limit=`, about 7 MB of JSON). */
+export const MAX_LISTED_CHUNKS = 100_000;

@@ -1,7 +1,7 @@
 import { Type, type Static } from 'typebox';
 import { ID_PATTERN } from '../core/ids.js';
 import { NAME_PATTERN } from '../core/names.js';
-import { MAX_BLOCK_HASH_CHUNKS, MAX_HASHES_PER_QUERY, MAX_STAGE_PART_ENTRIES } from './limits.js';
+import { MAX_BLOCK_HASH_CHUNKS, MAX_HASHES_PER_QUERY, MAX_LISTED_CHUNKS, MAX_STAGE_PART_ENTRIES } from './limits.js';
 
 /**
  * Wire messages between an agent and the vault (registration, heartbeat) and between an agent and a replicator
@@ -253,7 +253,19 @@ export type CommitPointResponse = Static<typeof CommitPointResponse>;
 
 /** The chunk hashes of a stored point, so an agent without its own can compare chunk by chunk (resync, re-protect). */
 /** `?listing=sparse`: each disk may come as `chunks` (its non-zero chunks only) instead of `hashes` (docs/protocol.md). */
-export const PointChunksQuery = Type.Object({ listing: Type.Optional(Type.Literal('sparse')) }, { additionalProperties: false });
+/**
+ * With `disk` (and `listing=sparse`): one page of that disk's non-zero chunks, from chunk `from` on, at most `limit`
+ * (MAX_LISTED_CHUNKS); the answer's `next` is where the next page starts, null after the last.
+ */
+export const PointChunksQuery = Type.Object(
+  {
+    listing: Type.Optional(Type.Literal('sparse')),
+    disk: Type.Optional(Name),
+    from: Type.Optional(Type.String({ pattern: '^[0-9]{1,15}$', description: 'chunk index' })),
+    limit: Type.Optional(Type.String({ pattern: '^[0-9]{1,15}$', description: `page size, 1-${MAX_LISTED_CHUNKS}` })),
+  },
+  { additionalProperties: false },
+);
 export const PointChunksResponse = Type.Object({
   pointId: Type.String(),
   disks: Type.Array(Type.Object({
@@ -265,6 +277,8 @@ export const PointChunksResponse = Type.Object({
     /** [index, hash] of the non-zero chunks, ascending; a chunk not listed is zero (or unknown). */
     chunks: Type.Optional(Type.Array(Type.Tuple([Type.Integer({ minimum: 0 }), Hash]))),
   })),
+  /** A paged listing (`disk` asked): the chunk index the next page starts at, null when this page was the last. */
+  next: Type.Optional(Type.Union([Type.Integer({ minimum: 0 }), Type.Null()])),
 });
 export type PointChunksResponse = Static<typeof PointChunksResponse>;
 

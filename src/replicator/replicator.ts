@@ -6,6 +6,7 @@ import type { BatchEntry } from '../protocol/chunk-batch.js';
 import type { BlockHashesResponse, ChunkBatchResponse, CommitPointRequest, CommitPointResponse, PointChunksResponse, StageChangesRequest } from '../protocol/schemas.js';
 import { chunkCount } from '../store/chunks.js';
 import type { PointManifest } from '../store/manifest.js';
+import { forEachChunk } from '../store/tree.js';
 import { PATCH_GROUP_CHUNK_BYTES, type PatchUpload } from '../store/patched-chunks.js';
 import type { ReplicaStore } from '../store/replica-store.js';
 import { takeResyncRequest } from '../store/repair.js';
@@ -174,6 +175,33 @@ export class Replicator {
       return { ...head, hashes };
     });
     return { pointId: point.id, disks };
+  }
+
+  /**
+   * One page of a disk's non-zero chunks at a point: up to `limit` from chunk `from` on, and where the next page
+   * starts. A disk's listing is otherwise one document, which for a disk of millions of chunks outgrows what either
+   * side can hold as a JSON string (a 2 TiB disk: 8 million entries, about 600 MB). Chunks the store no longer has
+   * are left out, as in `pointChunks`.
+   */
+  async pointChunkPage(replicationId: string, pointId: string, o: { disk: string; from: number; limit: number }): Promise<PointChunksResponse> {
+    const { store } = await this.targets.resolve(replicationId);
+    if (o.from === 0) await store.blobs.refresh(); // the point may be a seed another process (the vault) wrote
+    const point = await store.getPoint(replicationId, pointId);
+    const d = point.disks.find((x) => x.name === o.disk);
+    if (!d) return { pointId: point.id, disks: [], next: null };
+    const entries: [number, string][] = [];
+    let next: number | null = null;
+    await forEachChunk(d.root, chunkCount(d.sizeBytes, d.chunkSize), store.blobs, (i, h) => {
+      if (entries.length === o.limit) {
+        next = i;
+        return false;
+      }
+      entries.push([i, h]);
+      return true;
+    }, o.from);
+    const missing = new Set(await store.missingChunks([...new Set(entries.map(([, h]) => h))]));
+    const chunks = missing.size > 0 ? entries.filter(([, h]) => !missing.has(h)) : entries;
+    return { pointId: point.id, disks: [{ name: d.name, sizeBytes: d.sizeBytes, chunkSize: d.chunkSize, chunks }], next };
   }
 
   /** The block digests of stored chunks, so an agent can patch just the blocks that differ (chunk-encoding.ts). */

@@ -8,6 +8,7 @@ import { ID_PATTERN } from '../core/ids.js';
 import { CHUNK_CONTENT_TYPE, CHUNK_LENGTH_HEADER, PATCH_BASE_HEADER, PATCH_CONTENT_TYPE } from '../protocol/chunk-encoding.js';
 import { BATCH_CONTENT_TYPE, readBatch } from '../protocol/chunk-batch.js';
 import { BlockHashesRequest, ChunkBatchResponse, BlockHashesResponse, Hash, MissingChunksRequest, MissingChunksResponse, CommitPointRequest, CommitPointResponse, PointChunksQuery, PointChunksResponse, StageChangesRequest } from '../protocol/schemas.js';
+import { MAX_LISTED_CHUNKS } from '../protocol/limits.js';
 import type { ReceivedEncoding, Replicator } from './replicator.js';
 
 /**
@@ -49,7 +50,14 @@ export function replicatorRoutes(replicator: Replicator, maxChunkBytes: number):
 
     app.get('/replications/:replication/points/:point/chunks', {
       schema: { params: Type.Object({ replication: Type.String({ pattern: ID_PATTERN }), point: Type.String({ pattern: ID_PATTERN }) }), querystring: PointChunksQuery, response: { 200: PointChunksResponse } },
-    }, async (req) => replicator.pointChunks(req.params.replication, req.params.point, { sparse: req.query.listing === 'sparse' }));
+    }, async (req) => {
+      const { listing, disk, from, limit } = req.query;
+      if (disk === undefined) return replicator.pointChunks(req.params.replication, req.params.point, { sparse: listing === 'sparse' });
+      if (listing !== 'sparse') throw new RefugeError('invalid_argument', 'a paged chunk listing (disk=) is sparse: add listing=sparse');
+      const pageSize = limit === undefined ? MAX_LISTED_CHUNKS : Number(limit);
+      if (pageSize < 1 || pageSize > MAX_LISTED_CHUNKS) throw new RefugeError('invalid_argument', `limit ${limit} is outside 1..${MAX_LISTED_CHUNKS}`);
+      return replicator.pointChunkPage(req.params.replication, req.params.point, { disk, from: Number(from ?? 0), limit: pageSize });
+    });
 
     app.put('/replications/:replication/chunks/:hash', {
       schema: { params: Type.Object({ replication: Type.String({ pattern: ID_PATTERN }), hash: Hash }) },

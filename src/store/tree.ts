@@ -134,25 +134,29 @@ export async function treeRoot(hashes: (string | null)[]): Promise<string> {
   return (await updateTree(ZERO_HASH, hashes.length, changes, none, { storeNode: () => undefined })).root;
 }
 
-/** Calls `visit` for every non-zero chunk with index in [from, to), in order, reading only the nodes needed. */
+/**
+ * Calls `visit` for every non-zero chunk with index in [from, to), in order, reading only the nodes needed. A visit
+ * that returns false stops the walk (a page of a listing is full).
+ */
 export async function forEachChunk(
   root: string,
   count: number,
   source: NodeSource,
-  visit: (index: number, hash: string) => void | Promise<void>,
+  visit: (index: number, hash: string) => void | boolean | Promise<void | boolean>,
   from = 0,
   to = count,
 ): Promise<void> {
+  let stopped = false;
   const walk = async (level: number, k: number, hash: string): Promise<void> => {
     const first = k * span(level);
     if (hash === ZERO_HASH || first >= to || first + span(level) <= from) return;
     const entries = await nodeEntries(source, hash, level, entryCount(level, k, count));
     const n = entries.length / 32;
-    for (let j = 0; j < n; j++) {
+    for (let j = 0; j < n && !stopped; j++) {
       if (level === 0) {
         const i = first + j;
         const h = fromEntry(entries, j);
-        if (h !== null && i >= from && i < to) await visit(i, h);
+        if (h !== null && i >= from && i < to && (await visit(i, h)) === false) stopped = true;
       } else {
         await walk(level - 1, k * FANOUT + j, entries.toString('hex', j * 32, j * 32 + 32));
       }

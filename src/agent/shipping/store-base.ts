@@ -1,6 +1,6 @@
 import { differingRuns, blockDigests, BLOCK_SIZE, type Run } from '../../protocol/chunk-encoding.js';
 import { isRefugeError } from '../../core/errors.js';
-import { MAX_BLOCK_HASH_CHUNKS } from '../../protocol/limits.js';
+import { MAX_BLOCK_HASH_CHUNKS, MAX_LISTED_CHUNKS } from '../../protocol/limits.js';
 import type { ReplicatorTransport } from '../clients.js';
 import type { PointChunksResponse } from '../../protocol/schemas.js';
 import { chunkCount } from '../../store/chunks.js';
@@ -12,19 +12,37 @@ import { ChunkHashes } from '../chunk-hashes.js';
  * point's chunk hashes, so unchanged chunks are skipped without a query, and patches each changed chunk with only
  * the 4 KiB blocks whose digest differs from the stored chunk's (a two-level hash comparison, like rsync's).
  */
-export async function storeBase(transport: ReplicatorTransport, pointId: string, chunkSize: number): Promise<Record<string, ChunkHashes>> {
+export async function storeBase(transport: ReplicatorTransport, pointId: string, chunkSize: number, diskNames: string[], pageSize = MAX_LISTED_CHUNKS): Promise<Record<string, ChunkHashes>> {
   if (!transport.pointChunks) return {};
-  let point;
-  try {
-    point = await transport.pointChunks(pointId);
-  } catch (err) {
-    // A replicator older than this call answers 404: compare by asking which chunks it lacks, as before.
-    if (isRefugeError(err, 'not_found')) return {};
-    throw err;
-  }
+  const list = transport.pointChunks.bind(transport);
+  const base: Record<string, ChunkHashes> = {};
   // A disk stored in chunks of another size cannot be compared chunk by chunk: it is listed whole (base unknown).
   const hashesOf = (d: PointChunksResponse['disks'][number]) => (d.chunks ? ChunkHashes.fromEntries(chunkCount(d.sizeBytes, d.chunkSize), d.chunks) : ChunkHashes.fromList(d.hashes ?? []));
-  return Object.fromEntries(point.disks.filter((d) => d.chunkSize === chunkSize).map((d) => [d.name, hashesOf(d)]));
+  for (const disk of diskNames) {
+    // Page by page into one ChunkHashes: a disk of millions of chunks never travels, nor is held, as one document.
+    let hashes: ChunkHashes | undefined;
+    for (let from: number | null = 0; from !== null; ) {
+      let page: PointChunksResponse;
+      try {
+        page = await list(pointId, { disk, from, limit: pageSize });
+      } catch (err) {
+        // A replicator older than this call answers 404: compare by asking which chunks it lacks, as before.
+        if (isRefugeError(err, 'not_found')) return {};
+        throw err;
+      }
+      if (page.next === undefined) {
+        // A replicator before paging ignored the page and listed every disk at once.
+        return Object.fromEntries(page.disks.filter((d) => d.chunkSize === chunkSize).map((d) => [d.name, hashesOf(d)]));
+      }
+      const d = page.disks[0];
+      if (!d || d.chunkSize !== chunkSize) break; // not in the point, or in other chunks
+      hashes ??= new ChunkHashes(chunkCount(d.sizeBytes, d.chunkSize));
+      for (const [i, h] of d.chunks ?? []) hashes.set(i, h);
+      from = page.next;
+    }
+    if (hashes) base[disk] = hashes;
+  }
+  return base;
 }
 
 /**

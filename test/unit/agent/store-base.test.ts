@@ -3,6 +3,9 @@ import { open, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ScanCapture } from '../../../src/agent/capture/scan-capture.js';
+import { ReplicatorClient, type ReplicatorTransport } from '../../../src/agent/clients.js';
+import { RefugeError } from '../../../src/core/errors.js';
+import { storeBase } from '../../../src/agent/shipping/store-base.js';
 import { differingRuns, blockDigests } from '../../../src/protocol/chunk-encoding.js';
 import type { PointChunksResponse } from '../../../src/protocol/schemas.js';
 import { CHUNK, MiB, startAgentFixture, type AgentFixture } from '../../helpers/agent/agent-fixture.js';
@@ -17,6 +20,25 @@ describe('block digests', () => {
     flip(40_000); // block 9
     expect(differingRuns(now, blockDigests(base))).toEqual([[4096, 8192], [36_864, 4096]]);
     expect(differingRuns(base, blockDigests(base))).toEqual([]);
+  });
+});
+
+describe("reading a point's chunk listing", () => {
+  it('takes the whole listing of a replicator that predates paging, and nothing from one that predates listings', async () => {
+    const h = 'ab'.repeat(32);
+    const asked: unknown[] = [];
+    const old = {
+      pointChunks: async (pointId: string, page?: unknown) => {
+        asked.push(page);
+        return { pointId, disks: [{ name: 'disk0', sizeBytes: 4 * CHUNK, chunkSize: CHUNK, hashes: [null, h, null, null] }, { name: 'disk1', sizeBytes: 4 * CHUNK, chunkSize: CHUNK, chunks: [[3, h]] as [number, string][] }] };
+      },
+    } as unknown as ReplicatorTransport;
+    const base = await storeBase(old, 'pt_x', CHUNK, ['disk0', 'disk1'], 10);
+    expect(asked).toHaveLength(1); // the page was ignored: one answer for every disk
+    expect([0, 1, 2, 3].map((i) => base.disk0?.get(i))).toEqual([null, h, null, null]);
+    expect([0, 1, 2, 3].map((i) => base.disk1?.get(i))).toEqual([null, null, null, h]);
+    const older = { pointChunks: async () => Promise.reject(new RefugeError('not_found', 'no route')) } as unknown as ReplicatorTransport;
+    expect(await storeBase(older, 'pt_x', CHUNK, ['disk0'])).toEqual({});
   });
 });
 
@@ -82,6 +104,21 @@ describe('agent comparing with the store', () => {
     expect(full.hashes).toHaveLength(1024);
     expect(full.hashes?.flatMap((h, i) => (h === null ? [] : [[i, h]]))).toEqual(sparse.chunks);
     expect((await f.agentHttp('GET', `${url}?listing=dense`)).status).toBe(400);
+
+    // Paged by disk: a page of at most `limit` chunks and where the next one starts; the agent's reading of the
+    // pages gives the hashes of the whole listing.
+    const page = async (q: string) => (await f?.agentHttp('GET', `${url}?listing=sparse&${q}`))?.json<PointChunksResponse>();
+    expect(await page('disk=disk0&from=0&limit=1')).toMatchObject({ disks: [{ name: 'disk0', sizeBytes: size, chunkSize: CHUNK, chunks: [sparse.chunks?.[0]] }], next: 700 });
+    expect(await page('disk=disk0&from=700&limit=1')).toMatchObject({ disks: [{ chunks: [sparse.chunks?.[1]] }], next: null });
+    expect(await page('disk=disk0&from=701')).toMatchObject({ disks: [{ chunks: [] }], next: null });
+    expect(await page('disk=disk9')).toMatchObject({ disks: [], next: null });
+    expect((await f.agentHttp('GET', `${url}?disk=disk0`)).status).toBe(400); // pages are sparse
+    expect((await f.agentHttp('GET', `${url}?listing=sparse&disk=disk0&limit=100001`)).status).toBe(400);
+    const client = new ReplicatorClient(`${f.server.url}/replicator/v1`, rep, await f.agentConnection());
+    const base = await storeBase(client, seeded.id, CHUNK, ['disk0', 'disk9'], 1);
+    expect(Object.keys(base)).toEqual(['disk0']);
+    expect(base.disk0?.length).toBe(1024);
+    expect(Array.from({ length: 1024 }, (_, i) => base.disk0?.get(i) ?? null)).toEqual(full.hashes);
 
     await rm(join(f.dir, 'agent'), { recursive: true, force: true }); // the agent forgets every hash
     const again = await open(image, 'r+');
