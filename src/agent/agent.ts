@@ -2,7 +2,7 @@ import { RefugeError, isRefugeError } from '../core/errors.js';
 import type { HttpConnection } from '../core/http-client.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import { sleep } from '../core/durations.js';
-import type { HeartbeatResponse, MachineFacts, ReplicationAssignment, ReplicationProgress } from '../protocol/schemas.js';
+import type { CommitPointRequest, HeartbeatResponse, MachineFacts, ReplicationAssignment, ReplicationProgress } from '../protocol/schemas.js';
 import type { CaptureMode, Cut } from './capture/capture-mode.js';
 import type { GroupCutInstruction } from '../protocol/group-cut.js';
 import { GroupCutClient } from './group-client.js';
@@ -405,6 +405,7 @@ export class Agent {
     const consistency = quiesced?.appConsistent ? ('app' as const) : ('crash' as const);
     let shipped;
     let result;
+    let committed: CommitPointRequest | undefined;
     try {
       this.lastCutCommitted = false; // until this cut commits: whatever it uploads may be in the store
       const runsAgainstBase = fromStore ? blockRunsFinder(transport) : undefined;
@@ -414,6 +415,7 @@ export class Agent {
       // A long change list (a large disk's first point) goes ahead in parts; the commit carries the last one.
       const stage = transport.stageChanges?.bind(transport);
       const request = stage ? await stageLongCommit(whole, (part) => retrying(() => stage(part, shipSignal), { ...this.o.shipping?.retry, signal: shipSignal }), this.o.staging) : whole;
+      committed = whole;
       // Kept until answered: if it lands and the answer is lost for good, it is sent again at the next point.
       this.sent = { replicationId: a.replicationId, chunkSize: a.chunkSize, request };
       await saveSentCommit(this.o.stateDir, this.sent);
@@ -438,7 +440,9 @@ export class Agent {
       this.shipping = undefined;
     }
     this.state = { ...this.state, lastPointId: result.pointId, lastPointAt: cut.capturedAt.toISOString(), disks: shipped.hashes };
-    await saveState(this.o.stateDir, this.state);
+    // The log records the point as changes to the hashes remembered before; a cut compared with anything else (the
+    // store's hashes, every chunk) is saved whole.
+    await saveState(this.o.stateDir, this.state, committed && !everyChunk ? { parentId: committed.parentId, disks: committed.disks } : undefined);
     await this.forgetSent();
     await cut.complete();
     this.counters.pointsCommitted++;
@@ -476,9 +480,9 @@ export class Agent {
     if (current && sent.request.parentId === this.state.lastPointId) {
       try {
         const r = await transport.commit(sent.request);
-        const disks = hashesAfter(this.state.disks, sent.request, a.chunkSize) ?? {};
-        this.state = { ...this.state, lastPointId: r.pointId, lastPointAt: sent.request.capturedAt, disks };
-        await saveState(this.o.stateDir, this.state);
+        const after = hashesAfter(this.state.disks, sent.request, a.chunkSize);
+        this.state = { ...this.state, lastPointId: r.pointId, lastPointAt: sent.request.capturedAt, disks: after ?? {} };
+        await saveState(this.o.stateDir, this.state, after && { parentId: sent.request.parentId, disks: sent.request.disks });
         this.log.info({ point: r.pointId, capturedAt: sent.request.capturedAt }, 'a commit whose answer was lost is answered now: continuing from its point');
         settled = true;
       } catch (err) {

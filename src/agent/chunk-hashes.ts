@@ -81,22 +81,33 @@ export class ChunkHashes {
     return c;
   }
 
-  /** Saved form (agent-state.json): the non-zero chunks as base64 of [uint32 LE index, 32-byte digest] records. */
-  toJSON(): { length: number; chunks: string } {
-    const records: Buffer[] = [];
-    for (let i = 0; i < this.length; i++) {
-      if (!this.pages[Math.floor(i / PAGE)]) {
-        i += PAGE - 1 - (i % PAGE); // a page without data
-        continue;
+  /** The non-zero chunks as [uint32 LE index, 32-byte digest] records, in index order: the saved form (state.ts). */
+  records(): Buffer {
+    const out = Buffer.allocUnsafe(this.used * 36);
+    let at = 0;
+    this.pages.forEach((page, p) => {
+      if (!page) return;
+      for (let j = 0; j < PAGE; j++) {
+        const slot = page[j] as number;
+        if (slot === 0) continue;
+        out.writeUInt32LE(p * PAGE + j, at);
+        this.digests.copy(out, at + 4, (slot - 1) * 32, slot * 32);
+        at += 36;
       }
-      const slot = this.slot(i);
-      if (slot === 0) continue;
-      const r = Buffer.allocUnsafe(36);
-      r.writeUInt32LE(i, 0);
-      this.digests.copy(r, 4, (slot - 1) * 32, slot * 32);
-      records.push(r);
-    }
-    return { length: this.length, chunks: Buffer.concat(records).toString('base64') };
+    });
+    return out.subarray(0, at); // freed slots (chunks that became zero) leave `used` above the count
+  }
+
+  /** `length` chunks from `records()`' form; a torn trailing record is ignored. */
+  static fromRecords(length: number, bytes: Buffer): ChunkHashes {
+    const h = new ChunkHashes(length);
+    for (let at = 0; at + 36 <= bytes.length; at += 36) h.set(bytes.readUInt32LE(at), bytes.toString('hex', at + 4, at + 36));
+    return h;
+  }
+
+  /** Former saved form (agent-state.json before 2026-12-03): the records in base64. */
+  toJSON(): { length: number; chunks: string } {
+    return { length: this.length, chunks: this.records().toString('base64') };
   }
 
   /** Reads the saved form, or the former one (an array of hashes and nulls); undefined when it is neither. */
@@ -104,9 +115,6 @@ export class ChunkHashes {
     if (Array.isArray(json)) return ChunkHashes.fromList(json as (string | null)[]);
     const o = json as { length?: unknown; chunks?: unknown } | null;
     if (typeof o?.length !== 'number' || typeof o.chunks !== 'string') return undefined;
-    const h = new ChunkHashes(o.length);
-    const bytes = Buffer.from(o.chunks, 'base64');
-    for (let at = 0; at + 36 <= bytes.length; at += 36) h.set(bytes.readUInt32LE(at), bytes.toString('hex', at + 4, at + 36));
-    return h;
+    return ChunkHashes.fromRecords(o.length, Buffer.from(o.chunks, 'base64'));
   }
 }

@@ -55,9 +55,11 @@ export function refusedForGood(err: unknown): boolean {
 
 /**
  * The chunk hashes of the point `request` made: its parent's (`parent`) with its changes. Undefined unless every
- * disk's parent hashes are known at the disk's size (then the agent compares against the store instead).
+ * disk's parent hashes are known at the disk's size (then the agent compares against the store instead), and for a
+ * staged commit, whose request carries only the last part of its changes (the rest went ahead, staged-commit.ts).
  */
 export function hashesAfter(parent: Record<string, ChunkHashes>, request: CommitPointRequest, chunkSize: number): Record<string, ChunkHashes> | undefined {
+  if (request.stageId !== undefined) return undefined;
   const after: Record<string, ChunkHashes> = {};
   for (const d of request.disks) {
     const known = parent[d.name];
