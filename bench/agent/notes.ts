@@ -148,7 +148,11 @@ the wait to 19-56 ms. The pwrite itself still takes 40-120 ms for 16 MiB with bo
 zstd level 1 for rebuilt chunks (on the standard image's chunks levels 1 and 3 cost 0.2 ms a chunk alike, same
 ratio; two A/B pairs of five rounds showed nothing beyond the noise). A main-thread profile charges ~30 ms a round
 to postMessage, but timing each call shows 40-80 us with spikes of 1-4 ms: the posting thread is descheduled as
-the woken worker takes the core, which is contention for the two cores, not work.`;
+the woken worker takes the core, which is contention for the two cores, not work.
+Seventh session (2026-12-03): each round of the full run now starts after a \`sync\`: its P3 point came right after
+the previous round's P9 point, whose ~550 MB of rebuilt chunks were still being written back while P3's point ran
+(the reason the full run measured P3 higher than \`--only p3\`, which runs no P9 points). P3 is one point after 1%
+churn on a settled machine, as the target states; P9's rounds are unchanged.`;
 
 export const P5_NOTES = `Reading: 20 MB/s of random 8 KiB writes dirty most of the 8,192 256 KiB chunks of a 2 GiB disk within a few 5 s
 intervals, so with the store's default chunk size each point reads and hashes over a GiB at the agent and rebuilds
@@ -168,4 +172,18 @@ beyond overhead: at 20 MB/s of 8 KiB random writes ~80% of a 2 GiB disk's 256 Ki
 reads and hashes ~1.6 GB at the agent and rebuilds, hashes, compresses and writes ~1.6 GB at the replicator, about 4
 CPU seconds on the two cores fio also uses, and the page cache's writeback then throttles the agent's own writes
 (a profile of the agent: 5 s of 30 in pwrite of fio's 8 KiB writes). Meeting it with large chunks needs points that
-store the patches themselves (a delta on the parent's chunk, made whole later), a change of the store format.`;
+store the patches themselves (a delta on the parent's chunk, made whole later), a change of the store format.
+Seventh session (2026-12-03, 04:08 UTC, load about 2): 60 s at 256 KiB with both processes profiled
+(\`BENCH_PROFILE\`): p99 28.1 s, p50 19.2 s, 5 points (one every ~12 s). The agent's main thread was 85-95% busy
+through the load. Of its 75 s: fio's 8 KiB writes applied synchronously 6.5 s (slowed by writeback: the vault writes
+~1.6 GB of rebuilt chunks per point) and their copy-on-write 2.3 s; NBD socket reads and replies about 8 s; reading
+the changed chunks for hashing 6.6 s (the hashing itself, 7.6 s, is on its worker); compressing patches 4.3 s; TLS
+writes of the uploads 6.8 s; garbage collection 5.6 s. The vault's two store workers spent 11.9 s compressing and
+9.5 s hashing rebuilt chunks (about 4.3 s a point), its main thread 38 s of 77. Both are saturated by full-chunk
+work that grows with the chunks touched, not with the bytes written: moving the agent's chunk reads and patch
+compression onto its worker might gain a third, not the 2x the target needs. What would reach it with 256 KiB
+chunks, both changes of the store format: at the replicator, delta points (a patch stored as the chunk's blob, base
+plus runs, checked by rebuilding and hashing once: ~100 MB written a point instead of ~1.6 GB, no compression of
+whole chunks, no writeback slowing fio's writes at the agent; deltas made whole later, off the RPO's path); at the
+agent, chunk names computed from per-block digests (a hash over a chunk's 4 KiB block digests, which the agent
+keeps), so a point hashes only the blocks written instead of reading every touched chunk whole.`;
