@@ -417,7 +417,7 @@ export class Agent {
       const request = stage ? await stageLongCommit(whole, (part) => retrying(() => stage(part, shipSignal), { ...this.o.shipping?.retry, signal: shipSignal }), this.o.staging) : whole;
       committed = whole;
       // Kept until answered: if it lands and the answer is lost for good, it is sent again at the next point.
-      this.sent = { replicationId: a.replicationId, chunkSize: a.chunkSize, request };
+      this.sent = { replicationId: a.replicationId, chunkSize: a.chunkSize, request, ...(everyChunk ? { comparedWithStore: true } : {}) };
       await saveSentCommit(this.o.stateDir, this.sent);
       // A retried commit whose first answer was lost is recognized by the replicator and answered with its point.
       result = await retrying(() => transport.commit(request), { ...this.o.shipping?.retry, signal: shipSignal });
@@ -480,7 +480,8 @@ export class Agent {
     if (current && sent.request.parentId === this.state.lastPointId) {
       try {
         const r = await transport.commit(sent.request);
-        const after = hashesAfter(this.state.disks, sent.request, a.chunkSize);
+        // Changes found against the store's hashes (a resync) apply to those, not to the hashes remembered here.
+        const after = sent.comparedWithStore ? undefined : hashesAfter(this.state.disks, sent.request, a.chunkSize);
         this.state = { ...this.state, lastPointId: r.pointId, lastPointAt: sent.request.capturedAt, disks: after ?? {} };
         await saveState(this.o.stateDir, this.state, after && { parentId: sent.request.parentId, disks: sent.request.disks });
         this.log.info({ point: r.pointId, capturedAt: sent.request.capturedAt }, 'a commit whose answer was lost is answered now: continuing from its point');

@@ -108,7 +108,7 @@ export class ReplicatorClient implements ReplicatorTransport {
 
   pointChunks(pointId: string, page?: { disk: string; from: number; limit: number }): Promise<PointChunksResponse> {
     // Sparse: a disk's listing is the size of its data, not of the disk (a replicator before it lists every chunk).
-    // Paged by disk when asked (a replicator before paging ignores the parameters and lists every disk at once).
+    // Paged by disk when asked (a replicator before paging refuses the parameters: store-base.ts asks again without).
     const paged = page ? `&disk=${encodeURIComponent(page.disk)}&from=${page.from}&limit=${page.limit}` : '';
     return requestJson('GET', this.url(`/points/${pointId}/chunks?listing=sparse${paged}`), { timeoutMs: 120_000, connection: this.connection });
   }

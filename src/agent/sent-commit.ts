@@ -23,6 +23,11 @@ export interface SentCommit {
   replicationId: string;
   chunkSize: number;
   request: CommitPointRequest;
+  /**
+   * The changes were found against something other than the hashes the agent remembers (every chunk compared: a
+   * resync against the store's hashes, a first point): they cannot be applied to the remembered ones.
+   */
+  comparedWithStore?: boolean;
 }
 
 const FILE = 'agent-commit.json';

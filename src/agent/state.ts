@@ -1,4 +1,4 @@
-import { open, readFile, rm, stat } from 'node:fs/promises';
+import { open, readFile, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../core/atomic-file.js';
 import type { CommitPointRequest } from '../protocol/schemas.js';
@@ -30,8 +30,8 @@ export const emptyState = (): AgentState => ({ replicationId: null, lastPointId:
  * - `agent-state.log`, one JSON line per point since the snapshot:
  *   `{ parent, replicationId, lastPointId, lastPointAt, chunkSize, disks: [{ name, length, changes }] }`, appended
  *   and fsynced: a point costs its changes, not the disks' size. When the log would outgrow half of the snapshot
- *   (at least 1 MiB), or a point is not a plain successor of the saved one (a first point, a resync, a resized
- *   disk), the snapshot is written instead and the log removed.
+ *   (at least 1 MiB, at most 64 MiB), or a point is not a plain successor of the saved one (a first point, a
+ *   resync, a resized disk), the snapshot is written instead and the log removed.
  * Loading applies each line that names the state so far as its parent, in order, and stops at a damaged one (the
  * last line, torn by a crash: the point it records was committed, so the agent's next commit conflicts and it
  * compares with the store, as after a lost state; unless its sent commit, kept until the state is saved, settles it).
@@ -41,6 +41,8 @@ const SNAPSHOT = 'agent-state.bin';
 const LOG = 'agent-state.log';
 const LEGACY = 'agent-state.json';
 const MAGIC = Buffer.from('RFGSTAT1');
+/** The log never grows past this (it is read as one string at start): beyond, the snapshot is written. */
+const LOG_MAX_BYTES = 64 * 1024 * 1024;
 
 /** What the files hold now, per state folder: whether the next point may go to the log. */
 interface Saved {
@@ -66,7 +68,10 @@ export async function loadState(dir: string): Promise<AgentState> {
   const lengths = new Map(Object.entries(state.disks).map(([n, h]) => [n, h.length]));
   const record: Saved = { lastPointId: state.lastPointId, lengths, snapshotBytes: 0, logBytes: 0, stale: false };
   record.snapshotBytes = (await stat(join(dir, SNAPSHOT)).catch(() => undefined))?.size ?? 0;
-  const log = await readFile(join(dir, LOG), 'utf8').catch(() => '');
+  const log = await readFile(join(dir, LOG), 'utf8').catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'ENOENT') record.stale = true; // unreadable: the snapshot alone, and saved whole next
+    return '';
+  });
   record.logBytes = Buffer.byteLength(log);
   let current = state;
   for (const text of log.split('\n')) {
@@ -75,7 +80,8 @@ export async function loadState(dir: string): Promise<AgentState> {
     try {
       line = JSON.parse(text) as LogLine;
     } catch {
-      break; // torn by a crash: the last line
+      record.stale = true; // torn by a crash (the last line): the next point is saved whole, not appended after it
+      break;
     }
     const next = applyLine(current, line);
     if (next) current = next;
@@ -98,23 +104,41 @@ function applyLine(state: AgentState, line: LogLine): AgentState | undefined {
 }
 
 async function loadSnapshot(dir: string): Promise<AgentState | undefined> {
-  const bytes = await readFile(join(dir, SNAPSHOT)).catch(() => undefined);
-  if (!bytes) return undefined;
+  const f = await open(join(dir, SNAPSHOT), 'r').catch(() => undefined);
+  if (!f) return undefined;
   try {
-    if (!bytes.subarray(0, 8).equals(MAGIC)) return emptyState();
-    const headerLength = bytes.readUInt32LE(8);
-    const header = JSON.parse(bytes.toString('utf8', 12, 12 + headerLength)) as Small & { disks: { name: string; length: number; bytes: number }[] };
+    // Read piece by piece: the file may exceed what one read (or readFile) takes, 2 GiB, for tens of millions of chunks.
+    const head = await readExactly(f, 0, 12);
+    if (!head?.subarray(0, 8).equals(MAGIC)) return emptyState();
+    const headerLength = head.readUInt32LE(8);
+    const headerBytes = await readExactly(f, 12, headerLength);
+    if (!headerBytes) return emptyState();
+    const header = JSON.parse(headerBytes.toString('utf8')) as Small & { disks: { name: string; length: number; bytes: number }[] };
     let at = 12 + headerLength;
     const disks: Record<string, ChunkHashes> = {};
     for (const d of header.disks) {
-      if (at + d.bytes > bytes.length) return emptyState(); // truncated: only a comparison lost
-      disks[d.name] = ChunkHashes.fromRecords(d.length, bytes.subarray(at, at + d.bytes));
+      const records = await readExactly(f, at, d.bytes);
+      if (!records) return emptyState(); // truncated: only a comparison lost
+      disks[d.name] = ChunkHashes.fromRecords(d.length, records);
       at += d.bytes;
     }
     return { ...emptyState(), ...small(header), disks };
   } catch {
     return emptyState(); // a damaged file only costs a hash comparison
+  } finally {
+    await f.close();
   }
+}
+
+/** `length` bytes at `position`, or undefined when the file ends sooner. */
+async function readExactly(f: FileHandle, position: number, length: number): Promise<Buffer | undefined> {
+  const out = Buffer.allocUnsafe(length);
+  for (let done = 0; done < length; ) {
+    const { bytesRead } = await f.read(out, done, Math.min(length - done, 1 << 30), position + done);
+    if (bytesRead === 0) return undefined;
+    done += bytesRead;
+  }
+  return out;
 }
 
 async function loadLegacy(dir: string): Promise<AgentState> {
@@ -139,11 +163,14 @@ async function loadLegacy(dir: string): Promise<AgentState> {
  */
 export async function saveState(dir: string, state: AgentState, point?: { parentId: string | null; disks: CommitPointRequest['disks'] }): Promise<void> {
   const now = saved.get(dir);
-  if (point && now && !now.stale && now.snapshotBytes > 0 && point.parentId === now.lastPointId && followsOn(now, state, point)) {
+  const logRoom = now ? Math.min(Math.max(now.snapshotBytes / 2, 1024 * 1024), LOG_MAX_BYTES) - now.logBytes : 0;
+  // About 80 bytes of JSON a change: a point too large for the log is never turned into one long string.
+  const estimate = point ? 1024 + point.disks.reduce((n, d) => n + 80 * d.changes.length, 0) : Infinity;
+  if (point && now && !now.stale && now.snapshotBytes > 0 && estimate <= logRoom && point.parentId === now.lastPointId && followsOn(now, state, point)) {
     const line: LogLine = { parent: point.parentId, ...small(state), disks: point.disks.map((d) => ({ name: d.name, length: state.disks[d.name]?.length ?? 0, changes: d.changes })) };
     const text = `${JSON.stringify(line)}\n`;
     const bytes = Buffer.byteLength(text);
-    if (now.logBytes + bytes <= Math.max(now.snapshotBytes / 2, 1024 * 1024)) {
+    if (bytes <= logRoom) {
       const f = await open(join(dir, LOG), 'a', 0o600);
       try {
         await f.write(text);
@@ -161,11 +188,11 @@ export async function saveState(dir: string, state: AgentState, point?: { parent
   const header = Buffer.from(JSON.stringify({ ...small(state), disks: names.map((name, k) => ({ name, length: state.disks[name]?.length, bytes: records[k]?.length })) }));
   const length = Buffer.alloc(4);
   length.writeUInt32LE(header.length);
-  const snapshot = Buffer.concat([MAGIC, length, header, ...records]);
-  await writeFileAtomic(join(dir, SNAPSHOT), snapshot);
+  const pieces = [MAGIC, length, header, ...records]; // written one after the other: no copy of the whole
+  await writeFileAtomic(join(dir, SNAPSHOT), pieces);
   await rm(join(dir, LOG), { force: true });
   await rm(join(dir, LEGACY), { force: true });
-  saved.set(dir, { lastPointId: state.lastPointId, lengths: new Map(names.map((n) => [n, state.disks[n]?.length ?? 0])), snapshotBytes: snapshot.length, logBytes: 0, stale: false });
+  saved.set(dir, { lastPointId: state.lastPointId, lengths: new Map(names.map((n) => [n, state.disks[n]?.length ?? 0])), snapshotBytes: pieces.reduce((n, p) => n + p.length, 0), logBytes: 0, stale: false });
 }
 
 /** Whether `point` changes the saved disks in place: the same disks, none resized or of another chunk size. */

@@ -1,5 +1,5 @@
 import { differingRuns, blockDigests, BLOCK_SIZE, type Run } from '../../protocol/chunk-encoding.js';
-import { isRefugeError } from '../../core/errors.js';
+import { RefugeError, isRefugeError } from '../../core/errors.js';
 import { MAX_BLOCK_HASH_CHUNKS, MAX_LISTED_CHUNKS } from '../../protocol/limits.js';
 import type { ReplicatorTransport } from '../clients.js';
 import type { PointChunksResponse } from '../../protocol/schemas.js';
@@ -28,16 +28,19 @@ export async function storeBase(transport: ReplicatorTransport, pointId: string,
       } catch (err) {
         // A replicator older than this call answers 404: compare by asking which chunks it lacks, as before.
         if (isRefugeError(err, 'not_found')) return {};
-        throw err;
+        // One before paging refuses the page's parameters (400): its one listing of every disk is the answer.
+        if (from === 0 && isRefugeError(err, 'invalid_argument')) page = await list(pointId);
+        else throw err;
       }
       if (page.next === undefined) {
-        // A replicator before paging ignored the page and listed every disk at once.
+        // A replicator before paging listed every disk at once.
         return Object.fromEntries(page.disks.filter((d) => d.chunkSize === chunkSize).map((d) => [d.name, hashesOf(d)]));
       }
       const d = page.disks[0];
       if (!d || d.chunkSize !== chunkSize) break; // not in the point, or in other chunks
       hashes ??= new ChunkHashes(chunkCount(d.sizeBytes, d.chunkSize));
       for (const [i, h] of d.chunks ?? []) hashes.set(i, h);
+      if (page.next !== null && page.next <= from) throw new RefugeError('internal', `the replicator's listing of disk '${disk}' goes back from chunk ${from} to ${page.next}`);
       from = page.next;
     }
     if (hashes) base[disk] = hashes;

@@ -62,6 +62,15 @@ describe('agent state', () => {
       expect(torn.lastPointId).toBe('p3');
       expect(torn.disks.d?.get(2)).toBeNull(); // p4's changes are not there
       expect(torn.disks.d?.get(1)).toBe(hash(1001));
+      // The next point follows p3 and must survive a restart: not appended after the torn fragment, saved whole.
+      const again = torn.disks.d?.clone() as ChunkHashes;
+      again.set(7, hash(3000));
+      await saveState(dir, { ...torn, lastPointId: 'p4b', disks: { d: again } }, { parentId: 'p3', disks: [{ name: 'd', sizeBytes: count * 262144, changes: [[7, hash(3000)]] }] });
+      expect(await size('agent-state.log')).toBeUndefined();
+      const afterTorn = await loadState(dir);
+      expect(afterTorn.lastPointId).toBe('p4b');
+      expect(afterTorn.disks.d?.get(7)).toBe(hash(3000));
+      state = afterTorn;
 
       // A point that does not follow the saved one (its parent is another) is saved whole, and the log removed.
       state = { ...state, lastPointId: 'p9', disks: { d: state.disks.d as ChunkHashes } };

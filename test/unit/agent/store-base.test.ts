@@ -30,11 +30,13 @@ describe("reading a point's chunk listing", () => {
     const old = {
       pointChunks: async (pointId: string, page?: unknown) => {
         asked.push(page);
+        // What its querystring schema (listing only, additionalProperties: false) answers to the page's parameters.
+        if (page) throw new RefugeError('invalid_argument', "/querystring must NOT have additional properties");
         return { pointId, disks: [{ name: 'disk0', sizeBytes: 4 * CHUNK, chunkSize: CHUNK, hashes: [null, h, null, null] }, { name: 'disk1', sizeBytes: 4 * CHUNK, chunkSize: CHUNK, chunks: [[3, h]] as [number, string][] }] };
       },
     } as unknown as ReplicatorTransport;
     const base = await storeBase(old, 'pt_x', CHUNK, ['disk0', 'disk1'], 10);
-    expect(asked).toHaveLength(1); // the page was ignored: one answer for every disk
+    expect(asked).toEqual([{ disk: 'disk0', from: 0, limit: 10 }, undefined]); // refused, then one listing of every disk
     expect([0, 1, 2, 3].map((i) => base.disk0?.get(i))).toEqual([null, h, null, null]);
     expect([0, 1, 2, 3].map((i) => base.disk1?.get(i))).toEqual([null, null, null, h]);
     const older = { pointChunks: async () => Promise.reject(new RefugeError('not_found', 'no route')) } as unknown as ReplicatorTransport;

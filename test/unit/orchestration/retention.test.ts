@@ -116,7 +116,7 @@ describe('retention of recovery points', () => {
     expect(await recorded()).toEqual([second, latest].sort());
     const [mismatch] = await alerts('active');
     expect(mismatch).toMatchObject({ severity: 'critical', subject: 'vm1' });
-    expect(mismatch?.message).toContain(`its latest (${latest})`);
+    expect(mismatch?.message).toContain(`lacks the latest recovery point the vault lists for 'vm1' (${latest})`);
     await store.backend.put(key, manifest); // the right store is back
     expect((await v.retention.pass(now)).forgotten).toEqual({});
     expect(await alerts('active')).toEqual([]);
