@@ -297,6 +297,7 @@ export class ReplicaStore {
     const referenced = new Set<string>();
     let disks: Required<DiskManifest>[];
     if (req.stageId === undefined) {
+      for (const change of req.disks) checkIndexes(change, cs); // a malformed request is 400 before chunks are looked for
       for (const change of req.disks) for (const h of await this.checkChanges(change, cs)) referenced.add(h);
       disks = [];
       for (const change of req.disks) disks.push(await this.applyChanges(parent?.disks.find((x) => x.name === change.name), change, cs));
@@ -340,15 +341,7 @@ export class ReplicaStore {
    * listed twice takes its last listing (as the tree is updated): only that one must fit. Returns the chunk hashes.
    */
   private async checkChanges(change: DiskChanges, cs: number): Promise<Set<string>> {
-    const count = chunkCount(change.sizeBytes, cs);
-    const referenced = new Set<string>();
-    for (const [index, hash] of change.changes) {
-      if (!Number.isInteger(index) || index < 0 || index >= count) {
-        throw new RefugeError('invalid_argument', `disk '${change.name}': chunk index ${index} is outside 0..${count - 1}`);
-      }
-      if (hash !== null && !isChunkHash(hash)) throw new RefugeError('invalid_argument', `disk '${change.name}': '${hash}' is not a chunk hash`);
-      if (hash !== null) referenced.add(hash);
-    }
+    const referenced = checkIndexes(change, cs);
     const missing = await this.missingChunks([...referenced]);
     if (missing.length > 0) {
       throw new RefugeError('failed_precondition', `${missing.length} chunk(s) referenced by the point are not stored`, {
@@ -570,4 +563,18 @@ export class ReplicaStore {
     }
     return out;
   }
+}
+
+/** Indexes within the disk and hashes well formed (else `invalid_argument`); the chunk hashes listed. */
+function checkIndexes(change: DiskChanges, cs: number): Set<string> {
+  const count = chunkCount(change.sizeBytes, cs);
+  const referenced = new Set<string>();
+  for (const [index, hash] of change.changes) {
+    if (!Number.isInteger(index) || index < 0 || index >= count) {
+      throw new RefugeError('invalid_argument', `disk '${change.name}': chunk index ${index} is outside 0..${count - 1}`);
+    }
+    if (hash !== null && !isChunkHash(hash)) throw new RefugeError('invalid_argument', `disk '${change.name}': '${hash}' is not a chunk hash`);
+    if (hash !== null) referenced.add(hash);
+  }
+  return referenced;
 }
