@@ -1,5 +1,6 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { access, rm } from 'node:fs/promises';
+import { openSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { startBenchVault } from './bench-vault.js';
@@ -44,10 +45,11 @@ export async function benchRpo(dir: string, sizeBytes: number, o: { seconds: num
     const credentials = await vault.writeRegistration(join(dir, 'p5-registration.json'));
     // The agent logs to stderr and prints nothing when ready: it is ready once its NBD socket exists.
     const unit = await unitLaunch(); // the agent as the systemd unit runs it
+    // BENCH_AGENT_LOG=FILE: the agent's log at level info there (each point's phases: cutMs, shipMs, commitMs, saveMs).
     agent = spawn(process.execPath, [
       ...unit.nodeFlags, ...profile, join(root, 'bin', 'refuge.js'), '--credentials', credentials, 'agent', '--site', 'primary', '--name', 'vm',
       '--disk', `disk0=${image}`, '--capture', 'cdp', '--state-dir', join(dir, 'p5-agent'), '--heartbeat', '1s',
-    ], { stdio: 'ignore', env: { ...process.env, ...unit.env, REFUGE_LOG_LEVEL: 'warn' } });
+    ], { stdio: ['ignore', 'ignore', process.env.BENCH_AGENT_LOG ? openSync(process.env.BENCH_AGENT_LOG, 'w') : 'ignore'], env: { ...process.env, ...unit.env, REFUGE_LOG_LEVEL: process.env.BENCH_AGENT_LOG ? 'info' : 'warn' } });
     const socket = join(dir, 'p5-agent', 'nbd', 'disk0.sock');
     for (let i = 0; !(await access(socket).then(() => true, () => false)); i++) {
       if (i > 300) throw new Error('the agent did not open its NBD socket');

@@ -11,7 +11,7 @@ import type { AppHook } from './hooks/app-hooks.js';
 import { quiesce, type Quiesced } from './hooks/hook-runner.js';
 import { ReplicatorClient, VaultClient, type ReplicatorTransport } from './clients.js';
 import { reachabilityReport } from './reachability.js';
-import { ChunkUploader, emptyUploadStats, type UploadStats } from './shipping/chunk-uploader.js';
+import { BasesMissingError, ChunkUploader, emptyUploadStats, type UploadStats } from './shipping/chunk-uploader.js';
 import { RateLimiter } from './shipping/rate-limiter.js';
 import { retrying, type RetryPolicy } from './shipping/retry.js';
 import { shipCut } from './shipping/ship-cut.js';
@@ -32,6 +32,9 @@ const REPORT_INTERVAL_MS = 5 * 60_000;
  * still in flight then are restarted (see `heartbeat`).
  */
 export const LINK_DOWN_HEARTBEATS = 2;
+
+/** A point's phases in whole milliseconds, for its log line: where a slow point spent its time (cut, ship, commit, save). */
+const roundedMs = (phases: Record<string, number>): Record<string, number> => Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, Math.round(v)]));
 
 export interface AgentOptions {
   vaultUrl: string;
@@ -89,6 +92,8 @@ export class Agent {
   private assignment: ReplicationAssignment | null = null;
   private progress: ReplicationProgress = { phase: 'idle', doneBytes: 0, totalBytes: 0, pendingBytes: 0 };
   private uploader: ChunkUploader | undefined;
+  /** Bases the replicator lacked for a cut's patches (BasesMissingError): until a point commits, chunks on them go whole. */
+  private readonly wholeOn = new Set<string>();
   private lastError: string | undefined;
   private readonly vaultClient: VaultClient;
   private readonly groupClient: GroupCutClient;
@@ -351,6 +356,7 @@ export class Agent {
       // After an abandoned cut (or a restart) the store may hold this cut's changes already: ask about them all.
       // A base read from the store (resync, conflict) may be older than what the store holds: ask then too.
       askAboutPatches: !this.lastCutCommitted || fromStore,
+      wholeOn: this.wholeOn,
     });
     this.uploader = uploader;
     const ctx = { machine: this.o.machine.name, disks: this.o.machine.disks.map((d) => d.name), ...(groupCut ? { groupCutId: groupCut.cutId } : {}) };
@@ -377,6 +383,7 @@ export class Agent {
       throw new RefugeError('failed_precondition', 'the disks changed size since they were hashed for the re-protect; comparing every chunk next time');
     };
     let cut: Cut | undefined;
+    const began = performance.now();
     try {
       if (groupCut) {
         this.counters.groupCutsJoined++;
@@ -403,13 +410,17 @@ export class Agent {
       return;
     }
     const consistency = quiesced?.appConsistent ? ('app' as const) : ('crash' as const);
+    const phases = { cutMs: performance.now() - began, shipMs: 0, commitMs: 0, saveMs: 0 };
     let shipped;
     let result;
     let committed: CommitPointRequest | undefined;
     try {
       this.lastCutCommitted = false; // until this cut commits: whatever it uploads may be in the store
       const runsAgainstBase = fromStore ? blockRunsFinder(transport) : undefined;
+      let at = performance.now();
       shipped = await shipCut(cut, { chunkSize: a.chunkSize, base, emptyParent: this.state.lastPointId === null, uploader, signal: shipSignal, ...(runsAgainstBase ? { runsAgainstBase } : {}), onRead: (n) => (this.progress.doneBytes += n) });
+      phases.shipMs = performance.now() - at;
+      at = performance.now();
       await release();
       const whole = { parentId: this.state.lastPointId, capturedAt: cut.capturedAt.toISOString(), consistency, disks: shipped.disks };
       // A long change list (a large disk's first point) goes ahead in parts; the commit carries the last one.
@@ -421,8 +432,10 @@ export class Agent {
       await saveSentCommit(this.o.stateDir, this.sent);
       // A retried commit whose first answer was lost is recognized by the replicator and answered with its point.
       result = await retrying(() => transport.commit(request), { ...this.o.shipping?.retry, signal: shipSignal });
+      phases.commitMs = performance.now() - at;
     } catch (err) {
       await uploader.abort(err); // a failure outside the uploader (a disk read) leaves its uploads running
+      if (err instanceof BasesMissingError) for (const b of err.bases) this.wholeOn.add(b);
       if (refusedForGood(err)) await this.forgetSent();
       await release();
       this.counters.cutsAbandoned++;
@@ -442,11 +455,14 @@ export class Agent {
     this.state = { ...this.state, lastPointId: result.pointId, lastPointAt: cut.capturedAt.toISOString(), disks: shipped.hashes };
     // The log records the point as changes to the hashes remembered before; a cut compared with anything else (the
     // store's hashes, every chunk) is saved whole.
+    const saving = performance.now();
     await saveState(this.o.stateDir, this.state, committed && !everyChunk ? { parentId: committed.parentId, disks: committed.disks } : undefined);
     await this.forgetSent();
+    phases.saveMs = performance.now() - saving;
     await cut.complete();
     this.counters.pointsCommitted++;
     this.lastCutCommitted = true;
+    this.wholeOn.clear(); // the next cut's bases are this point's chunks, which the store holds
     if (consistency === 'app') this.counters.appConsistentPoints++;
     if (groupCut) {
       const r = await this.groupClient.result(groupCut.cutId, { pointId: result.pointId }).catch((err: unknown) => {
@@ -459,7 +475,7 @@ export class Agent {
     this.progress = { phase: 'idle', doneBytes: totalBytes, totalBytes, pendingBytes: 0 };
     this.lastError = undefined;
     this.log.info(
-      { point: result.pointId, consistency, changedBytes: result.changedBytes, readBytes: shipped.readBytes, wireBytes: uploader.stats.wireBytes, patches: uploader.stats.patches },
+      { point: result.pointId, consistency, changedBytes: result.changedBytes, readBytes: shipped.readBytes, wireBytes: uploader.stats.wireBytes, patches: uploader.stats.patches, ...roundedMs(phases) },
       'recovery point committed',
     );
     void this.heartbeat();

@@ -1,9 +1,9 @@
 import { forEachLimit } from '../../core/concurrency.js';
-import { isRefugeError } from '../../core/errors.js';
+import { isRefugeError, RefugeError } from '../../core/errors.js';
 import { MAX_HASHES_PER_QUERY } from '../../protocol/limits.js';
 import type { ChunkBatchResponse } from '../../protocol/schemas.js';
 import { BATCH_ENTRY_HEADER, BATCH_TARGET_BYTES, BatchWriter, frameBatch, MAX_BATCH_ENTRIES, type BatchEntry, type FramedBatch, type WrittenBody } from '../../protocol/chunk-batch.js';
-import { compressIfUseful, compressInto, encodePatch, encodePatchInto, MAX_REPLICATION_CHUNK_SIZE, patchLength, type Run } from '../../protocol/chunk-encoding.js';
+import { compressIfUseful, compressInto, encodePatchInto, MAX_REPLICATION_CHUNK_SIZE, patchLength, type Run } from '../../protocol/chunk-encoding.js';
 import type { ChunkBodyEncoding, ReplicatorTransport } from '../clients.js';
 import type { RateLimiter } from './rate-limiter.js';
 import { retrying, type RetryPolicy } from './retry.js';
@@ -29,10 +29,40 @@ export interface UploadStats {
   wireBytes: number;
 }
 
+/**
+ * A chunk waiting in a batch: a copy of the bytes that will travel, the whole chunk or only its patch. Keeping the
+ * patch alone (its runs framed as they go on the wire) is what lets a batch of patches hold dozens of chunks in the
+ * memory a few whole ones took: a cdp point of scattered small writes went as one request per eight 256 KiB chunks,
+ * about a thousand requests for a point touching 2 GiB (P5 in docs/benchmarks.md).
+ */
+interface Queued {
+  hash: string;
+  chunkLength: number;
+  /** The whole chunk (when it goes whole). */
+  data?: Buffer;
+  /** The framed patch (encodePatchInto) and its base (null: zeros), when it goes as a patch. */
+  patch?: { bytes: Buffer; base: string | null };
+}
+
+/** The held bytes that travel for `q` (before compression). */
+const heldBytes = (q: Queued): Buffer => (q.patch ? q.patch.bytes : (q.data as Buffer));
+
+/**
+ * A batch's patches whose base chunk the replicator lacks (pruned, lost in a repair, or the agent's view is stale).
+ * The uploader kept only their patches, so it cannot send them whole: the cut fails with this error (the rest of
+ * the batch is stored), and the agent's next cut, which lists these chunks again, sends every chunk on one of
+ * these bases whole (`ChunkUploader`'s `wholeOn`).
+ */
+export class BasesMissingError extends RefugeError {
+  constructor(readonly bases: string[]) {
+    super('failed_precondition', `the replicator lacks the base chunk of ${bases.length === 1 ? 'a patch' : `${bases.length} patches`} (${bases.slice(0, 3).join(', ')}${bases.length > 3 ? ', ...' : ''}); the next cut sends those chunks whole`, { details: { missingBases: bases.slice(0, 100) } });
+  }
+}
+
 export const emptyUploadStats = (): UploadStats => ({ offered: 0, deduplicated: 0, whole: 0, patches: 0, chunkBytes: 0, wireBytes: 0 });
 
 /**
- * Bytes of chunks per upload batch (at most one missing-chunks query): one batch fills while earlier ones upload,
+ * Bytes held per upload batch, whole chunks or patches alone (at most one missing-chunks query): one batch fills while earlier ones upload,
  * and each holds copies of its chunks plus their encoded bodies, so this bounds the agent's memory (P11 in
  * docs/benchmarks.md: 16 MiB batches held ~70 MiB). About one batch request (BATCH_TARGET_BYTES).
  */
@@ -44,10 +74,14 @@ const BATCHES_IN_FLIGHT = 2;
 /** A patch is worth it while it carries at most this share of the chunk; beyond, the whole chunk goes. */
 const PATCH_MAX_SHARE = 0.5;
 
-/** Whether `item` goes as a patch: change tracking says little of it changed (its base is known, its runs are few). */
-function patchWorthIt(item: UploadItem): boolean {
+/**
+ * Whether `item` goes as a patch: change tracking says little of it changed (its base is known, its runs are few),
+ * and its base is not one the replicator lacks.
+ */
+function patchWorthIt(item: UploadItem, wholeOn?: ReadonlySet<string>): boolean {
   const runs = item.runs;
-  return item.base !== undefined && runs !== undefined && patchLength(runs) <= item.data.length && runs.reduce((n, [, l]) => n + l, 0) <= item.data.length * PATCH_MAX_SHARE;
+  if (item.base === undefined || runs === undefined || (item.base !== null && wholeOn?.has(item.base))) return false;
+  return patchLength(runs) <= item.data.length && runs.reduce((n, [, l]) => n + l, 0) <= item.data.length * PATCH_MAX_SHARE;
 }
 
 /**
@@ -69,20 +103,18 @@ const POOLED = UPLOADS_IN_FLIGHT + 1;
  * waits for one of those before starting another, so a slow replicator slows the reading of chunks instead of
  * growing the agent.
  * And shipping makes no garbage per chunk (P11, docs/benchmarks.md: a fast seed piled up uncollected buffers): a
- * batch's chunks are copied into one reused *slab*, and each is compressed straight into its place in one reused
+ * batch's chunks (or their patches alone, see Queued) are copied into one reused *slab*, and each is compressed straight into its place in one reused
  * batch body, UPLOADS_IN_FLIGHT + 1 slabs and UPLOADS_IN_FLIGHT bodies at most. When one upload fails, the others
  * are stopped and waited for before the failure is thrown: nothing keeps sending behind the caller's back.
  */
 export class ChunkUploader {
-  private batch: UploadItem[] = [];
+  private batch: Queued[] = [];
   private batchBytes = 0;
   /** The current batch's chunk copies (see `add`), and the bytes of it they fill. */
   private slab: Buffer | undefined;
   private slabUsed = 0;
   private readonly freeSlabs: Buffer[] = [];
   private readonly freeBodies: Buffer[] = [];
-  /** Where a patch is framed before it is compressed into its batch body (grown to the largest patch). */
-  private scratch = Buffer.alloc(0);
   private readonly uploading = new Set<Promise<void>>();
   /** The first upload that failed: thrown by the next `add` that rotates, or by `finish`. */
   private failure: { err: unknown } | undefined;
@@ -108,6 +140,8 @@ export class ChunkUploader {
        * committed): patches then go without a missing-chunks query. The default asks about every chunk.
        */
       askAboutPatches?: boolean;
+      /** Bases the replicator was found to lack (BasesMissingError): chunks on them go whole, never as patches. */
+      wholeOn?: ReadonlySet<string>;
     } = {},
   ) {
     this.signal = this.stop.signal;
@@ -132,25 +166,37 @@ export class ChunkUploader {
     return this.o.batchBytes ?? UPLOAD_BATCH_BYTES;
   }
 
-  /** Queues a chunk. Its bytes are copied, so the caller may reuse `item.data` once this resolves. */
+  /**
+   * Queues a chunk: a copy of what will travel (its patch, or the whole chunk), so the caller may reuse
+   * `item.data` once this resolves. A batch is full when its copies reach the batch size.
+   */
   async add(item: UploadItem): Promise<void> {
-    this.batch.push({ ...item, data: this.copy(item.data) });
-    this.batchBytes += item.data.length;
-    this.queuedBytes += item.data.length;
+    const runs = item.runs;
+    const queued: Queued = patchWorthIt(item, this.o.wholeOn) && runs
+      ? { hash: item.hash, chunkLength: item.data.length, patch: { bytes: this.take(patchLength(runs), (into) => encodePatchInto(into, item.data, runs)), base: item.base ?? null } }
+      : { hash: item.hash, chunkLength: item.data.length, data: this.take(item.data.length, (into) => item.data.copy(into)) };
+    const held = heldBytes(queued).length;
+    this.batch.push(queued);
+    this.batchBytes += held;
+    this.queuedBytes += held;
     if (this.batchBytes >= this.limit || this.batch.length >= MAX_HASHES_PER_QUERY) await this.rotate();
   }
 
   /**
-   * A copy of `data` in the current batch's slab. A batch fills to `limit` plus at most one chunk, and the slab is
-   * allocated that large: its pages become resident only as chunks fill them.
+   * `bytes` of the current batch's slab, filled by `fill` (which returns the length it wrote). A batch fills to
+   * `limit` plus at most one chunk, and the slab is allocated that large: its pages become resident only as chunks
+   * fill them.
    */
-  private copy(data: Buffer): Buffer {
+  private take(bytes: number, fill: (into: Buffer) => number): Buffer {
     this.slab ??= this.freeSlabs.pop() ?? Buffer.allocUnsafe(this.limit + MAX_REPLICATION_CHUNK_SIZE);
-    if (this.slabUsed + data.length > this.slab.length) return Buffer.from(data); // larger than any policy's chunk
-    const own = this.slab.subarray(this.slabUsed, this.slabUsed + data.length);
-    data.copy(own);
-    this.slabUsed += data.length;
-    return own;
+    if (this.slabUsed + bytes > this.slab.length) {
+      const own = Buffer.allocUnsafe(bytes); // larger than any policy's chunk
+      return own.subarray(0, fill(own));
+    }
+    const own = this.slab.subarray(this.slabUsed, this.slabUsed + bytes);
+    const length = fill(own);
+    this.slabUsed += length;
+    return own.subarray(0, length);
   }
 
   /** Uploads what is left and waits for everything; throws the first failure. */
@@ -212,9 +258,9 @@ export class ChunkUploader {
    * of the patches already (link-faults d): a cut mid-upload), so then every chunk is asked about. A chunk repeated
    * in the batch goes once.
    */
-  private async send(batch: UploadItem[]): Promise<void> {
+  private async send(batch: Queued[]): Promise<void> {
     const signal = this.signal;
-    const unasked = (i: UploadItem) => this.o.askAboutPatches === false && patchWorthIt(i);
+    const unasked = (i: Queued) => this.o.askAboutPatches === false && i.patch !== undefined;
     const asked = batch.filter((i) => !unasked(i));
     const hashes = [...new Set(asked.map((i) => i.hash))];
     const missing = new Set(hashes.length === 0 ? [] : await retrying(() => this.transport.missing(hashes, signal), { ...this.o.retry, signal }));
@@ -233,20 +279,23 @@ export class ChunkUploader {
         this.batchesWork = false;
       }
     }
-    await forEachLimit(toSend, this.o.concurrency ?? 4, (item) => this.upload(item));
+    const lacking = new Set<string>();
+    await forEachLimit(toSend, this.o.concurrency ?? 4, async (item) => {
+      if (!(await this.upload(item)) && item.patch) lacking.add(item.patch.base ?? 'zero');
+    });
+    if (lacking.size > 0) throw new BasesMissingError([...lacking]); // as a batch does: the others are stored first
   }
 
   /**
    * Sends the chunks in batch requests of about BATCH_TARGET_BYTES, a few in flight. All of them are encoded into one
    * pooled body first; each request sends a run of consecutive entries, a view of that body. Whether any was sent.
    */
-  private async sendInBatches(items: UploadItem[]): Promise<boolean> {
+  private async sendInBatches(items: Queued[]): Promise<boolean> {
     if (items.length === 0) return false;
-    const body = this.body(items.reduce((n, i) => n + BATCH_ENTRY_HEADER + i.data.length, 0));
+    const body = this.body(items.reduce((n, i) => n + BATCH_ENTRY_HEADER + heldBytes(i).length, 0));
     try {
       const writer = new BatchWriter(body);
-      const rawLength = new Map<BatchEntry, number>();
-      for (const item of items) rawLength.set(this.encode(writer, item, true), item.data.length);
+      for (const item of items) this.encode(writer, item);
       const groups: { from: number; to: number }[] = [];
       let bytes = 0;
       for (const [n, entry] of writer.entries.entries()) {
@@ -259,21 +308,23 @@ export class ChunkUploader {
           bytes += entry.body.length;
         }
       }
+      const lacking = new Set<string>();
       await forEachLimit(groups, BATCHES_IN_FLIGHT, async ({ from, to }) => {
         const batch = writer.framed(from, to);
         const { baseMissing } = await this.putBatch(batch);
-        // The replicator lacks the base of these patches (pruned, or the agent's view is stale): send them whole.
-        const again = new Set(baseMissing);
-        const redo = items.slice(from, to).filter((i, n) => batch.entries[n]?.patch && again.has(i.hash));
-        const whole = new BatchWriter(Buffer.allocUnsafe(redo.reduce((n, i) => n + BATCH_ENTRY_HEADER + i.data.length, 0)));
-        for (const item of redo) rawLength.set(this.encode(whole, item, false), item.data.length);
-        if (redo.length > 0) await this.putBatch(whole.framed());
-        for (const e of [...batch.entries.filter((e) => !(e.patch && again.has(e.hash))), ...whole.entries]) {
-          if (e.patch) this.stats.patches++;
+        const refused = new Set(baseMissing);
+        for (const [n, item] of items.slice(from, to).entries()) {
+          const e = batch.entries[n];
+          if (e?.patch && refused.has(item.hash)) {
+            lacking.add(e.patch.base ?? 'zero');
+            continue;
+          }
+          if (item.patch) this.stats.patches++;
           else this.stats.whole++;
-          this.stats.chunkBytes += rawLength.get(e) ?? 0;
+          this.stats.chunkBytes += item.chunkLength;
         }
       });
+      if (lacking.size > 0) throw new BasesMissingError([...lacking]);
       return true;
     } finally {
       if (this.freeBodies.length < POOLED) this.freeBodies.push(body); // no request reads it any more
@@ -315,39 +366,32 @@ export class ChunkUploader {
    * Appends one chunk's upload to `writer`: a patch when change tracking says little changed (and `patch` allows),
    * else whole; compressed into its place when that helps. A patch is framed in `scratch` first, then compressed.
    */
-  private encode(writer: BatchWriter, item: UploadItem, patch: boolean): BatchEntry {
-    const runs = item.runs;
-    const asPatch = patch && patchWorthIt(item) && runs !== undefined;
-    let raw = item.data;
-    if (asPatch) {
-      const patchBytes = patchLength(runs);
-      if (this.scratch.length < patchBytes) this.scratch = Buffer.allocUnsafe(Math.max(patchBytes, 64 * 1024));
-      raw = this.scratch.subarray(0, encodePatchInto(this.scratch, item.data, runs));
-    }
+  private encode(writer: BatchWriter, item: Queued): BatchEntry {
+    const raw = heldBytes(item);
     const compress = this.o.compress !== false;
     const write = (dst: Buffer): WrittenBody => {
       const n = compress ? compressInto(dst, raw) : -1;
       return n >= 0 ? { length: n, compressed: true } : { length: raw.copy(dst), compressed: false };
     };
-    return writer.append(item.hash, asPatch ? { base: item.base ?? null, chunkLength: item.data.length } : undefined, raw.length, write);
+    return writer.append(item.hash, item.patch ? { base: item.patch.base, chunkLength: item.chunkLength } : undefined, raw.length, write);
   }
 
-  private async upload(item: UploadItem): Promise<void> {
-    const runs = item.runs;
-    if (item.base !== undefined && runs && patchWorthIt(item)) {
+  /** Sends one chunk on its own; false when it is a patch whose base the replicator lacks (nothing stored). */
+  private async upload(item: Queued): Promise<boolean> {
+    if (item.patch) {
       try {
-        await this.put(item.hash, encodePatch(item.data, runs), { base: item.base, chunkLength: item.data.length });
-        this.stats.patches++;
-        this.stats.chunkBytes += item.data.length;
-        return;
+        await this.put(item.hash, item.patch.bytes, { base: item.patch.base, chunkLength: item.chunkLength });
       } catch (err) {
-        // The replicator lacks the base (pruned, or the agent's view is stale): send the whole chunk instead.
-        if (!isRefugeError(err, 'failed_precondition')) throw err;
+        if (isRefugeError(err, 'failed_precondition')) return false;
+        throw err;
       }
+      this.stats.patches++;
+    } else {
+      await this.put(item.hash, item.data as Buffer);
+      this.stats.whole++;
     }
-    await this.put(item.hash, item.data);
-    this.stats.whole++;
-    this.stats.chunkBytes += item.data.length;
+    this.stats.chunkBytes += item.chunkLength;
+    return true;
   }
 
   private async put(hash: string, raw: Buffer, patch?: ChunkBodyEncoding['patch']): Promise<void> {

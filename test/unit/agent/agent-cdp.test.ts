@@ -5,6 +5,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CdpCapture } from '../../../src/agent/capture/cdp-capture.js';
 import type { ReplicatorTransport } from '../../../src/agent/clients.js';
 import { RefugeError } from '../../../src/core/errors.js';
+import { frameBatch, type FramedBatch } from '../../../src/protocol/chunk-batch.js';
+import { chunkHash } from '../../../src/store/chunks.js';
 import type { CommitPointRequest, CommitPointResponse } from '../../../src/protocol/schemas.js';
 import { CHUNK, MiB, startAgentFixture, waitFor, type AgentFixture } from '../../helpers/agent/agent-fixture.js';
 import { NBD, RawNbdClient } from '../../helpers/agent/raw-nbd-client.js';
@@ -187,5 +189,41 @@ describe('agent replication (cdp mode)', () => {
     expect(between).toEqual([]);
     expect(f.agent?.counters.readBytes).toBe(2 * CHUNK);
     expect(f.counters(rep)?.patchesReceived).toBe(2);
+  });
+
+  it('when the replicator lacks a patch\'s base, fails that cut and sends the chunk whole in the next: the point restores exactly', async () => {
+    // The replicator plays a store that lost one chunk of the seed (the base of the next write's patch).
+    const lost = chunkHash((await readFile(image)).subarray(8 * CHUNK, 9 * CHUNK));
+    let refusedPatches = 0;
+    const lacking = (client: ReplicatorTransport): ReplicatorTransport =>
+      new Proxy(client, {
+        get(target, key, receiver) {
+          if (key === 'putChunks') {
+            return async (batch: FramedBatch, signal?: AbortSignal) => {
+              const onLost = (e: FramedBatch['entries'][number]) => e.patch?.base === lost;
+              const keep = batch.entries.filter((e) => !onLost(e));
+              refusedPatches += batch.entries.length - keep.length;
+              const r = keep.length > 0 ? await target.putChunks?.(frameBatch(keep), signal) : { stored: 0, baseMissing: [] };
+              return { stored: r?.stored ?? 0, baseMissing: [...(r?.baseMissing ?? []), ...batch.entries.filter(onLost).map((e) => e.hash)] };
+            };
+          }
+          const v: unknown = Reflect.get(target, key, receiver);
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        },
+      });
+    const agent = f.startAgent(capture(), [{ name: 'disk0', sizeBytes: SIZE }], { transportFor: lacking, shipping: { retry: { attempts: 1, firstDelayMs: 10 } } });
+    const rep = await f.enable();
+    await f.pointAfter(new Date(0));
+    await waitFor(() => agent.counters.pointsCommitted >= 1, 20_000, 'the seed answered');
+    const wholeAfterSeed = agent.counters.upload.whole;
+    const wroteAt = new Date();
+    await write(8 * CHUNK + 8192, randomBytes(4096)); // on the lost base
+    await write(6 * MiB, randomBytes(4096)); // on a base the store has: a patch, stored by the failed cut already
+    const point = await f.pointAfter(wroteAt);
+    expect(refusedPatches).toBe(1);
+    expect(agent.counters.cutsAbandoned).toBe(1);
+    expect((await f.restore(rep, point.id)).equals(await readFile(image))).toBe(true);
+    expect(agent.counters.upload.whole - wholeAfterSeed).toBe(1); // the chunk on the lost base, in the next cut
+    expect(f.counters(rep)?.patchesReceived).toBe(1);
   });
 });

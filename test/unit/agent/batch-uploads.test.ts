@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import https from 'node:https';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ReplicatorClient, type ChunkBodyEncoding, type ReplicatorTransport } from '../../../src/agent/clients.js';
-import { ChunkUploader } from '../../../src/agent/shipping/chunk-uploader.js';
+import { BasesMissingError, ChunkUploader } from '../../../src/agent/shipping/chunk-uploader.js';
 import { RefugeError } from '../../../src/core/errors.js';
 import type { HttpConnection } from '../../../src/core/http-client.js';
 import { BATCH_CONTENT_TYPE, BATCH_ENTRY_HEADER, BatchWriter, decodeBatch, encodeBatch, frameBatch, readBatch, type BatchEntry, type FramedBatch } from '../../../src/protocol/chunk-batch.js';
@@ -103,7 +103,7 @@ describe('batch uploads from the agent', () => {
       return n;
     });
     const shipNext = async (askAboutPatches: boolean) => {
-      const second = new ChunkUploader(transport, { batchBytes: ALL, askAboutPatches });
+      const second = new ChunkUploader(transport, { batchBytes: o.batchBytes ?? ALL, askAboutPatches });
       for (const [i, data] of next.entries()) await second.add({ hash: chunkHash(data), data, base: chunkHash(seed[i] as Buffer), runs: [[8192, 4096]] });
       return second.finish();
     };
@@ -225,11 +225,45 @@ describe('batch uploads from the agent', () => {
     expect((await f.restore(replicationId, p2.pointId)).equals(Buffer.concat(next))).toBe(true);
   });
 
-  it('sends whole the patches whose base the replicator lacks', async () => {
+  it.each([
+    ['batches', {}],
+    ['one chunk per request', { noBatchRoute: true }],
+  ] as const)('refuses a cut whose patches lack their base, naming the bases, and sends those chunks whole next (%s)', async (_, how) => {
+    const t = new Observed(client, how);
+    const seed = Array.from({ length: COUNT }, () => randomBytes(CHUNK));
+    const first = new ChunkUploader(t, { batchBytes: ALL });
+    for (const data of seed) await first.add({ hash: chunkHash(data), data });
+    await first.finish();
+    const p1 = await t.commit({ parentId: null, capturedAt: new Date(Date.now() - 1000).toISOString(), consistency: 'crash', disks: [{ name: 'disk0', sizeBytes, changes: seed.map((d, i) => [i, chunkHash(d)]) }] });
+    const next = seed.map((d) => {
+      const n = Buffer.from(d);
+      randomBytes(4096).copy(n, 8192);
+      return n;
+    });
+    // The agent's view is stale for chunks 0 and 5: their base is a chunk nobody stored.
     const bogus = chunkHash(Buffer.from('a base nobody stored'));
-    const t = new Observed(client, { rewrite: (entries) => entries.map((e) => (e.patch ? { ...e, patch: { ...e.patch, base: bogus } } : e)) });
-    const stats = await shipTwoPoints(t);
-    expect(stats).toMatchObject({ patches: 0, whole: COUNT, chunkBytes: COUNT * CHUNK });
+    const baseOf = (i: number) => (i === 0 || i === 5 ? bogus : chunkHash(seed[i] as Buffer));
+    const ship = async (o: { wholeOn?: Set<string> }) => {
+      const u = new ChunkUploader(t, { batchBytes: ALL, askAboutPatches: true, ...o });
+      for (const [i, data] of next.entries()) await u.add({ hash: chunkHash(data), data, base: baseOf(i), runs: [[8192, 4096]] });
+      return u.finish();
+    };
+    const err = await ship({}).then(() => undefined, (e: unknown) => e);
+    expect(err).toBeInstanceOf(BasesMissingError);
+    expect((err as BasesMissingError).bases).toEqual([bogus]);
+    expect((err as BasesMissingError).message).toMatch(/lacks the base chunk of a patch .*next cut sends those chunks whole/);
+    // The next attempt (the agent's next cut) asks, finds the ten good patches stored, and sends the two whole.
+    const stats = await ship({ wholeOn: new Set(err instanceof BasesMissingError ? err.bases : []) });
+    expect(stats).toMatchObject({ offered: COUNT, deduplicated: COUNT - 2, patches: 0, whole: 2, chunkBytes: 2 * CHUNK });
+    const p2 = await t.commit({ parentId: p1.pointId, capturedAt: new Date().toISOString(), consistency: 'crash', disks: [{ name: 'disk0', sizeBytes, changes: next.map((d, i) => [i, chunkHash(d)]) }] });
+    expect((await f.restore(replicationId, p2.pointId)).equals(Buffer.concat(next))).toBe(true);
+  });
+
+  it('holds patches, not whole chunks: a batch of patches is many chunks to one request', async () => {
+    const t = new Observed(client);
+    const stats = await shipTwoPoints(t, { batchBytes: 2 * CHUNK }); // the seed: six batches of two whole chunks
+    expect(t.batches).toBe(6 + 1); // the patches (4 KiB each) all fit the second uploader's first batch
+    expect(stats).toMatchObject({ patches: COUNT, whole: 0, chunkBytes: COUNT * CHUNK });
   });
 
   it('sends one chunk per request to a replicator without batch uploads', async () => {
