@@ -92,7 +92,11 @@ export class Agent {
   private assignment: ReplicationAssignment | null = null;
   private progress: ReplicationProgress = { phase: 'idle', doneBytes: 0, totalBytes: 0, pendingBytes: 0 };
   private uploader: ChunkUploader | undefined;
-  /** Bases the replicator lacked for a cut's patches (BasesMissingError): until a point commits, chunks on them go whole. */
+  /**
+   * Bases the replicator lacked for a cut's patches (BasesMissingError): chunks on them go whole from then on. Kept
+   * while the agent runs (a lost base may still be the hash of other chunks of the disk, and a failed cut is dearer
+   * than a chunk sent whole), and small: a base is lost only to a repair or a stale view.
+   */
   private readonly wholeOn = new Set<string>();
   private lastError: string | undefined;
   private readonly vaultClient: VaultClient;
@@ -420,8 +424,8 @@ export class Agent {
       let at = performance.now();
       shipped = await shipCut(cut, { chunkSize: a.chunkSize, base, emptyParent: this.state.lastPointId === null, uploader, signal: shipSignal, ...(runsAgainstBase ? { runsAgainstBase } : {}), onRead: (n) => (this.progress.doneBytes += n) });
       phases.shipMs = performance.now() - at;
-      at = performance.now();
       await release();
+      at = performance.now(); // commitMs: staging a long change list, then the commit's answer
       const whole = { parentId: this.state.lastPointId, capturedAt: cut.capturedAt.toISOString(), consistency, disks: shipped.disks };
       // A long change list (a large disk's first point) goes ahead in parts; the commit carries the last one.
       const stage = transport.stageChanges?.bind(transport);
@@ -435,7 +439,10 @@ export class Agent {
       phases.commitMs = performance.now() - at;
     } catch (err) {
       await uploader.abort(err); // a failure outside the uploader (a disk read) leaves its uploads running
-      if (err instanceof BasesMissingError) for (const b of err.bases) this.wholeOn.add(b);
+      if (err instanceof BasesMissingError) {
+        if (this.wholeOn.size > 100_000) this.wholeOn.clear(); // a bound, far beyond any real case
+        for (const b of err.bases) this.wholeOn.add(b);
+      }
       if (refusedForGood(err)) await this.forgetSent();
       await release();
       this.counters.cutsAbandoned++;
@@ -462,7 +469,6 @@ export class Agent {
     await cut.complete();
     this.counters.pointsCommitted++;
     this.lastCutCommitted = true;
-    this.wholeOn.clear(); // the next cut's bases are this point's chunks, which the store holds
     if (consistency === 'app') this.counters.appConsistentPoints++;
     if (groupCut) {
       const r = await this.groupClient.result(groupCut.cutId, { pointId: result.pointId }).catch((err: unknown) => {

@@ -1,4 +1,4 @@
-import { closeSync, fdatasync, fdatasyncSync, fstatSync, openSync, readSync, writeSync, writev, writevSync } from 'node:fs';
+import { closeSync, fdatasync, fdatasyncSync, fstatSync, openSync, read, readSync, writeSync, writev, writevSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { RefugeError } from '../core/errors.js';
 
@@ -43,6 +43,7 @@ export const ASYNC_WRITE_MIN_BYTES = 128 * 1024;
 
 const writevAsync = promisify(writev);
 const fdatasyncAsync = promisify(fdatasync);
+const readAsync = promisify(read);
 
 /**
  * A raw disk image file (or block device) served with positioned I/O on one descriptor: synchronous for reads and
@@ -86,6 +87,22 @@ export class FileBlockDevice implements BlockDevice {
   private get descriptor(): number {
     if (this.fd === undefined) throw Object.assign(new Error(`disk image ${this.path} is closed`), { code: 'ESHUTDOWN' });
     return this.fd;
+  }
+
+  /**
+   * As `read`, on libuv's thread pool: for a reader that must not hold the event loop while it copies megabytes (the
+   * agent's shipper reading a cut's chunks while the same loop serves the VM's writes).
+   */
+  async readAsync(target: Buffer, offset: number): Promise<void> {
+    let done = 0;
+    while (done < target.length) {
+      const n = (await readAsync(this.descriptor, target, done, target.length - done, offset + done)).bytesRead;
+      if (n === 0) {
+        target.fill(0, done);
+        return;
+      }
+      done += n;
+    }
   }
 
   read(target: Buffer, offset: number): void {

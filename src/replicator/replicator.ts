@@ -225,7 +225,7 @@ export class Replicator {
    * replication once. Entries are stored as they arrive (`readBatch` yields each once it is whole; `inGroups` gathers
    * whole chunks), a few groups at a time, so that a body cut off mid-way leaves what arrived stored, and the
    * agent's retry sends only the rest. A patch
-   * whose base the store lacks is listed in `baseMissing` (the agent sends that chunk whole); any other failure, or
+   * whose base the store lacks is listed in `baseMissing` (the agent fails its cut and sends that chunk whole in the next); any other failure, or
    * the body breaking off, fails the request once the entries under way are stored (uploads are idempotent).
    */
   async putChunks(replicationId: string, entries: AsyncIterable<BatchEntry> | Iterable<BatchEntry>): Promise<ChunkBatchResponse> {
@@ -248,7 +248,7 @@ export class Replicator {
 
   /**
    * Patches of a batch, rebuilt in as few worker tasks as the store can (store.putPatchedChunks). A patch whose base
-   * is missing or damaged is listed (the agent sends that chunk whole); any other refusal fails the request, once
+   * is missing or damaged is listed (the agent sends that chunk whole in its next cut); any other refusal fails the request, once
    * the group's other chunks are stored.
    */
   private async storePatches(target: ReplicationTarget, c: ReplicationCounters, group: readonly BatchEntry[]): Promise<{ stored: number; baseMissing: string[] }> {

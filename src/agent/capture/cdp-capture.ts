@@ -147,12 +147,11 @@ export class CdpCapture implements CaptureMode {
         zeroChunks: cut.zeroChunks,
         read: async (index: number) => cut.readChunk(index, (t, at) => d.device.readLiveBytes(t, at)),
         // Consecutive chunks (a seed's data extents) straight into the shipper's group buffer, no buffer per chunk.
+        // The live bytes are read on libuv's pool: copying a point's gigabytes on the event loop held up the VM's writes
+        // (P5 in docs/benchmarks.md: a third of the agent's main thread under 20 MB/s of random writes).
         readRun: async (first: number, count: number, into: Uint8Array) => {
           const bytes = Buffer.from(into.buffer, into.byteOffset, into.byteLength);
-          for (let n = 0; n < count; n++) {
-            const at = n * options.chunkSize;
-            cut.readChunk(first + n, (t, offset) => d.device.readLiveBytes(t, offset), bytes.subarray(at, Math.min(at + options.chunkSize, bytes.length)));
-          }
+          await cut.readChunks(first, count, bytes, (t, offset) => d.device.readLiveBytesAsync(t, offset));
         },
         changedRuns: (index: number) => cut.changedRuns(index),
       })),

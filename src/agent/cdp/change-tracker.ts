@@ -73,6 +73,7 @@ export class ChangeTracker {
 
   complete(cut: FrozenCut): void {
     if (cut !== this.frozen) return;
+    cut.finished = true;
     this.frozen = undefined;
     this.cow.clear();
     this.regionLog?.reset(this.dirty.markedRegions());
@@ -80,6 +81,7 @@ export class ChangeTracker {
 
   abandon(cut: FrozenCut): void {
     if (cut !== this.frozen) return;
+    cut.finished = true;
     this.frozen = undefined;
     this.cow.clear();
     this.dirty.mergeFrom(cut.marks);
@@ -113,6 +115,11 @@ export class FrozenCut {
   private readBytes = 0;
   private listed: number[] | undefined;
   private holes: [number, number][] = [];
+  /**
+   * Completed or abandoned: the copy-on-write store now serves the next cut, so a read still under way
+   * (readChunks) must not overlay or release anything of it.
+   */
+  finished = false;
 
   /** Constant time: a cut is the write path's only pause, so it does nothing that grows with the disk or the writes. */
   constructor(
@@ -221,23 +228,53 @@ export class FrozenCut {
    * the live read and the overlay.
    */
   readChunk(index: number, readLive: ReadLive, into?: Buffer): Buffer {
+    const length = this.unreadLength(index);
+    if (into && into.length !== length) throw new RefugeError('internal', `chunk ${index} is ${length} bytes, not ${into.length}`);
+    const data = into ?? Buffer.allocUnsafe(length);
+    readLive(data, index * this.chunkSize);
+    this.overlayAndRelease(index, data);
+    return data;
+  }
+
+  /**
+   * Frozen chunks `[first, first + count)` as they were at the cut, in `into`, with their live bytes read by
+   * `readLive` asynchronously (off the event loop, which goes on serving the VM's writes meanwhile). Still exact: a
+   * write landing on these chunks before they are released keeps its block's cut-time bytes in the copy-on-write
+   * store first (`preserve`), and the overlay below, after the live read, puts those back over whatever the read
+   * saw of the write.
+   */
+  async readChunks(first: number, count: number, into: Buffer, readLive: (target: Buffer, offset: number) => Promise<void>): Promise<void> {
+    let length = 0;
+    for (let i = first; i < first + count; i++) length += this.unreadLength(i);
+    if (into.length !== length) throw new RefugeError('internal', `chunks ${first}+${count} are ${length} bytes, not ${into.length}`);
+    await readLive(into, first * this.chunkSize);
+    if (this.finished) throw new RefugeError('cancelled', `the cut was finished while chunks ${first}+${count} were read`);
+    for (let n = 0; n < count; n++) {
+      const at = n * this.chunkSize;
+      this.unreadLength(first + n); // still unread: no other reader took it meanwhile
+      this.overlayAndRelease(first + n, into.subarray(at, Math.min(at + this.chunkSize, into.length)));
+    }
+  }
+
+  /** The length of chunk `index`, which must be a frozen chunk of this cut not read yet. */
+  private unreadLength(index: number): number {
     if (this.released[index] !== 0 || !this.covers(index)) {
       // After the first read later writes are not preserved, so a second read could mix in bytes from after the cut.
       throw new RefugeError('internal', `chunk ${index} is not an unread chunk of this cut`);
     }
     const start = index * this.chunkSize;
-    const length = Math.min(this.chunkSize, this.sizeBytes - start);
-    if (into && into.length !== length) throw new RefugeError('internal', `chunk ${index} is ${length} bytes, not ${into.length}`);
-    const data = into ?? Buffer.allocUnsafe(length);
-    readLive(data, start);
-    const firstBlock = start / TRACKING_BLOCK;
+    return Math.min(this.chunkSize, this.sizeBytes - start);
+  }
+
+  /** Puts the preserved cut-time blocks over `data` (chunk `index` as read live) and releases the chunk. */
+  private overlayAndRelease(index: number, data: Buffer): void {
+    const firstBlock = (index * this.chunkSize) / TRACKING_BLOCK;
     const blocks = Math.ceil(data.length / TRACKING_BLOCK);
     this.cow.overlay(data, firstBlock, blocks);
     this.cow.release(firstBlock, blocks);
     this.released[index] = 1;
     this.readCount++;
     this.readBytes += data.length;
-    return data;
   }
 
   /** Byte runs of chunk `index` written since the previous cut, relative to the chunk's start. */

@@ -88,4 +88,9 @@ export class TrackedDevice implements BlockDevice {
   readLiveBytes(target: Buffer, offset: number): void {
     this.inner.read(target, offset);
   }
+
+  /** As readLiveBytes, off the event loop (FileBlockDevice.readAsync). */
+  readLiveBytesAsync(target: Buffer, offset: number): Promise<void> {
+    return this.inner.readAsync(target, offset);
+  }
 }

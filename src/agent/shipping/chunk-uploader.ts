@@ -279,11 +279,23 @@ export class ChunkUploader {
         this.batchesWork = false;
       }
     }
-    const lacking = new Set<string>();
+    const refused: Queued[] = [];
     await forEachLimit(toSend, this.o.concurrency ?? 4, async (item) => {
-      if (!(await this.upload(item)) && item.patch) lacking.add(item.patch.base ?? 'zero');
+      if (!(await this.upload(item))) refused.push(item);
     });
-    if (lacking.size > 0) throw new BasesMissingError([...lacking]); // as a batch does: the others are stored first
+    await this.refusedPatches(refused); // as a batch does: the others are stored first
+  }
+
+  /**
+   * Patches the replicator refused for want of their base: unless their chunk is stored after all (a patch sent
+   * without asking, of a chunk another disk or point stored), the cut fails naming the bases (BasesMissingError).
+   */
+  private async refusedPatches(refused: Queued[]): Promise<void> {
+    if (refused.length === 0) return;
+    const missing = new Set(await retrying(() => this.transport.missing([...new Set(refused.map((i) => i.hash))], this.signal), { ...this.o.retry, signal: this.signal }));
+    const lacking = new Set(refused.filter((i) => missing.has(i.hash)).map((i) => i.patch?.base ?? 'zero'));
+    this.stats.deduplicated += refused.filter((i) => !missing.has(i.hash)).length;
+    if (lacking.size > 0) throw new BasesMissingError([...lacking]);
   }
 
   /**
@@ -308,15 +320,15 @@ export class ChunkUploader {
           bytes += entry.body.length;
         }
       }
-      const lacking = new Set<string>();
+      const refused: Queued[] = [];
       await forEachLimit(groups, BATCHES_IN_FLIGHT, async ({ from, to }) => {
         const batch = writer.framed(from, to);
         const { baseMissing } = await this.putBatch(batch);
-        const refused = new Set(baseMissing);
+        const lacksBase = new Set(baseMissing);
         for (const [n, item] of items.slice(from, to).entries()) {
           const e = batch.entries[n];
-          if (e?.patch && refused.has(item.hash)) {
-            lacking.add(e.patch.base ?? 'zero');
+          if (e?.patch && lacksBase.has(item.hash)) {
+            refused.push(item);
             continue;
           }
           if (item.patch) this.stats.patches++;
@@ -324,7 +336,7 @@ export class ChunkUploader {
           this.stats.chunkBytes += item.chunkLength;
         }
       });
-      if (lacking.size > 0) throw new BasesMissingError([...lacking]);
+      await this.refusedPatches(refused);
       return true;
     } finally {
       if (this.freeBodies.length < POOLED) this.freeBodies.push(body); // no request reads it any more
@@ -362,10 +374,7 @@ export class ChunkUploader {
     }, { ...this.o.retry, signal });
   }
 
-  /**
-   * Appends one chunk's upload to `writer`: a patch when change tracking says little changed (and `patch` allows),
-   * else whole; compressed into its place when that helps. A patch is framed in `scratch` first, then compressed.
-   */
+  /** Appends one chunk's upload to `writer`, its patch or the whole chunk as queued, compressed into place when that helps. */
   private encode(writer: BatchWriter, item: Queued): BatchEntry {
     const raw = heldBytes(item);
     const compress = this.o.compress !== false;

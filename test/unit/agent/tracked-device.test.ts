@@ -101,4 +101,35 @@ describe('tracked device: writes in flight and cuts', () => {
     expect((await onDisk(0)).equals(filled(0x31))).toBe(true);
     expect((await onDisk(2 * MiB, 4096)).equals(filled(0x32, 4096))).toBe(true);
   });
+
+  it('reads a cut\'s chunks off the event loop exactly: writes landing during the read keep their cut-time bytes', async () => {
+    const CHUNK = 256 * 1024;
+    for (let n = 0; n < 4; n++) void device.write([filled(0x30 + n)], n * MiB, false);
+    await file.settled();
+    tracker.markAll();
+    const release = await device.quiesce();
+    const cut = tracker.cut(CHUNK);
+    release();
+    const atCut = await onDisk(0, 2 * MiB);
+    // Chunks 0-7 (the first 2 MiB) read in one run; while the read is on the pool, the VM overwrites blocks in
+    // several of them, small writes (applied at once) and a large one (on the pool too).
+    const into = Buffer.alloc(2 * MiB);
+    const reading = cut.readChunks(0, 8, into, (t, at) => device.readLiveBytesAsync(t, at));
+    void device.write([filled(0x41, 4096)], 4096, false);
+    void device.write([filled(0x42, 8192)], 3 * CHUNK + 100 * 4096, false);
+    const large = device.write([filled(0x43, ASYNC_WRITE_MIN_BYTES)], MiB + CHUNK, false);
+    await reading;
+    await large;
+    expect(into.equals(atCut)).toBe(true);
+    // Released: later writes need no copy, and a second read is refused.
+    expect(() => cut.readChunk(2, (t, at) => device.readLiveBytes(t, at))).toThrow(/not an unread chunk/);
+    // A read that ends after its cut was abandoned overlays nothing (the copy-on-write store serves the next cut).
+    const into2 = Buffer.alloc(CHUNK);
+    const late = cut.readChunks(9, 1, into2, async (t, at) => {
+      await tick();
+      await device.readLiveBytesAsync(t, at);
+    });
+    tracker.abandon(cut);
+    await expect(late).rejects.toThrow(/finished while chunks 9\+1 were read/);
+  });
 });
