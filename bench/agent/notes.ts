@@ -34,7 +34,12 @@ Sixth session (2026-12-02, 21:40 UTC, a fresh machine at load 1-2): \`--only p4 
 MB/s against nbdkit's 2,517, 2,652, 2,538 (90% on the medians) and random writes 140%. A profile of the export under
 the sequential job (10 s) shows its main thread busy about 20% of the time, of which GC is 288 ms: the socket's
 64 KiB reads each allocate a fresh buffer. Reading straight into the request's own payload buffer (net.Socket's
-\`onread\`) would remove that, but Node 20 offers \`onread\` only on sockets it connects, not on accepted ones.`;
+\`onread\`) would remove that, but Node 20 offers \`onread\` only on sockets it connects, not on accepted ones.
+Eighth session (2026-12-03): a cdp cut's chunks are read on libuv's pool (\`FrozenCut.readChunks\`: a run of chunks in
+one asynchronous read, then the copy-on-write overlay on the event loop) instead of synchronous 256 KiB reads on the
+event loop that serves the VM's writes. \`--only p4 --rounds 2\` (load 2.5): with a cut every 2 s, 75% of nbdkit's
+random-write IOPS and 41% of its sequential bandwidth (8,783 against 11,691; 534 against 1,299 MB/s), where the last
+full run had measured 25% and 20%; without cuts 144% and 95%.`;
 
 export const P3_NOTES = `Where the time goes (profiles of the vault with \`BENCH_PROFILE=DIR\`, phases and CPU per point with
 \`BENCH_DEBUG=1\`): the store already wrote uploads into packs with one sync per commit, and the commit itself takes
@@ -186,4 +191,19 @@ chunks, both changes of the store format: at the replicator, delta points (a pat
 plus runs, checked by rebuilding and hashing once: ~100 MB written a point instead of ~1.6 GB, no compression of
 whole chunks, no writeback slowing fio's writes at the agent; deltas made whole later, off the RPO's path); at the
 agent, chunk names computed from per-block digests (a hash over a chunk's 4 KiB block digests, which the agent
-keeps), so a point hashes only the blocks written instead of reading every touched chunk whole.`;
+keeps), so a point hashes only the blocks written instead of reading every touched chunk whole.
+Eighth session (2026-12-03, load 2-3, \`--only p5 --p5-chunks 256 --p5-seconds 60\`; each point's phases from the
+agent's log, \`BENCH_AGENT_LOG=FILE\`): before, p99 28.9-29.3 s with points shipped in 12-16 s. Three findings:
+(1) the uploader's batches held copies of whole chunks, so a batch of patches was eight 256 KiB chunks, about a
+thousand requests a point; batches now hold the patches alone (2 MiB of patches, ~50 chunks a request; a patch
+whose base the replicator lacks fails the cut and goes whole in the next, docs/protocol.md): points shipped in
+9-11 s, p99 22.8-22.9 s. (2) Scattered chunks were each read into a fresh 256 KiB buffer and copied into the hashing
+group's: now read in place (runs in one read), and on libuv's pool (P4 above); agent GC 6.6 s -> 2.2 s of 78, p99
+22.8-25.0 s (no clear gain beyond (1): the two cores are saturated). (3) Storing the rebuilt chunks uncompressed at
+the replicator (an experiment, not kept) changed nothing (p99 29.0 s before (1), 28.2 s after; level 1: 22.1 s):
+the vault's compression is not the bottleneck. Profile after (1)-(2), 77 s: the agent's main thread busy 60 s (TLS
+and NBD socket writes 14.6, chunk reads 13.4 (since moved to the pool), fio's writes 6.7, patch compression 6.3,
+posting to the hash worker 5.4), the vault's main thread 48 s (GC 13), its two workers 33 and 29 s (zstd 13+12,
+SHA-256 9.5+7.9). Each point still reads and hashes ~2 GB at the agent and rebuilds and hashes ~2 GB at the
+vault, on the two cores fio also uses: **not met at 256 KiB** (met at 8 KiB); the way there is the store-format
+change above.`;
