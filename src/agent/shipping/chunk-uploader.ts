@@ -24,6 +24,8 @@ export interface UploadStats {
   /** Chunks sent whole, and as patches. */
   whole: number;
   patches: number;
+  /** Patches the replicator refused for want of their base (BasesMissingError: the next cut sends them whole). */
+  refused: number;
   /** Bytes of the chunks sent (as rebuilt at the replicator), and bytes of request bodies on the wire. */
   chunkBytes: number;
   wireBytes: number;
@@ -59,7 +61,7 @@ export class BasesMissingError extends RefugeError {
   }
 }
 
-export const emptyUploadStats = (): UploadStats => ({ offered: 0, deduplicated: 0, whole: 0, patches: 0, chunkBytes: 0, wireBytes: 0 });
+export const emptyUploadStats = (): UploadStats => ({ offered: 0, deduplicated: 0, whole: 0, patches: 0, refused: 0, chunkBytes: 0, wireBytes: 0 });
 
 /**
  * Bytes held per upload batch, whole chunks or patches alone (at most one missing-chunks query): one batch fills while earlier ones upload,
@@ -295,6 +297,7 @@ export class ChunkUploader {
     const missing = new Set(await retrying(() => this.transport.missing([...new Set(refused.map((i) => i.hash))], this.signal), { ...this.o.retry, signal: this.signal }));
     const lacking = new Set(refused.filter((i) => missing.has(i.hash)).map((i) => i.patch?.base ?? 'zero'));
     this.stats.deduplicated += refused.filter((i) => !missing.has(i.hash)).length;
+    this.stats.refused += refused.filter((i) => missing.has(i.hash)).length;
     if (lacking.size > 0) throw new BasesMissingError([...lacking]);
   }
 

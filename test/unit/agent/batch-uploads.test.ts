@@ -243,12 +243,14 @@ describe('batch uploads from the agent', () => {
     // The agent's view is stale for chunks 0 and 5: their base is a chunk nobody stored.
     const bogus = chunkHash(Buffer.from('a base nobody stored'));
     const baseOf = (i: number) => (i === 0 || i === 5 ? bogus : chunkHash(seed[i] as Buffer));
+    let u: ChunkUploader | undefined;
     const ship = async (o: { wholeOn?: Set<string> }) => {
-      const u = new ChunkUploader(t, { batchBytes: ALL, askAboutPatches: true, ...o });
+      u = new ChunkUploader(t, { batchBytes: ALL, askAboutPatches: true, ...o });
       for (const [i, data] of next.entries()) await u.add({ hash: chunkHash(data), data, base: baseOf(i), runs: [[8192, 4096]] });
       return u.finish();
     };
     const err = await ship({}).then(() => undefined, (e: unknown) => e);
+    expect(u?.stats).toMatchObject({ offered: COUNT, deduplicated: 0, patches: COUNT - 2, whole: 0, refused: 2 });
     expect(err).toBeInstanceOf(BasesMissingError);
     expect((err as BasesMissingError).bases).toEqual([bogus]);
     expect((err as BasesMissingError).message).toMatch(/lacks the base chunk of a patch .*next cut sends those chunks whole/);
