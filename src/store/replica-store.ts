@@ -297,8 +297,8 @@ export class ReplicaStore {
     const referenced = new Set<string>();
     let disks: Required<DiskManifest>[];
     if (req.stageId === undefined) {
-      for (const change of req.disks) checkIndexes(change, cs); // a malformed request is 400 before chunks are looked for
-      for (const change of req.disks) for (const h of await this.checkChanges(change, cs)) referenced.add(h);
+      const listed = req.disks.map((change) => checkIndexes(change, cs)); // a malformed request is 400 before chunks are looked for
+      for (const [n, change] of req.disks.entries()) for (const h of await this.checkChanges(change, cs, listed[n])) referenced.add(h);
       disks = [];
       for (const change of req.disks) disks.push(await this.applyChanges(parent?.disks.find((x) => x.name === change.name), change, cs));
     } else {
@@ -338,10 +338,10 @@ export class ReplicaStore {
   /**
    * Checks one disk's changes before they are applied: indexes in range, hashes well formed, every chunk stored and
    * exactly the length of its place (restores refuse anything else, so the point could never be restored). An index
-   * listed twice takes its last listing (as the tree is updated): only that one must fit. Returns the chunk hashes.
+   * listed twice takes its last listing (as the tree is updated): only that one must fit. Returns the chunk hashes
+   * (`referenced`: checkIndexes's answer, when the caller checked the indexes already).
    */
-  private async checkChanges(change: DiskChanges, cs: number): Promise<Set<string>> {
-    const referenced = checkIndexes(change, cs);
+  private async checkChanges(change: DiskChanges, cs: number, referenced = checkIndexes(change, cs)): Promise<Set<string>> {
     const missing = await this.missingChunks([...referenced]);
     if (missing.length > 0) {
       throw new RefugeError('failed_precondition', `${missing.length} chunk(s) referenced by the point are not stored`, {

@@ -295,9 +295,14 @@ export class ChunkUploader {
   private async refusedPatches(refused: Queued[]): Promise<void> {
     if (refused.length === 0) return;
     const missing = new Set(await retrying(() => this.transport.missing([...new Set(refused.map((i) => i.hash))], this.signal), { ...this.o.retry, signal: this.signal }));
-    const lacking = new Set(refused.filter((i) => missing.has(i.hash)).map((i) => i.patch?.base ?? 'zero'));
-    this.stats.deduplicated += refused.filter((i) => !missing.has(i.hash)).length;
-    this.stats.refused += refused.filter((i) => missing.has(i.hash)).length;
+    const lacking = new Set<string>();
+    for (const i of refused) {
+      if (!missing.has(i.hash)) this.stats.deduplicated++;
+      else {
+        this.stats.refused++;
+        lacking.add(i.patch?.base ?? 'zero');
+      }
+    }
     if (lacking.size > 0) throw new BasesMissingError([...lacking]);
   }
 

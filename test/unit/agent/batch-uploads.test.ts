@@ -90,10 +90,10 @@ describe('batch uploads from the agent', () => {
     await f.close();
   });
 
-  /** Seeds a disk of random chunks, then changes one 4 KiB block of each and ships those as patches. */
-  const shipTwoPoints = async (transport: Observed, o: { batchBytes?: number; again?: boolean } = {}) => {
+  /** Seeds and commits a disk of random chunks; `next` is each chunk with its 4 KiB block at 8 KiB changed. */
+  const seedPoint = async (transport: Observed, batchBytes = ALL) => {
     const seed = Array.from({ length: COUNT }, () => randomBytes(CHUNK));
-    const first = new ChunkUploader(transport, { batchBytes: o.batchBytes ?? ALL });
+    const first = new ChunkUploader(transport, { batchBytes });
     for (const data of seed) await first.add({ hash: chunkHash(data), data });
     await first.finish();
     const p1 = await transport.commit({ parentId: null, capturedAt: new Date(Date.now() - 1000).toISOString(), consistency: 'crash', disks: [{ name: 'disk0', sizeBytes, changes: seed.map((d, i) => [i, chunkHash(d)]) }] });
@@ -102,6 +102,12 @@ describe('batch uploads from the agent', () => {
       randomBytes(4096).copy(n, 8192);
       return n;
     });
+    return { seed, p1, next };
+  };
+
+  /** Seeds a disk of random chunks, then changes one 4 KiB block of each and ships those as patches. */
+  const shipTwoPoints = async (transport: Observed, o: { batchBytes?: number; again?: boolean } = {}) => {
+    const { seed, p1, next } = await seedPoint(transport, o.batchBytes);
     const shipNext = async (askAboutPatches: boolean) => {
       const second = new ChunkUploader(transport, { batchBytes: o.batchBytes ?? ALL, askAboutPatches });
       for (const [i, data] of next.entries()) await second.add({ hash: chunkHash(data), data, base: chunkHash(seed[i] as Buffer), runs: [[8192, 4096]] });
@@ -230,16 +236,7 @@ describe('batch uploads from the agent', () => {
     ['one chunk per request', { noBatchRoute: true }],
   ] as const)('refuses a cut whose patches lack their base, naming the bases, and sends those chunks whole next (%s)', async (_, how) => {
     const t = new Observed(client, how);
-    const seed = Array.from({ length: COUNT }, () => randomBytes(CHUNK));
-    const first = new ChunkUploader(t, { batchBytes: ALL });
-    for (const data of seed) await first.add({ hash: chunkHash(data), data });
-    await first.finish();
-    const p1 = await t.commit({ parentId: null, capturedAt: new Date(Date.now() - 1000).toISOString(), consistency: 'crash', disks: [{ name: 'disk0', sizeBytes, changes: seed.map((d, i) => [i, chunkHash(d)]) }] });
-    const next = seed.map((d) => {
-      const n = Buffer.from(d);
-      randomBytes(4096).copy(n, 8192);
-      return n;
-    });
+    const { seed, p1, next } = await seedPoint(t);
     // The agent's view is stale for chunks 0 and 5: their base is a chunk nobody stored.
     const bogus = chunkHash(Buffer.from('a base nobody stored'));
     const baseOf = (i: number) => (i === 0 || i === 5 ? bogus : chunkHash(seed[i] as Buffer));
