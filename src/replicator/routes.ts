@@ -29,6 +29,9 @@ export const BATCH_STALL_MS = 10_000;
  */
 export const MAX_COMMIT_BYTES = 64 * 1024 * 1024;
 
+/** Largest staged part (`/points/staged`): MAX_STAGE_PART_ENTRIES entries of about 76 bytes, with room to spare. */
+export const MAX_STAGE_BODY_BYTES = 16 * 1024 * 1024;
+
 export function replicatorRoutes(replicator: Replicator, maxChunkBytes: number): FastifyPluginAsync {
   return async (fastify) => {
     const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
@@ -83,8 +86,7 @@ export function replicatorRoutes(replicator: Replicator, maxChunkBytes: number):
     });
 
     app.post('/replications/:replication/points/staged', {
-      // MAX_STAGE_PART_ENTRIES entries of about 76 bytes, with room to spare.
-      bodyLimit: 16 * 1024 * 1024,
+      bodyLimit: MAX_STAGE_BODY_BYTES,
       schema: { params: Params, body: StageChangesRequest },
     }, async (req, reply) => {
       await replicator.stageChanges(req.params.replication, req.body);

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../../../src/core/errors.js';
-import { MAX_COMMIT_BYTES } from '../../../src/replicator/routes.js';
+import { MAX_COMMIT_BYTES, MAX_STAGE_BODY_BYTES } from '../../../src/replicator/routes.js';
 import { figure } from '../../helpers/figures.js';
 import { fuzzRuns, fuzzTimeoutMs } from '../../helpers/fuzz.js';
 import { createTestVault, protectWithPoint, seedConfiguration, type TestVault } from '../../helpers/test-vault.js';
@@ -170,8 +170,10 @@ describe('API fuzzing from the OpenAPI route table', () => {
     await fc.assert(
       fc.asyncProperty(fc.nat(), malformed, fc.constantFrom('application/json', 'text/plain', 'application/x-www-form-urlencoded', 'application/xml', 'application/json; charset=latin1'), fc.nat({ max: 9 }).map((n) => n === 0), async (i, text, type, huge) => {
         const op = withBody[i % withBody.length] as Operation;
-        // Huge: past the route's own limit (1 MiB, the commit route's 64 MiB: it lists every chunk of a disk's seed).
-        const limit = op.method === 'POST' && op.path.endsWith('/points') && op.path.startsWith('/replicator/') ? MAX_COMMIT_BYTES : 1024 * 1024;
+        // Huge: past the route's own limit (1 MiB; the commit route's 64 MiB, as it lists every chunk of a disk's seed;
+        // a staged part's 16 MiB).
+        const replicatorPost = op.method === 'POST' && op.path.startsWith('/replicator/');
+        const limit = replicatorPost && op.path.endsWith('/points') ? MAX_COMMIT_BYTES : replicatorPost && op.path.endsWith('/points/staged') ? MAX_STAGE_BODY_BYTES : 1024 * 1024;
         const payload = huge ? `{"name":"${'x'.repeat(limit + 1024)}"}` : text;
         const r = await send(op.method, fill(op, KNOWN), payload, { 'content-type': type });
         if (huge && type === 'application/json') expect(r.status).toBe(413);
