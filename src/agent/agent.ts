@@ -439,6 +439,8 @@ export class Agent {
       phases.commitMs = performance.now() - at;
     } catch (err) {
       await uploader.abort(err); // a failure outside the uploader (a disk read) leaves its uploads running
+      const { wireBytes, patches, whole, refused } = uploader.stats;
+      this.log.info({ wireBytes, patches, whole, refused }, 'cut abandoned: what it uploaded stays stored for the next cut');
       if (err instanceof BasesMissingError) {
         if (this.wholeOn.size > 100_000) this.wholeOn.clear(); // a bound, far beyond any real case
         for (const b of err.bases) this.wholeOn.add(b);

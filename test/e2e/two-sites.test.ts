@@ -185,8 +185,13 @@ describe('two sites: unplanned failover with the primary cut off, delta re-prote
     expect(replicatorWireBytes).toBeLessThan(SIZE / 8); // far from a full copy
     // The recovery agent compared with the seed and sent patches of the blocks that differ.
     const log = await readFile(join(dir, 'agent-recovery.log'), 'utf8');
-    const first = log.split('\n').filter((l) => l.includes('"recovery point committed"')).map((l) => JSON.parse(l) as { wireBytes: number; patches: number })[0];
-    expect(first?.patches).toBeGreaterThan(0);
+    // Counted up to the first commit, cuts abandoned before it included (what they uploaded is deduplicated after).
+    const lines = log.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { msg: string; wireBytes: number; patches: number; level: number });
+    const firstAt = lines.findIndex((l) => l.msg === 'recovery point committed');
+    const first = lines[firstAt];
+    const before = lines.slice(0, Math.max(0, firstAt)).filter((l) => l.msg.startsWith('cut abandoned'));
+    const why = JSON.stringify(lines.slice(0, firstAt + 1).filter((l) => l.level >= 40 || l.msg.startsWith('cut abandoned')));
+    expect(before.reduce((n, l) => n + l.patches, first?.patches ?? 0), why).toBeGreaterThan(0);
     expect(first?.wireBytes).toBeLessThanOrEqual(replicatorWireBytes);
     expect(first?.wireBytes).toBeGreaterThan(0);
   }, 600_000);
