@@ -100,14 +100,14 @@ interface Tool {
 
 const PASSWORD = 'refuge-bench-password';
 
-function refuge(name: string, o: { encrypted: boolean; chunkSize?: number; sync?: boolean }): Tool {
+function refuge(name: string, o: { encrypted: boolean; chunkSize?: number; sync?: boolean; format?: number }): Tool {
   const keyFile = join(dir, 'vault.key');
   const keyArgs = o.encrypted ? ['--key-file', keyFile] : [];
   return {
     name,
     async init(repo) {
       if (o.encrypted) await writeFile(keyFile, createHash('sha256').update('bench key').digest('hex'));
-      await run(process.execPath, [refugeBin, 'store', 'init', '--path', repo, ...keyArgs, ...(o.encrypted ? ['--encrypt'] : []), ...(o.chunkSize ? ['--chunk-size', String(o.chunkSize)] : [])]);
+      await run(process.execPath, [refugeBin, 'store', 'init', '--path', repo, ...keyArgs, ...(o.encrypted ? ['--encrypt'] : []), ...(o.chunkSize ? ['--chunk-size', String(o.chunkSize)] : []), ...(o.format ? ['--format', String(o.format)] : [])]);
     },
     backup: (repo, image) => run(process.execPath, [refugeBin, 'store', 'import', '--path', repo, ...keyArgs, '--replication', 'rep_bench', '--disk', `disk0=${image}`]),
     async restore(repo, out) {
@@ -209,6 +209,8 @@ async function main(): Promise<void> {
     refuge('refuge', { encrypted: false }),
     refuge('refuge-encrypted', { encrypted: true }),
     refuge('refuge-nosync', { encrypted: false, sync: false }),
+    // Store format 3 (blobs named by 16 KiB leaf digests, docs/design-delta-points.md): what its hashing costs.
+    refuge('refuge-format3', { encrypted: false, format: 3 }),
     restic,
     borg,
   ].filter((t) => wanted.includes(t.name));

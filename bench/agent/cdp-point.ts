@@ -71,7 +71,7 @@ export async function benchCdpPoints(dir: string, sizeBytes: number, rounds: num
       const discard = new ChunkUploader({ missing: async (h) => h, putChunk: async () => undefined, commit: () => Promise.reject(new Error('not used')) });
       const started = performance.now();
       const cut = await capture.cut({ chunkSize: a.chunkSize, everyChunk: parent === null });
-      await shipCut(cut, { chunkSize: a.chunkSize, base, uploader: discard });
+      await shipCut(cut, { chunkSize: a.chunkSize, naming: a.naming ?? 'sha256', base, uploader: discard });
       const seconds = (performance.now() - started) / 1000;
       await cut.abandon();
       return seconds;
@@ -83,7 +83,7 @@ export async function benchCdpPoints(dir: string, sizeBytes: number, rounds: num
       const ownCpu = process.cpuUsage();
       const started = performance.now();
       const cut = await capture.cut({ chunkSize: a.chunkSize, everyChunk: parent === null });
-      const shipped = await shipCut(cut, { chunkSize: a.chunkSize, base, uploader });
+      const shipped = await shipCut(cut, { chunkSize: a.chunkSize, naming: a.naming ?? 'sha256', base, uploader });
       const uploaded = performance.now();
       const r = await client.commit({ parentId: parent, capturedAt: cut.capturedAt.toISOString(), consistency: 'crash', disks: shipped.disks });
       const seconds = (performance.now() - started) / 1000;

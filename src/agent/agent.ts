@@ -1,4 +1,5 @@
 import { RefugeError, isRefugeError } from '../core/errors.js';
+import { isBlobNaming, type BlobNaming } from '../store/chunks.js';
 import type { HttpConnection } from '../core/http-client.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import { sleep } from '../core/durations.js';
@@ -24,7 +25,18 @@ import type { RegistrationCredentials } from '../protocol/enrollment.js';
 import { loadIdentity, register, renew, renewalDue, type Identity } from '../protocol/identity.js';
 import { hostFacts } from './host-facts.js';
 
-export const AGENT_VERSION = '0.2.0';
+/** 0.3.0: names chunks as the target store does (`naming` of the assignment; store format 3). */
+export const AGENT_VERSION = '0.3.0';
+
+/**
+ * The naming a store asks for (absent: sha256, a vault before store format 3), or an error an operator can act on:
+ * a later vault's store may name chunks in a way this agent cannot, and guessing would only fail every upload.
+ */
+function knownNaming(naming: string | undefined): BlobNaming {
+  const n = naming ?? 'sha256';
+  if (isBlobNaming(n)) return n;
+  throw new RefugeError('failed_precondition', `the target store names chunks by '${n}', which this agent (${AGENT_VERSION}) does not know`, { hint: 'upgrade the agent to the vault\'s version' });
+}
 /** How often the agent probes and reports its reachability of the vault and replicator. */
 const REPORT_INTERVAL_MS = 5 * 60_000;
 /**
@@ -268,16 +280,18 @@ export class Agent {
       this.prehash = undefined;
       return false;
     }
-    return this.prehash?.replicationId !== a.replicationId || this.prehash.chunkSize !== a.reprotectPending.chunkSize;
+    const p = this.prehash;
+    return p?.replicationId !== a.replicationId || p.chunkSize !== a.reprotectPending.chunkSize || p.naming !== knownNaming(a.reprotectPending.naming);
   }
 
   private async takePrehash(signal: AbortSignal): Promise<void> {
     const a = this.assignment;
     if (!a?.reprotectPending) return;
-    const chunkSize = a.reprotectPending.chunkSize;
+    const { chunkSize } = a.reprotectPending;
+    const naming = knownNaming(a.reprotectPending.naming);
     const cut = await this.o.capture.cut({ chunkSize, everyChunk: true });
     try {
-      this.prehash = await prehashCut(cut, { replicationId: a.replicationId, chunkSize, signal });
+      this.prehash = await prehashCut(cut, { replicationId: a.replicationId, chunkSize, naming, signal });
     } catch (err) {
       await cut.abandon();
       throw err;
@@ -325,9 +339,10 @@ export class Agent {
     // A resent commit answered now is newer news than the assignment's latest point (from the last heartbeat, which
     // may predate the commit landing): the agent's own state is then the vault's latest.
     const settled = await this.settleSent(a, transport);
-    if (this.state.replicationId !== a.replicationId || this.state.chunkSize !== a.chunkSize) {
-      // A new replication, or a store with another chunk size: start from the vault's view of the latest point.
-      this.state = { ...emptyState(), replicationId: a.replicationId, lastPointId: a.latestPointId, chunkSize: a.chunkSize };
+    const naming = knownNaming(a.naming);
+    if (this.state.replicationId !== a.replicationId || this.state.chunkSize !== a.chunkSize || (this.state.naming ?? 'sha256') !== naming) {
+      // A new replication, or a store with another chunk size or naming: start from the vault's view of the latest point.
+      this.state = { ...emptyState(), replicationId: a.replicationId, lastPointId: a.latestPointId, chunkSize: a.chunkSize, naming };
     } else if (!settled && this.state.lastPointId !== a.latestPointId && a.latestPointId !== null) {
       // The vault has another latest point than we remember (state lost or restored from backup, or a commit whose
       // answer we never got, e.g. killed while it was under way): compare everything.
@@ -345,7 +360,7 @@ export class Agent {
     if (fromStore) base = await storeBase(transport, this.state.lastPointId as string, a.chunkSize, this.o.machine.disks.map((d) => d.name));
     // A re-protect's first point, with the disks hashed while the seed was made: only what differs is read again.
     const prehash = this.prehash;
-    const ahead = fromStore && prehash?.replicationId === a.replicationId && prehash.chunkSize === a.chunkSize && prehashCovers(prehash, base, this.o.machine.disks) ? prehash : undefined;
+    const ahead = fromStore && prehash?.replicationId === a.replicationId && prehash.chunkSize === a.chunkSize && prehash.naming === naming && prehashCovers(prehash, base, this.o.machine.disks) ? prehash : undefined;
     this.prehash = undefined; // used once: a failed point compares every chunk next time
     const totalBytes = this.o.machine.disks.reduce((n, d) => n + d.sizeBytes, 0);
     this.progress = { phase: this.state.lastPointId === null ? 'seeding' : 'shipping', doneBytes: 0, totalBytes, pendingBytes: 0 };
@@ -422,7 +437,7 @@ export class Agent {
       this.lastCutCommitted = false; // until this cut commits: whatever it uploads may be in the store
       const runsAgainstBase = fromStore ? blockRunsFinder(transport) : undefined;
       let at = performance.now();
-      shipped = await shipCut(cut, { chunkSize: a.chunkSize, base, emptyParent: this.state.lastPointId === null, uploader, signal: shipSignal, ...(runsAgainstBase ? { runsAgainstBase } : {}), onRead: (n) => (this.progress.doneBytes += n) });
+      shipped = await shipCut(cut, { chunkSize: a.chunkSize, naming, base, emptyParent: this.state.lastPointId === null, uploader, signal: shipSignal, ...(runsAgainstBase ? { runsAgainstBase } : {}), onRead: (n) => (this.progress.doneBytes += n) });
       phases.shipMs = performance.now() - at;
       await release();
       at = performance.now(); // commitMs: staging a long change list, then the commit's answer
@@ -432,7 +447,7 @@ export class Agent {
       const request = stage ? await stageLongCommit(whole, (part) => retrying(() => stage(part, shipSignal), { ...this.o.shipping?.retry, signal: shipSignal }), this.o.staging) : whole;
       committed = whole;
       // Kept until answered: if it lands and the answer is lost for good, it is sent again at the next point.
-      this.sent = { replicationId: a.replicationId, chunkSize: a.chunkSize, request, ...(everyChunk ? { comparedWithStore: true } : {}) };
+      this.sent = { replicationId: a.replicationId, chunkSize: a.chunkSize, ...(naming !== 'sha256' ? { naming } : {}), request, ...(everyChunk ? { comparedWithStore: true } : {}) };
       await saveSentCommit(this.o.stateDir, this.sent);
       // A retried commit whose first answer was lost is recognized by the replicator and answered with its point.
       result = await retrying(() => transport.commit(request), { ...this.o.shipping?.retry, signal: shipSignal });
@@ -499,7 +514,8 @@ export class Agent {
     const sent = this.sent;
     if (!sent) return false;
     let settled = false;
-    const current = sent.replicationId === a.replicationId && sent.chunkSize === a.chunkSize && this.state.replicationId === a.replicationId;
+    // Hashed as the store names chunks now (a commit of another naming would only be refused: forgotten instead).
+    const current = sent.replicationId === a.replicationId && sent.chunkSize === a.chunkSize && (sent.naming ?? 'sha256') === (a.naming ?? 'sha256') && this.state.replicationId === a.replicationId;
     // A parent other than our last point: answered after all (killed between saving the state and forgetting it).
     if (current && sent.request.parentId === this.state.lastPointId) {
       try {

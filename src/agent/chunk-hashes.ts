@@ -35,7 +35,7 @@ export class ChunkHashes {
     return h;
   }
 
-  /** The hash of chunk `i` (hex SHA-256), or null for a zero chunk. */
+  /** The hash of chunk `i` (hex: its name as the store names chunks, store/chunks.ts), or null for a zero chunk. */
   get(i: number): string | null {
     const slot = this.slot(i);
     return slot === 0 ? null : this.digests.toString('hex', (slot - 1) * 32, slot * 32);

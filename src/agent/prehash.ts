@@ -2,6 +2,7 @@ import { chunksOfRuns } from './capture/extents.js';
 import { ChunkHashes } from './chunk-hashes.js';
 import { listedChunkCount, type Cut, type CutDisk } from './capture/capture-mode.js';
 import { hashedGroups } from './shipping/ship-cut.js';
+import type { BlobNaming } from '../store/chunks.js';
 
 /**
  * A re-protect's pre-hash (orchestration README, "Re-protect"). While the former site's store is seeded from the
@@ -19,6 +20,8 @@ import { hashedGroups } from './shipping/ship-cut.js';
 export interface Prehash {
   replicationId: string;
   chunkSize: number;
+  /** The naming the hashes were computed with (the store's, store/chunks.ts). */
+  naming: BlobNaming;
   capturedAt: Date;
   /** Per disk, the chunk hashes at the pre-hash (null: a zero chunk). */
   hashes: Record<string, ChunkHashes>;
@@ -26,11 +29,11 @@ export interface Prehash {
 }
 
 /** Reads and hashes every chunk of the cut (the cut must list every chunk), on every core as shipping does. */
-export async function prehashCut(cut: Cut, o: { replicationId: string; chunkSize: number; signal?: AbortSignal }): Promise<Prehash> {
-  const prehash: Prehash = { replicationId: o.replicationId, chunkSize: o.chunkSize, capturedAt: cut.capturedAt, hashes: {}, readBytes: 0 };
+export async function prehashCut(cut: Cut, o: { replicationId: string; chunkSize: number; naming: BlobNaming; signal?: AbortSignal }): Promise<Prehash> {
+  const prehash: Prehash = { replicationId: o.replicationId, chunkSize: o.chunkSize, naming: o.naming, capturedAt: cut.capturedAt, hashes: {}, readBytes: 0 };
   for (const disk of cut.disks) {
     const hashes = new ChunkHashes(Math.ceil(disk.sizeBytes / o.chunkSize)); // the cut's holes stay zero chunks
-    for await (const group of hashedGroups(disk, o.chunkSize, o.signal, 2)) {
+    for await (const group of hashedGroups(disk, o.chunkSize, o.naming, o.signal, 2)) {
       for (const { index, data, hash } of group) {
         hashes.set(index, hash);
         prehash.readBytes += data.length;

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { writeFileAtomic } from '../core/atomic-file.js';
 import { isRefugeError, type ErrorCode } from '../core/errors.js';
 import type { CommitPointRequest } from '../protocol/schemas.js';
+import type { BlobNaming } from '../store/chunks.js';
 import type { ChunkHashes } from './chunk-hashes.js';
 
 /**
@@ -22,6 +23,8 @@ import type { ChunkHashes } from './chunk-hashes.js';
 export interface SentCommit {
   replicationId: string;
   chunkSize: number;
+  /** How its chunks were named (the store's naming, store/chunks.ts); absent: sha256. */
+  naming?: BlobNaming;
   request: CommitPointRequest;
   /**
    * The changes were found against something other than the hashes the agent remembers (every chunk compared: a

@@ -2,6 +2,7 @@ import { open, readFile, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../core/atomic-file.js';
 import type { CommitPointRequest } from '../protocol/schemas.js';
+import type { BlobNaming } from '../store/chunks.js';
 import { ChunkHashes } from './chunk-hashes.js';
 
 /**
@@ -14,6 +15,8 @@ export interface AgentState {
   lastPointId: string | null;
   lastPointAt: string | null;
   chunkSize: number;
+  /** How the hashes were computed (the store's naming, store/chunks.ts); absent: sha256, as before format 3. */
+  naming?: BlobNaming;
   disks: Record<string, ChunkHashes>;
 }
 
@@ -25,7 +28,7 @@ export const emptyState = (): AgentState => ({ replicationId: null, lastPointId:
  * at 256 KiB chunks: a 190 MB string written every point) and failed beyond what a JavaScript string holds (about
  * 2.8 TB of data at 256 KiB chunks, 87 GB at 8 KiB). Now:
  * - `agent-state.bin`, the snapshot: `RFGSTAT1`, a uint32 LE length, that many bytes of JSON header
- *   `{ replicationId, lastPointId, lastPointAt, chunkSize, disks: [{ name, length, bytes }] }`, then each disk's
+ *   `{ replicationId, lastPointId, lastPointAt, chunkSize, naming?, disks: [{ name, length, bytes }] }`, then each disk's
  *   ChunkHashes.records() (36 bytes per non-zero chunk) in the header's order. Replaced whole (atomically).
  * - `agent-state.log`, one JSON line per point since the snapshot:
  *   `{ parent, replicationId, lastPointId, lastPointAt, chunkSize, disks: [{ name, length, changes }] }`, appended
@@ -56,7 +59,7 @@ interface Saved {
 const saved = new Map<string, Saved>();
 
 type Small = Omit<AgentState, 'disks'>;
-const small = (s: AgentState | Small): Small => ({ replicationId: s.replicationId, lastPointId: s.lastPointId, lastPointAt: s.lastPointAt, chunkSize: s.chunkSize });
+const small = (s: AgentState | Small): Small => ({ replicationId: s.replicationId, lastPointId: s.lastPointId, lastPointAt: s.lastPointAt, chunkSize: s.chunkSize, ...(s.naming && s.naming !== 'sha256' ? { naming: s.naming } : {}) });
 
 interface LogLine extends Small {
   parent: string | null;

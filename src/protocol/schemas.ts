@@ -10,7 +10,7 @@ import { MAX_BLOCK_HASH_CHUNKS, MAX_HASHES_PER_QUERY, MAX_LISTED_CHUNKS, MAX_STA
  */
 
 export const Name = Type.String({ pattern: NAME_PATTERN, description: 'lowercase letters, digits and dashes' });
-export const Hash = Type.String({ pattern: '^[0-9a-f]{64}$', description: 'hex SHA-256' });
+export const Hash = Type.String({ pattern: '^[0-9a-f]{64}$', description: 'hex SHA-256, or a blob name of the store (store/chunks.ts blobName: 64 hex digits either way)' });
 export const Timestamp = Type.String({ format: 'date-time' });
 
 export const DiskFacts = Type.Object(
@@ -150,6 +150,8 @@ export const HeartbeatRequest = Type.Object(
 export type HeartbeatRequest = Static<typeof HeartbeatRequest>;
 
 /** What the vault tells an agent to do: replicate (with the policy's settings) or nothing. */
+const BlobNamingSchema = Type.Union([Type.Literal('sha256'), Type.Literal('leaf16')]);
+
 export const ReplicationAssignment = Type.Object({
   replicationId: Type.String(),
   /** Only `replicate` makes the agent capture; any other value means stop capturing (e.g. after failover). */
@@ -157,6 +159,8 @@ export const ReplicationAssignment = Type.Object({
   crashIntervalSeconds: Type.Number({ minimum: 1 }),
   /** The target store's chunk size: the agent hashes the disk in chunks of exactly this size. */
   chunkSize: Type.Integer({ minimum: 4096 }),
+  /** How the target store names chunks (its format, store/chunks.ts): what the agent hashes with. Absent: sha256. */
+  naming: Type.Optional(BlobNamingSchema),
   replicatorUrl: Type.String(),
   /** The newest committed point, so an agent that lost its state can resume by hash comparison. */
   latestPointId: Type.Union([Type.String(), Type.Null()]),
@@ -178,7 +182,7 @@ export const ReplicationAssignment = Type.Object({
    * still told `stop`: it may read and hash its disks now, so that once it may ship only the chunks whose hashes
    * differ from the seed's are read again (agent/prehash.ts).
    */
-  reprotectPending: Type.Optional(Type.Object({ chunkSize: Type.Integer({ minimum: 4096 }) })),
+  reprotectPending: Type.Optional(Type.Object({ chunkSize: Type.Integer({ minimum: 4096 }), naming: Type.Optional(BlobNamingSchema) })),
 });
 export type ReplicationAssignment = Static<typeof ReplicationAssignment>;
 

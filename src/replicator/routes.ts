@@ -14,7 +14,7 @@ import type { ReceivedEncoding, Replicator } from './replicator.js';
 /**
  * The replicator's HTTP endpoints (docs/protocol.md), mounted under /replicator/v1 by the vault or by a standalone
  * replicator. Chunk bodies are raw bytes (whole chunks, or patches against a stored base chunk), optionally
- * zstd-compressed (`content-encoding: zstd`); the rebuilt chunk's SHA-256 must equal the hash in the URL.
+ * zstd-compressed (`content-encoding: zstd`); the rebuilt chunk's name (its SHA-256, or its leaf-digest name in a format-3 store) must equal the hash in the URL.
  */
 /**
  * A batch body that stalls this long is dropped. Shorter than the agent takes to see the link down and restart its

@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import { compress, decompress } from 'zstd-napi';
 import type * as ZstdLowLevel from 'zstd-napi/binding.js';
-import { chunkHash } from './chunks.js';
+import { blobName, type BlobNaming } from './chunks.js';
 import { seal, tryUnseal, type DataKey } from './sealing.js';
 
 /**
@@ -14,6 +14,12 @@ import { seal, tryUnseal, type DataKey } from './sealing.js';
  */
 
 export const BLOB_COMPRESSED = 1;
+
+/** What a decoded blob must hash to: its name, computed as its store names blobs. */
+export interface BlobCheck {
+  hash: string;
+  naming: BlobNaming;
+}
 
 export interface EncodedBlob {
   stored: Buffer;
@@ -58,10 +64,11 @@ const decompressInto = (into: Buffer, body: Buffer): number => {
  * The raw bytes of a stored blob, checked against `hash`; a reason string when the blob is damaged. Every path
  * that returns data checks the hash, so no damage (or a bug in an earlier stage) can return wrong bytes. With
  * `into` (at least `rawLength` bytes), a compressed blob is decompressed into it and a view of it returned.
- * `hash` null skips the check: only for a caller that checks what it builds from the bytes (a patch's base, whose
- * rebuilt chunk is hashed, and the base checked only when that fails).
+ * `check` null skips the check: only for a caller that checks what it builds from the bytes (a patch's base, whose
+ * rebuilt chunk is hashed, and the base checked only when that fails). The name is computed as the store names its
+ * blobs (`naming`, its format).
  */
-export function decodeBlob(stored: Buffer, flags: number, rawLength: number, hash: string | null, key: DataKey, into?: Buffer): Buffer | string {
+export function decodeBlob(stored: Buffer, flags: number, rawLength: number, check: BlobCheck | null, key: DataKey, into?: Buffer): Buffer | string {
   const body = key === null ? stored : tryUnseal(stored, key);
   if (body === null) return 'authentication tag mismatch (damaged, or sealed under another key)';
   let raw: Buffer;
@@ -75,6 +82,6 @@ export function decodeBlob(stored: Buffer, flags: number, rawLength: number, has
     raw = body;
   }
   if (raw.length !== rawLength) return `has ${raw.length} bytes where ${rawLength} were stored`;
-  if (hash !== null && chunkHash(raw) !== hash) return 'bytes do not hash to the blob name';
+  if (check !== null && blobName(raw, check.naming) !== check.hash) return 'bytes do not hash to the blob name';
   return raw;
 }

@@ -1,5 +1,6 @@
 import { RefugeError, isRefugeError } from '../core/errors.js';
 import type { StoreBackend } from './backend.js';
+import { blobName, type BlobNaming } from './chunks.js';
 import { decodeBlob, encodeBlob, type EncodedBlob } from './blob-codec.js';
 import { BlobTable, type BlobLocation } from './blob-table.js';
 import { INDEX_PREFIX, decodeIndexFile, encodeIndexFile } from './index-file.js';
@@ -20,6 +21,8 @@ export interface BlobStoreOptions {
   key: DataKey;
   compressionLevel: number;
   packSize: number;
+  /** How the store names its blobs (its format): every read checks a blob against its name so computed. */
+  naming: BlobNaming;
 }
 
 /** Written packs waiting for an index file; past this many one is written without waiting for a commit. */
@@ -169,6 +172,11 @@ export class BlobStore implements NodeSource, NodeSink {
     this.pending.set(hash, { builder, entry: builder.add(type, hash, blob) });
   }
 
+  /** A blob's name for `bytes`, as this store names blobs (tree nodes are named as chunks are). */
+  nameOf(bytes: Uint8Array): string {
+    return blobName(bytes, this.o.naming);
+  }
+
   storeNode(hash: string, bytes: Buffer): void {
     this.nodeCache.set(hash, bytes);
     if (!this.has(hash)) this.addToOpenPack('tree', hash, encodeBlob(bytes, this.o.compressionLevel, this.o.key));
@@ -285,7 +293,7 @@ export class BlobStore implements NodeSource, NodeSink {
       if (isRefugeError(err)) throw RefugeError.wrap(err, `reading blob ${hash}${context}`);
       throw err;
     }
-    const raw = decodeBlob(stored, loc.flags, loc.rawLength, hash, this.o.key);
+    const raw = decodeBlob(stored, loc.flags, loc.rawLength, { hash, naming: this.o.naming }, this.o.key);
     if (typeof raw === 'string') throw corruptBlob(loc.packId, hash, raw, context);
     return raw;
   }

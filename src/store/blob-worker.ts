@@ -1,7 +1,7 @@
 import { closeSync, openSync, readSync, writevSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { BLOB_COMPRESSED, decodeBlob, encodeBlob } from './blob-codec.js';
-import { applyPatch, chunkHash, isZero } from './chunks.js';
+import { applyPatch, blobName, isZero, type BlobNaming } from './chunks.js';
 import { encodedBound, type RebuildItem, type RebuildResult, type WorkerReply, type WorkerTask } from './worker-pool.js';
 
 /**
@@ -74,7 +74,7 @@ let rawScratch: Buffer = Buffer.alloc(0);
 const room = (buf: Buffer, n: number): Buffer => (buf.length >= n ? buf : Buffer.allocUnsafeSlow(Math.max(n, 1024 * 1024)));
 
 /** One patch applied to its base (in this thread's scratch memory: the result is valid until the next call). */
-function rebuildOne(it: RebuildItem, patch: Buffer, key: Buffer | null): Extract<RebuildResult, { problem: string }> | { rebuilt: Buffer; hash: string } {
+function rebuildOne(it: RebuildItem, patch: Buffer, key: Buffer | null, naming: BlobNaming): Extract<RebuildResult, { problem: string }> | { rebuilt: Buffer; hash: string } {
   let base: Buffer | null = null;
   let stored: Buffer | undefined;
   if (it.base) {
@@ -105,11 +105,11 @@ function rebuildOne(it: RebuildItem, patch: Buffer, key: Buffer | null): Extract
   // base against its name then, so the sender is told to send the chunk whole rather than refused for ever.
   const damagedBase = (): Extract<RebuildResult, { problem: string }> | undefined => {
     if (!it.base || !stored) return undefined;
-    const again = decodeBlob(stored, it.base.flags, it.base.rawLength, it.base.hash, key); // rare: a buffer of its own
+    const again = decodeBlob(stored, it.base.flags, it.base.rawLength, { hash: it.base.hash, naming }, key); // rare: a buffer of its own
     return typeof again === 'string' ? { problem: 'base', message: again } : undefined;
   };
   if (isZero(rebuilt)) return damagedBase() ?? { problem: 'zero', message: 'the patch rebuilds a chunk of zeros' };
-  const hash = chunkHash(rebuilt);
+  const hash = blobName(rebuilt, naming);
   if (hash !== it.claimedHash) return damagedBase() ?? { problem: 'mismatch', message: 'hash mismatch', hash };
   return { rebuilt, hash };
 }
@@ -136,7 +136,7 @@ function run(task: WorkerTask): { reply: WorkerReply; transfer: ArrayBuffer[] } 
       const parts: Buffer[] = [];
       const items = task.items.map((it) => {
         const raw = data.subarray(it.offset, it.offset + it.length);
-        const hash = chunkHash(raw);
+        const hash = blobName(raw, task.naming);
         if (it.claimedHash !== undefined && hash !== it.claimedHash) return { hash, problem: 'hash mismatch' };
         const enc = encodeBlob(raw, task.level, key);
         parts.push(enc.stored);
@@ -158,7 +158,7 @@ function run(task: WorkerTask): { reply: WorkerReply; transfer: ArrayBuffer[] } 
       for (let i = 0; i < count; i++) {
         const raw = data.subarray(i * task.chunkSize, Math.min(data.length, (i + 1) * task.chunkSize));
         if (isZero(raw)) continue; // stays 32 zero bytes: "no chunk"
-        hashes.write(chunkHash(raw), i * 32, 32, 'hex');
+        hashes.write(blobName(raw, task.naming), i * 32, 32, 'hex');
         if (hashes.compare(previous, i * 32, i * 32 + 32, i * 32, i * 32 + 32) === 0) continue;
         const enc = encodeBlob(raw, task.level, key);
         parts.push(enc.stored);
@@ -188,7 +188,7 @@ function run(task: WorkerTask): { reply: WorkerReply; transfer: ArrayBuffer[] } 
       const hashes = Buffer.alloc(count * 32);
       for (let i = 0; i < count; i++) {
         const raw = data.subarray(i * task.chunkSize, Math.min(data.length, (i + 1) * task.chunkSize));
-        if (!isZero(raw)) hashes.write(chunkHash(raw), i * 32, 32, 'hex');
+        if (!isZero(raw)) hashes.write(blobName(raw, task.naming), i * 32, 32, 'hex');
       }
       const hashBuffer = hashes.buffer.slice(hashes.byteOffset, hashes.byteOffset + hashes.length);
       const input = task.data.buffer as ArrayBuffer;
@@ -223,7 +223,7 @@ function run(task: WorkerTask): { reply: WorkerReply; transfer: ArrayBuffer[] } 
           flush();
           if (scratch.length < it.rawLength) scratch = Buffer.allocUnsafeSlow(Math.max(SCRATCH_BYTES, it.rawLength));
         }
-        const out = decodeBlob(data.subarray(it.offset, it.offset + it.length), it.flags, it.rawLength, it.hash, key, scratch.subarray(used));
+        const out = decodeBlob(data.subarray(it.offset, it.offset + it.length), it.flags, it.rawLength, { hash: it.hash, naming: task.naming }, key, scratch.subarray(used));
         if (typeof out === 'string') {
           items.push({ problem: out });
           return { reply: { op: 'restore', items, written }, transfer: [] };
@@ -246,7 +246,7 @@ function run(task: WorkerTask): { reply: WorkerReply; transfer: ArrayBuffer[] } 
       const out = task.out.byteLength >= bound ? Buffer.from(task.out) : Buffer.allocUnsafeSlow(bound);
       let at = 0;
       const items = task.items.map((it): RebuildResult => {
-        const r = rebuildOne(it, data.subarray(it.offset, it.offset + it.length), key);
+        const r = rebuildOne(it, data.subarray(it.offset, it.offset + it.length), key, task.naming);
         if ('problem' in r) return r;
         const enc = encodeBlob(r.rebuilt, task.level, key);
         out.set(enc.stored, at);
@@ -260,7 +260,7 @@ function run(task: WorkerTask): { reply: WorkerReply; transfer: ArrayBuffer[] } 
       const data = view(task.data);
       const parts: Buffer[] = [];
       const items = task.items.map((it) => {
-        const out = decodeBlob(data.subarray(it.offset, it.offset + it.length), it.flags, it.rawLength, it.hash, key);
+        const out = decodeBlob(data.subarray(it.offset, it.offset + it.length), it.flags, it.rawLength, { hash: it.hash, naming: task.naming }, key);
         if (typeof out === 'string') return { problem: out };
         parts.push(out);
         return { rawLength: out.length };

@@ -106,6 +106,7 @@ export async function readBlobs(
     const reply = await pool.run({
       op: 'decode',
       key: blobs.o.key,
+      naming: blobs.o.naming,
       data,
       items: complete.map((w) => ({ offset: w.offset - r.start, length: w.length, flags: w.flags, rawLength: w.rawLength, hash: w.hash })),
     }, true);

@@ -69,7 +69,7 @@ export async function importImages(store: ReplicaStore, o: ImportOptions): Promi
         }
         const before = previous.subarray(first * 32, (first + Math.ceil(length / cs)) * 32);
         const out = outputs.pop() ?? new SharedArrayBuffer(perBatch * (cs + 64));
-        const reply = await workerPool().run({ op: 'scan', key: store.key, level: store.config.compressionLevel, data, chunkSize: cs, previous: before, out }, true);
+        const reply = await workerPool().run({ op: 'scan', key: store.key, naming: store.naming, level: store.config.compressionLevel, data, chunkSize: cs, previous: before, out }, true);
         const hashes = Buffer.from(reply.hashes);
         const stored = Buffer.from(reply.stored);
         const encoded = new Map(reply.encoded.map((e) => [e.index, e]));

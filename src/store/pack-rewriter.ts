@@ -10,6 +10,7 @@ export async function checkPackBlobs(store: ReplicaStore, data: Buffer, blobs: r
   const reply = await workerPool().run({
     op: 'decode',
     key: store.key,
+    naming: store.naming,
     data,
     items: blobs.map((b) => ({ offset: b.offset, length: b.length, flags: b.flags, rawLength: b.rawLength, hash: b.hash })),
   });

@@ -1,6 +1,6 @@
 import { RefugeError } from '../core/errors.js';
 import type { BlobStore } from './blob-store.js';
-import { isChunkHash } from './chunks.js';
+import { isChunkHash, type BlobNaming } from './chunks.js';
 import type { DataKey } from './sealing.js';
 import { MAX_CHUNK_SIZE } from './store-config.js';
 import { encodedBound, workerPool, type RebuildBase, type RebuildItem, type RebuildResult } from './worker-pool.js';
@@ -29,6 +29,7 @@ export type PatchOutcome = { rawLength: number } | { error: RefugeError };
 export interface PatchTarget {
   blobs: BlobStore;
   key: DataKey;
+  naming: BlobNaming;
   level: number;
   /** Called for each chunk stored, before it is added (the store's protection of uploads awaiting a commit). */
   noteUpload(hash: string): void;
@@ -130,7 +131,7 @@ async function runGroup(t: PatchTarget, uploads: readonly PatchUpload[], items: 
       return { offset: at - u.patch.length, length: u.patch.length, chunkLength: u.chunkLength, claimedHash: u.hash, base };
     });
     // Given: both buffers move to the worker (no copy) and come back with the reply.
-    const reply = await workerPool().run({ op: 'rebuild', key: t.key, level: t.level, data, items: tasks, out }, true);
+    const reply = await workerPool().run({ op: 'rebuild', key: t.key, naming: t.naming, level: t.level, data, items: tasks, out }, true);
     input = reply.input;
     out = reply.stored;
     const stored = Buffer.from(reply.stored);

@@ -3,12 +3,12 @@ import { newId } from '../core/ids.js';
 import { forEachLimit } from '../core/concurrency.js';
 import type { StoreBackend } from './backend.js';
 import { BlobStore } from './blob-store.js';
-import { DEFAULT_CHUNK_SIZE, chunkCount, chunkHash, chunkLength, isChunkHash, isZero } from './chunks.js';
+import { DEFAULT_CHUNK_SIZE, blobName, chunkCount, chunkLength, isChunkHash, isZero, type BlobNaming } from './chunks.js';
 import { StoreLocks, type HeldLock, type LockOptions } from './locks.js';
 import { decodeManifest, encodeManifest, findDisk, pointKey, pointsPrefix, type Consistency, type DiskManifest, type PointManifest } from './manifest.js';
 import { materializeDisk, type MaterializeOptions } from './restore.js';
 import { newEncryption, openDataKey, type DataKey } from './sealing.js';
-import { CONFIG_KEY, DEFAULT_COMPRESSION_LEVEL, DEFAULT_PACK_SIZE, MAX_CHUNK_SIZE, STORE_FORMAT, checkConfig, usableChunkSize, type StoreConfig } from './store-config.js';
+import { CONFIG_KEY, DEFAULT_COMPRESSION_LEVEL, DEFAULT_PACK_SIZE, MAX_CHUNK_SIZE, STORE_FORMAT, checkConfig, namingOf, usableChunkSize, type StoreConfig, type StoreFormat } from './store-config.js';
 import { ZERO_HASH, collectBlobs, diffTrees, forEachChunk, listChunks, updateTree } from './tree.js';
 import { verifyPointBlobs } from './verify.js';
 import { applyStagedChanges, type StagedCommitHost } from './staged-commit.js';
@@ -60,6 +60,8 @@ export interface OpenOptions {
   chunkSize?: number;
   packSize?: number;
   compressionLevel?: number;
+  /** For a new store: its format (store-config.ts; default 2). */
+  format?: StoreFormat;
   /** The vault key: needed to open an encrypted store; with `create` and `encrypt`, the new store is encrypted. */
   vaultKey?: Buffer;
   encrypt?: boolean;
@@ -78,6 +80,8 @@ export class ReplicaStore {
    */
   private readonly uploads = new Map<string, number>();
   private writerNotice: Promise<HeldLock> | undefined;
+  /** How this store names chunks and tree nodes (its format): what agents must hash with. */
+  readonly naming: BlobNaming;
 
   private constructor(
     readonly backend: StoreBackend,
@@ -85,7 +89,8 @@ export class ReplicaStore {
     readonly key: DataKey,
     lockOptions: LockOptions | undefined,
   ) {
-    this.blobs = new BlobStore({ backend, key, compressionLevel: config.compressionLevel, packSize: config.packSize });
+    this.naming = namingOf(config.format);
+    this.blobs = new BlobStore({ backend, key, compressionLevel: config.compressionLevel, packSize: config.packSize, naming: this.naming });
     this.locks = new StoreLocks(backend, lockOptions);
   }
 
@@ -118,7 +123,7 @@ export class ReplicaStore {
     if (o.encrypt && !o.vaultKey) throw new RefugeError('invalid_argument', 'an encrypted store needs a vault key');
     const enc = o.encrypt && o.vaultKey ? newEncryption(o.vaultKey) : null;
     const config: StoreConfig = {
-      format: STORE_FORMAT,
+      format: o.format ?? STORE_FORMAT,
       chunkSize,
       packSize: o.packSize ?? DEFAULT_PACK_SIZE,
       compressionLevel: o.compressionLevel ?? DEFAULT_COMPRESSION_LEVEL,
@@ -167,7 +172,8 @@ export class ReplicaStore {
       if (isZero(data)) throw new RefugeError('invalid_argument', `chunk ${hash} is all zeros; zero chunks are not stored`);
       if (!isChunkHash(hash)) throw new RefugeError('invalid_argument', `'${hash}' is not a chunk hash`);
       if (this.blobs.has(hash) || wanted.has(hash)) {
-        if (chunkHash(data) !== hash) throw mismatch(hash, chunkHash(data));
+        const actual = blobName(data, this.naming);
+        if (actual !== hash) throw mismatch(hash, actual);
         continue;
       }
       wanted.add(hash);
@@ -182,7 +188,7 @@ export class ReplicaStore {
       at += data.length;
       return { offset: at - data.length, length: data.length, claimedHash: hash };
     });
-    const reply = await workerPool().run({ op: 'encode', key: this.key, level: this.config.compressionLevel, data: all, items: tasks }, lone ? o.give === true : true);
+    const reply = await workerPool().run({ op: 'encode', key: this.key, naming: this.naming, level: this.config.compressionLevel, data: all, items: tasks }, lone ? o.give === true : true);
     const stored = Buffer.from(reply.stored);
     let bad: RefugeError | undefined;
     let from = 0;
@@ -219,7 +225,7 @@ export class ReplicaStore {
    * per upload, in order: its length, or the error putPatchedChunk would throw. The patches' bytes are copied.
    */
   async putPatchedChunks(uploads: readonly PatchUpload[]): Promise<PatchOutcome[]> {
-    const outcomes = await rebuildPatches({ blobs: this.blobs, key: this.key, level: this.config.compressionLevel, noteUpload: (h) => this.noteUpload(h) }, uploads, (b) => this.readBase(b));
+    const outcomes = await rebuildPatches({ blobs: this.blobs, key: this.key, naming: this.naming, level: this.config.compressionLevel, noteUpload: (h) => this.noteUpload(h) }, uploads, (b) => this.readBase(b));
     await this.noticeUploads();
     await this.blobs.settle();
     return outcomes;

@@ -94,7 +94,7 @@ export async function materializeDisk(
       const short = r.items.find((w) => w.offset + w.length - r.start > data.length);
       if (short) throw new RefugeError('integrity', `${corruptBlob(r.packId, short.hash, 'pack is truncated').message}${where(short.hash, places.get(short.hash) as number[])}`, { details: { object: packKey(r.packId), blob: short.hash, point: point.id } });
       const items = r.items.map((w) => ({ offset: w.offset - r.start, length: w.length, flags: w.flags, rawLength: w.rawLength, hash: w.hash, positions: positions(w.hash) }));
-      const reply = await pool.run({ op: 'restore', key: store.key, data, fd: file.fd, items }, true);
+      const reply = await pool.run({ op: 'restore', key: store.key, naming: store.naming, data, fd: file.fd, items }, true);
       if (spare.length < SPARE_BUFFERS) spare.push(buffer);
       const bad = reply.items.findIndex((it) => it.problem !== undefined);
       if (bad >= 0) {

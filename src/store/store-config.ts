@@ -1,4 +1,5 @@
 import { RefugeError } from '../core/errors.js';
+import type { BlobNaming } from './chunks.js';
 import type { EncryptionConfig } from './sealing.js';
 
 /**
@@ -6,10 +7,18 @@ import type { EncryptionConfig } from './sealing.js';
  * else: the format, the chunk size, pack size and compression level for new data, and the wrapped data key.
  */
 export const STORE_FORMAT = 2;
+/**
+ * The formats this Refuge reads and writes: 2, blobs named by SHA-256; 3, named by leaf digests (chunks.ts
+ * `leaf16`; docs/design-delta-points.md, stage 1: the naming alone so far). New stores are format 2 unless asked.
+ */
+export const STORE_FORMATS = [2, 3] as const;
+export type StoreFormat = (typeof STORE_FORMATS)[number];
 export const CONFIG_KEY = 'refuge-store.json';
 
+export const namingOf = (format: StoreFormat): BlobNaming => (format === 3 ? 'leaf16' : 'sha256');
+
 export interface StoreConfig {
-  format: 2;
+  format: StoreFormat;
   chunkSize: number;
   /** Target size of a pack; a pack is written once its blobs reach it. */
   packSize: number;
@@ -28,8 +37,8 @@ export const usableChunkSize = (n: number): boolean => Number.isInteger(n) && n 
 
 export function checkConfig(c: StoreConfig, location: string): StoreConfig {
   const format: unknown = c.format;
-  if (format !== STORE_FORMAT) {
-    throw new RefugeError('failed_precondition', `replica store at ${location} has format ${String(format)}; this Refuge reads format ${STORE_FORMAT}`);
+  if (!(STORE_FORMATS as readonly unknown[]).includes(format)) {
+    throw new RefugeError('failed_precondition', `replica store at ${location} has format ${String(format)}; this Refuge reads formats ${STORE_FORMATS.join(' and ')}`);
   }
   const ok =
     usableChunkSize(c.chunkSize) &&

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { blobName, type BlobNaming } from './chunks.js';
 import { RefugeError } from '../core/errors.js';
 
 /**
@@ -23,6 +23,8 @@ export interface NodeSource {
   loadNode(hash: string): Promise<Buffer>;
 }
 export interface NodeSink {
+  /** A node's name, as the store names blobs (chunks.ts blobName). */
+  nameOf(bytes: Buffer): string;
   storeNode(hash: string, bytes: Buffer): void;
 }
 
@@ -59,7 +61,6 @@ export function decodeNode(bytes: Buffer, hash: string): { level: number; entrie
   return { level: bytes.readUInt8(1), entries: bytes.subarray(HEADER) };
 }
 
-const nodeHash = (bytes: Buffer): string => createHash('sha256').update(bytes).digest('hex');
 const toEntry = (hash: string | null): Buffer => (hash === null ? ZERO : Buffer.from(hash, 'hex'));
 const fromEntry = (entries: Buffer, i: number): string | null => {
   const hex = entries.toString('hex', i * 32, i * 32 + 32);
@@ -119,7 +120,7 @@ export async function updateTree(
     }
     if (entries.equals(Buffer.alloc(entries.length))) return ZERO_HASH;
     const bytes = encodeNode(level, entries);
-    const h = nodeHash(bytes);
+    const h = sink.nameOf(bytes);
     sink.storeNode(h, bytes);
     return h;
   };
@@ -128,10 +129,10 @@ export async function updateTree(
 }
 
 /** The root of the tree of a list of chunk hashes, without storing anything (to compare a source with a replica). */
-export async function treeRoot(hashes: (string | null)[]): Promise<string> {
+export async function treeRoot(hashes: (string | null)[], naming: BlobNaming): Promise<string> {
   const changes = hashes.flatMap((h, i): [number, string][] => (h === null ? [] : [[i, h]]));
   const none: NodeSource = { loadNode: () => Promise.reject(new Error('unreachable')) };
-  return (await updateTree(ZERO_HASH, hashes.length, changes, none, { storeNode: () => undefined })).root;
+  return (await updateTree(ZERO_HASH, hashes.length, changes, none, { nameOf: (b) => blobName(b, naming), storeNode: () => undefined })).root;
 }
 
 /**

@@ -1,20 +1,21 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { RefugeError } from '../core/errors.js';
+import type { BlobNaming } from './chunks.js';
 
 /**
  * A pool of worker threads, one per core, shared by every store in the process, for the CPU-bound work of
- * blob-worker.ts. Idle workers do not keep the process alive. Under a TypeScript loader (tests, tsx) the worker
+ * blob-worker.ts (every task names blobs as its store does: `naming`). Idle workers do not keep the process alive. Under a TypeScript loader (tests, tsx) the worker
  * runs the .ts source through tsx; built code runs the compiled .js.
  */
 
 export type WorkerTask =
-  | { op: 'encode'; key: Uint8Array | null; level: number; data: Uint8Array; items: { offset: number; length: number; claimedHash?: string }[] }
-  | { op: 'scan'; key: Uint8Array | null; level: number; data: Uint8Array; chunkSize: number; previous: Uint8Array; out?: ArrayBuffer | SharedArrayBuffer }
-  | { op: 'hash'; key: null; data: Uint8Array; chunkSize: number }
-  | { op: 'rebuild'; key: Uint8Array | null; level: number; data: Uint8Array; items: RebuildItem[]; out: ArrayBuffer }
-  | { op: 'decode'; key: Uint8Array | null; data: Uint8Array; items: { offset: number; length: number; flags: number; rawLength: number; hash: string }[] }
-  | { op: 'restore'; key: Uint8Array | null; data: Uint8Array; fd: number; items: { offset: number; length: number; flags: number; rawLength: number; hash: string; positions: number[] }[] };
+  | { op: 'encode'; key: Uint8Array | null; naming: BlobNaming; level: number; data: Uint8Array; items: { offset: number; length: number; claimedHash?: string }[] }
+  | { op: 'scan'; key: Uint8Array | null; naming: BlobNaming; level: number; data: Uint8Array; chunkSize: number; previous: Uint8Array; out?: ArrayBuffer | SharedArrayBuffer }
+  | { op: 'hash'; key: null; naming: BlobNaming; data: Uint8Array; chunkSize: number }
+  | { op: 'rebuild'; key: Uint8Array | null; naming: BlobNaming; level: number; data: Uint8Array; items: RebuildItem[]; out: ArrayBuffer }
+  | { op: 'decode'; key: Uint8Array | null; naming: BlobNaming; data: Uint8Array; items: { offset: number; length: number; flags: number; rawLength: number; hash: string }[] }
+  | { op: 'restore'; key: Uint8Array | null; naming: BlobNaming; data: Uint8Array; fd: number; items: { offset: number; length: number; flags: number; rawLength: number; hash: string; positions: number[] }[] };
 
 /**
  * A patch's base: its stored bytes, or where they lie in a local pack file (the worker reads them; a file gone or

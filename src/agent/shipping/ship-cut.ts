@@ -1,6 +1,6 @@
 import { RefugeError } from '../../core/errors.js';
 import type { CommitPointRequest } from '../../protocol/schemas.js';
-import { chunkHash, isZero } from '../../store/chunks.js';
+import { blobName, isZero, type BlobNaming } from '../../store/chunks.js';
 import { workerPool } from '../../store/worker-pool.js';
 import { listedChunkCount, type Cut, type CutDisk } from '../capture/capture-mode.js';
 import { chunksOfRuns } from '../capture/extents.js';
@@ -27,6 +27,8 @@ export async function shipCut(
   cut: Cut,
   o: {
     chunkSize: number;
+    /** How the replication's store names chunks (store/chunks.ts). */
+    naming: BlobNaming;
     /** Chunk hashes of the parent point per disk; a disk missing here (or resized) is compared against nothing. */
     base: Record<string, ChunkHashes>;
     uploader: ChunkUploader;
@@ -74,7 +76,7 @@ export async function shipCut(
       }
     };
     // The next group is read and hashed (in a worker thread) while this one is compared and uploaded.
-    for await (const group of hashedGroups(disk, o.chunkSize, o.signal)) {
+    for await (const group of hashedGroups(disk, o.chunkSize, o.naming, o.signal)) {
       for (const { index, data, hash } of group) {
         o.signal?.throwIfAborted();
         shipped.readBytes += data.length;
@@ -138,13 +140,13 @@ interface HashedChunk {
  * read and hashed ahead: one while shipping (what is shipped paces the reading); a re-protect's pre-hash, which
  * ships nothing and is on the re-protect's critical path, hashes two at once (a second worker thread, meanwhile).
  */
-export async function* hashedGroups(disk: CutDisk, chunkSize: number, signal?: AbortSignal, ahead = 1): AsyncGenerator<HashedChunk[]> {
+export async function* hashedGroups(disk: CutDisk, chunkSize: number, naming: BlobNaming, signal?: AbortSignal, ahead = 1): AsyncGenerator<HashedChunk[]> {
   const perGroup = Math.max(1, Math.floor(GROUP_BYTES / chunkSize));
   const indexes = disk.chunkIndexes;
   const groups = Math.ceil(indexes.length / perGroup);
   const spare: ArrayBuffer[] = [];
   const start = (g: number): Promise<{ chunks: HashedChunk[]; buffer?: ArrayBuffer }> => {
-    const work = hashGroup(disk, indexes.slice(g * perGroup, (g + 1) * perGroup), chunkSize, spare, signal);
+    const work = hashGroup(disk, indexes.slice(g * perGroup, (g + 1) * perGroup), chunkSize, naming, spare, signal);
     work.catch(() => undefined); // awaited in order below; a failure ahead of it must not go unhandled meanwhile
     return work;
   };
@@ -160,12 +162,12 @@ export async function* hashedGroups(disk: CutDisk, chunkSize: number, signal?: A
   }
 }
 
-async function hashGroup(disk: CutDisk, indexes: readonly number[], chunkSize: number, spare: ArrayBuffer[], signal?: AbortSignal): Promise<{ chunks: HashedChunk[]; buffer?: ArrayBuffer }> {
+async function hashGroup(disk: CutDisk, indexes: readonly number[], chunkSize: number, naming: BlobNaming, spare: ArrayBuffer[], signal?: AbortSignal): Promise<{ chunks: HashedChunk[]; buffer?: ArrayBuffer }> {
   signal?.throwIfAborted();
   const first = indexes[0] as number;
   if (indexes.length === 1) {
     const data = await disk.read(first);
-    return { chunks: [{ index: first, data, hash: isZero(data) ? null : chunkHash(data) }] };
+    return { chunks: [{ index: first, data, hash: isZero(data) ? null : blobName(data, naming) }] };
   }
   // Every chunk but a disk's last is chunkSize long, and the last comes last: chunk n of the group is at n * chunkSize.
   const lastLength = Math.min(chunkSize, disk.sizeBytes - (indexes.at(-1) as number) * chunkSize);
@@ -192,7 +194,7 @@ async function hashGroup(disk: CutDisk, indexes: readonly number[], chunkSize: n
     const datas = await Promise.all(indexes.map((i) => disk.read(i)));
     datas.forEach((d, n) => batch.set(d, n * chunkSize));
   }
-  const reply = await workerPool().run({ op: 'hash', key: null, data: batch, chunkSize }, true);
+  const reply = await workerPool().run({ op: 'hash', key: null, naming, data: batch, chunkSize }, true);
   const hashes = Buffer.from(reply.hashes);
   const chunks = indexes.map((index, n) => {
     const hash = hashes.subarray(n * 32, n * 32 + 32);

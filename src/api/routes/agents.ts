@@ -5,6 +5,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { RefugeError } from '../../core/errors.js';
 import { EnrollRequest, EnrollResponse, RegistrationKeyRequest, RegistrationKeyResponse, RenewRequest } from '../../protocol/enrollment.js';
 import { HeartbeatRequest, HeartbeatResponse, RegisterRequest, RegisterResponse } from '../../protocol/schemas.js';
+import type { BlobNaming } from '../../store/chunks.js';
 import { replicationChunkSize } from '../../vault/model.js';
 import { isReplicating } from '../../vault/replication-state.js';
 import { CERTIFICATE_DAYS } from '../../vault/security/agent-identities.js';
@@ -134,7 +135,9 @@ export function agentRoutes(deps: AppDeps): FastifyPluginAsync {
       // come back with its old agent still running, which must not ship its stale disks as the source.
       const agentSite = req.body.site ? (await repos.sites.get(v.id, req.body.site)).id : m.siteId;
       const ops = rep.failover;
-      const mode = isReplicating(rep.state) && agentSite === rep.sourceSiteId && (rep.state !== 'reprotecting' || ops.reprotectShipping) ? ('replicate' as const) : ('stop' as const);
+      // An agent that cannot name chunks as the store does (before 0.3.0, a format-3 store) would fail every upload.
+      const canShip = agentNamesFor(store.naming, req.body.agentVersion);
+      const mode = canShip && isReplicating(rep.state) && agentSite === rep.sourceSiteId && (rep.state !== 'reprotecting' || ops.reprotectShipping) ? ('replicate' as const) : ('stop' as const);
       // The agent where the machine now runs waits, told `stop`, while a re-protect seeds and reverses: it should
       // learn it may ship within a second, not at its next regular heartbeat (10 s by default).
       // Until the direction is reversed that site is still the replication's target.
@@ -148,11 +151,12 @@ export function agentRoutes(deps: AppDeps): FastifyPluginAsync {
           replicationId: rep.id,
           // A re-protect lets the new source ship only once the seed is in place and the direction reversed.
           mode,
-          ...(shipTo ? { heartbeatSoonSeconds: REPROTECT_HEARTBEAT_SECONDS, reprotectPending: { chunkSize: replicationChunkSize(policy, shipTo.chunkSize) } } : {}),
+          ...(shipTo ? { heartbeatSoonSeconds: REPROTECT_HEARTBEAT_SECONDS, reprotectPending: { chunkSize: replicationChunkSize(policy, shipTo.chunkSize), naming: shipTo.naming } } : {}),
           ...(ops.resyncAfter ? { resyncAfter: ops.resyncAfter } : {}),
           ...(ops.cutAfter ? { cutAfter: ops.cutAfter } : {}),
           crashIntervalSeconds: policy.crashIntervalSeconds,
           chunkSize: replicationChunkSize(policy, store.chunkSize),
+          naming: store.naming,
           replicatorUrl: deps.replicators.urlFor(target.id) ?? deps.replicatorUrl(),
           // Before the first point of a re-protected replication, its parent is the seed from the former source's disks.
           latestPointId: latest?.id ?? ops.seedPointId ?? null,
@@ -162,6 +166,17 @@ export function agentRoutes(deps: AppDeps): FastifyPluginAsync {
       };
     });
   };
+}
+
+/**
+ * Whether an agent of `version` names chunks as a store of `naming` does: every agent knows sha256; `leaf16` (store
+ * format 3) came with agent 0.3.0, which reads the assignment's `naming`. An older agent is told `stop`, not sent to
+ * fail every upload (the readiness check's support matrix names its version).
+ */
+export function agentNamesFor(naming: BlobNaming, version: string): boolean {
+  if (naming === 'sha256') return true;
+  const [major = 0, minor = 0] = version.split('.').map((x) => Number.parseInt(x, 10));
+  return major > 0 || minor >= 3;
 }
 
 /** The DNS names and addresses in the client certificate (a replicator keeps them when it renews). */

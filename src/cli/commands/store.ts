@@ -10,6 +10,7 @@ import { repairStore } from '../../store/repair.js';
 import type { ReplicaStore } from '../../store/replica-store.js';
 import { asrRetention } from '../../store/retention.js';
 import { verifyStore } from '../../store/verify.js';
+import { STORE_FORMATS, type StoreFormat } from '../../store/store-config.js';
 import { globals } from '../context.js';
 import { printFields, printJson, printTable, say } from '../output.js';
 import { ProgressLine, bar, bytesProgress } from '../progress.js';
@@ -59,10 +60,15 @@ export function registerStoreCommands(program: Command): void {
     .option('--pack-size <bytes>', 'target pack size', (v) => Number(v))
     .option('--compression-level <n>', 'zstd level (0: none)', (v) => Number(v))
     .option('--encrypt', 'encrypt everything with AES-256-GCM under the vault key given by --key-file')
-    .action(async (o: StoreOptions & { chunkSize?: number; packSize?: number; compressionLevel?: number; encrypt?: boolean }, cmd: Command) => {
+    .option('--format <n>', 'store format: 2 (blobs named by SHA-256, the default) or 3 (named by 16 KiB leaf digests; docs/design-delta-points.md)', (v) => Number(v))
+    .action(async (o: StoreOptions & { chunkSize?: number; packSize?: number; compressionLevel?: number; encrypt?: boolean; format?: number }, cmd: Command) => {
       if (o.encrypt && !o.keyFile) throw new RefugeError('invalid_argument', '--encrypt needs --key-file');
-      const s = await openStoreFromOptions(o, { create: true, encrypt: o.encrypt === true, ...(o.chunkSize ? { chunkSize: o.chunkSize } : {}), ...(o.packSize ? { packSize: o.packSize } : {}), ...(o.compressionLevel !== undefined ? { compressionLevel: o.compressionLevel } : {}) });
-      const view = { location: s.backend.location, chunkSize: s.chunkSize, packSize: s.config.packSize, compressionLevel: s.config.compressionLevel, encrypted: s.config.encryption !== null };
+      if (o.format !== undefined && !(STORE_FORMATS as readonly number[]).includes(o.format)) {
+        throw new RefugeError('invalid_argument', `--format ${String(o.format)} is not a store format this Refuge writes`, { hint: `use ${STORE_FORMATS.join(' or ')}` });
+      }
+      const format = o.format as StoreFormat | undefined;
+      const s = await openStoreFromOptions(o, { create: true, encrypt: o.encrypt === true, ...(format ? { format } : {}), ...(o.chunkSize ? { chunkSize: o.chunkSize } : {}), ...(o.packSize ? { packSize: o.packSize } : {}), ...(o.compressionLevel !== undefined ? { compressionLevel: o.compressionLevel } : {}) });
+      const view = { location: s.backend.location, format: s.config.format, chunkSize: s.chunkSize, packSize: s.config.packSize, compressionLevel: s.config.compressionLevel, encrypted: s.config.encryption !== null };
       if (globals(cmd).json) printJson(view);
       else printFields(view);
     });

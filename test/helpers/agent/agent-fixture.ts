@@ -12,6 +12,7 @@ import type { RegistrationCredentials, RegistrationKeyResponse } from '../../../
 import { register, type Identity } from '../../../src/protocol/identity.js';
 import { FilesystemBackend } from '../../../src/store/backends/filesystem.js';
 import { ReplicaStore } from '../../../src/store/replica-store.js';
+import type { StoreFormat } from '../../../src/store/store-config.js';
 import { DEFAULT_CHUNK_SIZE } from '../../../src/store/chunks.js';
 import { FakeFabric } from '../fake-fabric.js';
 
@@ -25,7 +26,8 @@ export const CHUNK = DEFAULT_CHUNK_SIZE;
  * read points back from the store. Agents register the real way: a one-time key redeemed for a client certificate
  * (mutual TLS from then on).
  */
-export async function startAgentFixture(prefix = 'ragent-', serverOptions: Partial<VaultServerOptions> = {}) {
+/** `storeFormat`: the recovery site's store is created in that format (store-config.ts) before the vault opens it. */
+export async function startAgentFixture(prefix = 'ragent-', serverOptions: Partial<VaultServerOptions> = {}, o: { storeFormat?: StoreFormat } = {}) {
   const dir = await mkdtemp(join(tmpdir(), prefix));
   const fabric = new FakeFabric();
   const init = await initVault({ dataDir: join(dir, 'vault'), certificate: testCertificate() });
@@ -36,6 +38,7 @@ export async function startAgentFixture(prefix = 'ragent-', serverOptions: Parti
   await api('POST', '/vaults', { name: 'demo' });
   await api('POST', '/vaults/demo/sites', { name: 'primary' });
   await api('POST', '/vaults/demo/sites', { name: 'recovery' });
+  if (o.storeFormat) await ReplicaStore.open(await FilesystemBackend.create(join(dir, 'vault', 'sites', 'recovery', 'store')), { create: true, format: o.storeFormat });
   await api('POST', '/vaults/demo/policies', { name: 'default', crashIntervalSeconds: 1 });
   /** A registration file with a fresh one-time key, as `refuge agent key create --write` makes it. */
   const registrationFile = async (): Promise<RegistrationCredentials> => {

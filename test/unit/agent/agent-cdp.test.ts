@@ -6,7 +6,9 @@ import { CdpCapture } from '../../../src/agent/capture/cdp-capture.js';
 import type { ReplicatorTransport } from '../../../src/agent/clients.js';
 import { RefugeError } from '../../../src/core/errors.js';
 import { frameBatch, type FramedBatch } from '../../../src/protocol/chunk-batch.js';
-import { chunkHash } from '../../../src/store/chunks.js';
+import { blobName, chunkHash } from '../../../src/store/chunks.js';
+import { FilesystemBackend } from '../../../src/store/backends/filesystem.js';
+import { ReplicaStore } from '../../../src/store/replica-store.js';
 import type { CommitPointRequest, CommitPointResponse } from '../../../src/protocol/schemas.js';
 import { CHUNK, MiB, startAgentFixture, waitFor, type AgentFixture } from '../../helpers/agent/agent-fixture.js';
 import { NBD, RawNbdClient } from '../../helpers/agent/raw-nbd-client.js';
@@ -86,6 +88,32 @@ describe('agent replication (cdp mode)', () => {
     expect(c?.patchesReceived).toBe(2);
     expect((c?.wireBytesReceived ?? 0) - 3 * MiB).toBeLessThan(2 * (16 * 1024 + 64)); // the written 16 KiB, not 2 MiB
     expect((f.agent?.counters.readBytes ?? 0) - readAfterSeeding).toBe(2 * CHUNK); // two chunks read, not the disk
+  });
+
+  it('into a format-3 store (leaf-digest names): the agent hashes as the store names, ships patches, every point restores exactly', async () => {
+    await f.close();
+    f = await startAgentFixture('ragcdp3-', {}, { storeFormat: 3 });
+    image = join(f.dir, 'disk0.raw');
+    socketPath = join(f.dir, 'disk0.sock');
+    const disk = Buffer.alloc(SIZE);
+    randomBytes(3 * MiB).copy(disk, 2 * MiB);
+    await writeFile(image, disk);
+    start();
+    const rep = await f.enable();
+    const first = await f.pointAfter(new Date(0));
+    expect((await f.restore(rep, first.id)).equals(disk)).toBe(true);
+    await write(5 * MiB + 8192, randomBytes(12 * 1024));
+    await write(2 * MiB + 4096, randomBytes(4096));
+    const second = await f.pointAfter(new Date());
+    const after = await readFile(image);
+    expect((await f.restore(rep, second.id)).equals(after)).toBe(true);
+    expect(f.counters(rep)?.patchesReceived).toBe(2);
+    // The store's chunks carry leaf-digest names, not SHA-256 ones: the agent named them so.
+    const store = await ReplicaStore.open(new FilesystemBackend(join(f.dir, 'vault', 'sites', 'recovery', 'store')));
+    expect(store.config.format).toBe(3);
+    const changed = after.subarray(2 * MiB, 2 * MiB + CHUNK);
+    expect(store.blobs.has(blobName(changed, 'leaf16'))).toBe(true);
+    expect(store.blobs.has(blobName(changed, 'sha256'))).toBe(false);
   });
 
   it('keeps shipping from where it was after a clean restart (patches, no full read)', async () => {

@@ -45,7 +45,7 @@ describe('re-protect pre-hash', () => {
     await capture.start();
 
     const first = await capture.cut({ chunkSize: CHUNK, everyChunk: true });
-    const prehash = await prehashCut(first, { replicationId: 'r1', chunkSize: CHUNK });
+    const prehash = await prehashCut(first, { replicationId: 'r1', chunkSize: CHUNK, naming: 'sha256' });
     await first.complete();
     expect(Array.from({ length: SIZE / CHUNK }, (_, i) => prehash.hashes.disk0?.get(i))).toEqual(hashesOf(now));
     expect(prehash.readBytes).toBe(SIZE);
@@ -75,7 +75,7 @@ describe('re-protect pre-hash', () => {
     const scan = new ScanCapture({ disks: [{ name: 'disk0', path }] });
     await scan.start();
     const first = await scan.cut({ chunkSize: CHUNK, everyChunk: true });
-    const prehash = await prehashCut(first, { replicationId: 'r1', chunkSize: CHUNK });
+    const prehash = await prehashCut(first, { replicationId: 'r1', chunkSize: CHUNK, naming: 'sha256' });
     await first.complete();
     const seed: (string | null)[] = hashesOf(image);
     seed[5] = null; // the seed holds zeros there: chunk 5 differs

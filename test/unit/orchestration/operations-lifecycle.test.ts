@@ -176,7 +176,7 @@ describe('operation lifecycle', () => {
     // While it waits for the seed, the new source is asked to heartbeat again within a second and may hash its disks
     // in the chunks of the store it will ship to (agent/prehash.ts); once it ships, neither.
     for (const w of waiting) expect(w.heartbeatSoonSeconds).toBe(w.mode === 'stop' ? 0.25 : undefined);
-    for (const w of waiting) expect(w.reprotectPending).toEqual(w.mode === 'stop' ? { chunkSize: hb.chunkSize } : undefined);
+    for (const w of waiting) expect(w.reprotectPending).toEqual(w.mode === 'stop' ? { chunkSize: hb.chunkSize, naming: 'sha256' } : undefined);
     const old = await heartbeat('primary');
     expect(old.mode).toBe('stop'); // the old agent must not ship its stale disk
     expect(old.heartbeatSoonSeconds).toBeUndefined();

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'vitest';
 import { FilesystemBackend } from '../../../src/store/backends/filesystem.js';
-import { chunkCount, chunkHash, chunkLength, isZero } from '../../../src/store/chunks.js';
+import { blobName, chunkCount, chunkLength, isZero, type BlobNaming } from '../../../src/store/chunks.js';
 import type { PointManifest } from '../../../src/store/manifest.js';
 import { ReplicaStore, type OpenOptions } from '../../../src/store/replica-store.js';
 
@@ -58,10 +58,10 @@ export async function storedChunkHashes(store: ReplicaStore): Promise<string[]> 
 }
 
 /** Chunk hashes of a disk image, null for all-zero chunks (what the agent's scanner computes). */
-export function hashChunks(disk: Buffer, chunkSize: number): (string | null)[] {
+export function hashChunks(disk: Buffer, chunkSize: number, naming: BlobNaming = 'sha256'): (string | null)[] {
   return Array.from({ length: chunkCount(disk.length, chunkSize) }, (_, i) => {
     const data = disk.subarray(i * chunkSize, i * chunkSize + chunkLength(disk.length, chunkSize, i));
-    return isZero(data) ? null : chunkHash(data);
+    return isZero(data) ? null : blobName(data, naming);
   });
 }
 
@@ -88,7 +88,7 @@ export async function commitDisk(
   } = {},
 ): Promise<{ point: PointManifest; changes: [number, string | null][]; uploaded: number }> {
   const cs = opts.chunkSize ?? store.chunkSize;
-  const hashes = hashChunks(disk, cs);
+  const hashes = hashChunks(disk, cs, store.naming);
   const parent = opts.parent ?? null;
   const changes = diffHashes(hashes, opts.previous ?? (parent ? await store.diskChunks(parent, 'disk0') : null));
   const changed = changes.flatMap(([i, h]) => (h === null ? [] : [{ i, h }]));

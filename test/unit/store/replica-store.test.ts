@@ -3,7 +3,7 @@ import { readFile, stat, truncate, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FilesystemBackend } from '../../../src/store/backends/filesystem.js';
-import { chunkHash } from '../../../src/store/chunks.js';
+import { blobName, type BlobNaming } from '../../../src/store/chunks.js';
 import { encodePatch } from '../../../src/protocol/chunk-encoding.js';
 import { pointRecord } from '../../../src/protocol/replicator-vault.js';
 import type { DiskManifest, PointManifest } from '../../../src/store/manifest.js';
@@ -28,15 +28,18 @@ function sampleDisk(): Buffer {
   return disk;
 }
 
-const uniqueChunks = (...disks: Buffer[]): string[] =>
-  [...new Set(disks.flatMap((d) => hashChunks(d, CHUNK)).filter((h): h is string => h !== null))].sort();
-
-describe('ReplicaStore', () => {
+// The whole suite runs on each store format: 2 names blobs by SHA-256, 3 by leaf digests (store-config.ts).
+describe.each([2, 3] as const)('ReplicaStore, format %i', (format) => {
   let t: TempStore;
   let store: ReplicaStore;
+  const naming: BlobNaming = format === 3 ? 'leaf16' : 'sha256';
+  const chunkHash = (data: Uint8Array): string => blobName(data, naming);
+  const uniqueChunks = (...disks: Buffer[]): string[] =>
+    [...new Set(disks.flatMap((d) => hashChunks(d, CHUNK, naming)).filter((h): h is string => h !== null))].sort();
 
   beforeEach(async () => {
-    t = await openTempStore(CHUNK);
+    t = await openTempStore(CHUNK, { format });
+    expect(t.store.naming).toBe(naming);
     store = t.store;
   });
   afterEach(async () => {
@@ -58,7 +61,7 @@ describe('ReplicaStore', () => {
       const { point, changes } = await commitDisk(store, disk);
       expect(point.parentId).toBeNull();
       expect(point.disks).toMatchObject([{ name: 'disk0', sizeBytes: SIZE, chunkSize: CHUNK, storedChunks: 6, storedBytes: 5 * CHUNK + 1000 }]);
-      expect(await store.diskChunks(point, 'disk0')).toEqual(hashChunks(disk, CHUNK));
+      expect(await store.diskChunks(point, 'disk0')).toEqual(hashChunks(disk, CHUNK, naming));
       expect(changes.map(([i]) => i)).toEqual([0, 2, 3, 5, 6, 10]);
       expect(point.stats.changedChunks).toBe(6);
 

@@ -32,7 +32,8 @@ async function refuge(...args: string[]): Promise<unknown> {
 }
 
 describe('refuge store', () => {
-  it('init, import, points, diff, restore, verify, prune, gc and stats on an encrypted store', async () => {
+  // Both formats: 3 names blobs by leaf digests, which every worker task (import, restore, verify, gc) must use.
+  it.each([2, 3])('init, import, points, diff, restore, verify, prune, gc and stats on an encrypted store of format %i', async (format) => {
     const store = join(dir.path, 'store');
     const key = join(dir.path, 'vault.key');
     await writeFile(key, randomBytes(32).toString('hex'));
@@ -41,7 +42,7 @@ describe('refuge store', () => {
     await writeFile(image, disk);
     const base = ['--path', store, '--key-file', key];
 
-    expect(await refuge('store', 'init', ...base, '--encrypt', '--chunk-size', '65536')).toMatchObject({ chunkSize: 65536, encrypted: true });
+    expect(await refuge('store', 'init', ...base, '--encrypt', '--chunk-size', '65536', '--format', String(format))).toMatchObject({ format, chunkSize: 65536, encrypted: true });
     const first = (await refuge('store', 'import', ...base, '--replication', 'rep_cli', '--disk', `disk0=${image}`)) as { point: string; changedBytes: number };
     randomBytes(100_000).copy(disk, 1 << 20);
     await writeFile(image, disk);
@@ -70,6 +71,13 @@ describe('refuge store', () => {
     expect(result.problems.length).toBeGreaterThan(0);
     expect(result.problems[0]?.object).toContain(victim.name);
     expect(process.exitCode).toBe(3);
+  });
+
+  it('refuses a store format it does not write, and creates nothing', async () => {
+    const store = join(dir.path, 'store');
+    await expect(refuge('store', 'init', '--path', store, '--format', '4')).rejects.toThrow(/--format 4 is not a store format this Refuge writes/);
+    const { readdir } = await import('node:fs/promises');
+    expect(await readdir(store).catch(() => [])).toEqual([]);
   });
 
   it('refuses an encrypted store without its key', async () => {

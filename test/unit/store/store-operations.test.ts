@@ -86,7 +86,7 @@ describe('ReplicaStore format 2', () => {
     it('diffs two points into the changed byte ranges, and a source tree compares with its replica by root hash', async () => {
       const disk = randomBytes(600 * CHUNK); // more than one leaf of the tree
       const { point: p1 } = await commitDisk(t.store, disk);
-      expect(p1.disks[0]?.root).toBe(await treeRoot(hashChunks(disk, CHUNK)));
+      expect(p1.disks[0]?.root).toBe(await treeRoot(hashChunks(disk, CHUNK), 'sha256'));
       const changed = [3, 4, 5, 300, 599];
       for (const i of changed) disk.writeUInt8(disk.readUInt8(i * CHUNK + 17) ^ 0xff, i * CHUNK + 17);
       const { point: p2 } = await commitDisk(t.store, disk, { parent: p1 });
@@ -94,7 +94,7 @@ describe('ReplicaStore format 2', () => {
         { disk: 'disk0', ranges: [{ offset: 3 * CHUNK, length: 3 * CHUNK }, { offset: 300 * CHUNK, length: CHUNK }, { offset: 599 * CHUNK, length: CHUNK }] },
       ]);
       expect(await t.store.diffPoints(p2, p2)).toEqual([{ disk: 'disk0', ranges: [] }]);
-      expect(p2.disks[0]?.root).toBe(await treeRoot(hashChunks(disk, CHUNK)));
+      expect(p2.disks[0]?.root).toBe(await treeRoot(hashChunks(disk, CHUNK), 'sha256'));
       expect(p2.stats).toMatchObject({ changedChunks: 5, changedBytes: 5 * CHUNK });
     });
 
