@@ -4,6 +4,9 @@ import { initVault } from '../../src/api/vault-init.js';
 import { requestJson, type HttpConnection } from '../../src/core/http-client.js';
 import type { RegistrationCredentials, RegistrationKeyResponse } from '../../src/protocol/enrollment.js';
 import { register, type Identity } from '../../src/protocol/identity.js';
+import { FilesystemBackend } from '../../src/store/backends/filesystem.js';
+import { ReplicaStore } from '../../src/store/replica-store.js';
+import type { StoreFormat } from '../../src/store/store-config.js';
 import { startUntil, stop } from './measure.js';
 
 const root = join(import.meta.dirname, '..', '..');
@@ -13,8 +16,10 @@ const root = join(import.meta.dirname, '..', '..');
  * own CA, HTTPS, an owner token), vault `bench` with sites `primary` and `recovery` and policy `p`. Agents register
  * the real way, with a one-time key redeemed for a client certificate (mutual TLS to vault and replicator).
  */
-export async function startBenchVault(dataDir: string, o: { crashIntervalSeconds: number; chunkSizeKiB?: number; nodeArgs?: string[] }) {
+export async function startBenchVault(dataDir: string, o: { crashIntervalSeconds: number; chunkSizeKiB?: number; nodeArgs?: string[]; storeFormat?: StoreFormat }) {
   const init = await initVault({ dataDir });
+  // A store of another format than the default is made before the vault opens it (as `refuge store init --format`).
+  if (o.storeFormat) await ReplicaStore.open(await FilesystemBackend.create(join(dataDir, 'sites', 'recovery', 'store')), { create: true, format: o.storeFormat });
   const owner: HttpConnection = { token: init.credentials.token, ca: init.credentials.ca };
   const child = await startUntil(process.execPath, [...(o.nodeArgs ?? []), join(root, 'bin', 'refuge.js'), 'vault', '--data', dataDir, '--listen', '127.0.0.1:0'], /vault listening on (\S+)/);
   const url = (/vault listening on (\S+)/.exec(child.output()) as RegExpExecArray)[1] as string;

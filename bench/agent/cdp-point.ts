@@ -7,10 +7,12 @@ import { CdpCapture } from '../../src/agent/capture/cdp-capture.js';
 import { ReplicatorClient, VaultClient } from '../../src/agent/clients.js';
 import { ChunkUploader } from '../../src/agent/shipping/chunk-uploader.js';
 import { shipCut } from '../../src/agent/shipping/ship-cut.js';
+import { LeafDigestFile } from '../../src/agent/leaf-digests.js';
 import type { ReplicationAssignment } from '../../src/protocol/schemas.js';
 import { NBD, RawNbdClient } from '../../test/helpers/agent/raw-nbd-client.js';
 import { CountingProxy } from './counting-proxy.js';
 import { startBenchVault } from './bench-vault.js';
+import type { StoreFormat } from '../../src/store/store-config.js';
 import { cpuSeconds, median } from './measure.js';
 import { ensureStandardImage, onePercentChurn, randomWrites } from './standard-image.js';
 
@@ -35,7 +37,7 @@ export interface PointResult {
  * loop makes), talking to the replicator through a byte-counting TCP proxy. The workload is written through the
  * agent's NBD export, then one cut is timed from the cut to the replicator's commit answer.
  */
-export async function benchCdpPoints(dir: string, sizeBytes: number, rounds: number, say: (s: string) => void, o: { p9?: boolean; chunkSizeKiB?: number } = {}) {
+export async function benchCdpPoints(dir: string, sizeBytes: number, rounds: number, say: (s: string) => void, o: { p9?: boolean; chunkSizeKiB?: number; storeFormat?: StoreFormat } = {}) {
   const image = join(dir, 'standard.raw');
   // A pristine image and an empty store each run: earlier runs' writes must neither linger nor deduplicate.
   await rm(image, { force: true });
@@ -45,7 +47,7 @@ export async function benchCdpPoints(dir: string, sizeBytes: number, rounds: num
   // BENCH_PROFILE=DIR: the vault runs under `node --cpu-prof`; BENCH_VAULT_FLAGS adds node flags (say --trace-gc), and
   // BENCH_VAULT_LOG=FILE keeps the vault's output.
   const nodeArgs = [...(process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : []), ...(process.env.BENCH_VAULT_FLAGS?.split(' ').filter(Boolean) ?? [])];
-  const vault = await startBenchVault(join(dir, 'vault'), { crashIntervalSeconds: 5, nodeArgs, ...(o.chunkSizeKiB ? { chunkSizeKiB: o.chunkSizeKiB } : {}) });
+  const vault = await startBenchVault(join(dir, 'vault'), { crashIntervalSeconds: 5, nodeArgs, ...(o.chunkSizeKiB ? { chunkSizeKiB: o.chunkSizeKiB } : {}), ...(o.storeFormat ? { storeFormat: o.storeFormat } : {}) });
   const socketPath = join(dir, 'p3.sock');
   const capture = new CdpCapture({ disks: [{ name: 'disk0', path: image, socketPath }], stateDir: join(dir, 'p3-state') });
   let proxy: CountingProxy | undefined;
@@ -63,6 +65,8 @@ export async function benchCdpPoints(dir: string, sizeBytes: number, rounds: num
     await capture.start();
     nbd = await RawNbdClient.attach(socketPath);
 
+    // As the agent does for a store of leaf-digest names (agent/leaf-digests.ts): only the written leaves are read.
+    const leafDigests = a.naming === 'leaf16' ? { disk0: await LeafDigestFile.open(join(dir, 'p3-state'), 'disk0') } : undefined;
     let parent: string | null = null;
     let base: Record<string, ChunkHashes> = {};
     let handle = 0n;
@@ -83,7 +87,7 @@ export async function benchCdpPoints(dir: string, sizeBytes: number, rounds: num
       const ownCpu = process.cpuUsage();
       const started = performance.now();
       const cut = await capture.cut({ chunkSize: a.chunkSize, everyChunk: parent === null });
-      const shipped = await shipCut(cut, { chunkSize: a.chunkSize, naming: a.naming ?? 'sha256', base, uploader });
+      const shipped = await shipCut(cut, { chunkSize: a.chunkSize, naming: a.naming ?? 'sha256', ...(leafDigests ? { leafDigests } : {}), base, uploader });
       const uploaded = performance.now();
       const r = await client.commit({ parentId: parent, capturedAt: cut.capturedAt.toISOString(), consistency: 'crash', disks: shipped.disks });
       const seconds = (performance.now() - started) / 1000;

@@ -4,6 +4,7 @@ import { openSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { startBenchVault } from './bench-vault.js';
+import type { StoreFormat } from '../../src/store/store-config.js';
 import { stop, unitLaunch } from './measure.js';
 import { ensureStandardImage } from './standard-image.js';
 
@@ -31,14 +32,14 @@ const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.lengt
  * and the replication's RPO (age of the latest point, as the vault reports it) sampled twice a second once the load
  * has run for `warmupSeconds`.
  */
-export async function benchRpo(dir: string, sizeBytes: number, o: { seconds: number; warmupSeconds: number; intervalSeconds: number; chunkSizeKiB?: number; say: (s: string) => void }): Promise<RpoResult> {
+export async function benchRpo(dir: string, sizeBytes: number, o: { seconds: number; warmupSeconds: number; intervalSeconds: number; chunkSizeKiB?: number; storeFormat?: StoreFormat; say: (s: string) => void }): Promise<RpoResult> {
   const image = join(dir, 'p5.raw');
   await rm(image, { force: true });
   for (const d of ['p5-vault', 'p5-agent', 'p5-registration.json']) await rm(join(dir, d), { recursive: true, force: true });
   await ensureStandardImage(image, sizeBytes);
   // BENCH_PROFILE=DIR: both processes run under `node --cpu-prof` (profiles written to DIR when they exit).
   const profile = process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
-  const vault = await startBenchVault(join(dir, 'p5-vault'), { crashIntervalSeconds: o.intervalSeconds, nodeArgs: profile, ...(o.chunkSizeKiB ? { chunkSizeKiB: o.chunkSizeKiB } : {}) });
+  const vault = await startBenchVault(join(dir, 'p5-vault'), { crashIntervalSeconds: o.intervalSeconds, nodeArgs: profile, ...(o.chunkSizeKiB ? { chunkSizeKiB: o.chunkSizeKiB } : {}), ...(o.storeFormat ? { storeFormat: o.storeFormat } : {}) });
   const api = vault.api;
   let agent: ChildProcess | undefined;
   try {

@@ -18,6 +18,7 @@ import { benchCdpPoints } from './cdp-point.js';
 import { measureCutPause } from './cut-pause.js';
 import { FIO_JOBS, benchWritePath, summarize } from './nbd-write-path.js';
 import { benchRpo } from './rpo.js';
+import type { StoreFormat } from '../../src/store/store-config.js';
 
 const root = join(import.meta.dirname, '..', '..');
 /** Stand-ins for the parts a partial run (--only) skips; such a run prints its figures and writes no docs. */
@@ -36,6 +37,8 @@ const { values } = parseArgs({
     'p3-chunk-kib': { type: 'string' },
     /** A full run measures P3 a second time under a policy of this chunk size (KiB): the churn's 64 KiB blocks. */
     'p3-policy-kib': { type: 'string', default: '64' },
+    /** P3/P9 and P5 into a replica store of this format (2 or 3: leaf-digest names); a partial run's comparison. */
+    'store-format': { type: 'string' },
     'no-write': { type: 'boolean', default: false },
     /** Comma-separated parts to run (p4, p3 (with p9), p5); a partial run prints and never writes the docs. */
     only: { type: 'string', default: 'p4,p3,p5' },
@@ -43,7 +46,8 @@ const { values } = parseArgs({
 });
 const parts = new Set(values.only.split(',').map((p) => p.trim().toLowerCase()));
 for (const p of parts) if (!['p4', 'p3', 'p9', 'p5'].includes(p)) throw new Error(`--only: '${p}' is not a part (p4, p3, p5)`);
-const partial = !(parts.has('p4') && (parts.has('p3') || parts.has('p9')) && parts.has('p5')) || values['p3-chunk-kib'] !== undefined;
+const partial = !(parts.has('p4') && (parts.has('p3') || parts.has('p9')) && parts.has('p5')) || values['p3-chunk-kib'] !== undefined || values['store-format'] !== undefined;
+const storeFormat = values['store-format'] ? { storeFormat: Number(values['store-format']) as StoreFormat } : {};
 const sizeBytes = Number(values['size-mib']) * 1024 * 1024;
 const rounds = Number(values.rounds);
 const seconds = Number(values.seconds);
@@ -63,7 +67,7 @@ const [kit, tracked, cutting] = p4.map(summarize);
 await rm(join(dir, 'p4.raw'), { force: true });
 execFileSync('sync');
 say(`P3 and P9: cdp points on the ${values['size-mib']} MiB standard image, ${rounds} rounds`);
-const points = parts.has('p3') || parts.has('p9') ? await benchCdpPoints(dir, sizeBytes, rounds, say, { p9: parts.has('p9') || !partial, ...(values['p3-chunk-kib'] ? { chunkSizeKiB: Number(values['p3-chunk-kib']) } : {}) }) : NO_POINTS;
+const points = parts.has('p3') || parts.has('p9') ? await benchCdpPoints(dir, sizeBytes, rounds, say, { p9: parts.has('p9') || !partial, ...storeFormat, ...(values['p3-chunk-kib'] ? { chunkSizeKiB: Number(values['p3-chunk-kib']) } : {}) }) : NO_POINTS;
 await rm(join(dir, 'vault'), { recursive: true, force: true });
 const policyKiB = Number(values['p3-policy-kib']);
 say(`P3 under a policy of ${policyKiB} KiB chunks`);
@@ -73,7 +77,7 @@ say(`P5: RPO under 20 MB/s of random 8 KiB writes, ${values['p5-seconds']} s`);
 const p5s = [];
 for (const kib of parts.has('p5') ? values['p5-chunks'].split(',').map(Number) : []) {
   say(`  policy chunk size ${kib} KiB`);
-  const r = await benchRpo(dir, sizeBytes, { seconds: Number(values['p5-seconds']), warmupSeconds: 15, intervalSeconds: 5, chunkSizeKiB: kib, say });
+  const r = await benchRpo(dir, sizeBytes, { seconds: Number(values['p5-seconds']), warmupSeconds: 15, intervalSeconds: 5, chunkSizeKiB: kib, ...storeFormat, say });
   say(`  RPO p50 ${r.p50.toFixed(1)} s, p99 ${r.p99.toFixed(1)} s, max ${r.max.toFixed(1)} s; ${r.points} points; seed ${r.seedSeconds.toFixed(0)} s`);
   p5s.push(r);
   for (const d of ['p5-vault', 'p5-agent', 'p5.raw']) await rm(join(dir, d), { recursive: true, force: true });

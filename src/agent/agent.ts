@@ -21,6 +21,7 @@ import { blockRunsFinder, storeBase } from './shipping/store-base.js';
 import { emptyState, loadState, saveState, type AgentState } from './state.js';
 import { clearSentCommit, hashesAfter, loadSentCommit, refusedForGood, saveSentCommit, type SentCommit } from './sent-commit.js';
 import { narrowedCut, prehashCovers, prehashCut, type Prehash } from './prehash.js';
+import { LeafDigestFile } from './leaf-digests.js';
 import type { RegistrationCredentials } from '../protocol/enrollment.js';
 import { loadIdentity, register, renew, renewalDue, type Identity } from '../protocol/identity.js';
 import { hostFacts } from './host-facts.js';
@@ -126,6 +127,7 @@ export class Agent {
   private lastCutCommitted = false;
   /** A re-protect's pre-hash of the disks (prehash.ts), for the next point only (the first against the seed). */
   private prehash: Prehash | undefined;
+  private leafFiles: Promise<Record<string, LeafDigestFile>> | undefined;
   /** Wakes the point loop from its pause when a heartbeat changes the instruction (stop -> replicate). */
   private wakeLoop: (() => void) | undefined;
   readonly counters: AgentCounters = { pointsCommitted: 0, appConsistentPoints: 0, groupCutsJoined: 0, cutsAbandoned: 0, readBytes: 0, upload: emptyUploadStats() };
@@ -202,7 +204,24 @@ export class Agent {
       await heartbeats;
     } finally {
       await this.o.capture.stop();
+      const files = this.leafFiles;
+      this.leafFiles = undefined;
+      for (const f of Object.values((await files?.catch(() => undefined)) ?? {})) await f.close().catch(() => undefined);
     }
+  }
+
+  /**
+   * The leaf-digest files of the disks (leaf-digests.ts), opened on first use: only a cdp capture shipping to a store
+   * of leaf-digest names uses them (a scan reads every chunk whole anyway).
+   */
+  private leafDigestFiles(naming: BlobNaming): Promise<Record<string, LeafDigestFile>> | undefined {
+    if (naming !== 'leaf16' || this.o.capture.kind !== 'cdp') return undefined;
+    this.leafFiles ??= (async () => {
+      const files: Record<string, LeafDigestFile> = {};
+      for (const d of this.o.machine.disks) files[d.name] = await LeafDigestFile.open(this.o.stateDir, d.name);
+      return files;
+    })();
+    return this.leafFiles;
   }
 
   private async registerUntilDone(signal: AbortSignal): Promise<void> {
@@ -437,7 +456,11 @@ export class Agent {
       this.lastCutCommitted = false; // until this cut commits: whatever it uploads may be in the store
       const runsAgainstBase = fromStore ? blockRunsFinder(transport) : undefined;
       let at = performance.now();
-      shipped = await shipCut(cut, { chunkSize: a.chunkSize, naming, base, emptyParent: this.state.lastPointId === null, uploader, signal: shipSignal, ...(runsAgainstBase ? { runsAgainstBase } : {}), onRead: (n) => (this.progress.doneBytes += n) });
+      const leafDigests = await this.leafDigestFiles(naming)?.catch((err: unknown) => {
+        this.log.warn({ err }, 'leaf digests unavailable: chunks are read whole');
+        return undefined;
+      });
+      shipped = await shipCut(cut, { chunkSize: a.chunkSize, naming, ...(leafDigests ? { leafDigests } : {}), base, emptyParent: this.state.lastPointId === null, uploader, signal: shipSignal, ...(runsAgainstBase ? { runsAgainstBase } : {}), onRead: (n) => (this.progress.doneBytes += n) });
       phases.shipMs = performance.now() - at;
       await release();
       at = performance.now(); // commitMs: staging a long change list, then the commit's answer

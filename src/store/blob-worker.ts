@@ -1,7 +1,7 @@
 import { closeSync, openSync, readSync, writevSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { BLOB_COMPRESSED, decodeBlob, encodeBlob } from './blob-codec.js';
-import { applyPatch, blobName, isZero, type BlobNaming } from './chunks.js';
+import { LEAF_SIZE, applyPatch, blobName, isZero, leafDigests, nameFromLeafDigests, type BlobNaming } from './chunks.js';
 import { encodedBound, type RebuildItem, type RebuildResult, type WorkerReply, type WorkerTask } from './worker-pool.js';
 
 /**
@@ -183,16 +183,27 @@ function run(task: WorkerTask): { reply: WorkerReply; transfer: ArrayBuffer[] } 
     case 'hash': {
       // Only the chunk hashes of a run of chunks (zero chunks stay 32 zero bytes): an agent comparing its disks with
       // a base, on every core. The input buffer goes back for reuse.
+      // Leaf-digest names (store format 3) come with the digests themselves, 32 bytes per leaf of each chunk at
+      // (chunk * leaves per chunk + leaf) * 32, zeros for a zero chunk: the agent keeps them (agent/leaf-digests.ts).
       const data = view(task.data);
       const count = Math.ceil(data.length / task.chunkSize);
       const hashes = Buffer.alloc(count * 32);
+      const perChunk = Math.ceil(task.chunkSize / LEAF_SIZE);
+      const digests = task.naming === 'leaf16' ? Buffer.alloc(count * perChunk * 32) : undefined;
       for (let i = 0; i < count; i++) {
         const raw = data.subarray(i * task.chunkSize, Math.min(data.length, (i + 1) * task.chunkSize));
-        if (!isZero(raw)) hashes.write(blobName(raw, task.naming), i * 32, 32, 'hex');
+        if (isZero(raw)) continue;
+        if (digests) {
+          const own = digests.subarray(i * perChunk * 32, (i * perChunk + Math.ceil(raw.length / LEAF_SIZE)) * 32);
+          hashes.write(nameFromLeafDigests(raw.length, leafDigests(raw, own)), i * 32, 32, 'hex');
+        } else {
+          hashes.write(blobName(raw, task.naming), i * 32, 32, 'hex');
+        }
       }
       const hashBuffer = hashes.buffer.slice(hashes.byteOffset, hashes.byteOffset + hashes.length);
+      const digestBuffer = digests?.buffer.slice(digests.byteOffset, digests.byteOffset + digests.length);
       const input = task.data.buffer as ArrayBuffer;
-      return { reply: { op: 'hash', hashes: hashBuffer, input }, transfer: [hashBuffer, input] };
+      return { reply: { op: 'hash', hashes: hashBuffer, input, ...(digestBuffer ? { digests: digestBuffer } : {}) }, transfer: [hashBuffer, input, ...(digestBuffer ? [digestBuffer] : [])] };
     }
     case 'restore': {
       // Decode, check and write straight into the image being restored: no decoded bytes travel back to the

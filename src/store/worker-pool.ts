@@ -45,7 +45,7 @@ export const encodedBound = (rawLength: number): number => rawLength + 64;
 export type WorkerReply =
   | { op: 'encode'; items: ({ hash: string; problem: string } | { hash: string; flags: number; rawLength: number; storedLength: number })[]; stored: ArrayBuffer }
   | { op: 'scan'; hashes: ArrayBuffer; encoded: { index: number; flags: number; rawLength: number; storedLength: number }[]; stored: ArrayBuffer | SharedArrayBuffer; input: ArrayBuffer }
-  | { op: 'hash'; hashes: ArrayBuffer; input: ArrayBuffer }
+  | { op: 'hash'; hashes: ArrayBuffer; input: ArrayBuffer; digests?: ArrayBuffer }
   | { op: 'rebuild'; items: RebuildResult[]; stored: ArrayBuffer; input: ArrayBuffer }
   | { op: 'decode'; items: ({ problem: string } | { rawLength: number })[]; raw: ArrayBuffer }
   | { op: 'restore'; items: { problem?: string }[]; written: number };

@@ -78,6 +78,12 @@ export interface CutDisk {
    */
   readRun?(first: number, count: number, into: Uint8Array): Promise<void>;
   changedRuns?(index: number): Run[];
+  /**
+   * Optional, with `changedRuns`: reads only the byte `ranges` of listed chunk `index` (relative to its start) at the
+   * cut into their places in `into` (the chunk's length); the chunk counts as read (rule 4). Where a chunk's name
+   * follows from the ranges written (store format 3's leaf digests, ../leaf-digests.ts), the rest is never read.
+   */
+  readRanges?(index: number, ranges: readonly (readonly [number, number])[], into: Buffer): Promise<void>;
 }
 
 /** How many chunks a cut lists of a disk: those to read plus those it knows are zero (rule 2 counts both). */

@@ -154,6 +154,7 @@ export class CdpCapture implements CaptureMode {
           await cut.readChunks(first, count, bytes, (t, offset) => d.device.readLiveBytesAsync(t, offset));
         },
         changedRuns: (index: number) => cut.changedRuns(index),
+        readRanges: (index: number, ranges: readonly (readonly [number, number])[], into: Buffer) => cut.readRanges(index, ranges, into, (t, offset) => d.device.readLiveBytesAsync(t, offset)),
       })),
       complete: async () => finish('complete'),
       abandon: async () => finish('abandon'),

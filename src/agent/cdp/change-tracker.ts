@@ -256,6 +256,22 @@ export class FrozenCut {
     }
   }
 
+  /**
+   * Only the byte `ranges` (relative to the chunk's start) of frozen chunk `index` as they were at the cut, into
+   * their places in `into` (the chunk's length; its other bytes are left as they were, except blocks preserved by
+   * copy-on-write, which the overlay writes too); the chunk is released as a whole read releases it. For a chunk
+   * whose name follows from the leaves written and remembered digests (store format 3): the rest is never read.
+   */
+  async readRanges(index: number, ranges: readonly (readonly [number, number])[], into: Buffer, readLive: (target: Buffer, offset: number) => Promise<void>): Promise<void> {
+    const length = this.unreadLength(index);
+    if (into.length !== length) throw new RefugeError('internal', `chunk ${index} is ${length} bytes, not ${into.length}`);
+    const start = index * this.chunkSize;
+    await Promise.all(ranges.map(([o, l]) => readLive(into.subarray(o, Math.min(o + l, length)), start + o)));
+    if (this.finished) throw new RefugeError('cancelled', `the cut was finished while chunk ${index} was read`);
+    this.unreadLength(index);
+    this.overlayAndRelease(index, into); // done with, as a whole read is (what pending bytes count)
+  }
+
   /** The length of chunk `index`, which must be a frozen chunk of this cut not read yet. */
   private unreadLength(index: number): number {
     if (this.released[index] !== 0 || !this.covers(index)) {

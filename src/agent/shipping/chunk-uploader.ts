@@ -169,6 +169,14 @@ export class ChunkUploader {
   }
 
   /**
+   * Whether `item` would travel as a patch (its runs then are all that is read of `item.data`): a caller that read
+   * only the bytes of those runs must send nothing else (ship-cut's leaf-digest path).
+   */
+  goesAsPatch(item: UploadItem): boolean {
+    return patchWorthIt(item, this.o.wholeOn);
+  }
+
+  /**
    * Queues a chunk: a copy of what will travel (its patch, or the whole chunk), so the caller may reuse
    * `item.data` once this resolves. A batch is full when its copies reach the batch size.
    */

@@ -1,6 +1,8 @@
 import { RefugeError } from '../../core/errors.js';
 import type { CommitPointRequest } from '../../protocol/schemas.js';
-import { blobName, isZero, type BlobNaming } from '../../store/chunks.js';
+import { LEAF_SIZE, blobName, isZero, leafDigests, nameFromLeafDigests, type BlobNaming } from '../../store/chunks.js';
+import type { LeafDigestFile } from '../leaf-digests.js';
+import { shipByLeaves } from './ship-by-leaves.js';
 import { workerPool } from '../../store/worker-pool.js';
 import { listedChunkCount, type Cut, type CutDisk } from '../capture/capture-mode.js';
 import { chunksOfRuns } from '../capture/extents.js';
@@ -38,6 +40,12 @@ export async function shipCut(
      * which knows nothing of that base.
      */
     runsAgainstBase?(baseHash: string | null, data: Buffer): Promise<Run[] | undefined>;
+    /**
+     * Per disk, the leaf digests the agent keeps for a store of leaf-digest names (../leaf-digests.ts): chunks a
+     * cdp cut wrote then have only their written leaves read and hashed, and every chunk read whole has its
+     * digests recorded.
+     */
+    leafDigests?: Record<string, LeafDigestFile>;
     /** There is no parent point (a first point): zero chunks of a disk without base need not be listed. */
     emptyParent?: boolean;
     onRead?(bytes: number): void;
@@ -75,13 +83,30 @@ export async function shipCut(
         await o.uploader.add({ ...item, ...(found ? { runs: found } : {}) });
       }
     };
+    const digestFile = o.naming === 'leaf16' ? o.leafDigests?.[disk.name] : undefined;
+    let readWhole = disk;
+    if (digestFile && known && !o.runsAgainstBase && disk.changedRuns && disk.readRanges) {
+      // Chunks whose new name follows from the leaves written: those leaves read, the rest never; the others below.
+      const rest: number[] = [];
+      const leafy = { chunkSize: o.chunkSize, disk, file: digestFile, previous, uploader: o.uploader, ...(o.signal ? { signal: o.signal } : {}) };
+      await shipByLeaves(leafy, (r) => {
+        shipped.readBytes += r.readBytes;
+        o.onRead?.(r.readBytes);
+        hashes.set(r.index, r.hash);
+        if (unchanged(r.index, r.hash)) return;
+        changes.push([r.index, r.hash]);
+        shipped.changedBytes += r.length;
+      }, (index) => rest.push(index));
+      readWhole = Object.create(disk, { chunkIndexes: { value: rest } }) as CutDisk;
+    }
     // The next group is read and hashed (in a worker thread) while this one is compared and uploaded.
-    for await (const group of hashedGroups(disk, o.chunkSize, o.naming, o.signal)) {
-      for (const { index, data, hash } of group) {
+    for await (const group of hashedGroups(readWhole, o.chunkSize, o.naming, o.signal)) {
+      for (const { index, data, hash, digests } of group) {
         o.signal?.throwIfAborted();
         shipped.readBytes += data.length;
         o.onRead?.(data.length);
         hashes.set(index, hash);
+        if (digestFile && digests) await digestFile.set(index, o.chunkSize, digests);
         if (unchanged(index, hash)) continue;
         changes.push([index, hash]);
         shipped.changedBytes += data.length;
@@ -101,6 +126,7 @@ export async function shipCut(
       }
     }
     await drain(0);
+    if (readWhole !== disk) changes.sort((a, b) => a[0] - b[0]); // the chunks shipped by leaves came first
     shipped.hashes[disk.name] = hashes;
     shipped.disks.push({ name: disk.name, sizeBytes: disk.sizeBytes, changes });
   }
@@ -126,9 +152,12 @@ interface HashedChunk {
   index: number;
   /** A view of the group's buffer, valid until the next group is asked for (copy what must live longer). */
   data: Buffer;
-  /** SHA-256 of the chunk, null for a zero chunk. */
+  /** The chunk's name as the store names chunks, null for a zero chunk. */
   hash: string | null;
+  /** With leaf-digest names: the chunk's leaf digests (32 bytes per 16 KiB leaf), absent for a zero chunk. */
+  digests?: Buffer;
 }
+
 
 /**
  * The chunks a cut lists, in order, in groups of about GROUP_BYTES, with their hashes. Reading a whole disk (a
@@ -167,7 +196,10 @@ async function hashGroup(disk: CutDisk, indexes: readonly number[], chunkSize: n
   const first = indexes[0] as number;
   if (indexes.length === 1) {
     const data = await disk.read(first);
-    return { chunks: [{ index: first, data, hash: isZero(data) ? null : blobName(data, naming) }] };
+    if (isZero(data)) return { chunks: [{ index: first, data, hash: null }] };
+    if (naming !== 'leaf16') return { chunks: [{ index: first, data, hash: blobName(data, naming) }] };
+    const digests = leafDigests(data);
+    return { chunks: [{ index: first, data, hash: nameFromLeafDigests(data.length, digests), digests }] };
   }
   // Every chunk but a disk's last is chunkSize long, and the last comes last: chunk n of the group is at n * chunkSize.
   const lastLength = Math.min(chunkSize, disk.sizeBytes - (indexes.at(-1) as number) * chunkSize);
@@ -196,10 +228,14 @@ async function hashGroup(disk: CutDisk, indexes: readonly number[], chunkSize: n
   }
   const reply = await workerPool().run({ op: 'hash', key: null, naming, data: batch, chunkSize }, true);
   const hashes = Buffer.from(reply.hashes);
-  const chunks = indexes.map((index, n) => {
+  const perChunk = Math.ceil(chunkSize / LEAF_SIZE) * 32;
+  const digests = reply.digests ? Buffer.from(reply.digests) : undefined;
+  const chunks = indexes.map((index, n): HashedChunk => {
     const hash = hashes.subarray(n * 32, n * 32 + 32);
     const data = Buffer.from(reply.input, n * chunkSize, Math.min(chunkSize, total - n * chunkSize));
-    return { index, data, hash: isZero(hash) ? null : hash.toString('hex') };
+    if (isZero(hash)) return { index, data, hash: null };
+    const own = digests?.subarray(n * perChunk, n * perChunk + Math.ceil(data.length / LEAF_SIZE) * 32);
+    return { index, data, hash: hash.toString('hex'), ...(own ? { digests: own } : {}) };
   });
   return { chunks, buffer: reply.input };
 }

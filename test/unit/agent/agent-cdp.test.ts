@@ -102,12 +102,24 @@ describe('agent replication (cdp mode)', () => {
     const rep = await f.enable();
     const first = await f.pointAfter(new Date(0));
     expect((await f.restore(rep, first.id)).equals(disk)).toBe(true);
-    await write(5 * MiB + 8192, randomBytes(12 * 1024));
-    await write(2 * MiB + 4096, randomBytes(4096));
+    const seeded = f.agent?.counters.readBytes ?? 0;
+    await write(5 * MiB + 8192, randomBytes(12 * 1024)); // leaves 0 and 1 of a zero chunk
+    await write(2 * MiB + 4096, randomBytes(4096)); // leaf 0 of a random chunk
     const second = await f.pointAfter(new Date());
     const after = await readFile(image);
     expect((await f.restore(rep, second.id)).equals(after)).toBe(true);
     expect(f.counters(rep)?.patchesReceived).toBe(2);
+    // Only the written leaves were read and hashed (16 KiB each), not the two chunks: the other leaves' digests came
+    // from the agent's leaf-digest file, recorded when the seed read the disk.
+    expect((f.agent?.counters.readBytes ?? 0) - seeded).toBe(3 * 16 * 1024);
+
+    // A damaged digest file costs reading the chunk whole, never a wrong name: the point still restores exactly.
+    await writeFile(join(f.dir, 'agent', 'leaf-digests', 'disk0.bin'), randomBytes(64 * 1024));
+    const before = f.agent?.counters.readBytes ?? 0;
+    await write(2 * MiB + 100_000, randomBytes(4096));
+    const third = await f.pointAfter(new Date());
+    expect((await f.restore(rep, third.id)).equals(await readFile(image))).toBe(true);
+    expect((f.agent?.counters.readBytes ?? 0) - before).toBe(CHUNK);
     // The store's chunks carry leaf-digest names, not SHA-256 ones: the agent named them so.
     const store = await ReplicaStore.open(new FilesystemBackend(join(f.dir, 'vault', 'sites', 'recovery', 'store')));
     expect(store.config.format).toBe(3);

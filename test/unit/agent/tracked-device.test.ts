@@ -132,4 +132,23 @@ describe('tracked device: writes in flight and cuts', () => {
     tracker.abandon(cut);
     await expect(late).rejects.toThrow(/finished while chunks 9\+1 were read/);
   });
+
+  it('reads only some ranges of a cut\'s chunk exactly (a format-3 point\'s written leaves), writes landing meanwhile', async () => {
+    const CHUNK = 256 * 1024;
+    void device.write([filled(0x50)], 0, false);
+    await file.settled();
+    tracker.markAll();
+    const release = await device.quiesce();
+    const cut = tracker.cut(CHUNK);
+    release();
+    const atCut = await onDisk(0, CHUNK);
+    const into = Buffer.alloc(CHUNK, 0xee);
+    const ranges: [number, number][] = [[0, 16384], [65536, 32768]];
+    const reading = cut.readRanges(0, ranges, into, (t, at) => device.readLiveBytesAsync(t, at));
+    void device.write([filled(0x51, 4096)], 4096, false); // inside the first range
+    void device.write([filled(0x52, 4096)], 70_000 - (70_000 % 4096), false); // inside the second
+    await reading;
+    for (const [o, l] of ranges) expect(into.subarray(o, o + l).equals(atCut.subarray(o, o + l))).toBe(true);
+    expect(() => cut.readChunk(0, (t, at) => device.readLiveBytes(t, at))).toThrow(/not an unread chunk/);
+  });
 });

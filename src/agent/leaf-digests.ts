@@ -1,0 +1,95 @@
+import { mkdir, open, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { LEAF_SIZE, leafDigests, nameFromLeafDigests } from '../store/chunks.js';
+
+/**
+ * The leaf digests of a disk as of the agent's last cut, for stores of format 3 (leaf-digest names,
+ * docs/design-delta-points.md, stage 4): a chunk's new name then follows from the leaves a cut wrote, read and
+ * hashed, and the digests of its other leaves, read from here, so a cdp point reads and hashes what was written,
+ * not every chunk it touched whole (P5 in docs/benchmarks.md: ~2 GB a point at 20 MB/s of 8 KiB writes).
+ *
+ * File `leaf-digests/<disk>.bin` in the state folder: 32 bytes per 16 KiB leaf of the disk, leaf `n` at `n * 32`
+ * (independent of the chunk size), sparse (a leaf never written here reads as zeros). It is a cache and is never
+ * trusted: a chunk's digests are used only when they give the name the agent remembers for that chunk in its last
+ * committed point (`forChunk`), so a crash, a failed point or a lost file costs reading that chunk whole, never a
+ * wrong name. Hence no fsync and no ordering with the commit.
+ */
+export class LeafDigestFile {
+  private constructor(private readonly file: FileHandle) {}
+
+  static async open(stateDir: string, disk: string): Promise<LeafDigestFile> {
+    const dir = join(stateDir, 'leaf-digests');
+    await mkdir(dir, { recursive: true });
+    const path = join(dir, `${encodeURIComponent(disk)}.bin`);
+    const file = await open(path, 'a+').then(async (f) => {
+      await f.close();
+      return open(path, 'r+'); // created if missing; r+ so positioned writes land where asked (a+ appends)
+    });
+    return new LeafDigestFile(file);
+  }
+
+  /**
+   * The digests of chunk `index` (`length` bytes, chunks of `chunkSize`), if they name it `name` (null: a zero chunk,
+   * whose digests need no file); undefined when they do not (unknown, stale, damaged): read the chunk whole then.
+   */
+  async forChunk(index: number, chunkSize: number, length: number, name: string | null): Promise<Buffer | undefined> {
+    if (name === null) return Buffer.from(zeroDigests(length));
+    const bytes = Math.ceil(length / LEAF_SIZE) * 32;
+    const out = Buffer.alloc(bytes);
+    const read = await this.file.read(out, 0, bytes, ((index * chunkSize) / LEAF_SIZE) * 32).catch(() => undefined);
+    if (read?.bytesRead !== bytes) return undefined;
+    return nameFromLeafDigests(length, out) === name ? out : undefined;
+  }
+
+  /**
+   * The digests of leaves `[first, first + count)`, one read (zeros where never written or past the file's end); the
+   * caller checks each chunk's against its name (`digestsName`) before trusting them.
+   */
+  async readLeaves(first: number, count: number): Promise<Buffer> {
+    const out = Buffer.alloc(count * 32);
+    await this.file.read(out, 0, out.length, first * 32).catch(() => undefined);
+    return out;
+  }
+
+  /** Records the digests of leaves from `first` on (see `set` on failures). */
+  async writeLeaves(first: number, digests: Uint8Array): Promise<void> {
+    await this.file.write(digests, 0, digests.length, first * 32).catch(() => undefined);
+  }
+
+  /**
+   * Records chunk `index`'s digests. A failed write (a full disk) is not the point's failure: the chunk's digests
+   * then do not name it, and it is read whole next time.
+   */
+  async set(index: number, chunkSize: number, digests: Uint8Array): Promise<void> {
+    await this.file.write(digests, 0, digests.length, ((index * chunkSize) / LEAF_SIZE) * 32).catch(() => undefined);
+  }
+
+  close(): Promise<void> {
+    return this.file.close();
+  }
+}
+
+const zeros = new Map<number, Buffer>();
+/** The digests of a zero chunk of `length` bytes (one per leaf), computed once per length. */
+export function zeroDigests(length: number): Buffer {
+  let d = zeros.get(length);
+  if (!d) zeros.set(length, (d = leafDigests(Buffer.alloc(length))));
+  return d;
+}
+
+/**
+ * The leaves `runs` (byte runs of a chunk of `length` bytes) touch, as byte ranges of whole leaves, merged: what a
+ * cut must read of the chunk to hash the leaves written again.
+ */
+export function leafRanges(runs: readonly (readonly [number, number])[], length: number): [number, number][] {
+  const out: [number, number][] = [];
+  for (const [offset, size] of [...runs].sort((a, b) => a[0] - b[0])) {
+    if (size <= 0) continue;
+    const from = Math.floor(offset / LEAF_SIZE) * LEAF_SIZE;
+    const to = Math.min(length, Math.ceil((offset + size) / LEAF_SIZE) * LEAF_SIZE);
+    const last = out.at(-1);
+    if (last && from <= last[0] + last[1]) last[1] = Math.max(last[1], to - last[0]);
+    else out.push([from, to - from]);
+  }
+  return out;
+}

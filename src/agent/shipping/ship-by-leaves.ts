@@ -1,0 +1,81 @@
+import { LEAF_SIZE, leafDigests, nameFromLeafDigests } from '../../store/chunks.js';
+import type { CutDisk } from '../capture/capture-mode.js';
+import type { ChunkHashes } from '../chunk-hashes.js';
+import { leafRanges, zeroDigests, type LeafDigestFile } from '../leaf-digests.js';
+import type { ChunkUploader } from './chunk-uploader.js';
+
+/** A chunk shipped from its written leaves: its new name (null: zeros), its length, and the bytes read of it. */
+export interface LeafShipped {
+  index: number;
+  hash: string | null;
+  length: number;
+  readBytes: number;
+}
+
+/**
+ * Chunks of a cdp cut worked on at once: their written leaves read (on libuv's pool) while the ones before are
+ * hashed and handed to the uploader. One at a time, each chunk waited for three round trips to the pool (its
+ * digests, its leaves, the digests written back): 1-2 ms a chunk, 8-16 s for a P5 point of ~8,000 chunks.
+ */
+const WINDOW = 32;
+
+/**
+ * The chunks of a cdp cut whose new name follows from the leaves they wrote (store format 3,
+ * docs/design-delta-points.md): per window of chunks, the digests the agent keeps (../leaf-digests.ts) are read in
+ * one read and trusted for a chunk only where they name its base as remembered; its written leaves are read from
+ * the cut and hashed; its name computed from all its digests; it goes to the uploader as a patch of its written
+ * runs; and the window's digests are written back in one write. A chunk that cannot go this way (no runs, a patch
+ * not worth it, digests unknown or stale) is given to `readWhole`, for the caller to read and hash whole.
+ */
+export async function shipByLeaves(
+  o: { chunkSize: number; disk: CutDisk; file: LeafDigestFile; previous: ChunkHashes; uploader: ChunkUploader; signal?: AbortSignal },
+  shipped: (r: LeafShipped) => void,
+  readWhole: (index: number) => void,
+): Promise<void> {
+  const { disk, chunkSize } = o;
+  const perChunk = chunkSize / LEAF_SIZE;
+  const indexes = disk.chunkIndexes;
+  const buffers: Buffer[] = [];
+  for (let w = 0; w < indexes.length; w += WINDOW) {
+    o.signal?.throwIfAborted();
+    const window = indexes.slice(w, w + WINDOW);
+    const first = window[0] as number;
+    const last = window.at(-1) as number;
+    // Sorted chunks: the window's digests are one span of the file (scattered chunks: a span this long at most).
+    const span = last - first < 4 * WINDOW ? await o.file.readLeaves(first * perChunk, (last - first + 1) * perChunk) : undefined;
+    const work = window.map(async (index, n) => {
+      const length = Math.min(chunkSize, disk.sizeBytes - index * chunkSize);
+      const runs = disk.changedRuns?.(index);
+      const base = o.previous.get(index);
+      const data = (buffers[n] ??= Buffer.allocUnsafeSlow(chunkSize)).subarray(0, length);
+      if (!runs || runs.length === 0 || !disk.readRanges || !o.uploader.goesAsPatch({ hash: '', data, base, runs })) return undefined;
+      const at = (index - first) * perChunk * 32;
+      const kept = span ? span.subarray(at, at + Math.ceil(length / LEAF_SIZE) * 32) : await o.file.forChunk(index, chunkSize, length, base);
+      const digests = base === null ? Buffer.from(zeroDigests(length)) : kept && nameFromLeafDigests(length, kept) === base ? kept : undefined;
+      if (!digests) return undefined;
+      const ranges = leafRanges(runs, length);
+      await disk.readRanges(index, ranges, data);
+      return { index, length, runs, base, data, digests, ranges };
+    });
+    for (const [n, pending] of work.entries()) {
+      const c = await pending;
+      if (!c) {
+        readWhole(window[n] as number);
+        continue;
+      }
+      for (const [from, size] of c.ranges) {
+        for (let at = from; at < from + size; at += LEAF_SIZE) {
+          const k = (at / LEAF_SIZE) * 32;
+          leafDigests(c.data.subarray(at, Math.min(at + LEAF_SIZE, c.length)), c.digests.subarray(k, k + 32));
+        }
+      }
+      const hash = c.digests.equals(zeroDigests(c.length)) ? null : nameFromLeafDigests(c.length, c.digests);
+      if (span) c.digests.copy(span, (c.index - first) * perChunk * 32);
+      else await o.file.set(c.index, chunkSize, c.digests);
+      // The uploader copies the patch out of `data` before the buffer serves the next window.
+      if (hash !== null && hash !== c.base) await o.uploader.add({ hash, data: c.data, base: c.base, runs: c.runs });
+      shipped({ index: c.index, hash, length: c.length, readBytes: c.ranges.reduce((s, [, size]) => s + size, 0) });
+    }
+    if (span) await o.file.writeLeaves(first * perChunk, span);
+  }
+}
