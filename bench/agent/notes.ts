@@ -206,4 +206,13 @@ and NBD socket writes 14.6, chunk reads 13.4 (since moved to the pool), fio's wr
 posting to the hash worker 5.4), the vault's main thread 48 s (GC 13), its two workers 33 and 29 s (zstd 13+12,
 SHA-256 9.5+7.9). Each point still reads and hashes ~2 GB at the agent and rebuilds and hashes ~2 GB at the
 vault, on the two cores fio also uses: **not met at 256 KiB** (met at 8 KiB); the way there is the store-format
-change above.`;
+change above.
+Ninth session (2026-12-03, docs/design-delta-points.md stages 1 and 4): a store of format 3 names chunks by their
+16 KiB leaf digests, and the agent keeps those digests (a cache checked against each chunk's remembered name), so
+a cdp point reads and hashes only the leaves written: 0.26-0.31 GB a point instead of ~2 GB. \`--only p5 --p5-chunks
+256 --p5-seconds 60 --store-format 3\`, back to back with format 2 (load ~3): p99 **14.4 and 14.6 s** (8 points;
+points shipped in 6.0-7.3 s) against 18.0 s on format 2 (7 points, 8.3-9.1 s). The full run's 90 s (the row
+"256 KiB, store format 3" above, 11:05 UTC, load ~3) measured **20.1 s** against 25.0 s on format 2: better, and
+**not yet met reliably**. What remains at 256 KiB is the replicator's: it still rebuilds, hashes, compresses and
+writes each touched chunk whole (stages 2-3), and as points lengthen each touches more leaves. Format 3 is not
+yet the default for new stores (stage 5).`;

@@ -20,6 +20,7 @@ export interface RpoResult {
   intervalSeconds: number;
   /** The policy's chunk size (KiB); undefined: the store's default. */
   chunkSizeKiB?: number;
+  storeFormat?: StoreFormat;
   seedSeconds: number;
   writtenMB: number;
 }
@@ -84,7 +85,7 @@ export async function benchRpo(dir: string, sizeBytes: number, o: { seconds: num
     const written = (JSON.parse(stdout.slice(stdout.indexOf('{'))) as { jobs: { write: { io_bytes: number } }[] }).jobs[0]?.write.io_bytes ?? 0;
     const points = (await api<{ items: { capturedAt: string }[] }>('GET', '/vaults/bench/replications/vm/points?limit=1000')).items.filter((p) => Date.parse(p.capturedAt) > started).length;
     const sorted = [...samples].sort((a, b) => a - b);
-    return { samples, p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), max: sorted.at(-1) ?? 0, points, intervalSeconds: o.intervalSeconds, writtenMB: written / 1e6, seedSeconds, ...(o.chunkSizeKiB ? { chunkSizeKiB: o.chunkSizeKiB } : {}) };
+    return { samples, p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), max: sorted.at(-1) ?? 0, points, intervalSeconds: o.intervalSeconds, writtenMB: written / 1e6, seedSeconds, ...(o.chunkSizeKiB ? { chunkSizeKiB: o.chunkSizeKiB } : {}), ...(o.storeFormat ? { storeFormat: o.storeFormat } : {}) };
   } finally {
     if (agent) await stop(agent);
     await vault.stop();

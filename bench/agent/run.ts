@@ -31,8 +31,11 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '10' },
     dir: { type: 'string', default: join(root, 'var', 'bench-agent') },
     'p5-seconds': { type: 'string', default: '90' },
-    /** P5 runs once per policy chunk size (KiB): the store's default, and chunks the size of the writes. */
-    'p5-chunks': { type: 'string', default: '256,8' },
+    /**
+     * P5 runs once per policy chunk size (KiB): the store's default, and chunks the size of the writes; a size with
+     * `f3` runs into a store of format 3 (leaf-digest names, docs/design-delta-points.md).
+     */
+    'p5-chunks': { type: 'string', default: '256,256f3,8' },
     /** P3/P9 under a policy of this chunk size (KiB) instead of the store's default (for a partial run's comparison). */
     'p3-chunk-kib': { type: 'string' },
     /** A full run measures P3 a second time under a policy of this chunk size (KiB): the churn's 64 KiB blocks. */
@@ -75,9 +78,11 @@ const small = parts.has('p3') && !partial ? (await benchCdpPoints(dir, sizeBytes
 await rm(join(dir, 'vault'), { recursive: true, force: true });
 say(`P5: RPO under 20 MB/s of random 8 KiB writes, ${values['p5-seconds']} s`);
 const p5s = [];
-for (const kib of parts.has('p5') ? values['p5-chunks'].split(',').map(Number) : []) {
-  say(`  policy chunk size ${kib} KiB`);
-  const r = await benchRpo(dir, sizeBytes, { seconds: Number(values['p5-seconds']), warmupSeconds: 15, intervalSeconds: 5, chunkSizeKiB: kib, ...storeFormat, say });
+for (const spec of parts.has('p5') ? values['p5-chunks'].split(',') : []) {
+  const kib = Number.parseInt(spec, 10);
+  const format = spec.endsWith('f3') ? { storeFormat: 3 as StoreFormat } : storeFormat;
+  say(`  policy chunk size ${kib} KiB${format.storeFormat ? `, store format ${format.storeFormat}` : ''}`);
+  const r = await benchRpo(dir, sizeBytes, { seconds: Number(values['p5-seconds']), warmupSeconds: 15, intervalSeconds: 5, chunkSizeKiB: kib, ...format, say });
   say(`  RPO p50 ${r.p50.toFixed(1)} s, p99 ${r.p99.toFixed(1)} s, max ${r.max.toFixed(1)} s; ${r.points} points; seed ${r.seedSeconds.toFixed(0)} s`);
   p5s.push(r);
   for (const d of ['p5-vault', 'p5-agent', 'p5.raw']) await rm(join(dir, d), { recursive: true, force: true });
@@ -147,7 +152,7 @@ agent's NBD export for ${values['p5-seconds']} s; policy: a point every 5 s, wit
 
 | policy chunk size | RPO p99 | RPO p50 / max (samples) | points during the load | MB written | seeding the image (context) |
 |---|---|---|---|---|---|
-${p5s.map((r) => `| ${r.chunkSizeKiB ?? 256} KiB | **${r.p99.toFixed(1)} s** | ${r.p50.toFixed(1)} / ${r.max.toFixed(1)} s (${r.samples.length}) | ${r.points} | ${r.writtenMB.toFixed(0)} | ${r.seedSeconds.toFixed(0)} s |`).join('\n')}
+${p5s.map((r) => `| ${r.chunkSizeKiB ?? 256} KiB${r.storeFormat ? `, store format ${r.storeFormat}` : ''} | **${r.p99.toFixed(1)} s** | ${r.p50.toFixed(1)} / ${r.max.toFixed(1)} s (${r.samples.length}) | ${r.points} | ${r.writtenMB.toFixed(0)} | ${r.seedSeconds.toFixed(0)} s |`).join('\n')}
 
 ${P5_NOTES}
 <!-- bench:agent:end -->`;

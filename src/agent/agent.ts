@@ -28,6 +28,8 @@ import { hostFacts } from './host-facts.js';
 
 /** 0.3.0: names chunks as the target store does (`naming` of the assignment; store format 3). */
 export const AGENT_VERSION = '0.3.0';
+/** Chunks shipped from their written leaves: one in this many is read whole each point, rotating (see `sampled`). */
+const LEAF_SAMPLE = 64;
 
 /**
  * The naming a store asks for (absent: sha256, a vault before store format 3), or an error an operator can act on:
@@ -77,6 +79,11 @@ export interface AgentOptions {
   hooks?: AppHook[];
   /** Longest each hook phase may take before the point falls back to crash-consistent (default 30 s). */
   hookTimeoutSeconds?: number;
+  /**
+   * Into a store of leaf-digest names, one in this many chunks a cdp point ships from their written leaves is read
+   * whole instead, rotating (ship-by-leaves.ts `sampled`; default 64; 0: never, 1: always).
+   */
+  leafSampleEvery?: number;
   /** Wraps the HTTP transport to the replicator (tests insert faults here). */
   transportFor?: (client: ReplicatorClient) => ReplicatorTransport;
   log?: Logger;
@@ -218,7 +225,13 @@ export class Agent {
     if (naming !== 'leaf16' || this.o.capture.kind !== 'cdp') return undefined;
     this.leafFiles ??= (async () => {
       const files: Record<string, LeafDigestFile> = {};
-      for (const d of this.o.machine.disks) files[d.name] = await LeafDigestFile.open(this.o.stateDir, d.name);
+      try {
+        for (const d of this.o.machine.disks) files[d.name] = await LeafDigestFile.open(this.o.stateDir, d.name);
+      } catch (err) {
+        for (const f of Object.values(files)) await f.close().catch(() => undefined);
+        this.leafFiles = undefined; // tried again at the next point
+        throw err;
+      }
       return files;
     })();
     return this.leafFiles;
@@ -460,7 +473,11 @@ export class Agent {
         this.log.warn({ err }, 'leaf digests unavailable: chunks are read whole');
         return undefined;
       });
-      shipped = await shipCut(cut, { chunkSize: a.chunkSize, naming, ...(leafDigests ? { leafDigests } : {}), base, emptyParent: this.state.lastPointId === null, uploader, signal: shipSignal, ...(runsAgainstBase ? { runsAgainstBase } : {}), onRead: (n) => (this.progress.doneBytes += n) });
+      // A 64th of the chunks shipped by leaves, a different one each point, is read whole (ship-by-leaves.ts `sampled`).
+      const every = this.o.leafSampleEvery ?? LEAF_SAMPLE;
+      const turn = every > 0 ? this.counters.pointsCommitted % every : -1;
+      const sampled = (index: number) => every > 0 && index % every === turn;
+      shipped = await shipCut(cut, { chunkSize: a.chunkSize, naming, ...(leafDigests ? { leafDigests, sampled } : {}), base, emptyParent: this.state.lastPointId === null, uploader, signal: shipSignal, ...(runsAgainstBase ? { runsAgainstBase } : {}), onRead: (n) => (this.progress.doneBytes += n) });
       phases.shipMs = performance.now() - at;
       await release();
       at = performance.now(); // commitMs: staging a long change list, then the commit's answer

@@ -93,3 +93,38 @@ export function leafRanges(runs: readonly (readonly [number, number])[], length:
   }
   return out;
 }
+
+/**
+ * Digests of chunks read whole (a seed, a resync, fallbacks), written as runs of consecutive chunks, one write per
+ * run of up to 1 MiB of digests: a seed of a large disk reads millions of chunks, and one awaited write each cost
+ * a round trip to libuv's pool per chunk.
+ */
+export class DigestWriter {
+  private first = -1;
+  private next = -1;
+  private parts: Buffer[] = [];
+  private bytes = 0;
+
+  constructor(
+    private readonly file: LeafDigestFile,
+    private readonly chunkSize: number,
+  ) {}
+
+  /** Chunk `index`'s digests (copied); written with its neighbours, or at `flush`. */
+  async add(index: number, digests: Uint8Array): Promise<void> {
+    if (index !== this.next || this.bytes >= 1024 * 1024) await this.flush();
+    if (this.parts.length === 0) this.first = index;
+    this.parts.push(Buffer.from(digests));
+    this.bytes += digests.length;
+    this.next = index + 1;
+  }
+
+  async flush(): Promise<void> {
+    if (this.parts.length === 0) return;
+    const all = Buffer.concat(this.parts);
+    this.parts = [];
+    this.bytes = 0;
+    this.next = -1;
+    await this.file.writeLeaves((this.first * this.chunkSize) / LEAF_SIZE, all);
+  }
+}

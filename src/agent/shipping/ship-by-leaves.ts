@@ -18,6 +18,14 @@ export interface LeafShipped {
  * digests, its leaves, the digests written back): 1-2 ms a chunk, 8-16 s for a P5 point of ~8,000 chunks.
  */
 const WINDOW = 32;
+/** At most this much chunk memory per window (32 chunks of 256 KiB; fewer of larger chunks: P11's budget). */
+const WINDOW_BYTES = 8 * 1024 * 1024;
+
+/**
+ * Whether the leaf path fits chunks of `chunkSize`: whole leaves per chunk (chunks of 4 or 8 KiB would share a
+ * leaf's digest slot with their neighbours; they are read whole, which costs as little).
+ */
+export const leafPathFits = (chunkSize: number): boolean => chunkSize % LEAF_SIZE === 0;
 
 /**
  * The chunks of a cdp cut whose new name follows from the leaves they wrote (store format 3,
@@ -28,7 +36,21 @@ const WINDOW = 32;
  * not worth it, digests unknown or stale) is given to `readWhole`, for the caller to read and hash whole.
  */
 export async function shipByLeaves(
-  o: { chunkSize: number; disk: CutDisk; file: LeafDigestFile; previous: ChunkHashes; uploader: ChunkUploader; signal?: AbortSignal },
+  o: {
+    chunkSize: number;
+    disk: CutDisk;
+    file: LeafDigestFile;
+    previous: ChunkHashes;
+    uploader: ChunkUploader;
+    /**
+     * Chunks to read whole anyway: a rotating sample, so that a write the change tracking missed (a bug, or the
+     * image written behind the agent's back) is caught within a bounded number of points, as the whole-chunk path
+     * catches it (the replicator's rebuild from the patch then does not give the chunk's name). This path trusts
+     * the tracking for the leaves it does not read.
+     */
+    sampled?: (index: number) => boolean;
+    signal?: AbortSignal;
+  },
   shipped: (r: LeafShipped) => void,
   readWhole: (index: number) => void,
 ): Promise<void> {
@@ -36,19 +58,20 @@ export async function shipByLeaves(
   const perChunk = chunkSize / LEAF_SIZE;
   const indexes = disk.chunkIndexes;
   const buffers: Buffer[] = [];
-  for (let w = 0; w < indexes.length; w += WINDOW) {
+  const windowSize = Math.max(1, Math.min(WINDOW, Math.floor(WINDOW_BYTES / chunkSize)));
+  for (let w = 0; w < indexes.length; w += windowSize) {
     o.signal?.throwIfAborted();
-    const window = indexes.slice(w, w + WINDOW);
+    const window = indexes.slice(w, w + windowSize);
     const first = window[0] as number;
     const last = window.at(-1) as number;
     // Sorted chunks: the window's digests are one span of the file (scattered chunks: a span this long at most).
-    const span = last - first < 4 * WINDOW ? await o.file.readLeaves(first * perChunk, (last - first + 1) * perChunk) : undefined;
+    const span = last - first < 4 * windowSize ? await o.file.readLeaves(first * perChunk, (last - first + 1) * perChunk) : undefined;
     const work = window.map(async (index, n) => {
       const length = Math.min(chunkSize, disk.sizeBytes - index * chunkSize);
       const runs = disk.changedRuns?.(index);
       const base = o.previous.get(index);
       const data = (buffers[n] ??= Buffer.allocUnsafeSlow(chunkSize)).subarray(0, length);
-      if (!runs || runs.length === 0 || !disk.readRanges || !o.uploader.goesAsPatch({ hash: '', data, base, runs })) return undefined;
+      if (!runs || runs.length === 0 || !disk.readRanges || o.sampled?.(index) || !o.uploader.goesAsPatch({ hash: '', data, base, runs })) return undefined;
       const at = (index - first) * perChunk * 32;
       const kept = span ? span.subarray(at, at + Math.ceil(length / LEAF_SIZE) * 32) : await o.file.forChunk(index, chunkSize, length, base);
       const digests = base === null ? Buffer.from(zeroDigests(length)) : kept && nameFromLeafDigests(length, kept) === base ? kept : undefined;
@@ -57,6 +80,9 @@ export async function shipByLeaves(
       await disk.readRanges(index, ranges, data);
       return { index, length, runs, base, data, digests, ranges };
     });
+    // Awaited in order below; one failing while an earlier one is handled (a read error, the cut abandoned) must not
+    // go unhandled meanwhile (it would end the process).
+    for (const p of work) p.catch(() => undefined);
     for (const [n, pending] of work.entries()) {
       const c = await pending;
       if (!c) {

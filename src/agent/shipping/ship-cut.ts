@@ -2,7 +2,8 @@ import { RefugeError } from '../../core/errors.js';
 import type { CommitPointRequest } from '../../protocol/schemas.js';
 import { LEAF_SIZE, blobName, isZero, leafDigests, nameFromLeafDigests, type BlobNaming } from '../../store/chunks.js';
 import type { LeafDigestFile } from '../leaf-digests.js';
-import { shipByLeaves } from './ship-by-leaves.js';
+import { leafPathFits, shipByLeaves } from './ship-by-leaves.js';
+import { DigestWriter } from '../leaf-digests.js';
 import { workerPool } from '../../store/worker-pool.js';
 import { listedChunkCount, type Cut, type CutDisk } from '../capture/capture-mode.js';
 import { chunksOfRuns } from '../capture/extents.js';
@@ -46,6 +47,8 @@ export async function shipCut(
      * digests recorded.
      */
     leafDigests?: Record<string, LeafDigestFile>;
+    /** With `leafDigests`: chunks read whole anyway (ship-by-leaves.ts, `sampled`). */
+    sampled?: (index: number) => boolean;
     /** There is no parent point (a first point): zero chunks of a disk without base need not be listed. */
     emptyParent?: boolean;
     onRead?(bytes: number): void;
@@ -83,12 +86,13 @@ export async function shipCut(
         await o.uploader.add({ ...item, ...(found ? { runs: found } : {}) });
       }
     };
-    const digestFile = o.naming === 'leaf16' ? o.leafDigests?.[disk.name] : undefined;
+    const digestFile = o.naming === 'leaf16' && leafPathFits(o.chunkSize) ? o.leafDigests?.[disk.name] : undefined;
+    const digestWrites = digestFile ? new DigestWriter(digestFile, o.chunkSize) : undefined;
     let readWhole = disk;
     if (digestFile && known && !o.runsAgainstBase && disk.changedRuns && disk.readRanges) {
       // Chunks whose new name follows from the leaves written: those leaves read, the rest never; the others below.
       const rest: number[] = [];
-      const leafy = { chunkSize: o.chunkSize, disk, file: digestFile, previous, uploader: o.uploader, ...(o.signal ? { signal: o.signal } : {}) };
+      const leafy = { chunkSize: o.chunkSize, disk, file: digestFile, previous, uploader: o.uploader, ...(o.sampled ? { sampled: o.sampled } : {}), ...(o.signal ? { signal: o.signal } : {}) };
       await shipByLeaves(leafy, (r) => {
         shipped.readBytes += r.readBytes;
         o.onRead?.(r.readBytes);
@@ -106,7 +110,7 @@ export async function shipCut(
         shipped.readBytes += data.length;
         o.onRead?.(data.length);
         hashes.set(index, hash);
-        if (digestFile && digests) await digestFile.set(index, o.chunkSize, digests);
+        if (digestWrites && digests) await digestWrites.add(index, digests);
         if (unchanged(index, hash)) continue;
         changes.push([index, hash]);
         shipped.changedBytes += data.length;
@@ -126,6 +130,7 @@ export async function shipCut(
       }
     }
     await drain(0);
+    await digestWrites?.flush();
     if (readWhole !== disk) changes.sort((a, b) => a[0] - b[0]); // the chunks shipped by leaves came first
     shipped.hashes[disk.name] = hashes;
     shipped.disks.push({ name: disk.name, sizeBytes: disk.sizeBytes, changes });
