@@ -214,7 +214,8 @@ a cdp point reads and hashes only the leaves written: 0.26-0.31 GB a point inste
 points shipped in 6.0-7.3 s) against 18.0 s on format 2 (7 points, 8.3-9.1 s). The full run's 90 s (the row
 "256 KiB, store format 3" above, 11:05 UTC, load ~3) measured **20.1 s** against 25.0 s on format 2; a
 later back-to-back pair of 90 s runs (11:40 UTC, load 3-5) measured 18.1 s on format 3 against 16.6 s on format 2,
-11 points each. So the agent's reading fell 7-fold but the p99 follows the machine's load more than the format:
-**not met**, and the gain is not shown beyond the noise; an A/B needs several interleaved runs. What remains at 256 KiB is the replicator's: it still rebuilds, hashes, compresses and
+11 points each; then four interleaved 90 s runs (11:44-11:52, load 4-5): format 3 **15.1 and 16.7 s**, format 2
+18.7 and 18.0 s (p50 10.9 and 11.6 s against 12.9 and 13.2 s). So the agent's reading fell 7-fold and the p99 by
+2-3 s in interleaved runs, but the machine's load moves it as much: **not met** at 90 s on either format. What remains at 256 KiB is the replicator's: it still rebuilds, hashes, compresses and
 writes each touched chunk whole (stages 2-3), and as points lengthen each touches more leaves. Format 3 is not
 yet the default for new stores (stage 5).`;
