@@ -34,16 +34,12 @@ export class LeafDigestFile {
    */
   async forChunk(index: number, chunkSize: number, length: number, name: string | null): Promise<Buffer | undefined> {
     if (name === null) return Buffer.from(zeroDigests(length));
-    const bytes = Math.ceil(length / LEAF_SIZE) * 32;
-    const out = Buffer.alloc(bytes);
-    const read = await this.file.read(out, 0, bytes, ((index * chunkSize) / LEAF_SIZE) * 32).catch(() => undefined);
-    if (read?.bytesRead !== bytes) return undefined;
-    return nameFromLeafDigests(length, out) === name ? out : undefined;
+    return trusted(await this.readLeaves((index * chunkSize) / LEAF_SIZE, Math.ceil(length / LEAF_SIZE)), length, name);
   }
 
   /**
-   * The digests of leaves `[first, first + count)`, one read (zeros where never written or past the file's end); the
-   * caller checks each chunk's against its name (`digestsName`) before trusting them.
+   * The digests of leaves `[first, first + count)`, one read (zeros where never written or past the file's end);
+   * trust a chunk's only as `trusted` says.
    */
   async readLeaves(first: number, count: number): Promise<Buffer> {
     const out = Buffer.alloc(count * 32);
@@ -51,23 +47,21 @@ export class LeafDigestFile {
     return out;
   }
 
-  /** Records the digests of leaves from `first` on (see `set` on failures). */
+  /**
+   * Records the digests of leaves from `first` on. A failed write (a full disk) is not the point's failure: those
+   * chunks' digests then do not name them, and they are read whole next time.
+   */
   async writeLeaves(first: number, digests: Uint8Array): Promise<void> {
     await this.file.write(digests, 0, digests.length, first * 32).catch(() => undefined);
-  }
-
-  /**
-   * Records chunk `index`'s digests. A failed write (a full disk) is not the point's failure: the chunk's digests
-   * then do not name it, and it is read whole next time.
-   */
-  async set(index: number, chunkSize: number, digests: Uint8Array): Promise<void> {
-    await this.file.write(digests, 0, digests.length, ((index * chunkSize) / LEAF_SIZE) * 32).catch(() => undefined);
   }
 
   close(): Promise<void> {
     return this.file.close();
   }
 }
+
+/** `digests` (of a chunk of `length` bytes, from the file) when they give the name the agent remembers for it. */
+export const trusted = (digests: Buffer, length: number, name: string): Buffer | undefined => (nameFromLeafDigests(length, digests) === name ? digests : undefined);
 
 const zeros = new Map<number, Buffer>();
 /** The digests of a zero chunk of `length` bytes (one per leaf), computed once per length. */

@@ -1,7 +1,7 @@
 import { closeSync, openSync, readSync, writevSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { BLOB_COMPRESSED, decodeBlob, encodeBlob } from './blob-codec.js';
-import { LEAF_SIZE, applyPatch, blobName, isZero, leafDigests, nameFromLeafDigests, type BlobNaming } from './chunks.js';
+import { LEAF_SIZE, applyPatch, blobName, isZero, nameWithDigests, type BlobNaming } from './chunks.js';
 import { encodedBound, type RebuildItem, type RebuildResult, type WorkerReply, type WorkerTask } from './worker-pool.js';
 
 /**
@@ -193,12 +193,8 @@ function run(task: WorkerTask): { reply: WorkerReply; transfer: ArrayBuffer[] } 
       for (let i = 0; i < count; i++) {
         const raw = data.subarray(i * task.chunkSize, Math.min(data.length, (i + 1) * task.chunkSize));
         if (isZero(raw)) continue;
-        if (digests) {
-          const own = digests.subarray(i * perChunk * 32, (i * perChunk + Math.ceil(raw.length / LEAF_SIZE)) * 32);
-          hashes.write(nameFromLeafDigests(raw.length, leafDigests(raw, own)), i * 32, 32, 'hex');
-        } else {
-          hashes.write(blobName(raw, task.naming), i * 32, 32, 'hex');
-        }
+        const own = digests?.subarray(i * perChunk * 32, (i * perChunk + Math.ceil(raw.length / LEAF_SIZE)) * 32);
+        hashes.write(nameWithDigests(raw, task.naming, own).hash, i * 32, 32, 'hex');
       }
       const hashBuffer = hashes.buffer.slice(hashes.byteOffset, hashes.byteOffset + hashes.length);
       const digestBuffer = digests?.buffer.slice(digests.byteOffset, digests.byteOffset + digests.length);

@@ -39,6 +39,16 @@ export function nameFromLeafDigests(length: number, digests: Uint8Array): string
   return createHash('sha256').update(head).update(digests).digest('hex');
 }
 
+/**
+ * A non-zero chunk's name under `naming`, with its leaf digests when the naming is built on them (into `out` when
+ * given): what the agent hashes a chunk read whole with, so that it can keep the digests (agent/leaf-digests.ts).
+ */
+export function nameWithDigests(data: Uint8Array, naming: BlobNaming, out?: Buffer): { hash: string; digests?: Buffer } {
+  if (naming !== 'leaf16') return { hash: blobName(data, naming) };
+  const digests = leafDigests(data, out);
+  return { hash: nameFromLeafDigests(data.length, digests), digests };
+}
+
 export const BLOB_NAMINGS: readonly BlobNaming[] = ['sha256', 'leaf16'];
 export const isBlobNaming = (s: unknown): s is BlobNaming => (BLOB_NAMINGS as readonly unknown[]).includes(s);
 

@@ -1,7 +1,7 @@
 import { LEAF_SIZE, leafDigests, nameFromLeafDigests } from '../../store/chunks.js';
 import type { CutDisk } from '../capture/capture-mode.js';
 import type { ChunkHashes } from '../chunk-hashes.js';
-import { leafRanges, zeroDigests, type LeafDigestFile } from '../leaf-digests.js';
+import { leafRanges, trusted, zeroDigests, type LeafDigestFile } from '../leaf-digests.js';
 import type { ChunkUploader } from './chunk-uploader.js';
 
 /** A chunk shipped from its written leaves: its new name (null: zeros), its length, and the bytes read of it. */
@@ -72,9 +72,10 @@ export async function shipByLeaves(
       const base = o.previous.get(index);
       const data = (buffers[n] ??= Buffer.allocUnsafeSlow(chunkSize)).subarray(0, length);
       if (!runs || runs.length === 0 || !disk.readRanges || o.sampled?.(index) || !o.uploader.goesAsPatch({ hash: '', data, base, runs })) return undefined;
+      const leaves = Math.ceil(length / LEAF_SIZE);
       const at = (index - first) * perChunk * 32;
-      const kept = span ? span.subarray(at, at + Math.ceil(length / LEAF_SIZE) * 32) : await o.file.forChunk(index, chunkSize, length, base);
-      const digests = base === null ? Buffer.from(zeroDigests(length)) : kept && nameFromLeafDigests(length, kept) === base ? kept : undefined;
+      const kept = span ? span.subarray(at, at + leaves * 32) : await o.file.readLeaves(index * perChunk, leaves);
+      const digests = base === null ? Buffer.from(zeroDigests(length)) : trusted(kept, length, base);
       if (!digests) return undefined;
       const ranges = leafRanges(runs, length);
       await disk.readRanges(index, ranges, data);
@@ -89,15 +90,11 @@ export async function shipByLeaves(
         readWhole(window[n] as number);
         continue;
       }
-      for (const [from, size] of c.ranges) {
-        for (let at = from; at < from + size; at += LEAF_SIZE) {
-          const k = (at / LEAF_SIZE) * 32;
-          leafDigests(c.data.subarray(at, Math.min(at + LEAF_SIZE, c.length)), c.digests.subarray(k, k + 32));
-        }
-      }
+      // Ranges start on a leaf: each range's leaves hashed into their places among the chunk's digests.
+      for (const [from, size] of c.ranges) leafDigests(c.data.subarray(from, from + size), c.digests.subarray((from / LEAF_SIZE) * 32));
       const hash = c.digests.equals(zeroDigests(c.length)) ? null : nameFromLeafDigests(c.length, c.digests);
       if (span) c.digests.copy(span, (c.index - first) * perChunk * 32);
-      else await o.file.set(c.index, chunkSize, c.digests);
+      else await o.file.writeLeaves(c.index * perChunk, c.digests);
       // The uploader copies the patch out of `data` before the buffer serves the next window.
       if (hash !== null && hash !== c.base) await o.uploader.add({ hash, data: c.data, base: c.base, runs: c.runs });
       shipped({ index: c.index, hash, length: c.length, readBytes: c.ranges.reduce((s, [, size]) => s + size, 0) });

@@ -1,9 +1,8 @@
 import { RefugeError } from '../../core/errors.js';
 import type { CommitPointRequest } from '../../protocol/schemas.js';
-import { LEAF_SIZE, blobName, isZero, leafDigests, nameFromLeafDigests, type BlobNaming } from '../../store/chunks.js';
-import type { LeafDigestFile } from '../leaf-digests.js';
+import { LEAF_SIZE, isZero, nameWithDigests, type BlobNaming } from '../../store/chunks.js';
+import { DigestWriter, type LeafDigestFile } from '../leaf-digests.js';
 import { leafPathFits, shipByLeaves } from './ship-by-leaves.js';
-import { DigestWriter } from '../leaf-digests.js';
 import { workerPool } from '../../store/worker-pool.js';
 import { listedChunkCount, type Cut, type CutDisk } from '../capture/capture-mode.js';
 import { chunksOfRuns } from '../capture/extents.js';
@@ -163,7 +162,6 @@ interface HashedChunk {
   digests?: Buffer;
 }
 
-
 /**
  * The chunks a cut lists, in order, in groups of about GROUP_BYTES, with their hashes. Reading a whole disk (a
  * first point, a resync, a re-protect's comparison) was bound by SHA-256 on the main thread: groups are read ahead
@@ -201,10 +199,7 @@ async function hashGroup(disk: CutDisk, indexes: readonly number[], chunkSize: n
   const first = indexes[0] as number;
   if (indexes.length === 1) {
     const data = await disk.read(first);
-    if (isZero(data)) return { chunks: [{ index: first, data, hash: null }] };
-    if (naming !== 'leaf16') return { chunks: [{ index: first, data, hash: blobName(data, naming) }] };
-    const digests = leafDigests(data);
-    return { chunks: [{ index: first, data, hash: nameFromLeafDigests(data.length, digests), digests }] };
+    return { chunks: [{ index: first, data, ...(isZero(data) ? { hash: null } : nameWithDigests(data, naming)) }] };
   }
   // Every chunk but a disk's last is chunkSize long, and the last comes last: chunk n of the group is at n * chunkSize.
   const lastLength = Math.min(chunkSize, disk.sizeBytes - (indexes.at(-1) as number) * chunkSize);

@@ -7,6 +7,7 @@ import { EnrollRequest, EnrollResponse, RegistrationKeyRequest, RegistrationKeyR
 import { HeartbeatRequest, HeartbeatResponse, RegisterRequest, RegisterResponse } from '../../protocol/schemas.js';
 import type { BlobNaming } from '../../store/chunks.js';
 import { replicationChunkSize } from '../../vault/model.js';
+import { minor } from '../../vault/readiness/checks-agent.js';
 import { isReplicating } from '../../vault/replication-state.js';
 import { CERTIFICATE_DAYS } from '../../vault/security/agent-identities.js';
 import { signCsr } from '../../vault/security/pki.js';
@@ -175,8 +176,8 @@ export function agentRoutes(deps: AppDeps): FastifyPluginAsync {
  */
 export function agentNamesFor(naming: BlobNaming, version: string): boolean {
   if (naming === 'sha256') return true;
-  const [major = 0, minor = 0] = version.split('.').map((x) => Number.parseInt(x, 10));
-  return major > 0 || minor >= 3;
+  const [major, min] = minor(version);
+  return major > 0 || min >= 3;
 }
 
 /** The DNS names and addresses in the client certificate (a replicator keeps them when it renews). */

@@ -82,7 +82,8 @@ export function certificatesCheck(i: CheckInput): CheckResult {
   return result('certificates', 'pass', `agents trust the vault's certificate (valid for ${Math.floor(days as number)} more days); clocks agree`, measured);
 }
 
-const minor = (v: string): [number, number] => {
+/** An agent version's major and minor numbers (0 where a part does not parse). */
+export const minor = (v: string): [number, number] => {
   const [maj, min] = v.split('.').map((x) => Number.parseInt(x, 10));
   return [Number.isFinite(maj) ? (maj as number) : 0, Number.isFinite(min) ? (min as number) : 0];
 };

@@ -23,7 +23,7 @@ describe('leaf digests (store format 3, the agent side)', () => {
       const chunk = randomBytes(256 * K);
       const name = blobName(chunk, 'leaf16');
       expect(await file.forChunk(3, 256 * K, chunk.length, name)).toBeUndefined(); // never recorded
-      await file.set(3, 256 * K, leafDigests(chunk));
+      await file.writeLeaves((3 * 256 * K) / LEAF_SIZE, leafDigests(chunk));
       expect((await file.forChunk(3, 256 * K, chunk.length, name))?.equals(leafDigests(chunk))).toBe(true);
       expect(await file.forChunk(3, 256 * K, chunk.length, blobName(randomBytes(256 * K), 'leaf16'))).toBeUndefined(); // stale
       expect(await file.forChunk(2, 256 * K, chunk.length, name)).toBeUndefined(); // another chunk's place
