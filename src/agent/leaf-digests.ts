@@ -1,6 +1,6 @@
 import { mkdir, open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { LEAF_SIZE, leafDigests, nameFromLeafDigests } from '../store/chunks.js';
+import { LEAF_SIZE, nameFromLeafDigests, zeroDigests } from '../store/chunks.js';
 
 /**
  * The leaf digests of a disk as of the agent's last cut, for stores of format 3 (leaf-digest names,
@@ -63,13 +63,8 @@ export class LeafDigestFile {
 /** `digests` (of a chunk of `length` bytes, from the file) when they give the name the agent remembers for it. */
 export const trusted = (digests: Buffer, length: number, name: string): Buffer | undefined => (nameFromLeafDigests(length, digests) === name ? digests : undefined);
 
-const zeros = new Map<number, Buffer>();
-/** The digests of a zero chunk of `length` bytes (one per leaf), computed once per length. */
-export function zeroDigests(length: number): Buffer {
-  let d = zeros.get(length);
-  if (!d) zeros.set(length, (d = leafDigests(Buffer.alloc(length))));
-  return d;
-}
+/** The digests of a zero chunk (kept in the store, whose rebuilds need them too). */
+export { zeroDigests };
 
 /**
  * The leaves `runs` (byte runs of a chunk of `length` bytes) touch, as byte ranges of whole leaves, merged: what a

@@ -2,6 +2,7 @@ import { createRequire } from 'node:module';
 import { compress, decompress } from 'zstd-napi';
 import type * as ZstdLowLevel from 'zstd-napi/binding.js';
 import { blobName, type BlobNaming } from './chunks.js';
+import { decodeFramed, encodeFramed } from './leaf-frame.js';
 import { seal, tryUnseal, type DataKey } from './sealing.js';
 
 /**
@@ -14,6 +15,10 @@ import { seal, tryUnseal, type DataKey } from './sealing.js';
  */
 
 export const BLOB_COMPRESSED = 1;
+/** Stored leaf-framed (leaf-frame.ts): a plain format-3 store's blobs, whose patches are rebuilt leaf by leaf. */
+export const BLOB_LEAVES = 2;
+/** Flags whose blobs decode into new memory (not a view of the stored bytes): a reader gives them room. */
+export const BLOB_DECODED_ELSEWHERE = BLOB_COMPRESSED | BLOB_LEAVES;
 
 /** What a decoded blob must hash to: its name, computed as its store names blobs. */
 export interface BlobCheck {
@@ -35,7 +40,15 @@ function worthCompressing(raw: Uint8Array, level: number): boolean {
   return compress(raw.subarray(start, start + SAMPLE), { compressionLevel: Math.min(level, 1) }).length < SAMPLE * 0.9;
 }
 
-export function encodeBlob(raw: Uint8Array, level: number, key: DataKey): EncodedBlob {
+/**
+ * `raw` as the store keeps it. A plain store naming blobs by leaf digests (format 3) frames them by leaf
+ * (leaf-frame.ts); `digests`, when the caller has hashed `raw` already, saves hashing it again there.
+ */
+export function encodeBlob(raw: Uint8Array, level: number, key: DataKey, naming: BlobNaming, digests?: Uint8Array): EncodedBlob {
+  if (naming === 'leaf16' && key === null) {
+    const bytes = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
+    return { stored: encodeFramed(bytes, level, level > 0 && worthCompressing(raw, level), digests), flags: BLOB_LEAVES, rawLength: raw.length };
+  }
   let body: Uint8Array = raw;
   let flags = 0;
   if (level > 0 && worthCompressing(raw, level)) {
@@ -64,13 +77,18 @@ const decompressInto = (into: Buffer, body: Buffer): number => {
  * The raw bytes of a stored blob, checked against `hash`; a reason string when the blob is damaged. Every path
  * that returns data checks the hash, so no damage (or a bug in an earlier stage) can return wrong bytes. With
  * `into` (at least `rawLength` bytes), a compressed blob is decompressed into it and a view of it returned.
- * `check` null skips the check: only for a caller that checks what it builds from the bytes (a patch's base, whose
+ * A leaf-framed blob is decoded into `into` as well (leaf-frame.ts). `check` null skips the check: only for a caller that checks what it builds from the bytes (a patch's base, whose
  * rebuilt chunk is hashed, and the base checked only when that fails). The name is computed as the store names its
  * blobs (`naming`, its format).
  */
 export function decodeBlob(stored: Buffer, flags: number, rawLength: number, check: BlobCheck | null, key: DataKey, into?: Buffer): Buffer | string {
   const body = key === null ? stored : tryUnseal(stored, key);
   if (body === null) return 'authentication tag mismatch (damaged, or sealed under another key)';
+  if (flags & BLOB_LEAVES) {
+    const raw = decodeFramed(body, rawLength, check?.naming === 'leaf16' ? check.hash : null, into);
+    if (typeof raw === 'string' || check === null || check.naming === 'leaf16') return raw;
+    return blobName(raw, check.naming) === check.hash ? raw : 'bytes do not hash to the blob name';
+  }
   let raw: Buffer;
   if (flags & BLOB_COMPRESSED) {
     try {

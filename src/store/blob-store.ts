@@ -179,7 +179,7 @@ export class BlobStore implements NodeSource, NodeSink {
 
   storeNode(hash: string, bytes: Buffer): void {
     this.nodeCache.set(hash, bytes);
-    if (!this.has(hash)) this.addToOpenPack('tree', hash, encodeBlob(bytes, this.o.compressionLevel, this.o.key));
+    if (!this.has(hash)) this.addToOpenPack('tree', hash, encodeBlob(bytes, this.o.compressionLevel, this.o.key, this.o.naming));
   }
 
   /** Writes a pack in the background; a failure forgets its blobs (they become missing) and is reported by flush. */

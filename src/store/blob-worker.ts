@@ -1,8 +1,9 @@
 import { closeSync, openSync, readSync, writevSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
-import { BLOB_COMPRESSED, decodeBlob, encodeBlob } from './blob-codec.js';
-import { LEAF_SIZE, applyPatch, blobName, isZero, nameWithDigests, type BlobNaming } from './chunks.js';
-import { encodedBound, type RebuildItem, type RebuildResult, type WorkerReply, type WorkerTask } from './worker-pool.js';
+import { BLOB_DECODED_ELSEWHERE, BLOB_LEAVES, decodeBlob, encodeBlob } from './blob-codec.js';
+import { LEAF_SIZE, applyPatch, isZero, nameWithDigests, type BlobNaming } from './chunks.js';
+import { patchFramed } from './leaf-frame.js';
+import { encodedBound, type RebuildBase, type RebuildItem, type RebuildResult, type WorkerReply, type WorkerTask } from './worker-pool.js';
 
 /**
  * The CPU work of the store, run on every core: hashing, zero detection, compression, sealing and their reverse.
@@ -73,18 +74,22 @@ let readScratch: Buffer = Buffer.alloc(0);
 let rawScratch: Buffer = Buffer.alloc(0);
 const room = (buf: Buffer, n: number): Buffer => (buf.length >= n ? buf : Buffer.allocUnsafeSlow(Math.max(n, 1024 * 1024)));
 
+/** The stored bytes of a patch's base (in this thread's scratch memory when read from its pack here), or why not. */
+function storedBase(base: RebuildBase): Buffer | Extract<RebuildResult, { problem: string }> {
+  if ('data' in base) return view(base.data);
+  readScratch = room(readScratch, base.length);
+  const read = readRange(base.file, base.offset, base.length, readScratch);
+  return typeof read === 'string' ? { problem: 'unread', message: read } : read;
+}
+
 /** One patch applied to its base (in this thread's scratch memory: the result is valid until the next call). */
-function rebuildOne(it: RebuildItem, patch: Buffer, key: Buffer | null, naming: BlobNaming): Extract<RebuildResult, { problem: string }> | { rebuilt: Buffer; hash: string } {
+function rebuildOne(it: RebuildItem, patch: Buffer, key: Buffer | null, naming: BlobNaming): Extract<RebuildResult, { problem: string }> | { rebuilt: Buffer; hash: string; digests?: Buffer } {
   let base: Buffer | null = null;
   let stored: Buffer | undefined;
   if (it.base) {
-    if ('data' in it.base) stored = view(it.base.data);
-    else {
-      readScratch = room(readScratch, it.base.length);
-      const read = readRange(it.base.file, it.base.offset, it.base.length, readScratch);
-      if (typeof read === 'string') return { problem: 'unread', message: read };
-      stored = read;
-    }
+    const got = storedBase(it.base);
+    if ('problem' in got) return got;
+    stored = got;
     rawScratch = room(rawScratch, it.base.rawLength);
     const out = decodeBlob(stored, it.base.flags, it.base.rawLength, null, key, rawScratch);
     if (typeof out === 'string') return { problem: 'base', message: out };
@@ -109,9 +114,24 @@ function rebuildOne(it: RebuildItem, patch: Buffer, key: Buffer | null, naming: 
     return typeof again === 'string' ? { problem: 'base', message: again } : undefined;
   };
   if (isZero(rebuilt)) return damagedBase() ?? { problem: 'zero', message: 'the patch rebuilds a chunk of zeros' };
-  const hash = blobName(rebuilt, naming);
+  const { hash, digests } = nameWithDigests(rebuilt, naming);
   if (hash !== it.claimedHash) return damagedBase() ?? { problem: 'mismatch', message: 'hash mismatch', hash };
-  return { rebuilt, hash };
+  return { rebuilt, hash, ...(digests ? { digests } : {}) };
+}
+
+/**
+ * A patch on a leaf-framed base (a plain format-3 store), rebuilt leaf by leaf into `out` at `at` (leaf-frame.ts
+ * patchFramed); undefined when that path cannot vouch for the result, for rebuildOne to rebuild it whole.
+ */
+function rebuildFramed(it: RebuildItem, patch: Buffer, level: number, out: Buffer, at: number): RebuildResult | undefined {
+  if (!it.base || !(it.base.flags & BLOB_LEAVES) || it.base.rawLength !== it.chunkLength) return undefined;
+  const stored = storedBase(it.base);
+  if ('problem' in stored) return stored;
+  rawScratch = room(rawScratch, it.chunkLength);
+  const r = patchFramed(stored, it.base.hash, it.chunkLength, patch, it.claimedHash, level, out, at, rawScratch);
+  if ('slow' in r) return undefined;
+  if ('problem' in r) return r;
+  return { hash: r.hash, flags: BLOB_LEAVES, rawLength: it.chunkLength, storedLength: r.stored };
 }
 
 function pack(parts: Buffer[]): { buffer: ArrayBuffer; offsets: number[] } {
@@ -136,9 +156,9 @@ function run(task: WorkerTask): { reply: WorkerReply; transfer: ArrayBuffer[] } 
       const parts: Buffer[] = [];
       const items = task.items.map((it) => {
         const raw = data.subarray(it.offset, it.offset + it.length);
-        const hash = blobName(raw, task.naming);
+        const { hash, digests } = nameWithDigests(raw, task.naming);
         if (it.claimedHash !== undefined && hash !== it.claimedHash) return { hash, problem: 'hash mismatch' };
-        const enc = encodeBlob(raw, task.level, key);
+        const enc = encodeBlob(raw, task.level, key, task.naming, digests);
         parts.push(enc.stored);
         return { hash, flags: enc.flags, rawLength: enc.rawLength, storedLength: enc.stored.length };
       });
@@ -158,9 +178,10 @@ function run(task: WorkerTask): { reply: WorkerReply; transfer: ArrayBuffer[] } 
       for (let i = 0; i < count; i++) {
         const raw = data.subarray(i * task.chunkSize, Math.min(data.length, (i + 1) * task.chunkSize));
         if (isZero(raw)) continue; // stays 32 zero bytes: "no chunk"
-        hashes.write(blobName(raw, task.naming), i * 32, 32, 'hex');
+        const { hash, digests } = nameWithDigests(raw, task.naming);
+        hashes.write(hash, i * 32, 32, 'hex');
         if (hashes.compare(previous, i * 32, i * 32 + 32, i * 32, i * 32 + 32) === 0) continue;
-        const enc = encodeBlob(raw, task.level, key);
+        const enc = encodeBlob(raw, task.level, key, task.naming, digests);
         parts.push(enc.stored);
         encoded.push({ index: i, flags: enc.flags, rawLength: enc.rawLength, storedLength: enc.stored.length });
       }
@@ -226,7 +247,7 @@ function run(task: WorkerTask): { reply: WorkerReply; transfer: ArrayBuffer[] } 
       };
       const items: { problem?: string }[] = [];
       for (const it of task.items) {
-        if (it.flags & BLOB_COMPRESSED && used + it.rawLength > scratch.length) {
+        if (it.flags & BLOB_DECODED_ELSEWHERE && used + it.rawLength > scratch.length) {
           flush();
           if (scratch.length < it.rawLength) scratch = Buffer.allocUnsafeSlow(Math.max(SCRATCH_BYTES, it.rawLength));
         }
@@ -253,9 +274,15 @@ function run(task: WorkerTask): { reply: WorkerReply; transfer: ArrayBuffer[] } 
       const out = task.out.byteLength >= bound ? Buffer.from(task.out) : Buffer.allocUnsafeSlow(bound);
       let at = 0;
       const items = task.items.map((it): RebuildResult => {
-        const r = rebuildOne(it, data.subarray(it.offset, it.offset + it.length), key, task.naming);
+        const patch = data.subarray(it.offset, it.offset + it.length);
+        const framed = key === null ? rebuildFramed(it, patch, task.level, out, at) : undefined;
+        if (framed) {
+          if (!('problem' in framed)) at += framed.storedLength;
+          return framed;
+        }
+        const r = rebuildOne(it, patch, key, task.naming);
         if ('problem' in r) return r;
-        const enc = encodeBlob(r.rebuilt, task.level, key);
+        const enc = encodeBlob(r.rebuilt, task.level, key, task.naming, r.digests);
         out.set(enc.stored, at);
         at += enc.stored.length;
         return { hash: r.hash, flags: enc.flags, rawLength: enc.rawLength, storedLength: enc.stored.length };

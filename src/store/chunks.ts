@@ -31,6 +31,14 @@ export function leafDigests(data: Uint8Array, out?: Buffer): Buffer {
   return digests;
 }
 
+const zeroLeaves = new Map<number, Buffer>();
+/** The leaf digests of a zero chunk of `length` bytes (one per leaf), computed once per length. */
+export function zeroDigests(length: number): Buffer {
+  let d = zeroLeaves.get(length);
+  if (!d) zeroLeaves.set(length, (d = leafDigests(Buffer.alloc(length))));
+  return d;
+}
+
 /** A `leaf16` name from the blob's length and its leaf digests: SHA-256("RFG3" | u32 BE length | digests). */
 export function nameFromLeafDigests(length: number, digests: Uint8Array): string {
   const head = Buffer.allocUnsafe(8);

@@ -2,6 +2,7 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { RefugeError } from '../core/errors.js';
 import type { BlobNaming } from './chunks.js';
+import { framedBound } from './leaf-frame.js';
 
 /**
  * A pool of worker threads, one per core, shared by every store in the process, for the CPU-bound work of
@@ -40,7 +41,7 @@ export interface RebuildItem {
 export type RebuildResult = { problem: 'base' | 'unread' | 'patch' | 'zero' | 'mismatch'; message: string; hash?: string } | { hash: string; flags: number; rawLength: number; storedLength: number };
 
 /** The most an encoded (compressed or not, then maybe sealed) chunk of `rawLength` bytes takes: room a rebuild's `out` leaves per chunk. */
-export const encodedBound = (rawLength: number): number => rawLength + 64;
+export const encodedBound = (rawLength: number): number => framedBound(rawLength) + 64;
 
 export type WorkerReply =
   | { op: 'encode'; items: ({ hash: string; problem: string } | { hash: string; flags: number; rawLength: number; storedLength: number })[]; stored: ArrayBuffer }

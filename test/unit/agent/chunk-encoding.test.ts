@@ -36,6 +36,19 @@ describe('chunk encoding', () => {
     expect(decompressBounded(dst.subarray(0, n), compressibleMiddle.length).equals(compressibleMiddle)).toBe(true);
   });
 
+  it('judges a body of 4-16 KiB (a patch of one or two writes) by its middle quarter', () => {
+    const randomMiddle = Buffer.concat([Buffer.alloc(3 * 1024, 7), randomBytes(2 * 1024 + 8), Buffer.alloc(3 * 1024, 7)]);
+    expect(compressInto(Buffer.alloc(randomMiddle.length), randomMiddle)).toBe(-1);
+    const compressibleMiddle = Buffer.concat([randomBytes(1024), Buffer.alloc(7 * 1024 + 8, 7)]);
+    const dst = Buffer.alloc(compressibleMiddle.length);
+    const n = compressInto(dst, compressibleMiddle);
+    expect(n).toBeGreaterThan(0);
+    expect(decompressBounded(dst.subarray(0, n), compressibleMiddle.length).equals(compressibleMiddle)).toBe(true);
+    // Below 4 KiB the body is compressed whole: a random middle does not stop a compressible one.
+    const small = Buffer.concat([Buffer.alloc(1500, 7), randomBytes(300), Buffer.alloc(1500, 7)]);
+    expect(compressInto(Buffer.alloc(small.length), small)).toBeGreaterThan(0);
+  });
+
   it('frames a patch in place as encodePatch does, and it rebuilds the chunk from its base', () => {
     const base = randomBytes(64 * 1024);
     const chunk = Buffer.from(base);
