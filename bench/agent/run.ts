@@ -33,9 +33,9 @@ const { values } = parseArgs({
     'p5-seconds': { type: 'string', default: '90' },
     /**
      * P5 runs once per policy chunk size (KiB): the store's default, and chunks the size of the writes; a size with
-     * `f3` runs into a store of format 3 (leaf-digest names, docs/design-delta-points.md).
+     * `f2` or `f3` runs into a store of that format (the default is the store's default, 3; docs/design-delta-points.md).
      */
-    'p5-chunks': { type: 'string', default: '256,256f3,8' },
+    'p5-chunks': { type: 'string', default: '256,256f2,8' },
     /** P3/P9 under a policy of this chunk size (KiB) instead of the store's default (for a partial run's comparison). */
     'p3-chunk-kib': { type: 'string' },
     /** A full run measures P3 a second time under a policy of this chunk size (KiB): the churn's 64 KiB blocks. */
@@ -80,7 +80,8 @@ say(`P5: RPO under 20 MB/s of random 8 KiB writes, ${values['p5-seconds']} s`);
 const p5s = [];
 for (const spec of parts.has('p5') ? values['p5-chunks'].split(',') : []) {
   const kib = Number.parseInt(spec, 10);
-  const format = spec.endsWith('f3') ? { storeFormat: 3 as StoreFormat } : storeFormat;
+  const named = /f([23])$/.exec(spec);
+  const format = named ? { storeFormat: Number(named[1]) as StoreFormat } : storeFormat;
   say(`  policy chunk size ${kib} KiB${format.storeFormat ? `, store format ${format.storeFormat}` : ''}`);
   const r = await benchRpo(dir, sizeBytes, { seconds: Number(values['p5-seconds']), warmupSeconds: 15, intervalSeconds: 5, chunkSizeKiB: kib, ...format, say });
   say(`  RPO p50 ${r.p50.toFixed(1)} s, p99 ${r.p99.toFixed(1)} s, max ${r.max.toFixed(1)} s; ${r.points} points; seed ${r.seedSeconds.toFixed(0)} s`);

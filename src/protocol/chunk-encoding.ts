@@ -66,7 +66,7 @@ export function compressInto(dst: Buffer, src: Uint8Array): number {
   const room = Math.min(dst.length, Math.floor(src.length * USEFUL_SHARE));
   cctx ??= new binding.CCtx();
   // A body whose middle part does not compress is taken as incompressible (random or encrypted guest data, the
-  // common case of scattered writes), as the store does (blob-codec.ts): zstd's failing pass over 90% of it cost the
+  // common case of scattered writes), as the store judges chunks over 16 KiB (blob-codec.ts): zstd's failing pass over 90% of it cost the
   // agent about 3 ms per MB, over 5% of its time under sustained random writes (P5 profile). The part is 4 KiB of a
   // body over 16 KiB and a quarter of a smaller one from 4 KiB up: a cdp patch of one 8 KiB write is 8,200 bytes,
   // and a full failing pass over each such patch was still 10% of the agent's main thread under P5 (4.7 of 48 s).

@@ -7,9 +7,11 @@ import { seal, tryUnseal, type DataKey } from './sealing.js';
 
 /**
  * How one blob (a chunk of disk data or a tree node) is stored inside a pack: zstd-compressed when that saves at
- * least 1/16 of its size, then, in an encrypted store, sealed (sealing.ts). A plain store adds no checksum: a blob's
- * name is the SHA-256 of its raw bytes and every read checks it, so a second hash would only halve the speed. Incompressible data (already compressed or encrypted guest
- * data, random bytes) is found by compressing a 4 KiB sample first, so it costs almost nothing.
+ * least 1/16 of its size, then, in an encrypted store, sealed (sealing.ts). A plain store of format 3 keeps it
+ * leaf-framed instead (leaf-frame.ts: each 16 KiB leaf compressed on its own, behind the leaves' digests, lengths
+ * and CRC-32s, which serve the rebuild of patches). No read trusts a checksum of its own: a blob's name is a hash of
+ * its raw bytes and every read checks it. Incompressible data (already compressed or encrypted guest data, random
+ * bytes) is found by compressing a 4 KiB sample first, so it costs almost nothing.
  * Runs in worker threads (blob-worker.ts) as well as on the main thread; it throws plain Errors, which callers
  * turn into RefugeErrors naming the object.
  */

@@ -5,7 +5,7 @@ import { chunkCount } from './chunks.js';
 import type { Consistency, PointManifest } from './manifest.js';
 import type { ProgressCallback, ReplicaStore } from './replica-store.js';
 import { forEachChunk } from './tree.js';
-import { workerPool } from './worker-pool.js';
+import { encodedBound, workerPool } from './worker-pool.js';
 
 /**
  * Commits a point from raw disk images read where the store runs: offline seeding (an image carried to the
@@ -68,7 +68,7 @@ export async function importImages(store: ReplicaStore, o: ImportOptions): Promi
           got += bytesRead;
         }
         const before = previous.subarray(first * 32, (first + Math.ceil(length / cs)) * 32);
-        const out = outputs.pop() ?? new SharedArrayBuffer(perBatch * (cs + 64));
+        const out = outputs.pop() ?? new SharedArrayBuffer(perBatch * encodedBound(cs));
         const reply = await workerPool().run({ op: 'scan', key: store.key, naming: store.naming, level: store.config.compressionLevel, data, chunkSize: cs, previous: before, out }, true);
         const hashes = Buffer.from(reply.hashes);
         const stored = Buffer.from(reply.stored);

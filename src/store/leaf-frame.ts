@@ -187,15 +187,21 @@ export function patchFramed(base: Buffer, baseHash: string, chunkLength: number,
   for (let i = 0; i < frame.n; i++) {
     if (crc32(base.subarray(frame.starts[i], frame.ends[i])) !== frame.crcs[i]) return { slow: `the base's leaf ${i} fails its CRC` };
   }
-  const touched = new Set<number>();
-  for (const [offset, length] of runs) for (let i = Math.floor(offset / LEAF_SIZE); i <= Math.floor((offset + length - 1) / LEAF_SIZE); i++) touched.add(i);
+  // Per touched leaf, how many of its bytes the patch writes (runs do not overlap).
+  const touched = new Map<number, number>();
+  for (const [offset, length] of runs) {
+    for (let i = Math.floor(offset / LEAF_SIZE); i <= Math.floor((offset + length - 1) / LEAF_SIZE); i++) {
+      const [from, to] = leafRange(i, chunkLength);
+      touched.set(i, (touched.get(i) ?? 0) + Math.min(to, offset + length) - Math.max(from, offset));
+    }
+  }
   const raw = scratch.subarray(0, chunkLength);
-  for (const i of touched) if (!decodeLeaf(base, frame, i, raw, chunkLength)) return { slow: `the base's leaf ${i} does not decode` };
+  for (const i of touched.keys()) if (!decodeLeaf(base, frame, i, raw, chunkLength)) return { slow: `the base's leaf ${i} does not decode` };
   for (const [offset, length, from] of runs) patch.copy(raw, offset, from, from + length);
   const n = frame.n;
   const digests = out.subarray(at, at + n * 32);
   frame.digests.copy(digests);
-  for (const i of touched) leafDigests(raw.subarray(...leafRange(i, chunkLength)), digests.subarray(i * 32, i * 32 + 32));
+  for (const i of touched.keys()) leafDigests(raw.subarray(...leafRange(i, chunkLength)), digests.subarray(i * 32, i * 32 + 32));
   if (digests.equals(zeroDigests(chunkLength))) return { problem: 'zero', message: 'the patch rebuilds a chunk of zeros' };
   const hash = nameFromLeafDigests(chunkLength, digests);
   if (hash !== claimedHash) return { slow: 'the patched chunk does not have the claimed name' };
@@ -203,12 +209,14 @@ export function patchFramed(base: Buffer, baseHash: string, chunkLength: number,
   for (let i = 0; i < n; i++) {
     let word: number;
     let crc: number;
-    if (touched.has(i)) {
+    const written = touched.get(i);
+    if (written !== undefined) {
       const [from, to] = leafRange(i, chunkLength);
       const leaf = raw.subarray(from, to);
-      // A leaf of zeros compresses to a few bytes; others are tried as the base stored them (a leaf stored as it is
-      // was incompressible, as a leaf of random guest data written over it most likely is too).
-      word = encodeLeaf(leaf, level, frame.compressed[i] === true || isZero(leaf), out, body);
+      // A leaf of zeros compresses to a few bytes, and a leaf written whole is new data, judged afresh; a leaf written
+      // in part is tried as the base stored it (one stored as it is was incompressible, and random guest data
+      // written into part of it most likely is too: trying would cost a failing zstd pass per patch).
+      word = encodeLeaf(leaf, level, frame.compressed[i] === true || written === leaf.length || isZero(leaf), out, body);
       crc = crc32(out.subarray(body, body + (word & ~COMPRESSED_BIT)));
     } else {
       const length = base.copy(out, body, frame.starts[i], frame.ends[i]);

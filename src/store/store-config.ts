@@ -6,10 +6,12 @@ import type { EncryptionConfig } from './sealing.js';
  * `refuge-store.json`: the one object written in the clear and only at creation. It says how to read everything
  * else: the format, the chunk size, pack size and compression level for new data, and the wrapped data key.
  */
-export const STORE_FORMAT = 2;
+/** The format of new stores (docs/store-format.md): 3 since 2026-12-03 (docs/design-delta-points.md, stage 5). */
+export const STORE_FORMAT = 3;
 /**
- * The formats this Refuge reads and writes: 2, blobs named by SHA-256; 3, named by leaf digests (chunks.ts
- * `leaf16`; docs/design-delta-points.md, stage 1: the naming alone so far). New stores are format 2 unless asked.
+ * The formats this Refuge reads and writes: 2, blobs named by SHA-256 and stored whole; 3, named by leaf digests
+ * (chunks.ts `leaf16`) and, in a plain store, stored leaf-framed (leaf-frame.ts), so that a cdp point's work follows
+ * the bytes written rather than the chunks touched. A store keeps the format it was made with.
  */
 export const STORE_FORMATS = [2, 3] as const;
 export type StoreFormat = (typeof STORE_FORMATS)[number];

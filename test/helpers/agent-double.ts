@@ -1,5 +1,5 @@
 import { requestJson } from '../../src/core/http-client.js';
-import { chunkHash } from '../../src/store/chunks.js';
+import { chunkHash } from './chunk-name.js';
 import { CHUNK } from './test-vault.js';
 
 /** What the vault tells a machine's agent in its heartbeat answer. */
@@ -23,7 +23,7 @@ interface Vault {
  */
 export function agentDouble(v: Vault, vault = 'demo') {
   const heartbeat = async (machine: string, site: string) =>
-    (await v.api<{ replication: AgentInstructions }>('POST', `/vaults/${vault}/agents/${machine}/heartbeat`, { agentVersion: '0.1.0', site })).replication;
+    (await v.api<{ replication: AgentInstructions }>('POST', `/vaults/${vault}/agents/${machine}/heartbeat`, { agentVersion: '0.3.0', site })).replication;
 
   const commit = async (machine: string, disk: Buffer, parentId: string | null): Promise<string> => {
     const { id } = await v.api<{ id: string }>('GET', `/vaults/${vault}/replications/${machine}`);

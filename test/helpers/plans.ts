@@ -1,4 +1,4 @@
-import { chunkHash } from '../../src/store/chunks.js';
+import { chunkHash } from './chunk-name.js';
 import { CHUNK, type TestVault } from './test-vault.js';
 
 const ok = (r: { status: number; body: unknown }) => {
@@ -22,7 +22,7 @@ export async function seedPlanMachines(v: TestVault, names: string[], o: { capac
   for (const [i, name] of names.entries()) {
     ok(await v.call('POST', '/api/v1/vaults/demo/agents/register', {
       site: 'primary',
-      agentVersion: '0.1.0',
+      agentVersion: '0.3.0',
       machine: { name, hostname: name, os: 'linux', cpus: 1, memoryMiB: 256, disks: [{ name: 'disk0', sizeBytes: 2 * CHUNK }], boot: { kind: 'disk' }, nics: [{ name: 'eth0', network: 'lan', ipv4: `10.0.0.${10 + i}` }] },
     }));
     const rep = ok(await v.call<{ id: string }>('POST', '/api/v1/vaults/demo/replications', { machine: name, policy: 'default', targetSite: 'recovery' })).body as { id: string };

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { run } from '../../src/core/processes.js';
 import { GUEST_CMDLINE, ensureDemoGuest } from '../../src/fabric/demo-guest.js';
-import { chunkHash } from '../../src/store/chunks.js';
+import { chunkHash } from './chunk-name.js';
 import { CHUNK, type TestVault } from './test-vault.js';
 import type { StoreLocation } from '../../src/store/backends/open-backend.js';
 import type { Site } from '../../src/vault/model.js';
@@ -65,7 +65,7 @@ export async function protectGuest(
   ok(
     await v.call('POST', '/api/v1/vaults/demo/agents/register', {
       site: 'primary',
-      agentVersion: '0.1.0',
+      agentVersion: '0.3.0',
       machine: {
         name: 'vm1', hostname: 'vm1', os: 'linux', cpus: 1, memoryMiB: 256,
         disks: disks.map((d) => ({ name: d.name, sizeBytes: d.content.length })),

@@ -5,7 +5,8 @@ import { assembleVault } from '../../src/api/server.js';
 import { silentLogger } from '../../src/core/log.js';
 import { initVault } from '../../src/api/vault-init.js';
 import { createCa, issueCertificate } from '../../src/vault/security/pki.js';
-import { DEFAULT_CHUNK_SIZE, chunkHash } from '../../src/store/chunks.js';
+import { DEFAULT_CHUNK_SIZE } from '../../src/store/chunks.js';
+import { chunkHash } from './chunk-name.js';
 import type { DatabaseKind } from '../../src/vault/db/dialects/dialect.js';
 import { createTestDatabase } from './databases.js';
 import { FakeFabric } from './fake-fabric.js';
@@ -96,7 +97,7 @@ export async function seedConfiguration(v: TestVault, disks = [{ name: 'disk0', 
   ok(
     await v.call('POST', '/api/v1/vaults/demo/agents/register', {
       site: 'primary',
-      agentVersion: '0.1.0',
+      agentVersion: '0.3.0',
       machine: { name: 'vm1', hostname: 'host1', os: 'linux', cpus: 1, memoryMiB: 256, disks, boot: { kind: 'disk' } },
     }),
   );

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { initVault, type CredentialsFile } from '../../src/api/vault-init.js';
 import { spawnRefuge, stopChild, waitForOutput } from '../../src/cli/quickstart/children.js';
 import { requestJson, type HttpConnection } from '../../src/core/http-client.js';
-import { DEFAULT_CHUNK_SIZE, chunkHash } from '../../src/store/chunks.js';
+import { DEFAULT_CHUNK_SIZE } from '../../src/store/chunks.js';
+import { chunkHash } from './chunk-name.js';
 import { testCertificate } from './test-vault.js';
 
 export interface VaultProcess {
@@ -67,7 +68,7 @@ export async function seedReplications(v: VaultProcess, names: string[]): Promis
     disk.fill(i + 1, 2 * MiB, 3 * MiB);
     await v.api('POST', '/vaults/demo/agents/register', {
       site: 'primary',
-      agentVersion: '0.1.0',
+      agentVersion: '0.3.0',
       machine: { name, hostname: name, os: 'linux', cpus: 1, memoryMiB: 64, disks: [{ name: 'disk0', sizeBytes: disk.length }], boot: { kind: 'disk' } },
     });
     const rep = await v.api<{ id: string }>('POST', '/vaults/demo/replications', { machine: name, policy: 'default', targetSite: 'recovery' });

@@ -6,7 +6,8 @@ import { CdpCapture } from '../../../src/agent/capture/cdp-capture.js';
 import type { ReplicatorTransport } from '../../../src/agent/clients.js';
 import { RefugeError } from '../../../src/core/errors.js';
 import { frameBatch, type FramedBatch } from '../../../src/protocol/chunk-batch.js';
-import { blobName, chunkHash } from '../../../src/store/chunks.js';
+import { LEAF_SIZE, blobName } from '../../../src/store/chunks.js';
+import { chunkHash } from '../../helpers/chunk-name.js';
 import { FilesystemBackend } from '../../../src/store/backends/filesystem.js';
 import { ReplicaStore } from '../../../src/store/replica-store.js';
 import type { CommitPointRequest, CommitPointResponse } from '../../../src/protocol/schemas.js';
@@ -69,7 +70,14 @@ describe('agent replication (cdp mode)', () => {
     await f.close();
   });
 
-  it('seeds, then ships only the written blocks as patches, reading only written chunks; every point restores exactly', async () => {
+  it('into a format-2 store (SHA-256 names): seeds, then ships only the written blocks as patches, reading only written chunks; every point restores exactly', async () => {
+    await f.close();
+    f = await startAgentFixture('ragcdp2-', {}, { storeFormat: 2 });
+    image = join(f.dir, 'disk0.raw');
+    socketPath = join(f.dir, 'disk0.sock');
+    const disk = Buffer.alloc(SIZE);
+    randomBytes(3 * MiB).copy(disk, 2 * MiB);
+    await writeFile(image, disk);
     start();
     const rep = await f.enable();
     const first = await f.pointAfter(new Date(0));
@@ -152,7 +160,7 @@ describe('agent replication (cdp mode)', () => {
     const point = await f.pointAfter(restartedAt);
     expect((await f.restore(rep, point.id)).equals(await readFile(image))).toBe(true);
     expect(f.counters(rep)?.patchesReceived).toBe(1);
-    expect(f.agent?.counters.readBytes).toBe(CHUNK);
+    expect(f.agent?.counters.readBytes).toBe(LEAF_SIZE); // the written leaf: its digests outlived the restart
   });
 
   it('after losing its tracking (image changed behind its back) compares every chunk and ships only differences', async () => {
@@ -208,7 +216,7 @@ describe('agent replication (cdp mode)', () => {
     // The agent knew the resent point was the latest: the next point compared only the tracked chunks, and no
     // commit was refused for naming a stale parent.
     expect(agent.counters.cutsAbandoned).toBe(1);
-    expect(agent.counters.readBytes - readAfterSeed).toBe(2 * CHUNK);
+    expect(agent.counters.readBytes - readAfterSeed).toBe(2 * LEAF_SIZE); // the two written leaves
   });
 
   it('sends again a commit that landed while its answer was lost, and continues from its point: no full read', async () => {
@@ -237,10 +245,10 @@ describe('agent replication (cdp mode)', () => {
     expect((await f.restore(rep, point.id)).equals(await readFile(image))).toBe(true);
     expect((await f.restore(rep, landed.id)).subarray(6 * MiB, 6 * MiB + 8192).equals((await readFile(image)).subarray(6 * MiB, 6 * MiB + 8192))).toBe(true);
     // The resent commit was a replay (no new point for it), and the agent compared only what its capture tracked
-    // since the seed: the two written chunks, not the 8 MiB disk; only the second write travels.
+    // since the seed: the leaves of the two written chunks, not the 8 MiB disk; only the second write travels.
     const between = (await f.points()).filter((p) => Date.parse(p.capturedAt) > Date.parse(landed.capturedAt) && Date.parse(p.capturedAt) <= restartedAt.getTime());
     expect(between).toEqual([]);
-    expect(f.agent?.counters.readBytes).toBe(2 * CHUNK);
+    expect(f.agent?.counters.readBytes).toBe(2 * LEAF_SIZE); // the two written leaves
     expect(f.counters(rep)?.patchesReceived).toBe(2);
   });
 

@@ -7,7 +7,7 @@ import { RefugeError } from '../../../src/core/errors.js';
 import type { HttpConnection } from '../../../src/core/http-client.js';
 import { BATCH_CONTENT_TYPE, BATCH_ENTRY_HEADER, BatchWriter, decodeBatch, encodeBatch, frameBatch, readBatch, type BatchEntry, type FramedBatch } from '../../../src/protocol/chunk-batch.js';
 import type { CommitPointRequest } from '../../../src/protocol/schemas.js';
-import { chunkHash } from '../../../src/store/chunks.js';
+import { chunkHash } from '../../helpers/chunk-name.js';
 import { CHUNK, startAgentFixture, waitFor, type AgentFixture } from '../../helpers/agent/agent-fixture.js';
 
 /** The real client, with what a test changes on the way: counts calls, and may play a replicator without batches. */

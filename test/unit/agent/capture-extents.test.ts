@@ -75,7 +75,7 @@ describe('extent map of a sparse image', () => {
       try {
         const cut = await mode.cut({ chunkSize: CHUNK, everyChunk: true });
         const transport = storeTransport(store, 'r1');
-        const shipped = await shipCut(cut, { chunkSize: CHUNK, naming: 'sha256', base: {}, emptyParent: true, uploader: new ChunkUploader(transport, { compress: false }) });
+        const shipped = await shipCut(cut, { chunkSize: CHUNK, naming: store.naming, base: {}, emptyParent: true, uploader: new ChunkUploader(transport, { compress: false }) });
         const point = await transport.commit({ parentId: null, capturedAt: cut.capturedAt.toISOString(), consistency: 'crash', disks: shipped.disks });
         await cut.complete();
         // Five chunks hold data: those are read, not 64 MiB; the holes are not even listed in the commit.

@@ -3,7 +3,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { compress } from 'zstd-napi';
 import { BATCH_CONTENT_TYPE, encodeBatch, type BatchEntry } from '../../../src/protocol/chunk-batch.js';
 import { encodePatch } from '../../../src/protocol/chunk-encoding.js';
-import { chunkHash } from '../../../src/store/chunks.js';
+import { chunkHash } from '../../helpers/chunk-name.js';
 import { CHUNK, MiB, startAgentFixture, type AgentFixture } from '../../helpers/agent/agent-fixture.js';
 
 /**

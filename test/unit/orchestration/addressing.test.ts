@@ -4,7 +4,7 @@ import { assignAddress, parseCidr, reserveNics } from '../../../src/orchestratio
 import type { JobView } from '../../../src/vault/jobs/definitions.js';
 import type { FailoverRecord } from '../../../src/vault/model.js';
 import { CHUNK, createTestVault, type TestVault } from '../../helpers/test-vault.js';
-import { chunkHash } from '../../../src/store/chunks.js';
+import { chunkHash } from '../../helpers/chunk-name.js';
 
 describe('address assignment', () => {
   it('keeps a free static address that lies in the target network', () => {
@@ -55,7 +55,7 @@ describe('addresses of recovered machines', () => {
   };
   const protect = async (name: string, ipv4: string) => {
     ok(await v.call('POST', '/api/v1/vaults/demo/agents/register', {
-      site: 'primary', agentVersion: '0.1.0',
+      site: 'primary', agentVersion: '0.3.0',
       machine: { name, hostname: name, os: 'linux', cpus: 1, memoryMiB: 128, disks: [{ name: 'disk0', sizeBytes: CHUNK }], boot: { kind: 'disk' }, nics: [{ name: 'eth0', network: 'lan', ipv4 }] },
     }));
     const rep = ok(await v.call('POST', '/api/v1/vaults/demo/replications', { machine: name, policy: 'default', targetSite: 'recovery' })) as { id: string };

@@ -3,7 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { chunkHash } from '../../../src/store/chunks.js';
+import { chunkHash } from '../../helpers/chunk-name.js';
 import type { JobView } from '../../../src/vault/jobs/definitions.js';
 import { OPERATIONS } from '../../../src/vault/replication-state.js';
 import { CHUNK, createTestVault, protectWithPoint, seedConfiguration, type TestVault } from '../../helpers/test-vault.js';
@@ -65,7 +65,7 @@ describe('operation lifecycle', () => {
   };
   const latest = async () => (await v.call<{ items: { id: string }[] }>('GET', '/api/v1/vaults/demo/replications/vm1/points')).body.items[0]?.id ?? null;
   const heartbeat = async (site: string) =>
-    (await v.call<{ replication: { mode: string; chunkSize: number; latestPointId: string | null; resyncAfter?: string; cutAfter?: string; heartbeatSoonSeconds?: number; reprotectPending?: { chunkSize: number } } }>('POST', '/api/v1/vaults/demo/agents/vm1/heartbeat', { agentVersion: '0.2.0', site })).body.replication;
+    (await v.call<{ replication: { mode: string; chunkSize: number; latestPointId: string | null; resyncAfter?: string; cutAfter?: string; heartbeatSoonSeconds?: number; reprotectPending?: { chunkSize: number } } }>('POST', '/api/v1/vaults/demo/agents/vm1/heartbeat', { agentVersion: '0.3.0', site })).body.replication;
   const refused = async (op: string) => {
     const r = await start(op);
     expect(r.status, `${op} should be refused`).toBe(409);
@@ -158,7 +158,7 @@ describe('operation lifecycle', () => {
     const failedOver = (await rep()).failover.failover?.disks[0] as string;
     expect((await v.call('POST', '/api/v1/vaults/demo/agents/register', {
       site: 'recovery',
-      agentVersion: '0.2.0',
+      agentVersion: '0.3.0',
       machine: { name: 'vm1', hostname: 'host1', os: 'linux', cpus: 1, memoryMiB: 256, disks: [{ name: 'disk0', sizeBytes: DISK, path: failedOver }], boot: { kind: 'disk' } },
     })).status).toBe(200);
 
@@ -176,7 +176,7 @@ describe('operation lifecycle', () => {
     // While it waits for the seed, the new source is asked to heartbeat again within a second and may hash its disks
     // in the chunks of the store it will ship to (agent/prehash.ts); once it ships, neither.
     for (const w of waiting) expect(w.heartbeatSoonSeconds).toBe(w.mode === 'stop' ? 0.25 : undefined);
-    for (const w of waiting) expect(w.reprotectPending).toEqual(w.mode === 'stop' ? { chunkSize: hb.chunkSize, naming: 'sha256' } : undefined);
+    for (const w of waiting) expect(w.reprotectPending).toEqual(w.mode === 'stop' ? { chunkSize: hb.chunkSize, naming: 'leaf16' } : undefined);
     const old = await heartbeat('primary');
     expect(old.mode).toBe('stop'); // the old agent must not ship its stale disk
     expect(old.heartbeatSoonSeconds).toBeUndefined();
@@ -224,7 +224,7 @@ describe('operation lifecycle', () => {
     const home = (await rep()).failover.failover?.disks[0] as string;
     expect((await v.call('POST', '/api/v1/vaults/demo/agents/register', {
       site: 'primary',
-      agentVersion: '0.2.0',
+      agentVersion: '0.3.0',
       machine: { name: 'vm1', hostname: 'host1', os: 'linux', cpus: 1, memoryMiB: 256, disks: [{ name: 'disk0', sizeBytes: DISK, path: home }], boot: { kind: 'disk' } },
     })).status).toBe(200);
     const forward = await start('reprotect');

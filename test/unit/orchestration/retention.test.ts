@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RetentionService } from '../../../src/orchestration/retention.js';
-import { chunkHash } from '../../../src/store/chunks.js';
+import { chunkHash } from '../../helpers/chunk-name.js';
 import { verifyStore } from '../../../src/store/verify.js';
 import type { JobView } from '../../../src/vault/jobs/definitions.js';
 import { CHUNK, createTestVault, seedConfiguration, type TestVault } from '../../helpers/test-vault.js';

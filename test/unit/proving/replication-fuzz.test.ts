@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compress } from 'zstd-napi';
 import { encodePatch } from '../../../src/protocol/chunk-encoding.js';
 import { FilesystemBackend } from '../../../src/store/backends/filesystem.js';
-import { chunkHash } from '../../../src/store/chunks.js';
+import { chunkHash } from '../../helpers/chunk-name.js';
 import { ReplicaStore } from '../../../src/store/replica-store.js';
 import { verifyStore } from '../../../src/store/verify.js';
 import { figure } from '../../helpers/figures.js';

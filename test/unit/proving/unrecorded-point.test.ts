@@ -31,7 +31,7 @@ describe('a point in the store the vault never recorded', () => {
     });
     expect([r.status, r.body.error.code, r.body.error.latestPointId]).toEqual([409, 'conflict', orphan.id]);
     expect(await latest()).toBe(orphan.id);
-    const beat = await v.call<{ replication: { latestPointId: string } }>('POST', '/api/v1/vaults/demo/agents/vm1/heartbeat', { agentVersion: '0.1.0' });
+    const beat = await v.call<{ replication: { latestPointId: string } }>('POST', '/api/v1/vaults/demo/agents/vm1/heartbeat', { agentVersion: '0.3.0' });
     expect(beat.body.replication.latestPointId).toBe(orphan.id);
   });
 });

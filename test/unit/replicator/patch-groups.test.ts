@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { RefugeError } from '../../../src/core/errors.js';
 import type { BatchEntry } from '../../../src/protocol/chunk-batch.js';
 import { Replicator, type ReplicationTarget } from '../../../src/replicator/replicator.js';
-import { chunkHash } from '../../../src/store/chunks.js';
+import { chunkHash } from '../../helpers/chunk-name.js';
 import type { PatchOutcome, PatchUpload } from '../../../src/store/patched-chunks.js';
 import type { ReplicaStore } from '../../../src/store/replica-store.js';
 

@@ -6,6 +6,7 @@ import { FilesystemBackend } from '../../../src/store/backends/filesystem.js';
 import { blobName, chunkCount, chunkLength, isZero, type BlobNaming } from '../../../src/store/chunks.js';
 import type { PointManifest } from '../../../src/store/manifest.js';
 import { ReplicaStore, type OpenOptions } from '../../../src/store/replica-store.js';
+import { STORE_FORMAT, namingOf } from '../../../src/store/store-config.js';
 
 /**
  * Shared pieces of the store tests: temporary folders, a filesystem-backed store with small chunks, the agent's
@@ -58,7 +59,7 @@ export async function storedChunkHashes(store: ReplicaStore): Promise<string[]> 
 }
 
 /** Chunk hashes of a disk image, null for all-zero chunks (what the agent's scanner computes). */
-export function hashChunks(disk: Buffer, chunkSize: number, naming: BlobNaming = 'sha256'): (string | null)[] {
+export function hashChunks(disk: Buffer, chunkSize: number, naming: BlobNaming = namingOf(STORE_FORMAT)): (string | null)[] {
   return Array.from({ length: chunkCount(disk.length, chunkSize) }, (_, i) => {
     const data = disk.subarray(i * chunkSize, i * chunkSize + chunkLength(disk.length, chunkSize, i));
     return isZero(data) ? null : blobName(data, naming);

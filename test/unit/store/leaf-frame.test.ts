@@ -99,6 +99,17 @@ describe('leaf-framed blobs', () => {
       }
     });
 
+    it('judges a leaf written whole afresh, a leaf written in part as its base was stored', () => {
+      const chunk = Buffer.from(base);
+      chunk.fill('text over a random leaf; ', 0, LEAF_SIZE); // leaf 0 was random: stored as it is
+      chunk.fill('part of a random leaf; ', 4 * LEAF_SIZE, 4 * LEAF_SIZE + LEAF_SIZE / 2); // leaf 4 was random too
+      const { r, stored: out } = apply(encodePatch(chunk, [[0, LEAF_SIZE], [4 * LEAF_SIZE, LEAF_SIZE / 2]]), name(chunk));
+      expect(r).toMatchObject({ hash: name(chunk) });
+      const compressed = (i: number) => ((out as Buffer).readUInt32LE(16 * 32 + i * 4) & 0x80000000) !== 0;
+      expect([compressed(0), compressed(4)]).toEqual([true, false]);
+      expectSameBytes(decodeFramed(out as Buffer, CHUNK, name(chunk)) as Buffer, chunk);
+    });
+
     it('declines (for the whole-chunk path to judge) a base with a flipped byte, a damaged digest or a wrong claim', () => {
       const { chunk, patch } = patchOf([[100, 8 * K]]);
       const flipped = (at: number) => {

@@ -2,7 +2,7 @@ import { chmod, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { CheckResult, ReadinessReport } from '../../../src/vault/readiness/types.js';
-import { chunkHash } from '../../../src/store/chunks.js';
+import { chunkHash } from '../../helpers/chunk-name.js';
 import { CHUNK, createTestVault, protectWithPoint, seedConfiguration, type TestVault } from '../../helpers/test-vault.js';
 
 type ErrorBody = { error: { code: string; message: string; failedChecks?: CheckResult[] } };
