@@ -52,6 +52,7 @@ export async function benchCdpPoints(dir: string, sizeBytes: number, rounds: num
   const capture = new CdpCapture({ disks: [{ name: 'disk0', path: image, socketPath }], stateDir: join(dir, 'p3-state') });
   let proxy: CountingProxy | undefined;
   let nbd: RawNbdClient | undefined;
+  let leafDigests: { disk0: LeafDigestFile } | undefined;
   try {
     const identity = await vault.registerMachine('vm', join(dir, 'p3-state', 'agent'));
     const machine = { name: 'vm', hostname: 'h', os: 'linux', cpus: 1, memoryMiB: 128, disks: [{ name: 'disk0', sizeBytes }], boot: { kind: 'disk' as const } };
@@ -66,7 +67,7 @@ export async function benchCdpPoints(dir: string, sizeBytes: number, rounds: num
     nbd = await RawNbdClient.attach(socketPath);
 
     // As the agent does for a store of leaf-digest names (agent/leaf-digests.ts): only the written leaves are read.
-    const leafDigests = a.naming === 'leaf16' ? { disk0: await LeafDigestFile.open(join(dir, 'p3-state'), 'disk0') } : undefined;
+    leafDigests = a.naming === 'leaf16' ? { disk0: await LeafDigestFile.open(join(dir, 'p3-state'), 'disk0') } : undefined;
     let parent: string | null = null;
     let base: Record<string, ChunkHashes> = {};
     let handle = 0n;
@@ -142,6 +143,7 @@ export async function benchCdpPoints(dir: string, sizeBytes: number, rounds: num
     };
   } finally {
     nbd?.close();
+    await leafDigests?.disk0.close().catch(() => undefined);
     await capture.stop().catch(() => undefined);
     await proxy?.close();
     await vault.stop();

@@ -287,8 +287,12 @@ function run(task: WorkerTask): { reply: WorkerReply; transfer: ArrayBuffer[] } 
         at += enc.stored.length;
         return { hash: r.hash, flags: enc.flags, rawLength: enc.rawLength, storedLength: enc.stored.length };
       });
-      const input = task.data.buffer as ArrayBuffer;
-      return { reply: { op: 'rebuild', items, stored: out.buffer, input }, transfer: [out.buffer, input] };
+      // Moved buffers go back to their owner; shared ones never left it (posting them back would cost the caller a
+      // new object each time, see patched-chunks.ts).
+      const stored = out.buffer instanceof ArrayBuffer ? out.buffer : undefined;
+      const input = task.data.buffer instanceof ArrayBuffer ? task.data.buffer : undefined;
+      const moved = [stored, input].filter((b): b is ArrayBuffer => b !== undefined);
+      return { reply: { op: 'rebuild', items, ...(stored ? { stored } : {}), ...(input ? { input } : {}) }, transfer: moved };
     }
     case 'decode': {
       const data = view(task.data);

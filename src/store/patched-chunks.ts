@@ -39,19 +39,22 @@ export const baseLacking = (base: string) => new RefugeError('failed_preconditio
 export const mismatch = (claimed: string, actual: string) => new RefugeError('integrity', `chunk bytes hash to ${actual}, not to the claimed ${claimed}; rejected`);
 
 /**
- * Buffers of one size, moved to a worker with each task and back with its reply, and reused (allocating and
- * collecting megabytes per task was the cost this file removes). Shared memory (as import and restore use) would
- * do as well: V8 copies into a SharedArrayBuffer with relaxed atomic stores, about half memcpy's speed here, which
- * is small beside the rest; P3 rounds measured the same either way (vault CPU 0.49-0.54 s against 0.52-0.64 s,
- * noise), and a moved buffer comes back with the reply, so the pool can never hand out memory a worker still uses.
+ * Buffers of one size, shared with the worker of each task (SharedArrayBuffer) and reused: allocating and
+ * collecting megabytes per task was the cost this file removes. They were first moved to the worker and back
+ * (transferred ArrayBuffers), but every buffer arriving back is a new object in the main thread's young generation,
+ * and with more than ~32 MB of such buffers young, V8 runs a scavenge at each new buffer the thread allocates (a
+ * TLS read, a request body): ~2,000 scavenges, 12 s of the vault's main thread in a 90 s P5 run ("external memory
+ * pressure", --trace-gc). Shared, a slab never changes hands: the reply carries the outcomes only. Copies into and
+ * out of shared memory ran at 14 GB/s here against 28 for plain memory, small beside the rest. A slab goes back to
+ * the pool only once the reply has come (the worker is done with it), so no task writes into memory another uses.
  * Eight are kept: two per group in flight (replicator.ts), so no task starts on fresh pages. A larger request gets
  * a buffer of its own, not kept.
  */
 const SLAB_BYTES = 4 * 1024 * 1024 + 64 * 1024;
 const KEPT_SLABS = 8;
-const slabs: ArrayBuffer[] = [];
-const takeSlab = (bytes: number): ArrayBuffer => (bytes <= SLAB_BYTES ? (slabs.pop() ?? Buffer.allocUnsafeSlow(SLAB_BYTES).buffer) : Buffer.allocUnsafeSlow(bytes).buffer);
-const giveBack = (slab: ArrayBuffer): void => {
+const slabs: SharedArrayBuffer[] = [];
+const takeSlab = (bytes: number): SharedArrayBuffer => (bytes <= SLAB_BYTES ? (slabs.pop() ?? new SharedArrayBuffer(SLAB_BYTES)) : new SharedArrayBuffer(bytes));
+const giveBack = (slab: SharedArrayBuffer): void => {
   if (slab.byteLength === SLAB_BYTES && slabs.length < KEPT_SLABS) slabs.push(slab);
 };
 
@@ -119,8 +122,8 @@ export async function rebuildPatches(t: PatchTarget, uploads: readonly PatchUplo
 /** One worker task for `items` (indexes into `uploads`); the rebuilt chunks are added to the open pack here. */
 async function runGroup(t: PatchTarget, uploads: readonly PatchUpload[], items: { n: number; base: RebuildBase | null }[]): Promise<RebuildResult[]> {
   if (items.length === 0) return [];
-  let input = takeSlab(items.reduce((s, { n }) => s + (uploads[n] as PatchUpload).patch.length, 0));
-  let out = takeSlab(items.reduce((s, { n }) => s + encodedBound((uploads[n] as PatchUpload).chunkLength), 0));
+  const input = takeSlab(items.reduce((s, { n }) => s + (uploads[n] as PatchUpload).patch.length, 0));
+  const out = takeSlab(items.reduce((s, { n }) => s + encodedBound((uploads[n] as PatchUpload).chunkLength), 0));
   try {
     const data = Buffer.from(input);
     let at = 0;
@@ -130,11 +133,8 @@ async function runGroup(t: PatchTarget, uploads: readonly PatchUpload[], items: 
       at += u.patch.length;
       return { offset: at - u.patch.length, length: u.patch.length, chunkLength: u.chunkLength, claimedHash: u.hash, base };
     });
-    // Given: both buffers move to the worker (no copy) and come back with the reply.
     const reply = await workerPool().run({ op: 'rebuild', key: t.key, naming: t.naming, level: t.level, data, items: tasks, out }, true);
-    input = reply.input;
-    out = reply.stored;
-    const stored = Buffer.from(reply.stored);
+    const stored = Buffer.from(reply.stored ?? out);
     let from = 0;
     for (const r of reply.items) {
       if ('problem' in r) continue;

@@ -14,7 +14,7 @@ export type WorkerTask =
   | { op: 'encode'; key: Uint8Array | null; naming: BlobNaming; level: number; data: Uint8Array; items: { offset: number; length: number; claimedHash?: string }[] }
   | { op: 'scan'; key: Uint8Array | null; naming: BlobNaming; level: number; data: Uint8Array; chunkSize: number; previous: Uint8Array; out?: ArrayBuffer | SharedArrayBuffer }
   | { op: 'hash'; key: null; naming: BlobNaming; data: Uint8Array; chunkSize: number }
-  | { op: 'rebuild'; key: Uint8Array | null; naming: BlobNaming; level: number; data: Uint8Array; items: RebuildItem[]; out: ArrayBuffer }
+  | { op: 'rebuild'; key: Uint8Array | null; naming: BlobNaming; level: number; data: Uint8Array; items: RebuildItem[]; out: ArrayBuffer | SharedArrayBuffer }
   | { op: 'decode'; key: Uint8Array | null; naming: BlobNaming; data: Uint8Array; items: { offset: number; length: number; flags: number; rawLength: number; hash: string }[] }
   | { op: 'restore'; key: Uint8Array | null; naming: BlobNaming; data: Uint8Array; fd: number; items: { offset: number; length: number; flags: number; rawLength: number; hash: string; positions: number[] }[] };
 
@@ -47,7 +47,8 @@ export type WorkerReply =
   | { op: 'encode'; items: ({ hash: string; problem: string } | { hash: string; flags: number; rawLength: number; storedLength: number })[]; stored: ArrayBuffer }
   | { op: 'scan'; hashes: ArrayBuffer; encoded: { index: number; flags: number; rawLength: number; storedLength: number }[]; stored: ArrayBuffer | SharedArrayBuffer; input: ArrayBuffer }
   | { op: 'hash'; hashes: ArrayBuffer; input: ArrayBuffer; digests?: ArrayBuffer }
-  | { op: 'rebuild'; items: RebuildResult[]; stored: ArrayBuffer; input: ArrayBuffer }
+  /** `stored` and `input` come back when they were moved to the worker (or `stored` did not fit `out`); shared memory stays the caller's. */
+  | { op: 'rebuild'; items: RebuildResult[]; stored?: ArrayBuffer; input?: ArrayBuffer }
   | { op: 'decode'; items: ({ problem: string } | { rawLength: number })[]; raw: ArrayBuffer }
   | { op: 'restore'; items: { problem?: string }[]; written: number };
 
