@@ -218,4 +218,25 @@ later back-to-back pair of 90 s runs (11:40 UTC, load 3-5) measured 18.1 s on fo
 18.7 and 18.0 s (p50 10.9 and 11.6 s against 12.9 and 13.2 s). So the agent's reading fell 7-fold and the p99 by
 2-3 s in interleaved runs, but the machine's load moves it as much: **not met** at 90 s on either format. What remains at 256 KiB is the replicator's: it still rebuilds, hashes, compresses and
 writes each touched chunk whole (stages 2-3), and as points lengthen each touches more leaves. Format 3 is not
-yet the default for new stores (stage 5).`;
+yet the default for new stores (stage 5).
+Tenth session (2026-12-03 afternoon, docs/design-delta-points.md stages 2 and 5): a plain format-3 store keeps
+its blobs leaf-framed (each 16 KiB leaf compressed on its own behind the leaves' digests, lengths and CRC-32s), so
+the replicator rebuilds a patched chunk from the leaves the patch touches (CRC-32 over the base's stored leaves,
+decode, patch, hash and compress the touched ones, copy the rest), and format 3 is now the default for new stores:
+the "256 KiB" row above is format 3, the "store format 2" row the former default. Measured on the way (90 s runs,
+\`--only p5 --p5-chunks 256\`): before framing 17.6 s, after 13.7 s (back to back, 10 and 15 points; the vault's
+two workers busy 36.5 s against 55.4 s in profiled 60 s runs); the patch groups' buffers then became shared memory
+(a moved buffer coming back was a new young object, and V8 scavenged at every buffer the vault's main thread
+allocated: 2,000 scavenges and 12.3 s of its main thread in a run, 211 and 1.3 s after); later runs measured 15.2,
+16.3 and 17.4 s, and the full run above 15.2 s against 16.2 s for format 2 (an earlier full run of the same day,
+before the shared buffers: 17.0 against 17.1 s). The p50 fell from 16.5 s (morning, format 2) to 8.5-10.2 s; the p99
+follows the slowest points, which ship in 7-9 s late in a run. \`vmstat\` during the load: CPU 45-55% user, 40-54%
+system, 1-5% idle, 160-290 MB/s written to disk: the two cores are full, half of them in the kernel (the vault
+still writes every touched chunk whole, ~1 GB a point, and reads each base with an open, read and close; the
+agent serves fio's NBD writes with their copy-on-write, and the uploads cross TLS on loopback). **Not met** by
+0.2 s in the full run at the default 256 KiB; met with an 8 KiB policy (7.9 s). What would cut the kernel's share:
+writing only the touched leaves (the delta blobs of the first design, set aside for their cost in every reader),
+and keeping pack files open in the workers. P3 in this full run measured 0.644 s, P4's 1 MiB sequential 84%: the
+machine ran slower than in the morning (its seeding 15.4 s against 12.0 s, nbdkit's own anchors 1,606 against
+2,121 MB/s); back-to-back P3 runs just after measured format 2 at 0.37-0.50 s and format 3 at 0.46-0.58 s, and a
+profiled pair 0.48-0.58 s against 0.45-0.54 s with the vault's CPU per point 0.50 s on both.`;
