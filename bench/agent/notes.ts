@@ -234,7 +234,7 @@ follows the slowest points, which ship in 7-9 s late in a run. \`vmstat\` during
 system, 1-5% idle, 160-290 MB/s written to disk: the two cores are full, half of them in the kernel (the vault
 still writes every touched chunk whole, ~1 GB a point, and reads each base with an open, read and close; the
 agent serves fio's NBD writes with their copy-on-write, and the uploads cross TLS on loopback). **Not met** by
-0.2 s in the full run at the default 256 KiB; met with an 8 KiB policy (7.9 s). What would cut the kernel's share:
+0.2 s in the full run at the default 256 KiB; met with an 8 KiB policy (7.9 s). Three more 90 s runs after it (14:44-14:52 UTC, quiet machine) measured 13.1, 12.5 and 15.4 s (15, 16 and 14 points, p50 8.3-8.5 s): at 256 KiB the p99 met the target in 3 of the day's 7 runs on this code, median 15.2 s, so it is borderline, not met. What would cut the kernel's share:
 writing only the touched leaves (the delta blobs of the first design, set aside for their cost in every reader),
 and keeping pack files open in the workers. P3 in this full run measured 0.644 s, P4's 1 MiB sequential 84%: the
 machine ran slower than in the morning (its seeding 15.4 s against 12.0 s, nbdkit's own anchors 1,606 against
