@@ -1,9 +1,8 @@
-import { createRequire } from 'node:module';
 import { compress, decompress } from 'zstd-napi';
-import type * as ZstdLowLevel from 'zstd-napi/binding.js';
 import { blobName, type BlobNaming } from './chunks.js';
 import { decodeFramed, encodeFramed } from './leaf-frame.js';
 import { seal, tryUnseal, type DataKey } from './sealing.js';
+import { decompressInto } from './zstd-into.js';
 
 /**
  * How one blob (a chunk of disk data or a tree node) is stored inside a pack: zstd-compressed when that saves at
@@ -62,18 +61,6 @@ export function encodeBlob(raw: Uint8Array, level: number, key: DataKey, naming:
   }
   return { stored: key === null ? Buffer.from(body.buffer, body.byteOffset, body.byteLength) : seal(body, key), flags, rawLength: raw.length };
 }
-
-/**
- * zstd's low-level binding (part of zstd-napi's documented API), for decompressing into a caller's buffer: the
- * high-level `decompress` allocates a fresh buffer per chunk, which is half a gigabyte per restore of the standard
- * image.
- */
-type ZstdBinding = typeof ZstdLowLevel;
-let dctx: InstanceType<ZstdBinding['DCtx']> | undefined;
-const decompressInto = (into: Buffer, body: Buffer): number => {
-  dctx ??= new (createRequire(import.meta.url)('zstd-napi/binding.js') as ZstdBinding).DCtx();
-  return dctx.decompress(into, body);
-};
 
 /**
  * The raw bytes of a stored blob, checked against `hash`; a reason string when the blob is damaged. Every path

@@ -102,6 +102,17 @@ export function applyPatch(base: Buffer | null, patch: Buffer, chunkLength: numb
     out = Buffer.allocUnsafe(chunkLength);
     base.copy(out); // the same length: every byte set
   }
+  for (const [offset, length, at] of patchRuns(patch, chunkLength)) patch.copy(out, offset, at, at + length);
+  return out;
+}
+
+/**
+ * A patch's runs as [offset in the chunk, length, offset of the bytes in the patch], checked: each header whole, runs
+ * ascending, not overlapping, not empty and inside a chunk of `chunkLength` bytes; `invalid_argument` otherwise.
+ * What applyPatch applies, and what the leaf-framed rebuild (leaf-frame.ts) reads to know the leaves written.
+ */
+export function patchRuns(patch: Buffer, chunkLength: number): [number, number, number][] {
+  const runs: [number, number, number][] = [];
   let at = 0;
   let end = 0;
   while (at < patch.length) {
@@ -111,9 +122,9 @@ export function applyPatch(base: Buffer | null, patch: Buffer, chunkLength: numb
     if (offset < end || length === 0 || offset + length > chunkLength || at + 8 + length > patch.length) {
       throw new RefugeError('invalid_argument', `patch run ${offset}+${length} is out of order or outside the chunk (or the body is short)`);
     }
-    patch.copy(out, offset, at + 8, at + 8 + length);
+    runs.push([offset, length, at + 8]);
     end = offset + length;
     at += 8 + length;
   }
-  return out;
+  return runs;
 }

@@ -1,7 +1,6 @@
-import { createRequire } from 'node:module';
 import { crc32 } from 'node:zlib';
-import type * as ZstdLowLevel from 'zstd-napi/binding.js';
-import { LEAF_SIZE, isZero, leafDigests, nameFromLeafDigests, zeroDigests } from './chunks.js';
+import { LEAF_SIZE, isZero, leafDigests, nameFromLeafDigests, patchRuns, zeroDigests } from './chunks.js';
+import { compressInto, decompressInto } from './zstd-into.js';
 
 /**
  * Leaf-framed blobs: how a plain (not encrypted) store of format 3 keeps a blob, so that a patched chunk is rebuilt
@@ -28,13 +27,6 @@ const ENTRY = 32 + 4 + 4;
 export const leafCount = (rawLength: number): number => Math.max(1, Math.ceil(rawLength / LEAF_SIZE));
 /** The largest a framed blob of `rawLength` bytes can be (every leaf stored as it is). */
 export const framedBound = (rawLength: number): number => rawLength + leafCount(rawLength) * ENTRY;
-
-type Zstd = typeof ZstdLowLevel;
-let zstd: Zstd | undefined;
-let cctx: InstanceType<Zstd['CCtx']> | undefined;
-let dctx: InstanceType<Zstd['DCtx']> | undefined;
-// zstd-napi's low-level binding (documented API): it compresses into and decompresses into a given buffer.
-const binding = (): Zstd => (zstd ??= createRequire(import.meta.url)('zstd-napi/binding.js') as Zstd);
 
 /** Leaf `i`'s raw byte range within a blob of `rawLength` bytes. */
 const leafRange = (i: number, rawLength: number): [number, number] => [i * LEAF_SIZE, Math.min(rawLength, (i + 1) * LEAF_SIZE)];
@@ -80,8 +72,7 @@ function decodeLeaf(stored: Buffer, frame: Frame, i: number, out: Buffer, rawLen
   const body = stored.subarray(frame.starts[i], frame.ends[i]);
   if (!frame.compressed[i]) return body.copy(out, from) === to - from;
   try {
-    dctx ??= new (binding().DCtx)();
-    return dctx.decompress(out.subarray(from, to), body) === to - from;
+    return decompressInto(out.subarray(from, to), body) === to - from;
   } catch {
     return false;
   }
@@ -91,9 +82,8 @@ function decodeLeaf(stored: Buffer, frame: Frame, i: number, out: Buffer, rawLen
 function encodeLeaf(leaf: Buffer, level: number, tryCompress: boolean, out: Buffer, at: number): number {
   if (tryCompress && level > 0 && leaf.length >= 512) {
     try {
-      cctx ??= new (binding().CCtx)();
       // Room for 15/16 of the leaf only: a leaf that would not save that fails fast and is stored as it is.
-      const n = cctx.compress(out.subarray(at, at + leaf.length - Math.ceil(leaf.length / 16)), leaf, level);
+      const n = compressInto(out.subarray(at, at + leaf.length - Math.ceil(leaf.length / 16)), leaf, level);
       return (n | COMPRESSED_BIT) >>> 0;
     } catch {
       // "Destination buffer is too small": not worth it
@@ -149,25 +139,6 @@ export function decodeFramed(stored: Buffer, rawLength: number, check: string | 
   return out;
 }
 
-/** The patch runs ([u32 BE offset][u32 BE length][bytes], as chunks.ts applyPatch reads them) as [offset, length, at]. */
-function runsOf(patch: Buffer, chunkLength: number): [number, number, number][] | string {
-  const runs: [number, number, number][] = [];
-  let at = 0;
-  let end = 0;
-  while (at < patch.length) {
-    if (at + 8 > patch.length) return 'patch ends inside a run header';
-    const offset = patch.readUInt32BE(at);
-    const length = patch.readUInt32BE(at + 4);
-    if (offset < end || length === 0 || offset + length > chunkLength || at + 8 + length > patch.length) {
-      return `patch run ${offset}+${length} is out of order or outside the chunk (or the body is short)`;
-    }
-    runs.push([offset, length, at + 8]);
-    end = offset + length;
-    at += 8 + length;
-  }
-  return runs;
-}
-
 export type FramedPatch = { stored: number; hash: string } | { problem: 'patch' | 'zero'; message: string } | { slow: string };
 
 /**
@@ -181,8 +152,12 @@ export type FramedPatch = { stored: number; hash: string } | { problem: 'patch' 
 export function patchFramed(base: Buffer, baseHash: string, chunkLength: number, patch: Buffer, claimedHash: string, level: number, out: Buffer, at: number, scratch: Buffer): FramedPatch {
   const frame = parse(base, chunkLength);
   if (typeof frame === 'string') return { slow: frame };
-  const runs = runsOf(patch, chunkLength);
-  if (typeof runs === 'string') return { problem: 'patch', message: runs };
+  let runs: [number, number, number][];
+  try {
+    runs = patchRuns(patch, chunkLength);
+  } catch (err) {
+    return { problem: 'patch', message: (err as Error).message };
+  }
   if (nameFromLeafDigests(chunkLength, frame.digests) !== baseHash) return { slow: 'the base\'s stored leaf digests do not give its name' };
   for (let i = 0; i < frame.n; i++) {
     if (crc32(base.subarray(frame.starts[i], frame.ends[i])) !== frame.crcs[i]) return { slow: `the base's leaf ${i} fails its CRC` };

@@ -7,6 +7,7 @@ import type { ReplicatorTransport } from '../../../src/agent/clients.js';
 import { RefugeError } from '../../../src/core/errors.js';
 import { frameBatch, type FramedBatch } from '../../../src/protocol/chunk-batch.js';
 import { LEAF_SIZE, blobName } from '../../../src/store/chunks.js';
+import type { StoreFormat } from '../../../src/store/store-config.js';
 import { chunkHash } from '../../helpers/chunk-name.js';
 import { FilesystemBackend } from '../../../src/store/backends/filesystem.js';
 import { ReplicaStore } from '../../../src/store/replica-store.js';
@@ -56,13 +57,19 @@ describe('agent replication (cdp mode)', () => {
     await file.close();
   };
 
-  beforeEach(async () => {
-    f = await startAgentFixture('ragcdp-');
+  /** A vault (its store made of `storeFormat` first, when given) and a disk image: chunks 2..4 random, the rest zeros. */
+  const setUp = async (prefix: string, storeFormat?: StoreFormat): Promise<Buffer> => {
+    f = await startAgentFixture(prefix, {}, storeFormat ? { storeFormat } : {});
     image = join(f.dir, 'disk0.raw');
     socketPath = join(f.dir, 'disk0.sock');
     const disk = Buffer.alloc(SIZE);
-    randomBytes(3 * MiB).copy(disk, 2 * MiB); // chunks 2..4 random, the rest zeros
+    randomBytes(3 * MiB).copy(disk, 2 * MiB);
     await writeFile(image, disk);
+    return disk;
+  };
+
+  beforeEach(async () => {
+    await setUp('ragcdp-');
   });
   afterEach(async () => {
     nbd?.close();
@@ -72,12 +79,7 @@ describe('agent replication (cdp mode)', () => {
 
   it('into a format-2 store (SHA-256 names): seeds, then ships only the written blocks as patches, reading only written chunks; every point restores exactly', async () => {
     await f.close();
-    f = await startAgentFixture('ragcdp2-', {}, { storeFormat: 2 });
-    image = join(f.dir, 'disk0.raw');
-    socketPath = join(f.dir, 'disk0.sock');
-    const disk = Buffer.alloc(SIZE);
-    randomBytes(3 * MiB).copy(disk, 2 * MiB);
-    await writeFile(image, disk);
+    await setUp('ragcdp2-', 2);
     start();
     const rep = await f.enable();
     const first = await f.pointAfter(new Date(0));
@@ -100,12 +102,7 @@ describe('agent replication (cdp mode)', () => {
 
   it('into a format-3 store (leaf-digest names): the agent hashes as the store names, ships patches, every point restores exactly', async () => {
     await f.close();
-    f = await startAgentFixture('ragcdp3-', {}, { storeFormat: 3 });
-    image = join(f.dir, 'disk0.raw');
-    socketPath = join(f.dir, 'disk0.sock');
-    const disk = Buffer.alloc(SIZE);
-    randomBytes(3 * MiB).copy(disk, 2 * MiB);
-    await writeFile(image, disk);
+    const disk = await setUp('ragcdp3-', 3);
     // No chunk sampled for a whole read (below, the sample is every chunk).
     f.startAgent(capture(), [{ name: 'disk0', sizeBytes: SIZE }], { leafSampleEvery: 0 });
     const rep = await f.enable();
