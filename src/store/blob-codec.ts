@@ -18,8 +18,13 @@ import { decompressInto } from './zstd-into.js';
 export const BLOB_COMPRESSED = 1;
 /** Stored leaf-framed (leaf-frame.ts): a plain format-3 store's blobs, whose patches are rebuilt leaf by leaf. */
 export const BLOB_LEAVES = 2;
+/**
+ * Stored as a delta on another blob (delta-frame.ts): only the leaves its patch touched, read through its base,
+ * whose name the blob's index entry carries (pack.ts). A plain store of format 4 writes them.
+ */
+export const BLOB_DELTA = 4;
 /** Flags whose blobs decode into new memory (not a view of the stored bytes): a reader gives them room. */
-export const BLOB_DECODED_ELSEWHERE = BLOB_COMPRESSED | BLOB_LEAVES;
+export const BLOB_DECODED_ELSEWHERE = BLOB_COMPRESSED | BLOB_LEAVES | BLOB_DELTA;
 
 /** What a decoded blob must hash to: its name, computed as its store names blobs. */
 export interface BlobCheck {
@@ -31,6 +36,8 @@ export interface EncodedBlob {
   stored: Buffer;
   flags: number;
   rawLength: number;
+  /** A delta's base (flag BLOB_DELTA). */
+  base?: string;
 }
 
 const SAMPLE = 4096;

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { compress, decompress } from 'zstd-napi';
 import { RefugeError } from '../core/errors.js';
-import { ENTRY_BYTES, readEntry, writeEntry, type PackInfo } from './pack.js';
+import { entryBytes, readEntry, writeEntry, type PackInfo } from './pack.js';
 import { seal, unseal, type DataKey } from './sealing.js';
 
 /**
@@ -19,7 +19,7 @@ const MAGIC = Buffer.from('RFGIDX2\0');
 export const INDEX_PREFIX = 'index/';
 
 export function encodeIndexFile(packs: PackInfo[], key: DataKey): { name: string; data: Buffer } {
-  const size = MAGIC.length + 12 + packs.reduce((n, p) => n + 48 + p.blobs.length * ENTRY_BYTES, 0);
+  const size = MAGIC.length + 12 + packs.reduce((n, p) => n + 48 + p.blobs.reduce((m, e) => m + entryBytes(e), 0), 0);
   const out = Buffer.alloc(size);
   MAGIC.copy(out, 0);
   let at = MAGIC.length;
@@ -60,7 +60,11 @@ export function decodeIndexFile(data: Buffer, name: string, key: DataKey): PackI
       const blobCount = buf.readUInt32LE(at + 44);
       at += 48;
       const blobs = [];
-      for (let j = 0; j < blobCount; j++, at += ENTRY_BYTES) blobs.push(readEntry(buf, at));
+      for (let j = 0; j < blobCount; j++) {
+        const e = readEntry(buf, at);
+        blobs.push(e);
+        at += entryBytes(e);
+      }
       packs.push({ id, createdAt, size, blobs });
     }
   } catch (err) {

@@ -21,17 +21,19 @@ import { compressInto, decompressInto } from './zstd-into.js';
  * would otherwise pass into the new chunk unseen), and a damaged CRC only sends a rebuild down the slow path.
  */
 
-const COMPRESSED_BIT = 0x80000000;
-const ENTRY = 32 + 4 + 4;
+export const COMPRESSED_BIT = 0x80000000;
+/** A leaf's length word in a delta blob (delta-frame.ts) whose bytes are its base's: no stored bytes, CRC 0. */
+export const FROM_BASE = 0xffffffff;
+export const ENTRY = 32 + 4 + 4;
 
 export const leafCount = (rawLength: number): number => Math.max(1, Math.ceil(rawLength / LEAF_SIZE));
 /** The largest a framed blob of `rawLength` bytes can be (every leaf stored as it is). */
 export const framedBound = (rawLength: number): number => rawLength + leafCount(rawLength) * ENTRY;
 
 /** Leaf `i`'s raw byte range within a blob of `rawLength` bytes. */
-const leafRange = (i: number, rawLength: number): [number, number] => [i * LEAF_SIZE, Math.min(rawLength, (i + 1) * LEAF_SIZE)];
+export const leafRange = (i: number, rawLength: number): [number, number] => [i * LEAF_SIZE, Math.min(rawLength, (i + 1) * LEAF_SIZE)];
 
-interface Frame {
+export interface Frame {
   n: number;
   digests: Buffer;
   /** Where each leaf's stored bytes start in the blob, and end (the next one's start); compressed or not. */
@@ -39,10 +41,15 @@ interface Frame {
   ends: number[];
   compressed: boolean[];
   crcs: number[];
+  /** Leaves a delta blob takes from its base (delta-frame.ts); none in a framed blob. */
+  fromBase: boolean[];
 }
 
-/** The frame of a stored blob of `rawLength` raw bytes, or why it cannot be one. */
-function parse(stored: Buffer, rawLength: number): Frame | string {
+/**
+ * The frame of a stored blob of `rawLength` raw bytes, or why it cannot be one. `deltas`: leaves may be marked
+ * FROM_BASE (the frame of a delta blob, after its prefix).
+ */
+export function parseFrame(stored: Buffer, rawLength: number, deltas = false): Frame | string {
   const n = leafCount(rawLength);
   const header = n * ENTRY;
   if (stored.length < header) return `is ${stored.length} bytes, shorter than its leaf frame's header (${header})`;
@@ -50,9 +57,18 @@ function parse(stored: Buffer, rawLength: number): Frame | string {
   const ends: number[] = [];
   const compressed: boolean[] = [];
   const crcs: number[] = [];
+  const fromBase: boolean[] = [];
   let at = header;
   for (let i = 0; i < n; i++) {
     const word = stored.readUInt32LE(n * 32 + i * 4);
+    fromBase.push(deltas && word === FROM_BASE);
+    if (fromBase[i]) {
+      starts.push(at);
+      ends.push(at);
+      compressed.push(false);
+      crcs.push(0);
+      continue;
+    }
     const length = word & ~COMPRESSED_BIT;
     const [from, to] = leafRange(i, rawLength);
     const packed = (word & COMPRESSED_BIT) !== 0;
@@ -63,11 +79,11 @@ function parse(stored: Buffer, rawLength: number): Frame | string {
     crcs.push(stored.readUInt32LE(n * 36 + i * 4));
   }
   if (at !== stored.length) return `has ${stored.length} bytes where its leaf frame accounts for ${at}`;
-  return { n, digests: stored.subarray(0, n * 32), starts, ends, compressed, crcs };
+  return { n, digests: stored.subarray(0, n * 32), starts, ends, compressed, crcs, fromBase };
 }
 
 /** Leaf `i` of `frame` decoded into `out` (the raw blob's buffer, at the leaf's place); false when it does not decode. */
-function decodeLeaf(stored: Buffer, frame: Frame, i: number, out: Buffer, rawLength: number): boolean {
+export function decodeLeaf(stored: Buffer, frame: Frame, i: number, out: Buffer, rawLength: number): boolean {
   const [from, to] = leafRange(i, rawLength);
   const body = stored.subarray(frame.starts[i], frame.ends[i]);
   if (!frame.compressed[i]) return body.copy(out, from) === to - from;
@@ -79,7 +95,7 @@ function decodeLeaf(stored: Buffer, frame: Frame, i: number, out: Buffer, rawLen
 }
 
 /** Writes leaf `leaf` (raw bytes) stored, compressed when that saves 1/16, at `out[at]`; returns its header word. */
-function encodeLeaf(leaf: Buffer, level: number, tryCompress: boolean, out: Buffer, at: number): number {
+export function encodeLeaf(leaf: Buffer, level: number, tryCompress: boolean, out: Buffer, at: number): number {
   if (tryCompress && level > 0 && leaf.length >= 512) {
     try {
       // Room for 15/16 of the leaf only: a leaf that would not save that fails fast and is stored as it is.
@@ -127,7 +143,7 @@ export function encodeFramed(raw: Buffer, level: number, tryCompress: boolean, d
  * With `check`, the digests of the decoded leaves must give `check` (the blob's name) and equal the stored ones.
  */
 export function decodeFramed(stored: Buffer, rawLength: number, check: string | null, into?: Buffer): Buffer | string {
-  const frame = parse(stored, rawLength);
+  const frame = parseFrame(stored, rawLength);
   if (typeof frame === 'string') return frame;
   const out = into && into.length >= rawLength ? into.subarray(0, rawLength) : Buffer.allocUnsafe(rawLength);
   for (let i = 0; i < frame.n; i++) if (!decodeLeaf(stored, frame, i, out, rawLength)) return `leaf ${i} does not decode to its length`;
@@ -137,6 +153,18 @@ export function decodeFramed(stored: Buffer, rawLength: number, check: string | 
     if (!digests.equals(frame.digests)) return 'its stored leaf digests do not match its bytes';
   }
   return out;
+}
+
+/** Per leaf a patch's runs touch, how many of its bytes they write (runs do not overlap). */
+export function touchedLeaves(runs: readonly [number, number, number][], chunkLength: number): Map<number, number> {
+  const touched = new Map<number, number>();
+  for (const [offset, length] of runs) {
+    for (let i = Math.floor(offset / LEAF_SIZE); i <= Math.floor((offset + length - 1) / LEAF_SIZE); i++) {
+      const [from, to] = leafRange(i, chunkLength);
+      touched.set(i, (touched.get(i) ?? 0) + Math.min(to, offset + length) - Math.max(from, offset));
+    }
+  }
+  return touched;
 }
 
 export type FramedPatch = { stored: number; hash: string } | { problem: 'patch' | 'zero'; message: string } | { slow: string };
@@ -150,7 +178,7 @@ export type FramedPatch = { stored: number; hash: string } | { problem: 'patch' 
  * damaged base from a wrong patch.
  */
 export function patchFramed(base: Buffer, baseHash: string, chunkLength: number, patch: Buffer, claimedHash: string, level: number, out: Buffer, at: number, scratch: Buffer): FramedPatch {
-  const frame = parse(base, chunkLength);
+  const frame = parseFrame(base, chunkLength);
   if (typeof frame === 'string') return { slow: frame };
   let runs: [number, number, number][];
   try {
@@ -162,14 +190,7 @@ export function patchFramed(base: Buffer, baseHash: string, chunkLength: number,
   for (let i = 0; i < frame.n; i++) {
     if (crc32(base.subarray(frame.starts[i], frame.ends[i])) !== frame.crcs[i]) return { slow: `the base's leaf ${i} fails its CRC` };
   }
-  // Per touched leaf, how many of its bytes the patch writes (runs do not overlap).
-  const touched = new Map<number, number>();
-  for (const [offset, length] of runs) {
-    for (let i = Math.floor(offset / LEAF_SIZE); i <= Math.floor((offset + length - 1) / LEAF_SIZE); i++) {
-      const [from, to] = leafRange(i, chunkLength);
-      touched.set(i, (touched.get(i) ?? 0) + Math.min(to, offset + length) - Math.max(from, offset));
-    }
-  }
+  const touched = touchedLeaves(runs, chunkLength);
   const raw = scratch.subarray(0, chunkLength);
   for (const i of touched.keys()) if (!decodeLeaf(base, frame, i, raw, chunkLength)) return { slow: `the base's leaf ${i} does not decode` };
   for (const [offset, length, from] of runs) patch.copy(raw, offset, from, from + length);

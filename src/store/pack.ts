@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { RefugeError } from '../core/errors.js';
-import type { EncodedBlob } from './blob-codec.js';
+import { BLOB_DELTA, type EncodedBlob } from './blob-codec.js';
 import { seal, unseal, type DataKey } from './sealing.js';
 
 /**
@@ -29,6 +29,8 @@ export interface BlobEntry {
   length: number;
   rawLength: number;
   flags: number;
+  /** A delta blob's base (flag BLOB_DELTA): the blob it is read through (delta-frame.ts). */
+  base?: string;
 }
 
 export interface PackInfo {
@@ -41,6 +43,8 @@ export interface PackInfo {
 const MAGIC = Buffer.from('RFGPACK2');
 const TAIL = 4 + MAGIC.length;
 export const ENTRY_BYTES = 1 + 1 + 32 + 4 + 4 + 4;
+/** An entry's size: a delta's is followed by its base's name, so readers find a chain from the index alone. */
+export const entryBytes = (e: Pick<BlobEntry, 'flags'>): number => ENTRY_BYTES + (e.flags & BLOB_DELTA ? 32 : 0);
 
 export const packKey = (id: string): string => `packs/${id.slice(0, 2)}/${id}`;
 export const packIdOfKey = (key: string): string => key.slice(key.lastIndexOf('/') + 1);
@@ -52,19 +56,26 @@ export function writeEntry(out: Buffer, at: number, e: BlobEntry): number {
   out.writeUInt32LE(e.offset, at + 34);
   out.writeUInt32LE(e.length, at + 38);
   out.writeUInt32LE(e.rawLength, at + 42);
-  return at + ENTRY_BYTES;
+  if (!(e.flags & BLOB_DELTA)) return at + ENTRY_BYTES;
+  if (e.base === undefined) throw new Error(`delta blob ${e.hash} has no base`);
+  out.write(e.base, at + ENTRY_BYTES, 32, 'hex');
+  return at + ENTRY_BYTES + 32;
 }
 
+/** The entry at `at` (its size: entryBytes); throws a plain Error when the bytes cannot be one. */
 export function readEntry(buf: Buffer, at: number): BlobEntry {
   const type = BLOB_TYPES[buf.readUInt8(at)];
   if (type === undefined) throw new Error(`unknown blob type ${buf.readUInt8(at)}`);
+  const flags = buf.readUInt8(at + 1);
+  if (flags & BLOB_DELTA && at + ENTRY_BYTES + 32 > buf.length) throw new Error('a delta entry ends before its base');
   return {
     type,
-    flags: buf.readUInt8(at + 1),
+    flags,
     hash: buf.toString('hex', at + 2, at + 34),
     offset: buf.readUInt32LE(at + 34),
     length: buf.readUInt32LE(at + 38),
     rawLength: buf.readUInt32LE(at + 42),
+    ...(flags & BLOB_DELTA ? { base: buf.toString('hex', at + ENTRY_BYTES, at + ENTRY_BYTES + 32) } : {}),
   };
 }
 
@@ -107,7 +118,7 @@ export class PackBuilder {
   }
 
   add(type: BlobType, hash: string, blob: EncodedBlob): BlobEntry {
-    const entry: BlobEntry = { type, hash, offset: this.size, length: blob.stored.length, rawLength: blob.rawLength, flags: blob.flags };
+    const entry: BlobEntry = { type, hash, offset: this.size, length: blob.stored.length, rawLength: blob.rawLength, flags: blob.flags, ...(blob.base ? { base: blob.base } : {}) };
     this.reserve(blob.stored.length);
     blob.stored.copy(this.buffer, this.size);
     this.size += blob.stored.length;
@@ -122,7 +133,7 @@ export class PackBuilder {
 
   /** The pack's bytes (a view of the builder's buffer: give it to releasePackBuffer once written). */
   finish(key: DataKey): { info: PackInfo; data: Buffer } {
-    const header = Buffer.alloc(1 + 8 + 4 + this.blobs.length * ENTRY_BYTES);
+    const header = Buffer.alloc(1 + 8 + 4 + this.blobs.reduce((n, e) => n + entryBytes(e), 0));
     header.writeUInt8(2, 0);
     header.writeDoubleLE(this.createdAt, 1);
     header.writeUInt32LE(this.blobs.length, 9);
@@ -149,14 +160,22 @@ export function parsePack(data: Buffer, id: string, key: DataKey): PackInfo {
   const header = unseal(data.subarray(data.length - TAIL - sealedLength, data.length - TAIL), key, object);
   if (header.length < 13 || header.readUInt8(0) !== 2) throw bad('unknown header version');
   const count = header.readUInt32LE(9);
-  if (header.length !== 13 + count * ENTRY_BYTES) throw bad('header size does not match its blob count');
   const blobs: BlobEntry[] = [];
   const end = data.length - TAIL - sealedLength;
-  for (let i = 0, at = 13; i < count; i++, at += ENTRY_BYTES) {
-    const e = readEntry(header, at);
+  let at = 13;
+  for (let i = 0; i < count; i++) {
+    if (at + ENTRY_BYTES > header.length) throw bad('header size does not match its blob count');
+    let e: BlobEntry;
+    try {
+      e = readEntry(header, at);
+    } catch (err) {
+      throw bad((err as Error).message);
+    }
     if (e.offset + e.length > end) throw bad(`blob ${e.hash} lies outside the pack`);
     blobs.push(e);
+    at += entryBytes(e);
   }
+  if (at !== header.length) throw bad('header size does not match its blob count');
   return { id, size: data.length, createdAt: header.readDoubleLE(1), blobs };
 }
 
