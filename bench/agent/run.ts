@@ -80,7 +80,7 @@ say(`P5: RPO under 20 MB/s of random 8 KiB writes, ${values['p5-seconds']} s`);
 const p5s = [];
 for (const spec of parts.has('p5') ? values['p5-chunks'].split(',') : []) {
   const kib = Number.parseInt(spec, 10);
-  const named = /f([23])$/.exec(spec);
+  const named = /f([234])$/.exec(spec);
   const format = named ? { storeFormat: Number(named[1]) as StoreFormat } : storeFormat;
   say(`  policy chunk size ${kib} KiB${format.storeFormat ? `, store format ${format.storeFormat}` : ''}`);
   const r = await benchRpo(dir, sizeBytes, { seconds: Number(values['p5-seconds']), warmupSeconds: 15, intervalSeconds: 5, chunkSizeKiB: kib, ...format, say });

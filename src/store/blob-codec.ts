@@ -78,6 +78,8 @@ export function encodeBlob(raw: Uint8Array, level: number, key: DataKey, naming:
  * blobs (`naming`, its format).
  */
 export function decodeBlob(stored: Buffer, flags: number, rawLength: number, check: BlobCheck | null, key: DataKey, into?: Buffer): Buffer | string {
+  // A delta's bytes need its base's: it is read through its chain (BlobStore.read), or checked alone (checkDeltaAlone).
+  if (flags & BLOB_DELTA) return 'is a delta blob, read through its chain only';
   const body = key === null ? stored : tryUnseal(stored, key);
   if (body === null) return 'authentication tag mismatch (damaged, or sealed under another key)';
   if (flags & BLOB_LEAVES) {

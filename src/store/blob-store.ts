@@ -1,7 +1,8 @@
 import { RefugeError, isRefugeError } from '../core/errors.js';
 import type { StoreBackend } from './backend.js';
 import { blobName, type BlobNaming } from './chunks.js';
-import { decodeBlob, encodeBlob, type EncodedBlob } from './blob-codec.js';
+import { BLOB_DELTA, decodeBlob, encodeBlob, type EncodedBlob } from './blob-codec.js';
+import { MAX_DELTA_DEPTH, decodeChain } from './delta-frame.js';
 import { BlobTable, type BlobLocation } from './blob-table.js';
 import { INDEX_PREFIX, decodeIndexFile, encodeIndexFile } from './index-file.js';
 import { PackBuilder, packIdOfKey, packKey, parsePack, releasePackBuffer, type BlobEntry, type BlobType, type PackInfo } from './pack.js';
@@ -23,6 +24,8 @@ export interface BlobStoreOptions {
   packSize: number;
   /** How the store names its blobs (its format): every read checks a blob against its name so computed. */
   naming: BlobNaming;
+  /** Whether the store may hold delta blobs (format 4): its index keeps their bases, and reads follow chains. */
+  deltas?: boolean;
 }
 
 /** Written packs waiting for an index file; past this many one is written without waiting for a commit. */
@@ -32,7 +35,7 @@ const NODE_CACHE_ENTRIES = 4096;
 const PACK_WRITES_IN_FLIGHT = 3;
 
 export class BlobStore implements NodeSource, NodeSink {
-  private table = new BlobTable();
+  private table: BlobTable;
   private readonly loadedIndexFiles = new Set<string>();
   /** Index files that do not decode: their packs were found by reading pack headers instead. */
   readonly damagedIndexFiles = new Set<string>();
@@ -45,7 +48,9 @@ export class BlobStore implements NodeSource, NodeSink {
   private readonly failures: RefugeError[] = [];
   private readonly nodeCache = new Map<string, Buffer>();
 
-  constructor(readonly o: BlobStoreOptions) {}
+  constructor(readonly o: BlobStoreOptions) {
+    this.table = new BlobTable(1024, o.deltas === true);
+  }
 
   get backend(): StoreBackend {
     return this.o.backend;
@@ -88,7 +93,7 @@ export class BlobStore implements NodeSource, NodeSink {
 
   private addPack(p: PackInfo): void {
     this.knownPacks.add(p.id);
-    for (const e of p.blobs) this.table.add(e.hash, { packId: p.id, type: e.type, offset: e.offset, length: e.length, rawLength: e.rawLength, flags: e.flags });
+    for (const e of p.blobs) this.table.add(e.hash, { packId: p.id, type: e.type, offset: e.offset, length: e.length, rawLength: e.rawLength, flags: e.flags, ...(e.base ? { base: e.base } : {}) });
   }
 
   /**
@@ -100,7 +105,7 @@ export class BlobStore implements NodeSource, NodeSink {
     const present = new Set(names);
     const lost = [...this.loadedIndexFiles].some((n) => !present.has(n));
     if (lost) {
-      this.table = new BlobTable(this.table.count);
+      this.table = new BlobTable(this.table.count, this.o.deltas === true);
       this.knownPacks.clear();
       this.loadedIndexFiles.clear();
       this.damagedIndexFiles.clear();
@@ -120,8 +125,19 @@ export class BlobStore implements NodeSource, NodeSink {
     return { rebuilt: lost };
   }
 
+  /**
+   * Whether the store holds a blob it can read: in a store with deltas, a delta counts only while its whole chain is
+   * indexed (a repair may have removed a damaged base), so that the sender of its chunk is asked for it again.
+   */
   has(hash: string): boolean {
-    return this.pending.has(hash) || this.table.has(hash);
+    if (this.pending.has(hash)) return true;
+    if (!this.o.deltas) return this.table.has(hash);
+    let loc = this.table.get(hash);
+    for (let depth = 0; loc?.base !== undefined; depth++) {
+      if (depth >= MAX_DELTA_DEPTH || this.pending.has(loc.base)) return depth < MAX_DELTA_DEPTH;
+      loc = this.table.get(loc.base);
+    }
+    return loc !== undefined;
   }
 
   /** The length of a blob's raw bytes (a chunk's length), stored or pending; undefined when the store lacks it. */
@@ -293,7 +309,32 @@ export class BlobStore implements NodeSource, NodeSink {
       if (isRefugeError(err)) throw RefugeError.wrap(err, `reading blob ${hash}${context}`);
       throw err;
     }
+    if (loc.flags & BLOB_DELTA) return this.readChain(hash, stored, loc, context);
     const raw = decodeBlob(stored, loc.flags, loc.rawLength, { hash, naming: this.o.naming }, this.o.key);
+    if (typeof raw === 'string') throw corruptBlob(loc.packId, hash, raw, context);
+    return raw;
+  }
+
+  /**
+   * A delta blob's raw bytes: its chain's stored bytes read base by base (the index names each base), then decoded
+   * and checked as one (delta-frame.ts). A missing base is damage to this blob, named as such.
+   */
+  private async readChain(hash: string, stored: Buffer, loc: BlobLocation, context: string): Promise<Buffer> {
+    const chain = [stored];
+    let base = loc.base;
+    while (base !== undefined) {
+      if (chain.length > MAX_DELTA_DEPTH) throw corruptBlob(loc.packId, hash, `its chain is longer than ${MAX_DELTA_DEPTH} deltas`, context);
+      let member: { stored: Buffer; loc: BlobLocation };
+      try {
+        member = await this.readStored(base);
+      } catch (err) {
+        if (isRefugeError(err, 'not_found')) throw corruptBlob(loc.packId, hash, `its base ${base} is missing`, context);
+        throw RefugeError.wrap(err, `reading blob ${hash}${context} (its base ${base})`);
+      }
+      chain.push(member.stored);
+      base = member.loc.flags & BLOB_DELTA ? member.loc.base : undefined;
+    }
+    const raw = decodeChain(chain, loc.rawLength, hash);
     if (typeof raw === 'string') throw corruptBlob(loc.packId, hash, raw, context);
     return raw;
   }

@@ -1,6 +1,7 @@
 import { closeSync, openSync, readSync, writevSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
-import { BLOB_DECODED_ELSEWHERE, BLOB_LEAVES, decodeBlob, encodeBlob } from './blob-codec.js';
+import { BLOB_DECODED_ELSEWHERE, BLOB_DELTA, BLOB_LEAVES, decodeBlob, encodeBlob, type BlobCheck } from './blob-codec.js';
+import { MAX_DELTA_DEPTH, checkDeltaAlone, decodeChain, patchChain } from './delta-frame.js';
 import { LEAF_SIZE, applyPatch, isZero, nameWithDigests, type BlobNaming } from './chunks.js';
 import { patchFramed } from './leaf-frame.js';
 import { encodedBound, type RebuildBase, type RebuildItem, type RebuildResult, type WorkerReply, type WorkerTask } from './worker-pool.js';
@@ -82,6 +83,33 @@ function storedBase(base: RebuildBase): Buffer | Extract<RebuildResult, { proble
   return typeof read === 'string' ? { problem: 'unread', message: read } : read;
 }
 
+/** Where a delta base's own bases are read, one reused buffer per place in the chain. */
+const chainScratch: Buffer[] = [];
+
+/** The stored bytes of a delta base's own bases (its `chain`), newest first, or why not. */
+function chainOf(base: RebuildBase): Buffer[] | Extract<RebuildResult, { problem: string }> {
+  const members: Buffer[] = [];
+  for (const [k, m] of (base.chain ?? []).entries()) {
+    chainScratch[k] = room(chainScratch[k] ?? Buffer.alloc(0), m.length);
+    const read = readRange(m.file, m.offset, m.length, chainScratch[k]);
+    if (typeof read === 'string') return { problem: 'unread', message: read };
+    members.push(read);
+  }
+  return members;
+}
+
+/** A base's raw bytes decoded without a check (into rawScratch when they are not a view of `stored`), or why not. */
+function decodeBase(base: RebuildBase, stored: Buffer, key: Buffer | null, check: BlobCheck | null): Buffer | Extract<RebuildResult, { problem: string }> {
+  if (!(base.flags & BLOB_DELTA)) {
+    const out = decodeBlob(stored, base.flags, base.rawLength, check, key, check ? undefined : rawScratch);
+    return typeof out === 'string' ? { problem: 'base', message: out } : out;
+  }
+  const chain = chainOf(base);
+  if (!Array.isArray(chain)) return chain;
+  const out = decodeChain([stored, ...chain], base.rawLength, check?.hash ?? null, check ? undefined : rawScratch);
+  return typeof out === 'string' ? { problem: 'base', message: out } : out;
+}
+
 /** One patch applied to its base (in this thread's scratch memory: the result is valid until the next call). */
 function rebuildOne(it: RebuildItem, patch: Buffer, key: Buffer | null, naming: BlobNaming): Extract<RebuildResult, { problem: string }> | { rebuilt: Buffer; hash: string; digests?: Buffer } {
   let base: Buffer | null = null;
@@ -91,8 +119,8 @@ function rebuildOne(it: RebuildItem, patch: Buffer, key: Buffer | null, naming: 
     if ('problem' in got) return got;
     stored = got;
     rawScratch = room(rawScratch, it.base.rawLength);
-    const out = decodeBlob(stored, it.base.flags, it.base.rawLength, null, key, rawScratch);
-    if (typeof out === 'string') return { problem: 'base', message: out };
+    const out = decodeBase(it.base, stored, key, null);
+    if ('problem' in out) return out;
     // Stored as it is (not compressed, not sealed): patch a copy, so the stored bytes can still be checked below.
     base = out.buffer === rawScratch.buffer ? out : rawScratch.subarray(0, out.copy(rawScratch));
   } else {
@@ -110,8 +138,8 @@ function rebuildOne(it: RebuildItem, patch: Buffer, key: Buffer | null, naming: 
   // base against its name then, so the sender is told to send the chunk whole rather than refused for ever.
   const damagedBase = (): Extract<RebuildResult, { problem: string }> | undefined => {
     if (!it.base || !stored) return undefined;
-    const again = decodeBlob(stored, it.base.flags, it.base.rawLength, { hash: it.base.hash, naming }, key); // rare: a buffer of its own
-    return typeof again === 'string' ? { problem: 'base', message: again } : undefined;
+    const again = decodeBase(it.base, stored, key, { hash: it.base.hash, naming }); // rare: a buffer of its own
+    return 'problem' in again ? again : undefined;
   };
   if (isZero(rebuilt)) return damagedBase() ?? { problem: 'zero', message: 'the patch rebuilds a chunk of zeros' };
   const { hash, digests } = nameWithDigests(rebuilt, naming);
@@ -132,6 +160,34 @@ function rebuildFramed(it: RebuildItem, patch: Buffer, level: number, out: Buffe
   if ('slow' in r) return undefined;
   if ('problem' in r) return r;
   return { hash: r.hash, flags: BLOB_LEAVES, rawLength: it.chunkLength, storedLength: r.stored };
+}
+
+/**
+ * Chains are cut short at a depth drawn per patch between MAX_DELTA_DEPTH - 3 and MAX_DELTA_DEPTH (from the new
+ * chunk's name): a disk whose every chunk is patched every point would otherwise reach the limit with all of them in
+ * the same point, and that point would write every chunk whole (P5: one point in nine shipped ~2x slower).
+ */
+const depthLimit = (hash: string): number => MAX_DELTA_DEPTH - (Number.parseInt(hash.slice(0, 2), 16) % 4);
+
+/**
+ * A patch stored as a delta on its base (a plain store of format 4, delta-frame.ts), or, when the chain is as deep as
+ * it may go, framed whole with the untouched leaves' stored bytes copied from their holders; into `out` at `at`.
+ * Undefined when this path does not apply (the base is neither framed nor a delta) or cannot vouch for the result
+ * (then rebuildOne decodes the base whole and checks it).
+ */
+function rebuildDelta(it: RebuildItem, patch: Buffer, level: number, out: Buffer, at: number): RebuildResult | undefined {
+  if (!it.base || !(it.base.flags & (BLOB_LEAVES | BLOB_DELTA)) || it.base.rawLength !== it.chunkLength) return undefined;
+  const stored = storedBase(it.base);
+  if ('problem' in stored) return stored;
+  const chain = chainOf(it.base);
+  if (!Array.isArray(chain)) return chain;
+  const whole = chain.length + 1 > depthLimit(it.claimedHash);
+  rawScratch = room(rawScratch, it.chunkLength);
+  const r = patchChain([stored, ...chain], it.base.hash, it.chunkLength, patch, it.claimedHash, level, out, at, rawScratch, whole);
+  if ('slow' in r) return undefined;
+  if ('problem' in r) return r;
+  if (whole) return { hash: r.hash, flags: BLOB_LEAVES, rawLength: it.chunkLength, storedLength: r.stored };
+  return { hash: r.hash, flags: BLOB_DELTA, rawLength: it.chunkLength, storedLength: r.stored, base: it.base.hash };
 }
 
 function pack(parts: Buffer[]): { buffer: ArrayBuffer; offsets: number[] } {
@@ -275,7 +331,7 @@ function run(task: WorkerTask): { reply: WorkerReply; transfer: ArrayBuffer[] } 
       let at = 0;
       const items = task.items.map((it): RebuildResult => {
         const patch = data.subarray(it.offset, it.offset + it.length);
-        const framed = key === null ? rebuildFramed(it, patch, task.level, out, at) : undefined;
+        const framed = key === null ? ((task.deltas ? rebuildDelta(it, patch, task.level, out, at) : undefined) ?? rebuildFramed(it, patch, task.level, out, at)) : undefined;
         if (framed) {
           if (!('problem' in framed)) at += framed.storedLength;
           return framed;
@@ -298,6 +354,11 @@ function run(task: WorkerTask): { reply: WorkerReply; transfer: ArrayBuffer[] } 
       const data = view(task.data);
       const parts: Buffer[] = [];
       const items = task.items.map((it) => {
+        if (it.flags & BLOB_DELTA) {
+          // Checked alone, giving no bytes: readers of bytes read deltas through their chains (bulk-read.ts).
+          const problem = checkDeltaAlone(data.subarray(it.offset, it.offset + it.length), it.rawLength, it.hash);
+          return problem ? { problem } : { rawLength: 0 };
+        }
         const out = decodeBlob(data.subarray(it.offset, it.offset + it.length), it.flags, it.rawLength, { hash: it.hash, naming: task.naming }, key);
         if (typeof out === 'string') return { problem: out };
         parts.push(out);

@@ -1,5 +1,6 @@
 import { RefugeError, isRefugeError } from '../core/errors.js';
 import { forEachLimit } from '../core/concurrency.js';
+import { BLOB_DELTA } from './blob-codec.js';
 import { corruptBlob, type BlobStore } from './blob-store.js';
 import { packKey } from './pack.js';
 import { workerPool } from './worker-pool.js';
@@ -37,14 +38,15 @@ export interface PackRange {
 
 /**
  * Groups blobs into pack ranges to read (sorted by pack and offset; small gaps are read through). Blobs the index
- * does not locate (pending or unknown) come back apart, to be read one by one.
+ * does not locate (pending or unknown) and delta blobs come back apart, to be read one by one.
  */
 export function planRanges(blobs: BlobStore, hashes: Iterable<string>): { ranges: PackRange[]; individually: string[] } {
   const byPack = new Map<string, Wanted[]>();
   const individually: string[] = [];
   for (const hash of hashes) {
     const loc = blobs.location(hash);
-    if (!loc) {
+    // A delta needs its chain's other blobs, wherever they are: BlobStore.read follows it.
+    if (!loc || loc.flags & BLOB_DELTA) {
       individually.push(hash);
       continue;
     }

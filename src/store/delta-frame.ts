@@ -1,6 +1,6 @@
 import { crc32 } from 'node:zlib';
-import { isZero, leafDigests, nameFromLeafDigests, patchRuns, zeroDigests } from './chunks.js';
-import { COMPRESSED_BIT, ENTRY, FROM_BASE, decodeLeaf, encodeLeaf, leafCount, leafRange, parseFrame, touchedLeaves, type Frame, type FramedPatch } from './leaf-frame.js';
+import { LEAF_SIZE, isZero, leafDigests, nameFromLeafDigests, patchRuns, zeroDigests } from './chunks.js';
+import { COMPRESSED_BIT, ENTRY, FROM_BASE, decodeLeaf, decodeLeafTo, encodeLeaf, leafCount, leafRange, parseFrame, touchedLeaves, type Frame, type FramedPatch } from './leaf-frame.js';
 
 /**
  * Delta blobs (docs/design-delta-points.md, stage 3): a patched chunk stored as the leaves its patch touched, the
@@ -92,14 +92,38 @@ export function decodeChain(chain: readonly Buffer[], rawLength: number, check: 
 }
 
 /**
- * Applies `patch` to the base whose chain is `chain` (the base first, named `baseHash`, `chunkLength` raw bytes) and
- * writes the patched chunk as a delta on it into `out` at `at` (room for deltaBound(chunkLength)); `scratch` holds
- * the touched leaves meanwhile. Leaves the patch writes whole are not read; those it writes in part are read from
- * their holder and checked by CRC. Answers as patchFramed (leaf-frame.ts): `slow` when this path cannot vouch for
- * the result, and the caller rebuilds from the base decoded and checked whole.
+ * What can be checked of a delta without its base (verify and garbage collection check blobs pack by pack): its
+ * prefix and frame parse, its digests give `check`, and every leaf it stores decodes and hashes to its digest.
+ * Undefined when sound. Its other leaves are checked with the blobs that store them.
  */
-export function patchToDelta(chain: readonly Buffer[], baseHash: string, chunkLength: number, patch: Buffer, claimedHash: string, level: number, out: Buffer, at: number, scratch: Buffer): FramedPatch {
-  if (chain.length > MAX_DELTA_DEPTH) return { slow: `the base is ${chain.length - 1} deep already` };
+export function checkDeltaAlone(stored: Buffer, rawLength: number, check: string): string | undefined {
+  const head = deltaHead(stored);
+  if (typeof head === 'string') return head;
+  const body = stored.subarray(DELTA_PREFIX);
+  const frame = parseFrame(body, rawLength, true);
+  if (typeof frame === 'string') return frame;
+  if (nameFromLeafDigests(rawLength, frame.digests) !== check) return 'its leaf digests do not give the blob name';
+  const leaf = Buffer.allocUnsafe(Math.min(rawLength, LEAF_SIZE));
+  for (let i = 0; i < frame.n; i++) {
+    if (frame.fromBase[i]) continue;
+    const [from, to] = leafRange(i, rawLength);
+    if (!decodeLeafTo(body, frame, i, leaf.subarray(0, to - from))) return `leaf ${i} does not decode to its length`;
+    if (!leafDigests(leaf.subarray(0, to - from)).equals(frame.digests.subarray(i * 32, i * 32 + 32))) return `leaf ${i} does not hash to its digest`;
+  }
+  return undefined;
+}
+
+/**
+ * Applies `patch` to the base whose chain is `chain` (the base first, named `baseHash`, `chunkLength` raw bytes) and
+ * writes the patched chunk into `out` at `at` (room for deltaBound(chunkLength)): as a delta on the base, or with
+ * `whole` as a leaf-framed blob (leaf-frame.ts) that needs no base, its untouched leaves' stored bytes copied from
+ * the members holding them, each checked by its CRC first (how a chain is cut short: MAX_DELTA_DEPTH). `scratch`
+ * holds the touched leaves meanwhile. Leaves the patch writes whole are not read; those it writes in part are read
+ * from their holder and checked by CRC. Answers as patchFramed (leaf-frame.ts): `slow` when this path cannot vouch
+ * for the result, and the caller rebuilds from the base decoded and checked whole.
+ */
+export function patchChain(chain: readonly Buffer[], baseHash: string, chunkLength: number, patch: Buffer, claimedHash: string, level: number, out: Buffer, at: number, scratch: Buffer, whole = false): FramedPatch {
+  if (!whole && chain.length > MAX_DELTA_DEPTH) return { slow: `the base is ${chain.length - 1} deep already` };
   const members = membersOf(chain, chunkLength);
   if (typeof members === 'string') return { slow: members };
   let runs: [number, number, number][];
@@ -122,21 +146,34 @@ export function patchToDelta(chain: readonly Buffer[], baseHash: string, chunkLe
   }
   for (const [offset, length, from] of runs) patch.copy(raw, offset, from, from + length);
   const n = base.n;
-  const frameAt = at + DELTA_PREFIX;
+  const frameAt = whole ? at : at + DELTA_PREFIX;
   const digests = out.subarray(frameAt, frameAt + n * 32);
   base.digests.copy(digests);
   for (const i of touched.keys()) leafDigests(raw.subarray(...leafRange(i, chunkLength)), digests.subarray(i * 32, i * 32 + 32));
   if (digests.equals(zeroDigests(chunkLength))) return { problem: 'zero', message: 'the patch rebuilds a chunk of zeros' };
   const hash = nameFromLeafDigests(chunkLength, digests);
   if (hash !== claimedHash) return { slow: 'the patched chunk does not have the claimed name' };
-  out.write(baseHash, at, 32, 'hex');
-  out.writeUInt8(chain.length, at + 32);
+  if (!whole) {
+    out.write(baseHash, at, 32, 'hex');
+    out.writeUInt8(chain.length, at + 32);
+  }
   let body = frameAt + n * ENTRY;
   for (let i = 0; i < n; i++) {
     const written = touched.get(i);
-    if (written === undefined) {
+    if (written === undefined && !whole) {
       out.writeUInt32LE(FROM_BASE, frameAt + n * 32 + i * 4);
       out.writeUInt32LE(0, frameAt + n * 36 + i * 4);
+      continue;
+    }
+    if (written === undefined) {
+      const holder = holderOf(members, i);
+      if (!holder) return { slow: `no member of the base's chain stores leaf ${i}` };
+      const bytes = holder.body.subarray(holder.frame.starts[i], holder.frame.ends[i]);
+      if (crc32(bytes) !== holder.frame.crcs[i]) return { slow: `the base's leaf ${i} fails its CRC` };
+      bytes.copy(out, body);
+      out.writeUInt32LE(((holder.frame.compressed[i] ? COMPRESSED_BIT : 0) | bytes.length) >>> 0, frameAt + n * 32 + i * 4);
+      out.writeUInt32LE(holder.frame.crcs[i] as number, frameAt + n * 36 + i * 4);
+      body += bytes.length;
       continue;
     }
     const [from, to] = leafRange(i, chunkLength);

@@ -1,9 +1,10 @@
 import { RefugeError, isRefugeError } from '../core/errors.js';
+import { BLOB_DELTA } from './blob-codec.js';
 import { corruptBlob } from './blob-store.js';
 import { INDEX_PREFIX, encodeIndexFile } from './index-file.js';
 import { readAllIndexFiles, readIndexFiles } from './inspect.js';
 import { decodeManifest } from './manifest.js';
-import { packIdOfKey, packKey, parsePack, type PackInfo } from './pack.js';
+import { packIdOfKey, packKey, parsePack, type BlobEntry, type PackInfo } from './pack.js';
 import { PackRewriter, checkPackBlobs } from './pack-rewriter.js';
 import { markStagedChunks } from './staging.js';
 import type { ReplicaStore } from './replica-store.js';
@@ -85,6 +86,25 @@ class Marker {
   }
 }
 
+/**
+ * A kept delta blob keeps its chain (delta-frame.ts): marks live the bases of every live blob and of every blob of
+ * the packs `kept` keeps whatever they hold, and theirs in turn. Bases come from the packs' entries (the index).
+ */
+function markBases(live: Set<string>, packs: Iterable<PackInfo>, kept: (p: PackInfo) => boolean): void {
+  const baseOf = new Map<string, string>();
+  const seeds: string[] = [];
+  for (const p of packs) {
+    for (const b of p.blobs) {
+      if (b.base !== undefined) baseOf.set(b.hash, b.base);
+      if (kept(p)) seeds.push(b.hash);
+    }
+  }
+  if (baseOf.size === 0) return;
+  for (const start of [...live, ...seeds]) {
+    for (let h = baseOf.get(start); h !== undefined && !live.has(h); h = baseOf.get(h)) live.add(h);
+  }
+}
+
 export async function collectGarbage(store: ReplicaStore, o: GcOptions = {}): Promise<GcResult> {
   const gcLock = await store.locks.acquire('gc', 'garbage collection');
   try {
@@ -109,7 +129,15 @@ async function collect(store: ReplicaStore, o: GcOptions): Promise<GcResult> {
   const packs = new Map<string, PackInfo>();
   for (const f of indexFiles) for (const p of f.packs) if (!packs.has(p.id)) packs.set(p.id, p);
   const home = new Map<string, string>();
-  for (const p of packs.values()) for (const b of p.blobs) if (!home.has(b.hash)) home.set(b.hash, p.id);
+  // A whole copy is kept rather than a delta of the same chunk (one sent again after a repair lost the delta's base).
+  const homeIsDelta = new Set<string>();
+  const place = (b: BlobEntry, id: string): void => {
+    if (home.has(b.hash) && !(homeIsDelta.has(b.hash) && !(b.flags & BLOB_DELTA))) return;
+    home.set(b.hash, id);
+    if (b.flags & BLOB_DELTA) homeIsDelta.add(b.hash);
+    else homeIsDelta.delete(b.hash);
+  };
+  for (const p of packs.values()) for (const b of p.blobs) place(b, p.id);
   const keeps = (p: PackInfo, hash: string): boolean => home.get(hash) === p.id && (marker.live.has(hash) || p.createdAt >= protectAfter);
 
   // Packs no index names (left by a crash before their index file was written, or named only by a damaged index
@@ -122,13 +150,14 @@ async function collect(store: ReplicaStore, o: GcOptions): Promise<GcResult> {
     try {
       const info = parsePack(await store.backend.get(key), id, store.key);
       packs.set(id, info);
-      for (const b of info.blobs) if (!home.has(b.hash)) home.set(b.hash, id);
+      for (const b of info.blobs) place(b, id);
       orphans.push(id);
     } catch (err) {
       if (!isRefugeError(err, 'integrity') && !isRefugeError(err, 'not_found')) throw err;
     }
   }
 
+  markBases(marker.live, packs.values(), (p) => p.createdAt >= protectAfter);
   const toDelete = new Set<string>();
   const toRepack: PackInfo[] = [];
   for (const p of packs.values()) {
@@ -206,6 +235,8 @@ async function collect(store: ReplicaStore, o: GcOptions): Promise<GcResult> {
     const added = (await readAllIndexFiles(store)).filter((f) => !known.has(f.name));
     const stay = new Map<string, PackInfo>();
     for (const f of added) for (const p of f.packs) stay.set(p.id, p);
+    // Deltas of points committed meanwhile, and in packs written meanwhile (kept whatever they hold), keep their chains.
+    markBases(marker.live, [...packs.values(), ...stay.values()], (p) => stay.has(p.id));
     // A blob revived by a point committed meanwhile keeps its pack unless a copy of it was made.
     for (const p of packs.values()) {
       if (!toDelete.has(p.id)) continue;

@@ -84,11 +84,15 @@ export function parseFrame(stored: Buffer, rawLength: number, deltas = false): F
 
 /** Leaf `i` of `frame` decoded into `out` (the raw blob's buffer, at the leaf's place); false when it does not decode. */
 export function decodeLeaf(stored: Buffer, frame: Frame, i: number, out: Buffer, rawLength: number): boolean {
-  const [from, to] = leafRange(i, rawLength);
+  return decodeLeafTo(stored, frame, i, out.subarray(...leafRange(i, rawLength)));
+}
+
+/** Leaf `i` of `frame` decoded into `target`, exactly the leaf's raw length; false when it does not decode. */
+export function decodeLeafTo(stored: Buffer, frame: Frame, i: number, target: Buffer): boolean {
   const body = stored.subarray(frame.starts[i], frame.ends[i]);
-  if (!frame.compressed[i]) return body.copy(out, from) === to - from;
+  if (!frame.compressed[i]) return body.length === target.length && body.copy(target) === target.length;
   try {
-    return decompressInto(out.subarray(from, to), body) === to - from;
+    return decompressInto(target, body) === target.length;
   } catch {
     return false;
   }

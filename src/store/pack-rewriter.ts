@@ -32,7 +32,7 @@ export class PackRewriter {
   constructor(private readonly store: ReplicaStore) {}
 
   async copy(b: BlobEntry, pack: Buffer): Promise<void> {
-    this.builder.add(b.type, b.hash, { stored: Buffer.from(pack.subarray(b.offset, b.offset + b.length)), flags: b.flags, rawLength: b.rawLength });
+    this.builder.add(b.type, b.hash, { stored: Buffer.from(pack.subarray(b.offset, b.offset + b.length)), flags: b.flags, rawLength: b.rawLength, ...(b.base ? { base: b.base } : {}) });
     if (this.builder.size >= this.store.config.packSize) await this.flush();
   }
 

@@ -1,9 +1,12 @@
 import { RefugeError } from '../core/errors.js';
+import { BLOB_DELTA } from './blob-codec.js';
 import type { BlobStore } from './blob-store.js';
+import type { BlobLocation } from './blob-table.js';
+import { MAX_DELTA_DEPTH } from './delta-frame.js';
 import { isChunkHash, type BlobNaming } from './chunks.js';
 import type { DataKey } from './sealing.js';
 import { MAX_CHUNK_SIZE } from './store-config.js';
-import { encodedBound, workerPool, type RebuildBase, type RebuildItem, type RebuildResult } from './worker-pool.js';
+import { encodedBound, workerPool, type ChainMember, type RebuildBase, type RebuildItem, type RebuildResult } from './worker-pool.js';
 
 /**
  * Patched uploads rebuilt in groups (ReplicaStore.putPatchedChunks). A cdp point of scattered small writes arrives
@@ -31,6 +34,8 @@ export interface PatchTarget {
   key: DataKey;
   naming: BlobNaming;
   level: number;
+  /** Whether patched chunks may be stored as deltas on their bases (a plain store of format 4). */
+  deltas?: boolean;
   /** Called for each chunk stored, before it is added (the store's protection of uploads awaiting a commit). */
   noteUpload(hash: string): void;
 }
@@ -98,7 +103,8 @@ export async function rebuildPatches(t: PatchTarget, uploads: readonly PatchUplo
   for (const [n, u] of uploads.entries()) {
     if (outcomes[n]) continue;
     const loc = u.base === null ? undefined : t.blobs.localLocation(u.base);
-    if (u.base === null || loc) local.push({ n, base: loc ? { file: loc.file, offset: loc.offset, length: loc.length, flags: loc.flags, rawLength: loc.rawLength, hash: u.base as string } : null });
+    const chain = loc ? localChain(t.blobs, loc) : undefined;
+    if (u.base === null || (loc && chain)) local.push({ n, base: loc && chain ? { file: loc.file, offset: loc.offset, length: loc.length, flags: loc.flags, rawLength: loc.rawLength, hash: u.base as string, ...(chain.length > 0 ? { chain } : {}) } : null });
     else elsewhere.push(n);
   }
   const results = await runGroup(t, uploads, local);
@@ -119,6 +125,21 @@ export async function rebuildPatches(t: PatchTarget, uploads: readonly PatchUplo
   return outcomes as PatchOutcome[];
 }
 
+/**
+ * Where a delta base's own bases lie in local pack files, newest first (none for a blob that is not a delta); undefined
+ * when one is not in a local file (pending, or another backend): that base is read by `readBase`.
+ */
+function localChain(blobs: BlobStore, loc: BlobLocation): ChainMember[] | undefined {
+  const chain: ChainMember[] = [];
+  for (let base = loc.flags & BLOB_DELTA ? loc.base : undefined; base !== undefined; ) {
+    const member = blobs.localLocation(base);
+    if (!member || chain.length > MAX_DELTA_DEPTH) return undefined;
+    chain.push({ file: member.file, offset: member.offset, length: member.length });
+    base = member.flags & BLOB_DELTA ? member.base : undefined;
+  }
+  return chain;
+}
+
 /** One worker task for `items` (indexes into `uploads`); the rebuilt chunks are added to the open pack here. */
 async function runGroup(t: PatchTarget, uploads: readonly PatchUpload[], items: { n: number; base: RebuildBase | null }[]): Promise<RebuildResult[]> {
   if (items.length === 0) return [];
@@ -133,7 +154,7 @@ async function runGroup(t: PatchTarget, uploads: readonly PatchUpload[], items: 
       at += u.patch.length;
       return { offset: at - u.patch.length, length: u.patch.length, chunkLength: u.chunkLength, claimedHash: u.hash, base };
     });
-    const reply = await workerPool().run({ op: 'rebuild', key: t.key, naming: t.naming, level: t.level, data, items: tasks, out }, true);
+    const reply = await workerPool().run({ op: 'rebuild', key: t.key, naming: t.naming, level: t.level, data, items: tasks, out, deltas: t.deltas === true }, true);
     const stored = Buffer.from(reply.stored ?? out);
     let from = 0;
     for (const r of reply.items) {
@@ -141,7 +162,7 @@ async function runGroup(t: PatchTarget, uploads: readonly PatchUpload[], items: 
       if (!t.blobs.has(r.hash)) {
         t.noteUpload(r.hash);
         // addNow copies the bytes into the open pack: `out` is free for the next task once this loop ends.
-        t.blobs.addNow('data', r.hash, { stored: stored.subarray(from, from + r.storedLength), flags: r.flags, rawLength: r.rawLength });
+        t.blobs.addNow('data', r.hash, { stored: stored.subarray(from, from + r.storedLength), flags: r.flags, rawLength: r.rawLength, ...(r.base ? { base: r.base } : {}) });
       }
       from += r.storedLength;
     }

@@ -8,11 +8,12 @@ import { StoreLocks, type HeldLock, type LockOptions } from './locks.js';
 import { decodeManifest, encodeManifest, findDisk, pointKey, pointsPrefix, type Consistency, type DiskManifest, type PointManifest } from './manifest.js';
 import { materializeDisk, type MaterializeOptions } from './restore.js';
 import { newEncryption, openDataKey, type DataKey } from './sealing.js';
-import { CONFIG_KEY, DEFAULT_COMPRESSION_LEVEL, DEFAULT_PACK_SIZE, MAX_CHUNK_SIZE, STORE_FORMAT, checkConfig, namingOf, usableChunkSize, type StoreConfig, type StoreFormat } from './store-config.js';
+import { CONFIG_KEY, DEFAULT_COMPRESSION_LEVEL, DEFAULT_PACK_SIZE, MAX_CHUNK_SIZE, STORE_FORMAT, checkConfig, hasDeltas, namingOf, usableChunkSize, type StoreConfig, type StoreFormat } from './store-config.js';
 import { ZERO_HASH, collectBlobs, diffTrees, forEachChunk, listChunks, updateTree } from './tree.js';
 import { verifyPointBlobs } from './verify.js';
 import { applyStagedChanges, type StagedCommitHost } from './staged-commit.js';
 import { dropStage, writeStagedPart, type StagedDisk } from './staging.js';
+import { BLOB_DELTA } from './blob-codec.js';
 import { baseLacking, mismatch, rebuildPatches, type PatchOutcome, type PatchUpload } from './patched-chunks.js';
 import { workerPool, type RebuildBase } from './worker-pool.js';
 
@@ -82,6 +83,8 @@ export class ReplicaStore {
   private writerNotice: Promise<HeldLock> | undefined;
   /** How this store names chunks and tree nodes (its format): what agents must hash with. */
   readonly naming: BlobNaming;
+  /** Whether patched chunks are stored as deltas on their bases (a plain store of format 4, delta-frame.ts). */
+  readonly deltas: boolean;
 
   private constructor(
     readonly backend: StoreBackend,
@@ -90,7 +93,8 @@ export class ReplicaStore {
     lockOptions: LockOptions | undefined,
   ) {
     this.naming = namingOf(config.format);
-    this.blobs = new BlobStore({ backend, key, compressionLevel: config.compressionLevel, packSize: config.packSize, naming: this.naming });
+    this.deltas = hasDeltas(config.format) && key === null;
+    this.blobs = new BlobStore({ backend, key, compressionLevel: config.compressionLevel, packSize: config.packSize, naming: this.naming, deltas: this.deltas });
     this.locks = new StoreLocks(backend, lockOptions);
   }
 
@@ -225,7 +229,7 @@ export class ReplicaStore {
    * per upload, in order: its length, or the error putPatchedChunk would throw. The patches' bytes are copied.
    */
   async putPatchedChunks(uploads: readonly PatchUpload[]): Promise<PatchOutcome[]> {
-    const outcomes = await rebuildPatches({ blobs: this.blobs, key: this.key, naming: this.naming, level: this.config.compressionLevel, noteUpload: (h) => this.noteUpload(h) }, uploads, (b) => this.readBase(b));
+    const outcomes = await rebuildPatches({ blobs: this.blobs, key: this.key, naming: this.naming, level: this.config.compressionLevel, deltas: this.deltas, noteUpload: (h) => this.noteUpload(h) }, uploads, (b) => this.readBase(b));
     await this.noticeUploads();
     await this.blobs.settle();
     return outcomes;
@@ -237,6 +241,9 @@ export class ReplicaStore {
       if (isRefugeError(err, 'not_found')) throw baseLacking(base);
       throw new RefugeError('failed_precondition', `patch base chunk ${base} cannot be read: ${(err as Error).message}`, { cause: err, hint: 'upload the whole chunk instead' });
     });
+    // A delta goes to the worker decoded (its chain read and checked here): it is the rare case of a base not in a
+    // local pack file, and the chunk patched on it is then stored framed, whole, starting a new chain.
+    if (loc.flags & BLOB_DELTA) return { data: await this.blobs.read(base), flags: 0, rawLength: loc.rawLength, hash: base };
     // Its own memory, so it moves to the worker (a pending base is a view into its pack being built).
     const owned = stored.byteOffset === 0 && stored.byteLength === stored.buffer.byteLength ? stored : Buffer.from(stored);
     return { data: owned, flags: loc.flags, rawLength: loc.rawLength, hash: base };

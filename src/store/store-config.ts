@@ -11,13 +11,19 @@ export const STORE_FORMAT = 3;
 /**
  * The formats this Refuge reads and writes: 2, blobs named by SHA-256 and stored whole; 3, named by leaf digests
  * (chunks.ts `leaf16`) and, in a plain store, stored leaf-framed (leaf-frame.ts), so that a cdp point's work follows
- * the bytes written rather than the chunks touched. A store keeps the format it was made with.
+ * the bytes written rather than the chunks touched; 4, format 3 with delta blobs (hasDeltas). A store keeps the format
+ * it was made with.
  */
-export const STORE_FORMATS = [2, 3] as const;
+export const STORE_FORMATS = [2, 3, 4] as const;
 export type StoreFormat = (typeof STORE_FORMATS)[number];
 export const CONFIG_KEY = 'refuge-store.json';
 
-export const namingOf = (format: StoreFormat): BlobNaming => (format === 3 ? 'leaf16' : 'sha256');
+export const namingOf = (format: StoreFormat): BlobNaming => (format >= 3 ? 'leaf16' : 'sha256');
+/**
+ * Format 4 is format 3 plus delta blobs (delta-frame.ts): a plain store keeps a patched chunk as the leaves its patch
+ * touched, read through its base. Being built (docs/design-delta-points.md, stage 3): not yet the default.
+ */
+export const hasDeltas = (format: StoreFormat): boolean => format === 4;
 
 export interface StoreConfig {
   format: StoreFormat;
@@ -40,7 +46,7 @@ export const usableChunkSize = (n: number): boolean => Number.isInteger(n) && n 
 export function checkConfig(c: StoreConfig, location: string): StoreConfig {
   const format: unknown = c.format;
   if (!(STORE_FORMATS as readonly unknown[]).includes(format)) {
-    throw new RefugeError('failed_precondition', `replica store at ${location} has format ${String(format)}; this Refuge reads formats ${STORE_FORMATS.join(' and ')}`);
+    throw new RefugeError('failed_precondition', `replica store at ${location} has format ${String(format)}; this Refuge reads formats ${STORE_FORMATS.join(', ')}`);
   }
   const ok =
     usableChunkSize(c.chunkSize) &&

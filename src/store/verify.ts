@@ -78,6 +78,13 @@ export async function verifyStore(
       const m = decodeManifest(await store.backend.get(key), key, store.key);
       for (const d of m.disks) await collectBlobs(d.root, store.blobs, new Set(), (h) => blobs.add(h), (h) => blobs.add(h));
       for (const h of blobs) if (!store.blobs.has(h)) problems.push({ object: `blob ${h}`, problem: `blob ${h} is referenced by ${key} but no index lists it`, points: [key] });
+      // A delta's chain is the point's too: damage to a base loses the point's data as much as damage to the delta.
+      for (const h of [...blobs]) {
+        for (let base = store.blobs.location(h)?.base; base !== undefined && !blobs.has(base); base = store.blobs.location(base)?.base) {
+          blobs.add(base);
+          if (!store.blobs.has(base)) problems.push({ object: `blob ${base}`, problem: `blob ${base}, the base a delta of ${key} is read through, is not in any index`, points: [key] });
+        }
+      }
     } catch (err) {
       if (!isRefugeError(err, 'integrity') && !isRefugeError(err, 'failed_precondition')) throw err;
       problems.push({ object: typeof err.details.object === 'string' ? err.details.object : key, problem: err.message, points: [key] });

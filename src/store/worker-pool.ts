@@ -2,7 +2,7 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { RefugeError } from '../core/errors.js';
 import type { BlobNaming } from './chunks.js';
-import { framedBound } from './leaf-frame.js';
+import { deltaBound } from './delta-frame.js';
 
 /**
  * A pool of worker threads, one per core, shared by every store in the process, for the CPU-bound work of
@@ -14,7 +14,7 @@ export type WorkerTask =
   | { op: 'encode'; key: Uint8Array | null; naming: BlobNaming; level: number; data: Uint8Array; items: { offset: number; length: number; claimedHash?: string }[] }
   | { op: 'scan'; key: Uint8Array | null; naming: BlobNaming; level: number; data: Uint8Array; chunkSize: number; previous: Uint8Array; out?: ArrayBuffer | SharedArrayBuffer }
   | { op: 'hash'; key: null; naming: BlobNaming; data: Uint8Array; chunkSize: number }
-  | { op: 'rebuild'; key: Uint8Array | null; naming: BlobNaming; level: number; data: Uint8Array; items: RebuildItem[]; out: ArrayBuffer | SharedArrayBuffer }
+  | { op: 'rebuild'; key: Uint8Array | null; naming: BlobNaming; level: number; data: Uint8Array; items: RebuildItem[]; out: ArrayBuffer | SharedArrayBuffer; deltas?: boolean }
   | { op: 'decode'; key: Uint8Array | null; naming: BlobNaming; data: Uint8Array; items: { offset: number; length: number; flags: number; rawLength: number; hash: string }[] }
   | { op: 'restore'; key: Uint8Array | null; naming: BlobNaming; data: Uint8Array; fd: number; items: { offset: number; length: number; flags: number; rawLength: number; hash: string; positions: number[] }[] };
 
@@ -22,7 +22,14 @@ export type WorkerTask =
  * A patch's base: its stored bytes, or where they lie in a local pack file (the worker reads them; a file gone or
  * short answers problem 'unread', and the caller reads the bytes another way).
  */
-export type RebuildBase = { flags: number; rawLength: number; hash: string } & ({ data: Uint8Array } | { file: string; offset: number; length: number });
+export type RebuildBase = { flags: number; rawLength: number; hash: string; chain?: ChainMember[] } & ({ data: Uint8Array } | { file: string; offset: number; length: number });
+
+/** A delta base's own bases, newest first, down to a leaf-framed blob (delta-frame.ts): where each lies. */
+export interface ChainMember {
+  file: string;
+  offset: number;
+  length: number;
+}
 
 /** One patch of a rebuild task: its bytes at `offset` in the task's data, rebuilding `chunkLength` bytes from `base` (null: zeros). */
 export interface RebuildItem {
@@ -38,10 +45,10 @@ export interface RebuildItem {
  * another way; `mismatch`: the rebuilt chunk hashes to `hash`, not the claimed one), or the chunk stored, its
  * `storedLength` encoded bytes next in the reply's `stored` (which is the task's `out` when they fit in it).
  */
-export type RebuildResult = { problem: 'base' | 'unread' | 'patch' | 'zero' | 'mismatch'; message: string; hash?: string } | { hash: string; flags: number; rawLength: number; storedLength: number };
+export type RebuildResult = { problem: 'base' | 'unread' | 'patch' | 'zero' | 'mismatch'; message: string; hash?: string } | { hash: string; flags: number; rawLength: number; storedLength: number; base?: string };
 
 /** The most an encoded (compressed or not, then maybe sealed) chunk of `rawLength` bytes takes: room a rebuild's `out` leaves per chunk. */
-export const encodedBound = (rawLength: number): number => framedBound(rawLength) + 64;
+export const encodedBound = (rawLength: number): number => deltaBound(rawLength) + 64;
 
 export type WorkerReply =
   | { op: 'encode'; items: ({ hash: string; problem: string } | { hash: string; flags: number; rawLength: number; storedLength: number })[]; stored: ArrayBuffer }

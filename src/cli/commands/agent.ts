@@ -119,6 +119,9 @@ export function registerAgentCommand(program: Command): void {
         hooks,
         hookTimeoutSeconds: parseDuration(o.hookTimeout),
         log,
+        // Exists for the crash test only (test/e2e/agent-crash-after-commit.test.ts): SIGKILL after the n-th commit
+        // with changes is answered, before the agent records it (AgentOptions.crashAfterCommit).
+        ...(process.env.REFUGE_TEST_CRASH_AFTER_COMMIT ? { crashAfterCommit: Number(process.env.REFUGE_TEST_CRASH_AFTER_COMMIT) } : {}),
       });
       const stop = new AbortController();
       for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => stop.abort(new Error(sig)));

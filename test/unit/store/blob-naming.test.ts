@@ -54,8 +54,8 @@ describe('blob naming', () => {
   });
 
   it('a store of an unknown format is refused, naming the formats this Refuge reads', async () => {
-    const config = { format: 4, chunkSize: 262144, packSize: 16 << 20, compressionLevel: 3, createdAt: '', encryption: null } as unknown as StoreConfig;
-    await expectRefugeError(Promise.resolve().then(() => checkConfig(config, '/x')), 'failed_precondition', 'formats 2 and 3');
+    const config = { format: 5, chunkSize: 262144, packSize: 16 << 20, compressionLevel: 3, createdAt: '', encryption: null } as unknown as StoreConfig;
+    await expectRefugeError(Promise.resolve().then(() => checkConfig(config, '/x')), 'failed_precondition', 'formats 2, 3, 4');
     expect(checkConfig({ ...config, format: 3 }, '/x').format).toBe(3);
   });
 });

@@ -2,10 +2,10 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { encodePatch, type Run } from '../../../src/protocol/chunk-encoding.js';
 import { LEAF_SIZE, applyPatch, blobName } from '../../../src/store/chunks.js';
-import { DELTA_PREFIX, MAX_DELTA_DEPTH, decodeChain, deltaBound, deltaHead, patchToDelta } from '../../../src/store/delta-frame.js';
+import { DELTA_PREFIX, MAX_DELTA_DEPTH, decodeChain, deltaBound, deltaHead, patchChain } from '../../../src/store/delta-frame.js';
 import { BLOB_DELTA, BLOB_LEAVES } from '../../../src/store/blob-codec.js';
 import { decodeIndexFile, encodeIndexFile } from '../../../src/store/index-file.js';
-import { encodeFramed, leafCount } from '../../../src/store/leaf-frame.js';
+import { decodeFramed, encodeFramed, leafCount } from '../../../src/store/leaf-frame.js';
 import { PackBuilder, parsePack } from '../../../src/store/pack.js';
 import { expectSameBytes } from './fixtures.js';
 
@@ -36,7 +36,7 @@ function patchOf(raw: Buffer, runs: [number, number][]): { patch: Buffer; after:
 /** A delta of `chain` (the base first) by `patch`, which must make `after`; its stored bytes. */
 function delta(chain: Buffer[], base: Buffer, patch: Buffer, after: Buffer): Buffer {
   const out = Buffer.alloc(deltaBound(CHUNK) + 16);
-  const r = patchToDelta(chain, name(base), CHUNK, patch, name(after), 3, out, 16, Buffer.alloc(CHUNK));
+  const r = patchChain(chain, name(base), CHUNK, patch, name(after), 3, out, 16, Buffer.alloc(CHUNK));
   if (!('stored' in r)) throw new Error(`no delta: ${JSON.stringify(r)}`);
   expect(r.hash).toBe(name(after));
   return Buffer.from(out.subarray(16, 16 + r.stored));
@@ -78,8 +78,28 @@ describe('delta blobs', () => {
       expectSameBytes(decodeChain(chain, CHUNK, name(raw)) as Buffer, raw);
     }
     const { patch, after } = patchOf(raw, [[0, 10]]);
-    const r = patchToDelta(chain, name(raw), CHUNK, patch, name(after), 3, Buffer.alloc(deltaBound(CHUNK)), 0, Buffer.alloc(CHUNK));
+    const r = patchChain(chain, name(raw), CHUNK, patch, name(after), 3, Buffer.alloc(deltaBound(CHUNK)), 0, Buffer.alloc(CHUNK));
     expect(r).toEqual({ slow: `the base is ${MAX_DELTA_DEPTH} deep already` });
+  });
+
+  it('cut a chain short: the patched chunk framed whole, its untouched leaves copied from their holders by CRC', () => {
+    let raw = mixedChunk();
+    const chain = [encodeFramed(raw, 3, true)];
+    for (let depth = 1; depth <= 3; depth++) {
+      const { patch, after } = patchOf(raw, [[depth * 3 * LEAF_SIZE + 10, 3000]]);
+      chain.unshift(delta(chain, raw, patch, after));
+      raw = after;
+    }
+    const { patch, after } = patchOf(raw, [[LEAF_SIZE + 5, 9000]]);
+    const out = Buffer.alloc(deltaBound(CHUNK));
+    const r = patchChain(chain, name(raw), CHUNK, patch, name(after), 3, out, 0, Buffer.alloc(CHUNK), true);
+    if (!('stored' in r)) throw new Error(JSON.stringify(r));
+    expectSameBytes(decodeFramed(out.subarray(0, r.stored), CHUNK, name(after)) as Buffer, after);
+    // A copied leaf whose CRC fails (here in the chain's framed root) is not copied: the caller decodes and checks all.
+    const root = Buffer.from(chain.at(-1) as Buffer);
+    const leaf = leafBytes(root, 2);
+    leaf.writeUInt8(leaf.readUInt8(7) ^ 1, 7);
+    expect(patchChain([...chain.slice(0, -1), root], name(raw), CHUNK, patch, name(after), 3, out, 0, Buffer.alloc(CHUNK), true)).toEqual({ slow: "the base's leaf 2 fails its CRC" });
   });
 
   it('read only the leaves written in part: damage elsewhere is found when the chain is read, not copied unseen', () => {
@@ -98,7 +118,7 @@ describe('delta blobs', () => {
     const d2 = delta([damaged(2)], root, patch, after);
     expectSameBytes(decodeChain([d2, damaged(2)], CHUNK, name(after)) as Buffer, after);
     // One written in part is read, and its CRC sends the rebuild down the checked path.
-    const r = patchToDelta([damaged(4)], name(root), CHUNK, patch, name(after), 3, Buffer.alloc(deltaBound(CHUNK)), 0, Buffer.alloc(CHUNK));
+    const r = patchChain([damaged(4)], name(root), CHUNK, patch, name(after), 3, Buffer.alloc(deltaBound(CHUNK)), 0, Buffer.alloc(CHUNK));
     expect(r).toEqual({ slow: "the base's leaf 4 fails its CRC" });
     // One the patch does not touch is referred to: reading the delta names it, in the member that holds it.
     const d8 = delta([damaged(8)], root, patch, after);
@@ -112,16 +132,16 @@ describe('delta blobs', () => {
     const { patch, after } = patchOf(root, [[100, 200]]);
     const out = Buffer.alloc(deltaBound(CHUNK));
     const scratch = Buffer.alloc(CHUNK);
-    expect(patchToDelta([framed], name(root), CHUNK, patch, name(root), 3, out, 0, scratch)).toEqual({ slow: 'the patched chunk does not have the claimed name' });
-    expect(patchToDelta([framed], name(after), CHUNK, patch, name(after), 3, out, 0, scratch)).toEqual({ slow: "the base's stored leaf digests do not give its name" });
-    expect(patchToDelta([framed], name(root), CHUNK, Buffer.from([0, 0, 0]), name(after), 3, out, 0, scratch)).toMatchObject({ problem: 'patch' });
+    expect(patchChain([framed], name(root), CHUNK, patch, name(root), 3, out, 0, scratch)).toEqual({ slow: 'the patched chunk does not have the claimed name' });
+    expect(patchChain([framed], name(after), CHUNK, patch, name(after), 3, out, 0, scratch)).toEqual({ slow: "the base's stored leaf digests do not give its name" });
+    expect(patchChain([framed], name(root), CHUNK, Buffer.from([0, 0, 0]), name(after), 3, out, 0, scratch)).toMatchObject({ problem: 'patch' });
     const zero = Buffer.alloc(CHUNK);
     const small = Buffer.alloc(CHUNK);
     small.write('x', 5);
     const toZero = patchOf(small, [[5, 1]]);
     const z = Buffer.from(toZero.patch);
     z[8] = 0; // the run's one byte: zero, as the base's others
-    expect(patchToDelta([encodeFramed(small, 3, true)], name(small), CHUNK, z, name(zero), 3, out, 0, scratch)).toEqual({ problem: 'zero', message: 'the patch rebuilds a chunk of zeros' });
+    expect(patchChain([encodeFramed(small, 3, true)], name(small), CHUNK, z, name(zero), 3, out, 0, scratch)).toEqual({ problem: 'zero', message: 'the patch rebuilds a chunk of zeros' });
   });
 
   it('name what is wrong with a chain', () => {

@@ -28,11 +28,12 @@ function sampleDisk(): Buffer {
   return disk;
 }
 
-// The whole suite runs on each store format: 2 names blobs by SHA-256, 3 by leaf digests (store-config.ts).
-describe.each([2, 3] as const)('ReplicaStore, format %i', (format) => {
+// The whole suite runs on each store format: 2 names blobs by SHA-256, 3 by leaf digests, 4 as 3 with patched chunks
+// stored as deltas (store-config.ts).
+describe.each([2, 3, 4] as const)('ReplicaStore, format %i', (format) => {
   let t: TempStore;
   let store: ReplicaStore;
-  const naming: BlobNaming = format === 3 ? 'leaf16' : 'sha256';
+  const naming: BlobNaming = format >= 3 ? 'leaf16' : 'sha256';
   const chunkHash = (data: Uint8Array): string => blobName(data, naming);
   const uniqueChunks = (...disks: Buffer[]): string[] =>
     [...new Set(disks.flatMap((d) => hashChunks(d, CHUNK, naming)).filter((h): h is string => h !== null))].sort();

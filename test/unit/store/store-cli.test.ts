@@ -75,7 +75,7 @@ describe('refuge store', () => {
 
   it('refuses a store format it does not write, and creates nothing', async () => {
     const store = join(dir.path, 'store');
-    await expect(refuge('store', 'init', '--path', store, '--format', '4')).rejects.toThrow(/--format 4 is not a store format this Refuge writes/);
+    await expect(refuge('store', 'init', '--path', store, '--format', '5')).rejects.toThrow(/--format 5 is not a store format this Refuge writes/);
     const { readdir } = await import('node:fs/promises');
     expect(await readdir(store).catch(() => [])).toEqual([]);
   });
