@@ -35,7 +35,7 @@ const { values } = parseArgs({
      * P5 runs once per policy chunk size (KiB): the store's default, and chunks the size of the writes; a size with
      * `f2` or `f3` runs into a store of that format (the default is the store's default, 3; docs/design-delta-points.md).
      */
-    'p5-chunks': { type: 'string', default: '256,256f2,8' },
+    'p5-chunks': { type: 'string', default: '256,256f3,8' },
     /** P3/P9 under a policy of this chunk size (KiB) instead of the store's default (for a partial run's comparison). */
     'p3-chunk-kib': { type: 'string' },
     /** A full run measures P3 a second time under a policy of this chunk size (KiB): the churn's 64 KiB blocks. */

@@ -6,8 +6,11 @@ import type { EncryptionConfig } from './sealing.js';
  * `refuge-store.json`: the one object written in the clear and only at creation. It says how to read everything
  * else: the format, the chunk size, pack size and compression level for new data, and the wrapped data key.
  */
-/** The format of new stores (docs/store-format.md): 3 since 2026-12-03 (docs/design-delta-points.md, stage 5). */
-export const STORE_FORMAT = 3;
+/**
+ * The format of new stores (docs/store-format.md): 4 since 2026-12-03 evening (delta blobs, docs/design-delta-points.md
+ * stage 3), 3 before that day's afternoon (stage 5), 2 before.
+ */
+export const STORE_FORMAT = 4;
 /**
  * The formats this Refuge reads and writes: 2, blobs named by SHA-256 and stored whole; 3, named by leaf digests
  * (chunks.ts `leaf16`) and, in a plain store, stored leaf-framed (leaf-frame.ts), so that a cdp point's work follows
@@ -21,7 +24,7 @@ export const CONFIG_KEY = 'refuge-store.json';
 export const namingOf = (format: StoreFormat): BlobNaming => (format >= 3 ? 'leaf16' : 'sha256');
 /**
  * Format 4 is format 3 plus delta blobs (delta-frame.ts): a plain store keeps a patched chunk as the leaves its patch
- * touched, read through its base. Being built (docs/design-delta-points.md, stage 3): not yet the default.
+ * touched, read through its base (docs/design-delta-points.md, stage 3).
  */
 export const hasDeltas = (format: StoreFormat): boolean => format === 4;
 

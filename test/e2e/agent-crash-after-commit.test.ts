@@ -153,7 +153,7 @@ describe('cdp agent killed between a commit\'s answer and recording it: the leaf
     expect((await f.restore(rep, seed.id)).equals(disk)).toBe(true);
     const storeDir = join(f.dir, 'vault', 'sites', 'recovery', 'store');
     // Leaf-digest names: the agent keeps leaf digests for such stores only.
-    expect((await ReplicaStore.open(new FilesystemBackend(storeDir))).config.format).toBe(3);
+    expect((await ReplicaStore.open(new FilesystemBackend(storeDir))).naming).toBe('leaf16');
     const wireAfterSeed = f.counters(rep)?.wireBytesReceived ?? 0;
     const seedDigests = await readFile(digestPath); // complete: digests are written before the commit
 

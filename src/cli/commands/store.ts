@@ -60,7 +60,7 @@ export function registerStoreCommands(program: Command): void {
     .option('--pack-size <bytes>', 'target pack size', (v) => Number(v))
     .option('--compression-level <n>', 'zstd level (0: none)', (v) => Number(v))
     .option('--encrypt', 'encrypt everything with AES-256-GCM under the vault key given by --key-file')
-    .option('--format <n>', 'store format: 3 (blobs named by 16 KiB leaf digests and stored by leaf, the default; docs/store-format.md), 2 (named by SHA-256, stored whole) or 4 (format 3 with patched chunks stored as deltas on their bases; being built, docs/design-delta-points.md)', (v) => Number(v))
+    .option('--format <n>', 'store format: 4 (blobs named by 16 KiB leaf digests, stored by leaf, patched chunks as deltas on their bases; the default, docs/store-format.md), 3 (the same without deltas) or 2 (named by SHA-256, stored whole)', (v) => Number(v))
     .action(async (o: StoreOptions & { chunkSize?: number; packSize?: number; compressionLevel?: number; encrypt?: boolean; format?: number }, cmd: Command) => {
       if (o.encrypt && !o.keyFile) throw new RefugeError('invalid_argument', '--encrypt needs --key-file');
       if (o.format !== undefined && !(STORE_FORMATS as readonly number[]).includes(o.format)) {
