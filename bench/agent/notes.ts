@@ -39,7 +39,11 @@ Eighth session (2026-12-03): a cdp cut's chunks are read on libuv's pool (\`Froz
 one asynchronous read, then the copy-on-write overlay on the event loop) instead of synchronous 256 KiB reads on the
 event loop that serves the VM's writes. \`--only p4 --rounds 2\` (load 2.5): with a cut every 2 s, 75% of nbdkit's
 random-write IOPS and 41% of its sequential bandwidth (8,783 against 11,691; 534 against 1,299 MB/s), where the last
-full run had measured 25% and 20%; without cuts 144% and 95%.`;
+full run had measured 25% and 20%; without cuts 144% and 95%.
+Eleventh session (2026-12-03, 16:51 UTC full run, store format 4): nbdkit's anchor rose over the rounds, 2,474, 3,235
+and 3,867 MB/s, while the agent gave 1,955, 2,356 and 2,091 MB/s: 65% on the medians (random writes 120%). The NBD
+path has not changed since the sixth session's 90%: the ratio follows the anchor, which here reaches 3.9 GB/s with
+16 threads where the agent reads the socket on one thread. **Not met in this run.**`;
 
 export const P3_NOTES = `Where the time goes (profiles of the vault with \`BENCH_PROFILE=DIR\`, phases and CPU per point with
 \`BENCH_DEBUG=1\`): the store already wrote uploads into packs with one sync per commit, and the commit itself takes
@@ -157,7 +161,10 @@ the woken worker takes the core, which is contention for the two cores, not work
 Seventh session (2026-12-03): each round of the full run now starts after a \`sync\`: its P3 point came right after
 the previous round's P9 point, whose ~550 MB of rebuilt chunks were still being written back while P3's point ran
 (the reason the full run measured P3 higher than \`--only p3\`, which runs no P9 points). P3 is one point after 1%
-churn on a settled machine, as the target states; P9's rounds are unchanged.`;
+churn on a settled machine, as the target states; P9's rounds are unchanged.
+Eleventh session (2026-12-03, 16:51 UTC full run, store format 4, the new default: a patched chunk is stored as the
+leaves its patch touched, a delta on its base): 0.590, 0.413 and 0.394 s, median **0.413 s, met**; under the 64 KiB
+policy 0.363 s.`;
 
 export const P5_NOTES = `Reading: 20 MB/s of random 8 KiB writes dirty most of the 8,192 256 KiB chunks of a 2 GiB disk within a few 5 s
 intervals, so with the store's default chunk size each point reads and hashes over a GiB at the agent and rebuilds
@@ -239,4 +246,16 @@ writing only the touched leaves (the delta blobs of the first design, set aside 
 and keeping pack files open in the workers. P3 in this full run measured 0.644 s, P4's 1 MiB sequential 84%: the
 machine ran slower than in the morning (its seeding 15.4 s against 12.0 s, nbdkit's own anchors 1,606 against
 2,121 MB/s); back-to-back P3 runs just after measured format 2 at 0.37-0.50 s and format 3 at 0.46-0.58 s, and a
-profiled pair 0.48-0.58 s against 0.45-0.54 s with the vault's CPU per point 0.50 s on both.`;
+profiled pair 0.48-0.58 s against 0.45-0.54 s with the vault's CPU per point 0.50 s on both.
+Eleventh session (2026-12-03 evening): store format 4, the new default, stores a patched chunk as a delta: only the
+leaves its patch touched, read through its base (docs/design-delta-points.md, stage 3). The "256 KiB" row above is
+format 4, the "store format 3" row the former default. Why: \`perf record -e cpu-clock -a -g\` over 25 s of a format-3
+run put 56% of both cores in the kernel, 22.6% of them in \`copy_folio_from_iter_atomic\` on the vault's four libuv
+threads writing packs. This machine is a Firecracker guest whose free memory is reported to the host and dropped
+there (\`page_reporting.page_reporting_order=11\`), so each new page of page cache costs a fault in the host: writing
+1 GiB into new page cache took 2.0 s of system time (0.12 s while freed pages were at hand), touching 1 GiB of new
+anonymous memory 2.8-3.1 s of wall time; and format 3 wrote each touched chunk whole, 0.9-1.4 GB a point. With the
+page cache filled first (a 21 GiB file read), a format-3 run measured 8.5 s where the same hour's gave 10.4-13.7 s:
+how much free memory a run meets is one cause of the spread between runs. Back-to-back 90 s runs: format 4 8.8 s
+against format 3 11.3 s, then (a slower hour) 11.1 s against 15.7 s, the vault writing 160-550 MB every 5.5 s
+instead of 0.9-1.4 GB; the full run above 8.7 s against 13.1 s. **Met** at the default 256 KiB chunks.`;

@@ -320,10 +320,21 @@ export class BlobStore implements NodeSource, NodeSink {
    * and checked as one (delta-frame.ts). A missing base is damage to this blob, named as such.
    */
   private async readChain(hash: string, stored: Buffer, loc: BlobLocation, context: string): Promise<Buffer> {
-    const chain = [stored];
-    let base = loc.base;
+    const chain = [stored, ...(await this.readBases(hash, loc, context))];
+    const raw = decodeChain(chain, loc.rawLength, hash);
+    if (typeof raw === 'string') throw corruptBlob(loc.packId, hash, raw, context);
+    return raw;
+  }
+
+  /**
+   * The stored bytes of the bases a delta (`hash`, at `loc`) is read through, newest first: what decodeChain needs
+   * after the delta's own. A missing base, or a chain longer than chains go, is damage to the delta, named as such.
+   */
+  async readBases(hash: string, loc: BlobLocation, context = ''): Promise<Buffer[]> {
+    const bases: Buffer[] = [];
+    let base = loc.flags & BLOB_DELTA ? loc.base : undefined;
     while (base !== undefined) {
-      if (chain.length > MAX_DELTA_DEPTH) throw corruptBlob(loc.packId, hash, `its chain is longer than ${MAX_DELTA_DEPTH} deltas`, context);
+      if (bases.length >= MAX_DELTA_DEPTH) throw corruptBlob(loc.packId, hash, `its chain is longer than ${MAX_DELTA_DEPTH} deltas`, context);
       let member: { stored: Buffer; loc: BlobLocation };
       try {
         member = await this.readStored(base);
@@ -331,12 +342,10 @@ export class BlobStore implements NodeSource, NodeSink {
         if (isRefugeError(err, 'not_found')) throw corruptBlob(loc.packId, hash, `its base ${base} is missing`, context);
         throw RefugeError.wrap(err, `reading blob ${hash}${context} (its base ${base})`);
       }
-      chain.push(member.stored);
+      bases.push(member.stored);
       base = member.loc.flags & BLOB_DELTA ? member.loc.base : undefined;
     }
-    const raw = decodeChain(chain, loc.rawLength, hash);
-    if (typeof raw === 'string') throw corruptBlob(loc.packId, hash, raw, context);
-    return raw;
+    return bases;
   }
 
   async loadNode(hash: string): Promise<Buffer> {

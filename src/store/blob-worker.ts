@@ -307,7 +307,10 @@ function run(task: WorkerTask): { reply: WorkerReply; transfer: ArrayBuffer[] } 
           flush();
           if (scratch.length < it.rawLength) scratch = Buffer.allocUnsafeSlow(Math.max(SCRATCH_BYTES, it.rawLength));
         }
-        const out = decodeBlob(data.subarray(it.offset, it.offset + it.length), it.flags, it.rawLength, { hash: it.hash, naming: task.naming }, key, scratch.subarray(used));
+        const stored = data.subarray(it.offset, it.offset + it.length);
+        const out = it.chain
+          ? decodeChain([stored, ...it.chain.map((m) => data.subarray(m.offset, m.offset + m.length))], it.rawLength, it.hash, scratch.subarray(used))
+          : decodeBlob(stored, it.flags, it.rawLength, { hash: it.hash, naming: task.naming }, key, scratch.subarray(used));
         if (typeof out === 'string') {
           items.push({ problem: out });
           return { reply: { op: 'restore', items, written }, transfer: [] };

@@ -38,15 +38,16 @@ export interface PackRange {
 
 /**
  * Groups blobs into pack ranges to read (sorted by pack and offset; small gaps are read through). Blobs the index
- * does not locate (pending or unknown) and delta blobs come back apart, to be read one by one.
+ * does not locate (pending or unknown) and, unless `deltas`, delta blobs come back apart, to be read one by one.
  */
-export function planRanges(blobs: BlobStore, hashes: Iterable<string>): { ranges: PackRange[]; individually: string[] } {
+export function planRanges(blobs: BlobStore, hashes: Iterable<string>, o: { deltas?: boolean } = {}): { ranges: PackRange[]; individually: string[] } {
   const byPack = new Map<string, Wanted[]>();
   const individually: string[] = [];
   for (const hash of hashes) {
     const loc = blobs.location(hash);
-    // A delta needs its chain's other blobs, wherever they are: BlobStore.read follows it.
-    if (!loc || loc.flags & BLOB_DELTA) {
+    // A delta needs its chain's other blobs, wherever they are: BlobStore.read follows it (or, with `deltas`, the
+    // caller reads its chain's stored bytes by these ranges too).
+    if (!loc || (loc.flags & BLOB_DELTA && !o.deltas)) {
       individually.push(hash);
       continue;
     }

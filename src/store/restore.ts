@@ -1,6 +1,9 @@
 import { open } from 'node:fs/promises';
 import { RefugeError, isRefugeError } from '../core/errors.js';
 import { forEachLimit } from '../core/concurrency.js';
+import { BLOB_DELTA } from './blob-codec.js';
+import type { BlobLocation } from './blob-table.js';
+import { MAX_DELTA_DEPTH } from './delta-frame.js';
 import { corruptBlob } from './blob-store.js';
 import { MAX_RANGE, planRanges } from './bulk-read.js';
 import { chunkCount, chunkLength } from './chunks.js';
@@ -8,7 +11,7 @@ import { findDisk, type PointManifest } from './manifest.js';
 import { packKey } from './pack.js';
 import type { ProgressCallback, ReplicaStore } from './replica-store.js';
 import { forEachChunk } from './tree.js';
-import { workerPool } from './worker-pool.js';
+import { workerPool, type RestoreItem } from './worker-pool.js';
 
 export interface MaterializeOptions {
   onProgress?: ProgressCallback;
@@ -25,6 +28,18 @@ export interface MaterializeOptions {
 /** Pack ranges are read into reused buffers of the longest range planned. */
 const RANGE_BUFFER_BYTES = MAX_RANGE;
 const SPARE_BUFFERS = 6;
+/**
+ * A delta's chain from the index: its name, then its bases' newest first (MAX_DELTA_DEPTH at most; a longer one is
+ * cut here and its decoding then names the damage).
+ */
+function chainOf(store: ReplicaStore, hash: string): string[] {
+  const chain = [hash];
+  for (let base = store.blobs.location(hash)?.base; base !== undefined && chain.length <= MAX_DELTA_DEPTH + 1; base = store.blobs.location(base)?.base) chain.push(base);
+  return chain;
+}
+
+/** Delta chunks decoded per worker task (their chains gathered first: a few KiB to a chunk's size a member). */
+const DELTA_BATCH = 64;
 
 /**
  * Restores one disk of a point to a raw image: the file is created empty at the disk's size, so zero chunks stay
@@ -107,7 +122,53 @@ export async function materializeDisk(
       written += reply.written;
       options.onProgress?.(written, total);
     });
-    for (const hash of individually) await writeOne(hash);
+    // Deltas (delta-frame.ts): their chains' stored bytes are gathered here, a few KiB a member, and decoded and
+    // checked on the workers like the rest, a batch a task; anything else read one by one (pending, moved).
+    const deltas = new Set(individually.filter((h) => (store.blobs.location(h)?.flags ?? 0) & BLOB_DELTA));
+    const batches: string[][] = [];
+    const list = [...deltas];
+    for (let i = 0; i < list.length; i += DELTA_BATCH) batches.push(list.slice(i, i + DELTA_BATCH));
+    await forEachLimit(batches, options.concurrency ?? 4, async (batch) => {
+      options.signal?.throwIfAborted();
+      // Every member of the batch's chains, from the index (no I/O), read by pack range as the rest of the disk is.
+      const chains = batch.map((hash) => chainOf(store, hash));
+      const stored = new Map<string, Buffer>();
+      const { ranges: memberRanges, individually: lost } = planRanges(store.blobs, new Set(chains.flat()), { deltas: true });
+      if (lost.length > 0) throw new RefugeError('integrity', `blob ${lost[0] as string} of a delta's chain is missing from the store${where(batch[0] as string, places.get(batch[0] as string) as number[])}`, { details: { blob: lost[0], point: point.id } });
+      await Promise.all(memberRanges.map(async (r) => {
+        const data = await store.backend.getRange(packKey(r.packId), r.start, r.end - r.start);
+        for (const w of r.items) stored.set(w.hash, data.subarray(w.offset - r.start, w.offset - r.start + w.length));
+      }));
+      const parts: Buffer[] = [];
+      let at = 0;
+      const add = (hash: string) => {
+        const b = stored.get(hash);
+        if (!b || b.length !== store.blobs.location(hash)?.length) throw new RefugeError('integrity', `${corruptBlob(store.blobs.location(hash)?.packId ?? '?', hash, 'pack is truncated').message}`, { details: { blob: hash, point: point.id } });
+        parts.push(b);
+        at += b.length;
+        return { offset: at - b.length, length: b.length };
+      };
+      const items: RestoreItem[] = [];
+      const packs: string[] = [];
+      for (const [i, hash] of batch.entries()) {
+        const loc = store.blobs.location(hash) as BlobLocation;
+        const [own, ...bases] = chains[i] as string[];
+        items.push({ ...add(own as string), flags: loc.flags, rawLength: loc.rawLength, hash, positions: positions(hash), chain: bases.map(add) });
+        packs.push(loc.packId);
+      }
+      const reply = await pool.run({ op: 'restore', key: store.key, naming: store.naming, data: Buffer.concat(parts, at), fd: file.fd, items }, true);
+      const bad = reply.items.findIndex((it) => it.problem !== undefined);
+      if (bad >= 0) {
+        const hash = batch[bad] as string;
+        throw new RefugeError('integrity', `${corruptBlob(packs[bad] as string, hash, reply.items[bad]?.problem ?? '').message}${where(hash, places.get(hash) as number[])}`, {
+          hint: 'run `refuge store verify` to find every damaged object; a resync repairs it from the source',
+          details: { object: packKey(packs[bad] as string), blob: hash, point: point.id },
+        });
+      }
+      written += reply.written;
+      options.onProgress?.(written, total);
+    });
+    for (const hash of individually) if (!deltas.has(hash)) await writeOne(hash);
     options.onProgress?.(written, total);
     if (options.sync !== false) await file.sync();
   } catch (err) {

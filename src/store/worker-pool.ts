@@ -16,7 +16,21 @@ export type WorkerTask =
   | { op: 'hash'; key: null; naming: BlobNaming; data: Uint8Array; chunkSize: number }
   | { op: 'rebuild'; key: Uint8Array | null; naming: BlobNaming; level: number; data: Uint8Array; items: RebuildItem[]; out: ArrayBuffer | SharedArrayBuffer; deltas?: boolean }
   | { op: 'decode'; key: Uint8Array | null; naming: BlobNaming; data: Uint8Array; items: { offset: number; length: number; flags: number; rawLength: number; hash: string }[] }
-  | { op: 'restore'; key: Uint8Array | null; naming: BlobNaming; data: Uint8Array; fd: number; items: { offset: number; length: number; flags: number; rawLength: number; hash: string; positions: number[] }[] };
+  | { op: 'restore'; key: Uint8Array | null; naming: BlobNaming; data: Uint8Array; fd: number; items: RestoreItem[] };
+
+/**
+ * A blob a restore task decodes, checks and writes at each of `positions`: its stored bytes at `offset` in the task's
+ * data, and for a delta (delta-frame.ts) its bases' stored bytes there too, newest first (`chain`).
+ */
+export interface RestoreItem {
+  offset: number;
+  length: number;
+  flags: number;
+  rawLength: number;
+  hash: string;
+  positions: number[];
+  chain?: { offset: number; length: number }[];
+}
 
 /**
  * A patch's base: its stored bytes, or where they lie in a local pack file (the worker reads them; a file gone or

@@ -155,6 +155,7 @@ describe('a store of format 4 (delta blobs)', () => {
     // The delta is indexed still, but cannot be read: it is reported missing, so the agent sends it again (whole, as
     // a resync sends what the store lacks). The base was an older version of the chunk: that point keeps its loss.
     expect(await reopened.missingChunks([base, delta])).toEqual([base, delta]);
+    await expect(reopened.materialize(second, 'disk0', t.imagePath('broken.img'))).rejects.toThrow(`blob ${base} of a delta's chain is missing from the store`);
     await reopened.putChunk(delta, image.subarray(0, CHUNK));
     const third = await reopened.commitPoint({ replicationId: REP, parentId: second.id, capturedAt: new Date(), consistency: 'crash', disks: [{ name: 'disk0', sizeBytes: image.length, changes: [[0, delta]] }] });
     expect(reopened.blobs.location(delta)?.flags).toBe(BLOB_LEAVES); // the whole copy took the delta's place
