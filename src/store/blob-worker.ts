@@ -3,7 +3,6 @@ import { parentPort } from 'node:worker_threads';
 import { BLOB_DECODED_ELSEWHERE, BLOB_DELTA, BLOB_LEAVES, decodeBlob, encodeBlob, type BlobCheck } from './blob-codec.js';
 import { MAX_DELTA_DEPTH, checkDeltaAlone, decodeChain, patchChain } from './delta-frame.js';
 import { LEAF_SIZE, applyPatch, isZero, nameWithDigests, type BlobNaming } from './chunks.js';
-import { patchFramed } from './leaf-frame.js';
 import { encodedBound, type RebuildBase, type RebuildItem, type RebuildResult, type WorkerReply, type WorkerTask } from './worker-pool.js';
 
 /**
@@ -148,40 +147,26 @@ function rebuildOne(it: RebuildItem, patch: Buffer, key: Buffer | null, naming: 
 }
 
 /**
- * A patch on a leaf-framed base (a plain format-3 store), rebuilt leaf by leaf into `out` at `at` (leaf-frame.ts
- * patchFramed); undefined when that path cannot vouch for the result, for rebuildOne to rebuild it whole.
- */
-function rebuildFramed(it: RebuildItem, patch: Buffer, level: number, out: Buffer, at: number): RebuildResult | undefined {
-  if (!it.base || !(it.base.flags & BLOB_LEAVES) || it.base.rawLength !== it.chunkLength) return undefined;
-  const stored = storedBase(it.base);
-  if ('problem' in stored) return stored;
-  rawScratch = room(rawScratch, it.chunkLength);
-  const r = patchFramed(stored, it.base.hash, it.chunkLength, patch, it.claimedHash, level, out, at, rawScratch);
-  if ('slow' in r) return undefined;
-  if ('problem' in r) return r;
-  return { hash: r.hash, flags: BLOB_LEAVES, rawLength: it.chunkLength, storedLength: r.stored };
-}
-
-/**
- * Chains are cut short at a depth drawn per patch between MAX_DELTA_DEPTH - 3 and MAX_DELTA_DEPTH (from the new
- * chunk's name): a disk whose every chunk is patched every point would otherwise reach the limit with all of them in
- * the same point, and that point would write every chunk whole (P5: one point in nine shipped ~2x slower).
+ * Chains of deltas are cut short at a depth drawn per patch between MAX_DELTA_DEPTH - 3 and MAX_DELTA_DEPTH (from the
+ * new chunk's name): a disk whose every chunk is patched every point would otherwise reach the limit with all of them
+ * in the same point, and that point would write every chunk whole (P5: one point in nine shipped ~2x slower).
  */
 const depthLimit = (hash: string): number => MAX_DELTA_DEPTH - (Number.parseInt(hash.slice(0, 2), 16) % 4);
 
 /**
- * A patch stored as a delta on its base (a plain store of format 4, delta-frame.ts), or, when the chain is as deep as
- * it may go, framed whole with the untouched leaves' stored bytes copied from their holders; into `out` at `at`.
- * Undefined when this path does not apply (the base is neither framed nor a delta) or cannot vouch for the result
- * (then rebuildOne decodes the base whole and checks it).
+ * A patch on a leaf-framed or delta base rebuilt leaf by leaf (delta-frame.ts patchChain) into `out` at `at`: stored
+ * as a delta on its base when the store keeps deltas (format 4) and the chain may grow, otherwise framed whole, the
+ * untouched leaves' stored bytes copied from the blobs holding them. Undefined when this path does not apply (a base
+ * neither framed nor a delta: format 2, or one decoded elsewhere) or cannot vouch for the result: rebuildOne then
+ * decodes the base whole and checks it.
  */
-function rebuildDelta(it: RebuildItem, patch: Buffer, level: number, out: Buffer, at: number): RebuildResult | undefined {
+function rebuildByLeaves(it: RebuildItem, patch: Buffer, level: number, deltas: boolean, out: Buffer, at: number): RebuildResult | undefined {
   if (!it.base || !(it.base.flags & (BLOB_LEAVES | BLOB_DELTA)) || it.base.rawLength !== it.chunkLength) return undefined;
   const stored = storedBase(it.base);
   if ('problem' in stored) return stored;
   const chain = chainOf(it.base);
   if (!Array.isArray(chain)) return chain;
-  const whole = chain.length + 1 > depthLimit(it.claimedHash);
+  const whole = !deltas || chain.length + 1 > depthLimit(it.claimedHash);
   rawScratch = room(rawScratch, it.chunkLength);
   const r = patchChain([stored, ...chain], it.base.hash, it.chunkLength, patch, it.claimedHash, level, out, at, rawScratch, whole);
   if ('slow' in r) return undefined;
@@ -334,7 +319,7 @@ function run(task: WorkerTask): { reply: WorkerReply; transfer: ArrayBuffer[] } 
       let at = 0;
       const items = task.items.map((it): RebuildResult => {
         const patch = data.subarray(it.offset, it.offset + it.length);
-        const framed = key === null ? ((task.deltas ? rebuildDelta(it, patch, task.level, out, at) : undefined) ?? rebuildFramed(it, patch, task.level, out, at)) : undefined;
+        const framed = key === null ? rebuildByLeaves(it, patch, task.level, task.deltas === true, out, at) : undefined;
         if (framed) {
           if (!('problem' in framed)) at += framed.storedLength;
           return framed;

@@ -119,8 +119,9 @@ export function checkDeltaAlone(stored: Buffer, rawLength: number, check: string
  * `whole` as a leaf-framed blob (leaf-frame.ts) that needs no base, its untouched leaves' stored bytes copied from
  * the members holding them, each checked by its CRC first (how a chain is cut short: MAX_DELTA_DEPTH). `scratch`
  * holds the touched leaves meanwhile. Leaves the patch writes whole are not read; those it writes in part are read
- * from their holder and checked by CRC. Answers as patchFramed (leaf-frame.ts): `slow` when this path cannot vouch
- * for the result, and the caller rebuilds from the base decoded and checked whole.
+ * from their holder and checked by CRC. Answers a FramedPatch (leaf-frame.ts): `slow` when this path cannot vouch
+ * for the result, and the caller rebuilds from the base decoded and checked whole. A plain store of format 3 rebuilds
+ * every patch this way, whole, on its framed base (a chain of one).
  */
 export function patchChain(chain: readonly Buffer[], baseHash: string, chunkLength: number, patch: Buffer, claimedHash: string, level: number, out: Buffer, at: number, scratch: Buffer, whole = false): FramedPatch {
   if (!whole && chain.length > MAX_DELTA_DEPTH) return { slow: `the base is ${chain.length - 1} deep already` };
@@ -178,7 +179,9 @@ export function patchChain(chain: readonly Buffer[], baseHash: string, chunkLeng
     }
     const [from, to] = leafRange(i, chunkLength);
     const leaf = raw.subarray(from, to);
-    // As in patchFramed: a leaf written whole is judged afresh, one written in part as its holder stored it.
+    // A leaf of zeros compresses to a few bytes, and a leaf written whole is new data, judged afresh; a leaf written
+    // in part is tried as its holder stored it (one stored as it is was incompressible, and random guest data
+    // written into part of it most likely is too: trying would cost a failing zstd pass per patch).
     const holder = holderOf(members, i);
     const word = encodeLeaf(leaf, level, holder?.frame.compressed[i] === true || written === leaf.length || isZero(leaf), out, body);
     const length = word & ~COMPRESSED_BIT;

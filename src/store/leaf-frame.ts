@@ -1,10 +1,10 @@
 import { crc32 } from 'node:zlib';
-import { LEAF_SIZE, isZero, leafDigests, nameFromLeafDigests, patchRuns, zeroDigests } from './chunks.js';
+import { LEAF_SIZE, isZero, leafDigests, nameFromLeafDigests } from './chunks.js';
 import { compressInto, decompressInto } from './zstd-into.js';
 
 /**
- * Leaf-framed blobs: how a plain (not encrypted) store of format 3 keeps a blob, so that a patched chunk is rebuilt
- * from the leaves the patch touches alone (docs/design-delta-points.md, stage 2). A cdp point under scattered
+ * Leaf-framed blobs: how a plain (not encrypted) store of format 3 or 4 keeps a blob, so that a patched chunk is
+ * rebuilt from the leaves the patch touches alone (delta-frame.ts patchChain) (docs/design-delta-points.md, stage 2). A cdp point under scattered
  * writes patches thousands of chunks a few leaves each; stored as one zstd frame, each rebuild decompressed,
  * hashed, compressed and copied the whole chunk (P5 profile: the vault's two workers spent ~40% of their time in
  * SHA-256 and ~40% in zstd for 16 KiB written per 256 KiB chunk). Framed, the rebuild checks the base's stored bytes
@@ -171,61 +171,10 @@ export function touchedLeaves(runs: readonly [number, number, number][], chunkLe
   return touched;
 }
 
-export type FramedPatch = { stored: number; hash: string } | { problem: 'patch' | 'zero'; message: string } | { slow: string };
-
 /**
- * Applies `patch` to the framed base `base` (named `baseHash`, `chunkLength` raw bytes) and writes the patched chunk,
- * framed, into `out` at `at` (room for framedBound(chunkLength)); `scratch` holds the touched leaves meanwhile. The
- * answer is the stored length and the new name; a refusal the sender caused ('patch', 'zero'); or `slow` with the
- * reason this path cannot vouch for the result (a base whose stored bytes or digests do not check out, or a name
- * other than the claimed one): the caller then rebuilds from the base decoded and checked whole, which tells a
- * damaged base from a wrong patch.
+ * What a rebuild leaf by leaf (delta-frame.ts patchChain) answers: the stored length and the new name; a refusal the
+ * sender caused ('patch', 'zero'); or `slow` with the reason it cannot vouch for the result (a base whose stored bytes
+ * or digests do not check out, or a name other than the claimed one): the caller then rebuilds from the base decoded
+ * and checked whole, which tells a damaged base from a wrong patch.
  */
-export function patchFramed(base: Buffer, baseHash: string, chunkLength: number, patch: Buffer, claimedHash: string, level: number, out: Buffer, at: number, scratch: Buffer): FramedPatch {
-  const frame = parseFrame(base, chunkLength);
-  if (typeof frame === 'string') return { slow: frame };
-  let runs: [number, number, number][];
-  try {
-    runs = patchRuns(patch, chunkLength);
-  } catch (err) {
-    return { problem: 'patch', message: (err as Error).message };
-  }
-  if (nameFromLeafDigests(chunkLength, frame.digests) !== baseHash) return { slow: 'the base\'s stored leaf digests do not give its name' };
-  for (let i = 0; i < frame.n; i++) {
-    if (crc32(base.subarray(frame.starts[i], frame.ends[i])) !== frame.crcs[i]) return { slow: `the base's leaf ${i} fails its CRC` };
-  }
-  const touched = touchedLeaves(runs, chunkLength);
-  const raw = scratch.subarray(0, chunkLength);
-  for (const i of touched.keys()) if (!decodeLeaf(base, frame, i, raw, chunkLength)) return { slow: `the base's leaf ${i} does not decode` };
-  for (const [offset, length, from] of runs) patch.copy(raw, offset, from, from + length);
-  const n = frame.n;
-  const digests = out.subarray(at, at + n * 32);
-  frame.digests.copy(digests);
-  for (const i of touched.keys()) leafDigests(raw.subarray(...leafRange(i, chunkLength)), digests.subarray(i * 32, i * 32 + 32));
-  if (digests.equals(zeroDigests(chunkLength))) return { problem: 'zero', message: 'the patch rebuilds a chunk of zeros' };
-  const hash = nameFromLeafDigests(chunkLength, digests);
-  if (hash !== claimedHash) return { slow: 'the patched chunk does not have the claimed name' };
-  let body = at + n * ENTRY;
-  for (let i = 0; i < n; i++) {
-    let word: number;
-    let crc: number;
-    const written = touched.get(i);
-    if (written !== undefined) {
-      const [from, to] = leafRange(i, chunkLength);
-      const leaf = raw.subarray(from, to);
-      // A leaf of zeros compresses to a few bytes, and a leaf written whole is new data, judged afresh; a leaf written
-      // in part is tried as the base stored it (one stored as it is was incompressible, and random guest data
-      // written into part of it most likely is too: trying would cost a failing zstd pass per patch).
-      word = encodeLeaf(leaf, level, frame.compressed[i] === true || written === leaf.length || isZero(leaf), out, body);
-      crc = crc32(out.subarray(body, body + (word & ~COMPRESSED_BIT)));
-    } else {
-      const length = base.copy(out, body, frame.starts[i], frame.ends[i]);
-      word = ((frame.compressed[i] ? COMPRESSED_BIT : 0) | length) >>> 0;
-      crc = frame.crcs[i] as number;
-    }
-    out.writeUInt32LE(word, at + n * 32 + i * 4);
-    out.writeUInt32LE(crc, at + n * 36 + i * 4);
-    body += word & ~COMPRESSED_BIT;
-  }
-  return { stored: body - at, hash };
-}
+export type FramedPatch = { stored: number; hash: string } | { problem: 'patch' | 'zero'; message: string } | { slow: string };

@@ -41,6 +41,14 @@ async function patchPoint(store: ReplicaStore, image: Buffer, parent: PointManif
   return store.commitPoint({ replicationId: REP, parentId: parent.id, capturedAt: new Date(), consistency: 'crash', disks: [{ name: 'disk0', sizeBytes: image.length, changes: [[0, name(chunk)]] }] });
 }
 
+/** Flips a byte in leaf `leaf` of the framed blob `hash` where its pack file holds it (the frame says where). */
+async function flipInLeaf(t: TempStore, hash: string, leaf: number): Promise<void> {
+  const { stored } = await t.store.blobs.readStored(hash);
+  let at = 16 * 40;
+  for (let j = 0; j < leaf; j++) at += stored.readUInt32LE(16 * 32 + j * 4) & 0x7fffffff;
+  await flipByte(join(t.root, ...packOf(t.store, hash).split('/')), (t.store.blobs.location(hash)?.offset ?? 0) + at + 5);
+}
+
 async function expectRestores(t: TempStore, store: ReplicaStore, point: PointManifest, image: Buffer, file: string): Promise<void> {
   await store.materialize(point, 'disk0', t.imagePath(file));
   expectSameBytes(await readFile(t.imagePath(file)), image, file);
@@ -117,12 +125,7 @@ describe('a store of format 4 (delta blobs)', () => {
     const first = (await commitDisk(store, image)).point;
     const base = name(image.subarray(0, CHUNK));
     const point = await patchPoint(store, image, first, [3 * LEAF_SIZE]);
-    const loc = store.blobs.location(base);
-    // Leaf 9 is not written by the patch: the delta reads it from the base. Where it lies, from the base's frame.
-    const { stored } = await store.blobs.readStored(base);
-    let at = 16 * 40;
-    for (let j = 0; j < 9; j++) at += stored.readUInt32LE(16 * 32 + j * 4) & 0x7fffffff;
-    await flipByte(join(t.root, ...packOf(store, base).split('/')), (loc?.offset ?? 0) + at + 100);
+    await flipInLeaf(t, base, 9); // not written by the patch: the delta reads it from the base
     const reopened = await ReplicaStore.open(t.backend);
     const found = (await verifyStore(reopened)).problems;
     const problems = found.map((p) => p.problem).join('\n');
@@ -143,9 +146,7 @@ describe('a store of format 4 (delta blobs)', () => {
     const base = name(image.subarray(0, CHUNK));
     const second = await patchPoint(store, image, first, [3 * LEAF_SIZE]);
     const delta = name(image.subarray(0, CHUNK));
-    const { stored } = await store.blobs.readStored(base);
-    const loc = store.blobs.location(base);
-    await flipByte(join(t.root, ...packOf(store, base).split('/')), (loc?.offset ?? 0) + 16 * 40 + (stored.readUInt32LE(16 * 32) & 0x7fffffff) + 5);
+    await flipInLeaf(t, base, 1);
     await store.close();
 
     const reopened = await ReplicaStore.open(t.backend);

@@ -4,7 +4,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { encodePatch, type Run } from '../../../src/protocol/chunk-encoding.js';
 import { BLOB_LEAVES, decodeBlob, encodeBlob } from '../../../src/store/blob-codec.js';
 import { LEAF_SIZE, applyPatch, blobName } from '../../../src/store/chunks.js';
-import { decodeFramed, encodeFramed, framedBound, leafCount, patchFramed } from '../../../src/store/leaf-frame.js';
+import { patchChain } from '../../../src/store/delta-frame.js';
+import { decodeFramed, encodeFramed, framedBound, leafCount } from '../../../src/store/leaf-frame.js';
 import { expectRefugeError } from './expect-error.js';
 import { commitDisk, expectSameBytes, flipByte, openTempStore, packOf, type TempStore } from './fixtures.js';
 
@@ -71,7 +72,7 @@ describe('leaf-framed blobs', () => {
     expect(decodeFramed(stored.subarray(0, 100), raw.length, name(raw))).toMatch(/shorter than its leaf frame/);
   });
 
-  describe('patched leaf by leaf', () => {
+  describe('patched leaf by leaf (a chain of one, written whole: how a store of format 3 rebuilds patches)', () => {
     const base = mixedChunk();
     const stored = encodeFramed(base, 3, true);
     const patchOf = (runs: Run[]) => {
@@ -81,7 +82,7 @@ describe('leaf-framed blobs', () => {
     };
     const apply = (patch: Buffer, claimed: string, from = stored) => {
       const out = Buffer.alloc(framedBound(CHUNK) + 50);
-      const r = patchFramed(from, name(base), CHUNK, patch, claimed, 3, out, 50, Buffer.alloc(CHUNK));
+      const r = patchChain([from], name(base), CHUNK, patch, claimed, 3, out, 50, Buffer.alloc(CHUNK), true);
       return { r, stored: 'stored' in r ? out.subarray(50, 50 + r.stored) : undefined };
     };
 
