@@ -5,9 +5,9 @@ import { LEAF_SIZE, applyPatch, blobName } from '../../../src/store/chunks.js';
 import { DELTA_PREFIX, MAX_DELTA_DEPTH, decodeChain, deltaBound, deltaHead, patchChain } from '../../../src/store/delta-frame.js';
 import { BLOB_DELTA, BLOB_LEAVES } from '../../../src/store/blob-codec.js';
 import { decodeIndexFile, encodeIndexFile } from '../../../src/store/index-file.js';
-import { decodeFramed, encodeFramed, leafCount } from '../../../src/store/leaf-frame.js';
+import { decodeFramed, encodeFramed } from '../../../src/store/leaf-frame.js';
 import { PackBuilder, parsePack } from '../../../src/store/pack.js';
-import { expectSameBytes } from './fixtures.js';
+import { expectSameBytes, framedLeafBytes } from './fixtures.js';
 
 const K = 1024;
 const CHUNK = 256 * K;
@@ -42,13 +42,8 @@ function delta(chain: Buffer[], base: Buffer, patch: Buffer, after: Buffer): Buf
   return Buffer.from(out.subarray(16, 16 + r.stored));
 }
 
-/** Where leaf `i`'s stored bytes lie in a framed blob. */
-function leafBytes(stored: Buffer, i: number): Buffer {
-  const n = leafCount(CHUNK);
-  let at = n * 40;
-  for (let j = 0; j < i; j++) at += stored.readUInt32LE(n * 32 + j * 4) & 0x7fffffff;
-  return stored.subarray(at, at + (stored.readUInt32LE(n * 32 + i * 4) & 0x7fffffff));
-}
+/** Where leaf `i`'s stored bytes lie in a framed chunk. */
+const leafBytes = (stored: Buffer, i: number): Buffer => framedLeafBytes(stored, CHUNK, i);
 
 describe('delta blobs', () => {
   it('store only the leaves a patch touches, and a chain decodes to the patched bytes, checked', () => {

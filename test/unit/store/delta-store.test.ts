@@ -11,7 +11,7 @@ import { repairStore } from '../../../src/store/repair.js';
 import type { PointManifest } from '../../../src/store/manifest.js';
 import { ReplicaStore } from '../../../src/store/replica-store.js';
 import { verifyStore } from '../../../src/store/verify.js';
-import { commitDisk, expectSameBytes, flipByte, openTempStore, packOf, type TempStore } from './fixtures.js';
+import { commitDisk, expectSameBytes, flipByte, framedLeafBytes, openTempStore, packOf, type TempStore } from './fixtures.js';
 
 const K = 1024;
 const CHUNK = 256 * K;
@@ -44,8 +44,7 @@ async function patchPoint(store: ReplicaStore, image: Buffer, parent: PointManif
 /** Flips a byte in leaf `leaf` of the framed blob `hash` where its pack file holds it (the frame says where). */
 async function flipInLeaf(t: TempStore, hash: string, leaf: number): Promise<void> {
   const { stored } = await t.store.blobs.readStored(hash);
-  let at = 16 * 40;
-  for (let j = 0; j < leaf; j++) at += stored.readUInt32LE(16 * 32 + j * 4) & 0x7fffffff;
+  const at = framedLeafBytes(stored, CHUNK, leaf).byteOffset - stored.byteOffset;
   await flipByte(join(t.root, ...packOf(t.store, hash).split('/')), (t.store.blobs.location(hash)?.offset ?? 0) + at + 5);
 }
 

@@ -139,3 +139,11 @@ export function expectSameBytes(actual: Buffer, expected: Buffer, label = 'bytes
   if (!actual.equals(expected)) first = actual.findIndex((b, i) => b !== expected[i]);
   expect(first, `${label}: first differing offset`).toBe(-1);
 }
+
+/** Where leaf `i`'s stored bytes lie in a leaf-framed blob of `rawLength` raw bytes (from the frame's header). */
+export function framedLeafBytes(stored: Buffer, rawLength: number, i: number): Buffer {
+  const n = Math.max(1, Math.ceil(rawLength / (16 * 1024)));
+  let at = n * 40;
+  for (let j = 0; j < i; j++) at += stored.readUInt32LE(n * 32 + j * 4) & 0x7fffffff;
+  return stored.subarray(at, at + (stored.readUInt32LE(n * 32 + i * 4) & 0x7fffffff));
+}

@@ -5,9 +5,9 @@ import { encodePatch, type Run } from '../../../src/protocol/chunk-encoding.js';
 import { BLOB_LEAVES, decodeBlob, encodeBlob } from '../../../src/store/blob-codec.js';
 import { LEAF_SIZE, applyPatch, blobName } from '../../../src/store/chunks.js';
 import { patchChain } from '../../../src/store/delta-frame.js';
-import { decodeFramed, encodeFramed, framedBound, leafCount } from '../../../src/store/leaf-frame.js';
+import { decodeFramed, encodeFramed, framedBound } from '../../../src/store/leaf-frame.js';
 import { expectRefugeError } from './expect-error.js';
-import { commitDisk, expectSameBytes, flipByte, openTempStore, packOf, type TempStore } from './fixtures.js';
+import { commitDisk, expectSameBytes, flipByte, framedLeafBytes, openTempStore, packOf, type TempStore } from './fixtures.js';
 
 const K = 1024;
 const CHUNK = 256 * K;
@@ -24,13 +24,7 @@ function mixedChunk(length = CHUNK): Buffer {
   return b;
 }
 
-/** Where leaf `i`'s stored bytes lie in a framed blob (from the frame's header). */
-function leafBytes(stored: Buffer, rawLength: number, i: number): Buffer {
-  const n = leafCount(rawLength);
-  let at = n * 40;
-  for (let j = 0; j < i; j++) at += stored.readUInt32LE(n * 32 + j * 4) & 0x7fffffff;
-  return stored.subarray(at, at + (stored.readUInt32LE(n * 32 + i * 4) & 0x7fffffff));
-}
+const leafBytes = framedLeafBytes;
 
 describe('leaf-framed blobs', () => {
   it('decode to the bytes framed, checked against the name, for every kind and length of blob', () => {
