@@ -1,4 +1,3 @@
-import { writeSync } from 'node:fs';
 import { RefugeError, isRefugeError } from '../core/errors.js';
 import { isBlobNaming, type BlobNaming } from '../store/chunks.js';
 import type { HttpConnection } from '../core/http-client.js';
@@ -87,13 +86,8 @@ export interface AgentOptions {
   leafSampleEvery?: number;
   /** Wraps the HTTP transport to the replicator (tests insert faults here). */
   transportFor?: (client: ReplicatorClient) => ReplicatorTransport;
-  /**
-   * Test-only fault injection, for the crash test of the leaf digests (test/e2e/agent-crash-after-commit.test.ts;
-   * env REFUGE_TEST_CRASH_AFTER_COMMIT for a process): the agent kills itself with SIGKILL once the n-th commit of
-   * this run that lists changes is answered, before it saves its state, forgets the sent commit and completes the cut
-   * (the point's leaf digests were written while its chunks shipped, before the commit).
-   */
-  crashAfterCommit?: number;
+  /** Called once a commit is answered, before the agent records it (the crash test kills it here: crash-after-commit.ts). */
+  onCommitAnswered?: (answer: { pointId: string; changed: boolean; readBytes: number }) => void;
   log?: Logger;
 }
 
@@ -143,8 +137,6 @@ export class Agent {
   /** A re-protect's pre-hash of the disks (prehash.ts), for the next point only (the first against the seed). */
   private prehash: Prehash | undefined;
   private leafFiles: Promise<Record<string, LeafDigestFile>> | undefined;
-  /** Commits listing changes answered in this run (for `crashAfterCommit` only). */
-  private changedCommits = 0;
   /** Wakes the point loop from its pause when a heartbeat changes the instruction (stop -> replicate). */
   private wakeLoop: (() => void) | undefined;
   readonly counters: AgentCounters = { pointsCommitted: 0, appConsistentPoints: 0, groupCutsJoined: 0, cutsAbandoned: 0, readBytes: 0, upload: emptyUploadStats() };
@@ -501,11 +493,7 @@ export class Agent {
       await saveSentCommit(this.o.stateDir, this.sent);
       // A retried commit whose first answer was lost is recognized by the replicator and answered with its point.
       result = await retrying(() => transport.commit(request), { ...this.o.shipping?.retry, signal: shipSignal });
-      if (this.o.crashAfterCommit && whole.disks.some((d) => d.changes.length > 0) && ++this.changedCommits === this.o.crashAfterCommit) {
-        // Written at once: the logger writes asynchronously, and its line could be lost to the kill.
-        writeSync(2, `${JSON.stringify({ level: 40, point: result.pointId, readBytes: shipped.readBytes, msg: 'killed by fault injection: commit answered, state not saved (REFUGE_TEST_CRASH_AFTER_COMMIT)' })}\n`);
-        process.kill(process.pid, 'SIGKILL');
-      }
+      this.o.onCommitAnswered?.({ pointId: result.pointId, changed: whole.disks.some((d) => d.changes.length > 0), readBytes: shipped.readBytes });
       phases.commitMs = performance.now() - at;
     } catch (err) {
       await uploader.abort(err); // a failure outside the uploader (a disk read) leaves its uploads running

@@ -127,17 +127,29 @@ export class BlobStore implements NodeSource, NodeSink {
 
   /**
    * Whether the store holds a blob it can read: in a store with deltas, a delta counts only while its whole chain is
-   * indexed (a repair may have removed a damaged base), so that the sender of its chunk is asked for it again.
+   * held (a repair may have removed a damaged base), so that the sender of its chunk is asked for it again.
    */
   has(hash: string): boolean {
     if (this.pending.has(hash)) return true;
     if (!this.o.deltas) return this.table.has(hash);
-    let loc = this.table.get(hash);
-    for (let depth = 0; loc?.base !== undefined; depth++) {
-      if (depth >= MAX_DELTA_DEPTH || this.pending.has(loc.base)) return depth < MAX_DELTA_DEPTH;
-      loc = this.table.get(loc.base);
-    }
-    return loc !== undefined;
+    const last = this.entryOf(this.chainOf(hash).at(-1) as string);
+    return last !== undefined && last.base === undefined;
+  }
+
+  /**
+   * A blob's chain (delta-frame.ts) from the index and the open packs: its name, then its bases' newest first; one
+   * name for a blob that is not a delta. A base the store lacks ends it, and it stops at MAX_DELTA_DEPTH + 1 names:
+   * callers find either from the last name (not held, or itself a delta).
+   */
+  chainOf(hash: string): string[] {
+    const chain = [hash];
+    for (let e = this.entryOf(hash); e?.base !== undefined && chain.length <= MAX_DELTA_DEPTH; e = this.entryOf(e.base)) chain.push(e.base);
+    return chain;
+  }
+
+  /** Where a blob is, pending or written (its base with it when a delta). */
+  private entryOf(hash: string): { base?: string } | undefined {
+    return this.pending.get(hash)?.entry ?? this.table.get(hash);
   }
 
   /** The length of a blob's raw bytes (a chunk's length), stored or pending; undefined when the store lacks it. */
@@ -331,21 +343,18 @@ export class BlobStore implements NodeSource, NodeSink {
    * after the delta's own. A missing base, or a chain longer than chains go, is damage to the delta, named as such.
    */
   async readBases(hash: string, loc: BlobLocation, context = ''): Promise<Buffer[]> {
-    const bases: Buffer[] = [];
-    let base = loc.flags & BLOB_DELTA ? loc.base : undefined;
-    while (base !== undefined) {
-      if (bases.length >= MAX_DELTA_DEPTH) throw corruptBlob(loc.packId, hash, `its chain is longer than ${MAX_DELTA_DEPTH} deltas`, context);
-      let member: { stored: Buffer; loc: BlobLocation };
+    const names = this.chainOf(hash).slice(1);
+    const last = names.at(-1);
+    if (last !== undefined && this.entryOf(last) === undefined) throw corruptBlob(loc.packId, hash, `its base ${last} is missing`, context);
+    if (last !== undefined && this.entryOf(last)?.base !== undefined) throw corruptBlob(loc.packId, hash, `its chain is longer than ${MAX_DELTA_DEPTH} deltas`, context);
+    return Promise.all(names.map(async (base) => {
       try {
-        member = await this.readStored(base);
+        return (await this.readStored(base)).stored;
       } catch (err) {
         if (isRefugeError(err, 'not_found')) throw corruptBlob(loc.packId, hash, `its base ${base} is missing`, context);
         throw RefugeError.wrap(err, `reading blob ${hash}${context} (its base ${base})`);
       }
-      bases.push(member.stored);
-      base = member.loc.flags & BLOB_DELTA ? member.loc.base : undefined;
-    }
-    return bases;
+    }));
   }
 
   async loadNode(hash: string): Promise<Buffer> {

@@ -1,8 +1,5 @@
 import { RefugeError } from '../core/errors.js';
-import { BLOB_DELTA } from './blob-codec.js';
 import type { BlobStore } from './blob-store.js';
-import type { BlobLocation } from './blob-table.js';
-import { MAX_DELTA_DEPTH } from './delta-frame.js';
 import { isChunkHash, type BlobNaming } from './chunks.js';
 import type { DataKey } from './sealing.js';
 import { MAX_CHUNK_SIZE } from './store-config.js';
@@ -103,7 +100,7 @@ export async function rebuildPatches(t: PatchTarget, uploads: readonly PatchUplo
   for (const [n, u] of uploads.entries()) {
     if (outcomes[n]) continue;
     const loc = u.base === null ? undefined : t.blobs.localLocation(u.base);
-    const chain = loc ? localChain(t.blobs, loc) : undefined;
+    const chain = loc ? localChain(t.blobs, u.base as string) : undefined;
     if (u.base === null || (loc && chain)) local.push({ n, base: loc && chain ? { file: loc.file, offset: loc.offset, length: loc.length, flags: loc.flags, rawLength: loc.rawLength, hash: u.base as string, ...(chain.length > 0 ? { chain } : {}) } : null });
     else elsewhere.push(n);
   }
@@ -129,13 +126,12 @@ export async function rebuildPatches(t: PatchTarget, uploads: readonly PatchUplo
  * Where a delta base's own bases lie in local pack files, newest first (none for a blob that is not a delta); undefined
  * when one is not in a local file (pending, or another backend): that base is read by `readBase`.
  */
-function localChain(blobs: BlobStore, loc: BlobLocation): ChainMember[] | undefined {
+function localChain(blobs: BlobStore, base: string): ChainMember[] | undefined {
   const chain: ChainMember[] = [];
-  for (let base = loc.flags & BLOB_DELTA ? loc.base : undefined; base !== undefined; ) {
-    const member = blobs.localLocation(base);
-    if (!member || chain.length > MAX_DELTA_DEPTH) return undefined;
+  for (const name of blobs.chainOf(base).slice(1)) {
+    const member = blobs.localLocation(name);
+    if (!member) return undefined;
     chain.push({ file: member.file, offset: member.offset, length: member.length });
-    base = member.flags & BLOB_DELTA ? member.base : undefined;
   }
   return chain;
 }

@@ -3,7 +3,6 @@ import { RefugeError, isRefugeError } from '../core/errors.js';
 import { forEachLimit } from '../core/concurrency.js';
 import { BLOB_DELTA } from './blob-codec.js';
 import type { BlobLocation } from './blob-table.js';
-import { MAX_DELTA_DEPTH } from './delta-frame.js';
 import { corruptBlob } from './blob-store.js';
 import { MAX_RANGE, planRanges } from './bulk-read.js';
 import { chunkCount, chunkLength } from './chunks.js';
@@ -28,16 +27,6 @@ export interface MaterializeOptions {
 /** Pack ranges are read into reused buffers of the longest range planned. */
 const RANGE_BUFFER_BYTES = MAX_RANGE;
 const SPARE_BUFFERS = 6;
-/**
- * A delta's chain from the index: its name, then its bases' newest first (MAX_DELTA_DEPTH at most; a longer one is
- * cut here and its decoding then names the damage).
- */
-function chainOf(store: ReplicaStore, hash: string): string[] {
-  const chain = [hash];
-  for (let base = store.blobs.location(hash)?.base; base !== undefined && chain.length <= MAX_DELTA_DEPTH + 1; base = store.blobs.location(base)?.base) chain.push(base);
-  return chain;
-}
-
 /** Delta chunks decoded per worker task (their chains gathered first: a few KiB to a chunk's size a member). */
 const DELTA_BATCH = 64;
 
@@ -131,7 +120,7 @@ export async function materializeDisk(
     await forEachLimit(batches, options.concurrency ?? 4, async (batch) => {
       options.signal?.throwIfAborted();
       // Every member of the batch's chains, from the index (no I/O), read by pack range as the rest of the disk is.
-      const chains = batch.map((hash) => chainOf(store, hash));
+      const chains = batch.map((hash) => store.blobs.chainOf(hash));
       const stored = new Map<string, Buffer>();
       const { ranges: memberRanges, individually: lost } = planRanges(store.blobs, new Set(chains.flat()), { deltas: true });
       if (lost.length > 0) throw new RefugeError('integrity', `blob ${lost[0] as string} of a delta's chain is missing from the store${where(batch[0] as string, places.get(batch[0] as string) as number[])}`, { details: { blob: lost[0], point: point.id } });

@@ -80,9 +80,10 @@ export async function verifyStore(
       for (const h of blobs) if (!store.blobs.has(h)) problems.push({ object: `blob ${h}`, problem: `blob ${h} is referenced by ${key} but no index lists it`, points: [key] });
       // A delta's chain is the point's too: damage to a base loses the point's data as much as damage to the delta.
       for (const h of [...blobs]) {
-        for (let base = store.blobs.location(h)?.base; base !== undefined && !blobs.has(base); base = store.blobs.location(base)?.base) {
+        for (const base of store.blobs.chainOf(h).slice(1)) {
+          if (blobs.has(base)) break;
           blobs.add(base);
-          if (!store.blobs.has(base)) problems.push({ object: `blob ${base}`, problem: `blob ${base}, the base a delta of ${key} is read through, is not in any index`, points: [key] });
+          if (!store.blobs.location(base)) problems.push({ object: `blob ${base}`, problem: `blob ${base}, the base a delta of ${key} is read through, is not in any index`, points: [key] });
         }
       }
     } catch (err) {

@@ -16,6 +16,7 @@ import { createLogger } from '../../core/log.js';
 import { assertValidName } from '../../core/names.js';
 import type { BootSpec, DiskFacts } from '../../protocol/schemas.js';
 import { identityFor, registerAgentRegistrationCommands } from './agent-registration.js';
+import { crashAfterCommit } from '../../agent/crash-after-commit.js';
 
 /** Parses a bandwidth such as "20MB/s", "100MiB", "500k" or "0" (unlimited) into bytes per second. */
 export function parseByteRate(text: string): number {
@@ -119,9 +120,8 @@ export function registerAgentCommand(program: Command): void {
         hooks,
         hookTimeoutSeconds: parseDuration(o.hookTimeout),
         log,
-        // Exists for the crash test only (test/e2e/agent-crash-after-commit.test.ts): SIGKILL after the n-th commit
-        // with changes is answered, before the agent records it (AgentOptions.crashAfterCommit).
-        ...(process.env.REFUGE_TEST_CRASH_AFTER_COMMIT ? { crashAfterCommit: Number(process.env.REFUGE_TEST_CRASH_AFTER_COMMIT) } : {}),
+        // Exists for the crash test only (src/agent/crash-after-commit.ts).
+        ...(process.env.REFUGE_TEST_CRASH_AFTER_COMMIT ? { onCommitAnswered: crashAfterCommit(Number(process.env.REFUGE_TEST_CRASH_AFTER_COMMIT)) } : {}),
       });
       const stop = new AbortController();
       for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => stop.abort(new Error(sig)));

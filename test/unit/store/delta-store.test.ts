@@ -41,6 +41,15 @@ async function patchPoint(store: ReplicaStore, image: Buffer, parent: PointManif
   return store.commitPoint({ replicationId: REP, parentId: parent.id, capturedAt: new Date(), consistency: 'crash', disks: [{ name: 'disk0', sizeBytes: image.length, changes: [[0, name(chunk)]] }] });
 }
 
+/** A first point, then a second whose chunk 0 is a delta (leaf 3 written) on the first's chunk 0, `base`. */
+async function deltaOnBase(store: ReplicaStore): Promise<{ image: Buffer; first: PointManifest; base: string; second: PointManifest }> {
+  const image = disk();
+  const first = (await commitDisk(store, image)).point;
+  const base = name(image.subarray(0, CHUNK));
+  const second = await patchPoint(store, image, first, [3 * LEAF_SIZE]);
+  return { image, first, base, second };
+}
+
 /** Flips a byte in leaf `leaf` of the framed blob `hash` where its pack file holds it (the frame says where). */
 async function flipInLeaf(t: TempStore, hash: string, leaf: number): Promise<void> {
   const { stored } = await t.store.blobs.readStored(hash);
@@ -119,11 +128,7 @@ describe('a store of format 4 (delta blobs)', () => {
 
   it('a flipped byte in a base is found by verify and by every read through it; the delta itself checks clean', async () => {
     t = await openTempStore(CHUNK, { format: 4 });
-    const store = t.store;
-    const image = disk();
-    const first = (await commitDisk(store, image)).point;
-    const base = name(image.subarray(0, CHUNK));
-    const point = await patchPoint(store, image, first, [3 * LEAF_SIZE]);
+    const { image, base, second: point } = await deltaOnBase(t.store);
     await flipInLeaf(t, base, 9); // not written by the patch: the delta reads it from the base
     const reopened = await ReplicaStore.open(t.backend);
     const found = (await verifyStore(reopened)).problems;
@@ -140,10 +145,7 @@ describe('a store of format 4 (delta blobs)', () => {
   it('repair drops a damaged base; its deltas are then missing, sent again whole, and every point restores', async () => {
     t = await openTempStore(CHUNK, { format: 4 });
     const store = t.store;
-    const image = disk();
-    const first = (await commitDisk(store, image)).point;
-    const base = name(image.subarray(0, CHUNK));
-    const second = await patchPoint(store, image, first, [3 * LEAF_SIZE]);
+    const { image, first, base, second } = await deltaOnBase(store);
     const delta = name(image.subarray(0, CHUNK));
     await flipInLeaf(t, base, 1);
     await store.close();
