@@ -7,9 +7,10 @@ import type { BlockHashesResponse, ChunkBatchResponse, CommitPointRequest, Commi
 import { chunkCount } from '../store/chunks.js';
 import type { PointManifest } from '../store/manifest.js';
 import { forEachChunk } from '../store/tree.js';
-import { PATCH_GROUP_CHUNK_BYTES, type PatchUpload } from '../store/patched-chunks.js';
+import type { PatchUpload } from '../store/patched-chunks.js';
 import type { ReplicaStore } from '../store/replica-store.js';
 import { takeResyncRequest } from '../store/repair.js';
+import { inGroups } from './entry-groups.js';
 
 /**
  * The replicator receives an agent's changed chunks, verifies each against its hash, stores them and commits
@@ -66,9 +67,6 @@ export interface ReceivedEncoding {
 
 /** Groups of one batch upload rebuilt and stored at once: overlaps base reads (and the body's arrival) with the store's worker threads. */
 const BATCH_ENTRIES_IN_FLIGHT = 4;
-/** Whole chunks stored as one task for a worker thread: up to this many, or this many bytes. */
-const GROUP_ENTRIES = 64;
-const GROUP_BYTES = 1024 * 1024;
 
 /** A patch's bytes, decompressed, once its chunk length is one the replication can place. */
 function patchBytes(body: Buffer, compressed: boolean, chunkLength: number, chunkSize: number): Buffer {
@@ -94,46 +92,16 @@ function received(c: ReplicationCounters, length: number, wireLength: number): v
   c.pendingWireBytes += wireLength;
 }
 
-/**
- * A batch's entries as they arrive, gathered into groups of one kind, whole chunks or patches (one worker task each:
- * per-task round trips, not the hashing, were the cost of small chunks and of patches). A patch group is bounded
- * by the chunks it rebuilds. If the body breaks off, the entries already gathered are still yielded before the
- * error, so what arrived is stored and the retry sends only the rest.
- */
-async function* inGroups(entries: AsyncIterable<BatchEntry> | Iterable<BatchEntry>): AsyncGenerator<BatchEntry[]> {
-  let group: BatchEntry[] = [];
-  let bytes = 0;
-  try {
-    for await (const e of entries) {
-      const patches = e.patch !== undefined;
-      // A patch counts the chunk it rebuilds (the worker's output), a whole chunk its body.
-      const size = e.patch ? e.patch.chunkLength : e.body.length;
-      const limit = patches ? PATCH_GROUP_CHUNK_BYTES : GROUP_BYTES;
-      // A group holds one kind; a patch group never rebuilds more than one worker buffer holds.
-      if (group.length > 0 && ((group[0]?.patch !== undefined) !== patches || (patches && bytes + size > limit))) {
-        yield group;
-        group = [];
-        bytes = 0;
-      }
-      group.push(e);
-      bytes += size;
-      if (group.length >= GROUP_ENTRIES || bytes >= limit) {
-        yield group;
-        group = [];
-        bytes = 0;
-      }
-    }
-  } catch (err) {
-    if (group.length > 0) yield group; // what arrived whole is stored before the failure is reported
-    throw err;
-  }
-  if (group.length > 0) yield group;
-}
-
 export class Replicator {
   /** Commits of one replication, one at a time. */
   private readonly commits = new KeyedQueue();
   readonly counters = new Map<string, ReplicationCounters>();
+  /**
+   * Chunks of batch uploads that arrived and are being stored, by replication and hash. A missing-chunks query
+   * waits for those it names: an agent restarting an upload asks what the store lacks while the cut connection's
+   * last entries may still be on their way into it, and would otherwise send them again.
+   */
+  private readonly storing = new Map<string, Map<string, Promise<unknown>>>();
 
   constructor(
     private readonly targets: TargetResolver,
@@ -151,6 +119,8 @@ export class Replicator {
 
   async missingChunks(replicationId: string, hashes: string[]): Promise<string[]> {
     const { store } = await this.targets.resolve(replicationId);
+    const storing = this.storing.get(replicationId);
+    if (storing) await Promise.allSettled(hashes.flatMap((h) => storing.get(h) ?? []));
     return store.missingChunks(hashes);
   }
 
@@ -233,7 +203,7 @@ export class Replicator {
     const c = this.count(replicationId);
     const baseMissing: string[] = [];
     let stored = 0;
-    await forEachLimit(inGroups(entries), BATCH_ENTRIES_IN_FLIGHT, async (group) => {
+    await forEachLimit(inGroups(entries), BATCH_ENTRIES_IN_FLIGHT, (group) => this.tracked(replicationId, group, async () => {
       if (group[0]?.patch) {
         const r = await this.storePatches(target, c, group);
         stored += r.stored;
@@ -242,8 +212,22 @@ export class Replicator {
       }
       await this.storeWhole(target, c, group);
       stored += group.length;
-    });
+    }));
     return { stored, baseMissing };
+  }
+
+  /** Runs the store of one group of entries, known to `missingChunks` as under way until it settles. */
+  private async tracked(replicationId: string, group: readonly BatchEntry[], store: () => Promise<void>): Promise<void> {
+    let storing = this.storing.get(replicationId);
+    if (!storing) this.storing.set(replicationId, (storing = new Map<string, Promise<unknown>>()));
+    const work = store();
+    for (const e of group) storing.set(e.hash, work);
+    try {
+      await work;
+    } finally {
+      for (const e of group) if (storing.get(e.hash) === work) storing.delete(e.hash);
+      if (storing.size === 0) this.storing.delete(replicationId);
+    }
   }
 
   /**
