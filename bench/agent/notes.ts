@@ -43,7 +43,22 @@ full run had measured 25% and 20%; without cuts 144% and 95%.
 Eleventh session (2026-12-03, 16:51 UTC full run, store format 4): nbdkit's anchor rose over the rounds, 2,474, 3,235
 and 3,867 MB/s, while the agent gave 1,955, 2,356 and 2,091 MB/s: 65% on the medians (random writes 120%). The NBD
 path has not changed since the sixth session's 90%: the ratio follows the anchor, which here reaches 3.9 GB/s with
-16 threads where the agent reads the socket on one thread. **Not met in this run.**`;
+16 threads where the agent reads the socket on one thread. **Not met in this run.**
+Twelfth session (2026-12-03 evening): the export reads in place (src/nbd/read-in-place.ts). Measured first by hand
+(fio's 1 MiB sequential job alone, 10 s, per-process CPU from /proc): nbdkit 3,413 and 4,037 MB/s at 91% of a core,
+the agent 2,553 and 2,476 MB/s at 102%, fio at 40-55% of a core: neither server filled the two cores, so the agent
+lost on its time per request, not on CPU. \`perf record -e cpu-clock -g\` of the export: its main thread busy 63% of
+the time, 13.5% of all samples copying from the socket and 19.5% in \`pvm_irq_enable\` (this guest's paravirtual
+interrupt enabling), most of it waking fio each time a read made room in the socket: Node read the socket 64 KiB at a
+time into a fresh buffer, 16 reads, 16 allocations and 16 wake-ups per request, where nbdkit reads up to the
+payload's length. Now an accepted socket's handle is adopted by a socket with \`onread\` (Node 20 offers it only on
+sockets it connects): a large WRITE's payload is read straight into a reused 1 MiB buffer (payload-pool.ts) that
+the device call then gets, everything else into one reused 256 KiB scratch buffer. By hand: 3,464 and 3,650 MB/s
+against nbdkit's 3,345 and 4,175; \`--only p4 --rounds 3\`: 3,337, 3,444, 3,520 MB/s against 3,945, 3,738, 4,326
+(87%), random writes 119%. The "cut every 2 s" row now reads and hashes the frozen chunks the way the agent ships
+them (ship-cut.ts \`hashedGroups\`: runs read on libuv's pool, hashed in a worker, 256 KiB chunks) instead of one
+synchronous 1 MiB read and hash at a time on the event loop that serves the writes, which no agent does; its figures
+are not comparable with the rows before. On that loop, by hand: 1,796 MB/s with reads in place against 1,152 before.`;
 
 export const P3_NOTES = `Where the time goes (profiles of the vault with \`BENCH_PROFILE=DIR\`, phases and CPU per point with
 \`BENCH_DEBUG=1\`): the store already wrote uploads into packs with one sync per commit, and the commit itself takes

@@ -16,6 +16,9 @@ import { RefugeError } from '../core/errors.js';
  *   before it durable.
  * - `trim` is advisory (the bytes may keep their value); it never fails for a valid range.
  * - Failures throw (or reject with) an error carrying a Node `code` (ENOSPC, EIO, ...), mapped to an NBD errno.
+ * - `write`'s `data` belongs to the server again once the call has returned (synchronous) or settled
+ *   (asynchronous): the server reads the next payloads into the same memory (payload-pool.ts). A device that
+ *   keeps bytes beyond that copies them.
  */
 export interface BlockDevice {
   readonly sizeBytes: number;

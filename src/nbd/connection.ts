@@ -15,6 +15,8 @@ import {
   SIMPLE_REPLY_HEADER_BYTES,
 } from './constants.js';
 import { greeting, handleOption, type ExportCatalog, type NbdExport } from './handshake.js';
+import { payloadBuffer, type Payload } from './payload-pool.js';
+import { readInPlace } from './read-in-place.js';
 import { StreamReader } from './stream-reader.js';
 
 interface Request {
@@ -37,6 +39,10 @@ const MAX_WRITES_IN_FLIGHT = 16;
 const MAX_BYTES_IN_FLIGHT = 16 * 1024 * 1024;
 /** A client must finish the handshake within this time, so idle half-open connections cannot pile up. */
 const HANDSHAKE_TIMEOUT_MS = 30_000;
+/** The reused buffer reads land in between payloads: about what a unix socket holds (its sender's buffer, 208 KiB). */
+const SCRATCH_BYTES = 256 * 1024;
+/** A payload with at least this much still to come is read straight into its own buffer; less comes through scratch. */
+const IN_PLACE_MIN_BYTES = 64 * 1024;
 
 /**
  * One client connection: the fixed newstyle handshake, then the transmission phase with simple replies
@@ -51,8 +57,13 @@ export class NbdConnection {
   private optionsSeen = 0;
   private optionHeader: { option: number; length: number } | undefined;
   private device: BlockDevice | undefined;
-  /** A WRITE whose header has arrived and whose payload has not (yet). */
-  private pendingWrite: Request | undefined;
+  /** A WRITE whose header has arrived and whose payload is being read into its buffer. */
+  private filling: { req: Request; payload: Payload; filled: number } | undefined;
+  /** Where reads land when no large payload is being filled (read-in-place.ts); everything read there is used or copied before the next read. */
+  private readonly scratch = Buffer.allocUnsafeSlow(SCRATCH_BYTES);
+  /** The buffer the socket's next read lands in. */
+  private target: Buffer | undefined;
+  private readonly socket: Socket;
   /** Payload bytes of an oversized WRITE still to drop, then its handle gets EINVAL. */
   private discard: { left: number; handle: Buffer } | undefined;
   /** Parsing waits: too many writes in flight, or a request waits for them to finish. */
@@ -61,30 +72,69 @@ export class NbdConnection {
   private inFlight = 0;
   private bytesInFlight = 0;
   /** A request that must wait until the writes in flight have finished. */
-  private afterWrites: { req: Request; payload: Buffer[] | undefined } | undefined;
+  private afterWrites: { req: Request; payload: Payload | undefined } | undefined;
   private waitingForDrain = false;
   private readonly handshakeTimer: NodeJS.Timeout;
   readonly closed: Promise<void>;
 
+  /** `accepted` comes from a server listening with `pauseOnConnect` (server.ts): nothing has been read from it. */
   constructor(
-    private readonly socket: Socket,
+    accepted: Socket,
     private readonly catalog: ExportCatalog,
     private readonly log: Logger = silentLogger,
   ) {
+    const socket = readInPlace(accepted, { buffer: () => this.nextTarget(), callback: (n, buf) => this.arrived(n, buf as Buffer) }) ?? this.readPieces(accepted);
+    this.socket = socket;
     this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
     this.handshakeTimer = setTimeout(() => this.hangUp('handshake not finished in time'), HANDSHAKE_TIMEOUT_MS);
     this.handshakeTimer.unref();
-    socket.on('data', (piece: Buffer) => {
-      this.reader.push(piece);
-      this.pump();
-    });
     socket.on('error', (err) => this.log.debug({ err }, 'nbd connection error'));
     socket.on('end', () => this.hangUp('client closed the connection'));
     socket.on('close', () => {
       clearTimeout(this.handshakeTimer);
       this.phase = 'closed';
+      this.filling?.payload.release();
+      this.filling = undefined;
     });
     socket.write(greeting());
+  }
+
+  /** Where the next read lands: the rest of a large payload being filled, else the scratch buffer. */
+  private nextTarget(): Buffer {
+    const f = this.filling;
+    this.target = f && f.payload.data.length - f.filled >= IN_PLACE_MIN_BYTES ? f.payload.data.subarray(f.filled) : this.scratch;
+    return this.target;
+  }
+
+  /** A read of `n` bytes landed in `buf` (what nextTarget gave); returns false to stop reading (busy). */
+  private arrived(n: number, buf: Buffer): boolean {
+    const f = this.filling;
+    if (f && buf === this.target && buf !== this.scratch) {
+      f.filled += n; // in place already
+    } else {
+      let piece = buf.subarray(0, n);
+      if (f) {
+        // The reader is empty while a payload fills (filling started by draining it): the payload's bytes come first.
+        const take = Math.min(n, f.payload.data.length - f.filled);
+        piece.copy(f.payload.data, f.filled, 0, take);
+        f.filled += take;
+        piece = piece.subarray(take);
+      }
+      this.reader.push(piece);
+    }
+    this.pump();
+    this.reader.own(); // what was not parsed may lie in scratch, which the next read overwrites
+    return !this.busy && !this.waitingForDrain;
+  }
+
+  /** Reads `socket` the usual way, a buffer per read (where readInPlace cannot adopt it). */
+  private readPieces(socket: Socket): Socket {
+    socket.on('data', (piece: Buffer) => {
+      this.reader.push(piece);
+      this.pump();
+    });
+    socket.resume();
+    return socket;
   }
 
   /** Drops the connection (server shutdown, or a client that broke the protocol). */
@@ -196,12 +246,12 @@ export class NbdConnection {
       this.discard = undefined;
       return true;
     }
-    if (this.pendingWrite) {
-      const payload = this.reader.readPieces(this.pendingWrite.length);
-      if (!payload) return false;
-      const req = this.pendingWrite;
-      this.pendingWrite = undefined;
-      this.execute(req, payload);
+    if (this.filling) {
+      const f = this.filling;
+      f.filled += this.reader.readInto(f.payload.data, f.filled, f.payload.data.length - f.filled);
+      if (f.filled < f.payload.data.length) return false;
+      this.filling = undefined;
+      this.execute(f.req, f.payload);
       return true;
     }
     const h = this.reader.read(REQUEST_HEADER_BYTES);
@@ -226,7 +276,7 @@ export class NbdConnection {
         this.discard = { left: req.length, handle: req.handle };
         return true;
       }
-      this.pendingWrite = req;
+      this.filling = { req, payload: payloadBuffer(req.length), filled: 0 };
       return true;
     }
     this.execute(req, undefined);
@@ -240,17 +290,22 @@ export class NbdConnection {
    * overlap each other the same way (a device far away, such as a recovery point read from an object store,
    * answers many reads in the time of one).
    */
-  private execute(req: Request, payload: Buffer[] | undefined): void {
+  private execute(req: Request, payload: Payload | undefined): void {
     if (req.type !== COMMAND.write && this.inFlight > 0 && !this.overlaps(req)) {
       this.afterWrites = { req, payload };
       this.busy = true;
       return;
     }
-    this.check(req, payload);
+    this.checkThenRelease(req, payload);
   }
 
-  /** Checks a request against the export and runs it, replying with data or an errno. */
-  private check(req: Request, payload: Buffer[] | undefined): void {
+  /** Runs `check`; a payload no device call took is given back at once, one that was is given back when it settles. */
+  private checkThenRelease(req: Request, payload: Payload | undefined): void {
+    if (this.check(req, payload) !== true) payload?.release();
+  }
+
+  /** Checks a request against the export and runs it, replying with data or an errno; true if a device call took `payload`. */
+  private check(req: Request, payload: Payload | undefined): boolean | void {
     // A request parked behind writes in flight when the connection closed: its client is gone and nothing may
     // change the disk after its owner took stock of it (the agent's clean stop), so it is dropped.
     if (this.phase === 'closed') return;
@@ -280,8 +335,10 @@ export class NbdConnection {
         const out = Buffer.allocUnsafe(SIMPLE_REPLY_HEADER_BYTES + req.length);
         return this.run(req, () => device.read(out.subarray(SIMPLE_REPLY_HEADER_BYTES), offset), out);
       }
-      case COMMAND.write:
-        return this.run(req, () => device.write(payload as Buffer[], offset, fua));
+      case COMMAND.write: {
+        const p = payload as Payload;
+        return this.run(req, () => device.write([p.data], offset, fua), undefined, p);
+      }
       case COMMAND.writeZeroes:
         return this.run(req, () => device.writeZeroes(offset, req.length, fua));
       default:
@@ -289,15 +346,24 @@ export class NbdConnection {
     }
   }
 
-  /** Runs a device call; replies when it completes (now, or when its promise settles). */
-  private run(req: Request, call: () => void | Promise<void>, readReply?: Buffer): void {
+  /**
+   * Runs a device call; replies when it completes (now, or when its promise settles), and then gives back the
+   * write payload it read (BlockDevice's contract: a device keeps no reference to it). Returns true: the call took it.
+   */
+  private run(req: Request, call: () => void | Promise<void>, readReply?: Buffer, payload?: Payload): true {
     let result: void | Promise<void>;
     try {
       result = call();
     } catch (err) {
-      return this.reply(req.handle, errnoOf(err));
+      payload?.release();
+      this.reply(req.handle, errnoOf(err));
+      return true;
     }
-    if (!(result instanceof Promise)) return this.reply(req.handle, ERRNO.ok, readReply);
+    if (!(result instanceof Promise)) {
+      payload?.release();
+      this.reply(req.handle, ERRNO.ok, readReply);
+      return true;
+    }
     const bytes = req.type === COMMAND.write || req.type === COMMAND.read ? req.length : 0;
     this.inFlight++;
     this.bytesInFlight += bytes;
@@ -306,6 +372,7 @@ export class NbdConnection {
       () => this.reply(req.handle, ERRNO.ok, readReply),
       (err: unknown) => this.reply(req.handle, errnoOf(err)),
     ).finally(() => {
+      payload?.release();
       this.inFlight--;
       this.bytesInFlight -= bytes;
       if (this.inFlight > 0 && (this.afterWrites || this.full())) return;
@@ -314,13 +381,14 @@ export class NbdConnection {
       this.afterWrites = undefined;
       if (waiting) {
         this.socket.cork();
-        this.check(waiting.req, waiting.payload);
+        this.checkThenRelease(waiting.req, waiting.payload);
         this.socket.uncork();
       }
       if (this.busy) return;
       this.socket.resume();
       this.pump();
     });
+    return true;
   }
 
   /** Whether the requests in flight are as many, or hold as many bytes, as one connection may have. */

@@ -37,7 +37,8 @@ export class NbdServer implements ExportCatalog {
         hint: 'choose a shorter folder for the sockets (refuge agent --nbd-dir)',
       });
     }
-    const server = createServer({ noDelay: true, allowHalfOpen: false });
+    // Paused: an NbdConnection adopts the socket's handle to read into buffers of its choosing (read-in-place.ts).
+    const server = createServer({ noDelay: true, allowHalfOpen: false, pauseOnConnect: true });
     const nbd = new NbdServer(server, o);
     server.on('connection', (socket) => nbd.accept(socket));
     if ('socketPath' in o.listen) await rm(o.listen.socketPath, { force: true });

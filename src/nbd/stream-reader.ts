@@ -1,7 +1,7 @@
 /**
  * Collects the pieces a socket delivers and hands out exact-length messages. A message that lies inside one piece
- * is returned as a view of it (no copy); one that spans pieces is copied once, when all of it has arrived, so a
- * 1 MiB write arriving in 64 KiB pieces costs one copy, never a quadratic series of concatenations.
+ * is returned as a view of it (no copy); one that spans pieces is copied once, when all of it has arrived, never
+ * through a quadratic series of concatenations.
  */
 export class StreamReader {
   private pieces: Buffer[] = [];
@@ -40,19 +40,28 @@ export class StreamReader {
     return out;
   }
 
-  /** The next `n` bytes as views of the pieces they arrived in (no copy), consumed; undefined if fewer have arrived. */
-  readPieces(n: number): Buffer[] | undefined {
-    if (n > this.total) return undefined;
-    const out: Buffer[] = [];
-    let left = n;
-    while (left > 0) {
+  /** Copies up to `max` of the next bytes into `target` at `at`, consumed; returns how many it copied. */
+  readInto(target: Buffer, at: number, max: number): number {
+    let done = 0;
+    while (done < max && this.total > 0) {
       const piece = this.pieces[0] as Buffer;
-      const take = Math.min(left, piece.length - this.head);
-      out.push(piece.subarray(this.head, this.head + take));
+      const take = Math.min(max - done, piece.length - this.head);
+      piece.copy(target, at + done, this.head, this.head + take);
       this.advance(take);
-      left -= take;
+      done += take;
     }
-    return out;
+    return done;
+  }
+
+  /**
+   * Copies what is left unread into memory of its own: the pieces pushed may be views of a buffer that the next
+   * socket read overwrites (read-in-place.ts). What is left is usually a few bytes of a header.
+   */
+  own(): void {
+    if (this.total === 0) return;
+    const rest = Buffer.allocUnsafe(this.total);
+    this.readInto(rest, 0, this.total);
+    this.push(rest);
   }
 
   /** Drops up to `n` bytes; returns how many were dropped. */
