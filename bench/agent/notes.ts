@@ -58,7 +58,12 @@ against nbdkit's 3,345 and 4,175; \`--only p4 --rounds 3\`: 3,337, 3,444, 3,520 
 (87%), random writes 119%. The "cut every 2 s" row now reads and hashes the frozen chunks the way the agent ships
 them (ship-cut.ts \`hashedGroups\`: runs read on libuv's pool, hashed in a worker, 256 KiB chunks) instead of one
 synchronous 1 MiB read and hash at a time on the event loop that serves the writes, which no agent does; its figures
-are not comparable with the rows before. On that loop, by hand: 1,796 MB/s with reads in place against 1,152 before.`;
+are not comparable with the rows before. On that loop, by hand: 1,796 MB/s with reads in place against 1,152 before. The full run of 20:00 UTC above:
+3,425 MB/s against nbdkit's 4,012 (85%; rounds 3,425, 3,451, 3,226 against 3,670, 4,173, 4,012), random writes 129%,
+with a cut every 2 s 90% and 36%. **Not met**: the agent's sequential bandwidth rose by a third (about 2.5 to 3.4 GB/s)
+and nbdkit's anchor here reaches 4 GB/s. Left in the export per request: two reads (the payload in place, then the
+next header through scratch), a 16-byte reply write, and 16 pool threads spinning on the file's inode lock
+(\`rwsem_spin_on_owner\` 8.6% of samples; limiting the pool writers to 2 or 4 measured no better within the noise).`;
 
 export const P3_NOTES = `Where the time goes (profiles of the vault with \`BENCH_PROFILE=DIR\`, phases and CPU per point with
 \`BENCH_DEBUG=1\`): the store already wrote uploads into packs with one sync per commit, and the commit itself takes
