@@ -63,7 +63,11 @@ are not comparable with the rows before. On that loop, by hand: 1,796 MB/s with 
 with a cut every 2 s 90% and 36%. **Not met**: the agent's sequential bandwidth rose by a third (about 2.5 to 3.4 GB/s)
 and nbdkit's anchor here reaches 4 GB/s. Left in the export per request: two reads (the payload in place, then the
 next header through scratch), a 16-byte reply write, and 16 pool threads spinning on the file's inode lock
-(\`rwsem_spin_on_owner\` 8.6% of samples; limiting the pool writers to 2 or 4 measured no better within the noise).`;
+(\`rwsem_spin_on_owner\` 8.6% of samples; limiting the pool writers to 2 or 4 measured no better within the noise). Tried after it and not kept: 4 KiB of room after each pooled payload so that the read
+finishing a payload also takes the next request's header: A/B by hand, alternating, 3,001 and 3,414 MB/s with it
+against 3,614 and 3,302 without, no gain within the noise. \`--only p4 --rounds 3\` with it (20:32 UTC) measured 97%
+(3,234 against nbdkit's 3,342 MB/s), an hour when nbdkit gave 3.3-3.5 GB/s: the ratio moves with the anchor by
+about ten points from run to run.`;
 
 export const P3_NOTES = `Where the time goes (profiles of the vault with \`BENCH_PROFILE=DIR\`, phases and CPU per point with
 \`BENCH_DEBUG=1\`): the store already wrote uploads into packs with one sync per commit, and the commit itself takes
