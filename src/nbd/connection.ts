@@ -61,8 +61,9 @@ export class NbdConnection {
   private filling: { req: Request; payload: Payload; filled: number } | undefined;
   /** Where reads land when no large payload is being filled (read-in-place.ts); everything read there is used or copied before the next read. */
   private readonly scratch = Buffer.allocUnsafeSlow(SCRATCH_BYTES);
-  /** The buffer the socket's next read lands in. */
+  /** The buffer the socket's next read lands in, and for an in-place target, the payload and offset it was cut for. */
   private target: Buffer | undefined;
+  private targetFor: { filling: NonNullable<NbdConnection['filling']>; at: number } | undefined;
   private readonly socket: Socket;
   /** Payload bytes of an oversized WRITE still to drop, then its handle gets EINVAL. */
   private discard: { left: number; handle: Buffer } | undefined;
@@ -89,7 +90,8 @@ export class NbdConnection {
     this.handshakeTimer = setTimeout(() => this.hangUp('handshake not finished in time'), HANDSHAKE_TIMEOUT_MS);
     this.handshakeTimer.unref();
     socket.on('error', (err) => this.log.debug({ err }, 'nbd connection error'));
-    socket.on('end', () => this.hangUp('client closed the connection'));
+    // After our own end() (OPT_ABORT, DISC) the replies still queued go out before the socket closes by itself.
+    socket.on('end', () => this.phase !== 'closed' && this.hangUp('client closed the connection'));
     socket.on('close', () => {
       clearTimeout(this.handshakeTimer);
       this.phase = 'closed';
@@ -102,19 +104,34 @@ export class NbdConnection {
   /** Where the next read lands: the rest of a large payload being filled, else the scratch buffer. */
   private nextTarget(): Buffer {
     const f = this.filling;
-    this.target = f && f.payload.data.length - f.filled >= IN_PLACE_MIN_BYTES ? f.payload.data.subarray(f.filled) : this.scratch;
+    // Node keeps the buffer given here for the next read, however long that is in coming (reading may be paused
+    // meanwhile). A payload region is given only while nothing but a read can move the payload on: the reader holds
+    // no bytes for it and parsing is not held back (busy, waiting for drain); else a pump() in between would fill
+    // the region from the reader and the read would land on top (or in a buffer given back to the pool).
+    const inPlace = f !== undefined && this.reader.available === 0 && !this.busy && !this.waitingForDrain && f.payload.data.length - f.filled >= IN_PLACE_MIN_BYTES;
+    this.target = inPlace ? f.payload.data.subarray(f.filled) : this.scratch;
+    this.targetFor = inPlace ? { filling: f, at: f.filled } : undefined;
     return this.target;
   }
 
   /** A read of `n` bytes landed in `buf` (what nextTarget gave); returns false to stop reading (busy). */
   private arrived(n: number, buf: Buffer): boolean {
+    // Closed (OPT_ABORT, DISC, a hang-up): what a client still sends is dropped, while reading goes on to its end.
+    if (this.phase === 'closed') return true;
     const f = this.filling;
-    if (f && buf === this.target && buf !== this.scratch) {
-      f.filled += n; // in place already
+    if (buf !== this.scratch) {
+      // In place: nextTarget only cuts a region nothing else can move, so this is a bug if it fails; the bytes landed
+      // in memory that is not theirs, and the connection cannot be trusted any more.
+      if (!f || buf !== this.target || this.targetFor?.filling !== f || this.targetFor.at !== f.filled) {
+        this.log.error('nbd read landed in a payload buffer that was not waiting for it');
+        this.hangUp('internal error: stale read target');
+        return false;
+      }
+      f.filled += n;
     } else {
       let piece = buf.subarray(0, n);
-      if (f) {
-        // The reader is empty while a payload fills (filling started by draining it): the payload's bytes come first.
+      if (f && this.reader.available === 0) {
+        // Nothing of the payload waits in the reader: these bytes come next.
         const take = Math.min(n, f.payload.data.length - f.filled);
         piece.copy(f.payload.data, f.filled, 0, take);
         f.filled += take;
@@ -130,6 +147,7 @@ export class NbdConnection {
   /** Reads `socket` the usual way, a buffer per read (where readInPlace cannot adopt it). */
   private readPieces(socket: Socket): Socket {
     socket.on('data', (piece: Buffer) => {
+      if (this.phase === 'closed') return;
       this.reader.push(piece);
       this.pump();
     });
@@ -139,10 +157,11 @@ export class NbdConnection {
 
   /** Drops the connection (server shutdown, or a client that broke the protocol). */
   hangUp(reason: string): void {
-    if (this.phase === 'closed') return;
-    this.log.debug({ reason }, 'nbd connection closed');
+    // Also when already closed by the protocol (OPT_ABORT, DISC): a client that never closes its side must not keep
+    // the connection, and the server's close() waiting for it, open.
+    if (this.phase !== 'closed') this.log.debug({ reason }, 'nbd connection closed');
     this.phase = 'closed';
-    this.socket.destroy();
+    if (!this.socket.destroyed) this.socket.destroy();
   }
 
   private isOpen(): boolean {
@@ -384,7 +403,7 @@ export class NbdConnection {
         this.checkThenRelease(waiting.req, waiting.payload);
         this.socket.uncork();
       }
-      if (this.busy) return;
+      if (this.busy || this.waitingForDrain) return; // the drain resumes reading
       this.socket.resume();
       this.pump();
     });

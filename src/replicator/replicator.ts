@@ -226,7 +226,7 @@ export class Replicator {
       await work;
     } finally {
       for (const e of group) if (storing.get(e.hash) === work) storing.delete(e.hash);
-      if (storing.size === 0) this.storing.delete(replicationId);
+      if (storing.size === 0 && this.storing.get(replicationId) === storing) this.storing.delete(replicationId);
     }
   }
 

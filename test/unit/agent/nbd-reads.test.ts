@@ -121,6 +121,67 @@ describe('nbd server: reading requests in place', () => {
     expect((await readFile(image)).equals(model)).toBe(true);
   });
 
+  it('a write arriving while replies back up (the client not reading) lands whole: no read goes to a stale place in its payload', async () => {
+    // An in-memory device answering on a later turn: reads queue 1 MiB replies until the output passes its high-water
+    // mark (32 MiB) and parsing waits for the drain, with the next write's header and part of its payload read.
+    const mem = Buffer.alloc(64 * MiB);
+    const later = () => new Promise<void>((resolve) => setImmediate(resolve));
+    const slow: BlockDevice = {
+      sizeBytes: mem.length,
+      readOnly: false,
+      read: async (t, o) => void (await later(), mem.copy(t, 0, o, o + t.length)),
+      write: async (d, o) => {
+        await later();
+        Buffer.concat([...d]).copy(mem, o);
+      },
+      writeZeroes: () => undefined,
+      trim: () => undefined,
+      flush: () => undefined,
+    };
+    await serve(slow);
+    const c = await RawNbdClient.attach(socketPath);
+    try {
+      c.socket.pause(); // replies pile up in the server
+      // 32 replies of 1 MiB and their headers: just past the 32 MiB mark, crossed by the last reply, written after its
+      // request was parsed; so the server notices only after parsing the next request, the write's header.
+      const reads = 32;
+      for (let n = 0; n < reads; n++) {
+        c.request(NBD.cmd.read, BigInt(n), 0, MiB);
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      const pattern = Buffer.alloc(MiB);
+      for (let i = 0; i < MiB / 4; i++) pattern.writeUInt32BE(i, i * 4);
+      c.request(NBD.cmd.write, 1000n, 8 * MiB, MiB, 0, pattern);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      c.socket.resume();
+      for (let n = 0; n < reads; n++) expect((await c.reply(MiB)).handle).toBe(BigInt(n));
+      expect(await c.reply()).toMatchObject({ handle: 1000n, error: 0 });
+      expect(mem.subarray(8 * MiB, 9 * MiB).equals(pattern)).toBe(true);
+    } finally {
+      c.close();
+    }
+  });
+
+  it('after OPT_ABORT drops what a half-open client still sends, and closes without waiting for it', async () => {
+    await serve(device);
+    const c = netConnect({ path: socketPath, allowHalfOpen: true }); // keeps its side open after the server's end
+    c.on('data', () => undefined);
+    c.on('error', () => undefined);
+    try {
+      await new Promise((resolve) => c.once('connect', resolve));
+      c.write(Buffer.concat([u32(1), u64(0x49484156454f5054n), u32(NBD.opt.abort), u32(0)]));
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const junk = Buffer.alloc(256 * 1024);
+      for (let n = 0; n < 40; n++) c.write(junk);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const closed = await Promise.race([(server as NbdServer).close().then(() => true), new Promise((resolve) => setTimeout(() => resolve(false), 3000))]);
+      expect(closed).toBe(true);
+      server = undefined;
+    } finally {
+      c.destroy();
+    }
+  });
+
   it('gives pooled payload buffers back after each write, whether the device applied it or failed', async () => {
     let fail = false;
     const flaky: BlockDevice = {
