@@ -8,7 +8,7 @@
 /** Payloads up to this many bytes are copied into heap buffers (malloc reuses their memory). */
 const SMALL_BYTES = 64 * 1024;
 /** Payloads up to this many bytes get a pooled buffer; longer ones (rare: clients split writes at 1-4 MiB) their own. */
-export const POOLED_PAYLOAD_BYTES = 1024 * 1024;
+const POOLED_PAYLOAD_BYTES = 1024 * 1024;
 /**
  * Free buffers kept across all connections: one connection has at most 16 MiB of writes in flight
  * (connection.ts), plus the one being read.
@@ -26,22 +26,22 @@ export interface Payload {
 
 const keepNothing = (): void => undefined;
 
+function fresh(): Buffer {
+  created++;
+  return Buffer.allocUnsafeSlow(POOLED_PAYLOAD_BYTES);
+}
+
 export function payloadBuffer(length: number): Payload {
   if (length <= SMALL_BYTES) return { data: Buffer.allocUnsafe(length), release: keepNothing };
   if (length > POOLED_PAYLOAD_BYTES) return { data: Buffer.allocUnsafeSlow(length), release: keepNothing };
-  let whole = free.pop();
-  if (!whole) {
-    whole = Buffer.allocUnsafeSlow(POOLED_PAYLOAD_BYTES);
-    created++;
-  }
-  const buffer = whole;
+  const whole = free.pop() ?? fresh();
   let released = false;
   return {
     data: whole.subarray(0, length),
     release: () => {
       if (released) return;
       released = true;
-      if (free.length < KEEP) free.push(buffer);
+      if (free.length < KEEP) free.push(whole);
     },
   };
 }

@@ -29,14 +29,7 @@ export class StreamReader {
       return out;
     }
     const out = Buffer.allocUnsafe(n);
-    let filled = 0;
-    while (filled < n) {
-      const piece = this.pieces[0] as Buffer;
-      const take = Math.min(n - filled, piece.length - this.head);
-      piece.copy(out, filled, this.head, this.head + take);
-      filled += take;
-      this.advance(take);
-    }
+    this.readInto(out, 0, n);
     return out;
   }
 
