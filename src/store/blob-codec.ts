@@ -1,6 +1,6 @@
 import { compress, decompress } from 'zstd-napi';
 import { blobName, type BlobNaming } from './chunks.js';
-import { decodeFramed, encodeFramed } from './leaf-frame.js';
+import { crcProblem, decodeFramed, encodeFramed, parseFrame } from './leaf-frame.js';
 import { seal, tryUnseal, type DataKey } from './sealing.js';
 import { decompressInto } from './zstd-into.js';
 
@@ -100,4 +100,16 @@ export function decodeBlob(stored: Buffer, flags: number, rawLength: number, che
   if (raw.length !== rawLength) return `has ${raw.length} bytes where ${rawLength} were stored`;
   if (check !== null && blobName(raw, check.naming) !== check.hash) return 'bytes do not hash to the blob name';
   return raw;
+}
+
+/**
+ * For a store check (verify, and repair or gc before they copy a blob): a leaf-framed blob whose leaf CRC-32s do not
+ * match its stored bytes, though its data decodes and hashes right (leaf-frame.ts crcProblem); undefined otherwise.
+ */
+export function storedCrcProblem(stored: Buffer, flags: number, rawLength: number, key: DataKey): string | undefined {
+  if (!(flags & BLOB_LEAVES) || flags & BLOB_DELTA) return undefined;
+  const body = key === null ? stored : tryUnseal(stored, key);
+  if (body === null) return 'authentication tag mismatch (damaged, or sealed under another key)';
+  const frame = parseFrame(body, rawLength);
+  return typeof frame === 'string' ? frame : crcProblem(body, frame);
 }

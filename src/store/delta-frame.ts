@@ -1,6 +1,6 @@
 import { crc32 } from 'node:zlib';
 import { LEAF_SIZE, isZero, leafDigests, nameFromLeafDigests, patchRuns, zeroDigests } from './chunks.js';
-import { COMPRESSED_BIT, ENTRY, FROM_BASE, decodeLeaf, decodeLeafTo, encodeLeaf, leafCount, leafRange, parseFrame, touchedLeaves, type Frame, type FramedPatch } from './leaf-frame.js';
+import { COMPRESSED_BIT, ENTRY, FROM_BASE, crcProblem, decodeLeaf, decodeLeafTo, encodeLeaf, leafCount, leafCrcOk, leafRange, parseFrame, touchedLeaves, type Frame, type FramedPatch } from './leaf-frame.js';
 
 /**
  * Delta blobs (docs/design-delta-points.md, stage 3): a patched chunk stored as the leaves its patch touched, the
@@ -103,6 +103,8 @@ export function checkDeltaAlone(stored: Buffer, rawLength: number, check: string
   const frame = parseFrame(body, rawLength, true);
   if (typeof frame === 'string') return frame;
   if (nameFromLeafDigests(rawLength, frame.digests) !== check) return 'its leaf digests do not give the blob name';
+  const crc = crcProblem(body, frame);
+  if (crc) return crc;
   const leaf = Buffer.allocUnsafe(Math.min(rawLength, LEAF_SIZE));
   for (let i = 0; i < frame.n; i++) {
     if (frame.fromBase[i]) continue;
@@ -142,7 +144,7 @@ export function patchChain(chain: readonly Buffer[], baseHash: string, chunkLeng
     if (written === to - from) continue; // overwritten whole: the base's bytes are not needed
     const holder = holderOf(members, i);
     if (!holder) return { slow: `no member of the base's chain stores leaf ${i}` };
-    if (crc32(holder.body.subarray(holder.frame.starts[i], holder.frame.ends[i])) !== holder.frame.crcs[i]) return { slow: `the base's leaf ${i} fails its CRC` };
+    if (!leafCrcOk(holder.body, holder.frame, i)) return { slow: `the base's leaf ${i} fails its CRC` };
     if (!decodeLeaf(holder.body, holder.frame, i, raw, chunkLength)) return { slow: `the base's leaf ${i} does not decode` };
   }
   for (const [offset, length, from] of runs) patch.copy(raw, offset, from, from + length);

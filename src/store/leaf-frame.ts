@@ -18,7 +18,8 @@ import { compressInto, decompressInto } from './zstd-into.js';
  *   the leaves' stored bytes, in order
  * Reading a framed blob decodes every leaf and checks the name from digests computed afresh, and the stored digests
  * against them, as any read checks a blob: the CRCs only guard the rebuild's copying (a flipped byte in a copied leaf
- * would otherwise pass into the new chunk unseen), and a damaged CRC only sends a rebuild down the slow path.
+ * would otherwise pass into the new chunk unseen), and a damaged CRC only sends a rebuild down the slow path; verify
+ * checks them too (crcProblem), since every stored byte it cannot vouch for is damage a repair must replace.
  */
 
 export const COMPRESSED_BIT = 0x80000000;
@@ -81,6 +82,22 @@ export function parseFrame(stored: Buffer, rawLength: number, deltas = false): F
   if (at !== stored.length) return `has ${stored.length} bytes where its leaf frame accounts for ${at}`;
   return { n, digests: stored.subarray(0, n * 32), starts, ends, compressed, crcs, fromBase };
 }
+
+/**
+ * The first leaf whose stored bytes do not match their CRC-32, or undefined. Reads do not need it (they check every
+ * leaf's digest), but verify does: a flipped byte in a CRC leaves the data readable and would only send a rebuild
+ * down its slow path, yet it is damage to the stored bytes that a store check must report and a repair replace.
+ */
+export function crcProblem(stored: Buffer, frame: Frame): string | undefined {
+  for (let i = 0; i < frame.n; i++) {
+    if (frame.fromBase[i]) continue;
+    if (!leafCrcOk(stored, frame, i)) return `leaf ${i}'s stored bytes do not match their CRC-32`;
+  }
+  return undefined;
+}
+
+/** Whether leaf `i`'s stored bytes match the CRC-32 its frame gives them. */
+export const leafCrcOk = (stored: Buffer, frame: Frame, i: number): boolean => crc32(stored.subarray(frame.starts[i], frame.ends[i])) === frame.crcs[i];
 
 /** Leaf `i` of `frame` decoded into `out` (the raw blob's buffer, at the leaf's place); false when it does not decode. */
 export function decodeLeaf(stored: Buffer, frame: Frame, i: number, out: Buffer, rawLength: number): boolean {

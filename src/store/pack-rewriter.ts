@@ -13,6 +13,7 @@ export async function checkPackBlobs(store: ReplicaStore, data: Buffer, blobs: r
     naming: store.naming,
     data,
     items: blobs.map((b) => ({ offset: b.offset, length: b.length, flags: b.flags, rawLength: b.rawLength, hash: b.hash })),
+    strict: true,
   });
   return reply.items.map((item, i) => {
     if ('problem' in item) return item.problem;

@@ -125,7 +125,7 @@ export async function verifyStore(
       damage(err.message, []);
     }
     const size = data.length; // the buffer moves to the worker
-    const reply = await workerPool().run({ op: 'decode', key: store.key, naming: store.naming, data, items: blobs.map((b) => ({ offset: b.offset, length: b.length, flags: b.flags, rawLength: b.rawLength, hash: b.hash })) }, true);
+    const reply = await workerPool().run({ op: 'decode', key: store.key, naming: store.naming, data, items: blobs.map((b) => ({ offset: b.offset, length: b.length, flags: b.flags, rawLength: b.rawLength, hash: b.hash })), strict: true }, true);
     for (const [i, item] of reply.items.entries()) {
       const b = blobs[i] as BlobEntry;
       blobsChecked++;

@@ -5,7 +5,9 @@ import { encodePatch, type Run } from '../../../src/protocol/chunk-encoding.js';
 import { BLOB_LEAVES, decodeBlob, encodeBlob } from '../../../src/store/blob-codec.js';
 import { LEAF_SIZE, applyPatch, blobName } from '../../../src/store/chunks.js';
 import { patchChain } from '../../../src/store/delta-frame.js';
-import { decodeFramed, encodeFramed, framedBound } from '../../../src/store/leaf-frame.js';
+import { decodeFramed, encodeFramed, framedBound, leafCount } from '../../../src/store/leaf-frame.js';
+import { repairStore } from '../../../src/store/repair.js';
+import { verifyStore } from '../../../src/store/verify.js';
 import { expectRefugeError } from './expect-error.js';
 import { commitDisk, expectSameBytes, flipByte, framedLeafBytes, openTempStore, packOf, type TempStore } from './fixtures.js';
 
@@ -156,6 +158,25 @@ describe('a plain format-3 store rebuilding patches from leaf-framed bases', () 
     randomBytes(8 * K).copy(other, 5 * LEAF_SIZE);
     await expectRefugeError(store.putPatchedChunk(name(other), name(base), encodePatch(other, [[5 * LEAF_SIZE, 8 * K]]), CHUNK), 'failed_precondition', 'damaged');
     expect(await store.missingChunks([name(other)])).toEqual([name(other)]);
+  });
+
+  it('a flipped byte in a leaf CRC: reads still give the checked bytes, verify names the blob, repair replaces it', async () => {
+    // CI found this once: the CRCs are 64 of a 256 KiB blob's stored bytes, and reads (which check every leaf's
+    // digest) never look at them, so verify did not either and missed one byte flipped in nine.
+    t = await openTempStore(CHUNK, { format: 3 });
+    const chunk = mixedChunk();
+    await commitDisk(t.store, chunk);
+    const key = packOf(t.store, name(chunk));
+    const loc = t.store.blobs.location(name(chunk));
+    await flipByte(join(t.root, ...key.split('/')), (loc?.offset ?? 0) + leafCount(CHUNK) * 36 + 5 * 4 + 2);
+    expectSameBytes(await t.store.getChunk(name(chunk)), chunk);
+    const problems = (await verifyStore(t.store)).problems;
+    expect(problems).toHaveLength(1);
+    expect(problems[0]?.object).toBe(key);
+    expect(problems[0]?.problem).toContain(name(chunk));
+    expect(problems[0]?.problem).toContain("leaf 5's stored bytes do not match their CRC-32");
+    expect((await repairStore(t.store)).lost.map((b) => b.hash)).toEqual([name(chunk)]);
+    expect(await t.store.missingChunks([name(chunk)])).toEqual([name(chunk)]); // for the source to send again
   });
 
   it('in an encrypted store keeps whole sealed blobs and rebuilds patches whole', async () => {
