@@ -138,6 +138,7 @@ export function agentRoutes(deps: AppDeps): FastifyPluginAsync {
       const ops = rep.failover;
       // An agent that cannot name chunks as the store does (before 0.3.0, a format-3 store) would fail every upload.
       const canShip = agentNamesFor(store.naming, req.body.agentVersion);
+      await outdatedAgentAlert(deps, v.id, m.name, rep.name, canShip ? undefined : { version: req.body.agentVersion, site: target.name });
       const mode = canShip && isReplicating(rep.state) && agentSite === rep.sourceSiteId && (rep.state !== 'reprotecting' || ops.reprotectShipping) ? ('replicate' as const) : ('stop' as const);
       // The agent where the machine now runs waits, told `stop`, while a re-protect seeds and reverses: it should
       // learn it may ship within a second, not at its next regular heartbeat (10 s by default).
@@ -178,6 +179,21 @@ export function agentNamesFor(naming: BlobNaming, version: string): boolean {
   if (naming === 'sha256') return true;
   const [major, min] = minor(version);
   return major > 0 || min >= 3;
+}
+
+/**
+ * An agent told `stop` because it cannot name chunks as its target store does would otherwise leave its replication
+ * to age without a word: a critical `agent-outdated` alert names the machine, its version and the fix, and the
+ * first heartbeat from an upgraded agent resolves it. Raising an active alert again only refreshes it.
+ */
+async function outdatedAgentAlert(deps: AppDeps, vaultId: string, machine: string, replication: string, outdated: { version: string; site: string } | undefined): Promise<void> {
+  const { alerts } = deps.monitoring;
+  if (!outdated) {
+    await alerts.resolve(vaultId, 'agent-outdated', replication);
+    return;
+  }
+  const message = `the agent of '${machine}' is version ${outdated.version}; the replica store at site '${outdated.site}' names chunks by leaf digests, which agents from 0.3.0 do, so '${replication}' ships nothing until the agent is upgraded`;
+  await alerts.raise(vaultId, { kind: 'agent-outdated', subject: replication, severity: 'critical', message, details: { machine, agentVersion: outdated.version, site: outdated.site } });
 }
 
 /** The DNS names and addresses in the client certificate (a replicator keeps them when it renews). */

@@ -68,6 +68,8 @@ export class AlertRepository {
   async resolve(vaultId: string, kind: AlertKind, subject: string): Promise<Alert | undefined> {
     const now = new Date().toISOString();
     const activeKey = `${kind}:${subject}`;
+    // Most calls find nothing to resolve (the monitor's passes, every agent heartbeat): one read, no transaction.
+    if (!(await this.db.selectFrom('alerts').select('id').where('vaultId', '=', vaultId).where('activeKey', '=', activeKey).executeTakeFirst())) return undefined;
     const resolved = await this.db.transaction().execute(async (trx) => {
       const row = await trx.selectFrom('alerts').selectAll().where('vaultId', '=', vaultId).where('activeKey', '=', activeKey).executeTakeFirst();
       if (!row) return undefined;

@@ -10,6 +10,7 @@ export const ALERT_KINDS = [
   'readiness-worsened',
   'replica-store-full',
   'replica-store-mismatch',
+  'agent-outdated',
 ] as const;
 export type AlertKind = (typeof ALERT_KINDS)[number];
 
