@@ -7,7 +7,7 @@ import type { BlockHashesResponse, ChunkBatchResponse, CommitPointRequest, Commi
 import { chunkCount } from '../store/chunks.js';
 import type { PointManifest } from '../store/manifest.js';
 import { forEachChunk } from '../store/tree.js';
-import type { PatchUpload } from '../store/patched-chunks.js';
+import { isPatchBaseRefusal, type PatchUpload } from '../store/patched-chunks.js';
 import type { ReplicaStore } from '../store/replica-store.js';
 import { takeResyncRequest } from '../store/repair.js';
 import { inGroups } from './entry-groups.js';
@@ -259,7 +259,7 @@ export class Replicator {
         received(c, o.rawLength, wireLengths[n] as number);
         c.patchesReceived++;
         stored++;
-      } else if (isRefugeError(o.error, 'failed_precondition')) {
+      } else if (isPatchBaseRefusal(o.error)) {
         baseMissing.push(u.hash);
         c.chunksRejected++; // as the store refused it (the agent sends it whole next)
       } else {

@@ -1,4 +1,4 @@
-import { RefugeError } from '../core/errors.js';
+import { RefugeError, isRefugeError } from '../core/errors.js';
 import type { BlobStore } from './blob-store.js';
 import { isChunkHash, type BlobNaming } from './chunks.js';
 import type { DataKey } from './sealing.js';
@@ -37,7 +37,13 @@ export interface PatchTarget {
   noteUpload(hash: string): void;
 }
 
-export const baseLacking = (base: string) => new RefugeError('failed_precondition', `patch base chunk ${base} is not stored`, { hint: 'upload the whole chunk instead' });
+/**
+ * A patch refused for its base (lacking, unreadable, damaged): the sender sends the chunk whole instead. Marked with
+ * `details.patchBase` (which survives the HTTP answer) so that no other failed precondition is taken for one.
+ */
+export const baseLacking = (base: string) => new RefugeError('failed_precondition', `patch base chunk ${base} is not stored`, { hint: 'upload the whole chunk instead', details: { patchBase: base } });
+/** Whether `err` refuses a patch for its base (see baseLacking). */
+export const isPatchBaseRefusal = (err: unknown): boolean => isRefugeError(err, 'failed_precondition') && err.details.patchBase !== undefined;
 export const mismatch = (claimed: string, actual: string) => new RefugeError('integrity', `chunk bytes hash to ${actual}, not to the claimed ${claimed}; rejected`);
 
 /**
@@ -70,7 +76,7 @@ function outcomeOf(u: PatchUpload, r: RebuildResult | undefined): PatchOutcome {
 }
 
 function refused(hash: string, base: string | null, r: Extract<RebuildResult, { problem: string }>): RefugeError {
-  if (r.problem === 'base') return new RefugeError('failed_precondition', `patch base chunk ${base ?? 'zero'} cannot be read: it is damaged (${r.message})`, { hint: 'upload the whole chunk instead' });
+  if (r.problem === 'base') return new RefugeError('failed_precondition', `patch base chunk ${base ?? 'zero'} cannot be read: it is damaged (${r.message})`, { hint: 'upload the whole chunk instead', details: { patchBase: base ?? 'zero' } });
   if (r.problem === 'mismatch') return mismatch(hash, r.hash ?? '?');
   return new RefugeError('invalid_argument', r.problem === 'zero' ? `chunk ${hash}: ${r.message}; zero chunks are not stored` : r.message);
 }

@@ -239,7 +239,7 @@ export class ReplicaStore {
   private async readBase(base: string): Promise<RebuildBase> {
     const { stored, loc } = await this.blobs.readStored(base).catch((err: unknown) => {
       if (isRefugeError(err, 'not_found')) throw baseLacking(base);
-      throw new RefugeError('failed_precondition', `patch base chunk ${base} cannot be read: ${(err as Error).message}`, { cause: err, hint: 'upload the whole chunk instead' });
+      throw new RefugeError('failed_precondition', `patch base chunk ${base} cannot be read: ${(err as Error).message}`, { cause: err, hint: 'upload the whole chunk instead', details: { patchBase: base } });
     });
     // A delta goes to the worker decoded (its chain read and checked here): it is the rare case of a base not in a
     // local pack file, and the chunk patched on it is then stored framed, whole, starting a new chain.

@@ -407,7 +407,8 @@ export class ChunkUploader {
       try {
         await this.put(item.hash, item.patch.bytes, { base: item.patch.base, chunkLength: item.chunkLength });
       } catch (err) {
-        if (isRefugeError(err, 'failed_precondition')) return false;
+        // Only a refusal for the patch's base (docs/protocol.md: `patchBase` in the error) means "send it whole".
+        if (isRefugeError(err, 'failed_precondition') && err.details.patchBase !== undefined) return false;
         throw err;
       }
       this.stats.patches++;

@@ -79,8 +79,11 @@ describe('replicator uploads: bad data, replays, out of order', () => {
       expect([what, r.status]).toEqual([what, status]);
       expect((await message(r)).message).toMatch(pattern);
     }
+    // A refusal for the base names it (what alone tells the agent to send the chunk whole, docs/protocol.md).
+    const lacking = chunkHash(Buffer.from('nope'));
+    expect((await putPatch(claimed, encodePatch(next, [[0, 4096]]), lacking, CHUNK)).json<{ error: { patchBase?: string } }>().error.patchBase).toBe(lacking);
     expect(await missing([claimed])).toEqual([claimed]);
-    expect(f.counters(base.split('/').pop() as string)?.chunksRejected).toBe(cases.length - 2); // gzip and the bad header are refused before decoding
+    expect(f.counters(base.split('/').pop() as string)?.chunksRejected).toBe(cases.length - 2 + 1); // gzip and the bad header are refused before decoding; one more patch above
   });
 
   it('accepts uploads in any order, commits once all are there, answers a replayed commit with its point and refuses a stale one', async () => {

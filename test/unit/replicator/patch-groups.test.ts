@@ -4,7 +4,7 @@ import { RefugeError } from '../../../src/core/errors.js';
 import type { BatchEntry } from '../../../src/protocol/chunk-batch.js';
 import { Replicator, type ReplicationTarget } from '../../../src/replicator/replicator.js';
 import { chunkHash } from '../../helpers/chunk-name.js';
-import type { PatchOutcome, PatchUpload } from '../../../src/store/patched-chunks.js';
+import { baseLacking, type PatchOutcome, type PatchUpload } from '../../../src/store/patched-chunks.js';
 import type { ReplicaStore } from '../../../src/store/replica-store.js';
 
 /**
@@ -34,15 +34,20 @@ describe('replicator: patches stored in groups', () => {
       expect(uploads.map((u) => u.hash)).toEqual(entries.map((e) => e.hash)); // one group, in order
       return [
         { rawLength: CHUNK },
-        { error: new RefugeError('failed_precondition', 'patch base chunk x is not stored') },
+        { error: baseLacking('x') },
         { rawLength: CHUNK },
         { error: new RefugeError('integrity', 'chunk bytes hash to y, not to the claimed z') },
       ];
     });
     await expect(replicator.putChunks('r1', entries)).rejects.toMatchObject({ code: 'invalid_argument' });
     expect(counters()).toMatchObject({ chunksReceived: 2, patchesReceived: 2, chunksRejected: 2, pendingBytes: 2 * CHUNK });
-    const { replicator: ok } = replicatorWith(async (uploads) => uploads.map((u, n) => (n === 1 ? { error: new RefugeError('failed_precondition', 'damaged') } : { rawLength: u.chunkLength })));
+    const damaged = new RefugeError('failed_precondition', 'patch base chunk x cannot be read: it is damaged', { details: { patchBase: 'x' } });
+    const { replicator: ok } = replicatorWith(async (uploads) => uploads.map((u, n) => (n === 1 ? { error: damaged } : { rawLength: u.chunkLength })));
     await expect(ok.putChunks('r1', entries)).resolves.toEqual({ stored: 3, baseMissing: [entries[1]?.hash] });
+    // Another failed precondition is not a base to send whole: the batch fails with it.
+    const other = new RefugeError('failed_precondition', "the replica store of site 'recovery' is missing");
+    const { replicator: notBase } = replicatorWith(async (uploads) => uploads.map((u, n) => (n === 1 ? { error: other } : { rawLength: u.chunkLength })));
+    await expect(notBase.putChunks('r1', entries)).rejects.toMatchObject({ code: 'failed_precondition', message: expect.stringContaining('is missing') as unknown as string });
   });
 
   it('reports a store that ran out of space while storing patches, as it does for whole chunks', async () => {
