@@ -407,8 +407,7 @@ export class ChunkUploader {
       try {
         await this.put(item.hash, item.patch.bytes, { base: item.patch.base, chunkLength: item.chunkLength });
       } catch (err) {
-        // Only a refusal for the patch's base (docs/protocol.md: `patchBase` in the error) means "send it whole".
-        if (isRefugeError(err, 'failed_precondition') && err.details.patchBase !== undefined) return false;
+        if (refusesBase(err)) return false;
         throw err;
       }
       this.stats.patches++;
@@ -427,4 +426,12 @@ export class ChunkUploader {
     await retrying(() => this.transport.putChunk(hash, body, { compressed, ...(patch ? { patch } : {}) }, signal), { ...this.o.retry, signal });
     this.stats.wireBytes += body.length;
   }
+}
+
+/**
+ * Whether a failed upload refuses a patch for its base, which alone means "send it whole" (docs/protocol.md): the
+ * error names the base in `patchBase`; a replicator from before 2026-12-03 said so only in its message.
+ */
+function refusesBase(err: unknown): boolean {
+  return isRefugeError(err, 'failed_precondition') && (err.details.patchBase !== undefined || /^patch base chunk /.test(err.message));
 }
