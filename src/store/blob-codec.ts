@@ -1,6 +1,6 @@
 import { compress, decompress } from 'zstd-napi';
 import { blobName, type BlobNaming } from './chunks.js';
-import { crcProblem, decodeFramed, encodeFramed, parseFrame } from './leaf-frame.js';
+import { decodeFramed, encodeFramed } from './leaf-frame.js';
 import { seal, tryUnseal, type DataKey } from './sealing.js';
 import { decompressInto } from './zstd-into.js';
 
@@ -30,6 +30,11 @@ export const BLOB_DECODED_ELSEWHERE = BLOB_COMPRESSED | BLOB_LEAVES | BLOB_DELTA
 export interface BlobCheck {
   hash: string;
   naming: BlobNaming;
+  /**
+   * Also what reads need not check (a leaf-framed blob's CRC-32s, leaf-frame.ts crcProblem): for verify, and for
+   * repair and garbage collection before they copy a blob.
+   */
+  strict?: boolean;
 }
 
 export interface EncodedBlob {
@@ -83,7 +88,7 @@ export function decodeBlob(stored: Buffer, flags: number, rawLength: number, che
   const body = key === null ? stored : tryUnseal(stored, key);
   if (body === null) return 'authentication tag mismatch (damaged, or sealed under another key)';
   if (flags & BLOB_LEAVES) {
-    const raw = decodeFramed(body, rawLength, check?.naming === 'leaf16' ? check.hash : null, into);
+    const raw = decodeFramed(body, rawLength, check?.naming === 'leaf16' ? check.hash : null, into, check?.strict === true);
     if (typeof raw === 'string' || check === null || check.naming === 'leaf16') return raw;
     return blobName(raw, check.naming) === check.hash ? raw : 'bytes do not hash to the blob name';
   }
@@ -102,14 +107,3 @@ export function decodeBlob(stored: Buffer, flags: number, rawLength: number, che
   return raw;
 }
 
-/**
- * For a store check (verify, and repair or gc before they copy a blob): a leaf-framed blob whose leaf CRC-32s do not
- * match its stored bytes, though its data decodes and hashes right (leaf-frame.ts crcProblem); undefined otherwise.
- */
-export function storedCrcProblem(stored: Buffer, flags: number, rawLength: number, key: DataKey): string | undefined {
-  if (!(flags & BLOB_LEAVES) || flags & BLOB_DELTA) return undefined;
-  const body = key === null ? stored : tryUnseal(stored, key);
-  if (body === null) return 'authentication tag mismatch (damaged, or sealed under another key)';
-  const frame = parseFrame(body, rawLength);
-  return typeof frame === 'string' ? frame : crcProblem(body, frame);
-}

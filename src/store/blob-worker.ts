@@ -1,6 +1,6 @@
 import { closeSync, openSync, readSync, writevSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
-import { BLOB_DECODED_ELSEWHERE, BLOB_DELTA, BLOB_LEAVES, decodeBlob, encodeBlob, storedCrcProblem, type BlobCheck } from './blob-codec.js';
+import { BLOB_DECODED_ELSEWHERE, BLOB_DELTA, BLOB_LEAVES, decodeBlob, encodeBlob, type BlobCheck } from './blob-codec.js';
 import { MAX_DELTA_DEPTH, checkDeltaAlone, decodeChain, patchChain } from './delta-frame.js';
 import { LEAF_SIZE, applyPatch, isZero, nameWithDigests, type BlobNaming } from './chunks.js';
 import { encodedBound, type RebuildBase, type RebuildItem, type RebuildResult, type WorkerReply, type WorkerTask } from './worker-pool.js';
@@ -347,11 +347,8 @@ function run(task: WorkerTask): { reply: WorkerReply; transfer: ArrayBuffer[] } 
           const problem = checkDeltaAlone(data.subarray(it.offset, it.offset + it.length), it.rawLength, it.hash);
           return problem ? { problem } : { rawLength: 0 };
         }
-        const stored = data.subarray(it.offset, it.offset + it.length);
-        const out = decodeBlob(stored, it.flags, it.rawLength, { hash: it.hash, naming: task.naming }, key);
+        const out = decodeBlob(data.subarray(it.offset, it.offset + it.length), it.flags, it.rawLength, { hash: it.hash, naming: task.naming, strict: task.strict === true }, key);
         if (typeof out === 'string') return { problem: out };
-        const crc = task.strict ? storedCrcProblem(stored, it.flags, it.rawLength, key) : undefined;
-        if (crc) return { problem: crc };
         parts.push(out);
         return { rawLength: out.length };
       });

@@ -161,11 +161,14 @@ export function encodeFramed(raw: Buffer, level: number, tryCompress: boolean, d
 
 /**
  * The raw bytes of a framed blob (into `into` when given, at least `rawLength` long), or why they cannot be had.
- * With `check`, the digests of the decoded leaves must give `check` (the blob's name) and equal the stored ones.
+ * With `check`, the digests of the decoded leaves must give `check` (the blob's name) and equal the stored ones;
+ * with `crcs`, the leaves' stored bytes must match their CRC-32s too (crcProblem).
  */
-export function decodeFramed(stored: Buffer, rawLength: number, check: string | null, into?: Buffer): Buffer | string {
+export function decodeFramed(stored: Buffer, rawLength: number, check: string | null, into?: Buffer, crcs = false): Buffer | string {
   const frame = parseFrame(stored, rawLength);
   if (typeof frame === 'string') return frame;
+  const crc = crcs ? crcProblem(stored, frame) : undefined;
+  if (crc) return crc;
   const out = into && into.length >= rawLength ? into.subarray(0, rawLength) : Buffer.allocUnsafe(rawLength);
   for (let i = 0; i < frame.n; i++) if (!decodeLeaf(stored, frame, i, out, rawLength)) return `leaf ${i} does not decode to its length`;
   if (check !== null) {

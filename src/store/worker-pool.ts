@@ -15,7 +15,7 @@ export type WorkerTask =
   | { op: 'scan'; key: Uint8Array | null; naming: BlobNaming; level: number; data: Uint8Array; chunkSize: number; previous: Uint8Array; out?: ArrayBuffer | SharedArrayBuffer }
   | { op: 'hash'; key: null; naming: BlobNaming; data: Uint8Array; chunkSize: number }
   | { op: 'rebuild'; key: Uint8Array | null; naming: BlobNaming; level: number; data: Uint8Array; items: RebuildItem[]; out: ArrayBuffer | SharedArrayBuffer; deltas?: boolean }
-  /** `strict`: also check what reads need not (storedCrcProblem), for verify and for repair and gc before they copy blobs. */
+  /** `strict`: also check what reads need not (BlobCheck.strict), for verify and for repair and gc before they copy blobs. */
   | { op: 'decode'; key: Uint8Array | null; naming: BlobNaming; data: Uint8Array; items: { offset: number; length: number; flags: number; rawLength: number; hash: string }[]; strict?: boolean }
   | { op: 'restore'; key: Uint8Array | null; naming: BlobNaming; data: Uint8Array; fd: number; items: RestoreItem[] };
 

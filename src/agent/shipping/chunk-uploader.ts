@@ -4,6 +4,7 @@ import { MAX_HASHES_PER_QUERY } from '../../protocol/limits.js';
 import type { ChunkBatchResponse } from '../../protocol/schemas.js';
 import { BATCH_ENTRY_HEADER, BATCH_TARGET_BYTES, BatchWriter, frameBatch, MAX_BATCH_ENTRIES, type BatchEntry, type FramedBatch, type WrittenBody } from '../../protocol/chunk-batch.js';
 import { compressIfUseful, compressInto, encodePatchInto, MAX_REPLICATION_CHUNK_SIZE, patchLength, type Run } from '../../protocol/chunk-encoding.js';
+import { isPatchBaseRefusal } from '../../store/patched-chunks.js';
 import type { ChunkBodyEncoding, ReplicatorTransport } from '../clients.js';
 import type { RateLimiter } from './rate-limiter.js';
 import { retrying, type RetryPolicy } from './retry.js';
@@ -433,5 +434,5 @@ export class ChunkUploader {
  * error names the base in `patchBase`; a replicator from before 2026-12-03 said so only in its message.
  */
 function refusesBase(err: unknown): boolean {
-  return isRefugeError(err, 'failed_precondition') && (err.details.patchBase !== undefined || /^patch base chunk /.test(err.message));
+  return isPatchBaseRefusal(err) || (isRefugeError(err, 'failed_precondition') && /^patch base chunk /.test(err.message));
 }
